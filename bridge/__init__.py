@@ -1,0 +1,1 @@
+"""The bridge: chan:opportunity_update -> validated Celery task keyed by execution_id."""

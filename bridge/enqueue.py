@@ -1,0 +1,53 @@
+"""Handing a message to the worker: one Celery task, its id the execution_id.
+
+Celery's publish is synchronous; it runs in a thread so /health stays responsive while
+the broker is slow, and a message whose enqueue fails is kept and retried, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+from celery import Celery
+
+log = logging.getLogger(__name__)
+
+DECIDE_TASK = "zero.decide"
+_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+
+class Enqueuer:
+    def __init__(self, app: Celery, max_pending: int = 10_000) -> None:
+        self._app = app
+        self._pending: deque[tuple[str, dict[str, Any]]] = deque(maxlen=max_pending)
+        self.enqueued = 0
+        self.failures = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _send(self, task_id: str, message: dict[str, Any]) -> None:
+        self._app.send_task(DECIDE_TASK, args=[message], task_id=task_id,
+                            retry=True, retry_policy=_RETRY_POLICY)
+
+    async def submit(self, task_id: str, message: dict[str, Any]) -> bool:
+        """True when on the queue now; False when kept for `drain` to retry."""
+        self._pending.append((task_id, message))
+        return await self.drain()
+
+    async def drain(self) -> bool:
+        while self._pending:
+            task_id, message = self._pending[0]
+            try:
+                await asyncio.to_thread(self._send, task_id, message)
+            except Exception as exc:  # noqa: BLE001 - kept, retried by the next drain
+                self.failures += 1
+                log.warning("enqueue of %s failed (%s); %d pending", task_id, type(exc).__name__, len(self._pending))
+                return False
+            self._pending.popleft()
+            self.enqueued += 1
+        return True

@@ -1,0 +1,119 @@
+"""GET /health: the truth about Redis, the audit database, the broker and the workers.
+
+`down` when Redis is unreachable (nothing can be decided, and nothing will be ordered);
+`degraded` when Redis answers but the database, the broker or the workers do not;
+`ok` otherwise. No secret is ever part of the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import redis.asyncio as aioredis
+from sqlalchemy import Engine
+
+from zero_tasks import keys
+from zero_tasks.alpaca_adapter import AlpacaBroker
+from zero_tasks.audit import ping as db_ping
+from zero_tasks.veto import parse_market_state
+
+BROKER_CACHE_S = 10.0
+CHECK_TIMEOUT_S = 2.0
+
+
+@dataclass
+class HealthSources:
+    redis_url: str
+    engine: Engine
+    broker: AlpacaBroker
+    database_label: str
+    stats: Callable[[], dict[str, Any]] = dict
+    _broker_cache: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
+
+
+def _check(ok: bool, detail: str, started: float) -> dict[str, Any]:
+    return {"ok": ok, "detail": detail, "ms": round(1000 * (time.perf_counter() - started), 1)}
+
+
+async def _redis_view(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    started = time.perf_counter()
+    client = aioredis.Redis.from_url(url, decode_responses=False, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        await client.ping()
+        enabled, market = await client.mget(keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY)
+        workers = [k async for k in client.scan_iter(match=keys.WORKER_ALIVE_PREFIX + "*", count=100)]
+        view = {"execution_enabled": enabled == b"true", "market_state_raw": market, "workers": len(workers)}
+        return _check(True, "ping ok", started), view
+    except Exception as exc:  # noqa: BLE001 - any failure means Redis is not usable
+        return _check(False, f"unreachable: {type(exc).__name__}", started), {}
+    finally:
+        await client.aclose()
+
+
+async def _database(src: HealthSources) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(asyncio.to_thread(db_ping, src.engine), CHECK_TIMEOUT_S + 2)
+        return _check(True, f"{src.database_label} reachable", started)
+    except Exception as exc:  # noqa: BLE001
+        return _check(False, f"{src.database_label} unreachable: {type(exc).__name__}", started)
+
+
+async def _broker(src: HealthSources) -> dict[str, Any]:
+    now = time.monotonic()
+    if src._broker_cache and now - src._broker_cache[0] < BROKER_CACHE_S:
+        return src._broker_cache[1]
+    started = time.perf_counter()
+    try:
+        detail = await asyncio.wait_for(asyncio.to_thread(src.broker.probe), CHECK_TIMEOUT_S + 5)
+        result = _check(True, detail, started)
+    except Exception as exc:  # noqa: BLE001
+        result = _check(False, f"unreachable: {type(exc).__name__}: {str(exc)[:120]}", started)
+    src._broker_cache = (now, result)
+    return result
+
+
+def _market_state(raw: bytes | None) -> tuple[str | None, float | None]:
+    if raw is None:
+        return None, None
+    try:
+        state = parse_market_state(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, None
+    if isinstance(state, str):
+        return None, None
+    return state.state, round(time.time() - state.timestamp.timestamp(), 1)
+
+
+async def health(src: HealthSources) -> tuple[int, dict[str, Any]]:
+    (redis_check, view), database, broker = await asyncio.gather(
+        _redis_view(src.redis_url), _database(src), _broker(src))
+    workers_alive = view.get("workers", 0)
+    workers = {"ok": workers_alive > 0, "detail": f"{workers_alive} worker(s) alive", "alive": workers_alive}
+    market, market_age = _market_state(view.get("market_state_raw"))
+    checks = {"redis": redis_check, "database": database, "broker": broker, "workers": workers}
+    if not redis_check["ok"]:
+        status = "down"
+    elif all(c["ok"] for c in checks.values()):
+        status = "ok"
+    else:
+        status = "degraded"
+    body = {
+        "status": status,
+        "paper": True,
+        "execution_enabled": bool(view.get("execution_enabled", False)),
+        "market_state": market,
+        "market_state_age_s": market_age,
+        "database": src.database_label,
+        "checks": checks,
+        **src.stats(),
+    }
+    return (503 if status == "down" else 200), body
+
+
+def render(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, default=str).encode()

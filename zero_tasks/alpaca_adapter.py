@@ -1,0 +1,158 @@
+"""The broker edge: alpaca-py's TradingClient, paper only, with a timeout and no blind retry.
+
+alpaca-py sets no request timeout and re-POSTs on 429/504 by itself. Here every call has
+a timeout, alpaca-py's own retry is off (our task retries, after looking the order up by
+client_order_id), and every failure becomes one of two values the task understands:
+BrokerTransient (retry) or BrokerRejected (final 4xx).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+import requests
+from alpaca.common.exceptions import APIError
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
+from alpaca.trading.models import Order
+from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
+
+from .settings import ORDER_QTY, Settings
+
+T = TypeVar("T")
+
+
+class BrokerTransient(Exception):
+    """Network error, timeout, 5xx or 429: the answer is unknown; retry after a lookup."""
+
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class BrokerRejected(Exception):
+    """A 4xx: the broker said no. Final, never retried."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status} {detail}")
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    order_id: str
+    client_order_id: str
+    status: str
+    submitted_at: str | None
+
+
+class _TimeoutSession(requests.Session):
+    """requests has no session-wide timeout; alpaca-py passes none."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("timeout", self._timeout)
+        return super().request(*args, **kwargs)
+
+
+def make_trading_client(settings: Settings) -> TradingClient:
+    client = TradingClient(
+        settings.alpaca_api_key.get_secret_value(),
+        settings.alpaca_secret_key.get_secret_value(),
+        paper=True,  # hard-coded: this gateway has no live mode
+        url_override=settings.alpaca_base_url,
+    )
+    client._retry = 0  # our task retries, after a lookup by client_order_id
+    client._session = _TimeoutSession(settings.broker_timeout_s)
+    return client
+
+
+def _message(exc: APIError) -> str:
+    try:
+        return str(exc.message)[:200]
+    except Exception:  # noqa: BLE001 - the body was not Alpaca's JSON
+        return str(exc)[:200]
+
+
+def _retry_after(exc: APIError) -> float | None:
+    response = exc.response
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _classified(call: Callable[[], T]) -> T:
+    """Run one broker call; map every failure onto BrokerTransient or BrokerRejected."""
+    try:
+        return call()
+    except APIError as exc:
+        status = exc.status_code or 0
+        if status == 429 or status >= 500 or status == 0:
+            raise BrokerTransient(f"HTTP {status}: {_message(exc)}", _retry_after(exc)) from exc
+        raise BrokerRejected(status, _message(exc)) from exc
+    except requests.Timeout as exc:
+        raise BrokerTransient(f"timeout: {type(exc).__name__}") from exc
+    except requests.RequestException as exc:
+        raise BrokerTransient(f"network: {type(exc).__name__}") from exc
+    except ValueError as exc:  # a body that is not JSON or not an Alpaca model
+        raise BrokerTransient(f"unreadable answer: {type(exc).__name__}") from exc
+
+
+def _placed(order: Order) -> PlacedOrder:
+    return PlacedOrder(
+        order_id=str(order.id), client_order_id=order.client_order_id,
+        status=str(getattr(order.status, "value", order.status)),
+        submitted_at=order.submitted_at.isoformat() if order.submitted_at else None,
+    )
+
+
+class AlpacaBroker:
+    """The handful of Trading API calls the gateway makes."""
+
+    def __init__(self, client: TradingClient) -> None:
+        self._client = client
+
+    def find_order(self, client_order_id: str) -> PlacedOrder | None:
+        """The order placed under this client_order_id, or None if the broker has none."""
+        try:
+            return _placed(_classified(lambda: self._client.get_order_by_client_id(client_order_id)))
+        except BrokerRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def open_exposure(self, ticker: str) -> str | None:
+        """Why the ticker already has exposure (a position or an open order), or None."""
+        try:
+            position = _classified(lambda: self._client.get_open_position(ticker))
+            return f"{ticker} position qty {position.qty} at the broker"
+        except BrokerRejected as exc:
+            if exc.status != 404:
+                raise
+        orders = _classified(lambda: self._client.get_orders(
+            GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)))
+        if orders:
+            return f"{ticker} has {len(orders)} open order(s) at the broker"
+        return None
+
+    def submit_buy(self, ticker: str, client_order_id: str) -> PlacedOrder:
+        """1 share, buy, market, time in force day: the only order this gateway places."""
+        request = MarketOrderRequest(
+            symbol=ticker, qty=ORDER_QTY, side=OrderSide.BUY, time_in_force=TimeInForce.DAY,
+            client_order_id=client_order_id)
+        return _placed(_classified(lambda: self._client.submit_order(request)))
+
+    def probe(self) -> str:
+        """A cheap authenticated call for /health: the account status."""
+        started = time.perf_counter()
+        account = _classified(self._client.get_account)
+        return f"account {getattr(account.status, 'value', account.status)} in {1000 * (time.perf_counter() - started):.0f} ms"

@@ -1,0 +1,106 @@
+"""The execution_log table and its writer: one row per decision, never two.
+
+ZERO's columns are kept as they are. `execution_id` is not unique (a BLOCKED row must
+not stop a later SUBMITTED one); `event_key` is, together with `time` because a
+TimescaleDB hypertable only accepts unique keys that contain its time column. The
+writer inserts with ON CONFLICT DO NOTHING, so a retried write is a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from sqlalchemy import (
+    JSON, Column, DateTime, Engine, Float, Index, MetaData, PrimaryKeyConstraint, String,
+    Table, Text, create_engine, event, func, select, text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+execution_log = Table(
+    "execution_log",
+    metadata,
+    # ZERO's columns.
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("execution_id", String(200), nullable=False),
+    Column("ticker", String(32), nullable=False),
+    Column("horizon", String(16), nullable=False),
+    Column("probability", Float, nullable=True),
+    Column("opportunity_score", Float, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("alpaca_order_id", String(64), nullable=True),
+    Column("why", Json, nullable=False),
+    Column("market_state_snapshot", Json, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The gateway's own.
+    Column("event_key", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("client_order_id", String(128), nullable=True),
+    Column("submitted_at", DateTime(timezone=True), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("latency_ms", Float, nullable=True),
+    Column("payload", Json, nullable=True),
+    PrimaryKeyConstraint("event_key", "time", name="execution_log_event_key_time"),
+    Index("ix_execution_log_execution_id", "execution_id"),
+    Index("ix_execution_log_ticker_time", "ticker", "time"),
+    Index("ix_execution_log_status_time", "status", "time"),
+)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 15})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2,
+                         connect_args={"connect_timeout": 3})
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """WAL lets several worker processes write while the bridge reads."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=15000")
+    cur.close()
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create the table once; on TimescaleDB make it a hypertable on `time`."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))  # one creator at a time
+        metadata.create_all(conn, checkfirst=True)
+        if engine.dialect.name == "postgresql" and _has_timescaledb(conn):
+            conn.execute(text(
+                "SELECT create_hypertable('execution_log', 'time', if_not_exists => TRUE, "
+                "migrate_data => TRUE)"))
+            log.info("execution_log is a TimescaleDB hypertable on time")
+
+
+def _has_timescaledb(conn: Any) -> bool:
+    return conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).first() is not None
+
+
+def insert_row(engine: Engine, row: dict[str, Any]) -> bool:
+    """True when the row was written now, False when it was already there."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(execution_log).values(**row).on_conflict_do_nothing(
+        index_elements=["event_key", "time"])
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount == 1
+
+
+def ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(select(1))

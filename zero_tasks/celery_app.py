@@ -1,0 +1,17 @@
+"""The Celery application. `celery -A zero_tasks worker` finds `app` here."""
+
+from __future__ import annotations
+
+from celery import Celery, signals
+
+from .logs import configure_logging
+
+app = Celery("zero_tasks")
+app.config_from_object("celeryconfig")
+app.conf.include = ["zero_tasks.tasks", "zero_tasks.heartbeat"]
+
+
+@signals.setup_logging.connect
+def _configure_logging(**_: object) -> None:
+    """Our JSON/terminal formatter instead of Celery's, in the worker too."""
+    configure_logging()

@@ -1,0 +1,125 @@
+"""Pydantic models of the wire contract (../shared/CONTRACT.md) and the execution_id.
+
+Inbound models validate in strict JSON mode: a bool is not a probability, a string is
+not a number, NaN and infinity are not finite. Unknown fields are kept (they reach the
+audit copy) and never change a decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+SCHEMA_VERSION = "1.0"
+
+Horizon = Literal["H30", "H2H", "HDAY", "HWEEK"]
+State = Literal["GREEN", "YELLOW", "RED"]
+Direction = Literal["LONG", "SHORT", "NEUTRAL"]
+Status = Literal["SUBMITTED", "BLOCKED", "SKIPPED", "REJECTED", "ERROR"]
+
+
+def _as_utc(value: datetime) -> datetime:
+    """The contract: a time without an offset is UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Score = Annotated[int | float, Field(ge=0, le=100, allow_inf_nan=False)]
+Ticker = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9./-]{0,15}$")]
+
+
+class Opportunity(BaseModel):
+    """One ranked opportunity; only `opportunities[0]` is ever traded."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ticker: Ticker
+    horizon: Horizon
+    opportunity_score: Score
+    probability: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+    target_atr: Finite
+    stop_atr: Finite
+    market_state: State
+    attention_stability_score: Score
+    direction: Direction = "LONG"
+    why: list[Annotated[str, StringConstraints(max_length=1000)]] = Field(default_factory=list, max_length=50)
+
+
+class OpportunityRank(BaseModel):
+    """What core logic publishes on chan:opportunity_update. Entries past [0] stay raw."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: str = SCHEMA_VERSION
+    timestamp: UtcDatetime | None = None
+    horizon: Horizon | None = None
+    rank_time: UtcDatetime
+    total_candidates: int | None = None
+    opportunities: list[Any]
+
+
+class MarketState(BaseModel):
+    """The regime service's verdict in key:market_state: the final veto."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: str = SCHEMA_VERSION
+    timestamp: UtcDatetime
+    state: State
+    reason: str | None = None
+
+
+class StandDownSignal(BaseModel):
+    """Optional key:stand_down_reason: while in force, no order for its scope."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: str = SCHEMA_VERSION
+    timestamp: UtcDatetime | None = None
+    reason: str = ""
+    scope: Literal["GLOBAL", "TICKER", "SECTOR"]
+    ticker: str | None = None
+    sector: str | None = None
+    expires_at: UtcDatetime | None = None
+
+
+class TradeUpdate(BaseModel):
+    """What the gateway publishes on chan:trade_update, one per decision."""
+
+    schema_version: str = SCHEMA_VERSION
+    timestamp: datetime
+    execution_id: str
+    ticker: str
+    horizon: str
+    probability: float
+    opportunity_score: int | float
+    status: Status
+    alpaca_order_id: str | None = None
+    why: list[str]
+    market_state_snapshot: dict[str, Any] | None = None
+    market_state: dict[str, Any] | None = None
+    submitted_at: datetime | None = None
+    client_order_id: str | None = None
+
+
+def execution_id(ticker: str, horizon: str, rank_time: datetime) -> str:
+    """ZERO's deterministic id: the same ranking published twice gives the same id."""
+    return f"{ticker}:{horizon}:{_as_utc(rank_time):%Y-%m-%dT%H:%M:%S}"
+
+
+def client_order_id(exec_id: str) -> str:
+    """Alpaca's idempotency key for the order, derived from the execution_id.
+
+    Readable when it fits Alpaca's 128 characters; a retried or redelivered submit
+    sends the same value, so Alpaca answers 422 instead of placing a second order.
+    """
+    candidate = f"zx-{exec_id}"
+    if len(candidate) <= 128:
+        return candidate
+    return "zx-" + hashlib.sha256(exec_id.encode()).hexdigest()

@@ -1,0 +1,35 @@
+"""Redis names of the wire contract (../shared/CONTRACT.md), in one place.
+
+Other ZERO services already read and write these exact names: never rename one.
+"""
+
+OPPORTUNITY_CHANNEL = "chan:opportunity_update"
+TRADE_UPDATE_CHANNEL = "chan:trade_update"
+
+MARKET_STATE_KEY = "key:market_state"
+EXECUTION_ENABLED_KEY = "key:execution_enabled"
+STAND_DOWN_KEY = "key:stand_down_reason"
+
+# Gateway-owned keys.
+SEEN_PREFIX = "key:execution_seen:"  # + execution_id; the idempotency claim
+COOLDOWN_PREFIX = "key:execution_cooldown:"  # + ticker; ISO time of the last order
+EVENT_SENT_PREFIX = "key:execution_event_sent:"  # + event key; guards double publishing
+WORKER_ALIVE_PREFIX = "key:execution_worker:"  # + hostname; worker heartbeat for /health
+
+CLAIM_TTL_SECONDS = 24 * 3600
+
+
+def seen_key(execution_id: str) -> str:
+    return SEEN_PREFIX + execution_id
+
+
+def cooldown_key(ticker: str) -> str:
+    return COOLDOWN_PREFIX + ticker
+
+
+def event_sent_key(event_key: str) -> str:
+    return EVENT_SENT_PREFIX + event_key
+
+
+def worker_alive_key(hostname: str) -> str:
+    return WORKER_ALIVE_PREFIX + hostname

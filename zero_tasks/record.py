@@ -1,0 +1,74 @@
+"""One decision as it is recorded: the execution_log row and the TradeUpdate event.
+
+Both are built from the same DecisionRecord, so the audit and the event can never say
+different things about one decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .contract import TradeUpdate
+from .decision import Status, Verdict
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    event_key: str  # the message's own id: one record per message, ever
+    time: datetime  # when the bridge received the message (stable across redelivery)
+    decided_at: datetime
+    execution_id: str
+    ticker: str
+    horizon: str
+    probability: float | None
+    opportunity_score: float | None
+    status: Status
+    reason: str
+    why: list[str]
+    market_state_snapshot: dict[str, Any] | None
+    alpaca_order_id: str | None = None
+    client_order_id: str | None = None
+    submitted_at: datetime | None = None
+    payload: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def latency_ms(self) -> float:
+        return round((self.decided_at - self.time).total_seconds() * 1000, 3)
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["status"] = self.status.value
+        row["latency_ms"] = self.latency_ms
+        return row
+
+    def to_trade_update(self) -> str:
+        score = self.opportunity_score
+        update = TradeUpdate(
+            timestamp=self.decided_at,
+            execution_id=self.execution_id,
+            ticker=self.ticker,
+            horizon=self.horizon,
+            probability=self.probability if self.probability is not None else 0.0,
+            opportunity_score=int(score) if score is not None and float(score).is_integer() else (score or 0),
+            status=self.status.value,
+            alpaca_order_id=self.alpaca_order_id,
+            why=self.why,
+            market_state_snapshot=self.market_state_snapshot,
+            market_state=self.market_state_snapshot,
+            submitted_at=self.submitted_at,
+            client_order_id=self.client_order_id,
+        )
+        return update.model_dump_json()
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "DecisionRecord":
+        fields = {k: v for k, v in row.items() if k in cls.__dataclass_fields__}
+        fields["status"] = Status(fields["status"])
+        return cls(**fields)
+
+
+def why_lines(verdict: Verdict, opportunity_why: list[str] | None) -> list[str]:
+    """The gateway's reason first, then the opportunity's own lines (contract)."""
+    return [verdict.reason, *(opportunity_why or [])]

@@ -1,0 +1,110 @@
+"""Redis edge of the decision: the snapshot read, the execution_id claim, the cooldown.
+
+Claim and cooldown are single Lua scripts, so two workers deciding at the same instant
+cannot both win. Both remember their owner so that a redelivered task (same message)
+can tell its own earlier claim from somebody else's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import IntEnum
+
+import redis
+
+from . import keys
+from .veto import Snapshot
+
+_CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 2 end
+return 0
+"""
+
+# KEYS: cooldown key, owner key. ARGV: iso time, ttl, execution_id.
+_RESERVE = """
+local owner = redis.call('GET', KEYS[2])
+if owner == ARGV[3] then return {2, redis.call('GET', KEYS[1]) or ''} end
+local current = redis.call('GET', KEYS[1])
+if current then return {0, current} end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
+return {1, ARGV[1]}
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+return 0
+"""
+
+_RELEASE_CLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Claim(IntEnum):
+    TAKEN = 0  # somebody else holds it: a duplicate
+    CLAIMED = 1  # ours, first sight
+    REENTERED = 2  # ours already: this message is being run again (redelivery, retry)
+
+
+def connect(url: str) -> redis.Redis:
+    """Short timeouts: a Redis that does not answer is a veto, not a hang."""
+    return redis.Redis.from_url(
+        url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0,
+        health_check_interval=15,
+    )
+
+
+def read_snapshot(r: redis.Redis) -> Snapshot:
+    try:
+        enabled, market, stand_down = r.mget(
+            keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.STAND_DOWN_KEY)
+    except (redis.RedisError, UnicodeDecodeError) as exc:
+        return Snapshot(None, None, None, error=f"redis: {type(exc).__name__}")
+    return Snapshot(enabled, market, stand_down)
+
+
+def _owner_key(ticker: str) -> str:
+    return keys.cooldown_key(ticker) + ":owner"
+
+
+class ExecutionLocks:
+    """The claim on an execution_id and the per-ticker cooldown reservation."""
+
+    def __init__(self, r: redis.Redis, cooldown_s: int) -> None:
+        self._r = r
+        self._cooldown_s = cooldown_s
+        self._claim = r.register_script(_CLAIM)
+        self._reserve = r.register_script(_RESERVE)
+        self._release = r.register_script(_RELEASE)
+        self._release_claim = r.register_script(_RELEASE_CLAIM)
+
+    def claim(self, execution_id: str, message_id: str) -> Claim:
+        return Claim(int(self._claim(keys=[keys.seen_key(execution_id)],
+                                     args=[message_id, keys.CLAIM_TTL_SECONDS])))
+
+    def release_claim(self, execution_id: str, message_id: str) -> None:
+        """Only when no order was attempted: a BLOCKED decision must not stop a later one."""
+        self._release_claim(keys=[keys.seen_key(execution_id)], args=[message_id])
+
+    def reserve_cooldown(self, ticker: str, execution_id: str, now: datetime) -> tuple[bool, str]:
+        """(True, iso) when this execution_id holds the ticker; (False, since) otherwise."""
+        result, value = self._reserve(
+            keys=[keys.cooldown_key(ticker), _owner_key(ticker)],
+            args=[now.isoformat(), self._cooldown_s, execution_id])
+        return int(result) in (1, 2), value
+
+    def confirm_cooldown(self, ticker: str, execution_id: str, submitted_at: datetime) -> None:
+        """The cooldown runs from the order's time, as the contract's value says."""
+        pipe = self._r.pipeline()
+        pipe.set(keys.cooldown_key(ticker), submitted_at.isoformat(), ex=self._cooldown_s)
+        pipe.set(_owner_key(ticker), execution_id, ex=self._cooldown_s)
+        pipe.execute()
+
+    def release_cooldown(self, ticker: str, execution_id: str) -> None:
+        self._release(keys=[keys.cooldown_key(ticker), _owner_key(ticker)], args=[execution_id])

@@ -1,0 +1,195 @@
+"""One validated settings object, read once from the environment.
+
+Hard limits of the gateway (1 share, 1 position per ticker, 60-minute cooldown,
+probability >= 0.90, GREEN market state no older than 300 s, signals no older than
+120 s) can be tightened here, never loosened: a loosening value refuses to start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ALPACA_PAPER_HOST = "paper-api.alpaca.markets"
+
+# The seed's hard limits. Configuration may only move a value towards safety.
+HARD_MIN_PROBABILITY = 0.90
+HARD_COOLDOWN_MINUTES = 60
+HARD_MARKET_STATE_MAX_AGE_S = 300.0
+HARD_SIGNAL_MAX_AGE_S = 120.0
+ORDER_QTY = 1  # one share, always: there is nothing smaller to tighten to.
+
+
+class ConfigError(SystemExit):
+    """Raised at start-up when the configuration is unsafe; exits with status 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def check_base_url(url: str) -> str:
+    """Accept only a loopback simulator or Alpaca's paper host: never the live API."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError(f"ALPACA_BASE_URL must be an http(s) URL, got scheme {parts.scheme!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("ALPACA_BASE_URL must not carry credentials, a query or a fragment")
+    if parts.path not in ("", "/"):
+        raise ValueError("ALPACA_BASE_URL must be a bare host (alpaca-py appends /v2)")
+    if host == ALPACA_PAPER_HOST:
+        if parts.scheme != "https":
+            raise ValueError(f"{ALPACA_PAPER_HOST} is only reached over https")
+        return url.strip().rstrip("/")
+    if host == "localhost" or _is_loopback_ip(host):
+        return url.strip().rstrip("/")
+    raise ValueError(
+        f"ALPACA_BASE_URL host {host!r} is neither loopback nor {ALPACA_PAPER_HOST}: "
+        "this gateway only ever talks to a local simulator or Alpaca paper"
+    )
+
+
+def _is_loopback_ip(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Every knob of the gateway. Environment variable = field name in upper case."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # Broker (Alpaca). ALPACA_PAPER must be exactly "true"; there is no live mode.
+    alpaca_paper: str = Field(default="", description="must be exactly 'true'")
+    alpaca_api_key: SecretStr = SecretStr("")
+    alpaca_secret_key: SecretStr = SecretStr("")
+    alpaca_base_url: str | None = Field(default=None, description="simulator or paper host only")
+    broker_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    broker_max_retries: int = Field(default=4, ge=0, le=10)
+    broker_retry_backoff_max_s: int = Field(default=20, ge=1, le=120)
+
+    # Redis: the contract's keys and channels, and the default Celery broker.
+    redis_host: str = "redis"
+    redis_port: int = 6379
+    redis_db: int = 0
+    redis_password: SecretStr | None = None
+    celery_broker_url: SecretStr | None = None
+
+    # Audit store.
+    database_url: SecretStr = SecretStr("sqlite:///var/execution_log.db")
+
+    # Bridge HTTP (/health, /metrics).
+    execution_api_host: str = "127.0.0.1"
+    execution_api_port: int = 8003
+
+    # Decision limits: tighten only.
+    min_probability: float = HARD_MIN_PROBABILITY
+    cooldown_minutes: int = HARD_COOLDOWN_MINUTES
+    market_state_max_age_s: float = HARD_MARKET_STATE_MAX_AGE_S
+    signal_max_age_s: float = HARD_SIGNAL_MAX_AGE_S
+    max_payload_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024)
+
+    @field_validator("alpaca_paper")
+    @classmethod
+    def _paper_only(cls, value: str) -> str:
+        if value != "true":
+            raise ValueError(
+                "ALPACA_PAPER must be exactly 'true' (this gateway trades paper only)"
+            )
+        return value
+
+    @field_validator("alpaca_base_url")
+    @classmethod
+    def _base_url_is_paper(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        return check_base_url(value)
+
+    @field_validator("min_probability")
+    @classmethod
+    def _probability_tighten_only(cls, value: float) -> float:
+        if not HARD_MIN_PROBABILITY <= value <= 1.0:
+            raise ValueError(f"MIN_PROBABILITY may only be raised from {HARD_MIN_PROBABILITY} up to 1.0")
+        return value
+
+    @field_validator("cooldown_minutes")
+    @classmethod
+    def _cooldown_tighten_only(cls, value: int) -> int:
+        if value < HARD_COOLDOWN_MINUTES:
+            raise ValueError(f"COOLDOWN_MINUTES may only be raised from {HARD_COOLDOWN_MINUTES}")
+        return value
+
+    @field_validator("market_state_max_age_s")
+    @classmethod
+    def _market_age_tighten_only(cls, value: float) -> float:
+        if not 0 < value <= HARD_MARKET_STATE_MAX_AGE_S:
+            raise ValueError(f"MARKET_STATE_MAX_AGE_S may only be lowered from {HARD_MARKET_STATE_MAX_AGE_S}")
+        return value
+
+    @field_validator("signal_max_age_s")
+    @classmethod
+    def _signal_age_tighten_only(cls, value: float) -> float:
+        if not 0 < value <= HARD_SIGNAL_MAX_AGE_S:
+            raise ValueError(f"SIGNAL_MAX_AGE_S may only be lowered from {HARD_SIGNAL_MAX_AGE_S}")
+        return value
+
+    @property
+    def redis_url(self) -> str:
+        auth = f":{self.redis_password.get_secret_value()}@" if self.redis_password else ""
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @property
+    def broker_url(self) -> str:
+        if self.celery_broker_url and self.celery_broker_url.get_secret_value():
+            return self.celery_broker_url.get_secret_value()
+        return self.redis_url
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """`postgresql://` means psycopg2 here: SQLAlchemy 2.1 would pick psycopg 3."""
+        url = self.database_url.get_secret_value()
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg2://" + url[len(prefix):]
+        return url
+
+    @property
+    def cooldown_seconds(self) -> int:
+        return self.cooldown_minutes * 60
+
+    def require_keys(self) -> None:
+        """Both processes need keys; the simulator accepts any non-empty pair."""
+        if not self.alpaca_api_key.get_secret_value() or not self.alpaca_secret_key.get_secret_value():
+            raise ConfigError(
+                "refusing to start: ALPACA_API_KEY and ALPACA_SECRET_KEY must be set "
+                "(any non-empty value works against the local simulator)"
+            )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate, turning a validation error into a clear, secret-free exit."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_input=False, include_url=False):
+            field = ".".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"  {field}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("refusing to start, unsafe configuration:\n" + "\n".join(lines)) from None
+    settings.require_keys()
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

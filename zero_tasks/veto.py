@@ -1,0 +1,146 @@
+"""Rows 2-6 of the decision table: pure checks over a snapshot, first denial wins.
+
+Nothing here touches Redis, SQL or the broker. The snapshot is read once by
+`snapshot.read_snapshot`; `now` is passed in so every rule is testable at any instant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from .contract import MarketState, StandDownSignal
+from .decision import Code, Verdict, deny
+from .intake import Signal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The three operator/regime keys as read from Redis, raw, in one round trip.
+
+    `error` is set when Redis could not be read at all: every check then fails closed.
+    """
+
+    execution_enabled: str | None
+    market_state: str | None
+    stand_down: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    min_probability: float
+    market_state_max_age_s: float
+    signal_max_age_s: float
+
+
+def check_kill_switch(snap: Snapshot) -> Verdict | None:
+    if snap.error:
+        return deny(Code.DISABLED, f"kill switch unreadable ({snap.error})")
+    if snap.execution_enabled is None:
+        return deny(Code.DISABLED, "key:execution_enabled is not set")
+    if snap.execution_enabled != "true":
+        return deny(Code.DISABLED, f"key:execution_enabled is {snap.execution_enabled[:40]!r}, not 'true'")
+    return None
+
+
+def parse_market_state(raw: str | None) -> MarketState | str:
+    """The parsed state, or a reason why there is none."""
+    if raw is None:
+        return "key:market_state is not set"
+    try:
+        return MarketState.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "value"
+        return f"unreadable ({loc}: {first['msg']})"
+
+
+def market_state_snapshot(raw: str | None) -> dict[str, Any] | None:
+    """What the audit keeps of key:market_state: the JSON as read, or why it was unusable."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"unreadable": raw[:200]}
+    return value if isinstance(value, dict) else {"unreadable": raw[:200]}
+
+
+def check_market_state(snap: Snapshot, now: datetime, max_age_s: float) -> Verdict | None:
+    if snap.error:
+        return deny(Code.MARKET_STATE, f"unreadable ({snap.error})")
+    state = parse_market_state(snap.market_state)
+    if isinstance(state, str):
+        return deny(Code.MARKET_STATE, state)
+    age = (now - state.timestamp).total_seconds()
+    if age > max_age_s:
+        return deny(Code.MARKET_STATE, f"stale: {state.state} is {age:.0f}s old (max {max_age_s:.0f}s)")
+    if age < -max_age_s:
+        return deny(Code.MARKET_STATE, f"timestamp {-age:.0f}s in the future")
+    if state.state != "GREEN":
+        why = f" ({state.reason})" if state.reason else ""
+        return deny(Code.MARKET_STATE, f"{state.state}{why}, only GREEN permits an order")
+    return None
+
+
+def check_stand_down(snap: Snapshot, ticker: str, now: datetime) -> Verdict | None:
+    if snap.error:
+        return deny(Code.STAND_DOWN, f"unreadable ({snap.error})")
+    if snap.stand_down is None:
+        return None
+    try:
+        signal = StandDownSignal.model_validate_json(snap.stand_down)
+    except ValidationError:
+        return deny(Code.STAND_DOWN, "key:stand_down_reason is unreadable; failing closed")
+    if signal.expires_at is not None and signal.expires_at <= now:
+        return None
+    if signal.scope == "GLOBAL":
+        return deny(Code.STAND_DOWN, f"GLOBAL: {signal.reason}")
+    if signal.scope == "TICKER" and (signal.ticker or "").upper() == ticker:
+        return deny(Code.STAND_DOWN, f"TICKER {ticker}: {signal.reason}")
+    if signal.scope == "SECTOR":
+        log.info("stand-down for sector %r not applied to %s: the gateway has no sector data",
+                 signal.sector, ticker)
+    return None
+
+
+def check_threshold(signal: Signal, min_probability: float) -> Verdict | None:
+    top = signal.top
+    if top.probability < min_probability:
+        return deny(Code.THRESHOLD, f"probability {top.probability} < {min_probability}")
+    if top.direction != "LONG":
+        return deny(Code.THRESHOLD, f"direction {top.direction} is not LONG")
+    return None
+
+
+def check_signal_age(signal: Signal, now: datetime, max_age_s: float) -> Verdict | None:
+    age = (now - signal.rank.rank_time).total_seconds()
+    if age > max_age_s:
+        return deny(Code.EXPIRED, f"ranking is {age:.0f}s old (max {max_age_s:.0f}s)")
+    if age < -max_age_s:
+        return deny(Code.EXPIRED, f"rank_time is {-age:.0f}s in the future")
+    return None
+
+
+def veto(signal: Signal, snap: Snapshot, now: datetime, limits: Limits) -> Verdict | None:
+    """Rows 2-6 in the contract's order; the first denial is the decision."""
+    return (
+        check_kill_switch(snap)
+        or check_market_state(snap, now, limits.market_state_max_age_s)
+        or check_stand_down(snap, signal.top.ticker, now)
+        or check_threshold(signal, limits.min_probability)
+        or check_signal_age(signal, now, limits.signal_max_age_s)
+    )
+
+
+def recheck_before_submit(snap: Snapshot, now: datetime, limits: Limits) -> Verdict | None:
+    """The kill switch and market state, read again right before the order leaves."""
+    return check_kill_switch(snap) or check_market_state(snap, now, limits.market_state_max_age_s)
