@@ -1,0 +1,375 @@
+"""HTTP layer of the Alpaca paper simulator (standard library only).
+
+Translates Alpaca Trading API v2 requests (and the /_sim admin API) into calls
+on :class:`BrokerState` and applies the injected fault plan around them.
+
+Latency matters because gateway tests make many sequential calls over one
+keep-alive connection: each response is pre-built into ONE bytes buffer and
+written with a single ``wfile.write`` on a ``TCP_NODELAY`` socket. Splitting
+headers and body into two writes triggers Nagle + delayed-ACK stalls (~40 ms
+per request).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import socketserver
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Optional
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .state import PRE_FAULTS, BrokerState, FaultRule, SimError, invalid
+
+ADMIN_PREFIX = "/_sim"
+_ORDER_PATH = r"/v2/orders/(?P<order_id>[^/:]+)"
+
+
+@dataclass
+class Reply:
+    """A response before serialisation; ``body=None`` means an empty body."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def error_reply(status: int, code: int, message: str, **headers: str) -> Reply:
+    return Reply(status, {"code": code, "message": message}, dict(headers))
+
+
+_FAULT_REPLIES: dict[str, tuple[int, int, str]] = {
+    "500": (500, 50010000, "internal server error"),
+    "503": (503, 50310000, "service unavailable"),
+    "429": (429, 42910000, "rate limit exceeded"),
+    "403": (403, 40310000, "insufficient buying power"),
+}
+
+
+def fault_reply(rule: FaultRule) -> Reply:
+    status, code, message = _FAULT_REPLIES[rule.mode]
+    reply = error_reply(status, code, message)
+    if rule.mode == "429":
+        seconds = rule.retry_after or 1
+        reply.headers["Retry-After"] = str(int(seconds)) if float(seconds).is_integer() else str(seconds)
+    return reply
+
+
+def _json_body(raw: bytes) -> Any:
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise SimError(400, 40010000, "request body format is invalid") from None
+
+
+Route = tuple[str, "re.Pattern[str]", Callable[..., Reply]]
+
+
+def _route(method: str, pattern: str, fn: Callable[..., Reply]) -> Route:
+    return method, re.compile(pattern + r"/?\Z"), fn
+
+
+def _no_content(fn: Callable[[], Any]) -> Reply:
+    fn()
+    return Reply(204)
+
+
+TRADING_ROUTES: list[Route] = [
+    _route("GET", r"/v2/account", lambda s, m, q, b: Reply(200, s.account_json())),
+    _route("GET", r"/v2/clock", lambda s, m, q, b: Reply(200, s.clock_json())),
+    _route("POST", r"/v2/orders", lambda s, m, q, b: Reply(200, s.submit_order(_json_body(b)))),
+    _route("GET", r"/v2/orders", lambda s, m, q, b: Reply(200, s.list_orders(q))),
+    _route(
+        "GET",
+        r"/v2/orders:by_client_order_id",
+        lambda s, m, q, b: Reply(200, s.get_order_by_client_id(q.get("client_order_id", ""))),
+    ),
+    _route("GET", _ORDER_PATH, lambda s, m, q, b: Reply(200, s.get_order(m["order_id"]))),
+    _route("DELETE", _ORDER_PATH, lambda s, m, q, b: _no_content(lambda: s.cancel_order(m["order_id"]))),
+    _route("GET", r"/v2/positions", lambda s, m, q, b: Reply(200, s.positions_json())),
+    _route("GET", r"/v2/positions/(?P<symbol>[^/]+)", lambda s, m, q, b: Reply(200, s.position_json(m["symbol"]))),
+]
+
+_OK = {"ok": True}
+
+
+def _admin_config(state: BrokerState, body: dict[str, Any]) -> Reply:
+    state.configure(fill=body.get("fill"), price=body.get("price"))
+    return Reply(200, _OK)
+
+
+def _admin_fault(state: BrokerState, body: dict[str, Any]) -> Reply:
+    state.add_fault(body)
+    return Reply(200, _OK)
+
+
+def _admin_position(state: BrokerState, body: dict[str, Any]) -> Reply:
+    state.set_position(body.get("symbol"), body.get("qty"), body.get("avg_entry_price"))
+    return Reply(200, _OK)
+
+
+def _admin_remove_position(state: BrokerState, symbol: str) -> Reply:
+    if not state.remove_position(symbol):
+        return error_reply(404, 40410000, "position does not exist")
+    return Reply(200, _OK)
+
+
+def _dict_body(raw: bytes) -> dict[str, Any]:
+    body = _json_body(raw)
+    if not isinstance(body, dict):
+        raise invalid("request body must be a JSON object")
+    return body
+
+
+_ADMIN_ORDER = ADMIN_PREFIX + r"/orders/(?P<order_id>[^/]+)"
+ADMIN_ROUTES: list[Route] = [
+    _route("POST", ADMIN_PREFIX + "/reset", lambda s, m, q, b: (s.reset(), Reply(200, _OK))[1]),
+    _route("POST", ADMIN_PREFIX + "/config", lambda s, m, q, b: _admin_config(s, _dict_body(b))),
+    _route("POST", ADMIN_PREFIX + "/fault", lambda s, m, q, b: _admin_fault(s, _dict_body(b))),
+    _route("DELETE", ADMIN_PREFIX + "/fault", lambda s, m, q, b: (s.clear_faults(), Reply(200, _OK))[1]),
+    _route("GET", ADMIN_PREFIX + "/stats", lambda s, m, q, b: Reply(200, s.stats())),
+    _route("GET", ADMIN_PREFIX + "/orders", lambda s, m, q, b: Reply(200, s.all_orders())),
+    _route(
+        "POST",
+        _ADMIN_ORDER + "/fill",
+        lambda s, m, q, b: Reply(200, s.fill_order(m["order_id"], **_fill_args(_dict_body(b)))),
+    ),
+    _route("POST", _ADMIN_ORDER + "/cancel", lambda s, m, q, b: Reply(200, s.admin_cancel(m["order_id"]))),
+    _route("POST", _ADMIN_ORDER + "/reject", lambda s, m, q, b: Reply(200, s.reject_order(m["order_id"]))),
+    _route("POST", ADMIN_PREFIX + "/positions", lambda s, m, q, b: _admin_position(s, _dict_body(b))),
+    _route(
+        "DELETE",
+        ADMIN_PREFIX + r"/positions/(?P<symbol>[^/]+)",
+        lambda s, m, q, b: _admin_remove_position(s, m["symbol"]),
+    ),
+]
+
+
+def _fill_args(body: dict[str, Any]) -> dict[str, Any]:
+    return {"qty": body.get("qty"), "price": body.get("price")}
+
+
+def dispatch(
+    routes: list[Route], state: BrokerState, method: str, path: str, query: dict[str, str], raw: bytes
+) -> Reply:
+    """Find the route for method+path and run it, mapping SimError to Alpaca-style JSON."""
+    for route_method, pattern, fn in routes:
+        match = pattern.match(path)
+        if match and route_method == method:
+            args = {k: unquote(v) for k, v in match.groupdict().items()}
+            try:
+                return fn(state, args, query, raw)
+            except SimError as exc:
+                return Reply(exc.status, exc.body())
+    return error_reply(404, 40410000, "endpoint not found")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One keep-alive connection; every method funnels into :meth:`_handle`."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "alpaca_paper_sim"
+    sys_version = ""
+    server: "SimHTTPServer"
+
+    def setup(self) -> None:
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().setup()
+        self.server.track(self.request, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.request, add=False)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    def _handle(self) -> None:
+        split = urlsplit(self.path)
+        path, method = split.path, self.command
+        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        raw = self._read_body()
+        if raw is None:
+            return
+        state = self.server.state
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            self._send(self._safe(ADMIN_ROUTES, method, path, query, raw))
+            return
+
+        state.record_request(method, path)
+        if not (self.headers.get("APCA-API-KEY-ID", "").strip() and self.headers.get("APCA-API-SECRET-KEY", "").strip()):
+            self._send(Reply(401, {"message": "unauthorized."}))
+            return
+        rule = state.take_fault(method, path)
+        if rule is not None and rule.mode in PRE_FAULTS:
+            if rule.mode == "drop":
+                self._drop()
+                return
+            if rule.mode != "slow":
+                self._send(fault_reply(rule))
+                return
+            time.sleep(rule.delay)
+        reply = self._safe(TRADING_ROUTES, method, path, query, raw)
+        if rule is not None and rule.mode == "accept_then_drop":
+            self._drop()
+            return
+        if rule is not None and rule.mode == "accept_then_500":
+            reply = fault_reply(FaultRule(mode="500"))
+        elif rule is not None and rule.mode == "accept_then_slow":
+            time.sleep(rule.delay)
+        self._send(reply)
+
+    do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _handle
+
+    def _safe(self, routes: list[Route], method: str, path: str, query: dict[str, str], raw: bytes) -> Reply:
+        try:
+            return dispatch(routes, self.server.state, method, path, query, raw)
+        except Exception:  # a simulator bug must still answer, not hang the client
+            traceback.print_exc(file=sys.stderr)
+            return error_reply(500, 50010000, "internal simulator error")
+
+    def _read_body(self) -> Optional[bytes]:
+        """Always consume the body so the next request on this connection parses cleanly."""
+        length_header = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.close_connection = True
+            self._send(error_reply(411, 41110000, "Content-Length required"))
+            return None
+        try:
+            length = int(length_header or 0)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            self._send(error_reply(400, 40010000, "invalid Content-Length"))
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _drop(self) -> None:
+        """Close the connection without answering (the client sees a connection error)."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.log_message('"%s" dropped', self.requestline)
+
+    def _send(self, reply: Reply) -> None:
+        body = b"" if reply.body is None else json.dumps(reply.body, separators=(",", ":")).encode()
+        try:
+            phrase = HTTPStatus(reply.status).phrase
+        except ValueError:
+            phrase = ""
+        lines = [
+            f"HTTP/1.1 {reply.status} {phrase}",
+            f"Server: {self.version_string()}",
+            f"Date: {self.date_time_string()}",
+        ]
+        if reply.status != 204:  # RFC 9110: no Content-Length on 204
+            lines.append("Content-Type: application/json; charset=utf-8")
+            lines.append(f"Content-Length: {len(body)}")
+        lines.append("Connection: close" if self.close_connection else "Connection: keep-alive")
+        lines.extend(f"{name}: {value}" for name, value in reply.headers.items())
+        try:
+            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        except OSError:  # client gave up (e.g. timed out during a slow fault): not our error
+            self.close_connection = True
+            return
+        self.log_request(reply.status)
+
+
+class SimHTTPServer(ThreadingHTTPServer):
+    """Threaded server that knows its broker state and open connections."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], state: BrokerState, verbose: bool = False) -> None:
+        self.state = state
+        self.verbose = verbose
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a reverse-DNS lookup that can
+        # take seconds in sandboxes; the simulator never needs the FQDN.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def track(self, conn: socket.socket, add: bool) -> None:
+        with self._connections_lock:
+            (self._connections.add if add else self._connections.discard)(conn)
+
+    def close_connections(self) -> None:
+        """Shut idle keep-alive connections so stop() leaves no half-open sockets."""
+        with self._connections_lock:
+            conns = list(self._connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class SimServer:
+    """Run the simulator in a background thread: ``with SimServer() as sim: sim.url``."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbose: bool = False,
+        state: Optional[BrokerState] = None,
+    ) -> None:
+        self.state = state if state is not None else BrokerState()
+        self.host = host
+        self._httpd = SimHTTPServer((host, port), self.state, verbose)
+        self.port: int = self._httpd.server_address[1]
+        self._thread: Optional[threading.Thread] = None
+        self._stopped = False
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> "SimServer":
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name=f"alpaca_paper_sim:{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+        self._httpd.close_connections()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "SimServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
