@@ -23,6 +23,7 @@ class Enqueuer:
     def __init__(self, app: Celery, max_pending: int = 10_000) -> None:
         self._app = app
         self._pending: deque[tuple[str, dict[str, Any]]] = deque(maxlen=max_pending)
+        self._lock = asyncio.Lock()  # one sender at a time, or a message could go twice
         self.enqueued = 0
         self.failures = 0
 
@@ -40,6 +41,10 @@ class Enqueuer:
         return await self.drain()
 
     async def drain(self) -> bool:
+        async with self._lock:
+            return await self._drain_locked()
+
+    async def _drain_locked(self) -> bool:
         while self._pending:
             task_id, message = self._pending[0]
             try:

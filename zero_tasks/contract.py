@@ -106,6 +106,7 @@ class TradeUpdate(BaseModel):
     market_state: dict[str, Any] | None = None
     submitted_at: datetime | None = None
     client_order_id: str | None = None
+    decision_id: str | None = None  # the execution_log row's event_key
 
 
 def execution_id(ticker: str, horizon: str, rank_time: datetime) -> str:

@@ -59,6 +59,7 @@ class DecisionRecord:
             market_state=self.market_state_snapshot,
             submitted_at=self.submitted_at,
             client_order_id=self.client_order_id,
+            decision_id=self.event_key,
         )
         return update.model_dump_json()
 

@@ -1,0 +1,190 @@
+"""A running gateway for end-to-end tests: private Redis, simulator, workers, bridge.
+
+Tests drive it exactly as ZERO does: they write the kill switch and market state keys,
+PUBLISH an OpportunityRank on chan:opportunity_update, and read what comes back on
+chan:trade_update, in execution_log and at the simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+from sqlalchemy import Engine, func, select, text
+
+from zero_tasks.audit import ensure_schema, execution_log, make_engine
+
+from .procs import PrivateRedis, Proc, base_env, bridge_proc, free_port, health, wait_for, worker_proc
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def sqlalchemy_url(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+def opportunity(ticker: str = "SPY", probability: float = 0.95, **over: Any) -> dict[str, Any]:
+    opp = {"schema_version": "1.0", "timestamp": now_iso(), "ticker": ticker, "horizon": "H30",
+           "direction": "LONG", "direction_confidence": 71, "opportunity_score": 95,
+           "probability": probability, "target_atr": 1.5, "stop_atr": 0.75, "market_state": "GREEN",
+           "attention_stability_score": 80, "attention_bucket": "STABLE", "attention_alignment": 80,
+           "why": ["breakout above VWAP"], "liquidity_grade": "A"}
+    opp.update(over)
+    return opp
+
+
+def ranking(*opps: dict[str, Any], rank_time: datetime | None = None, **over: Any) -> dict[str, Any]:
+    rank_time = rank_time or datetime.now(timezone.utc)
+    rank = {"schema_version": "1.0", "timestamp": rank_time.isoformat(), "horizon": "H30",
+            "rank_time": rank_time.isoformat(), "total_candidates": 57,
+            "opportunities": list(opps) if opps else [opportunity()]}
+    rank.update(over)
+    return rank
+
+
+def now_iso(delta_s: float = 0) -> str:
+    return (datetime.now(timezone.utc) + timedelta(seconds=delta_s)).isoformat()
+
+
+def market(state: str = "GREEN", age_s: float = 0, **over: Any) -> str:
+    value = {"schema_version": "1.0", "timestamp": now_iso(-age_s), "state": state, "vix_level": 14.2,
+             "breadth_score": 62.0, "event_risk": False, "reason": "calm tape"}
+    value.update(over)
+    return json.dumps(value)
+
+
+class Gateway:
+    def __init__(self, log_dir: Path, redis_server: PrivateRedis, sim_url: str, database_url: str,
+                 workers: int = 2, bridges: int = 1, **env: str) -> None:
+        self.redis_server = redis_server
+        self.sim_url = sim_url
+        self.database_url = database_url
+        self.api_port = free_port()
+        self.env = base_env(redis_server.port, sim_url, database_url, self.api_port, **env)
+        self.log_dir = log_dir
+        self.workers = [worker_proc(f"w{i}-{self.api_port}", self.env, log_dir) for i in range(workers)]
+        self.bridges = [bridge_proc(f"bridge{i}-{self.api_port}", self.env_for_bridge(i), log_dir)
+                        for i in range(bridges)]
+        self.engine: Engine = make_engine(sqlalchemy_url(database_url))
+        self.r = redis_server.client()
+
+    def env_for_bridge(self, index: int) -> dict[str, str]:
+        port = self.api_port if index == 0 else free_port()
+        return {**self.env, "EXECUTION_API_PORT": str(port)}
+
+    # lifecycle ---------------------------------------------------------------------
+    def start(self) -> "Gateway":
+        with self.engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS execution_log"))
+        ensure_schema(self.engine)
+        for proc in [*self.workers, *self.bridges]:
+            proc.start()
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        wait_for(lambda: self.workers_alive() >= sum(p.alive() for p in self.workers), timeout, "workers alive")
+        wait_for(lambda: health(self.api_port)[1]["bridge"]["subscribed"], timeout, "bridge subscribed")
+
+    def workers_alive(self) -> int:
+        return len(list(self.r.scan_iter("key:execution_worker:*")))
+
+    def stop(self) -> None:
+        for proc in [*self.bridges, *self.workers]:
+            proc.stop()
+        self.engine.dispose()
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {p.name}\n{p.output()[-4000:]}" for p in [*self.bridges, *self.workers])
+
+    # state -------------------------------------------------------------------------
+    def reset(self) -> None:
+        """A clean slate between tests: gateway keys, broker, audit table."""
+        doomed = [k for k in self.r.scan_iter("key:*") if not k.startswith(b"key:execution_worker:")]
+        if doomed:
+            self.r.delete(*doomed)
+        self.sim("POST", "/_sim/reset")
+        with self.engine.begin() as conn:
+            conn.execute(execution_log.delete())
+
+    def green(self, enabled: bool = True) -> None:
+        if enabled:
+            self.r.set("key:execution_enabled", "true")
+        self.r.set("key:market_state", market("GREEN"))
+
+    def sim(self, method: str, path: str, body: Any = None) -> Any:
+        response = requests.request(method, self.sim_url + path, json=body, timeout=10)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def orders(self) -> list[dict[str, Any]]:
+        return self.sim("GET", "/_sim/orders")
+
+    def order_posts(self) -> int:
+        return self.sim("GET", "/_sim/stats")["order_posts"]
+
+    # traffic -----------------------------------------------------------------------
+    def subscribe(self) -> redis.client.PubSub:
+        pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe("chan:trade_update")
+        wait_for(lambda: pubsub.get_message(timeout=0.1) is None and pubsub.subscribed, 5, "subscription")
+        return pubsub
+
+    def publish(self, payload: dict[str, Any] | bytes | str) -> None:
+        data = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
+        receivers = self.r.publish("chan:opportunity_update", data)
+        assert receivers >= len([b for b in self.bridges if b.alive()]), "bridge not subscribed"
+
+    def decide(self, *payloads: Any, timeout: float = 20) -> list[dict[str, Any]]:
+        """Publish each payload; return the TradeUpdate events, one per message."""
+        pubsub = self.subscribe()
+        try:
+            for payload in payloads:
+                self.publish(payload)
+            return collect(pubsub, len(payloads), timeout, self)
+        finally:
+            pubsub.close()
+
+    def rows(self, **where: Any) -> list[dict[str, Any]]:
+        query = select(execution_log)
+        for column, value in where.items():
+            query = query.where(execution_log.c[column] == value)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(execution_log.c.time))]
+
+    def row_count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(execution_log)).scalar_one()
+
+    def wait_rows(self, count: int, timeout: float = 15) -> list[dict[str, Any]]:
+        wait_for(lambda: self.row_count() >= count, timeout, f"{count} audit rows")
+        return self.rows()
+
+
+def collect(pubsub: redis.client.PubSub, count: int, timeout: float, gw: Gateway | None = None) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(events) < count and time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.2)
+        if message and message["type"] == "message":
+            events.append(json.loads(message["data"]))
+    if len(events) < count:
+        detail = gw.logs() if gw else ""
+        raise AssertionError(f"expected {count} trade updates, got {len(events)}: {events}\n{detail}")
+    return events
+
+
+def quiet(pubsub: redis.client.PubSub, seconds: float) -> list[dict[str, Any]]:
+    """Events that arrive in the next few seconds (there should be none)."""
+    extra = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.1)
+        if message and message["type"] == "message":
+            extra.append(json.loads(message["data"]))
+    return extra

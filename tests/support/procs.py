@@ -1,0 +1,136 @@
+"""Real processes for the tests: a private redis-server, Celery workers, the bridge.
+
+A private Redis on a free port keeps the suite away from anything else on the machine's
+Redis (pub/sub channels are global across DB numbers) and lets fault tests stop it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+CELERY = str(Path(PYTHON).with_name("celery"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception:  # noqa: BLE001 - not ready yet
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Proc:
+    """A child process with its output in a log file, stopped politely then firmly."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Proc":
+        log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (a Celery worker has pool children)."""
+        if self.alive():
+            os.killpg(self.pid, sig)
+            self.popen.wait(timeout=15)
+
+    def stop(self, timeout: float = 10) -> None:
+        if not self.alive():
+            return
+        os.killpg(self.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class PrivateRedis:
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is needed for the end-to-end tests (apt-get install redis-server)")
+        self.proc = Proc(f"redis-{self.port}", [binary, "--port", str(self.port), "--bind", "127.0.0.1",
+                                               "--save", "", "--appendonly", "no"], dict(os.environ), log_dir)
+
+    def start(self) -> "PrivateRedis":
+        self.proc.start()
+        wait_for(lambda: self.client().ping(), 10, "private redis")
+        return self
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=5)
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def base_env(redis_port: int, sim_url: str, database_url: str, api_port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPACA_", "REDIS_", "CELERY_"))}
+    env.update({
+        "ALPACA_PAPER": "true", "ALPACA_API_KEY": "test-key-id", "ALPACA_SECRET_KEY": "test-secret-value",
+        "ALPACA_BASE_URL": sim_url, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port), "REDIS_DB": "0",
+        "DATABASE_URL": database_url, "EXECUTION_API_PORT": str(api_port), "EXECUTION_API_HOST": "127.0.0.1",
+        "BROKER_MAX_RETRIES": "2", "BROKER_RETRY_BACKOFF_MAX_S": "1", "BROKER_TIMEOUT_S": "1.5",
+        "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra)
+    return env
+
+
+def worker_proc(name: str, env: dict[str, str], log_dir: Path, concurrency: int = 1) -> Proc:
+    return Proc(name, [CELERY, "-A", "zero_tasks", "worker", "-c", str(concurrency), "-n", f"{name}@%h",
+                       "-Q", "zero_execution,zero_audit", "--without-gossip", "--without-mingle",
+                       "-l", "INFO"], env, log_dir)
+
+
+def bridge_proc(name: str, env: dict[str, str], log_dir: Path) -> Proc:
+    return Proc(name, [PYTHON, "-m", "bridge"], env, log_dir)
+
+
+def health(port: int) -> tuple[int, dict[str, Any]]:
+    response = requests.get(f"http://127.0.0.1:{port}/health", timeout=10)
+    return response.status_code, response.json()

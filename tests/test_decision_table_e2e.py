@@ -1,0 +1,199 @@
+"""Every row of the contract's decision table, through the whole path, in SQLite and PostgreSQL.
+
+publish on chan:opportunity_update -> bridge -> Celery worker -> simulator -> one
+chan:trade_update event and one execution_log row with the contract's status and reason.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.support.gateway import Gateway, market, now_iso, opportunity, ranking
+
+pytestmark = pytest.mark.e2e
+
+
+def only_event(gw: Gateway, payload: object) -> dict:
+    (event,) = gw.decide(payload)
+    rows = gw.wait_rows(1)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["event_key"] == event["decision_id"]
+    assert row["status"] == event["status"]
+    assert row["why"] == event["why"]
+    assert row["execution_id"] == event["execution_id"]
+    return event
+
+
+def assert_decision(event: dict, status: str, reason_start: str) -> None:
+    assert event["status"] == status, event
+    assert event["why"][0].startswith(reason_start), event["why"]
+
+
+# row 1 ---------------------------------------------------------------------------
+@pytest.mark.parametrize("payload, reason", [
+    (b"{not json", "invalid payload"),
+    (b"\xff\xfe\x00binary", "invalid payload"),
+    (json.dumps({"hello": "world"}), "invalid payload"),
+    (json.dumps(ranking(opportunity(probability="0.99"))), "invalid payload"),
+    (json.dumps(ranking(opportunity(horizon="H5"))), "invalid payload"),
+    (json.dumps(ranking(opportunities=[])), "no opportunities"),
+])
+def test_row1_bad_input_is_skipped_with_reason(gw: Gateway, payload: bytes, reason: str) -> None:
+    gw.green()
+    event = only_event(gw, payload)
+    assert_decision(event, "SKIPPED", reason)
+    assert gw.order_posts() == 0
+
+
+# row 2 ---------------------------------------------------------------------------
+@pytest.mark.parametrize("value", [None, "false", "TRUE", "True", " true", "1", "yes", "garbage"])
+def test_row2_kill_switch_not_exactly_true_blocks(gw: Gateway, value: str | None) -> None:
+    gw.green(enabled=False)
+    if value is not None:
+        gw.r.set("key:execution_enabled", value)
+    event = only_event(gw, ranking(opportunity("AAPL")))
+    assert_decision(event, "BLOCKED", "execution disabled")
+    assert gw.order_posts() == 0
+
+
+# row 3 ---------------------------------------------------------------------------
+@pytest.mark.parametrize("state", [
+    market("RED"), market("YELLOW"), None, market("GREEN", age_s=301), "garbage", json.dumps({"state": "GREEN"}),
+])
+def test_row3_market_state_not_fresh_green_blocks(gw: Gateway, state: str | None) -> None:
+    gw.r.set("key:execution_enabled", "true")
+    if state is not None:
+        gw.r.set("key:market_state", state)
+    event = only_event(gw, ranking(opportunity("MSFT")))
+    assert_decision(event, "BLOCKED", "market state")
+    assert gw.order_posts() == 0
+
+
+# row 4 ---------------------------------------------------------------------------
+@pytest.mark.parametrize("scope, ticker", [("GLOBAL", None), ("TICKER", "NVDA")])
+def test_row4_stand_down_in_force_blocks(gw: Gateway, scope: str, ticker: str | None) -> None:
+    gw.green()
+    gw.r.set("key:stand_down_reason", json.dumps({
+        "schema_version": "1.0", "timestamp": now_iso(), "reason": "FOMC in 10 min", "scope": scope,
+        "ticker": ticker, "sector": None, "expires_at": now_iso(600)}))
+    event = only_event(gw, ranking(opportunity("NVDA")))
+    assert_decision(event, "BLOCKED", "stand-down")
+    assert gw.order_posts() == 0
+
+
+def test_row4_expired_stand_down_does_not_block(gw: Gateway) -> None:
+    gw.green()
+    gw.r.set("key:stand_down_reason", json.dumps({
+        "reason": "over", "scope": "GLOBAL", "expires_at": now_iso(-60)}))
+    assert_decision(only_event(gw, ranking(opportunity("NVDA"))), "SUBMITTED", "submitted")
+
+
+# row 5 ---------------------------------------------------------------------------
+@pytest.mark.parametrize("opps", [
+    [opportunity("TSLA", probability=0.8999)],
+    [opportunity("TSLA", direction="SHORT")],
+    [opportunity("TSLA", probability=0.5), opportunity("AMD", probability=0.99)],
+])
+def test_row5_threshold_blocks_and_only_rank1_is_considered(gw: Gateway, opps: list) -> None:
+    gw.green()
+    event = only_event(gw, ranking(*opps))
+    assert_decision(event, "BLOCKED", "threshold")
+    assert gw.order_posts() == 0
+
+
+# row 6 ---------------------------------------------------------------------------
+def test_row6_old_ranking_is_skipped_expired(gw: Gateway) -> None:
+    gw.green()
+    old = datetime.now(timezone.utc) - timedelta(seconds=121)
+    event = only_event(gw, ranking(opportunity("META"), rank_time=old))
+    assert_decision(event, "SKIPPED", "expired")
+    assert gw.order_posts() == 0
+
+
+# row 7 ---------------------------------------------------------------------------
+def test_row7_same_execution_id_twice_is_skipped_duplicate(gw: Gateway) -> None:
+    gw.green()
+    rank = ranking(opportunity("AMZN"))
+    first = only_event(gw, rank)
+    (second,) = gw.decide(rank)
+    assert_decision(first, "SUBMITTED", "submitted")
+    assert_decision(second, "SKIPPED", "duplicate")
+    assert len(gw.orders()) == 1
+
+
+# row 8 ---------------------------------------------------------------------------
+def test_row8_same_ticker_within_cooldown_is_skipped(gw: Gateway) -> None:
+    gw.green()
+    first = only_event(gw, ranking(opportunity("GOOG")))
+    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    (second,) = gw.decide(ranking(opportunity("GOOG"), rank_time=later))
+    assert first["execution_id"] != second["execution_id"]
+    assert_decision(second, "SKIPPED", "cooldown")
+    assert len(gw.orders()) == 1
+
+
+# row 9 ---------------------------------------------------------------------------
+def test_row9_open_position_at_broker_is_skipped(gw: Gateway) -> None:
+    gw.green()
+    gw.sim("POST", "/_sim/positions", {"symbol": "NFLX", "qty": "1"})
+    event = only_event(gw, ranking(opportunity("NFLX")))
+    assert_decision(event, "SKIPPED", "open position")
+    assert gw.orders() == []
+    assert gw.r.get("key:execution_cooldown:NFLX") is None  # reservation released
+
+
+def test_row9_open_order_at_broker_is_skipped(gw: Gateway) -> None:
+    gw.green()
+    gw.sim("POST", "/_sim/config", {"fill": "manual"})
+    first = only_event(gw, ranking(opportunity("ORCL")))
+    gw.r.delete("key:execution_cooldown:ORCL", "key:execution_cooldown:ORCL:owner")
+    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    (second,) = gw.decide(ranking(opportunity("ORCL"), rank_time=later))
+    assert_decision(first, "SUBMITTED", "submitted")
+    assert_decision(second, "SKIPPED", "open position")
+    assert len(gw.orders()) == 1
+
+
+# row 10 --------------------------------------------------------------------------
+def test_row10_broker_403_is_rejected_and_cooldown_released(gw: Gateway) -> None:
+    gw.green()
+    gw.sim("POST", "/_sim/fault", {"mode": "403", "method": "POST", "path": "/v2/orders"})
+    event = only_event(gw, ranking(opportunity("IBM")))
+    assert_decision(event, "REJECTED", "broker rejected")
+    assert "insufficient buying power" in event["why"][0]
+    assert gw.orders() == []
+    assert gw.r.get("key:execution_cooldown:IBM") is None
+
+
+# row 11 --------------------------------------------------------------------------
+def test_row11_broker_down_is_error_and_next_message_is_served(gw: Gateway) -> None:
+    gw.green()
+    gw.sim("POST", "/_sim/fault", {"mode": "503", "count": -1})
+    event = only_event(gw, ranking(opportunity("INTC")))
+    assert_decision(event, "ERROR", "error")
+    gw.sim("DELETE", "/_sim/fault")
+    (following,) = gw.decide(ranking(opportunity("CSCO")))
+    assert_decision(following, "SUBMITTED", "submitted")
+    assert [o["symbol"] for o in gw.orders()] == ["CSCO"]
+
+
+# row 12 --------------------------------------------------------------------------
+def test_row12_eligible_signal_is_submitted_as_one_share_market_day_buy(gw: Gateway) -> None:
+    gw.green()
+    event = only_event(gw, ranking(opportunity("SPY")))
+    assert_decision(event, "SUBMITTED", "submitted")
+    (order,) = gw.orders()
+    assert (order["symbol"], order["qty"], order["side"], order["type"], order["time_in_force"]) == \
+        ("SPY", "1", "buy", "market", "day")
+    assert order["client_order_id"] == "zx-" + event["execution_id"]
+    assert event["alpaca_order_id"] == order["id"]
+    assert event["market_state"]["state"] == "GREEN" == event["market_state_snapshot"]["state"]
+    assert event["why"] == ["submitted: 1 share SPY buy market day", "breakout above VWAP"]
+    assert gw.r.get("key:execution_cooldown:SPY") is not None
+    row = gw.rows()[0]
+    assert row["alpaca_order_id"] == order["id"] and row["probability"] == 0.95
+    assert row["payload"]["liquidity_grade"] == "A"  # unknown fields kept in the audit copy
