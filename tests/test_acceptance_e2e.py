@@ -1,0 +1,126 @@
+"""The seed's acceptance criteria and the broker retry rules, through the whole path."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.requests import MarketOrderRequest
+
+from tests.support.gateway import Gateway, collect, market, opportunity, quiet, ranking
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("kill_switch", [None, "false", "TRUE", "garbage"])
+def test_kill_switch_not_true_means_no_order_ever(gw: Gateway, kill_switch: str | None) -> None:
+    gw.r.set("key:market_state", market("GREEN"))
+    if kill_switch is not None:
+        gw.r.set("key:execution_enabled", kill_switch)
+    events = gw.decide(*[ranking(opportunity(t)) for t in ("SPY", "QQQ", "IWM")])
+    assert {e["status"] for e in events} == {"BLOCKED"}
+    assert gw.order_posts() == 0 and gw.orders() == []
+
+
+@pytest.mark.parametrize("state", [market("RED"), market("YELLOW"), None, market("GREEN", age_s=400), "{garbage"])
+def test_market_not_fresh_green_means_no_order(gw: Gateway, state: str | None) -> None:
+    gw.r.set("key:execution_enabled", "true")
+    if state is not None:
+        gw.r.set("key:market_state", state)
+    events = gw.decide(*[ranking(opportunity(t)) for t in ("SPY", "QQQ")])
+    assert {e["status"] for e in events} == {"BLOCKED"}
+    assert all(e["why"][0].startswith("market state") for e in events)
+    assert gw.order_posts() == 0
+
+
+def test_same_ranking_published_five_times_with_two_workers_gives_one_order(gw: Gateway) -> None:
+    assert len([w for w in gw.workers if w.alive()]) == 2
+    gw.green()
+    rank = ranking(opportunity("SPY"))
+    events = gw.decide(*[rank] * 5)
+    statuses = sorted(e["status"] for e in events)
+    assert statuses == ["SKIPPED"] * 4 + ["SUBMITTED"]
+    assert len(gw.orders()) == 1
+    assert len(gw.wait_rows(5)) == 5
+    assert {e["execution_id"] for e in events} == {events[0]["execution_id"]}
+
+
+def test_every_message_is_one_row_and_one_event(gw: Gateway) -> None:
+    gw.green()
+    old = datetime.now(timezone.utc) - timedelta(minutes=5)
+    messages = [
+        ranking(opportunity("SPY")), ranking(opportunity("SPY")),  # submitted, then duplicate
+        ranking(opportunity("QQQ", probability=0.5)), ranking(opportunity("DIA"), rank_time=old),
+        b"\x00\xff not json", json.dumps(ranking(opportunities=[])), ranking(opportunity("IWM")),
+    ]
+    pubsub = gw.subscribe()
+    for message in messages:
+        gw.publish(message)
+    events = collect(pubsub, len(messages), 20, gw)
+    assert quiet(pubsub, 1.0) == []  # nothing more than one event per message
+    rows = gw.wait_rows(len(messages))
+    assert len(rows) == len(messages)
+    assert sorted(r["event_key"] for r in rows) == sorted(e["decision_id"] for e in events)
+    assert sorted(e["status"] for e in events) == sorted(
+        ["SUBMITTED", "SKIPPED", "BLOCKED", "SKIPPED", "SKIPPED", "SKIPPED", "SUBMITTED"])
+
+
+def test_cooldown_race_two_ids_one_ticker_concurrently_gives_one_order(gw: Gateway) -> None:
+    gw.green()
+    now = datetime.now(timezone.utc)
+    a = ranking(opportunity("AAPL"), rank_time=now)
+    b = ranking(opportunity("AAPL", horizon="H2H"), rank_time=now, horizon="H2H")
+    events = gw.decide(a, b)
+    assert len({e["execution_id"] for e in events}) == 2
+    assert sorted(e["status"] for e in events) == ["SKIPPED", "SUBMITTED"]
+    skipped = next(e for e in events if e["status"] == "SKIPPED")
+    assert skipped["why"][0].startswith("cooldown")
+    assert len(gw.orders()) == 1
+
+
+@pytest.mark.parametrize("fault", ["500", "503", "429", "drop"])
+def test_broker_transient_then_success_gives_one_order(gw: Gateway, fault: str) -> None:
+    gw.green()
+    gw.sim("POST", "/_sim/fault", {"mode": fault, "method": "POST", "path": "/v2/orders", "retry_after": 0})
+    (event,) = gw.decide(ranking(opportunity("XOM")))
+    assert event["status"] == "SUBMITTED"
+    assert gw.order_posts() == 2  # the failed POST and one resubmit after a lookup
+    assert len(gw.orders()) == 1
+
+
+@pytest.mark.parametrize("fault", ["accept_then_500", "accept_then_drop"])
+def test_order_accepted_but_answer_lost_is_found_not_resubmitted(gw: Gateway, fault: str) -> None:
+    gw.green()
+    gw.sim("POST", "/_sim/fault", {"mode": fault, "method": "POST", "path": "/v2/orders"})
+    (event,) = gw.decide(ranking(opportunity("CVX")))
+    assert event["status"] == "SUBMITTED"
+    assert "found by client_order_id" in event["why"][0]
+    assert gw.order_posts() == 1
+    (order,) = gw.orders()
+    assert event["alpaca_order_id"] == order["id"]
+
+
+def test_reused_client_order_id_422_is_treated_as_already_placed(gw: Gateway) -> None:
+    gw.green()
+    rank = ranking(opportunity("KO"))
+    exec_id = f"KO:H30:{datetime.fromisoformat(rank['rank_time']):%Y-%m-%dT%H:%M:%S}"
+    client = TradingClient("k", "s", paper=True, url_override=gw.sim_url)
+    gw.sim("POST", "/_sim/config", {"fill": "manual"})
+    placed = client.submit_order(MarketOrderRequest(symbol="KO", qty=1, side=OrderSide.BUY,
+                                                    time_in_force=TimeInForce.DAY, client_order_id="zx-" + exec_id))
+    gw.sim("POST", f"/_sim/orders/{placed.id}/cancel")  # not an open order, so only the 422 path applies
+    (event,) = gw.decide(rank)
+    assert event["status"] == "SUBMITTED" and "422" in event["why"][0]
+    assert event["alpaca_order_id"] == str(placed.id)
+    assert len(gw.orders()) == 1
+
+
+def test_slow_broker_beyond_timeout_is_retried_without_a_second_order(gw: Gateway) -> None:
+    gw.green()
+    gw.sim("POST", "/_sim/fault", {"mode": "accept_then_slow", "method": "POST", "path": "/v2/orders", "delay": 2.5})
+    (event,) = gw.decide(ranking(opportunity("PEP")))
+    assert event["status"] == "SUBMITTED"
+    assert len(gw.orders()) == 1

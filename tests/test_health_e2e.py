@@ -1,0 +1,72 @@
+"""GET /health tells the truth, including when Redis is gone (its own Redis, stopped for real)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+from alpaca_paper_sim import SimServer
+from tests.support.gateway import Gateway, market, opportunity, ranking
+from tests.support.procs import PrivateRedis, health, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def lonely(log_dir: Path, sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway on a Redis of its own, so stopping that Redis harms no other test."""
+    server = PrivateRedis(log_dir).start()
+    db = tmp_path_factory.mktemp("health") / "audit.db"
+    gw = Gateway(log_dir, server, sim.url, f"sqlite:///{db}", workers=1).start()
+    yield gw
+    gw.stop()
+    server.stop()
+
+
+def test_health_reports_ok_with_every_check_and_no_secret(lonely: Gateway) -> None:
+    lonely.r.set("key:execution_enabled", "true")
+    lonely.r.set("key:market_state", market("YELLOW"))
+    status, body = health(lonely.api_port)
+    assert status == 200 and body["status"] == "ok"
+    assert body["paper"] is True and body["execution_enabled"] is True and body["market_state"] == "YELLOW"
+    assert set(body["checks"]) == {"redis", "database", "broker", "workers"}
+    assert all(check["ok"] for check in body["checks"].values())
+    assert body["checks"]["workers"]["alive"] == 1
+    raw = requests.get(f"http://127.0.0.1:{lonely.api_port}/health", timeout=5).text
+    assert "test-secret-value" not in raw and "test-key-id" not in raw
+
+
+def test_health_execution_enabled_false_unless_exactly_true(lonely: Gateway) -> None:
+    lonely.r.set("key:execution_enabled", "TRUE")
+    assert health(lonely.api_port)[1]["execution_enabled"] is False
+
+
+def test_health_degraded_when_broker_fails(lonely: Gateway) -> None:
+    lonely.sim("POST", "/_sim/fault", {"mode": "503", "count": -1, "path": "/v2/account"})
+    try:
+        body = wait_for(lambda: (b := health(lonely.api_port)[1])["status"] == "degraded" and b, 20, "degraded")
+        assert body["checks"]["broker"]["ok"] is False
+    finally:
+        lonely.sim("DELETE", "/_sim/fault")
+
+
+def test_health_down_and_503_when_redis_stopped_then_recovers(lonely: Gateway) -> None:
+    lonely.redis_server.stop()
+    try:
+        status, body = health(lonely.api_port)
+        assert status == 503 and body["status"] == "down"
+        assert body["checks"]["redis"]["ok"] is False
+        assert body["execution_enabled"] is False
+    finally:
+        lonely.redis_server.proc.start()
+        wait_for(lambda: lonely.r.ping(), 10, "redis back")
+    # the bridge and the worker come back by themselves and decide the next message
+    wait_for(lambda: health(lonely.api_port)[1]["bridge"]["subscribed"], 30, "bridge resubscribed")
+    wait_for(lambda: lonely.workers_alive() == 1, 30, "worker heartbeat back")
+    lonely.reset()
+    lonely.green()
+    (event,) = lonely.decide(ranking(opportunity("SPY")), timeout=30)
+    assert event["status"] == "SUBMITTED"
