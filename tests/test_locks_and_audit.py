@@ -1,0 +1,125 @@
+"""The Redis claim/cooldown scripts and the audit writer, against real Redis and databases."""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+
+from tests.support.gateway import PG_URL, sqlalchemy_url
+from tests.support.procs import PrivateRedis
+from zero_tasks.audit import ensure_schema, execution_log, insert_row, make_engine
+from zero_tasks.redis_state import Claim, ExecutionLocks, connect
+
+NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def locks(private_redis: PrivateRedis) -> ExecutionLocks:
+    r = connect(f"redis://127.0.0.1:{private_redis.port}/3")
+    r.flushdb()
+    return ExecutionLocks(r, cooldown_s=3600)
+
+
+def test_claim_first_sight_then_reentry_then_taken(locks: ExecutionLocks) -> None:
+    assert locks.claim("SPY:H30:x", "m1") is Claim.CLAIMED
+    assert locks.claim("SPY:H30:x", "m1") is Claim.REENTERED
+    assert locks.claim("SPY:H30:x", "m2") is Claim.TAKEN
+
+
+def test_claim_expires_after_24_hours(locks: ExecutionLocks) -> None:
+    locks.claim("SPY:H30:x", "m1")
+    assert 86000 < locks._r.ttl("key:execution_seen:SPY:H30:x") <= 86400
+
+
+def test_release_claim_only_by_its_owner(locks: ExecutionLocks) -> None:
+    locks.claim("id", "m1")
+    locks.release_claim("id", "m2")
+    assert locks.claim("id", "m3") is Claim.TAKEN
+    locks.release_claim("id", "m1")
+    assert locks.claim("id", "m3") is Claim.CLAIMED
+
+
+def test_cooldown_is_held_by_one_execution_id_under_a_concurrent_race(locks: ExecutionLocks) -> None:
+    winners: list[str] = []
+    barrier = threading.Barrier(16)
+
+    def contend(i: int) -> None:
+        barrier.wait()
+        held, _ = locks.reserve_cooldown("SPY", f"SPY:H30:{i}", NOW)
+        if held:
+            winners.append(str(i))
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(winners) == 1
+    assert locks._r.get("key:execution_cooldown:SPY") == NOW.isoformat()  # the contract's ISO value
+    assert 3500 < locks._r.ttl("key:execution_cooldown:SPY") <= 3600
+
+
+def test_cooldown_release_by_owner_only(locks: ExecutionLocks) -> None:
+    assert locks.reserve_cooldown("SPY", "a", NOW)[0]
+    assert locks.reserve_cooldown("SPY", "a", NOW)[0]  # re-entry of the same id
+    locks.release_cooldown("SPY", "b")
+    assert not locks.reserve_cooldown("SPY", "b", NOW)[0]
+    locks.release_cooldown("SPY", "a")
+    assert locks.reserve_cooldown("SPY", "b", NOW)[0]
+
+
+def row(event_key: str = "e1") -> dict:
+    return {"time": NOW, "execution_id": "SPY:H30:x", "ticker": "SPY", "horizon": "H30", "probability": 0.95,
+            "opportunity_score": 95.0, "status": "BLOCKED", "alpaca_order_id": None,
+            "why": ["execution disabled: x"], "market_state_snapshot": {"state": "GREEN"},
+            "event_key": event_key, "reason": "execution disabled: x", "client_order_id": None,
+            "submitted_at": None, "decided_at": NOW, "latency_ms": 1.0, "payload": {"ticker": "SPY"}}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'a.db'}" if request.param == "sqlite" else \
+        sqlalchemy_url(os.environ.get("TEST_POSTGRES_URL", PG_URL))
+    eng = make_engine(url)
+    if request.param == "postgres":
+        with eng.begin() as conn:
+            conn.execute(text("CREATE SCHEMA IF NOT EXISTS audit_unit"))
+        eng = make_engine(url)
+        eng = eng.execution_options(schema_translate_map={None: "audit_unit"})
+        with eng.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS audit_unit.execution_log"))
+    ensure_schema(eng)
+    ensure_schema(eng)  # idempotent
+    yield eng
+    eng.dispose()
+
+
+def count(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(execution_log)).scalar_one()
+
+
+def test_retried_audit_write_never_doubles_a_row(engine) -> None:
+    assert insert_row(engine, row("e1")) is True
+    assert insert_row(engine, row("e1")) is False
+    assert count(engine) == 1
+
+
+def test_execution_id_is_not_unique_a_blocked_row_does_not_stop_a_submitted_one(engine) -> None:
+    insert_row(engine, row("e1"))
+    submitted = row("e2") | {"status": "SUBMITTED", "alpaca_order_id": "abc"}
+    assert insert_row(engine, submitted) is True
+    assert count(engine) == 2
+
+
+def test_json_columns_round_trip(engine) -> None:
+    insert_row(engine, row("e1"))
+    with engine.connect() as conn:
+        stored = conn.execute(select(execution_log)).one()._mapping
+    assert stored["why"] == ["execution disabled: x"] and stored["market_state_snapshot"] == {"state": "GREEN"}
+    assert stored["created_at"] is not None

@@ -1,0 +1,66 @@
+"""The settings object: paper only, a safe base URL, limits that only tighten."""
+
+from __future__ import annotations
+
+import pytest
+
+from zero_tasks.settings import ConfigError, check_base_url, load_settings
+
+SAFE = {"alpaca_paper": "true", "alpaca_api_key": "k", "alpaca_secret_key": "s"}
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8100", "http://localhost:8100", "http://[::1]:8100", "http://127.0.0.2:9",
+    "https://paper-api.alpaca.markets", "https://paper-api.alpaca.markets/",
+])
+def test_base_url_accepts_loopback_and_alpaca_paper(url: str) -> None:
+    assert check_base_url(url) == url.rstrip("/")
+
+
+@pytest.mark.parametrize("url", [
+    "https://api.alpaca.markets", "http://paper-api.alpaca.markets", "https://paper-api.alpaca.markets.evil.io",
+    "https://evil.io/paper-api.alpaca.markets", "http://192.168.1.10:8100", "http://0.0.0.0:8100",
+    "http://127.0.0.1.nip.io", "ftp://127.0.0.1", "http://u:p@127.0.0.1", "http://127.0.0.1/v2", "",
+    "http://127.0.0.1?x=1",
+])
+def test_base_url_refuses_anything_else(url: str) -> None:
+    with pytest.raises(ValueError):
+        check_base_url(url)
+
+
+@pytest.mark.parametrize("paper", ["", "false", "TRUE", "True", " true", "true ", "1", "yes"])
+def test_settings_refuse_unless_paper_exactly_true(paper: str) -> None:
+    with pytest.raises(ConfigError, match="ALPACA_PAPER must be exactly 'true'"):
+        load_settings(**(SAFE | {"alpaca_paper": paper}))
+
+
+@pytest.mark.parametrize("field, value, ok", [
+    ("min_probability", 0.95, True), ("min_probability", 0.89, False), ("min_probability", 1.01, False),
+    ("cooldown_minutes", 90, True), ("cooldown_minutes", 59, False),
+    ("market_state_max_age_s", 60, True), ("market_state_max_age_s", 301, False),
+    ("signal_max_age_s", 30, True), ("signal_max_age_s", 121, False), ("signal_max_age_s", 0, False),
+])
+def test_limits_can_be_tightened_never_loosened(field: str, value: float, ok: bool) -> None:
+    if ok:
+        assert getattr(load_settings(**(SAFE | {field: value})), field) == value
+    else:
+        with pytest.raises(ConfigError, match=field.upper()):
+            load_settings(**(SAFE | {field: value}))
+
+
+def test_error_message_never_contains_secrets() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(**(SAFE | {"alpaca_secret_key": "hunter2", "alpaca_paper": "false",
+                                 "database_url": "postgresql://u:pw@h/db"}))
+    assert "hunter2" not in str(info.value) and "pw@" not in str(info.value)
+
+
+def test_postgresql_url_means_psycopg2() -> None:
+    settings = load_settings(**(SAFE | {"database_url": "postgresql://u@h:5432/db"}))
+    assert settings.sqlalchemy_url == "postgresql+psycopg2://u@h:5432/db"
+
+
+def test_redis_defaults_follow_the_seed() -> None:
+    settings = load_settings(**SAFE)
+    assert (settings.redis_host, settings.redis_port, settings.execution_api_port) == ("redis", 6379, 8003)
+    assert settings.broker_url == "redis://redis:6379/0"
