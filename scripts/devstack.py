@@ -1,0 +1,149 @@
+"""`make run`: the whole gateway on one machine, on embedded defaults.
+
+Starts (as child processes) the Alpaca paper simulator when no Alpaca keys are set, a
+private redis-server when none answers at REDIS_HOST:REDIS_PORT, one Celery worker, the
+bridge and Flower (basic auth, loopback). Prints where everything is; Ctrl-C stops all.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+VAR = ROOT / "var"
+BIN = Path(sys.executable).parent
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        return s.connect_ex((host, port)) != 0
+
+
+def ensure_redis(env: dict[str, str], children: list[subprocess.Popen]) -> None:
+    host, port = env["REDIS_HOST"], int(env["REDIS_PORT"])
+    try:
+        redis.Redis(host=host, port=port, socket_connect_timeout=1).ping()
+        print(f"  redis      {host}:{port} (already running)")
+        return
+    except redis.RedisError:
+        pass
+    binary = shutil.which("redis-server")
+    if binary is None or host not in ("127.0.0.1", "localhost"):
+        sys.exit(f"No Redis answers at {host}:{port}. Start one (Debian: `apt-get install redis-server`, "
+                 "then `redis-server --daemonize yes`) or set REDIS_HOST/REDIS_PORT, and run `make run` again.")
+    log = open(VAR / "redis.log", "ab")
+    children.append(subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", str(VAR)], stdout=log, stderr=log))
+    for _ in range(50):
+        try:
+            redis.Redis(host=host, port=port).ping()
+            print(f"  redis      {host}:{port} (private redis-server started, pid {children[-1].pid})")
+            return
+        except redis.RedisError:
+            time.sleep(0.1)
+    sys.exit("redis-server did not start; see var/redis.log")
+
+
+def start(name: str, argv: list[str], env: dict[str, str], children: list[subprocess.Popen]) -> None:
+    log = open(VAR / f"{name}.log", "ab")
+    children.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+
+
+def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)
+    VAR.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("ALPACA_PAPER", "true")
+    env.setdefault("REDIS_HOST", "127.0.0.1")
+    env.setdefault("REDIS_PORT", "6379")
+    env.setdefault("DATABASE_URL", f"sqlite:///{VAR / 'execution_log.db'}")
+    env.setdefault("EXECUTION_API_PORT", "8003")
+    env["PYTHONPATH"] = str(ROOT)
+    children: list[subprocess.Popen] = []
+    print("ZERO execution gateway (paper only)")
+    try:
+        if not env.get("ALPACA_API_KEY"):
+            sim_port = int(env.get("SIM_PORT", "8100"))
+            env.update(ALPACA_API_KEY="simulator", ALPACA_SECRET_KEY="simulator",
+                       ALPACA_BASE_URL=f"http://127.0.0.1:{sim_port}")
+            start("simulator", [sys.executable, "-m", "alpaca_paper_sim", "--port", str(sim_port)], env, children)
+            print(f"  broker     Alpaca paper simulator on http://127.0.0.1:{sim_port} (no ALPACA_API_KEY set)")
+        else:
+            print(f"  broker     Alpaca paper at {env.get('ALPACA_BASE_URL') or 'https://paper-api.alpaca.markets'}")
+        ensure_redis(env, children)
+        flower_auth = env.get("FLOWER_BASIC_AUTH") or f"zero:{secrets.token_urlsafe(12)}"
+        flower_port = env.get("FLOWER_PORT", "5555")
+        start("worker", [str(BIN / "celery"), "-A", "zero_tasks", "worker", "-c", "2", "-n", "worker@%h",
+                         "-Q", "zero_execution,zero_audit", "-l", "INFO"], env, children)
+        start("bridge", [sys.executable, "-m", "bridge"], env, children)
+        start("flower", [str(BIN / "celery"), "-A", "zero_tasks", "flower", f"--port={flower_port}",
+                         "--address=127.0.0.1", f"--basic-auth={flower_auth}"], env, children)
+        health_url = f"http://127.0.0.1:{env['EXECUTION_API_PORT']}/health"
+        body = wait_healthy(health_url, children)
+        print(f"  audit      {env['DATABASE_URL'].split('://')[0]} ({body.get('database')})")
+        print(f"  health     {health_url}  -> {body.get('status')}")
+        print(f"  metrics    http://127.0.0.1:{env['EXECUTION_API_PORT']}/metrics")
+        print(f"  flower     http://127.0.0.1:{flower_port}  (user {flower_auth.split(':')[0]}, "
+              f"password {flower_auth.split(':', 1)[1]})")
+        print(f"  logs       {VAR}/*.log")
+        print("\nTry it (another terminal, in this folder):")
+        print("  .venv/bin/python scripts/sample.py market GREEN     # the regime service's job, for a demo")
+        print("  .venv/bin/python scripts/sample.py enable           # the kill switch: key:execution_enabled=true")
+        print("  .venv/bin/python scripts/sample.py publish SPY      # an eligible OpportunityRank; prints the decision")
+        print("  .venv/bin/python scripts/sample.py disable")
+        print("\nCtrl-C stops everything.")
+        supervise(children)
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def wait_healthy(url: str, children: list[subprocess.Popen]) -> dict:
+    for _ in range(300):
+        dead = [c for c in children if c.poll() is not None]
+        if dead:
+            sys.exit(f"a process exited at start-up (exit {dead[0].returncode}); see {VAR}/*.log")
+        try:
+            body = requests.get(url, timeout=2).json()
+            if body.get("checks", {}).get("workers", {}).get("ok"):
+                return body
+        except (requests.RequestException, ValueError):
+            pass
+        time.sleep(0.2)
+    sys.exit(f"the gateway did not become healthy; see {VAR}/*.log")
+
+
+def supervise(children: list[subprocess.Popen]) -> None:
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    try:
+        while not stop:
+            for child in children:
+                if child.poll() is not None:
+                    print(f"process {child.args[0] if isinstance(child.args, list) else child.args} exited "
+                          f"({child.returncode}); stopping. See {VAR}/*.log", file=sys.stderr)
+                    return
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nstopping...")
+
+
+if __name__ == "__main__":
+    main()
