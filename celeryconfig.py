@@ -12,9 +12,14 @@ broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None  # keep trying: the worker must come back by itself
 broker_transport_options = {
-    # An unacked task (worker died) is redelivered after this; it must exceed the longest
-    # retry countdown (broker_retry_backoff_max_s) so a waiting retry is not run twice.
-    "visibility_timeout": 300,
+    # An unacked task (its worker died) is redelivered after this. It exceeds the task time
+    # limit plus the longest retry countdown (checked by Settings), so a task that is still
+    # running or waiting to retry is never handed to a second worker.
+    "visibility_timeout": _settings.visibility_timeout_s,
+    # Sweep for abandoned messages every 2 s instead of kombu's default ~100 s, so recovery
+    # after a SIGKILLed worker is visibility_timeout + 2 s.
+    "unacked_restore_interval": 2,
+    "unacked_restore_throttle": 1,
     "socket_timeout": 5,
     "socket_connect_timeout": 5,
     "health_check_interval": 10,
@@ -24,12 +29,12 @@ broker_transport_options = {
 # nothing; idempotency (execution_id claim, client_order_id) makes the re-run safe.
 task_acks_late = True
 task_reject_on_worker_lost = True
-task_acks_on_failure_or_timeout = True
+task_acks_on_failure_or_timeout = False  # a task that failed (Redis away while recording) runs again
 worker_prefetch_multiplier = 1  # a dead worker holds at most one unacked message per process
 worker_cancel_long_running_tasks_on_connection_loss = False
 
-task_time_limit = 120  # a hung task is killed and redelivered, never left holding the line
-task_soft_time_limit = 100
+task_time_limit = _settings.task_time_limit_s  # a hung task is killed, never left holding the line
+task_soft_time_limit = max(1, _settings.task_time_limit_s - 5)
 
 task_serializer = "json"
 accept_content = ["json"]

@@ -15,6 +15,11 @@ SEEN_PREFIX = "key:execution_seen:"  # + execution_id; the idempotency claim
 COOLDOWN_PREFIX = "key:execution_cooldown:"  # + ticker; ISO time of the last order
 EVENT_SENT_PREFIX = "key:execution_event_sent:"  # + event key; guards double publishing
 WORKER_ALIVE_PREFIX = "key:execution_worker:"  # + hostname; worker heartbeat for /health
+DECISION_PREFIX = "key:execution_decision:"  # + event key; the decision outbox
+ATTEMPT_PREFIX = "key:execution_attempts:"  # + execution_id; order attempts (lookup first when > 1)
+BRIDGE_MSG_PREFIX = "key:execution_bridge_msg:"  # + payload hash; occurrences claimed by bridges
+CATCHUP_PREFIX = "key:execution_catchup:"  # + payload hash; the catch-up ranking was decided
+OPPORTUNITY_RANK_KEY = "key:opportunity_rank"  # core logic's latest ranking (TTL 60 s)
 
 CLAIM_TTL_SECONDS = 24 * 3600
 
@@ -29,6 +34,10 @@ def cooldown_key(ticker: str) -> str:
 
 def event_sent_key(event_key: str) -> str:
     return EVENT_SENT_PREFIX + event_key
+
+
+def attempt_key(execution_id: str) -> str:
+    return ATTEMPT_PREFIX + execution_id
 
 
 def worker_alive_key(hostname: str) -> str:

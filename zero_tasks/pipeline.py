@@ -62,6 +62,10 @@ class OrderTicket:
     execution_id: str
     ticker: str
     reentered: bool
+    broker_attempt: int = 0  # failed broker rounds so far (network, timeout, 5xx, 429)
+
+    def next_attempt(self) -> "OrderTicket":
+        return OrderTicket(self.message, self.execution_id, self.ticker, self.reentered, self.broker_attempt + 1)
 
     def to_task(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,7 +132,7 @@ def evaluate(rt: Runtime, msg: Message, now: datetime) -> DecisionRecord | Order
     return OrderTicket(msg.to_task(), subject.execution_id, subject.top.ticker, claim is Claim.REENTERED)
 
 
-def place(rt: Runtime, ticket: OrderTicket, attempt: int, now_fn=utcnow) -> DecisionRecord:
+def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
     """Rows 9-12. Raises BrokerTransient when the broker's answer is unknown (retry)."""
     msg = Message.from_task(ticket.message)
     subject = _signal_of(rt, msg)
@@ -136,7 +140,7 @@ def place(rt: Runtime, ticket: OrderTicket, attempt: int, now_fn=utcnow) -> Deci
     cid = client_order_id(ticket.execution_id)
     ticker = ticket.ticker
 
-    if ticket.reentered or attempt > 0:
+    if rt.locks.count_attempt(ticket.execution_id) > 1 or ticket.reentered:
         existing = rt.broker.find_order(cid)  # never resubmit blindly
         if existing:
             return _submitted(rt, msg, subject, existing, now_fn(), "found by client_order_id on retry")

@@ -6,6 +6,7 @@ different things about one decision.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -63,11 +64,25 @@ class DecisionRecord:
         )
         return update.model_dump_json()
 
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return json.dumps(data, default=_iso)
+
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "DecisionRecord":
-        fields = {k: v for k, v in row.items() if k in cls.__dataclass_fields__}
-        fields["status"] = Status(fields["status"])
-        return cls(**fields)
+    def from_json(cls, text: str) -> "DecisionRecord":
+        data = json.loads(text)
+        data["status"] = Status(data["status"])
+        for name in ("time", "decided_at", "submitted_at"):
+            if data.get(name):
+                data[name] = datetime.fromisoformat(data[name])
+        return cls(**data)
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def why_lines(verdict: Verdict, opportunity_why: list[str] | None) -> list[str]:

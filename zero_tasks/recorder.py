@@ -1,21 +1,23 @@
-"""Recording a decision: one chan:trade_update event and one execution_log row.
+"""Recording a decision: kept in the outbox, announced on chan:trade_update, audited.
 
-The event goes out first (consumers are live); the row follows. A database that is down
-does not lose the row: it is handed to the audit task, which retries until the database
-is back. A Redis that is down does not lose the event silently: the caller is told.
+Order matters. The decision is first kept in Redis (the outbox: the first decision of a
+message wins, see outbox.py), then published, then written to execution_log. A database
+that is down does not lose the row: it goes to the audit task, retried until the
+database is back. A Redis that is down raises DecisionNotRecorded: the task is then not
+acknowledged and runs again once Redis is back, completing what is missing.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import datetime
 from typing import Any, Callable
 
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import outbox
 from .audit import insert_row
 from .events import publish_once
 from .record import DecisionRecord
@@ -24,6 +26,11 @@ from .runtime import Runtime, ensure_audit_schema
 log = logging.getLogger("zero_tasks.decision")
 
 _DATETIME_FIELDS = ("time", "decided_at", "submitted_at")
+Spool = Callable[[dict[str, Any]], None]
+
+
+class DecisionNotRecorded(Exception):
+    """Redis was unavailable: the decision is not kept yet; the task must run again."""
 
 
 def row_to_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -38,40 +45,45 @@ def row_from_json(data: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def publish_with_retry(r: redis.Redis, rec: DecisionRecord, attempts: int = 3) -> bool:
-    for attempt in range(attempts):
-        try:
-            publish_once(r, rec)
-            return True
-        except redis.RedisError as exc:
-            log.warning("publish of %s failed (%s), attempt %d", rec.event_key, type(exc).__name__, attempt + 1)
-            time.sleep(0.2 * (attempt + 1))
-    return False
-
-
 def write_audit(rt: Runtime, row: dict[str, Any]) -> bool:
     ensure_audit_schema(rt)
     return insert_row(rt.engine, row)
 
 
-def record(rt: Runtime, rec: DecisionRecord, spool: Callable[[dict[str, Any]], None]) -> None:
-    """Announce and audit one decision. Raises only when the decision could be lost."""
-    published = publish_with_retry(rt.redis, rec)
+def record(rt: Runtime, rec: DecisionRecord, spool: Spool) -> DecisionRecord:
+    """Keep, announce and audit one decision; returns the decision that counts."""
+    try:
+        rec = outbox.keep(rt.redis, rec)
+        published = publish_once(rt.redis, rec)
+    except redis.RedisError as exc:
+        raise DecisionNotRecorded(f"{rec.event_key}: redis unavailable ({type(exc).__name__})") from exc
     row = rec.to_row()
     try:
         write_audit(rt, row)
     except SQLAlchemyError as exc:
         log.warning("audit write of %s failed (%s); spooled for retry", rec.event_key, type(exc).__name__)
         spool(row_to_json(row))
-    log_decision(rec, published)
-    if not published:
-        raise RuntimeError(f"trade_update for {rec.event_key} not published: redis unavailable")
+    if published:
+        log_decision(rec)
+    return rec
 
 
-def log_decision(rec: DecisionRecord, published: bool) -> None:
+def complete_if_decided(rt: Runtime, event_key: str, spool: Spool) -> bool:
+    """A message that already has a decision is only completed, never decided again."""
+    try:
+        existing = outbox.find(rt.redis, event_key)
+    except redis.RedisError as exc:
+        raise DecisionNotRecorded(f"{event_key}: redis unavailable ({type(exc).__name__})") from exc
+    if existing is None:
+        return False
+    record(rt, existing, spool)
+    return True
+
+
+def log_decision(rec: DecisionRecord) -> None:
     """One line per decision, machine-readable, no secrets."""
     log.info(json.dumps({
         "event": "decision", "execution_id": rec.execution_id, "ticker": rec.ticker,
         "status": rec.status.value, "reason": rec.reason, "latency_ms": rec.latency_ms,
-        "alpaca_order_id": rec.alpaca_order_id, "event_key": rec.event_key, "published": published,
+        "alpaca_order_id": rec.alpaca_order_id, "event_key": rec.event_key,
     }))

@@ -92,6 +92,18 @@ class ExecutionLocks:
         """Only when no order was attempted: a BLOCKED decision must not stop a later one."""
         self._release_claim(keys=[keys.seen_key(execution_id)], args=[message_id])
 
+    def count_attempt(self, execution_id: str) -> int:
+        """How many order attempts this execution_id has had, this one included.
+
+        Above 1 means an earlier attempt may have reached the broker (a retry, a
+        redelivery after a crash, a duplicate delivery): look the order up before sending.
+        """
+        key = keys.attempt_key(execution_id)
+        pipe = self._r.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, keys.CLAIM_TTL_SECONDS)
+        return int(pipe.execute()[0])
+
     def reserve_cooldown(self, ticker: str, execution_id: str, now: datetime) -> tuple[bool, str]:
         """(True, iso) when this execution_id holds the ticker; (False, since) otherwise."""
         result, value = self._reserve(

@@ -11,7 +11,7 @@ import ipaddress
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ALPACA_PAPER_HOST = "paper-api.alpaca.markets"
@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     broker_max_retries: int = Field(default=4, ge=0, le=10)
     broker_retry_backoff_max_s: int = Field(default=20, ge=1, le=120)
 
+    # Celery delivery: an unacked task (its worker died) comes back after the visibility
+    # timeout on Redis; it must outlast the longest legitimate run plus a retry countdown.
+    task_time_limit_s: int = Field(default=60, ge=2, le=600)
+    visibility_timeout_s: int = Field(default=90, ge=5, le=3600)
+
     # Redis: the contract's keys and channels, and the default Celery broker.
     redis_host: str = "redis"
     redis_port: int = 6379
@@ -142,6 +147,14 @@ class Settings(BaseSettings):
         if not 0 < value <= HARD_SIGNAL_MAX_AGE_S:
             raise ValueError(f"SIGNAL_MAX_AGE_S may only be lowered from {HARD_SIGNAL_MAX_AGE_S}")
         return value
+
+    @model_validator(mode="after")
+    def _redelivery_after_time_limit(self) -> "Settings":
+        if self.visibility_timeout_s <= self.task_time_limit_s + self.broker_retry_backoff_max_s:
+            raise ValueError(
+                "VISIBILITY_TIMEOUT_S must exceed TASK_TIME_LIMIT_S + BROKER_RETRY_BACKOFF_MAX_S, "
+                "or a task still running (or waiting to retry) would be delivered twice")
+        return self
 
     @property
     def redis_url(self) -> str:

@@ -1,10 +1,15 @@
-"""The task chain: decide (rows 1-8) -> place_order (rows 9-12); write_audit on DB faults.
+"""The task chain: decide (rows 1-8, and the first order attempt inline) -> place_order
+(retries of rows 9-12); write_audit when the database was away.
 
-Retry policy per error class, declared on the tasks:
-- broker network error, timeout, 5xx, 429: retried with exponential backoff and full
-  jitter (Retry-After respected), looking the order up by client_order_id first;
+Retry policy per error class:
+- broker network error, timeout, 5xx, 429: `place_order` again after an exponential
+  backoff with full jitter (Retry-After respected), looking the order up by
+  client_order_id first; at most BROKER_MAX_RETRIES times, then one ERROR decision;
 - broker 4xx and every veto: final, never retried;
-- retries exhausted or anything unexpected: one ERROR decision.
+- anything unexpected: one ERROR decision;
+- Redis unavailable while recording (DecisionNotRecorded): the task fails without an ack
+  (task_acks_on_failure_or_timeout=False) and is delivered again once Redis is back.
+The first order attempt runs inside `decide`: one queue hop fewer on the hot path.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from .alpaca_adapter import BrokerTransient
 from .celery_app import app
 from .pipeline import Message, OrderTicket, evaluate, exhausted, place, unexpected, utcnow
 from .record import DecisionRecord
-from .recorder import record, row_from_json, write_audit
-from .runtime import get_runtime
+from .recorder import complete_if_decided, record, row_from_json, write_audit
+from .runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
 
@@ -30,50 +35,59 @@ def _spool(row: dict[str, Any]) -> None:
     write_audit_task.apply_async(args=[row], task_id=f"audit:{row['event_key']}", countdown=1)
 
 
-def _record(rec: DecisionRecord) -> None:
-    record(get_runtime(), rec, _spool)
+def _attempt_order(rt: Runtime, ticket: OrderTicket) -> DecisionRecord | None:
+    """One broker round; None when it must be retried later (already scheduled)."""
+    try:
+        return place(rt, ticket)
+    except BrokerTransient as exc:
+        if ticket.broker_attempt >= rt.settings.broker_max_retries:
+            detail = f"broker unavailable after {ticket.broker_attempt + 1} attempts: {exc.detail}"
+            return exhausted(rt, ticket, detail, utcnow())
+        countdown = get_exponential_backoff_interval(
+            factor=1, retries=ticket.broker_attempt, maximum=rt.settings.broker_retry_backoff_max_s,
+            full_jitter=True)
+        if exc.retry_after:
+            countdown = max(countdown, min(exc.retry_after, rt.settings.broker_retry_backoff_max_s))
+        log.warning("broker transient for %s (%s); attempt %d in %ss",
+                    ticket.execution_id, exc.detail, ticket.broker_attempt + 2, countdown)
+        following = ticket.next_attempt()
+        place_order.apply_async(args=[following.to_task()], countdown=countdown,
+                                task_id=f"{ticket.execution_id}:order:{following.broker_attempt}")
+        return None
+    except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision
+        log.exception("order attempt failed for %s", ticket.execution_id)
+        return unexpected(rt, ticket.message, exc, utcnow())
 
 
 @app.task(name="zero.decide", bind=True, acks_late=True, reject_on_worker_lost=True)
 def decide(self: Task, message: dict[str, Any]) -> str:
     """Entry task; its Celery task id is the execution_id (the bridge sets it)."""
     rt = get_runtime()
+    if complete_if_decided(rt, message["message_id"], _spool):
+        return "already decided"
     try:
         outcome = evaluate(rt, Message.from_task(message), utcnow())
     except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision, not a lost message
         log.exception("decide failed for %s", self.request.id)
         outcome = unexpected(rt, message, exc, utcnow())
     if isinstance(outcome, OrderTicket):
-        place_order.apply_async(args=[outcome.to_task()], task_id=f"{outcome.execution_id}:order")
-        return "order"
-    _record(outcome)
-    return outcome.status.value
+        outcome = _attempt_order(rt, outcome)
+        if outcome is None:
+            return "retrying"
+    return record(rt, outcome, _spool).status.value
 
 
-@app.task(name="zero.place_order", bind=True, acks_late=True, reject_on_worker_lost=True,
-          max_retries=None)
+@app.task(name="zero.place_order", bind=True, acks_late=True, reject_on_worker_lost=True)
 def place_order(self: Task, ticket_data: dict[str, Any]) -> str:
+    """A later broker round of one order (the first runs inside decide)."""
     rt = get_runtime()
     ticket = OrderTicket(**ticket_data)
-    attempt = self.request.retries
-    try:
-        rec = place(rt, ticket, attempt)
-    except BrokerTransient as exc:
-        if attempt >= rt.settings.broker_max_retries:
-            rec = exhausted(rt, ticket, f"broker unavailable after {attempt + 1} attempts: {exc.detail}", utcnow())
-        else:
-            countdown = get_exponential_backoff_interval(
-                factor=1, retries=attempt, maximum=rt.settings.broker_retry_backoff_max_s, full_jitter=True)
-            if exc.retry_after:
-                countdown = max(countdown, min(exc.retry_after, rt.settings.broker_retry_backoff_max_s))
-            log.warning("broker transient for %s (%s); retry %d in %ss",
-                        ticket.execution_id, exc.detail, attempt + 1, countdown)
-            raise self.retry(exc=exc, countdown=countdown)
-    except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision
-        log.exception("place_order failed for %s", ticket.execution_id)
-        rec = unexpected(rt, ticket.message, exc, utcnow())
-    _record(rec)
-    return rec.status.value
+    if complete_if_decided(rt, ticket.message["message_id"], _spool):
+        return "already decided"
+    outcome = _attempt_order(rt, ticket)
+    if outcome is None:
+        return "retrying"
+    return record(rt, outcome, _spool).status.value
 
 
 @app.task(name="zero.write_audit", bind=True, acks_late=True, reject_on_worker_lost=True,
