@@ -34,7 +34,7 @@ worker_prefetch_multiplier = 1  # a dead worker holds at most one unacked messag
 worker_cancel_long_running_tasks_on_connection_loss = False
 
 task_time_limit = _settings.task_time_limit_s  # a hung task is killed, never left holding the line
-task_soft_time_limit = max(1, _settings.task_time_limit_s - 5)
+task_soft_time_limit = max(1, int(_settings.task_time_limit_s * 0.8))  # ends as one ERROR decision
 
 task_serializer = "json"
 accept_content = ["json"]

@@ -52,7 +52,7 @@ class Bridge:
         self.started_at = datetime.now().astimezone()
 
     def stats(self) -> dict[str, object]:
-        return {"bridge": {"subscribed": self.listener.connected, "received": self.listener.received,
+        return {"bridge": {"subscribed": self.listener.connected, "received": self.listener.received, "won": self.listener.won,
                            "enqueued": self.enqueuer.enqueued, "pending": self.enqueuer.pending,
                            "reconnects": self.listener.reconnects}}
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import uuid
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
@@ -18,18 +17,28 @@ from redis.exceptions import RedisError
 
 from zero_tasks import keys
 
+from .dedup import MessageIdentity, claim_catch_up
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes, str, datetime], Awaitable[None]]
 
 
 class Listener:
-    def __init__(self, redis_url: str, handler: Handler, on_connect: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Hears chan:opportunity_update; hands each message it wins to `handler`.
+
+    On every (re)subscription it also decides the ranking ZERO keeps in
+    key:opportunity_rank, so a ranking published while no bridge listened is not lost
+    while it is still fresh (the claim makes that once across bridges).
+    """
+
+    def __init__(self, redis_url: str, handler: Handler) -> None:
         self._url = redis_url
         self._handler = handler
-        self._on_connect = on_connect
+        self._identity = MessageIdentity()
         self.connected = False
         self.received = 0
+        self.won = 0
         self.reconnects = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -54,10 +63,10 @@ class Listener:
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(keys.OPPORTUNITY_CHANNEL)
+            await self._identity.subscribed(client)
             self.connected = True
             log.info("subscribed to %s", keys.OPPORTUNITY_CHANNEL)
-            if self._on_connect:
-                await self._on_connect()
+            await self._catch_up(client)
             while not stop.is_set():
                 message = await pubsub.get_message(timeout=1.0)
                 if message is None:
@@ -65,8 +74,11 @@ class Listener:
                 received_at = datetime.now(timezone.utc)
                 self.received += 1
                 data = message["data"]
-                await self._handler(data if isinstance(data, bytes) else str(data).encode(),
-                                    uuid.uuid4().hex, received_at)
+                data = data if isinstance(data, bytes) else str(data).encode()
+                message_id, won = await self._identity.claim(client, data)
+                if won:
+                    self.won += 1
+                    await self._handler(data, message_id, received_at)
         finally:
             self.connected = False
             try:
@@ -74,3 +86,10 @@ class Listener:
                 await client.aclose()
             except (RedisError, OSError):
                 pass
+
+    async def _catch_up(self, client: aioredis.Redis) -> None:
+        caught = await claim_catch_up(client)
+        if caught is not None:
+            data, message_id = caught
+            log.info("deciding the stored ranking from %s (%s)", keys.OPPORTUNITY_RANK_KEY, message_id)
+            await self._handler(data, message_id, datetime.now(timezone.utc))

@@ -63,7 +63,7 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2,
-                         connect_args={"connect_timeout": 3})
+                         connect_args={"connect_timeout": 2})
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

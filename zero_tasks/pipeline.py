@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 
+from . import failpoints
 from .alpaca_adapter import BrokerRejected, PlacedOrder
 from .contract import client_order_id
 from .decision import Code, Verdict, deny
@@ -158,6 +159,7 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
 
     try:
         order = rt.broker.submit_buy(ticker, cid)
+        failpoints.hit("after_submit")
     except BrokerRejected as exc:
         if exc.status == 422:  # a reused client_order_id: it is already placed
             existing = rt.broker.find_order(cid)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import datetime
 from typing import Any, Callable
 
@@ -26,6 +27,8 @@ from .runtime import Runtime, ensure_audit_schema
 log = logging.getLogger("zero_tasks.decision")
 
 _DATETIME_FIELDS = ("time", "decided_at", "submitted_at")
+DATABASE_BACKOFF_S = 2.0  # after a failed write, spool straight away for this long
+_database_down_until = 0.0
 Spool = Callable[[dict[str, Any]], None]
 
 
@@ -45,9 +48,25 @@ def row_from_json(data: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+class AuditUnavailable(SQLAlchemyError):
+    """The database failed moments ago; not tried again yet (the row is retried later)."""
+
+
 def write_audit(rt: Runtime, row: dict[str, Any]) -> bool:
-    ensure_audit_schema(rt)
-    return insert_row(rt.engine, row)
+    """Insert one row; fail fast for DATABASE_BACKOFF_S after a failure.
+
+    A database that is down makes every connect wait its timeout; without this, spooled
+    rows retrying in a loop would keep the workers busy and starve new decisions.
+    """
+    global _database_down_until
+    if time.monotonic() < _database_down_until:
+        raise AuditUnavailable("database failed moments ago")
+    try:
+        ensure_audit_schema(rt)
+        return insert_row(rt.engine, row)
+    except SQLAlchemyError:
+        _database_down_until = time.monotonic() + DATABASE_BACKOFF_S
+        raise
 
 
 def record(rt: Runtime, rec: DecisionRecord, spool: Spool) -> DecisionRecord:

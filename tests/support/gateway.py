@@ -73,6 +73,11 @@ class Gateway:
         self.engine: Engine = make_engine(sqlalchemy_url(database_url))
         self.r = redis_server.client()
 
+    def pg_schema(self) -> str:
+        """The schema named by `options=-csearch_path=...` in the URL, else public."""
+        marker = "search_path%3D"
+        return self.database_url.split(marker, 1)[1].split("&")[0] if marker in self.database_url else "public"
+
     def env_for_bridge(self, index: int) -> dict[str, str]:
         port = self.api_port if index == 0 else free_port()
         return {**self.env, "EXECUTION_API_PORT": str(port)}
@@ -80,6 +85,8 @@ class Gateway:
     # lifecycle ---------------------------------------------------------------------
     def start(self) -> "Gateway":
         with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(text("CREATE SCHEMA IF NOT EXISTS " + self.pg_schema()))
             conn.execute(text("DROP TABLE IF EXISTS execution_log"))
         ensure_schema(self.engine)
         for proc in [*self.workers, *self.bridges]:
@@ -90,6 +97,17 @@ class Gateway:
     def wait_ready(self, timeout: float = 60) -> None:
         wait_for(lambda: self.workers_alive() >= sum(p.alive() for p in self.workers), timeout, "workers alive")
         wait_for(lambda: health(self.api_port)[1]["bridge"]["subscribed"], timeout, "bridge subscribed")
+
+    def add_worker(self, **env: str) -> Proc:
+        proc = worker_proc(f"w{len(self.workers)}-{self.api_port}", {**self.env, **env}, self.log_dir)
+        self.workers.append(proc.start())
+        return proc
+
+    def restart(self, proc: Proc, **env: str) -> Proc:
+        """A killed process started again, as an operator (or systemd) would."""
+        proc.stop()
+        proc.env = {**proc.env, **env}
+        return proc.start()
 
     def workers_alive(self) -> int:
         return len(list(self.r.scan_iter("key:execution_worker:*")))

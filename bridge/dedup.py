@@ -1,0 +1,84 @@
+"""One identity per message across every bridge, so several bridges decide it once.
+
+Every subscribed bridge hears every message, in the same order. A message is named by
+its content hash and its occurrence number (the n-th time these exact bytes were
+published); the first bridge to claim `(hash, n)` in Redis enqueues it, the others let
+it go. Identical bytes published five times are five messages and five decisions.
+
+A bridge that (re)subscribes does not know how often a payload was published before it
+listened: on the first sight of a hash it counts the claims made before its own
+subscription time (Redis TIME) and continues from there. Left open: a message published
+just before a bridge subscribed but claimed just after, which that bridge then counts
+one low; the bridge that claimed it still decides it, and a single bridge never meets
+this case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+import redis.asyncio as aioredis
+
+from zero_tasks import keys
+
+CLAIM_TTL_S = keys.CLAIM_TTL_SECONDS
+MAX_TRACKED = 200_000
+
+_CLAIM = """
+local t = redis.call('TIME')
+local ms = t[1] * 1000 + math.floor(t[2] / 1000)
+local won = redis.call('HSETNX', KEYS[1], ARGV[1], ms)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return won
+"""
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+async def redis_time_ms(client: aioredis.Redis) -> int:
+    seconds, micros = await client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+class MessageIdentity:
+    """Occurrence counting and the cross-bridge claim; reset on every (re)subscription."""
+
+    def __init__(self) -> None:
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._subscribed_ms = 0
+
+    async def subscribed(self, client: aioredis.Redis) -> None:
+        """Called right after SUBSCRIBE succeeded: history before now is others' to count."""
+        self._counts.clear()
+        self._subscribed_ms = await redis_time_ms(client)
+
+    async def claim(self, client: aioredis.Redis, data: bytes) -> tuple[str, bool]:
+        """(message_id, True) when this bridge won the message and must enqueue it."""
+        digest = content_hash(data)
+        key = keys.BRIDGE_MSG_PREFIX + digest
+        if digest not in self._counts:
+            self._counts[digest] = await self._claims_before_subscription(client, key)
+        occurrence = self._counts.pop(digest) + 1
+        self._counts[digest] = occurrence  # most recently seen last
+        while len(self._counts) > MAX_TRACKED:
+            self._counts.popitem(last=False)
+        won = await client.eval(_CLAIM, 1, key, occurrence, CLAIM_TTL_S)
+        return f"{digest}:{occurrence}", bool(won)
+
+    async def _claims_before_subscription(self, client: aioredis.Redis, key: str) -> int:
+        claimed = await client.hvals(key)
+        return sum(1 for ms in claimed if int(ms) < self._subscribed_ms)
+
+
+async def claim_catch_up(client: aioredis.Redis) -> tuple[bytes, str] | None:
+    """The ranking stored in key:opportunity_rank, once across bridges and restarts."""
+    data = await client.get(keys.OPPORTUNITY_RANK_KEY)
+    if data is None:
+        return None
+    digest = content_hash(data)
+    if not await client.set(keys.CATCHUP_PREFIX + digest, "1", nx=True, ex=CLAIM_TTL_S):
+        return None
+    return data, f"catchup:{digest}"

@@ -1,0 +1,29 @@
+"""Named crash points for the fault tests: `ZERO_FAILPOINTS=after_submit:/tmp/marker`.
+
+A failpoint listed in ZERO_FAILPOINTS SIGKILLs the whole worker (its process group) when
+reached, once: the marker file records that it fired. Unset (always, in production), a
+failpoint is one dictionary lookup. This is how a test puts a crash exactly between the
+broker's accept and the audit write, which no timing trick can hit reliably.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+_SPEC = os.environ.get("ZERO_FAILPOINTS", "")
+
+
+def hit(name: str) -> None:
+    if not _SPEC:
+        return
+    for item in _SPEC.split(","):
+        point, _, marker = item.partition(":")
+        if point != name:
+            continue
+        if marker:
+            if os.path.exists(marker):
+                return
+            with open(marker, "w") as fh:
+                fh.write(str(os.getpid()))
+        os.killpg(os.getpgid(0), signal.SIGKILL)
