@@ -89,6 +89,7 @@ def main() -> None:
         start("bridge", [sys.executable, "-m", "bridge"], env, children)
         start("flower", [str(BIN / "celery"), "-A", "zero_tasks", "flower", f"--port={flower_port}",
                          "--address=127.0.0.1", f"--basic-auth={flower_auth}"], env, children)
+        write_ops_env(env)
         health_url = f"http://127.0.0.1:{env['EXECUTION_API_PORT']}/health"
         body = wait_healthy(health_url, children)
         print(f"  audit      {env['DATABASE_URL'].split('://')[0]} ({body.get('database')})")
@@ -97,11 +98,14 @@ def main() -> None:
         print(f"  flower     http://127.0.0.1:{flower_port}  (user {flower_auth.split(':')[0]}, "
               f"password {flower_auth.split(':', 1)[1]})")
         print(f"  logs       {VAR}/*.log")
-        print("\nTry it (another terminal, in this folder):")
-        print("  .venv/bin/python scripts/sample.py market GREEN     # the regime service's job, for a demo")
-        print("  .venv/bin/python scripts/sample.py enable           # the kill switch: key:execution_enabled=true")
-        print("  .venv/bin/python scripts/sample.py publish SPY      # an eligible OpportunityRank; prints the decision")
-        print("  .venv/bin/python scripts/sample.py disable")
+        print("\nTry it (another terminal, in this folder; zero-ops reads var/devstack.env):")
+        print("  .venv/bin/zero-ops market GREEN       # the regime service's job, for a demo")
+        print("  .venv/bin/zero-ops publish-sample     # BLOCKED: execution disabled (the default)")
+        print("  .venv/bin/zero-ops enable             # the kill switch, after a confirmation")
+        print("  .venv/bin/zero-ops publish-sample     # SUBMITTED: 1 share SPY buy market day")
+        print("  .venv/bin/zero-ops status             # kill switch, market, cooldowns, workers, last decisions")
+        print("  .venv/bin/zero-ops tail               # follow decisions;  zero-ops log --since 15m")
+        print("  .venv/bin/zero-ops disable")
         print("\nCtrl-C stops everything.")
         supervise(children)
     finally:
@@ -113,6 +117,20 @@ def main() -> None:
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+OPS_VARS = ("ALPACA_PAPER", "ALPACA_BASE_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB", "DATABASE_URL",
+            "EXECUTION_API_PORT")
+
+
+def write_ops_env(env: dict[str, str]) -> None:
+    """What `zero-ops` needs to reach this stack. Simulator keys only: real keys stay in the shell."""
+    lines = [f"{name}={env[name]}" for name in OPS_VARS if env.get(name)]
+    if env.get("ALPACA_API_KEY") == "simulator":
+        lines += ["ALPACA_API_KEY=simulator", "ALPACA_SECRET_KEY=simulator"]
+    path = VAR / "devstack.env"
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
 
 
 def wait_healthy(url: str, children: list[subprocess.Popen]) -> dict:

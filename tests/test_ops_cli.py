@@ -1,0 +1,586 @@
+"""The operator's CLI (`python -m zero_ops`) against a real Redis and a real PostgreSQL.
+
+Redis: a redis-server of this module's own, DB 7 flushed before each test. The session's
+`private_redis` is not used because the end-to-end gateways of the suite keep a bridge
+subscribed to chan:opportunity_update on it (pub/sub ignores DB numbers), which would
+answer `publish-sample` and make "nobody listens" untestable.
+PostgreSQL: the schema `ops_cli_test`, reached through `search_path` in DATABASE_URL, so
+public.execution_log (used by the other tests) is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import redis
+from click.testing import CliRunner, Result
+from sqlalchemy import Engine, text
+
+from alpaca_paper_sim import SimServer
+from tests.support.gateway import PG_URL, sqlalchemy_url
+from tests.support.procs import PYTHON, ROOT, PrivateRedis, free_port, wait_for
+from zero_ops.cli import main
+from zero_ops.status import REPORT_FIELDS
+from zero_tasks.audit import ensure_schema, insert_row, make_engine
+from zero_tasks.contract import MarketState, TradeUpdate
+from zero_tasks.intake import Signal, parse_payload
+from zero_tasks.settings import Settings
+
+REDIS_DB = 7
+SCHEMA = "ops_cli_test"
+KEY = "ops-key-id-never-printed"
+SECRET = "ops-secret-never-printed"
+DB_PASSWORD = "ops-db-password-never-printed"
+BROKER_PASSWORD = "ops-broker-password-never-printed"
+SECRETS = (KEY, SECRET, DB_PASSWORD, BROKER_PASSWORD)
+TRADE = "chan:trade_update"
+OPPORTUNITY = "chan:opportunity_update"
+
+
+# --- fixtures ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ops_redis(log_dir: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(log_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def r(ops_redis: PrivateRedis) -> Iterator[redis.Redis]:
+    client = redis.Redis(host="127.0.0.1", port=ops_redis.port, db=REDIS_DB, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+def with_search_path(url: str) -> str:
+    return url + ("&" if "?" in url else "?") + f"options=-csearch_path%3D{SCHEMA}"
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """DATABASE_URL of the ops_cli_test schema, with execution_log created in it (not in public)."""
+    base = os.environ.get("TEST_POSTGRES_URL", PG_URL)
+    admin = make_engine(sqlalchemy_url(base))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+        conn.execute(text(f"DROP TABLE IF EXISTS {SCHEMA}.execution_log"))
+    url = with_search_path(base)
+    engine = make_engine(sqlalchemy_url(url))
+    ensure_schema(engine)
+    with admin.connect() as conn:
+        where = conn.execute(text("SELECT table_schema FROM information_schema.tables "
+                                  f"WHERE table_name = 'execution_log' AND table_schema = '{SCHEMA}'")).scalar()
+    assert where == SCHEMA
+    admin.dispose()
+    engine.dispose()
+    yield url
+
+
+@pytest.fixture
+def pg(pg_url: str) -> Iterator[Engine]:
+    engine = make_engine(sqlalchemy_url(pg_url))
+    with engine.begin() as conn:
+        conn.execute(text(f"DELETE FROM {SCHEMA}.execution_log"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[tuple[str, Engine]]:
+    url = f"sqlite:///{tmp_path / 'execution_log.db'}"
+    engine = make_engine(url)
+    ensure_schema(engine)
+    yield url, engine
+    engine.dispose()
+
+
+@pytest.fixture
+def env(ops_redis: PrivateRedis, sim: SimServer, pg_url: str, r: redis.Redis) -> dict[str, str | None]:
+    """The settings environment of one CLI invocation; every other setting unset (defaults)."""
+    values: dict[str, str | None] = {name.upper(): None for name in Settings.model_fields}
+    values.update({"ALPACA_PAPER": "true", "ALPACA_API_KEY": KEY, "ALPACA_SECRET_KEY": SECRET,
+                   "ALPACA_BASE_URL": sim.url, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(ops_redis.port),
+                   "REDIS_DB": str(REDIS_DB), "DATABASE_URL": pg_url})
+    return values
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+def cli(env: dict[str, str | None], *args: str, input: str | None = None, **over: str | None) -> Result:
+    """Run the CLI in-process; a Python exception (a traceback to the operator) fails the test."""
+    result = CliRunner().invoke(main, list(args), input=input, env={**env, **over})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert "Traceback" not in result.output
+    return result
+
+
+def now_utc(delta_s: float = 0) -> datetime:
+    return datetime.now(timezone.utc) + timedelta(seconds=delta_s)
+
+
+def market_json(state: str = "GREEN", age_s: float = 0) -> str:
+    return json.dumps({"schema_version": "1.0", "timestamp": now_utc(-age_s).isoformat(), "state": state,
+                       "reason": "calm tape"})
+
+
+def trade_update(status: str, ticker: str = "SPY", exec_id: str | None = None, why: str | None = None) -> str:
+    return TradeUpdate(timestamp=now_utc(), execution_id=exec_id or f"{ticker}:H30:2026-11-24T14:30:00",
+                       ticker=ticker, horizon="H30", probability=0.95, opportunity_score=95, status=status,
+                       why=[why or f"{status.lower()}: test"]).model_dump_json()
+
+
+def row(ticker: str, status: str, minutes_ago: float, order_id: str | None = None) -> dict[str, Any]:
+    when = now_utc(-60 * minutes_ago)
+    return {"time": when, "execution_id": f"{ticker}:H30:{when:%Y-%m-%dT%H:%M:%S}", "ticker": ticker,
+            "horizon": "H30", "probability": 0.95, "opportunity_score": 95, "status": status,
+            "alpaca_order_id": order_id, "why": [f"{status.lower()}: test {ticker}"],
+            "market_state_snapshot": {"state": "GREEN"}, "event_key": f"ops-{uuid.uuid4()}",
+            "reason": f"{status.lower()}: test {ticker} {minutes_ago}m", "decided_at": when}
+
+
+def insert(engine: Engine, *rows: dict[str, Any]) -> None:
+    for item in rows:
+        assert insert_row(engine, item)
+
+
+def after_subscribed(r: redis.Redis, channel: str, action: Callable[[], None]) -> threading.Thread:
+    """Run `action` in a thread once somebody (the CLI under test) is subscribed to `channel`."""
+    def run() -> None:
+        wait_for(lambda: r.pubsub_numsub(channel)[0][1] >= 1, 10, f"a subscriber on {channel}")
+        action()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def listener(r: redis.Redis, channel: str) -> redis.client.PubSub:
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel)
+    wait_for(lambda: r.pubsub_numsub(channel)[0][1] >= 1, 5, f"test subscribed to {channel}")
+    return pubsub
+
+
+def table_lines(result: Result) -> list[str]:
+    return [line for line in result.stdout.splitlines() if line.strip()]
+
+
+# --- enable / disable -------------------------------------------------------------------
+
+def test_enable_writes_exactly_true_after_confirmation(env: dict[str, str | None], r: redis.Redis,
+                                                       sim: SimServer) -> None:
+    r.set("key:market_state", market_json("GREEN", age_s=12))
+    r.set("key:execution_enabled", "false")
+    before = {k: r.get(k) for k in r.keys("*")}
+    result = cli(env, "enable", input="y\n")
+    assert result.exit_code == 0, result.output
+    assert r.get("key:execution_enabled") == "true"
+    assert {k: r.get(k) for k in r.keys("*")} == {**before, "key:execution_enabled": "true"}
+    shown = result.output
+    assert "paper" in shown and sim.url in shown and "simulator" in shown
+    assert "GREEN" in shown and "12s old" in shown
+    assert "ACTIVE" in shown and "buying power" in shown
+    assert "[y/N]" in shown and "was 'false'" in shown
+
+
+def test_enable_aborts_without_confirmation(env: dict[str, str | None], r: redis.Redis) -> None:
+    result = cli(env, "enable", input="n\n")
+    assert result.exit_code == 1
+    assert "Aborted" in result.output
+    assert r.get("key:execution_enabled") is None
+
+
+def test_enable_yes_skips_the_prompt(env: dict[str, str | None], r: redis.Redis) -> None:
+    result = cli(env, "enable", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "[y/N]" not in result.output
+    assert r.get("key:execution_enabled") == "true"
+
+
+def test_enable_shows_an_unreachable_broker_and_still_allows_confirming(env: dict[str, str | None],
+                                                                        r: redis.Redis) -> None:
+    result = cli(env, "enable", input="y\n", ALPACA_BASE_URL=f"http://127.0.0.1:{free_port()}")
+    assert result.exit_code == 0, result.output
+    assert "broker unreachable" in result.output
+    assert "key:market_state is not set" in result.output
+    assert r.get("key:execution_enabled") == "true"
+
+
+def test_disable_is_immediate(env: dict[str, str | None], r: redis.Redis) -> None:
+    r.set("key:execution_enabled", "true")
+    started = time.monotonic()
+    result = cli(env, "disable", ALPACA_BASE_URL=f"http://127.0.0.1:{free_port()}")  # broker never asked
+    assert time.monotonic() - started < 2
+    assert result.exit_code == 0, result.output
+    assert r.get("key:execution_enabled") == "false"
+    assert "was 'true'" in result.output and "[y/N]" not in result.output
+    r.delete("key:execution_enabled")
+    assert "was missing" in cli(env, "disable").output
+
+
+# --- status -----------------------------------------------------------------------------
+
+def test_status_shows_cooldowns_and_skips_owner_keys(env: dict[str, str | None], r: redis.Redis) -> None:
+    since = now_utc(-600).isoformat()
+    r.set("key:execution_cooldown:SPY", since, ex=3000)
+    r.set("key:execution_cooldown:SPY:owner", "SPY:H30:2026-11-24T14:30:00", ex=3000)
+    r.set("key:execution_cooldown:QQQ", since, ex=1200)
+    result = cli(env, "status")
+    assert result.exit_code == 0, result.output
+    cooldown_lines = [line for line in result.output.splitlines() if " since " in line]
+    assert len(cooldown_lines) == 2
+    assert any("SPY since " + since in line and "left" in line for line in cooldown_lines)
+    assert "owner" not in result.output
+    report = json.loads(cli(env, "status", "--json").stdout)
+    assert [c["ticker"] for c in report["cooldowns"]] == ["QQQ", "SPY"]
+    assert 1100 < report["cooldowns"][0]["ttl_s"] <= 1200 and report["cooldowns"][1]["since"] == since
+
+
+def test_status_json_has_every_field(env: dict[str, str | None], r: redis.Redis, pg: Engine) -> None:
+    """Also the one run as a real process: `python -m zero_ops status --json`."""
+    r.set("key:execution_enabled", "true")
+    r.set("key:market_state", market_json("GREEN", age_s=400))
+    r.set("key:stand_down_reason", json.dumps({"schema_version": "1.0", "reason": "FOMC in 10 min",
+                                               "scope": "GLOBAL", "expires_at": now_utc(600).isoformat()}))
+    r.set("key:execution_worker:w1@host", json.dumps({"hostname": "w1@host", "pid": 4242, "concurrency": 2,
+                                                      "started": time.time()}), ex=15)
+    r.rpush("zero_execution", "a", "b")
+    r.rpush("zero_audit", "c")
+    insert(pg, row("SPY", "SUBMITTED", 1, order_id="ord-1"), row("QQQ", "BLOCKED", 2), row("IWM", "SKIPPED", 3))
+    process_env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPACA_", "REDIS_", "CELERY_"))}
+    process_env.update({k: v for k, v in env.items() if v is not None})
+    process_env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([PYTHON, "-m", "zero_ops", "status", "--json", "--last", "2"], cwd=ROOT,
+                          env=process_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report) == set(REPORT_FIELDS)
+    assert report["mode"] == "paper" and report["broker"].startswith("simulator http://127.0.0.1")
+    assert report["redis"].endswith(f"/{REDIS_DB}") and report["database"].startswith("postgresql://")
+    assert report["kill_switch"] == {"enabled": True, "value": "true"}
+    market = report["market_state"]
+    assert market["state"] == "GREEN" and market["stale"] is True and 399 <= market["age_s"] < 420
+    assert market["veto"].startswith("market state: stale")
+    assert report["stand_down"]["in_force"] is True and report["stand_down"]["scope"] == "GLOBAL"
+    assert report["queues"] == {"zero_execution": 2, "zero_audit": 1}
+    assert report["workers"][0]["hostname"] == "w1@host" and report["workers"][0]["pid"] == 4242
+    assert report["workers"][0]["concurrency"] == 2 and 0 < report["workers"][0]["ttl_s"] <= 15
+    assert [d["ticker"] for d in report["decisions"]] == ["SPY", "QQQ"]
+    assert report["decisions"][0]["alpaca_order_id"] == "ord-1"
+    assert datetime.fromisoformat(report["decisions"][0]["time"]).tzinfo is not None
+    assert report["decisions_error"] is None
+
+
+def test_status_kill_switch_is_on_only_for_exactly_true(env: dict[str, str | None], r: redis.Redis) -> None:
+    for value, enabled in [("true", True), ("TRUE", False), ("true ", False), ("1", False), (None, False)]:
+        if value is None:
+            r.delete("key:execution_enabled")
+        else:
+            r.set("key:execution_enabled", value)
+        report = json.loads(cli(env, "status", "--json", "--last", "0").stdout)
+        assert report["kill_switch"]["enabled"] is enabled, value
+
+
+def test_status_shows_expired_stand_down_and_unreadable_market(env: dict[str, str | None], r: redis.Redis) -> None:
+    r.set("key:market_state", "{not json")
+    r.set("key:stand_down_reason", json.dumps({"reason": "old news", "scope": "TICKER", "ticker": "SPY",
+                                               "expires_at": now_utc(-60).isoformat()}))
+    result = cli(env, "status", "--json", "--last", "0")
+    report = json.loads(result.stdout)
+    assert report["stand_down"]["present"] is True and report["stand_down"]["in_force"] is False
+    assert report["market_state"]["problem"].startswith("unreadable")
+    human = cli(env, "status", "--last", "0").output
+    assert "expired TICKER SPY" in human and "NONE (unreadable" in human and "none alive" in human
+
+
+def test_status_queue_depth_is_na_when_broker_is_not_redis(env: dict[str, str | None], r: redis.Redis) -> None:
+    result = cli(env, "status", "--json", "--last", "0",
+                 CELERY_BROKER_URL=f"amqp://guest:{BROKER_PASSWORD}@127.0.0.1:5672//")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["queues"] == "n/a"
+    assert BROKER_PASSWORD not in result.output
+
+
+def test_status_survives_a_database_that_is_down(env: dict[str, str | None], r: redis.Redis) -> None:
+    down = f"postgresql://postgres:{DB_PASSWORD}@127.0.0.1:{free_port()}/test"
+    result = cli(env, "status", DATABASE_URL=down)
+    assert result.exit_code == 0, result.output
+    assert "last decisions: unavailable" in result.output and "kill switch" in result.output
+    assert DB_PASSWORD not in result.output
+
+
+# --- tail -------------------------------------------------------------------------------
+
+def test_tail_prints_one_line_per_update_and_survives_garbage(env: dict[str, str | None], r: redis.Redis) -> None:
+    def publish() -> None:
+        r.publish(TRADE, trade_update("SUBMITTED", why="submitted: 1 share SPY buy market day"))
+        r.publish(TRADE, trade_update("BLOCKED", "QQQ", why="execution disabled: key not set"))
+        raw = redis.Redis(host="127.0.0.1", port=int(env["REDIS_PORT"]), db=REDIS_DB)
+        raw.publish(TRADE, b"\xff\xfe not utf-8")
+        raw.publish(TRADE, "plain garbage {")
+        raw.publish(TRADE, json.dumps({"no": "status"}))
+
+    thread = after_subscribed(r, TRADE, publish)
+    result = cli(env, "tail", "--count", "5", "--timeout", "10")
+    thread.join(5)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5, lines
+    assert "SUBMITTED" in lines[0] and "SPY:H30:2026-11-24T14:30:00" in lines[0] and " SPY " in lines[0]
+    assert lines[0].endswith("submitted: 1 share SPY buy market day")
+    assert "BLOCKED" in lines[1] and "QQQ" in lines[1] and lines[1].endswith("execution disabled: key not set")
+    assert lines[2] == "\ufffd\ufffd not utf-8"
+    assert lines[3] == "plain garbage {"
+    assert lines[4] == '{"no": "status"}'
+
+
+def test_tail_json_prints_raw_lines(env: dict[str, str | None], r: redis.Redis) -> None:
+    update = trade_update("ERROR", why="error: broker unreachable")
+    thread = after_subscribed(r, TRADE, lambda: r.publish(TRADE, update))
+    result = cli(env, "tail", "--json", "--count", "1", "--timeout", "10")
+    thread.join(5)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [update]
+
+
+def test_tail_colours_status(env: dict[str, str | None], r: redis.Redis) -> None:
+    thread = after_subscribed(r, TRADE, lambda: r.publish(TRADE, trade_update("REJECTED")))
+    result = CliRunner().invoke(main, ["tail", "--count", "1", "--timeout", "10"], env=env, color=True)
+    thread.join(5)
+    assert "\x1b[31m" in result.stdout  # red
+
+
+# --- log --------------------------------------------------------------------------------
+
+def test_log_filters_by_ticker_status_and_time(env: dict[str, str | None], pg: Engine) -> None:
+    insert(pg, row("SPY", "SUBMITTED", 5, order_id="ord-5"), row("SPY", "BLOCKED", 10), row("SPY", "BLOCKED", 180),
+           row("QQQ", "BLOCKED", 5), row("SPY", "SKIPPED", 20))
+    result = cli(env, "log", "--ticker", "spy", "--status", "BLOCKED", "--status", "submitted", "--since", "1h")
+    assert result.exit_code == 0, result.output
+    header, *rows = table_lines(result)
+    assert header.split() == ["TIME", "STATUS", "TICKER", "EXECUTION_ID", "REASON", "ALPACA_ORDER_ID"]
+    assert len(rows) == 2
+    assert "SUBMITTED" in rows[0] and "ord-5" in rows[0] and "BLOCKED" in rows[1]  # newest first
+    for name, value in [("STATUS", "SUBMITTED"), ("TICKER", "SPY"), ("REASON", "submitted:"),
+                        ("ALPACA_ORDER_ID", "ord-5")]:
+        assert rows[0].index(value) == header.index(name)  # aligned
+    older = table_lines(cli(env, "log", "--until", "2h"))
+    assert len(older) == 2 and "180m" in older[1]
+    one = table_lines(cli(env, "log", "--limit", "1"))
+    assert len(one) == 2
+    qqq = table_lines(cli(env, "log", "--ticker", "QQQ"))[1:]
+    assert len(qqq) == 1 and "QQQ:H30:" in qqq[0]
+
+
+def test_log_filters_by_execution_id(env: dict[str, str | None], pg: Engine) -> None:
+    target = row("SPY", "BLOCKED", 3)
+    insert(pg, target, {**row("SPY", "SUBMITTED", 1), "execution_id": target["execution_id"]}, row("SPY", "SKIPPED", 2))
+    result = cli(env, "log", "--json", "--execution-id", target["execution_id"])
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [item["status"] for item in lines] == ["SUBMITTED", "BLOCKED"]
+
+
+def test_log_json_lines(env: dict[str, str | None], pg: Engine) -> None:
+    insert(pg, row("SPY", "SUBMITTED", 1, order_id="ord-1"), row("QQQ", "REJECTED", 2))
+    result = cli(env, "log", "--json")
+    assert result.exit_code == 0, result.output
+    items = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [item["ticker"] for item in items] == ["SPY", "QQQ"]
+    first = items[0]
+    assert first["alpaca_order_id"] == "ord-1" and first["why"] == ["submitted: test SPY"]
+    assert first["market_state_snapshot"] == {"state": "GREEN"}
+    for column in ("time", "decided_at", "created_at"):
+        assert datetime.fromisoformat(first[column]).tzinfo is not None
+    assert abs((datetime.fromisoformat(first["time"]) - now_utc(-60)).total_seconds()) < 30
+
+
+def test_log_reads_sqlite(env: dict[str, str | None], sqlite_url: tuple[str, Engine]) -> None:
+    url, engine = sqlite_url
+    insert(engine, row("SPY", "SUBMITTED", 5), row("SPY", "BLOCKED", 30), row("QQQ", "SUBMITTED", 120))
+    recent = cli(env, "log", "--since", "15m", DATABASE_URL=url)
+    assert recent.exit_code == 0, recent.output
+    assert len(table_lines(recent)) == 2 and "SUBMITTED" in table_lines(recent)[1]
+    # An ISO bound in another zone means the same instant: 45 min ago, written at +02:00.
+    bound = now_utc(-45 * 60).astimezone(timezone(timedelta(hours=2))).isoformat()
+    items = [json.loads(x) for x in cli(env, "log", "--json", "--since", bound, DATABASE_URL=url).stdout.splitlines()]
+    assert [item["status"] for item in items] == ["SUBMITTED", "BLOCKED"]
+    assert datetime.fromisoformat(items[0]["time"]).tzinfo is not None
+    only = cli(env, "log", "--json", "--status", "SUBMITTED", "--ticker", "QQQ", DATABASE_URL=url)
+    assert [json.loads(x)["ticker"] for x in only.stdout.splitlines()] == ["QQQ"]
+
+
+def test_log_rejects_a_bad_time(env: dict[str, str | None]) -> None:
+    result = cli(env, "log", "--since", "yesterday-ish")
+    assert result.exit_code == 2
+    assert "neither an ISO time nor a relative time" in result.output
+
+
+def test_log_with_database_down_is_a_clear_exit_2(env: dict[str, str | None]) -> None:
+    port = free_port()
+    result = cli(env, "log", DATABASE_URL=f"postgresql://postgres:{DB_PASSWORD}@127.0.0.1:{port}/test")
+    assert result.exit_code == 2
+    assert f"database postgresql://127.0.0.1:{port}/test failed" in result.output
+    assert DB_PASSWORD not in result.output
+
+
+# --- publish-sample ---------------------------------------------------------------------
+
+def test_publish_sample_is_a_valid_opportunity_rank(env: dict[str, str | None], r: redis.Redis) -> None:
+    """A stand-in bridge validates what arrives with the gateway's intake and answers it."""
+    bridge = listener(r, OPPORTUNITY)
+    seen: list[str] = []
+
+    def answer() -> None:
+        message = wait_for(lambda: bridge.get_message(timeout=0.1), 10, "the sample")
+        seen.append(message["data"])
+        signal = parse_payload(message["data"], 1024 * 1024)
+        assert isinstance(signal, Signal)
+        r.publish(TRADE, trade_update("BLOCKED", "IWM", "someone-else"))  # not ours: ignored
+        r.publish(TRADE, json.dumps({**json.loads(trade_update("SUBMITTED", "IWM", signal.execution_id)),
+                                     "why": ["submitted: 1 share IWM buy market day", "sample line"]}))
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    result = cli(env, "publish-sample", "--ticker", "iwm", "--probability", "0.97", "--horizon", "H2H")
+    thread.join(5)
+    bridge.close()
+    assert result.exit_code == 0, result.output
+    signal = parse_payload(seen[0], 1024 * 1024)
+    assert isinstance(signal, Signal)
+    payload = json.loads(seen[0])
+    assert set(payload) == {"schema_version", "timestamp", "horizon", "rank_time", "total_candidates", "opportunities"}
+    assert set(payload["opportunities"][0]) == {
+        "schema_version", "timestamp", "ticker", "horizon", "direction", "direction_confidence",
+        "opportunity_score", "probability", "target_atr", "stop_atr", "market_state", "attention_stability_score",
+        "attention_bucket", "attention_alignment", "why", "liquidity_grade"}
+    assert (signal.top.ticker, signal.top.probability, signal.top.horizon, signal.top.direction) == (
+        "IWM", 0.97, "H2H", "LONG")
+    assert abs((signal.rank.rank_time - now_utc()).total_seconds()) < 10
+    assert signal.rank.rank_time.utcoffset() == timedelta(0)
+    assert f"published {signal.execution_id} to 1 subscriber(s)" in result.output
+    decision = [line for line in result.stdout.splitlines() if "SUBMITTED" in line]
+    assert len(decision) == 1 and signal.execution_id in decision[0] and "someone-else" not in result.output
+    assert "    sample line" in result.stdout.splitlines()
+
+
+def test_publish_sample_fails_when_nobody_listens(env: dict[str, str | None], r: redis.Redis) -> None:
+    result = cli(env, "publish-sample")
+    assert result.exit_code == 1
+    assert "nobody is subscribed to chan:opportunity_update" in result.output
+
+
+def test_publish_sample_fails_when_no_decision_arrives(env: dict[str, str | None], r: redis.Redis) -> None:
+    silent = listener(r, OPPORTUNITY)
+    try:
+        result = cli(env, "publish-sample", "--timeout", "0.5")
+    finally:
+        silent.close()
+    assert result.exit_code == 1
+    assert "no decision for SPY:H30:" in result.output
+
+
+def test_publish_sample_no_wait_returns_after_publishing(env: dict[str, str | None], r: redis.Redis) -> None:
+    silent = listener(r, OPPORTUNITY)
+    try:
+        result = cli(env, "publish-sample", "--no-wait", "--direction", "short")
+        message = wait_for(lambda: silent.get_message(timeout=0.1), 5, "the sample")
+    finally:
+        silent.close()
+    assert result.exit_code == 0, result.output
+    assert json.loads(message["data"])["opportunities"][0]["direction"] == "SHORT"
+
+
+# --- market -----------------------------------------------------------------------------
+
+def test_market_sets_a_fresh_state(env: dict[str, str | None], r: redis.Redis) -> None:
+    result = cli(env, "market", "yellow", "--reason", "demo wobble")
+    assert result.exit_code == 0, result.output
+    state = MarketState.model_validate_json(r.get("key:market_state"))
+    assert state.state == "YELLOW" and state.reason == "demo wobble"
+    assert abs((now_utc() - state.timestamp).total_seconds()) < 5
+    assert "regime service owns key:market_state" in result.stderr
+    report = json.loads(cli(env, "status", "--json", "--last", "0").stdout)
+    assert report["market_state"]["stale"] is False and report["market_state"]["state"] == "YELLOW"
+
+
+def test_market_rejects_an_unknown_state(env: dict[str, str | None], r: redis.Redis) -> None:
+    result = cli(env, "market", "PURPLE")
+    assert result.exit_code == 2
+    assert r.get("key:market_state") is None
+
+
+# --- refusals and secrets -----------------------------------------------------------------
+
+VERBS = [["enable", "--yes"], ["disable"], ["status"], ["tail", "--count", "1"], ["log"], ["publish-sample"],
+         ["market", "GREEN"]]
+
+
+@pytest.mark.parametrize("paper", ["false", None, "TRUE"])
+@pytest.mark.parametrize("argv", VERBS, ids=[v[0] for v in VERBS])
+def test_refuses_without_paper(env: dict[str, str | None], r: redis.Redis, argv: list[str], paper: str | None) -> None:
+    result = cli(env, *argv, ALPACA_PAPER=paper)
+    assert result.exit_code == 2
+    assert "ALPACA_PAPER must be exactly 'true'" in result.output
+    assert r.dbsize() == 0  # nothing was written
+
+
+def test_refuses_a_live_base_url(env: dict[str, str | None], r: redis.Redis) -> None:
+    result = cli(env, "enable", "--yes", ALPACA_BASE_URL="https://api.alpaca.markets")
+    assert result.exit_code == 2
+    assert "ALPACA_BASE_URL" in result.output
+    assert r.get("key:execution_enabled") is None
+
+
+def test_redis_unreachable_is_a_clear_exit_2(env: dict[str, str | None]) -> None:
+    port = free_port()
+    for argv in (["status"], ["disable"], ["tail", "--count", "1"]):
+        result = cli(env, *argv, REDIS_PORT=str(port))
+        assert result.exit_code == 2, argv
+        assert f"Redis at 127.0.0.1:{port} unreachable" in result.output
+
+
+def test_no_secret_in_any_output(env: dict[str, str | None], r: redis.Redis, pg_url: str,
+                                 sqlite_url: tuple[str, Engine]) -> None:
+    """Every verb, success and failure, with keys and passwords that must never appear."""
+    db = pg_url.replace("postgresql://postgres@", f"postgresql://postgres:{DB_PASSWORD}@")
+    secret_env = {**env, "DATABASE_URL": db,
+                  "CELERY_BROKER_URL": f"redis://:{BROKER_PASSWORD}@127.0.0.1:{env['REDIS_PORT']}/{REDIS_DB}"}
+    r.set("key:market_state", market_json())
+    outputs = [
+        cli(secret_env, "enable", input="y\n").output,
+        cli(secret_env, "enable", "--yes", ALPACA_BASE_URL=f"http://127.0.0.1:{free_port()}").output,
+        cli(secret_env, "disable").output,
+        cli(secret_env, "status").output,
+        cli(secret_env, "status", "--json").output,
+        cli(secret_env, "log").output,
+        cli(secret_env, "log", "--json").output,
+        cli(secret_env, "log", DATABASE_URL=f"postgresql://postgres:{DB_PASSWORD}@127.0.0.1:{free_port()}/x").output,
+        cli(secret_env, "market", "GREEN").output,
+        cli(secret_env, "publish-sample", "--no-wait").output,
+        cli(secret_env, "tail", "--count", "1", "--timeout", "0.2").output,
+        cli(secret_env, "status", ALPACA_PAPER="false").output,
+        cli(secret_env, "status", ALPACA_BASE_URL="https://api.alpaca.markets").output,
+        cli(secret_env, "status", REDIS_PORT=str(free_port())).output,
+    ]
+    process_env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPACA_", "REDIS_", "CELERY_"))}
+    process_env.update({k: v for k, v in secret_env.items() if v is not None})
+    process_env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([PYTHON, "-m", "zero_ops", "status", "--json"], cwd=ROOT, env=process_env,
+                          capture_output=True, text=True, timeout=60)
+    outputs.append(done.stdout + done.stderr)
+    assert json.loads(done.stdout)["queues"] != "n/a"
+    for output in outputs:
+        for secret in SECRETS:
+            assert secret not in output, (secret, output)

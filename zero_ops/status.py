@@ -1,0 +1,53 @@
+"""The whole `status` report as one dict: what the gateway would decide on, right now.
+
+Redis is required (without it there is nothing to report and the CLI exits 2); the audit
+database is not: if it is down, the report says so and shows everything else.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import auditlog, state
+from .context import Ops, describe_db_error
+
+REPORT_FIELDS = ("mode", "now", "broker", "redis", "database", "kill_switch", "market_state", "stand_down",
+                 "cooldowns", "queues", "workers", "decisions", "decisions_error")
+
+
+def build_report(ops: Ops, now: datetime, last: int) -> dict[str, Any]:
+    """Every fact of `status`, JSON-ready; the keys are REPORT_FIELDS."""
+    settings = ops.settings
+    r = ops.redis()
+    try:
+        snap = state.read_keys(r)
+        report: dict[str, Any] = {
+            "mode": "paper",
+            "now": now.isoformat(),
+            "broker": ops.broker_label(),
+            "redis": f"{ops.redis_label()}/{settings.redis_db}",
+            "database": ops.database_label(),
+            "kill_switch": state.kill_switch(snap.execution_enabled),
+            "market_state": state.market_state(snap.market_state, now, settings.market_state_max_age_s),
+            "stand_down": state.stand_down(snap.stand_down, now),
+            "cooldowns": state.cooldowns(r),
+            "queues": state.queue_depths(settings.broker_url),
+            "workers": state.workers(r),
+        }
+    finally:
+        r.close()
+    report["decisions"], report["decisions_error"] = last_decisions(ops, last)
+    return report
+
+
+def last_decisions(ops: Ops, last: int) -> tuple[list[dict[str, Any]], str | None]:
+    """The newest rows of execution_log, or why they cannot be read (the rest still shows)."""
+    if last <= 0:
+        return [], None
+    try:
+        return auditlog.latest(ops.engine(), last), None
+    except SQLAlchemyError as exc:
+        return [], ops.scrub(describe_db_error(exc))
