@@ -44,9 +44,11 @@ async def _redis_view(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
     client = aioredis.Redis.from_url(url, decode_responses=False, socket_connect_timeout=1, socket_timeout=1)
     try:
         await client.ping()
-        enabled, market = await client.mget(keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY)
+        enabled, market, breaker = await client.mget(
+            keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.BREAKER_KEY)
         workers = [k async for k in client.scan_iter(match=keys.WORKER_ALIVE_PREFIX + "*", count=100)]
-        view = {"execution_enabled": enabled == b"true", "market_state_raw": market, "workers": len(workers)}
+        view = {"execution_enabled": enabled == b"true", "market_state_raw": market, "workers": len(workers),
+                "breaker_raw": breaker}
         return _check(True, "ping ok", started), view
     except Exception as exc:  # noqa: BLE001 - any failure means Redis is not usable
         return _check(False, f"unreachable: {type(exc).__name__}", started), {}
@@ -89,13 +91,27 @@ def _market_state(raw: bytes | None) -> tuple[str | None, float | None]:
     return state.state, round(time.time() - state.timestamp.timestamp(), 1)
 
 
+def _breaker(raw: bytes | None) -> dict[str, Any]:
+    """Open breaker = degraded: the gateway watches but submits nothing."""
+    if raw is None:
+        return {"ok": True, "detail": "closed"}
+    try:
+        state = json.loads(raw)
+    except ValueError:
+        state = {}
+    return {"ok": False, "detail": f"OPEN since {state.get('since')}: {state.get('reason')}",
+            "until": state.get("until")}
+
+
 async def health(src: HealthSources) -> tuple[int, dict[str, Any]]:
     (redis_check, view), database, broker = await asyncio.gather(
         _redis_view(src.redis_url), _database(src), _broker(src))
     workers_alive = view.get("workers", 0)
     workers = {"ok": workers_alive > 0, "detail": f"{workers_alive} worker(s) alive", "alive": workers_alive}
     market, market_age = _market_state(view.get("market_state_raw"))
-    checks = {"redis": redis_check, "database": database, "broker": broker, "workers": workers}
+    breaker_state = _breaker(view.get("breaker_raw"))
+    checks = {"redis": redis_check, "database": database, "broker": broker, "workers": workers,
+              "circuit_breaker": breaker_state}
     if not redis_check["ok"]:
         status = "down"
     elif all(c["ok"] for c in checks.values()):

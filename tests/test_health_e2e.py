@@ -32,7 +32,7 @@ def test_health_reports_ok_with_every_check_and_no_secret(lonely: Gateway) -> No
     status, body = health(lonely.api_port)
     assert status == 200 and body["status"] == "ok"
     assert body["paper"] is True and body["execution_enabled"] is True and body["market_state"] == "YELLOW"
-    assert set(body["checks"]) == {"redis", "database", "broker", "workers"}
+    assert set(body["checks"]) == {"redis", "database", "broker", "workers", "circuit_breaker"}
     assert all(check["ok"] for check in body["checks"].values())
     assert body["checks"]["workers"]["alive"] == 1
     raw = requests.get(f"http://127.0.0.1:{lonely.api_port}/health", timeout=5).text

@@ -19,6 +19,7 @@ from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.models import Order
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 
+from .risk import BrokerRateLimit
 from .settings import ORDER_QTY, Settings
 
 T = TypeVar("T")
@@ -156,3 +157,39 @@ class AlpacaBroker:
         started = time.perf_counter()
         account = _classified(self._client.get_account)
         return f"account {getattr(account.status, 'value', account.status)} in {1000 * (time.perf_counter() - started):.0f} ms"
+
+
+class RateLimitedBroker:
+    """The same calls, paid from the shared per-minute broker budget.
+
+    `prepay(n)` takes the slots a whole placement needs at once, so concurrent orders
+    cannot each get half their calls and all stall; a call beyond the prepaid ones
+    takes its own slot.
+    """
+
+    def __init__(self, broker: AlpacaBroker, limit: "BrokerRateLimit") -> None:
+        self._broker = broker
+        self._limit = limit
+        self._prepaid = 0
+
+    def prepay(self, slots: int) -> None:
+        self._limit.acquire("placement", slots)
+        self._prepaid += slots
+
+    def _pay(self, label: str, slots: int = 1) -> None:
+        if self._prepaid >= slots:
+            self._prepaid -= slots
+        else:
+            self._limit.acquire(label, slots)
+
+    def find_order(self, client_order_id: str) -> PlacedOrder | None:
+        self._pay("lookup")
+        return self._broker.find_order(client_order_id)
+
+    def open_exposure(self, ticker: str) -> str | None:
+        self._pay("exposure", 2)  # the position and the open orders
+        return self._broker.open_exposure(ticker)
+
+    def submit_buy(self, ticker: str, client_order_id: str) -> PlacedOrder:
+        self._pay("submit")
+        return self._broker.submit_buy(ticker, client_order_id)

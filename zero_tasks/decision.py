@@ -24,6 +24,10 @@ class Code(StrEnum):
     DISABLED = "execution disabled"
     MARKET_STATE = "market state"
     STAND_DOWN = "stand-down"
+    CIRCUIT_OPEN = "circuit open"
+    BLOCKLIST = "blocklist"
+    DAILY_CAP = "daily cap"
+    RATE_LIMIT = "rate limit"
     THRESHOLD = "threshold"
     EXPIRED = "expired"
     DUPLICATE = "duplicate"
@@ -40,6 +44,10 @@ STATUS_OF: dict[Code, Status] = {
     Code.DISABLED: Status.BLOCKED,
     Code.MARKET_STATE: Status.BLOCKED,
     Code.STAND_DOWN: Status.BLOCKED,
+    Code.CIRCUIT_OPEN: Status.BLOCKED,
+    Code.BLOCKLIST: Status.BLOCKED,
+    Code.DAILY_CAP: Status.BLOCKED,
+    Code.RATE_LIMIT: Status.BLOCKED,
     Code.THRESHOLD: Status.BLOCKED,
     Code.EXPIRED: Status.SKIPPED,
     Code.DUPLICATE: Status.SKIPPED,

@@ -20,6 +20,12 @@ ATTEMPT_PREFIX = "key:execution_attempts:"  # + execution_id; order attempts (lo
 BRIDGE_MSG_PREFIX = "key:execution_bridge_msg:"  # + payload hash; occurrences claimed by bridges
 CATCHUP_PREFIX = "key:execution_catchup:"  # + payload hash; the catch-up ranking was decided
 OPPORTUNITY_RANK_KEY = "key:opportunity_rank"  # core logic's latest ranking (TTL 60 s)
+DAILY_ORDERS_PREFIX = "key:execution_daily_orders:"  # + New York date; hash execution_id -> time
+BROKER_RATE_KEY = "key:execution_broker_rate"  # sorted set of recent order-path broker calls
+BREAKER_KEY = "key:execution_breaker"  # JSON while the circuit breaker is open
+BREAKER_FAILURES_KEY = "key:execution_breaker_failures"  # consecutive broker failures
+BLOCKLIST_PREFIX = "key:execution_blocklist:"  # + ticker; operator's block with expiry (JSON)
+ALERT_CHANNEL = "chan:execution_alert"  # gateway-owned: breaker opened/closed, reconcile findings
 
 CLAIM_TTL_SECONDS = 24 * 3600
 
@@ -38,6 +44,10 @@ def event_sent_key(event_key: str) -> str:
 
 def attempt_key(execution_id: str) -> str:
     return ATTEMPT_PREFIX + execution_id
+
+
+def blocklist_key(ticker: str) -> str:
+    return BLOCKLIST_PREFIX + ticker
 
 
 def worker_alive_key(hostname: str) -> str:

@@ -8,23 +8,29 @@ knows Celery: the tasks in tasks.py call them and own retries.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
 import redis
 
 from . import failpoints
-from .alpaca_adapter import BrokerRejected, PlacedOrder
+from .alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLimitedBroker
 from .contract import client_order_id
 from .decision import Code, Verdict, deny
 from .intake import Invalid, Signal, parse_payload
 from .record import DecisionRecord, why_lines
 from .redis_state import Claim, read_snapshot
 from .runtime import Runtime
-from .veto import market_state_snapshot, recheck_before_submit, veto
+from .risk import alert, trading_day
+from .veto import Snapshot, breaker_probe_due, market_state_snapshot, recheck_before_submit, veto
 
 log = logging.getLogger(__name__)
+
+# 403 is the account saying no (buying power, pattern day trader): expected, not a fault.
+# Other 4xx mean the gateway and the broker disagree: they count towards the breaker.
+EXPECTED_REJECTIONS = frozenset({403})
+PLACEMENT_CALLS = 3  # open position, open orders, submit
 
 
 def utcnow() -> datetime:
@@ -64,9 +70,13 @@ class OrderTicket:
     ticker: str
     reentered: bool
     broker_attempt: int = 0  # failed broker rounds so far (network, timeout, 5xx, 429)
+    waited_s: float = 0.0  # time spent waiting for the broker rate limit
 
     def next_attempt(self) -> "OrderTicket":
-        return OrderTicket(self.message, self.execution_id, self.ticker, self.reentered, self.broker_attempt + 1)
+        return replace(self, broker_attempt=self.broker_attempt + 1)
+
+    def after_wait(self, seconds: float) -> "OrderTicket":
+        return replace(self, waited_s=self.waited_s + seconds)
 
     def to_task(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,63 +119,90 @@ def build_record(msg: Message, subject: Signal | Invalid, verdict: Verdict, mark
 
 
 def evaluate(rt: Runtime, msg: Message, now: datetime) -> DecisionRecord | OrderTicket:
-    """Rows 1-8. A record is a final decision; a ticket goes on to the broker."""
+    """Rows 1-8 and the daily cap. A record is a final decision; a ticket goes to the broker."""
     subject = _signal_of(rt, msg)
     if isinstance(subject, Invalid):
         code = Code.NO_OPPORTUNITIES if subject.reason.startswith(Code.NO_OPPORTUNITIES) else Code.INVALID
         return build_record(msg, subject, Verdict(code, subject.reason.split(": ", 1)[-1]), None, now)
-    snap = read_snapshot(rt.redis)
+    ticker, exec_id = subject.top.ticker, subject.execution_id
+    snap = probe_breaker_if_due(rt, read_snapshot(rt.redis, ticker), ticker, now)
     denial = veto(subject, snap, now, rt.limits)
     if denial:
         return build_record(msg, subject, denial, snap.market_state, now)
     try:
-        claim = rt.locks.claim(subject.execution_id, msg.message_id)
+        claim = rt.locks.claim(exec_id, msg.message_id)
         if claim is Claim.TAKEN:
-            return build_record(msg, subject, deny(Code.DUPLICATE, f"{subject.execution_id} already claimed"),
+            return build_record(msg, subject, deny(Code.DUPLICATE, f"{exec_id} already claimed"), snap.market_state, now)
+        held, since = rt.locks.reserve_cooldown(ticker, exec_id, now)
+        if not held:
+            return build_record(msg, subject, deny(Code.COOLDOWN, f"{ticker} last order at {since}"),
                                 snap.market_state, now)
-        held, since = rt.locks.reserve_cooldown(subject.top.ticker, subject.execution_id, now)
+        if not rt.daily_cap.reserve(exec_id, msg.received_at):
+            _release(rt, exec_id, ticker, msg, claim=True)
+            return build_record(msg, subject, deny(Code.DAILY_CAP, f"{rt.settings.max_orders_per_day} orders already "
+                                                   f"on trading day {trading_day(msg.received_at)}"),
+                                snap.market_state, now)
     except redis.RedisError as exc:
         return build_record(msg, subject, deny(Code.ERROR, f"redis unavailable during claim ({type(exc).__name__}); no order"),
                             snap.market_state, now)
-    if not held:
-        return build_record(msg, subject, deny(Code.COOLDOWN, f"{subject.top.ticker} last order at {since}"),
-                            snap.market_state, now)
-    return OrderTicket(msg.to_task(), subject.execution_id, subject.top.ticker, claim is Claim.REENTERED)
+    return OrderTicket(msg.to_task(), exec_id, ticker, claim is Claim.REENTERED)
+
+
+def probe_breaker_if_due(rt: Runtime, snap: Snapshot, ticker: str, now: datetime) -> Snapshot:
+    """An open breaker past its cool-off closes only after a successful broker probe."""
+    if not breaker_probe_due(snap.breaker, now):
+        return snap
+    try:
+        detail = rt.broker.probe()
+    except (BrokerTransient, BrokerRejected) as exc:
+        rt.breaker.reopen(f"probe failed: {exc}", now)
+        alert(rt.redis, "breaker_probe_failed", detail=str(exc)[:200], at=now)
+        return read_snapshot(rt.redis, ticker)
+    rt.breaker.close()
+    alert(rt.redis, "breaker_closed", by="probe", detail=detail, at=now)
+    log.warning("circuit breaker closed after a successful probe (%s)", detail)
+    return read_snapshot(rt.redis, ticker)
 
 
 def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
-    """Rows 9-12. Raises BrokerTransient when the broker's answer is unknown (retry)."""
+    """Rows 9-12. Raises BrokerTransient when the broker's answer is unknown (retry) and
+    RateLimited when the broker budget of this minute is spent (wait, then retry)."""
     msg = Message.from_task(ticket.message)
     subject = _signal_of(rt, msg)
     assert isinstance(subject, Signal), "a ticket is only issued for a valid signal"
     cid = client_order_id(ticket.execution_id)
     ticker = ticket.ticker
+    broker = RateLimitedBroker(rt.broker, rt.rate_limit)
+    lookup_first = rt.locks.count_attempt(ticket.execution_id) > 1 or ticket.reentered
+    broker.prepay(PLACEMENT_CALLS + (1 if lookup_first else 0))
 
-    if rt.locks.count_attempt(ticket.execution_id) > 1 or ticket.reentered:
-        existing = rt.broker.find_order(cid)  # never resubmit blindly
+    if lookup_first:
+        existing = broker.find_order(cid)  # never resubmit blindly
         if existing:
             return _submitted(rt, msg, subject, existing, now_fn(), "found by client_order_id on retry")
 
-    exposure = rt.broker.open_exposure(ticker)
+    exposure = broker.open_exposure(ticker)
     if exposure:
-        rt.locks.release_cooldown(ticker, ticket.execution_id)
+        _release(rt, ticket.execution_id, ticker, msg, claim=False)
         return build_record(msg, subject, deny(Code.OPEN_POSITION, exposure), None, now_fn())
 
     snap = read_snapshot(rt.redis)
     denial = recheck_before_submit(snap, now_fn(), rt.limits)
     if denial:
-        _release_all(rt, ticket, msg)
+        _release(rt, ticket.execution_id, ticker, msg, claim=True)
         return build_record(msg, subject, deny(denial.code, f"at submit: {denial.detail}"), snap.market_state, now_fn())
 
     try:
-        order = rt.broker.submit_buy(ticker, cid)
+        order = broker.submit_buy(ticker, cid)
         failpoints.hit("after_submit")
     except BrokerRejected as exc:
         if exc.status == 422:  # a reused client_order_id: it is already placed
-            existing = rt.broker.find_order(cid)
+            existing = broker.find_order(cid)
             if existing:
                 return _submitted(rt, msg, subject, existing, now_fn(), "already placed (422 on reuse)", snap.market_state)
-        rt.locks.release_cooldown(ticker, ticket.execution_id)
+        _release(rt, ticket.execution_id, ticker, msg, claim=False)
+        if exc.status not in EXPECTED_REJECTIONS:
+            broker_failed(rt, f"broker rejected {exc.status}: {exc.detail}", now_fn())
         return build_record(msg, subject, deny(Code.BROKER_REJECTED, f"{exc.status} {exc.detail}"),
                             snap.market_state, now_fn())
     return _submitted(rt, msg, subject, order, now_fn(), None, snap.market_state)
@@ -176,6 +213,7 @@ def _submitted(rt: Runtime, msg: Message, subject: Signal, order: PlacedOrder, n
     submitted_at = datetime.fromisoformat(order.submitted_at) if order.submitted_at else now
     try:
         rt.locks.confirm_cooldown(subject.top.ticker, subject.execution_id, submitted_at)
+        rt.breaker.success()
     except redis.RedisError:
         log.warning("cooldown for %s not confirmed (redis down); the reservation still holds", subject.top.ticker)
     detail = f"1 share {subject.top.ticker} buy market day"
@@ -186,25 +224,49 @@ def _submitted(rt: Runtime, msg: Message, subject: Signal, order: PlacedOrder, n
     return build_record(msg, subject, deny(Code.SUBMITTED, detail), market_raw, now, order)
 
 
-def _release_all(rt: Runtime, ticket: OrderTicket, msg: Message) -> None:
-    """No order was attempted: give the id and the ticker back for a later decision."""
+def _release(rt: Runtime, execution_id: str, ticker: str, msg: Message, claim: bool) -> None:
+    """No order exists: give back the ticker, the day's slot and (when no order was even
+    attempted) the execution_id, so a later decision is not stopped by this one."""
     try:
-        rt.locks.release_cooldown(ticket.ticker, ticket.execution_id)
-        rt.locks.release_claim(ticket.execution_id, msg.message_id)
+        rt.locks.release_cooldown(ticker, execution_id)
+        rt.daily_cap.release(execution_id, msg.received_at)
+        if claim:
+            rt.locks.release_claim(execution_id, msg.message_id)
     except redis.RedisError:
-        log.warning("could not release claim/cooldown of %s (redis down); they expire by TTL", ticket.execution_id)
+        log.warning("could not release the reservations of %s (redis down); they expire by TTL", execution_id)
+
+
+def broker_failed(rt: Runtime, reason: str, now: datetime) -> None:
+    """Count a broker failure towards the circuit breaker; announce when it opens."""
+    try:
+        change = rt.breaker.failure(reason, now)
+        if change.opened:
+            log.error("circuit breaker OPEN after %d consecutive broker failures: %s", change.failures, reason)
+            alert(rt.redis, "breaker_opened", reason=reason, failures=change.failures, at=now)
+    except redis.RedisError:
+        log.warning("could not count a broker failure (redis down)")
+
+
+def rate_limited(rt: Runtime, ticket: OrderTicket, detail: str, now: datetime) -> DecisionRecord:
+    """Waited as long as allowed for the broker budget: BLOCKED, nothing placed."""
+    msg = Message.from_task(ticket.message)
+    subject = _signal_of(rt, msg)
+    assert isinstance(subject, Signal)
+    _release(rt, ticket.execution_id, ticket.ticker, msg, claim=True)
+    return build_record(msg, subject, deny(Code.RATE_LIMIT, detail), None, now)
 
 
 def exhausted(rt: Runtime, ticket: OrderTicket, detail: str, now: datetime) -> DecisionRecord:
-    """Retries are used up: ERROR. The cooldown stays unless the broker shows no order."""
+    """Retries are used up: ERROR. Reservations stay unless the broker shows no order."""
     msg = Message.from_task(ticket.message)
     subject = _signal_of(rt, msg)
     assert isinstance(subject, Signal)
     try:
         if rt.broker.find_order(client_order_id(ticket.execution_id)) is None:
-            rt.locks.release_cooldown(ticket.ticker, ticket.execution_id)
-    except Exception:  # noqa: BLE001 - unknown state: keep the reservation (fail closed)
-        log.warning("order state of %s unknown; cooldown kept", ticket.execution_id)
+            _release(rt, ticket.execution_id, ticket.ticker, msg, claim=False)
+    except Exception:  # noqa: BLE001 - unknown state: keep the reservations (fail closed)
+        log.warning("order state of %s unknown; cooldown and daily slot kept", ticket.execution_id)
+    broker_failed(rt, detail, now)
     return build_record(msg, subject, deny(Code.ERROR, detail), None, now)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from .alpaca_adapter import AlpacaBroker, make_trading_client
 from .audit import ensure_schema, make_engine
 from .redis_state import ExecutionLocks, connect
+from .risk import BrokerRateLimit, CircuitBreaker, DailyCap
 from .settings import ConfigError, Settings, get_settings
 from .veto import Limits
 
@@ -28,6 +29,9 @@ class Runtime:
     broker: AlpacaBroker
     engine: Engine
     limits: Limits
+    daily_cap: DailyCap
+    rate_limit: BrokerRateLimit
+    breaker: CircuitBreaker
 
 
 _runtime: Runtime | None = None
@@ -57,6 +61,9 @@ def build_runtime(settings: Settings) -> Runtime:
             market_state_max_age_s=settings.market_state_max_age_s,
             signal_max_age_s=settings.signal_max_age_s,
         ),
+        daily_cap=DailyCap(r, settings.max_orders_per_day),
+        rate_limit=BrokerRateLimit(r, settings.broker_requests_per_min),
+        breaker=CircuitBreaker(r, settings.breaker_failures, settings.breaker_window_s, settings.breaker_cooloff_s),
     )
 
 

@@ -22,6 +22,8 @@ HARD_COOLDOWN_MINUTES = 60
 HARD_MARKET_STATE_MAX_AGE_S = 300.0
 HARD_SIGNAL_MAX_AGE_S = 120.0
 ORDER_QTY = 1  # one share, always: there is nothing smaller to tighten to.
+HARD_MAX_ORDERS_PER_DAY = 10
+HARD_BROKER_REQUESTS_PER_MIN = 120  # Alpaca allows 200/min; keep well under it
 
 
 class ConfigError(SystemExit):
@@ -103,6 +105,17 @@ class Settings(BaseSettings):
     market_state_max_age_s: float = HARD_MARKET_STATE_MAX_AGE_S
     signal_max_age_s: float = HARD_SIGNAL_MAX_AGE_S
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024)
+
+    # Risk controls beyond the seed: tighten only as well.
+    max_orders_per_day: int = Field(default=HARD_MAX_ORDERS_PER_DAY, ge=1, le=HARD_MAX_ORDERS_PER_DAY,
+                                    description="SUBMITTED orders per New York trading day, all workers")
+    broker_requests_per_min: int = Field(default=HARD_BROKER_REQUESTS_PER_MIN, ge=1,
+                                         le=HARD_BROKER_REQUESTS_PER_MIN,
+                                         description="order-path broker calls (lookups included) per minute")
+    rate_limit_max_wait_s: int = Field(default=30, ge=0, le=60, description="wait for the rate limit, then BLOCKED")
+    breaker_failures: int = Field(default=3, ge=1, le=10, description="consecutive broker failures that open it")
+    breaker_window_s: int = Field(default=600, ge=60, le=86400, description="failures count within this window")
+    breaker_cooloff_s: int = Field(default=120, ge=10, le=86400, description="open at least this long")
 
     @field_validator("alpaca_paper")
     @classmethod

@@ -23,9 +23,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .alpaca_adapter import BrokerTransient
 from .celery_app import app
-from .pipeline import Message, OrderTicket, evaluate, exhausted, place, unexpected, utcnow
+from .pipeline import Message, OrderTicket, evaluate, exhausted, place, rate_limited, unexpected, utcnow
 from .record import DecisionRecord
 from .recorder import complete_if_decided, record, row_from_json, write_audit
+from .risk import RateLimited
 from .runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,23 @@ def _spool(row: dict[str, Any]) -> None:
     write_audit_task.apply_async(args=[row], task_id=f"audit:{row['event_key']}", countdown=1)
 
 
+def _again(ticket: OrderTicket, countdown: float) -> None:
+    place_order.apply_async(args=[ticket.to_task()], countdown=countdown,
+                            task_id=f"{ticket.execution_id}:order:{ticket.broker_attempt}:{ticket.waited_s:.0f}")
+
+
 def _attempt_order(rt: Runtime, ticket: OrderTicket) -> DecisionRecord | None:
     """One broker round; None when it must be retried later (already scheduled)."""
     try:
         return place(rt, ticket)
+    except RateLimited as exc:
+        if ticket.waited_s + exc.wait_s > rt.settings.rate_limit_max_wait_s:
+            detail = (f"{rt.settings.broker_requests_per_min} broker calls/min spent; "
+                      f"waited {ticket.waited_s:.0f}s of {rt.settings.rate_limit_max_wait_s}s")
+            return rate_limited(rt, ticket, detail, utcnow())
+        log.info("rate limit for %s: waiting %.1fs", ticket.execution_id, exc.wait_s)
+        _again(ticket.after_wait(exc.wait_s), exc.wait_s)
+        return None
     except BrokerTransient as exc:
         if ticket.broker_attempt >= rt.settings.broker_max_retries:
             detail = f"broker unavailable after {ticket.broker_attempt + 1} attempts: {exc.detail}"
@@ -50,9 +64,7 @@ def _attempt_order(rt: Runtime, ticket: OrderTicket) -> DecisionRecord | None:
             countdown = max(countdown, min(exc.retry_after, rt.settings.broker_retry_backoff_max_s))
         log.warning("broker transient for %s (%s); attempt %d in %ss",
                     ticket.execution_id, exc.detail, ticket.broker_attempt + 2, countdown)
-        following = ticket.next_attempt()
-        place_order.apply_async(args=[following.to_task()], countdown=countdown,
-                                task_id=f"{ticket.execution_id}:order:{following.broker_attempt}")
+        _again(ticket.next_attempt(), countdown)
         return None
     except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision
         log.exception("order attempt failed for %s", ticket.execution_id)

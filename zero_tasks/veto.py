@@ -1,5 +1,9 @@
 """Rows 2-6 of the decision table: pure checks over a snapshot, first denial wins.
 
+Beyond the contract's rows, two operator controls sit where an operator expects them:
+the circuit breaker right after the kill switch, the per-ticker block list right after
+the stand-down. Both are BLOCKED with their own codes.
+
 Nothing here touches Redis, SQL or the broker. The snapshot is read once by
 `snapshot.read_snapshot`; `now` is passed in so every rule is testable at any instant.
 """
@@ -32,6 +36,8 @@ class Snapshot:
     market_state: str | None
     stand_down: str | None
     error: str | None = None
+    breaker: str | None = None  # key:execution_breaker, set while the circuit is open
+    blocklist: str | None = None  # key:execution_blocklist:<ticker> of the signal's ticker
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,49 @@ def check_stand_down(snap: Snapshot, ticker: str, now: datetime) -> Verdict | No
     return None
 
 
+def _json_object(raw: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def check_breaker(snap: Snapshot) -> Verdict | None:
+    """While the circuit breaker is open nothing is submitted (it closes after a probe)."""
+    if snap.breaker is None:
+        return None
+    state = _json_object(snap.breaker) or {}
+    return deny(Code.CIRCUIT_OPEN, f"since {state.get('since', '?')}: {state.get('reason', 'unreadable state')}")
+
+
+def breaker_probe_due(raw: str | None, now: datetime) -> bool:
+    """An open breaker whose cool-off has passed asks for a broker probe before closing."""
+    state = _json_object(raw) if raw else None
+    if not state or not isinstance(state.get("until"), str):
+        return False
+    try:
+        return datetime.fromisoformat(state["until"]) <= now
+    except ValueError:
+        return False
+
+
+def check_blocklist(snap: Snapshot, ticker: str, now: datetime) -> Verdict | None:
+    """The operator's per-ticker block (earnings, news), with its own expiry."""
+    if snap.blocklist is None:
+        return None
+    entry = _json_object(snap.blocklist)
+    if entry is None:
+        return deny(Code.BLOCKLIST, f"{ticker} blocked (entry unreadable; failing closed)")
+    until = entry.get("until")
+    try:
+        if isinstance(until, str) and datetime.fromisoformat(until) <= now:
+            return None
+    except ValueError:
+        pass
+    return deny(Code.BLOCKLIST, f"{ticker} blocked until {until or 'removed'}: {entry.get('reason', '')}")
+
+
 def check_threshold(signal: Signal, min_probability: float) -> Verdict | None:
     top = signal.top
     if top.probability < min_probability:
@@ -134,13 +183,15 @@ def veto(signal: Signal, snap: Snapshot, now: datetime, limits: Limits) -> Verdi
     """Rows 2-6 in the contract's order; the first denial is the decision."""
     return (
         check_kill_switch(snap)
+        or check_breaker(snap)
         or check_market_state(snap, now, limits.market_state_max_age_s)
         or check_stand_down(snap, signal.top.ticker, now)
+        or check_blocklist(snap, signal.top.ticker, now)
         or check_threshold(signal, limits.min_probability)
         or check_signal_age(signal, now, limits.signal_max_age_s)
     )
 
 
 def recheck_before_submit(snap: Snapshot, now: datetime, limits: Limits) -> Verdict | None:
-    """The kill switch and market state, read again right before the order leaves."""
-    return check_kill_switch(snap) or check_market_state(snap, now, limits.market_state_max_age_s)
+    """Kill switch, breaker and market state, read again right before the order leaves."""
+    return check_kill_switch(snap) or check_breaker(snap) or check_market_state(snap, now, limits.market_state_max_age_s)

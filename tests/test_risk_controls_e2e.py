@@ -1,0 +1,110 @@
+"""Risk controls beyond the seed, through the whole path: daily cap, broker rate limit,
+circuit breaker, per-ticker block list."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from alpaca_paper_sim import SimServer
+from tests.support.gateway import Gateway, collect, opportunity, quiet, ranking
+from tests.support.procs import PrivateRedis, health, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_eleventh_eligible_order_of_the_day_is_blocked(gw: Gateway) -> None:
+    gw.green()
+    events = gw.decide(*[ranking(opportunity(f"D{i:02d}")) for i in range(11)])
+    statuses = sorted(e["status"] for e in events)
+    assert statuses == ["BLOCKED"] + ["SUBMITTED"] * 10
+    blocked = next(e for e in events if e["status"] == "BLOCKED")
+    assert blocked["why"][0].startswith("daily cap: 10 orders already on trading day")
+    assert len(gw.orders()) == 10
+
+
+def test_blocklisted_ticker_is_blocked_until_its_expiry(gw: Gateway) -> None:
+    gw.green()
+    until = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+    gw.r.set("key:execution_blocklist:TSLA", json.dumps({"reason": "earnings after close", "until": until}))
+    (blocked,) = gw.decide(ranking(opportunity("TSLA")))
+    assert blocked["status"] == "BLOCKED" and blocked["why"][0].startswith("blocklist: TSLA blocked until")
+    past = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+    gw.r.set("key:execution_blocklist:TSLA", json.dumps({"reason": "earnings", "until": past}))
+    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    (allowed,) = gw.decide(ranking(opportunity("TSLA"), rank_time=later))
+    assert allowed["status"] == "SUBMITTED"
+
+
+@pytest.fixture(scope="module")
+def strict(log_dir: Path, sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway with a tiny broker budget and no broker retries, on its own Redis."""
+    server = PrivateRedis(log_dir).start()
+    db = tmp_path_factory.mktemp("risk") / "audit.db"
+    gw = Gateway(log_dir, server, sim.url, f"sqlite:///{db}", workers=2, BROKER_REQUESTS_PER_MIN="12",
+                 RATE_LIMIT_MAX_WAIT_S="0", BROKER_MAX_RETRIES="0", BREAKER_COOLOFF_S="600").start()
+    yield gw
+    gw.stop()
+    server.stop()
+
+
+@pytest.fixture
+def tight(strict: Gateway) -> Gateway:
+    strict.reset()
+    strict.green()
+    return strict
+
+
+def test_burst_beyond_the_broker_rate_limit_loses_nothing(tight: Gateway) -> None:
+    """12 broker calls a minute = 4 orders (3 calls each); the rest are BLOCKED, none lost."""
+    events = tight.decide(*[ranking(opportunity(f"R{i}")) for i in range(7)])
+    statuses = sorted(e["status"] for e in events)
+    assert statuses == ["BLOCKED"] * 3 + ["SUBMITTED"] * 4
+    assert all(e["why"][0].startswith("rate limit") for e in events if e["status"] == "BLOCKED")
+    assert len(tight.orders()) == 4
+    assert len(tight.wait_rows(7)) == 7
+
+
+def test_three_broker_failures_open_the_breaker_and_a_probe_closes_it(tight: Gateway) -> None:
+    tight.sim("POST", "/_sim/fault", {"mode": "500", "count": -1, "method": "POST", "path": "/v2/orders"})
+    alerts = tight.r.pubsub(ignore_subscribe_messages=True)
+    alerts.subscribe("chan:execution_alert")
+    failures = tight.decide(*[ranking(opportunity(f"B{i}")) for i in range(3)])
+    assert [e["status"] for e in failures] == ["ERROR"] * 3
+    (opened,) = collect(alerts, 1, 10)
+    assert opened["type"] == "breaker_opened" and opened["failures"] == 3
+    tight.sim("DELETE", "/_sim/fault")  # the broker is fine again, but the breaker stays open
+    posts = tight.order_posts()
+    (blocked,) = tight.decide(ranking(opportunity("B9")))
+    assert blocked["status"] == "BLOCKED" and blocked["why"][0].startswith("circuit open")
+    assert tight.order_posts() == posts  # no order leaves while it is open
+    assert tight.r.get("key:execution_enabled") == b"true"  # the kill switch is never touched
+    body = wait_for(lambda: (b := health(tight.api_port)[1])["status"] == "degraded" and b, 15, "degraded")
+    assert body["checks"]["circuit_breaker"]["ok"] is False
+    # time machine: the cool-off is over; the next decision probes the broker and closes it
+    state = json.loads(tight.r.get("key:execution_breaker"))
+    state["until"] = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+    tight.r.set("key:execution_breaker", json.dumps(state))
+    (after,) = tight.decide(ranking(opportunity("B10")))
+    assert after["status"] == "SUBMITTED"
+    (closed,) = collect(alerts, 1, 10)
+    assert closed["type"] == "breaker_closed" and closed["by"] == "probe"
+    assert tight.r.get("key:execution_breaker") is None
+
+
+def test_breaker_stays_open_when_the_probe_fails(tight: Gateway) -> None:
+    past = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+    tight.r.set("key:execution_breaker", json.dumps({"state": "OPEN", "since": past, "until": past,
+                                                     "reason": "test", "failures": 3}))
+    tight.sim("POST", "/_sim/fault", {"mode": "503", "count": -1, "path": "/v2/account"})
+    try:
+        (event,) = tight.decide(ranking(opportunity("B11")))
+    finally:
+        tight.sim("DELETE", "/_sim/fault")
+    assert event["status"] == "BLOCKED" and event["why"][0].startswith("circuit open")
+    assert "probe failed" in event["why"][0]
+    assert tight.orders() == []

@@ -1,0 +1,149 @@
+"""Redis edge of the risk controls: the daily order cap, the broker rate limit, the
+circuit breaker. Each is one Lua script, so every worker and box sees one count.
+
+The pure verdicts (is the breaker open, is a probe due) live in veto.py; this module
+only counts and stores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import redis
+
+from . import keys
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+_DAILY_RESERVE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# Sliding one-minute window of broker calls: take ARGV[3] slots at once or none.
+# Returns 0 (go) or the milliseconds until enough slots are free.
+_RATE = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local n = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
+local used = redis.call('ZCARD', KEYS[1])
+if used + n <= tonumber(ARGV[1]) then
+  for i = 1, n do redis.call('ZADD', KEYS[1], now, ARGV[2] .. ':' .. i) end
+  redis.call('PEXPIRE', KEYS[1], 61000)
+  return 0
+end
+local nth = redis.call('ZRANGE', KEYS[1], used + n - tonumber(ARGV[1]) - 1, used + n - tonumber(ARGV[1]) - 1, 'WITHSCORES')
+if #nth == 0 then return 60000 end
+return math.max(1, tonumber(nth[2]) + 60000 - now)
+"""
+
+# KEYS: failures, breaker. ARGV: threshold, window, state JSON. Returns the count, negated
+# when this failure opened the breaker.
+_FAILURE = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if n >= tonumber(ARGV[1]) and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[2], ARGV[3])
+  return -n
+end
+return n
+"""
+
+
+def trading_day(now: datetime) -> str:
+    """Alpaca's trading day is New York's calendar day."""
+    return now.astimezone(NEW_YORK).date().isoformat()
+
+
+class DailyCap:
+    """At most `cap` orders per trading day; one reservation per execution_id."""
+
+    def __init__(self, r: redis.Redis, cap: int) -> None:
+        self._r = r
+        self._cap = cap
+        self._reserve = r.register_script(_DAILY_RESERVE)
+
+    def _key(self, now: datetime) -> str:
+        return keys.DAILY_ORDERS_PREFIX + trading_day(now)
+
+    def reserve(self, execution_id: str, now: datetime) -> bool:
+        return bool(self._reserve(keys=[self._key(now)], args=[execution_id, self._cap, 2 * 86400, now.isoformat()]))
+
+    def release(self, execution_id: str, now: datetime) -> None:
+        self._r.hdel(self._key(now), execution_id)
+
+    def used(self, now: datetime) -> int:
+        return int(self._r.hlen(self._key(now)))
+
+
+class RateLimited(Exception):
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"broker rate limit reached; next slot in {wait_s:.1f}s")
+        self.wait_s = wait_s
+
+
+class BrokerRateLimit:
+    """Order-path broker calls (lookups included) per rolling minute, across workers."""
+
+    def __init__(self, r: redis.Redis, per_minute: int) -> None:
+        self._per_minute = per_minute
+        self._acquire = r.register_script(_RATE)
+        self._seq = 0
+
+    def acquire(self, label: str, slots: int = 1) -> None:
+        """Take `slots` calls of this minute's budget together, or raise RateLimited."""
+        self._seq += 1
+        member = f"{label}:{os.getpid()}:{id(self)}:{self._seq}"
+        wait_ms = int(self._acquire(keys=[keys.BROKER_RATE_KEY], args=[self._per_minute, member, slots]))
+        if wait_ms:
+            raise RateLimited(wait_ms / 1000)
+
+
+@dataclass(frozen=True)
+class BreakerChange:
+    opened: bool
+    failures: int
+
+
+class CircuitBreaker:
+    """Opens after `threshold` consecutive broker failures within `window_s`."""
+
+    def __init__(self, r: redis.Redis, threshold: int, window_s: int, cooloff_s: int) -> None:
+        self._r = r
+        self._threshold = threshold
+        self._window_s = window_s
+        self._cooloff_s = cooloff_s
+        self._failure = r.register_script(_FAILURE)
+
+    def state(self, reason: str, now: datetime, failures: int) -> str:
+        until = now + timedelta(seconds=self._cooloff_s)
+        return json.dumps({"state": "OPEN", "since": now.isoformat(), "until": until.isoformat(),
+                           "reason": reason, "failures": failures})
+
+    def failure(self, reason: str, now: datetime) -> BreakerChange:
+        n = int(self._failure(keys=[keys.BREAKER_FAILURES_KEY, keys.BREAKER_KEY],
+                              args=[self._threshold, self._window_s, self.state(reason, now, self._threshold)]))
+        return BreakerChange(opened=n < 0, failures=abs(n))
+
+    def success(self) -> None:
+        self._r.delete(keys.BREAKER_FAILURES_KEY)
+
+    def reopen(self, reason: str, now: datetime) -> None:
+        """A failed probe: stay open for another cool-off."""
+        self._r.set(keys.BREAKER_KEY, self.state(reason, now, self._threshold))
+
+    def close(self) -> None:
+        self._r.delete(keys.BREAKER_KEY, keys.BREAKER_FAILURES_KEY)
+
+
+def alert(r: redis.Redis, kind: str, **detail: object) -> None:
+    """Operational events (not decisions) go to the gateway's own alert channel."""
+    r.publish(keys.ALERT_CHANNEL, json.dumps({"type": kind, **detail}, default=str))
