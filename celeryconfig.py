@@ -46,6 +46,14 @@ task_routes = {
     "zero.decide": {"queue": "zero_execution"},
     "zero.place_order": {"queue": "zero_execution"},
     "zero.write_audit": {"queue": "zero_audit"},
+    "zero.follow_order": {"queue": "zero_audit"},
+    "zero.reconcile": {"queue": "zero_audit"},
+}
+
+# Celery beat (run one: `celery -A zero_tasks worker -B` or `celery -A zero_tasks beat`).
+beat_schedule = {
+    "reconcile-last-24h": {"task": "zero.reconcile", "schedule": float(_settings.reconcile_every_s),
+                           "kwargs": {"hours": 24.0}},
 }
 
 worker_send_task_events = True  # Flower

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 
 from tests.support.gateway import PG_URL, sqlalchemy_url
 from tests.support.procs import PrivateRedis
-from zero_tasks.audit import ensure_schema, execution_log, insert_row, make_engine
+from zero_tasks.audit import ensure_schema, execution_log, insert_row, make_engine, update_order_status
 from zero_tasks.redis_state import Claim, ExecutionLocks, connect
 
 NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)
@@ -83,16 +83,14 @@ def row(event_key: str = "e1") -> dict:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path):
-    url = f"sqlite:///{tmp_path / 'a.db'}" if request.param == "sqlite" else \
-        sqlalchemy_url(os.environ.get("TEST_POSTGRES_URL", PG_URL))
-    eng = make_engine(url)
-    if request.param == "postgres":
-        with eng.begin() as conn:
+    if request.param == "sqlite":
+        eng = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    else:
+        base = sqlalchemy_url(os.environ.get("TEST_POSTGRES_URL", PG_URL))
+        with make_engine(base).begin() as conn:
             conn.execute(text("CREATE SCHEMA IF NOT EXISTS audit_unit"))
-        eng = make_engine(url)
-        eng = eng.execution_options(schema_translate_map={None: "audit_unit"})
-        with eng.begin() as conn:
-            conn.execute(text("DROP TABLE IF EXISTS audit_unit.execution_log"))
+            conn.execute(text("DROP TABLE IF EXISTS audit_unit.execution_log, audit_unit.zero_execution_schema_version"))
+        eng = make_engine(base + "?options=-csearch_path%3Daudit_unit")
     ensure_schema(eng)
     ensure_schema(eng)  # idempotent
     yield eng
@@ -123,3 +121,28 @@ def test_json_columns_round_trip(engine) -> None:
         stored = conn.execute(select(execution_log)).one()._mapping
     assert stored["why"] == ["execution disabled: x"] and stored["market_state_snapshot"] == {"state": "GREEN"}
     assert stored["created_at"] is not None
+
+
+def test_schema_is_versioned_and_order_status_can_be_recorded(engine) -> None:
+    with engine.connect() as conn:
+        version = conn.execute(text("SELECT version_num FROM zero_execution_schema_version")).scalar_one()
+    assert version == "0002"
+    insert_row(engine, row("e1") | {"status": "SUBMITTED", "alpaca_order_id": "o1"})
+    assert update_order_status(engine, "e1", "filled", NOW) is True
+    assert update_order_status(engine, "nope", "filled", NOW) is False
+    with engine.connect() as conn:
+        stored = conn.execute(select(execution_log)).one()._mapping
+    assert stored["order_status"] == "filled"
+
+
+def test_a_table_made_before_migrations_is_adopted(tmp_path: Path) -> None:
+    from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, Table
+    eng = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    legacy = MetaData()
+    Table("execution_log", legacy, *[Column(c.name, c.type) for c in execution_log.columns
+                                     if c.name not in ("order_status", "order_status_at")],
+          PrimaryKeyConstraint("event_key", "time"))
+    legacy.create_all(eng)
+    ensure_schema(eng)
+    insert_row(eng, row("e1"))
+    assert count(eng) == 1

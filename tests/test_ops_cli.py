@@ -74,7 +74,7 @@ def pg_url() -> Iterator[str]:
     admin = make_engine(sqlalchemy_url(base))
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
-        conn.execute(text(f"DROP TABLE IF EXISTS {SCHEMA}.execution_log"))
+        conn.execute(text(f"DROP TABLE IF EXISTS {SCHEMA}.execution_log, {SCHEMA}.zero_execution_schema_version"))
     url = with_search_path(base)
     engine = make_engine(sqlalchemy_url(url))
     ensure_schema(engine)
@@ -111,7 +111,8 @@ def env(ops_redis: PrivateRedis, sim: SimServer, pg_url: str, r: redis.Redis) ->
     values: dict[str, str | None] = {name.upper(): None for name in Settings.model_fields}
     values.update({"ALPACA_PAPER": "true", "ALPACA_API_KEY": KEY, "ALPACA_SECRET_KEY": SECRET,
                    "ALPACA_BASE_URL": sim.url, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(ops_redis.port),
-                   "REDIS_DB": str(REDIS_DB), "DATABASE_URL": pg_url})
+                   "REDIS_DB": str(REDIS_DB), "DATABASE_URL": pg_url,
+                   "ZERO_ENV_FILE": "/nonexistent/devstack.env"})  # a developer's var/devstack.env must not leak in
     return values
 
 

@@ -108,3 +108,86 @@ def test_breaker_stays_open_when_the_probe_fails(tight: Gateway) -> None:
     assert event["status"] == "BLOCKED" and event["why"][0].startswith("circuit open")
     assert "probe failed" in event["why"][0]
     assert tight.orders() == []
+
+
+# order status follow-up and reconcile ------------------------------------------------
+def test_filled_status_reaches_the_audit(gw: Gateway) -> None:
+    gw.green()
+    gw.sim("POST", "/_sim/config", {"fill": "manual"})
+    (event,) = gw.decide(ranking(opportunity("FILL")))
+    assert event["status"] == "SUBMITTED"
+    wait_for(lambda: gw.rows()[0]["order_status"] == "new", 20, "status 'new' followed up")
+    gw.sim("POST", f"/_sim/orders/{event['alpaca_order_id']}/fill")
+    wait_for(lambda: gw.rows()[0]["order_status"] == "filled", 30, "status 'filled' followed up")
+
+
+def cli_env(gw: Gateway) -> dict[str, str]:
+    return {**gw.env, "ZERO_ENV_FILE": "/nonexistent"}
+
+
+def run_cli(gw: Gateway, *args: str) -> "Result":
+    from click.testing import CliRunner
+
+    from zero_ops.cli import main
+    result = CliRunner().invoke(main, list(args), env=cli_env(gw))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def test_reconcile_finds_an_order_behind_the_gateways_back_and_a_row_without_order(gw: Gateway) -> None:
+    from alpaca.trading.client import TradingClient
+    from alpaca.trading.enums import OrderSide, TimeInForce
+    from alpaca.trading.requests import MarketOrderRequest
+
+    gw.green()
+    (ours,) = gw.decide(ranking(opportunity("OURS")))
+    assert ours["status"] == "SUBMITTED"
+    client = TradingClient("k", "s", paper=True, url_override=gw.sim_url)
+    rogue = client.submit_order(MarketOrderRequest(symbol="ROGUE", qty=1, side=OrderSide.BUY,
+                                                   time_in_force=TimeInForce.DAY))
+    # an audit row whose order the broker never saw (written straight into the table)
+    from zero_tasks.audit import insert_row
+    ghost = dict(gw.wait_rows(1)[0])
+    ghost.update(event_key="ghost-1", execution_id="GHOST:H30:x", ticker="GHOST", client_order_id="zx-GHOST:H30:x",
+                 alpaca_order_id="00000000-0000-0000-0000-000000000000")
+    ghost.pop("created_at")
+    insert_row(gw.engine, ghost)
+    pubsub = gw.subscribe()
+    result = run_cli(gw, "reconcile", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    kinds = {(f["kind"], f["ticker"]) for f in report["findings"]}
+    assert kinds == {("unknown order", "ROGUE"), ("missing order", "GHOST")}
+    events = collect(pubsub, 2, 10, gw)
+    assert {e["status"] for e in events} == {"ERROR"}
+    assert all(e["why"][0].startswith("error: reconcile: ") for e in events)
+    rows = gw.rows(status="ERROR")
+    assert {r["ticker"] for r in rows} == {"ROGUE", "GHOST"}
+    assert str(rogue.id) in next(r for r in rows if r["ticker"] == "ROGUE")["reason"]
+    again = run_cli(gw, "reconcile", "--json")  # a second run reports the same findings, records none again
+    assert len(json.loads(again.output)["findings"]) == 2
+    assert quiet(pubsub, 1.0) == []
+    assert len(gw.rows(status="ERROR")) == 2
+    assert len(gw.orders()) == 2  # reconcile never places or cancels anything
+
+
+def test_operator_closes_the_breaker_and_blocks_a_ticker_from_the_cli(gw: Gateway) -> None:
+    gw.green()
+    gw.r.set("key:execution_breaker", json.dumps({"state": "OPEN", "since": "x", "until": "2999-01-01T00:00:00+00:00",
+                                                  "reason": "test"}))
+    (blocked,) = gw.decide(ranking(opportunity("OPX")))
+    assert blocked["why"][0].startswith("circuit open")
+    assert run_cli(gw, "breaker", "close", "--yes").exit_code == 0
+    assert run_cli(gw, "block", "OPY", "--for", "2h", "--reason", "earnings").exit_code == 0
+    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    first, second = gw.decide(ranking(opportunity("OPX"), rank_time=later), ranking(opportunity("OPY")))
+    by_ticker = {e["ticker"]: e for e in (first, second)}
+    assert by_ticker["OPX"]["status"] == "SUBMITTED"
+    assert by_ticker["OPY"]["why"][0].startswith("blocklist: OPY blocked until")
+    assert gw.r.ttl("key:execution_blocklist:OPY") > 7000
+    status = json.loads(run_cli(gw, "status", "--json").output)
+    assert status["risk"]["breaker"] is None and "OPY" in status["risk"]["blocklist"]
+    assert status["risk"]["orders_today"] == 1
+    assert run_cli(gw, "unblock", "OPY").exit_code == 0
+    assert gw.r.get("key:execution_blocklist:OPY") is None

@@ -21,7 +21,7 @@ from zero_tasks.alpaca_adapter import make_trading_client
 from zero_tasks.contract import Direction, Horizon, State, Status
 from zero_tasks.intake import Invalid, parse_payload
 
-from . import auditlog, render, samples, state
+from . import auditlog, render, risk_cli, samples, state
 from .context import Ops, OpsFailure
 from .pubsub import messages, subscribe, wait_for_decision
 from .status import build_report
@@ -273,5 +273,7 @@ def market(ops: Ops, state_name: str, reason: str) -> None:
     ops.redis().set(keys.MARKET_STATE_KEY, samples.market_state(state_name, reason, utcnow()))
     click.echo(f"{keys.MARKET_STATE_KEY} = {state_name} (fresh for {ops.settings.market_state_max_age_s:.0f}s)")
 
+
+risk_cli.register(main)
 
 __all__ = ["main"]

@@ -177,7 +177,20 @@ def status_lines(report: dict[str, Any]) -> list[str]:
     lines += section("cooldowns", cooldowns_text(report["cooldowns"]))
     lines += section("queues", queues_text(report["queues"]))
     lines += section(f"workers ({len(report['workers'])})", workers_text(report["workers"]))
+    lines += risk_lines(report["risk"])
     lines += decisions_lines(report)
+    return lines
+
+
+def risk_lines(risk: dict[str, Any]) -> list[str]:
+    breaker = risk["breaker"]
+    text = (click.style("OPEN", fg="red", bold=True) + f" since {breaker.get('since')}: {breaker.get('reason')}"
+            if breaker else "closed")
+    lines = section("breaker", text)
+    lines += section("orders today", f"{risk['orders_today']} of {risk['max_orders_per_day']} "
+                                     f"(trading day {risk['trading_day']})")
+    blocked = [f"{t} until {(e or {}).get('until')}: {(e or {}).get('reason')}" for t, e in risk["blocklist"].items()]
+    lines += section("blocklist", blocked or "none")
     return lines
 
 

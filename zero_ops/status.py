@@ -6,16 +6,20 @@ database is not: if it is down, the report says so and shows everything else.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from zero_tasks import keys
+from zero_tasks.risk import trading_day
+
 from . import auditlog, state
 from .context import Ops, describe_db_error
 
 REPORT_FIELDS = ("mode", "now", "broker", "redis", "database", "kill_switch", "market_state", "stand_down",
-                 "cooldowns", "queues", "workers", "decisions", "decisions_error")
+                 "cooldowns", "queues", "workers", "decisions", "decisions_error", "risk")
 
 
 def build_report(ops: Ops, now: datetime, last: int) -> dict[str, Any]:
@@ -36,11 +40,26 @@ def build_report(ops: Ops, now: datetime, last: int) -> dict[str, Any]:
             "cooldowns": state.cooldowns(r),
             "queues": state.queue_depths(settings.broker_url),
             "workers": state.workers(r),
+            "risk": risk_view(r, now, settings.max_orders_per_day),
         }
     finally:
         r.close()
     report["decisions"], report["decisions_error"] = last_decisions(ops, last)
     return report
+
+
+def risk_view(r: Any, now: datetime, cap: int) -> dict[str, Any]:
+    """Breaker, block list and today's order count: the controls beyond the kill switch."""
+    day = trading_day(now)
+    raw = r.get(keys.BREAKER_KEY)
+    blocked = {}
+    for key in r.scan_iter(match=keys.BLOCKLIST_PREFIX + "*", count=200):
+        name = key.decode() if isinstance(key, bytes) else key
+        blocked[name.removeprefix(keys.BLOCKLIST_PREFIX)] = r.get(key)
+    return {"breaker": json.loads(raw) if raw else None,
+            "blocklist": {t: (json.loads(v) if v else None) for t, v in sorted(blocked.items())},
+            "orders_today": int(r.hlen(keys.DAILY_ORDERS_PREFIX + day)), "max_orders_per_day": cap,
+            "trading_day": day}
 
 
 def last_decisions(ops: Ops, last: int) -> tuple[list[dict[str, Any]], str | None]:

@@ -122,6 +122,15 @@ class AlpacaBroker:
     def __init__(self, client: TradingClient) -> None:
         self._client = client
 
+    @property
+    def client(self) -> TradingClient:
+        """For read-only reports (reconcile); orders go through submit_buy only."""
+        return self._client
+
+    def order_status(self, client_order_id: str) -> str | None:
+        order = self.find_order(client_order_id)
+        return order.status if order else None
+
     def find_order(self, client_order_id: str) -> PlacedOrder | None:
         """The order placed under this client_order_id, or None if the broker has none."""
         try:

@@ -8,9 +8,16 @@ writer inserts with ON CONFLICT DO NOTHING, so a retried write is a no-op.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
-from typing import Any
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from alembic import command
+from alembic.config import Config
 
 from sqlalchemy import (
     JSON, Column, DateTime, Engine, Float, Index, MetaData, PrimaryKeyConstraint, String,
@@ -47,6 +54,8 @@ execution_log = Table(
     Column("decided_at", DateTime(timezone=True), nullable=False),
     Column("latency_ms", Float, nullable=True),
     Column("payload", Json, nullable=True),
+    Column("order_status", String(32), nullable=True),  # follow-up: filled, canceled, ...
+    Column("order_status_at", DateTime(timezone=True), nullable=True),
     PrimaryKeyConstraint("event_key", "time", name="execution_log_event_key_time"),
     Index("ix_execution_log_execution_id", "execution_id"),
     Index("ix_execution_log_ticker_time", "ticker", "time"),
@@ -75,21 +84,44 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
 def ensure_schema(engine: Engine) -> None:
-    """Create the table once; on TimescaleDB make it a hypertable on `time`."""
-    with engine.begin() as conn:
+    """Bring execution_log to the latest migration (Alembic), one process at a time.
+
+    Every worker calls this at its first write; PostgreSQL serialises them with an
+    advisory lock, SQLite with a lock file beside the database.
+    """
+    with _migration_lock(engine), engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))  # one creator at a time
-        metadata.create_all(conn, checkfirst=True)
-        if engine.dialect.name == "postgresql" and _has_timescaledb(conn):
-            conn.execute(text(
-                "SELECT create_hypertable('execution_log', 'time', if_not_exists => TRUE, "
-                "migrate_data => TRUE)"))
-            log.info("execution_log is a TimescaleDB hypertable on time")
+            conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
 
 
-def _has_timescaledb(conn: Any) -> bool:
-    return conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).first() is not None
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def update_order_status(engine: Engine, event_key: str, status: str, at: datetime) -> bool:
+    """Record what became of a SUBMITTED order on its own row (no new row)."""
+    stmt = (execution_log.update().where(execution_log.c.event_key == event_key)
+            .where(execution_log.c.status == "SUBMITTED").values(order_status=status, order_status_at=at))
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount > 0
 
 
 def insert_row(engine: Engine, row: dict[str, Any]) -> bool:

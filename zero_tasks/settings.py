@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     signal_max_age_s: float = HARD_SIGNAL_MAX_AGE_S
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024)
 
+    reconcile_every_s: int = Field(default=300, ge=10, le=86400, description="Celery beat reconcile period")
+
     # Risk controls beyond the seed: tighten only as well.
     max_orders_per_day: int = Field(default=HARD_MAX_ORDERS_PER_DAY, ge=1, le=HARD_MAX_ORDERS_PER_DAY,
                                     description="SUBMITTED orders per New York trading day, all workers")

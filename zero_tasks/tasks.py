@@ -21,7 +21,10 @@ from celery import Task
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import SQLAlchemyError
 
-from .alpaca_adapter import BrokerTransient
+from . import reconcile_job
+from .alpaca_adapter import BrokerRejected, BrokerTransient
+from .audit import update_order_status
+from .decision import Status
 from .celery_app import app
 from .pipeline import Message, OrderTicket, evaluate, exhausted, place, rate_limited, unexpected, utcnow
 from .record import DecisionRecord
@@ -86,7 +89,15 @@ def decide(self: Task, message: dict[str, Any]) -> str:
         outcome = _attempt_order(rt, outcome)
         if outcome is None:
             return "retrying"
-    return record(rt, outcome, _spool).status.value
+    return _finish(rt, outcome)
+
+
+def _finish(rt: Runtime, outcome: DecisionRecord) -> str:
+    kept = record(rt, outcome, _spool)
+    if kept.status is Status.SUBMITTED and kept.client_order_id:
+        follow_order.apply_async(args=[kept.event_key, kept.client_order_id, 0], countdown=FOLLOW_FIRST_S,
+                                 task_id=f"follow:{kept.event_key}:0")
+    return kept.status.value
 
 
 @app.task(name="zero.place_order", bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -99,7 +110,7 @@ def place_order(self: Task, ticket_data: dict[str, Any]) -> str:
     outcome = _attempt_order(rt, ticket)
     if outcome is None:
         return "retrying"
-    return record(rt, outcome, _spool).status.value
+    return _finish(rt, outcome)
 
 
 @app.task(name="zero.write_audit", bind=True, acks_late=True, reject_on_worker_lost=True,
@@ -108,3 +119,35 @@ def place_order(self: Task, ticket_data: dict[str, Any]) -> str:
 def write_audit_task(self: Task, row: dict[str, Any]) -> bool:
     """A row whose database was away: retried until it is written (a no-op if it was)."""
     return write_audit(get_runtime(), row_from_json(row))
+
+
+FOLLOW_FIRST_S = 2
+FOLLOW_MAX_TRIES = 40
+TERMINAL = frozenset({"filled", "canceled", "expired", "rejected", "done_for_day", "replaced", "stopped"})
+
+
+@app.task(name="zero.follow_order", bind=True, acks_late=True, reject_on_worker_lost=True)
+def follow_order(self: Task, event_key: str, client_order_id: str, tries: int) -> str | None:
+    """Order status follow-up: what became of a SUBMITTED order, written on its audit row."""
+    rt = get_runtime()
+    try:
+        rt.rate_limit.acquire("follow-up")
+        status = rt.broker.order_status(client_order_id)
+        if status:
+            update_order_status(rt.engine, event_key, status, utcnow())
+    except (RateLimited, BrokerTransient, BrokerRejected, SQLAlchemyError) as exc:
+        log.info("follow-up of %s postponed: %s", client_order_id, exc)
+        status = None
+    if status not in TERMINAL and tries + 1 < FOLLOW_MAX_TRIES:
+        countdown = min(FOLLOW_FIRST_S * 2 ** tries, 600)
+        follow_order.apply_async(args=[event_key, client_order_id, tries + 1], countdown=countdown,
+                                 task_id=f"follow:{event_key}:{tries + 1}")
+    return status
+
+
+@app.task(name="zero.reconcile", bind=True, acks_late=True, reject_on_worker_lost=True)
+def reconcile_task(self: Task, hours: float = 24.0) -> dict[str, int]:
+    """Periodic (Celery beat) reconcile of the last `hours` of SUBMITTED rows."""
+    rt = get_runtime()
+    report = reconcile_job.run(rt, utcnow(), hours, lambda rec: record(rt, rec, _spool))
+    return {"audited": report.audited, "at_broker": report.at_broker, "findings": len(report.findings)}

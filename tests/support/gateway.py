@@ -88,6 +88,7 @@ class Gateway:
             if self.engine.dialect.name == "postgresql":
                 conn.execute(text("CREATE SCHEMA IF NOT EXISTS " + self.pg_schema()))
             conn.execute(text("DROP TABLE IF EXISTS execution_log"))
+            conn.execute(text("DROP TABLE IF EXISTS zero_execution_schema_version"))
         ensure_schema(self.engine)
         for proc in [*self.workers, *self.bridges]:
             proc.start()
