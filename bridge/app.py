@@ -7,7 +7,7 @@ import logging
 import signal
 from datetime import datetime
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge
 from sqlalchemy.engine import make_url
 
 from zero_tasks.alpaca_adapter import AlpacaBroker, make_trading_client
@@ -19,6 +19,8 @@ from .enqueue import Enqueuer
 from .health import HealthSources, health, render
 from .http import HttpServer
 from .listener import Listener
+from .metrics import Snapshot, read_stored
+from .metrics import render as render_metrics
 
 log = logging.getLogger("bridge")
 
@@ -54,7 +56,8 @@ class Bridge:
     def stats(self) -> dict[str, object]:
         return {"bridge": {"subscribed": self.listener.connected, "received": self.listener.received, "won": self.listener.won,
                            "enqueued": self.enqueuer.enqueued, "pending": self.enqueuer.pending,
-                           "reconnects": self.listener.reconnects}}
+                           "reconnects": self.listener.reconnects,
+                           "handler_errors": self.listener.handler_errors}}
 
     async def on_message(self, data: bytes, message_id: str, received_at: datetime) -> None:
         message, parsed = message_from_bytes(data, message_id, received_at, self.settings.max_payload_bytes)
@@ -69,7 +72,12 @@ class Bridge:
 
     async def _metrics(self) -> tuple[int, str, bytes]:
         PENDING.set(self.enqueuer.pending)
-        return 200, CONTENT_TYPE_LATEST, generate_latest()
+        _, body = await health(self.sources)
+        try:
+            stored, queues = await read_stored(self.settings.redis_url, self.settings.broker_url)
+        except Exception:  # noqa: BLE001 - Redis down: the up gauges say so
+            stored, queues = {}, {}
+        return 200, CONTENT_TYPE_LATEST, render_metrics(Snapshot(stored, body, queues))
 
     async def _drain_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

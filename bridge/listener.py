@@ -40,6 +40,7 @@ class Listener:
         self.received = 0
         self.won = 0
         self.reconnects = 0
+        self.handler_errors = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.1
@@ -78,7 +79,7 @@ class Listener:
                 message_id, won = await self._identity.claim(client, data)
                 if won:
                     self.won += 1
-                    await self._handler(data, message_id, received_at)
+                    await self._handle(data, message_id, received_at)
         finally:
             self.connected = False
             try:
@@ -87,9 +88,19 @@ class Listener:
             except (RedisError, OSError):
                 pass
 
+    async def _handle(self, data: bytes, message_id: str, received_at: datetime) -> None:
+        """A message the handler cannot take is logged and counted; the bridge lives on."""
+        try:
+            await self._handler(data, message_id, received_at)
+        except (RedisError, OSError):
+            raise  # the connection: reconnect
+        except Exception:  # noqa: BLE001 - never let one message end the subscription
+            self.handler_errors += 1
+            log.exception("message %s could not be handed over", message_id)
+
     async def _catch_up(self, client: aioredis.Redis) -> None:
         caught = await claim_catch_up(client)
         if caught is not None:
             data, message_id = caught
             log.info("deciding the stored ranking from %s (%s)", keys.OPPORTUNITY_RANK_KEY, message_id)
-            await self._handler(data, message_id, datetime.now(timezone.utc))
+            await self._handle(data, message_id, datetime.now(timezone.utc))

@@ -70,3 +70,33 @@ def test_health_down_and_503_when_redis_stopped_then_recovers(lonely: Gateway) -
     lonely.green()
     (event,) = lonely.decide(ranking(opportunity("SPY")), timeout=30)
     assert event["status"] == "SUBMITTED"
+
+
+def test_metrics_parse_with_prometheus_and_count_a_worker_decision(lonely: Gateway) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    lonely.reset()
+    lonely.green()
+    (event,) = lonely.decide(ranking(opportunity("MTRX")))
+    assert event["status"] == "SUBMITTED"
+
+    def families() -> dict:
+        text = requests.get(f"http://127.0.0.1:{lonely.api_port}/metrics", timeout=10).text
+        return {f.name: f for f in text_string_to_metric_families(text)}
+
+    found = wait_for(lambda: (f := families()) and any(
+        s.labels == {"status": "SUBMITTED", "reason": "submitted"} and s.value >= 1
+        for s in f["zero_decisions"].samples) and f, 10, "the worker's decision in /metrics")
+    assert any(s.value >= 1 for s in found["zero_orders_submitted"].samples)
+    latency = {s.name: s.value for s in found["zero_signal_to_decision_ms"].samples if s.name.endswith("_count")}
+    assert latency["zero_signal_to_decision_ms_count"] >= 1
+    broker_calls = {s.labels.get("call") for s in found["zero_broker_latency_ms"].samples}
+    assert "submit" in broker_calls
+    def up() -> dict:
+        return {s.labels["dependency"]: s.value for s in families()["zero_dependency_up"].samples}
+
+    # the broker probe is cached 10 s: an earlier test's fault may still show for a moment
+    wait_for(lambda: up() == {"redis": 1.0, "database": 1.0, "broker": 1.0}, 20, "every dependency up")
+    assert found["zero_execution_enabled"].samples[0].value == 1.0
+    assert {s.labels["queue"] for s in found["zero_queue_depth"].samples} == {"zero_execution", "zero_audit"}
+    assert "zero_bridge_messages" in found

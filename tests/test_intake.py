@@ -59,6 +59,8 @@ def test_only_rank1_is_validated_strictly() -> None:
     (b"null", "invalid payload"),
     (b"[" * 10000 + b"]" * 10000, "invalid payload"),
     (json.dumps({"opportunities": []}).encode(), "invalid payload"),  # no rank_time
+    (json.dumps(rank() | {"rank_time": "1732458600"}).encode(), "invalid payload: rank_time"),  # epoch, not ISO
+    (json.dumps(rank() | {"rank_time": "9999-12-31T23:59:59-05:00"}).encode(), "invalid payload: rank_time"),
     (json.dumps(rank() | {"opportunities": []}).encode(), "no opportunities"),
     (json.dumps(rank(probability=True)).encode(), "invalid payload: rank 1 probability"),
     (json.dumps(rank(probability="0.95")).encode(), "invalid payload: rank 1 probability"),

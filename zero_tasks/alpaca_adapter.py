@@ -121,6 +121,20 @@ class AlpacaBroker:
 
     def __init__(self, client: TradingClient) -> None:
         self._client = client
+        self._timings: list[tuple[str, float]] = []
+
+    def _timed(self, name: str, call: Callable[[], T]) -> T:
+        """A classified call whose latency is kept for the metrics (failures included)."""
+        started = time.perf_counter()
+        try:
+            return _classified(call)
+        finally:
+            self._timings.append((name, 1000 * (time.perf_counter() - started)))
+
+    def drain_timings(self) -> list[tuple[str, float]]:
+        """The calls since the last drain; a worker process runs one task at a time."""
+        timings, self._timings = self._timings, []
+        return timings
 
     @property
     def client(self) -> TradingClient:
@@ -134,7 +148,7 @@ class AlpacaBroker:
     def find_order(self, client_order_id: str) -> PlacedOrder | None:
         """The order placed under this client_order_id, or None if the broker has none."""
         try:
-            return _placed(_classified(lambda: self._client.get_order_by_client_id(client_order_id)))
+            return _placed(self._timed("lookup", lambda: self._client.get_order_by_client_id(client_order_id)))
         except BrokerRejected as exc:
             if exc.status == 404:
                 return None
@@ -143,12 +157,12 @@ class AlpacaBroker:
     def open_exposure(self, ticker: str) -> str | None:
         """Why the ticker already has exposure (a position or an open order), or None."""
         try:
-            position = _classified(lambda: self._client.get_open_position(ticker))
+            position = self._timed("position", lambda: self._client.get_open_position(ticker))
             return f"{ticker} position qty {position.qty} at the broker"
         except BrokerRejected as exc:
             if exc.status != 404:
                 raise
-        orders = _classified(lambda: self._client.get_orders(
+        orders = self._timed("open_orders", lambda: self._client.get_orders(
             GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)))
         if orders:
             return f"{ticker} has {len(orders)} open order(s) at the broker"
@@ -159,7 +173,7 @@ class AlpacaBroker:
         request = MarketOrderRequest(
             symbol=ticker, qty=ORDER_QTY, side=OrderSide.BUY, time_in_force=TimeInForce.DAY,
             client_order_id=client_order_id)
-        return _placed(_classified(lambda: self._client.submit_order(request)))
+        return _placed(self._timed("submit", lambda: self._client.submit_order(request)))
 
     def probe(self) -> str:
         """A cheap authenticated call for /health: the account status."""

@@ -26,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 
+from .record import clean
+
 log = logging.getLogger(__name__)
 
 metadata = MetaData()
@@ -127,7 +129,7 @@ def update_order_status(engine: Engine, event_key: str, status: str, at: datetim
 def insert_row(engine: Engine, row: dict[str, Any]) -> bool:
     """True when the row was written now, False when it was already there."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(execution_log).values(**row).on_conflict_do_nothing(
+    stmt = dialect.insert(execution_log).values(**clean(row)).on_conflict_do_nothing(
         index_elements=["event_key", "time"])
     with engine.begin() as conn:
         return conn.execute(stmt).rowcount == 1

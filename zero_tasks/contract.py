@@ -8,10 +8,11 @@ audit copy) and never change a decision.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 SCHEMA_VERSION = "1.0"
 
@@ -25,10 +26,28 @@ def _as_utc(value: datetime) -> datetime:
     """The contract: a time without an offset is UTC."""
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00 is past year 9999 in UTC
+        raise ValueError("time is out of range once converted to UTC") from None
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _iso_text(value: object) -> object:
+    """ISO 8601 only: pydantic would also take epoch numbers, which the contract does not."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("time must be an ISO 8601 string")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("time must be an ISO 8601 string") from None
+
+
+UtcDatetime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_as_utc)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Score = Annotated[int | float, Field(ge=0, le=100, allow_inf_nan=False)]
 Ticker = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9./-]{0,15}$")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,7 @@ def parse_payload(data: bytes | str, max_bytes: int) -> Signal | Invalid:
         rank = OpportunityRank.model_validate_json(text, strict=True)
     except ValidationError as exc:
         return Invalid(f"{INVALID}: {_describe(exc)}", fallback_id, **_hints(text))
-    except (ValueError, RecursionError) as exc:  # parser limits beyond pydantic's own
+    except (ValueError, RecursionError, OverflowError) as exc:  # parser limits beyond pydantic's own
         return Invalid(f"{INVALID}: {type(exc).__name__}", fallback_id)
     if not rank.opportunities:
         return Invalid(f"{NO_OPPORTUNITIES}: empty opportunities list", fallback_id,
@@ -89,8 +90,12 @@ def _hints(text: str) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - salvage only; the verdict is already INVALID
         return {}
     hints: dict[str, Any] = {}
-    if isinstance(ticker, str):
+    if isinstance(ticker, str) and _PRINTABLE.match(ticker[:16]):
         hints["ticker"] = ticker[:16]
-    if isinstance(horizon, str):
+    if isinstance(horizon, str) and _PRINTABLE.match(horizon[:8]):
         hints["horizon"] = horizon[:8]
     return hints
+
+
+# A salvaged hint must be safe on the wire and in every database: printable ASCII only.
+_PRINTABLE = re.compile(r"^[\x20-\x7e]*$")

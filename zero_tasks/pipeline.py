@@ -7,6 +7,7 @@ knows Celery: the tasks in tasks.py call them and own retries.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -19,7 +20,7 @@ from .alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLi
 from .contract import client_order_id
 from .decision import Code, Verdict, deny
 from .intake import Invalid, Signal, parse_payload
-from .record import DecisionRecord, why_lines
+from .record import DecisionRecord, clean, why_lines
 from .redis_state import Claim, read_snapshot
 from .runtime import Runtime
 from .risk import alert, trading_day
@@ -84,7 +85,12 @@ class OrderTicket:
 
 def message_from_bytes(data: bytes, message_id: str, received_at: datetime, max_bytes: int) -> tuple[Message, Signal | Invalid]:
     """The bridge's half of row 1: never raises, whatever the bytes are."""
-    parsed = parse_payload(data, max_bytes)
+    try:
+        parsed: Signal | Invalid = parse_payload(data, max_bytes)
+    except Exception as exc:  # noqa: BLE001 - a parser bug must still end as a SKIPPED decision
+        log.exception("intake failed on a message")
+        parsed = Invalid(f"{Code.INVALID.value}: unreadable ({type(exc).__name__})",
+                         "invalid:" + hashlib.sha256(data).hexdigest()[:16])
     if isinstance(parsed, Invalid):
         return Message(message_id, received_at, None, parsed.reason, parsed.execution_id,
                        parsed.ticker, parsed.horizon), parsed
@@ -108,9 +114,10 @@ def build_record(msg: Message, subject: Signal | Invalid, verdict: Verdict, mark
     else:
         ident = dict(execution_id=subject.execution_id, ticker=subject.ticker, horizon=subject.horizon,
                      probability=None, opportunity_score=None, why=why_lines(verdict, None), payload=None)
+    ident = clean(ident)
     return DecisionRecord(
         event_key=msg.message_id, time=msg.received_at, decided_at=now, status=verdict.status,
-        reason=verdict.reason, market_state_snapshot=market_state_snapshot(market_raw),
+        reason=clean(verdict.reason), market_state_snapshot=clean(market_state_snapshot(market_raw)),
         alpaca_order_id=order.order_id if order else None,
         client_order_id=order.client_order_id if order else None,
         submitted_at=datetime.fromisoformat(order.submitted_at) if order and order.submitted_at else (now if order else None),

@@ -88,3 +88,18 @@ def _iso(value: Any) -> str:
 def why_lines(verdict: Verdict, opportunity_why: list[str] | None) -> list[str]:
     """The gateway's reason first, then the opportunity's own lines (contract)."""
     return [verdict.reason, *(opportunity_why or [])]
+
+
+def clean(value: Any) -> Any:
+    """Text that every consumer can store: no NUL (PostgreSQL refuses it in text and
+    JSONB) and no lone UTF-16 surrogate (not encodable as UTF-8: no JSON event could
+    carry it). Valid JSON can hold both; a decision must still be recorded."""
+    if isinstance(value, str):
+        if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+            value = value.replace("\x00", "\ufffd").encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return value
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    if isinstance(value, dict):
+        return {clean(k): clean(v) for k, v in value.items()}
+    return value

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import outbox
 from .audit import insert_row
 from .events import publish_once
+from .metrics import observe_decision
 from .record import DecisionRecord
 from .runtime import Runtime, ensure_audit_schema
 
@@ -84,6 +85,7 @@ def record(rt: Runtime, rec: DecisionRecord, spool: Spool) -> DecisionRecord:
         spool(row_to_json(row))
     if published:
         log_decision(rec)
+        observe_decision(rt.redis, rec, rt.broker.drain_timings())
     return rec
 
 

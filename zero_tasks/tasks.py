@@ -14,12 +14,13 @@ The first order attempt runs inside `decide`: one queue hop fewer on the hot pat
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from celery import Task
 from celery.utils.time import get_exponential_backoff_interval
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from . import reconcile_job
 from .alpaca_adapter import BrokerRejected, BrokerTransient
@@ -28,11 +29,12 @@ from .decision import Status
 from .celery_app import app
 from .pipeline import Message, OrderTicket, evaluate, exhausted, place, rate_limited, unexpected, utcnow
 from .record import DecisionRecord
-from .recorder import complete_if_decided, record, row_from_json, write_audit
+from .recorder import AuditUnavailable, complete_if_decided, record, row_from_json, write_audit
 from .risk import RateLimited
 from .runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
+AUDIT_DEAD_LETTER = "key:execution_audit_dead_letter"
 
 
 def _spool(row: dict[str, Any]) -> None:
@@ -114,11 +116,24 @@ def place_order(self: Task, ticket_data: dict[str, Any]) -> str:
 
 
 @app.task(name="zero.write_audit", bind=True, acks_late=True, reject_on_worker_lost=True,
-          autoretry_for=(SQLAlchemyError,), retry_backoff=True, retry_backoff_max=10,
-          retry_jitter=True, max_retries=None)
+          autoretry_for=(OperationalError, InterfaceError, AuditUnavailable), retry_backoff=True,
+          retry_backoff_max=10, retry_jitter=True, max_retries=None)
 def write_audit_task(self: Task, row: dict[str, Any]) -> bool:
-    """A row whose database was away: retried until it is written (a no-op if it was)."""
-    return write_audit(get_runtime(), row_from_json(row))
+    """A row whose database was away: retried until it is written (a no-op if it was).
+
+    Only connection-type errors are retried. A row the database refuses for what it is
+    (a DataError) would be refused forever: it goes to a dead-letter list for the operator.
+    """
+    rt = get_runtime()
+    try:
+        return write_audit(rt, row_from_json(row))
+    except (OperationalError, InterfaceError, AuditUnavailable):
+        raise
+    except SQLAlchemyError as exc:
+        log.error("audit row %s refused by the database (%s); kept in %s",
+                  row.get("event_key"), type(exc).__name__, AUDIT_DEAD_LETTER)
+        rt.redis.rpush(AUDIT_DEAD_LETTER, json.dumps(row, default=str))
+        return False
 
 
 FOLLOW_FIRST_S = 2

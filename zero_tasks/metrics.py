@@ -1,0 +1,72 @@
+"""Worker-side metrics, kept in Redis so that every worker process on every box adds to
+the same numbers, and the bridge's /metrics reads them in one place.
+
+Prometheus' own multiprocess mode needs a directory shared by all processes of one host;
+the gateway's workers may run on several boxes, so the counters live where the rest of
+the gateway's shared state lives. One pipelined round trip per decision, after the
+decision is announced: never on the order's critical path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import redis
+
+from .record import DecisionRecord
+
+log = logging.getLogger(__name__)
+
+PREFIX = "key:execution_metrics:"
+DECISIONS = PREFIX + "decisions"  # hash "STATUS|reason code" -> count
+DECISION_LATENCY = PREFIX + "decision_latency_ms"  # histogram hash
+BROKER_LATENCY = PREFIX + "broker_latency_ms"  # histogram hash, field prefix = call name
+LATENCY_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+def reason_code(reason: str) -> str:
+    return reason.split(":", 1)[0].strip()[:40]
+
+
+@dataclass
+class BrokerTimings:
+    """Latencies of the broker calls made for one decision, flushed with it."""
+
+    calls: list[tuple[str, float]] = field(default_factory=list)
+
+    def add(self, name: str, ms: float) -> None:
+        self.calls.append((name, ms))
+
+
+def _observe(pipe: redis.client.Pipeline, key: str, value_ms: float, label: str = "") -> None:
+    prefix = f"{label}|" if label else ""
+    for bound in LATENCY_BUCKETS_MS:
+        if value_ms <= bound:
+            pipe.hincrby(key, f"{prefix}le:{bound}", 1)
+    pipe.hincrby(key, f"{prefix}count", 1)
+    pipe.hincrbyfloat(key, f"{prefix}sum", value_ms)
+
+
+def observe_decision(r: redis.Redis, rec: DecisionRecord, broker_calls: Iterable[tuple[str, float]] = ()) -> None:
+    """Count one decision and its latencies. Metrics never fail a decision."""
+    try:
+        pipe = r.pipeline(transaction=False)
+        pipe.hincrby(DECISIONS, f"{rec.status.value}|{reason_code(rec.reason)}", 1)
+        if not rec.event_key.startswith("reconcile:"):
+            _observe(pipe, DECISION_LATENCY, max(rec.latency_ms, 0.0))
+        for name, ms in broker_calls:
+            _observe(pipe, BROKER_LATENCY, ms, name)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("metrics not recorded: %s", type(exc).__name__)
+
+
+def histogram(raw: dict[str, str], label: str = "") -> tuple[list[tuple[str, float]], float, float]:
+    """Cumulative buckets (+Inf last), sum and count of one stored histogram."""
+    prefix = f"{label}|" if label else ""
+    count = float(raw.get(f"{prefix}count", 0))
+    buckets = [(str(b), float(raw.get(f"{prefix}le:{b}", 0))) for b in LATENCY_BUCKETS_MS]
+    buckets.append(("+Inf", count))
+    return buckets, float(raw.get(f"{prefix}sum", 0.0)), count
