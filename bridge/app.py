@@ -49,6 +49,7 @@ class Bridge:
             engine=make_engine(settings.sqlalchemy_url),
             broker=AlpacaBroker(make_trading_client(settings)),
             database_label=database_label(settings),
+            broker_url=settings.broker_url,
             stats=self.stats,
         )
         self.started_at = datetime.now().astimezone()

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import redis.asyncio as aioredis
 from sqlalchemy import Engine
 
-from zero_tasks import keys
+from zero_tasks import keys, metrics
 from zero_tasks.alpaca_adapter import AlpacaBroker
 from zero_tasks.audit import ping as db_ping
 from zero_tasks.veto import parse_market_state
@@ -31,6 +32,7 @@ class HealthSources:
     engine: Engine
     broker: AlpacaBroker
     database_label: str
+    broker_url: str = ""
     stats: Callable[[], dict[str, Any]] = dict
     _broker_cache: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
 
@@ -44,11 +46,11 @@ async def _redis_view(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
     client = aioredis.Redis.from_url(url, decode_responses=False, socket_connect_timeout=1, socket_timeout=1)
     try:
         await client.ping()
-        enabled, market, breaker = await client.mget(
-            keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.BREAKER_KEY)
+        enabled, market, breaker, last = await client.mget(
+            keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.BREAKER_KEY, metrics.LAST_DECISION)
         workers = [k async for k in client.scan_iter(match=keys.WORKER_ALIVE_PREFIX + "*", count=100)]
         view = {"execution_enabled": enabled == b"true", "market_state_raw": market, "workers": len(workers),
-                "breaker_raw": breaker}
+                "breaker_raw": breaker, "last_decision_age_s": _age(last)}
         return _check(True, "ping ok", started), view
     except Exception as exc:  # noqa: BLE001 - any failure means Redis is not usable
         return _check(False, f"unreachable: {type(exc).__name__}", started), {}
@@ -91,6 +93,15 @@ def _market_state(raw: bytes | None) -> tuple[str | None, float | None]:
     return state.state, round(time.time() - state.timestamp.timestamp(), 1)
 
 
+def _age(raw: bytes | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        return round(time.time() - datetime.fromisoformat(raw.decode()).timestamp(), 1)
+    except ValueError:
+        return None
+
+
 def _breaker(raw: bytes | None) -> dict[str, Any]:
     """Open breaker = degraded: the gateway watches but submits nothing."""
     if raw is None:
@@ -101,6 +112,15 @@ def _breaker(raw: bytes | None) -> dict[str, Any]:
         state = {}
     return {"ok": False, "detail": f"OPEN since {state.get('since')}: {state.get('reason')}",
             "until": state.get("until")}
+
+
+async def _queues(src: HealthSources) -> dict[str, int] | None:
+    from .metrics import queue_depths  # the same LLEN the metrics use
+
+    try:
+        return await queue_depths(src.broker_url) or None
+    except Exception:  # noqa: BLE001 - part of Redis' own check
+        return None
 
 
 async def health(src: HealthSources) -> tuple[int, dict[str, Any]]:
@@ -124,6 +144,8 @@ async def health(src: HealthSources) -> tuple[int, dict[str, Any]]:
         "execution_enabled": bool(view.get("execution_enabled", False)),
         "market_state": market,
         "market_state_age_s": market_age,
+        "last_decision_age_s": view.get("last_decision_age_s"),
+        "queue_depth": await _queues(src),
         "database": src.database_label,
         "checks": checks,
         **src.stats(),

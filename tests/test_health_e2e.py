@@ -35,6 +35,8 @@ def test_health_reports_ok_with_every_check_and_no_secret(lonely: Gateway) -> No
     assert set(body["checks"]) == {"redis", "database", "broker", "workers", "circuit_breaker"}
     assert all(check["ok"] for check in body["checks"].values())
     assert body["checks"]["workers"]["alive"] == 1
+    assert body["queue_depth"] == {"zero_execution": 0, "zero_audit": 0}
+    assert body["database"].startswith("sqlite:") and "last_decision_age_s" in body
     raw = requests.get(f"http://127.0.0.1:{lonely.api_port}/health", timeout=5).text
     assert "test-secret-value" not in raw and "test-key-id" not in raw
 

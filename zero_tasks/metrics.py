@@ -23,6 +23,7 @@ PREFIX = "key:execution_metrics:"
 DECISIONS = PREFIX + "decisions"  # hash "STATUS|reason code" -> count
 DECISION_LATENCY = PREFIX + "decision_latency_ms"  # histogram hash
 BROKER_LATENCY = PREFIX + "broker_latency_ms"  # histogram hash, field prefix = call name
+LAST_DECISION = PREFIX + "last_decision_at"  # ISO time of the newest decision, for /health
 LATENCY_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 
@@ -54,6 +55,7 @@ def observe_decision(r: redis.Redis, rec: DecisionRecord, broker_calls: Iterable
     try:
         pipe = r.pipeline(transaction=False)
         pipe.hincrby(DECISIONS, f"{rec.status.value}|{reason_code(rec.reason)}", 1)
+        pipe.set(LAST_DECISION, rec.decided_at.isoformat())
         if not rec.event_key.startswith("reconcile:"):
             _observe(pipe, DECISION_LATENCY, max(rec.latency_ms, 0.0))
         for name, ms in broker_calls:
