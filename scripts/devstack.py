@@ -87,8 +87,10 @@ def main() -> None:
         start("worker", [str(BIN / "celery"), "-A", "zero_tasks", "worker", "-c", "2", "-n", "worker@%h",
                          "-Q", "zero_execution,zero_audit", "-l", "INFO"], env, children)
         start("bridge", [sys.executable, "-m", "bridge"], env, children)
-        start("flower", [str(BIN / "celery"), "-A", "zero_tasks", "flower", f"--port={flower_port}",
-                         "--address=127.0.0.1", f"--basic-auth={flower_auth}"], env, children)
+        # Through the guard: it refuses to start Flower without a usable password (see its docstring).
+        start("flower", [sys.executable, "-m", "zero_tasks.flower_guard"],
+              {**env, "FLOWER_BASIC_AUTH": flower_auth, "FLOWER_PORT": flower_port, "FLOWER_ADDRESS": "127.0.0.1"},
+              children)
         write_ops_env(env)
         health_url = f"http://127.0.0.1:{env['EXECUTION_API_PORT']}/health"
         body = wait_healthy(health_url, children)

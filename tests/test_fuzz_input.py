@@ -37,10 +37,10 @@ from hypothesis import strategies as st
 
 from alpaca_paper_sim import SimServer
 from bridge.dedup import content_hash
-from tests.support.gateway import Gateway, collect, quiet
+from tests.support.gateway import Gateway, collect, isolated_gateway, quiet
 from tests.support.gateway import opportunity as gw_opportunity
 from tests.support.gateway import ranking as gw_ranking
-from tests.support.procs import PrivateRedis, health, wait_for
+from tests.support.procs import health, wait_for
 from zero_tasks.audit import insert_row
 from zero_tasks.contract import TradeUpdate
 from zero_tasks.decision import STATUS_OF, Code, Status, Verdict
@@ -929,12 +929,8 @@ def test_e2e_fuzzed_batch_is_decided_once_each_without_an_order(gw: Gateway) -> 
 @pytest.fixture(scope="module")
 def lonely(log_dir: Path, sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A gateway on a Redis of its own: a bridge that dies here harms no other test."""
-    server = PrivateRedis(log_dir).start()
-    db = tmp_path_factory.mktemp("fuzz") / "audit.db"
-    gw = Gateway(log_dir, server, sim.url, f"sqlite:///{db}", workers=1).start()
-    yield gw
-    gw.stop()
-    server.stop()
+    with isolated_gateway(log_dir, sim.url, tmp_path_factory.mktemp("fuzz")) as gw:
+        yield gw
 
 
 @pytest.mark.e2e

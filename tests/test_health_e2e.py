@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from alpaca_paper_sim import SimServer
-from tests.support.gateway import Gateway, market, opportunity, ranking
-from tests.support.procs import PrivateRedis, health, wait_for
+from tests.support.gateway import Gateway, isolated_gateway, market, opportunity, ranking
+from tests.support.procs import health, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -18,12 +18,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def lonely(log_dir: Path, sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A gateway on a Redis of its own, so stopping that Redis harms no other test."""
-    server = PrivateRedis(log_dir).start()
-    db = tmp_path_factory.mktemp("health") / "audit.db"
-    gw = Gateway(log_dir, server, sim.url, f"sqlite:///{db}", workers=1).start()
-    yield gw
-    gw.stop()
-    server.stop()
+    with isolated_gateway(log_dir, sim.url, tmp_path_factory.mktemp("health")) as gw:
+        yield gw
 
 
 def test_health_reports_ok_with_every_check_and_no_secret(lonely: Gateway) -> None:

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from click.testing import CliRunner, Result
 
 from alpaca_paper_sim import SimServer
-from tests.support.gateway import Gateway, collect, opportunity, quiet, ranking
-from tests.support.procs import PrivateRedis, health, wait_for
+from tests.support.gateway import Gateway, collect, isolated_gateway, opportunity, quiet, ranking
+from tests.support.procs import health, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -43,13 +44,9 @@ def test_blocklisted_ticker_is_blocked_until_its_expiry(gw: Gateway) -> None:
 @pytest.fixture(scope="module")
 def strict(log_dir: Path, sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A gateway with a tiny broker budget and no broker retries, on its own Redis."""
-    server = PrivateRedis(log_dir).start()
-    db = tmp_path_factory.mktemp("risk") / "audit.db"
-    gw = Gateway(log_dir, server, sim.url, f"sqlite:///{db}", workers=2, BROKER_REQUESTS_PER_MIN="12",
-                 RATE_LIMIT_MAX_WAIT_S="0", BROKER_MAX_RETRIES="0", BREAKER_COOLOFF_S="600").start()
-    yield gw
-    gw.stop()
-    server.stop()
+    with isolated_gateway(log_dir, sim.url, tmp_path_factory.mktemp("risk"), workers=2, BROKER_REQUESTS_PER_MIN="12",
+                          RATE_LIMIT_MAX_WAIT_S="0", BROKER_MAX_RETRIES="0", BREAKER_COOLOFF_S="600") as gw:
+        yield gw
 
 
 @pytest.fixture
@@ -125,10 +122,9 @@ def cli_env(gw: Gateway) -> dict[str, str]:
     return {**gw.env, "ZERO_ENV_FILE": "/nonexistent"}
 
 
-def run_cli(gw: Gateway, *args: str) -> "Result":
-    from click.testing import CliRunner
-
+def run_cli(gw: Gateway, *args: str) -> Result:
     from zero_ops.cli import main
+
     result = CliRunner().invoke(main, list(args), env=cli_env(gw))
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception

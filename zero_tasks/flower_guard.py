@@ -10,8 +10,8 @@ service) goes through this guard, which refuses to start (exit status 2, a messa
 stderr that never contains the password) unless FLOWER_BASIC_AUTH is a usable credential
 list, and only then execs the real Flower:
 
-    celery -A zero_tasks flower --basic-auth=<FLOWER_BASIC_AUTH>
-           --address=<FLOWER_ADDRESS, default 127.0.0.1> --port=<FLOWER_PORT, default 5555> [extra args]
+    celery -A zero_tasks flower --address=<FLOWER_ADDRESS, default 127.0.0.1>
+           --port=<FLOWER_PORT, default 5555> [extra args]      (FLOWER_BASIC_AUTH from the environment)
 
 FLOWER_BASIC_AUTH is `user:password`, or several comma-separated (Flower's own format:
 it splits on ',' and compares each whole `user:password` with what the browser sends, so
@@ -20,9 +20,8 @@ user and a password of at least 8 characters. The default address is loopback; t
 compose file sets FLOWER_ADDRESS=0.0.0.0 inside the container and publishes the port on
 the host's 127.0.0.1 only.
 
-The value goes on Flower's command line (as `--basic-auth=`), where local users of the
-same machine (or container) can read it with `ps`; Flower would read FLOWER_BASIC_AUTH
-from the environment by itself too, the flag only makes the setting explicit.
+The credentials never go on Flower's command line, where any local user could read them
+with `ps`: Flower reads FLOWER_BASIC_AUTH from its environment by itself.
 """
 
 from __future__ import annotations
@@ -30,8 +29,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 EXIT_REFUSED = 2
 MIN_PASSWORD_LEN = 8
@@ -96,7 +95,9 @@ def flower_argv(environ: Mapping[str, str], extra: Sequence[str]) -> list[str]:
     check_basic_auth(auth)
     address = environ.get("FLOWER_ADDRESS") or DEFAULT_ADDRESS
     port = check_port(environ.get("FLOWER_PORT") or DEFAULT_PORT)
-    return [celery_executable(), "-A", "zero_tasks", "flower", f"--basic-auth={auth}",
+    # The credentials stay in the environment (Flower reads FLOWER_BASIC_AUTH itself):
+    # on the command line any local user could read them with `ps`.
+    return [celery_executable(), "-A", "zero_tasks", "flower",
             f"--address={address}", f"--port={port}", *check_extra(extra)]
 
 

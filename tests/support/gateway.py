@@ -11,7 +11,8 @@ import json
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import redis
 import requests
@@ -183,6 +184,21 @@ class Gateway:
     def wait_rows(self, count: int, timeout: float = 15) -> list[dict[str, Any]]:
         wait_for(lambda: self.row_count() >= count, timeout, f"{count} audit rows")
         return self.rows()
+
+
+@contextmanager
+def isolated_gateway(log_dir: Path, sim_url: str, db_dir: Path, workers: int = 1, bridges: int = 1,
+                     **env: str) -> Iterator[Gateway]:
+    """A gateway on a Redis of its own (SQLite audit): what a test stops or kills there
+    harms no other test."""
+    server = PrivateRedis(log_dir).start()
+    gw = Gateway(log_dir, server, sim_url, f"sqlite:///{db_dir / 'audit.db'}", workers=workers,
+                 bridges=bridges, **env).start()
+    try:
+        yield gw
+    finally:
+        gw.stop()
+        server.stop()
 
 
 def collect(pubsub: redis.client.PubSub, count: int, timeout: float, gw: Gateway | None = None) -> list[dict[str, Any]]:
