@@ -21,7 +21,7 @@ from celery import Celery
 from kombu import Connection
 
 from alpaca_paper_sim import SimServer
-from tests.support.gateway import PG_URL, Gateway, collect, market, opportunity, quiet, ranking
+from tests.support.gateway import PG_URL, Gateway, collect, isolated_gateway, market, opportunity, quiet, ranking
 from tests.support.procs import PrivateRedis, health, wait_for
 from zero_tasks.pipeline import message_from_bytes
 
@@ -170,6 +170,11 @@ def test_broker_failing_every_time_ends_error_and_next_message_is_served(one: Ga
 def test_redis_restart_fails_closed_then_reconnects_by_itself(one: Gateway) -> None:
     if one.broker_name != "redis":
         pytest.skip("this scenario restarts the Redis that is also the Celery broker")
+    one.green()
+    one.sim("POST", "/_sim/config", {"fill": "manual"})  # the order stays open: its follow-up is held unacked
+    (held,) = one.decide(ranking(opportunity("HOLD")))
+    assert held["status"] == "SUBMITTED"
+    time.sleep(3)
     posts_before = one.order_posts()
     one.redis_server.stop()
     try:
@@ -208,12 +213,11 @@ def test_catch_up_decides_a_ranking_published_while_no_bridge_listened(one: Gate
 
 # several bridges -------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def crowd(log_dir: Path, fault_redis: PrivateRedis, sim: SimServer,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    db = tmp_path_factory.mktemp("crowd") / "audit.db"
-    gw = Gateway(log_dir, fault_redis, sim.url, f"sqlite:///{db}", workers=2, bridges=3, **FAST_REDELIVERY).start()
-    yield gw
-    gw.stop()
+def crowd(log_dir: Path, sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """Its own Redis: no other gateway's worker may take its tasks."""
+    with isolated_gateway(log_dir, sim.url, tmp_path_factory.mktemp("crowd"), workers=2, bridges=3,
+                          **FAST_REDELIVERY) as gw:
+        yield gw
 
 
 @pytest.fixture
@@ -227,7 +231,8 @@ def many(crowd: Gateway) -> Gateway:
 
 
 def test_duplicate_storm_three_bridges_two_workers(many: Gateway) -> None:
-    """200 distinct rankings, each published 5 times, 50 tickers: one order per ticker."""
+    """200 distinct rankings, each published 5 times, 50 tickers: at most one order per
+    ticker (cooldown), at most MAX_ORDERS_PER_DAY (10) in all, never two for one id."""
     many.green()
     now = datetime.now(timezone.utc)
     tickers = [f"T{i:02d}" for i in range(50)]
@@ -243,10 +248,13 @@ def test_duplicate_storm_three_bridges_two_workers(many: Gateway) -> None:
     events = collect(pubsub, 1000, 120, many)
     assert quiet(pubsub, 2.0) == []  # 3 bridges heard each message; it was decided once
     orders = many.orders()
-    assert len(orders) == 50 and len({o["symbol"] for o in orders}) == 50  # cooldown: one per ticker
-    assert len({o["client_order_id"] for o in orders}) == 50
+    assert len(orders) == 10  # the daily cap; without it 50, one per ticker
+    assert len({o["symbol"] for o in orders}) == 10 and len({o["client_order_id"] for o in orders}) == 10
     submitted = [e for e in events if e["status"] == "SUBMITTED"]
-    assert len(submitted) == 50
+    assert sorted(e["alpaca_order_id"] for e in submitted) == sorted(o["id"] for o in orders)
+    reasons = {e["why"][0].split(":")[0] for e in events if e["status"] != "SUBMITTED"}
+    assert reasons <= {"duplicate", "cooldown", "daily cap", "threshold"}
+    assert any(e["why"][0].startswith("daily cap") for e in events)
     assert len(many.wait_rows(1000, timeout=60)) == 1000
     assert len({e["decision_id"] for e in events}) == 1000
 
@@ -287,10 +295,10 @@ def postgres_controllable() -> bool:
 
 
 @pytest.mark.skipif(not postgres_controllable(), reason="needs root and pg_ctlcluster to stop PostgreSQL")
-def test_postgres_stopped_60s_under_traffic_loses_no_decision(log_dir: Path, fault_redis: PrivateRedis,
-                                                               sim: SimServer) -> None:
+def test_postgres_stopped_60s_under_traffic_loses_no_decision(log_dir: Path, sim: SimServer) -> None:
     url = PG_URL + "?options=-csearch_path%3Dzero_faults"
-    gw = Gateway(log_dir, fault_redis, sim.url, url, workers=2, **FAST_REDELIVERY).start()
+    server = PrivateRedis(log_dir).start()  # its own Redis: no other gateway's worker may take its tasks
+    gw = Gateway(log_dir, server, sim.url, url, workers=2, **FAST_REDELIVERY).start()
     try:
         gw.reset()
         gw.green()
@@ -314,3 +322,4 @@ def test_postgres_stopped_60s_under_traffic_loses_no_decision(log_dir: Path, fau
         assert len({r["event_key"] for r in gw.rows()}) == sent
     finally:
         gw.stop()
+        server.stop()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from celery import Celery, signals
 
+from . import kombu_fixes
 from .logs import configure_logging
 
+kombu_fixes.apply()
 app = Celery("zero_tasks")
 app.config_from_object("celeryconfig")
 app.conf.include = ["zero_tasks.tasks", "zero_tasks.heartbeat"]

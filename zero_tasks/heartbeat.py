@@ -20,8 +20,8 @@ from . import keys
 from .redis_state import connect
 from .runtime import settings_or_exit
 
-HEARTBEAT_EVERY_S = 5
-HEARTBEAT_TTL_S = 15
+HEARTBEAT_EVERY_S = 2
+HEARTBEAT_TTL_S = 10
 log = logging.getLogger(__name__)
 _stop = threading.Event()
 
