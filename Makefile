@@ -3,7 +3,7 @@ PYTHON3 ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test test-fast lint clean
+.PHONY: install run test test-fast bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
@@ -19,6 +19,9 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+bench: install
+	$(PY) -m bench
 
 test-fast: install
 	$(PY) -m pytest -m "not e2e"

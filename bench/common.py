@@ -1,0 +1,135 @@
+"""Shared bits: percentiles, payload builders, ticker names, the risk-counter reset."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+import redis
+
+from tests.support.gateway import opportunity  # noqa: F401 - one builder for tests and bench
+from tests.support.procs import wait_for as wait_until  # noqa: F401
+from zero_tasks import keys
+from zero_tasks.contract import client_order_id, execution_id
+
+OPPORTUNITY_CHANNEL = keys.OPPORTUNITY_CHANNEL
+TRADE_UPDATE_CHANNEL = keys.TRADE_UPDATE_CHANNEL
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+# statistics -----------------------------------------------------------------------------
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), q in [0, 100]."""
+    if not sorted_values:
+        return math.nan
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def summary(values_ms: Iterable[float]) -> dict[str, Any]:
+    """n, min, mean, p50, p90, p99, max of a list of milliseconds (None when empty)."""
+    vals = sorted(v for v in values_ms if v is not None and not math.isnan(v))
+    if not vals:
+        return {"n": 0, "min": None, "mean": None, "p50": None, "p90": None, "p99": None, "max": None}
+    return {
+        "n": len(vals),
+        "min": round(vals[0], 3),
+        "mean": round(sum(vals) / len(vals), 3),
+        "p50": round(percentile(vals, 50), 3),
+        "p90": round(percentile(vals, 90), 3),
+        "p99": round(percentile(vals, 99), 3),
+        "max": round(vals[-1], 3),
+    }
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+# payloads -------------------------------------------------------------------------------
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def market(state: str = "GREEN", age_s: float = 0.0) -> str:
+    """A MarketState as the regime service writes it."""
+    return json.dumps({"schema_version": "1.0", "timestamp": (now_utc() - timedelta(seconds=age_s)).isoformat(),
+                       "state": state, "vix_level": 14.2, "vixy_price": 13.9, "vix_roc": -0.8, "adv_decl": 1.4,
+                       "trin": 0.9, "breadth_score": 62.0, "event_risk": False, "reason": "bench"})
+
+
+class Signal:
+    """One OpportunityRank as published, with the ids the gateway will derive from it."""
+
+    __slots__ = ("ticker", "rank_time", "data", "execution_id", "client_order_id")
+
+    def __init__(self, ticker: str, probability: float = 0.95, age_s: float = 0.0) -> None:
+        self.ticker = ticker
+        self.rank_time = now_utc() - timedelta(seconds=age_s)
+        rank = {"schema_version": "1.0", "timestamp": self.rank_time.isoformat(), "horizon": "H30",
+                "rank_time": self.rank_time.isoformat(), "total_candidates": 57,
+                "opportunities": [opportunity(ticker, probability),
+                                  opportunity("SPY", 0.91), opportunity("QQQ", 0.90)]}
+        self.data = json.dumps(rank).encode()
+        self.execution_id = execution_id(ticker, "H30", self.rank_time)
+        self.client_order_id = client_order_id(self.execution_id)
+
+
+_B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class Tickers:
+    """Distinct, valid tickers (`^[A-Z0-9][A-Z0-9./-]{0,15}$`): no cooldown or position collides."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.count = 0
+
+    def next(self) -> str:
+        self.count += 1
+        n, digits = self.count, ""
+        while n:
+            n, d = divmod(n, 36)
+            digits = _B36[d] + digits
+        return f"{self.prefix}{digits.rjust(4, '0')}"
+
+
+# gateway state --------------------------------------------------------------------------
+def set_green(r: redis.Redis, enabled: bool = True) -> None:
+    if enabled:
+        r.set(keys.EXECUTION_ENABLED_KEY, "true")
+    r.set(keys.MARKET_STATE_KEY, market("GREEN"))
+
+
+def risk_counter_keys() -> list[str]:
+    """The daily order cap and the broker rate window (gateway risk controls), if they exist.
+
+    The gateway caps orders per New York day (at most 10) and broker calls per minute (at
+    most 120). A latency sample of 300 orders needs both counters emptied between signals;
+    the bench does that in its private Redis (as the test suite's reset does) and says so
+    in the report. The checks themselves still run on every decision.
+    """
+    names = []
+    daily = getattr(keys, "DAILY_ORDERS_PREFIX", None)
+    if daily:
+        today = datetime.now(NEW_YORK).date()
+        names += [daily + (today + timedelta(days=d)).isoformat() for d in (-1, 0, 1)]
+    rate = getattr(keys, "BROKER_RATE_KEY", None)
+    if rate:
+        names.append(rate)
+    return names
+
+
+def reset_risk_counters(r: redis.Redis) -> None:
+    names = risk_counter_keys()
+    if names:
+        r.delete(*names)
+
+

@@ -1,0 +1,93 @@
+"""The floor: what no gateway can beat on this machine, measured in the same run.
+
+1. a bare Redis PUBLISH seen by a subscriber (publish call -> message read by the
+   subscriber's client), one thread, loopback;
+2. one alpaca-py `submit_order` to the simulator over a warm keep-alive session, as a
+   round trip (call -> parsed Order) and one way (call -> the simulator creates it).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.requests import MarketOrderRequest
+
+from .common import Signal, Tickers, ms, summary
+from .stack import Stack
+
+FLOOR_CHANNEL = "bench:floor"  # not a gateway channel: nothing acts on it
+
+
+def pubsub_floor(stack: Stack, n: int, warmup: int = 20) -> list[float]:
+    pub = stack.client()
+    sub_client = stack.client()
+    pubsub = sub_client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(FLOOR_CHANNEL)
+    deadline = time.monotonic() + 5
+    while not pubsub.subscribed and time.monotonic() < deadline:
+        pubsub.get_message(timeout=0.1)
+    pubsub.get_message(timeout=0.05)
+    payload = Signal("FLOOR").data  # the size of a real ranking
+    samples: list[float] = []
+    try:
+        for i in range(warmup + n):
+            t0 = time.perf_counter()
+            pub.publish(FLOOR_CHANNEL, payload)
+            message = None
+            limit = t0 + 2.0
+            while message is None and time.perf_counter() < limit:
+                message = pubsub.get_message(timeout=1.0)
+            t1 = time.perf_counter()
+            if message is not None and i >= warmup:
+                samples.append(ms(t1 - t0))
+    finally:
+        pubsub.close()
+        sub_client.close()
+        pub.close()
+    return samples
+
+
+def trading_client(stack: Stack) -> TradingClient:
+    client = TradingClient("bench-key", "bench-secret", paper=True, url_override=stack.sim_url)
+    client._retry = 0  # as the gateway configures it
+    return client
+
+
+def submit_floor(stack: Stack, n: int, warmup: int = 10) -> tuple[list[float], list[float]]:
+    client = trading_client(stack)
+    tickers = Tickers("FL")
+    round_trip: list[float] = []
+    one_way: list[float] = []
+    for i in range(warmup + n):
+        ticker = tickers.next()
+        cid = f"floor-{ticker}"
+        t0 = time.perf_counter()
+        client.submit_order(MarketOrderRequest(symbol=ticker, qty=1, side=OrderSide.BUY,
+                                               time_in_force=TimeInForce.DAY, client_order_id=cid))
+        t1 = time.perf_counter()
+        stamp = stack.state.stamps.get(cid)
+        if i >= warmup:
+            round_trip.append(ms(t1 - t0))
+            if stamp is not None:
+                one_way.append(ms(stamp[0] - t0))
+    client._session.close()
+    return round_trip, one_way
+
+
+def measure(stack: Stack, n: int) -> dict[str, Any]:
+    pubsub = pubsub_floor(stack, n)
+    round_trip, one_way = submit_floor(stack, n)
+    stack.state.reset()
+    p, s, w = summary(pubsub), summary(round_trip), summary(one_way)
+    return {
+        "pubsub_ms": p,
+        "submit_rt_ms": s,
+        "submit_to_sim_ms": w,
+        "sum_p50_ms": round(p["p50"] + s["p50"], 3),
+        "sum_p99_ms": round(p["p99"] + s["p99"], 3),
+        # the strict floor of publish -> broker receives: the submit's request half only
+        "strict_sum_p50_ms": round(p["p50"] + w["p50"], 3),
+    }
