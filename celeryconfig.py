@@ -56,8 +56,11 @@ beat_schedule = {
                            "kwargs": {"hours": 24.0}},
 }
 
-worker_send_task_events = True  # Flower
-task_send_sent_event = True
+# Task events cost the worker's main process about half its time per task (measured by
+# bench/). Off by default; Flower switches them on in the running workers by itself
+# (`enable_events`), so monitoring costs only while someone monitors.
+worker_send_task_events = False
+task_send_sent_event = False
 worker_hijack_root_logger = False
 timezone = "UTC"
 enable_utc = True

@@ -10,11 +10,11 @@ from datetime import datetime
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge
 from sqlalchemy.engine import make_url
 
-from zero_tasks.alpaca_adapter import AlpacaBroker, make_trading_client
 from zero_tasks.audit import make_engine
-from zero_tasks.pipeline import message_from_bytes
+from zero_tasks.message import message_from_bytes
 from zero_tasks.settings import Settings
 
+from .broker_probe import BrokerProbe
 from .enqueue import Enqueuer
 from .health import HealthSources, health, render
 from .http import HttpServer
@@ -47,7 +47,7 @@ class Bridge:
         self.sources = HealthSources(
             redis_url=settings.redis_url,
             engine=make_engine(settings.sqlalchemy_url),
-            broker=AlpacaBroker(make_trading_client(settings)),
+            broker_probe=BrokerProbe(settings),
             database_label=database_label(settings),
             broker_url=settings.broker_url,
             stats=self.stats,

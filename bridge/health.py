@@ -18,7 +18,6 @@ import redis.asyncio as aioredis
 from sqlalchemy import Engine
 
 from zero_tasks import keys, metrics
-from zero_tasks.alpaca_adapter import AlpacaBroker
 from zero_tasks.audit import ping as db_ping
 from zero_tasks.veto import parse_market_state
 
@@ -30,7 +29,7 @@ CHECK_TIMEOUT_S = 2.0
 class HealthSources:
     redis_url: str
     engine: Engine
-    broker: AlpacaBroker
+    broker_probe: Callable[[], str]
     database_label: str
     broker_url: str = ""
     stats: Callable[[], dict[str, Any]] = dict
@@ -73,7 +72,7 @@ async def _broker(src: HealthSources) -> dict[str, Any]:
         return src._broker_cache[1]
     started = time.perf_counter()
     try:
-        detail = await asyncio.wait_for(asyncio.to_thread(src.broker.probe), CHECK_TIMEOUT_S + 5)
+        detail = await asyncio.wait_for(asyncio.to_thread(src.broker_probe), CHECK_TIMEOUT_S + 5)
         result = _check(True, detail, started)
     except Exception as exc:  # noqa: BLE001
         result = _check(False, f"unreachable: {type(exc).__name__}: {str(exc)[:120]}", started)

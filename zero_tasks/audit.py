@@ -16,8 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from alembic import command
-from alembic.config import Config
 
 from sqlalchemy import (
     JSON, Column, DateTime, Engine, Float, Index, MetaData, PrimaryKeyConstraint, String,
@@ -95,6 +93,9 @@ def ensure_schema(engine: Engine) -> None:
     Every worker calls this at its first write; PostgreSQL serialises them with an
     advisory lock, SQLite with a lock file beside the database.
     """
+    from alembic import command  # only the writers migrate; the bridge never loads Alembic
+    from alembic.config import Config
+
     with _migration_lock(engine), engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))

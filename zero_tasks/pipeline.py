@@ -7,7 +7,6 @@ knows Celery: the tasks in tasks.py call them and own retries.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from .alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLi
 from .contract import client_order_id
 from .decision import Code, Verdict, deny
 from .intake import Invalid, Signal, parse_payload
+from .message import Message, message_from_bytes  # noqa: F401 - message_from_bytes re-exported
 from .record import DecisionRecord, clean, why_lines
 from .redis_state import Claim, read_snapshot
 from .runtime import Runtime
@@ -36,30 +36,6 @@ PLACEMENT_CALLS = 3  # open position, open orders, submit
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-@dataclass(frozen=True)
-class Message:
-    """What the bridge hands over: the raw payload (or its verdict) and its identity."""
-
-    message_id: str
-    received_at: datetime
-    payload: str | None
-    invalid_reason: str | None = None
-    invalid_id: str | None = None
-    hint_ticker: str = ""
-    hint_horizon: str = ""
-
-    def to_task(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["received_at"] = self.received_at.isoformat()
-        return data
-
-    @classmethod
-    def from_task(cls, data: dict[str, Any]) -> "Message":
-        data = dict(data)
-        data["received_at"] = datetime.fromisoformat(data["received_at"])
-        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -81,20 +57,6 @@ class OrderTicket:
 
     def to_task(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def message_from_bytes(data: bytes, message_id: str, received_at: datetime, max_bytes: int) -> tuple[Message, Signal | Invalid]:
-    """The bridge's half of row 1: never raises, whatever the bytes are."""
-    try:
-        parsed: Signal | Invalid = parse_payload(data, max_bytes)
-    except Exception as exc:  # noqa: BLE001 - a parser bug must still end as a SKIPPED decision
-        log.exception("intake failed on a message")
-        parsed = Invalid(f"{Code.INVALID.value}: unreadable ({type(exc).__name__})",
-                         "invalid:" + hashlib.sha256(data).hexdigest()[:16])
-    if isinstance(parsed, Invalid):
-        return Message(message_id, received_at, None, parsed.reason, parsed.execution_id,
-                       parsed.ticker, parsed.horizon), parsed
-    return Message(message_id, received_at, data.decode("utf-8")), parsed
 
 
 def _signal_of(rt: Runtime, msg: Message) -> Signal | Invalid:
