@@ -4,7 +4,7 @@ Read by `zero_tasks.celery_app` through `config_from_object`. The broker URL com
 the one validated settings object, so the paper-only guard runs before any worker starts.
 """
 
-from zero_tasks.runtime import settings_or_exit
+from zero_tasks.settings import settings_or_exit
 
 _settings = settings_or_exit()
 

@@ -3,7 +3,7 @@
 import asyncio
 
 from zero_tasks.logs import configure_logging
-from zero_tasks.runtime import settings_or_exit
+from zero_tasks.settings import settings_or_exit
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from celery import signals
 
 from . import keys
 from .redis_state import connect
-from .runtime import settings_or_exit
+from .settings import settings_or_exit
 
 HEARTBEAT_EVERY_S = 2
 HEARTBEAT_TTL_S = 10

@@ -7,7 +7,6 @@ cross a fork, so the runtime is built lazily in the process that uses it.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 
 import redis
@@ -17,7 +16,7 @@ from .alpaca_adapter import AlpacaBroker, make_trading_client
 from .audit import ensure_schema, make_engine
 from .redis_state import ExecutionLocks, connect
 from .risk import BrokerRateLimit, CircuitBreaker, DailyCap
-from .settings import ConfigError, Settings, get_settings
+from .settings import Settings, settings_or_exit
 from .veto import Limits
 
 
@@ -37,15 +36,6 @@ class Runtime:
 _runtime: Runtime | None = None
 _pid: int | None = None
 _schema_ready = False
-
-
-def settings_or_exit() -> Settings:
-    """The start-up guard of both processes: unsafe configuration is a clear exit 2."""
-    try:
-        return get_settings()
-    except ConfigError as exc:
-        print(exc.message, file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
 
 
 def build_runtime(settings: Settings) -> Runtime:

@@ -8,6 +8,7 @@ probability >= 0.90, GREEN market state no older than 300 s, signals no older th
 from __future__ import annotations
 
 import ipaddress
+import sys
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -221,3 +222,12 @@ def load_settings(**overrides: object) -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+def settings_or_exit() -> Settings:
+    """The start-up guard of both processes: unsafe configuration is a clear exit 2."""
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        print(exc.message, file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
