@@ -80,12 +80,7 @@ def lone(request: pytest.FixtureRequest, log_dir: Path, fault_redis: PrivateRedi
 
 @pytest.fixture
 def one(lone: Gateway) -> Gateway:
-    for proc in [*lone.workers, *lone.bridges]:
-        if not proc.alive():
-            proc.start()
-    lone.wait_ready()
-    lone.reset()
-    return lone
+    return lone.revive()
 
 
 def test_worker_killed_while_order_in_flight_gives_one_order(one: Gateway) -> None:
@@ -222,12 +217,7 @@ def crowd(log_dir: Path, sim: SimServer, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture
 def many(crowd: Gateway) -> Gateway:
-    for proc in [*crowd.workers, *crowd.bridges]:
-        if not proc.alive():
-            proc.start()
-    crowd.wait_ready()
-    crowd.reset()
-    return crowd
+    return crowd.revive()
 
 
 def test_duplicate_storm_three_bridges_two_workers(many: Gateway) -> None:

@@ -111,6 +111,15 @@ class Gateway:
         proc.env = {**proc.env, **env}
         return proc.start()
 
+    def revive(self) -> "Gateway":
+        """Between tests: start what a test killed, wait until ready, clean slate."""
+        for proc in [*self.workers, *self.bridges]:
+            if not proc.alive():
+                proc.start()
+        self.wait_ready()
+        self.reset()
+        return self
+
     def workers_alive(self) -> int:
         return len(list(self.r.scan_iter("key:execution_worker:*")))
 
