@@ -149,17 +149,18 @@ def test_broker_failing_every_time_ends_error_and_next_message_is_served(one: Ga
     one.green()
     one.sim("POST", "/_sim/fault", {"mode": mode, "count": -1, "method": "POST", "path": "/v2/orders",
                                     "delay": 2.0, "retry_after": 0})
-    (event,) = one.decide(ranking(opportunity("XLE")), timeout=60)
+    # a ticker per mode: a slow POST still sleeping in the simulator must not meet the next test
+    (event,) = one.decide(ranking(opportunity(f"XL{mode.upper()[:3]}")), timeout=60)
     if mode == "slow":  # the broker accepts after our timeout: found by client_order_id, never twice
         assert event["status"] == "SUBMITTED" and "found by client_order_id" in event["why"][0]
-        assert len(one.orders()) == 1
+        assert len([o for o in one.orders() if o["symbol"] == event["ticker"]]) == 1
     else:
         assert event["status"] == "ERROR" and event["why"][0].startswith("error: broker unavailable")
-        assert one.orders() == []
+        assert [o for o in one.orders() if o["symbol"] == event["ticker"]] == []
     one.sim("DELETE", "/_sim/fault")
-    (following,) = one.decide(ranking(opportunity("XLF")))
+    (following,) = one.decide(ranking(opportunity(f"NX{mode.upper()[:3]}")))
     assert following["status"] == "SUBMITTED"
-    assert [o["symbol"] for o in one.orders() if o["symbol"] == "XLF"] == ["XLF"]
+    assert [o["symbol"] for o in one.orders() if o["symbol"].startswith("NX")] == [following["ticker"]]
 
 
 def test_redis_restart_fails_closed_then_reconnects_by_itself(one: Gateway) -> None:
