@@ -13,9 +13,8 @@ STAND_DOWN_KEY = "key:stand_down_reason"
 # Gateway-owned keys.
 SEEN_PREFIX = "key:execution_seen:"  # + execution_id; the idempotency claim
 COOLDOWN_PREFIX = "key:execution_cooldown:"  # + ticker; ISO time of the last order
-EVENT_SENT_PREFIX = "key:execution_event_sent:"  # + event key; guards double publishing
 WORKER_ALIVE_PREFIX = "key:execution_worker:"  # + hostname; worker heartbeat for /health
-DECISION_PREFIX = "key:execution_decision:"  # + event key; the decision outbox
+DECISION_PREFIX = "key:execution_decision:"  # + event key; the decision outbox (hash: record, event, sent)
 ATTEMPT_PREFIX = "key:execution_attempts:"  # + execution_id; order attempts (lookup first when > 1)
 BRIDGE_MSG_PREFIX = "key:execution_bridge_msg:"  # + payload hash; occurrences claimed by bridges
 CATCHUP_PREFIX = "key:execution_catchup:"  # + payload hash; the catch-up ranking was decided
@@ -36,10 +35,6 @@ def seen_key(execution_id: str) -> str:
 
 def cooldown_key(ticker: str) -> str:
     return COOLDOWN_PREFIX + ticker
-
-
-def event_sent_key(event_key: str) -> str:
-    return EVENT_SENT_PREFIX + event_key
 
 
 def attempt_key(execution_id: str) -> str:

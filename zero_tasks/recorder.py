@@ -1,7 +1,7 @@
-"""Recording a decision: kept in the outbox, announced on chan:trade_update, audited.
+"""Recording a decision: kept in the outbox and announced on chan:trade_update (one
+atomic step, see outbox.py: the first decision of a message wins), then audited.
 
-Order matters. The decision is first kept in Redis (the outbox: the first decision of a
-message wins, see outbox.py), then published, then written to execution_log. A database
+Order matters: the event goes out first (consumers are live), then the row. A database
 that is down does not lose the row: it goes to the audit task, retried until the
 database is back. A Redis that is down raises DecisionNotRecorded: the task is then not
 acknowledged and runs again once Redis is back, completing what is missing.
@@ -20,7 +20,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import outbox
 from .audit import insert_row
-from .events import publish_once
 from .metrics import observe_decision
 from .record import DecisionRecord
 from .runtime import Runtime, ensure_audit_schema
@@ -73,8 +72,7 @@ def write_audit(rt: Runtime, row: dict[str, Any]) -> bool:
 def record(rt: Runtime, rec: DecisionRecord, spool: Spool) -> DecisionRecord:
     """Keep, announce and audit one decision; returns the decision that counts."""
     try:
-        rec = outbox.keep(rt.redis, rec)
-        published = publish_once(rt.redis, rec)
+        rec, published = outbox.keep_and_announce(rt.redis, rec)
     except redis.RedisError as exc:
         raise DecisionNotRecorded(f"{rec.event_key}: redis unavailable ({type(exc).__name__})") from exc
     row = rec.to_row()
