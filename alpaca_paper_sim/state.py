@@ -283,10 +283,6 @@ class BrokerState:
                     raise invalid(f"price for {symbol} must be > 0")
                 self._prices[symbol.upper()] = amount
 
-    def price_of(self, symbol: str) -> Decimal:
-        with self._lock:
-            return self._prices.get(symbol, DEFAULT_PRICE)
-
     def add_fault(self, spec: dict[str, Any]) -> FaultRule:
         mode = str(spec.get("mode", ""))
         if mode not in FAULT_MODES:

@@ -52,11 +52,11 @@ class Bridge:
             broker_url=settings.broker_url,
             stats=self.stats,
         )
-        self.started_at = datetime.now().astimezone()
 
     def stats(self) -> dict[str, object]:
         return {"bridge": {"subscribed": self.listener.connected, "received": self.listener.received, "won": self.listener.won,
                            "enqueued": self.enqueuer.enqueued, "pending": self.enqueuer.pending,
+                           "dropped": self.enqueuer.dropped,
                            "reconnects": self.listener.reconnects,
                            "handler_errors": self.listener.handler_errors}}
 

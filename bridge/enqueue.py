@@ -22,7 +22,9 @@ _RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "i
 class Enqueuer:
     def __init__(self, app: Celery, max_pending: int = 10_000) -> None:
         self._app = app
-        self._pending: deque[tuple[str, dict[str, Any]]] = deque(maxlen=max_pending)
+        self._pending: deque[tuple[str, dict[str, Any]]] = deque()
+        self._max_pending = max_pending
+        self.dropped = 0
         self._lock = asyncio.Lock()  # one sender at a time, or a message could go twice
         self.enqueued = 0
         self.failures = 0
@@ -36,7 +38,15 @@ class Enqueuer:
                             retry=True, retry_policy=_RETRY_POLICY)
 
     async def submit(self, task_id: str, message: dict[str, Any]) -> bool:
-        """True when on the queue now; False when kept for `drain` to retry."""
+        """True when on the queue now; False when kept for `drain` to retry.
+
+        Past `max_pending` (the Celery broker unreachable for a long time) the oldest kept
+        message is dropped: counted, logged as an error and shown in /health, never silently.
+        """
+        if len(self._pending) >= self._max_pending:
+            lost_id, _ = self._pending.popleft()
+            self.dropped += 1
+            log.error("enqueue backlog full (%d): message %s dropped undecided", self._max_pending, lost_id)
         self._pending.append((task_id, message))
         return await self.drain()
 

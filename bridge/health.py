@@ -21,6 +21,8 @@ from zero_tasks import keys, metrics
 from zero_tasks.audit import ping as db_ping
 from zero_tasks.veto import parse_market_state
 
+from .metrics import queue_depths  # the same LLEN the metrics use
+
 BROKER_CACHE_S = 10.0
 CHECK_TIMEOUT_S = 2.0
 
@@ -114,8 +116,6 @@ def _breaker(raw: bytes | None) -> dict[str, Any]:
 
 
 async def _queues(src: HealthSources) -> dict[str, int] | None:
-    from .metrics import queue_depths  # the same LLEN the metrics use
-
     try:
         return await queue_depths(src.broker_url) or None
     except Exception:  # noqa: BLE001 - part of Redis' own check

@@ -124,3 +124,22 @@ def test_slow_broker_beyond_timeout_is_retried_without_a_second_order(gw: Gatewa
     (event,) = gw.decide(ranking(opportunity("PEP")))
     assert event["status"] == "SUBMITTED"
     assert len(gw.orders()) == 1
+
+
+def test_kill_switch_turned_off_between_broker_retries_stops_the_order(gw: Gateway) -> None:
+    """The retry path (zero.place_order) reads the kill switch again before it submits."""
+    from tests.support.procs import wait_for
+
+    gw.green()
+    gw.sim("POST", "/_sim/fault", {"mode": "503", "method": "POST", "path": "/v2/orders"})
+    # the retry's lookup answers after 1 s: the switch is off long before it can submit
+    gw.sim("POST", "/_sim/fault", {"mode": "slow", "delay": 1.0, "method": "GET",
+                                   "path": "/v2/orders:by_client_order_id"})
+    pubsub = gw.subscribe()
+    gw.publish(ranking(opportunity("KSW")))
+    wait_for(lambda: gw.order_posts() == 1, 20, "the first POST refused")
+    gw.r.set("key:execution_enabled", "false")
+    (event,) = collect(pubsub, 1, 30, gw)
+    assert event["status"] == "BLOCKED" and event["why"][0].startswith("execution disabled: at submit")
+    assert gw.order_posts() == 1 and gw.orders() == []
+    assert gw.r.get("key:execution_seen:" + event["execution_id"]) is None  # no order: the id is given back

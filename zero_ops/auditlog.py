@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select
 
 from zero_tasks.audit import execution_log
+from zero_tasks.contract import as_utc  # noqa: F401 - naive means UTC, as in the contract
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -21,23 +22,24 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 TABLE_COLUMNS = ("time", "status", "ticker", "execution_id", "reason", "alpaca_order_id")
 
 
+def parse_duration(text: str) -> timedelta | None:
+    """`90s`, `15m`, `2h`, `1d`, `1w`, or None when the text is not a duration."""
+    match = _RELATIVE.match(text)
+    if not match:
+        return None
+    return timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2).lower()])
+
+
 def parse_when(text: str, now: datetime) -> datetime:
     """`15m`, `2h`, `1d` (ago) or an ISO 8601 time; no offset means UTC, as in the contract."""
-    match = _RELATIVE.match(text)
-    if match:
-        return now - timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2).lower()])
+    ago = parse_duration(text)
+    if ago is not None:
+        return now - ago
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"{text!r} is neither an ISO time nor a relative time like 15m, 2h, 1d") from None
     return as_utc(when)
-
-
-def as_utc(value: datetime) -> datetime:
-    """Aware UTC; a naive value (SQLite's, or typed without an offset) is UTC already."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ where the kill switch already allows them.
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,15 +15,13 @@ import click
 
 from zero_tasks import keys
 from zero_tasks.recorder import record
-from zero_tasks.risk import alert, trading_day
+from zero_tasks.risk import CircuitBreaker, alert
 from zero_tasks.runtime import build_runtime
 
-from . import render
+from . import auditlog, render
 from .context import Ops, OpsError
 
 pass_ops = click.make_pass_decorator(Ops, ensure=True)
-_DURATION = re.compile(r"^(\d+)([mhd])$")
-_UNIT_S = {"m": 60, "h": 3600, "d": 86400}
 
 
 def utcnow() -> datetime:
@@ -32,10 +29,10 @@ def utcnow() -> datetime:
 
 
 def parse_duration(text: str) -> timedelta:
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise click.BadParameter(f"{text!r}: use a number and m, h or d (e.g. 90m, 6h, 2d)")
-    return timedelta(seconds=int(match.group(1)) * _UNIT_S[match.group(2)])
+    duration = auditlog.parse_duration(text)
+    if duration is None or duration.total_seconds() <= 0:
+        raise click.BadParameter(f"{text!r}: use a number and s, m, h, d or w (e.g. 90m, 6h, 2d)")
+    return duration
 
 
 @click.group()
@@ -67,7 +64,8 @@ def breaker_close(ops: Ops, yes: bool) -> None:
         return
     if not yes:
         click.confirm("Close the circuit breaker and let orders through again?", abort=True)
-    r.delete(keys.BREAKER_KEY, keys.BREAKER_FAILURES_KEY)
+    settings = ops.settings
+    CircuitBreaker(r, settings.breaker_failures, settings.breaker_window_s, settings.breaker_cooloff_s).close()
     alert(r, "breaker_closed", by="operator", at=utcnow())
     click.echo(click.style("closed", fg="green", bold=True) + " by the operator")
 
@@ -122,12 +120,6 @@ def reconcile(ops: Ops, hours: float, as_json: bool) -> None:
         click.echo(click.style(f"  {finding.kind:<14}", fg="red") + f" {finding.ticker:<6} {finding.detail}")
     if not report.findings:
         click.echo(click.style("  audit and broker agree", fg="green"))
-
-
-def daily_used(ops: Ops) -> str:
-    r = ops.redis()
-    day = trading_day(utcnow())
-    return f"{r.hlen(keys.DAILY_ORDERS_PREFIX + day)} of {ops.settings.max_orders_per_day} on {day}"
 
 
 def register(group: click.Group) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from zero_tasks import keys
-from zero_tasks.risk import trading_day
+from zero_tasks.risk import DailyCap, trading_day
 
 from . import auditlog, state
 from .context import Ops, describe_db_error
@@ -58,7 +58,7 @@ def risk_view(r: Any, now: datetime, cap: int) -> dict[str, Any]:
         blocked[name.removeprefix(keys.BLOCKLIST_PREFIX)] = r.get(key)
     return {"breaker": json.loads(raw) if raw else None,
             "blocklist": {t: (json.loads(v) if v else None) for t, v in sorted(blocked.items())},
-            "orders_today": int(r.hlen(keys.DAILY_ORDERS_PREFIX + day)), "max_orders_per_day": cap,
+            "orders_today": DailyCap(r, cap).used(now), "max_orders_per_day": cap,
             "trading_day": day}
 
 

@@ -22,7 +22,7 @@ Direction = Literal["LONG", "SHORT", "NEUTRAL"]
 Status = Literal["SUBMITTED", "BLOCKED", "SKIPPED", "REJECTED", "ERROR"]
 
 
-def _as_utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
     """The contract: a time without an offset is UTC."""
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
@@ -47,7 +47,7 @@ def _iso_text(value: object) -> object:
         raise ValueError("time must be an ISO 8601 string") from None
 
 
-UtcDatetime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_as_utc)]
+UtcDatetime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(as_utc)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Score = Annotated[int | float, Field(ge=0, le=100, allow_inf_nan=False)]
 Ticker = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9./-]{0,15}$")]
@@ -130,7 +130,7 @@ class TradeUpdate(BaseModel):
 
 def execution_id(ticker: str, horizon: str, rank_time: datetime) -> str:
     """ZERO's deterministic id: the same ranking published twice gives the same id."""
-    return f"{ticker}:{horizon}:{_as_utc(rank_time):%Y-%m-%dT%H:%M:%S}"
+    return f"{ticker}:{horizon}:{as_utc(rank_time):%Y-%m-%dT%H:%M:%S}"
 
 
 def client_order_id(exec_id: str) -> str:

@@ -10,7 +10,6 @@ decision is announced: never on the order's critical path.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Iterable
 
 import redis
@@ -29,16 +28,6 @@ LATENCY_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10
 
 def reason_code(reason: str) -> str:
     return reason.split(":", 1)[0].strip()[:40]
-
-
-@dataclass
-class BrokerTimings:
-    """Latencies of the broker calls made for one decision, flushed with it."""
-
-    calls: list[tuple[str, float]] = field(default_factory=list)
-
-    def add(self, name: str, ms: float) -> None:
-        self.calls.append((name, ms))
 
 
 def _observe(pipe: redis.client.Pipeline, key: str, value_ms: float, label: str = "") -> None:

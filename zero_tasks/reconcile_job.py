@@ -8,7 +8,7 @@ to chan:execution_alert. No order is ever placed or canceled here.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable
 
 from alpaca.trading.enums import QueryOrderStatus
@@ -16,6 +16,7 @@ from alpaca.trading.requests import GetOrdersRequest
 from sqlalchemy import select
 
 from .audit import execution_log, update_order_status
+from .contract import as_utc  # SQLite hands back naive datetimes; the audit stores UTC
 from .decision import Code, deny
 from .record import DecisionRecord
 from .reconcile import AuditedOrder, BrokerOrder, Finding, Report, compare
@@ -31,12 +32,7 @@ def audited_orders(rt: Runtime, since: datetime) -> list[AuditedOrder]:
     with rt.engine.connect() as conn:
         rows = [r._mapping for r in conn.execute(query)]
     return [AuditedOrder(r["event_key"], r["execution_id"], r["ticker"], r["client_order_id"] or "",
-                         r["alpaca_order_id"], r["order_status"], _utc(r["time"])) for r in rows]
-
-
-def _utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; the audit only ever stores UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+                         r["alpaca_order_id"], r["order_status"], as_utc(r["time"])) for r in rows]
 
 
 def broker_orders(rt: Runtime, since: datetime) -> list[BrokerOrder]:

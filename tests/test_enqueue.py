@@ -1,0 +1,37 @@
+"""The bridge's enqueuer keeps what it cannot hand to the Celery broker, and never drops
+a message silently when that backlog is full."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from celery import Celery
+
+from bridge.enqueue import Enqueuer
+from tests.support.procs import free_port
+
+
+def unreachable_app() -> Celery:
+    app = Celery("test", broker=f"redis://127.0.0.1:{free_port()}/0")
+    app.conf.broker_connection_timeout = 0.2
+    return app
+
+
+def test_unreachable_broker_keeps_messages_pending(caplog) -> None:
+    enqueuer = Enqueuer(unreachable_app(), max_pending=5)
+    results = asyncio.run(_submit_all(enqueuer, 3))
+    assert results == [False, False, False]
+    assert enqueuer.pending == 3 and enqueuer.enqueued == 0 and enqueuer.dropped == 0
+
+
+def test_full_backlog_drops_the_oldest_with_an_error(caplog) -> None:
+    caplog.set_level(logging.ERROR, logger="bridge.enqueue")
+    enqueuer = Enqueuer(unreachable_app(), max_pending=2)
+    asyncio.run(_submit_all(enqueuer, 3))
+    assert enqueuer.pending == 2 and enqueuer.dropped == 1
+    assert any("dropped undecided" in r.getMessage() and "id-0" in r.getMessage() for r in caplog.records)
+
+
+async def _submit_all(enqueuer: Enqueuer, n: int) -> list[bool]:
+    return [await enqueuer.submit(f"id-{i}", {"message_id": f"m{i}"}) for i in range(n)]
