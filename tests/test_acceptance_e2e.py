@@ -132,13 +132,15 @@ def test_kill_switch_turned_off_between_broker_retries_stops_the_order(gw: Gatew
 
     gw.green()
     gw.sim("POST", "/_sim/fault", {"mode": "503", "method": "POST", "path": "/v2/orders"})
-    # the retry's lookup answers after 1 s: the switch is off long before it can submit
-    gw.sim("POST", "/_sim/fault", {"mode": "slow", "delay": 1.0, "method": "GET",
+    # the retry's lookup answers after 3 s (under the 5 s client timeout): the switch is off
+    # long before the retry can submit, even on a loaded machine
+    gw.sim("POST", "/_sim/fault", {"mode": "slow", "delay": 3.0, "method": "GET",
                                    "path": "/v2/orders:by_client_order_id"})
     pubsub = gw.subscribe()
     gw.publish(ranking(opportunity("KSW")))
-    wait_for(lambda: gw.order_posts() == 1, 20, "the first POST refused")
+    wait_for(lambda: gw.order_posts() >= 1, 60, "the first POST refused")
     gw.r.set("key:execution_enabled", "false")
+    assert gw.order_posts() == 1, "the retry submitted before the switch could be turned off"
     (event,) = collect(pubsub, 1, 30, gw)
     assert event["status"] == "BLOCKED" and event["why"][0].startswith("execution disabled: at submit")
     assert gw.order_posts() == 1 and gw.orders() == []
