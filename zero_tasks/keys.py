@@ -27,6 +27,7 @@ BLOCKLIST_PREFIX = "key:execution_blocklist:"  # + ticker; operator's block with
 ALERT_CHANNEL = "chan:execution_alert"  # gateway-owned: breaker opened/closed, reconcile findings
 
 CLAIM_TTL_SECONDS = 24 * 3600
+DAILY_TTL_SECONDS = 2 * 86400  # the day's order hash outlives its New York day
 
 
 def seen_key(execution_id: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import redis
 
@@ -21,7 +21,7 @@ from .decision import Code, Verdict, deny
 from .intake import Invalid, Signal, parse_payload
 from .message import Message, message_from_bytes  # noqa: F401 - message_from_bytes re-exported
 from .record import DecisionRecord, clean, why_lines
-from .redis_state import Claim, read_snapshot
+from .redis_state import Admission, Claim, read_snapshot
 from .runtime import Runtime
 from .risk import alert, trading_day
 from .veto import Snapshot, breaker_probe_due, market_state_snapshot, recheck_before_submit, veto
@@ -48,12 +48,24 @@ class OrderTicket:
     reentered: bool
     broker_attempt: int = 0  # failed broker rounds so far (network, timeout, 5xx, 429)
     waited_s: float = 0.0  # time spent waiting for the broker rate limit
+    # The first round, run inside `decide`: a crash there is redelivered as `decide`, whose
+    # claim then says REENTERED, so this round needs no attempt counter.
+    in_decide: bool = False
 
     def next_attempt(self) -> "OrderTicket":
-        return replace(self, broker_attempt=self.broker_attempt + 1)
+        return replace(self, broker_attempt=self.broker_attempt + 1, in_decide=False)
 
     def after_wait(self, seconds: float) -> "OrderTicket":
-        return replace(self, waited_s=self.waited_s + seconds)
+        return replace(self, waited_s=self.waited_s + seconds, in_decide=False)
+
+    def may_have_reached_the_broker(self, attempts: Callable[[], int]) -> bool:
+        """Whether an earlier round may have placed the order: then look it up, never resend.
+
+        A failed round (broker_attempt > 0) or a re-entered claim may have; a later round
+        that crashed is seen by the attempt counter (`attempts`, counting this one)."""
+        if self.reentered or self.broker_attempt > 0:
+            return True
+        return not self.in_decide and attempts() > 1
 
     def to_task(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,22 +111,22 @@ def evaluate(rt: Runtime, msg: Message, now: datetime) -> DecisionRecord | Order
     if denial:
         return build_record(msg, subject, denial, snap.market_state, now)
     try:
-        claim = rt.locks.claim(exec_id, msg.message_id)
-        if claim is Claim.TAKEN:
-            return build_record(msg, subject, deny(Code.DUPLICATE, f"{exec_id} already claimed"), snap.market_state, now)
-        held, since = rt.locks.reserve_cooldown(ticker, exec_id, now)
-        if not held:
-            return build_record(msg, subject, deny(Code.COOLDOWN, f"{ticker} last order at {since}"),
-                                snap.market_state, now)
-        if not rt.daily_cap.reserve(exec_id, msg.received_at):
-            _release(rt, exec_id, ticker, msg, claim=True)
-            return build_record(msg, subject, deny(Code.DAILY_CAP, f"{rt.settings.max_orders_per_day} orders already "
-                                                   f"on trading day {trading_day(msg.received_at)}"),
-                                snap.market_state, now)
+        admission = rt.locks.admit(exec_id, msg.message_id, ticker, now, rt.daily_cap.key(msg.received_at),
+                                   rt.daily_cap.cap, msg.received_at)
     except redis.RedisError as exc:
         return build_record(msg, subject, deny(Code.ERROR, f"redis unavailable during claim ({type(exc).__name__}); no order"),
                             snap.market_state, now)
-    return OrderTicket(msg.to_task(), exec_id, ticker, claim is Claim.REENTERED)
+    if admission.refused:
+        return build_record(msg, subject, _refusal(rt, admission, exec_id, ticker, msg), snap.market_state, now)
+    return OrderTicket(msg.to_task(), exec_id, ticker, admission.claim is Claim.REENTERED, in_decide=True)
+
+
+def _refusal(rt: Runtime, admission: Admission, exec_id: str, ticker: str, msg: Message) -> Verdict:
+    if admission.claim is Claim.TAKEN:
+        return deny(Code.DUPLICATE, f"{exec_id} already claimed")
+    if admission.refused == "cooldown":
+        return deny(Code.COOLDOWN, f"{ticker} last order at {admission.cooldown_since}")
+    return deny(Code.DAILY_CAP, f"{rt.daily_cap.cap} orders already on trading day {trading_day(msg.received_at)}")
 
 
 def probe_breaker_if_due(rt: Runtime, snap: Snapshot, ticker: str, now: datetime) -> Snapshot:
@@ -142,7 +154,7 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
     cid = client_order_id(ticket.execution_id)
     ticker = ticket.ticker
     broker = RateLimitedBroker(rt.broker, rt.rate_limit)
-    lookup_first = rt.locks.count_attempt(ticket.execution_id) > 1 or ticket.reentered
+    lookup_first = ticket.may_have_reached_the_broker(lambda: rt.locks.count_attempt(ticket.execution_id))
     broker.prepay(PLACEMENT_CALLS + (1 if lookup_first else 0))
 
     if lookup_first:

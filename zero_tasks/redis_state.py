@@ -1,12 +1,13 @@
 """Redis edge of the decision: the snapshot read, the execution_id claim, the cooldown.
 
-Claim and cooldown are single Lua scripts, so two workers deciding at the same instant
-cannot both win. Both remember their owner so that a redelivered task (same message)
+Claim, cooldown and the day's order slot are one Lua script, so two workers deciding at
+the same instant cannot both win. Both remember their owner so that a redelivered task (same message)
 can tell its own earlier claim from somebody else's.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
 
@@ -15,21 +16,32 @@ import redis
 from . import keys
 from .veto import Snapshot
 
-_CLAIM = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then return 2 end
-return 0
-"""
-
-# KEYS: cooldown key, owner key. ARGV: iso time, ttl, execution_id.
-_RESERVE = """
-local owner = redis.call('GET', KEYS[2])
-if owner == ARGV[3] then return {2, redis.call('GET', KEYS[1]) or ''} end
-local current = redis.call('GET', KEYS[1])
-if current then return {0, current} end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
-return {1, ARGV[1]}
+# Rows 7-8 and the daily cap in one step (one round trip, no interleaving):
+# KEYS: seen, cooldown, cooldown owner, daily hash.
+# ARGV: message_id, claim ttl, now iso, cooldown s, execution_id, cap, daily ttl, received iso.
+# Returns {claim (0 taken, 1 claimed, 2 re-entered), refusal ('' | 'cooldown' | 'daily cap'), cooldown since}.
+# A daily-cap refusal gives back what this step took, so a later decision is not stopped by it.
+_ADMIT = """
+local claim
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then claim = 1
+elseif redis.call('GET', KEYS[1]) == ARGV[1] then claim = 2
+else return {0, 'duplicate', ''} end
+if redis.call('GET', KEYS[3]) ~= ARGV[5] then
+  local current = redis.call('GET', KEYS[2])
+  if current then return {claim, 'cooldown', current} end
+  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+  redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[4])
+end
+if redis.call('HEXISTS', KEYS[4], ARGV[5]) == 0 then
+  if redis.call('HLEN', KEYS[4]) >= tonumber(ARGV[6]) then
+    redis.call('DEL', KEYS[2], KEYS[3])
+    if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+    return {claim, 'daily cap', ''}
+  end
+  redis.call('HSET', KEYS[4], ARGV[5], ARGV[8])
+  redis.call('EXPIRE', KEYS[4], ARGV[7])
+end
+return {claim, '', ''}
 """
 
 _RELEASE = """
@@ -50,6 +62,15 @@ class Claim(IntEnum):
     TAKEN = 0  # somebody else holds it: a duplicate
     CLAIMED = 1  # ours, first sight
     REENTERED = 2  # ours already: this message is being run again (redelivery, retry)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The outcome of rows 7-8 and the daily cap; `refused` is None when admitted."""
+
+    claim: Claim
+    refused: str | None
+    cooldown_since: str = ""
 
 
 def connect(url: str) -> redis.Redis:
@@ -83,14 +104,19 @@ class ExecutionLocks:
     def __init__(self, r: redis.Redis, cooldown_s: int) -> None:
         self._r = r
         self._cooldown_s = cooldown_s
-        self._claim = r.register_script(_CLAIM)
-        self._reserve = r.register_script(_RESERVE)
+        self._admit = r.register_script(_ADMIT)
         self._release = r.register_script(_RELEASE)
         self._release_claim = r.register_script(_RELEASE_CLAIM)
 
-    def claim(self, execution_id: str, message_id: str) -> Claim:
-        return Claim(int(self._claim(keys=[keys.seen_key(execution_id)],
-                                     args=[message_id, keys.CLAIM_TTL_SECONDS])))
+    def admit(self, execution_id: str, message_id: str, ticker: str, now: datetime,
+              daily_key: str, daily_cap: int, received_at: datetime) -> Admission:
+        """Claim the execution_id, reserve the ticker's cooldown and a slot of the day, or
+        say which of them refused. Atomic: two workers at the same instant cannot both win."""
+        claim, refused, since = self._admit(
+            keys=[keys.seen_key(execution_id), keys.cooldown_key(ticker), _owner_key(ticker), daily_key],
+            args=[message_id, keys.CLAIM_TTL_SECONDS, now.isoformat(), self._cooldown_s, execution_id,
+                  daily_cap, keys.DAILY_TTL_SECONDS, received_at.isoformat()])
+        return Admission(Claim(int(claim)), refused or None, since)
 
     def release_claim(self, execution_id: str, message_id: str) -> None:
         """Only when no order was attempted: a BLOCKED decision must not stop a later one."""
@@ -107,13 +133,6 @@ class ExecutionLocks:
         pipe.incr(key)
         pipe.expire(key, keys.CLAIM_TTL_SECONDS)
         return int(pipe.execute()[0])
-
-    def reserve_cooldown(self, ticker: str, execution_id: str, now: datetime) -> tuple[bool, str]:
-        """(True, iso) when this execution_id holds the ticker; (False, since) otherwise."""
-        result, value = self._reserve(
-            keys=[keys.cooldown_key(ticker), _owner_key(ticker)],
-            args=[now.isoformat(), self._cooldown_s, execution_id])
-        return int(result) in (1, 2), value
 
     def confirm_cooldown(self, ticker: str, execution_id: str, submitted_at: datetime) -> None:
         """The cooldown runs from the order's time, as the contract's value says."""

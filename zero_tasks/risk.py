@@ -19,14 +19,6 @@ from . import keys
 
 NEW_YORK = ZoneInfo("America/New_York")
 
-_DAILY_RESERVE = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
-if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
-"""
-
 # Sliding one-minute window of broker calls: take ARGV[3] slots at once or none.
 # Returns 0 (go) or the milliseconds until enough slots are free.
 _RATE = """
@@ -64,24 +56,23 @@ def trading_day(now: datetime) -> str:
 
 
 class DailyCap:
-    """At most `cap` orders per trading day; one reservation per execution_id."""
+    """At most `cap` orders per trading day; one reservation per execution_id.
+
+    The reservation itself is part of the admission script (redis_state.ExecutionLocks.admit).
+    """
 
     def __init__(self, r: redis.Redis, cap: int) -> None:
         self._r = r
-        self._cap = cap
-        self._reserve = r.register_script(_DAILY_RESERVE)
+        self.cap = cap
 
-    def _key(self, now: datetime) -> str:
+    def key(self, now: datetime) -> str:
         return keys.DAILY_ORDERS_PREFIX + trading_day(now)
 
-    def reserve(self, execution_id: str, now: datetime) -> bool:
-        return bool(self._reserve(keys=[self._key(now)], args=[execution_id, self._cap, 2 * 86400, now.isoformat()]))
-
     def release(self, execution_id: str, now: datetime) -> None:
-        self._r.hdel(self._key(now), execution_id)
+        self._r.hdel(self.key(now), execution_id)
 
     def used(self, now: datetime) -> int:
-        return int(self._r.hlen(self._key(now)))
+        return int(self._r.hlen(self.key(now)))
 
 
 class RateLimited(Exception):

@@ -44,7 +44,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         redis=r,
         locks=ExecutionLocks(r, settings.cooldown_seconds),
-        broker=AlpacaBroker(make_trading_client(settings)),
+        broker=AlpacaBroker(make_trading_client(settings), make_trading_client(settings)),
         engine=make_engine(settings.sqlalchemy_url),
         limits=Limits(
             min_probability=settings.min_probability,
