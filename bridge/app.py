@@ -5,14 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from datetime import datetime
+from datetime import datetime, timezone
 
+import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge
+from redis.exceptions import RedisError
 from sqlalchemy.engine import make_url
 
+from zero_tasks import outbox
 from zero_tasks.audit import make_engine
-from zero_tasks.message import message_from_bytes
+from zero_tasks.intake import Invalid, Signal
+from zero_tasks.message import Message, message_from_bytes
+from zero_tasks.metrics import queue_decision_metrics
+from zero_tasks.prejudge import invalid_record, limits_of, refusal_before_claim
+from zero_tasks.record import DecisionRecord, log_decision
+from zero_tasks.redis_state import read_snapshots
 from zero_tasks.settings import Settings
+from zero_tasks.veto import breaker_probe_due
 
 from .broker_probe import BrokerProbe
 from .enqueue import Enqueuer
@@ -26,6 +35,7 @@ log = logging.getLogger("bridge")
 
 MESSAGES = Counter("zero_bridge_messages_total", "Messages received on chan:opportunity_update", ["verdict"])
 ENQUEUED = Counter("zero_bridge_enqueued_total", "Decide tasks handed to the worker queue")
+DECIDED = Counter("zero_bridge_decided_total", "Messages the bridge decided itself (rows 1-6 refusals)")
 PENDING = Gauge("zero_bridge_pending", "Messages kept by the bridge while the queue is unreachable")
 
 
@@ -43,7 +53,11 @@ class Bridge:
 
         self.settings = settings
         self.enqueuer = Enqueuer(app)
-        self.listener = Listener(settings.redis_url, self.on_message)
+        self.listener = Listener(settings.redis_url, self.on_batch)
+        self.limits = limits_of(settings)
+        self.decided = 0
+        self._redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=False, socket_timeout=2,
+                                              socket_connect_timeout=2, health_check_interval=5)
         self.sources = HealthSources(
             redis_url=settings.redis_url,
             engine=make_engine(settings.sqlalchemy_url),
@@ -55,17 +69,77 @@ class Bridge:
 
     def stats(self) -> dict[str, object]:
         return {"bridge": {"subscribed": self.listener.connected, "received": self.listener.received, "won": self.listener.won,
+                           "decided": self.decided,
                            "enqueued": self.enqueuer.enqueued, "pending": self.enqueuer.pending,
                            "dropped": self.enqueuer.dropped,
                            "reconnects": self.listener.reconnects,
                            "handler_errors": self.listener.handler_errors}}
 
-    async def on_message(self, data: bytes, message_id: str, received_at: datetime) -> None:
-        message, parsed = message_from_bytes(data, message_id, received_at, self.settings.max_payload_bytes)
-        MESSAGES.labels("invalid" if message.invalid_reason else "valid").inc()
-        if await self.enqueuer.submit(parsed.execution_id, message.to_task()):
-            ENQUEUED.inc()
+    async def on_batch(self, batch: list[tuple[bytes, str, datetime]]) -> None:
+        """Decide what rows 1-6 refuse right here; hand the rest to the worker, in order.
+
+        One snapshot read and one outbox round trip per batch: in a burst most messages
+        are refused (threshold, market state, kill switch) and never need the queue. If
+        Redis fails on the way, the whole batch goes to the worker, which fails closed.
+        """
+        parsed = [message_from_bytes(data, message_id, heard, self.settings.max_payload_bytes)
+                  for data, message_id, heard in batch]
+        for message, _ in parsed:
+            MESSAGES.labels("invalid" if message.invalid_reason else "valid").inc()
+        refused = await self._refusals(parsed)
+        kept = await self._keep(list(refused.values()))
+        for message, subject in parsed:
+            if message.message_id in kept:
+                continue
+            if await self.enqueuer.submit(subject.execution_id, message.to_task()):
+                ENQUEUED.inc()
         PENDING.set(self.enqueuer.pending)
+
+    async def _refusals(self, parsed: list[tuple[Message, Signal | Invalid]]) -> dict[str, DecisionRecord]:
+        now = datetime.now(timezone.utc)
+        refused = {m.message_id: invalid_record(m, s, now) for m, s in parsed if isinstance(s, Invalid)}
+        signals = [(m, s) for m, s in parsed if isinstance(s, Signal)]
+        if not signals:
+            return refused
+        try:
+            snapshots = await read_snapshots(self._redis, [s.top.ticker for _, s in signals])
+        except RedisError as exc:
+            log.warning("snapshot read failed (%s): the worker decides this batch", type(exc).__name__)
+            return {}
+        for message, subject in signals:
+            snap = snapshots[subject.top.ticker]
+            if breaker_probe_due(snap.breaker, now):
+                continue  # the worker probes the broker
+            record = refusal_before_claim(message, subject, snap, now, self.limits)
+            if record:
+                refused[message.message_id] = record
+        return refused
+
+    async def _keep(self, records: list[DecisionRecord]) -> set[str]:
+        """Keep, queue for audit and announce; the message ids now decided."""
+        if not records:
+            return set()
+        try:
+            results = await outbox.keep_and_announce_many(self._redis, records)
+        except RedisError as exc:
+            log.warning("outbox write failed (%s): the worker decides this batch", type(exc).__name__)
+            return set()
+        published = [rec for rec, sent in results if sent]
+        await self._observe(published)
+        for rec in published:
+            log_decision(rec)
+        self.decided += len(results)
+        DECIDED.inc(len(results))
+        return {rec.event_key for rec in records}
+
+    async def _observe(self, records: list[DecisionRecord]) -> None:
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for rec in records:
+                queue_decision_metrics(pipe, rec)
+            await pipe.execute()
+        except RedisError as exc:
+            log.warning("metrics not recorded: %s", type(exc).__name__)
 
     async def _health(self) -> tuple[int, str, bytes]:
         status, body = await health(self.sources)
@@ -98,4 +172,5 @@ class Bridge:
                  self.settings.execution_api_host, self.settings.execution_api_port)
         async with server:
             await asyncio.gather(self.listener.run(stop), self._drain_forever(stop))
+        await self._redis.aclose()
         log.info("bridge stopped")

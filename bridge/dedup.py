@@ -55,22 +55,33 @@ class MessageIdentity:
         self._counts.clear()
         self._subscribed_ms = await redis_time_ms(client)
 
-    async def claim(self, client: aioredis.Redis, data: bytes) -> tuple[str, bool]:
-        """(message_id, True) when this bridge won the message and must enqueue it."""
-        digest = content_hash(data)
-        key = keys.BRIDGE_MSG_PREFIX + digest
-        if digest not in self._counts:
-            self._counts[digest] = await self._claims_before_subscription(client, key)
-        occurrence = self._counts.pop(digest) + 1
-        self._counts[digest] = occurrence  # most recently seen last
+    async def claim(self, client: aioredis.Redis, batch: list[bytes]) -> list[tuple[str, bool]]:
+        """(message_id, True when this bridge won it) for each message, in order.
+
+        One pipelined round trip for the claims of the whole batch (two when a payload is
+        seen for the first time); the occurrence count runs in the order heard, so the
+        same bytes twice in one batch are two messages.
+        """
+        digests = [content_hash(data) for data in batch]
+        unseen = [d for d in dict.fromkeys(digests) if d not in self._counts]
+        if unseen:
+            pipe = client.pipeline(transaction=False)
+            for digest in unseen:
+                pipe.hvals(keys.BRIDGE_MSG_PREFIX + digest)
+            for digest, claimed in zip(unseen, await pipe.execute()):
+                self._counts[digest] = sum(1 for ms in claimed if int(ms) < self._subscribed_ms)
+        claim = client.register_script(_CLAIM)
+        pipe = client.pipeline(transaction=False)
+        ids = []
+        for digest in digests:
+            occurrence = self._counts.pop(digest) + 1
+            self._counts[digest] = occurrence  # most recently seen last
+            ids.append(f"{digest}:{occurrence}")
+            await claim(keys=[keys.BRIDGE_MSG_PREFIX + digest], args=[occurrence, CLAIM_TTL_S], client=pipe)
+        won = await pipe.execute()
         while len(self._counts) > MAX_TRACKED:
             self._counts.popitem(last=False)
-        won = await client.eval(_CLAIM, 1, key, occurrence, CLAIM_TTL_S)
-        return f"{digest}:{occurrence}", bool(won)
-
-    async def _claims_before_subscription(self, client: aioredis.Redis, key: str) -> int:
-        claimed = await client.hvals(key)
-        return sum(1 for ms in claimed if int(ms) < self._subscribed_ms)
+        return [(message_id, bool(w)) for message_id, w in zip(ids, won)]
 
 
 async def claim_catch_up(client: aioredis.Redis) -> tuple[bytes, str] | None:

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from zero_tasks import keys, metrics
 from zero_tasks.audit import ping as db_ping
+from zero_tasks.outbox import AUDIT_STREAM
 from zero_tasks.veto import parse_market_state
 
 from .metrics import queue_depths  # the same LLEN the metrics use
@@ -51,7 +52,8 @@ async def _redis_view(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
             keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.BREAKER_KEY, metrics.LAST_DECISION)
         workers = [k async for k in client.scan_iter(match=keys.WORKER_ALIVE_PREFIX + "*", count=100)]
         view = {"execution_enabled": enabled == b"true", "market_state_raw": market, "workers": len(workers),
-                "breaker_raw": breaker, "last_decision_age_s": _age(last)}
+                "breaker_raw": breaker, "last_decision_age_s": _age(last),
+                "audit_backlog": int(await client.xlen(AUDIT_STREAM))}
         return _check(True, "ping ok", started), view
     except Exception as exc:  # noqa: BLE001 - any failure means Redis is not usable
         return _check(False, f"unreachable: {type(exc).__name__}", started), {}
@@ -145,6 +147,7 @@ async def health(src: HealthSources) -> tuple[int, dict[str, Any]]:
         "market_state_age_s": market_age,
         "last_decision_age_s": view.get("last_decision_age_s"),
         "queue_depth": await _queues(src),
+        "audit_backlog": view.get("audit_backlog"),  # decisions not yet written to execution_log
         "database": src.database_label,
         "checks": checks,
         **src.stats(),

@@ -21,11 +21,14 @@ from .dedup import MessageIdentity, claim_catch_up
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[bytes, str, datetime], Awaitable[None]]
+Incoming = tuple[bytes, str, datetime]  # the bytes, the message id, when heard
+Handler = Callable[[list[Incoming]], Awaitable[None]]
+BATCH_MAX = 200  # messages already waiting on the socket are taken together
 
 
 class Listener:
-    """Hears chan:opportunity_update; hands each message it wins to `handler`.
+    """Hears chan:opportunity_update; hands the messages it wins to `handler`, in batches
+    of what was already waiting (one message when they come one at a time).
 
     On every (re)subscription it also decides the ranking ZERO keeps in
     key:opportunity_rank, so a ranking published while no bridge listened is not lost
@@ -69,17 +72,9 @@ class Listener:
             log.info("subscribed to %s", keys.OPPORTUNITY_CHANNEL)
             await self._catch_up(client)
             while not stop.is_set():
-                message = await pubsub.get_message(timeout=1.0)
-                if message is None:
-                    continue
-                received_at = datetime.now(timezone.utc)
-                self.received += 1
-                data = message["data"]
-                data = data if isinstance(data, bytes) else str(data).encode()
-                message_id, won = await self._identity.claim(client, data)
-                if won:
-                    self.won += 1
-                    await self._handle(data, message_id, received_at)
+                batch = await self._next_batch(pubsub)
+                if batch:
+                    await self._claim_and_handle(client, batch)
         finally:
             self.connected = False
             try:
@@ -88,19 +83,39 @@ class Listener:
             except (RedisError, OSError):
                 pass
 
-    async def _handle(self, data: bytes, message_id: str, received_at: datetime) -> None:
-        """A message the handler cannot take is logged and counted; the bridge lives on."""
+    @staticmethod
+    async def _next_batch(pubsub: aioredis.client.PubSub) -> list[tuple[bytes, datetime]]:
+        message = await pubsub.get_message(timeout=1.0)
+        batch = []
+        while message is not None:
+            data = message["data"]
+            batch.append((data if isinstance(data, bytes) else str(data).encode(), datetime.now(timezone.utc)))
+            if len(batch) >= BATCH_MAX:
+                break
+            message = await pubsub.get_message(timeout=0)  # only what is already here
+        return batch
+
+    async def _claim_and_handle(self, client: aioredis.Redis, batch: list[tuple[bytes, datetime]]) -> None:
+        self.received += len(batch)
+        claims = await self._identity.claim(client, [data for data, _ in batch])
+        won = [(data, message_id, heard) for (data, heard), (message_id, ours) in zip(batch, claims) if ours]
+        self.won += len(won)
+        if won:
+            await self._handle(won)
+
+    async def _handle(self, batch: list[Incoming]) -> None:
+        """A batch the handler cannot take is logged and counted; the bridge lives on."""
         try:
-            await self._handler(data, message_id, received_at)
+            await self._handler(batch)
         except (RedisError, OSError):
             raise  # the connection: reconnect
         except Exception:  # noqa: BLE001 - never let one message end the subscription
             self.handler_errors += 1
-            log.exception("message %s could not be handed over", message_id)
+            log.exception("%d message(s) could not be handed over (%s...)", len(batch), batch[0][1])
 
     async def _catch_up(self, client: aioredis.Redis) -> None:
         caught = await claim_catch_up(client)
         if caught is not None:
             data, message_id = caught
             log.info("deciding the stored ranking from %s (%s)", keys.OPPORTUNITY_RANK_KEY, message_id)
-            await self._handle(data, message_id, datetime.now(timezone.utc))
+            await self._handle([(data, message_id, datetime.now(timezone.utc))])

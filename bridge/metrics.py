@@ -73,6 +73,8 @@ class Snapshot(Collector):
         for queue, n in self.queues.items():
             depth.add_metric([queue], float(n))
         yield depth
+        yield GaugeMetricFamily("zero_audit_backlog", "Decisions not yet written to execution_log",
+                                value=float(self.health.get("audit_backlog") or 0))
 
 
 async def read_stored(redis_url: str, broker_url: str) -> tuple[dict[str, dict[str, str]], dict[str, int]]:

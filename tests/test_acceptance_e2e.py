@@ -145,3 +145,27 @@ def test_kill_switch_turned_off_between_broker_retries_stops_the_order(gw: Gatew
     assert event["status"] == "BLOCKED" and event["why"][0].startswith("execution disabled: at submit")
     assert gw.order_posts() == 1 and gw.orders() == []
     assert gw.r.get("key:execution_seen:" + event["execution_id"]) is None  # no order: the id is given back
+
+
+def test_the_bridge_decides_what_the_veto_refuses_without_the_queue(gw: Gateway) -> None:
+    """Rows 1-6 refusals never need a worker: decided, announced and audited from the bridge."""
+    from tests.support.procs import health
+
+    before = health(gw.api_port)[1]["bridge"]
+    gw.r.set("key:market_state", market("GREEN"))  # kill switch unset: BLOCKED
+    events = gw.decide(ranking(opportunity("SPY")), b"\xff not json", ranking(opportunity("QQQ", probability=0.5)))
+    assert [e["status"] for e in events] == ["BLOCKED", "SKIPPED", "BLOCKED"]
+    after = health(gw.api_port)[1]["bridge"]
+    assert after["decided"] - before["decided"] == 3 and after["enqueued"] == before["enqueued"]
+    assert len(gw.wait_rows(3)) == 3
+
+
+def test_an_eligible_signal_still_goes_to_the_worker(gw: Gateway) -> None:
+    from tests.support.procs import health
+
+    before = health(gw.api_port)[1]["bridge"]
+    gw.green()
+    (event,) = gw.decide(ranking(opportunity("SPY")))
+    assert event["status"] == "SUBMITTED"
+    after = health(gw.api_port)[1]["bridge"]
+    assert after["enqueued"] - before["enqueued"] == 1 and after["decided"] == before["decided"]

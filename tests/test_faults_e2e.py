@@ -23,7 +23,7 @@ from kombu import Connection
 from alpaca_paper_sim import SimServer
 from tests.support.gateway import PG_URL, Gateway, collect, isolated_gateway, market, opportunity, quiet, ranking
 from tests.support.procs import PrivateRedis, health, wait_for
-from zero_tasks.pipeline import message_from_bytes
+from zero_tasks.message import message_from_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 

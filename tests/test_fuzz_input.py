@@ -45,7 +45,8 @@ from zero_tasks.audit import insert_row
 from zero_tasks.contract import TradeUpdate
 from zero_tasks.decision import STATUS_OF, Code, Status, Verdict
 from zero_tasks.intake import Invalid, Signal, parse_payload
-from zero_tasks.pipeline import build_record, message_from_bytes
+from zero_tasks.message import message_from_bytes
+from zero_tasks.prejudge import build_record
 from zero_tasks.record import DecisionRecord
 from zero_tasks.veto import Limits, Snapshot, veto
 

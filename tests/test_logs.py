@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from zero_tasks.decision import Status
 from zero_tasks.logs import JsonFormatter, redact
 from zero_tasks.record import DecisionRecord
-from zero_tasks.recorder import log_decision
+from zero_tasks.record import log_decision
 
 NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)
 

@@ -10,7 +10,7 @@ from .logs import configure_logging
 kombu_fixes.apply()
 app = Celery("zero_tasks")
 app.config_from_object("celeryconfig")
-app.conf.include = ["zero_tasks.tasks", "zero_tasks.heartbeat"]
+app.conf.include = ["zero_tasks.tasks", "zero_tasks.heartbeat", "zero_tasks.audit_writer"]
 
 
 @signals.setup_logging.connect

@@ -10,7 +10,7 @@ decision is announced: never on the order's critical path.
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from typing import Any, Iterable
 
 import redis
 
@@ -30,7 +30,7 @@ def reason_code(reason: str) -> str:
     return reason.split(":", 1)[0].strip()[:40]
 
 
-def _observe(pipe: redis.client.Pipeline, key: str, value_ms: float, label: str = "") -> None:
+def _observe(pipe: Any, key: str, value_ms: float, label: str = "") -> None:
     prefix = f"{label}|" if label else ""
     for bound in LATENCY_BUCKETS_MS:
         if value_ms <= bound:
@@ -39,16 +39,21 @@ def _observe(pipe: redis.client.Pipeline, key: str, value_ms: float, label: str 
     pipe.hincrbyfloat(key, f"{prefix}sum", value_ms)
 
 
+def queue_decision_metrics(pipe: Any, rec: DecisionRecord, broker_calls: Iterable[tuple[str, float]] = ()) -> None:
+    """Add one decision's counts to a pipeline (sync, or the bridge's asyncio one)."""
+    pipe.hincrby(DECISIONS, f"{rec.status.value}|{reason_code(rec.reason)}", 1)
+    pipe.set(LAST_DECISION, rec.decided_at.isoformat())
+    if not rec.event_key.startswith("reconcile:"):
+        _observe(pipe, DECISION_LATENCY, max(rec.latency_ms, 0.0))
+    for name, ms in broker_calls:
+        _observe(pipe, BROKER_LATENCY, ms, name)
+
+
 def observe_decision(r: redis.Redis, rec: DecisionRecord, broker_calls: Iterable[tuple[str, float]] = ()) -> None:
     """Count one decision and its latencies. Metrics never fail a decision."""
     try:
         pipe = r.pipeline(transaction=False)
-        pipe.hincrby(DECISIONS, f"{rec.status.value}|{reason_code(rec.reason)}", 1)
-        pipe.set(LAST_DECISION, rec.decided_at.isoformat())
-        if not rec.event_key.startswith("reconcile:"):
-            _observe(pipe, DECISION_LATENCY, max(rec.latency_ms, 0.0))
-        for name, ms in broker_calls:
-            _observe(pipe, BROKER_LATENCY, ms, name)
+        queue_decision_metrics(pipe, rec, broker_calls)
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("metrics not recorded: %s", type(exc).__name__)

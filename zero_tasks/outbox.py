@@ -1,29 +1,38 @@
-"""The decision outbox: a message's decision is kept in Redis and announced in one step.
+"""The decision outbox: a message's decision is kept in Redis, announced and queued for
+the audit in one step.
 
 The first decision stored for a message wins. Whoever runs that message again (a
 redelivery after a crash, a duplicate delivery, a retry) finds it and only completes
-what is missing — the event, the row — so the event and the row always say the same
-thing, and a BLOCKED announcement can never be followed by an order for that message.
+what is missing (the event), so the event and the row always say the same thing, and a
+BLOCKED announcement can never be followed by an order for that message.
 
-Keeping the decision, publishing its TradeUpdate and marking it sent is one Lua script:
-atomic, so a crash can never leave a decision announced twice or kept but never
-announced, and one round trip instead of four.
+Keeping the decision, adding it to the audit stream (audit_writer.py turns the stream
+into execution_log rows, in batches), publishing its TradeUpdate and marking it sent is
+one Lua script: atomic, so a crash can never leave a decision announced twice, kept but
+never announced, or announced but never audited; and one round trip.
 """
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import redis
+import redis.asyncio as aioredis
 
 from . import keys
 from .record import DecisionRecord
 
-# KEYS[1]: the outbox hash of one message. ARGV: record JSON, TTL, channel, event JSON.
+AUDIT_STREAM = "key:execution_audit_stream"
+
+# KEYS[1]: the outbox hash of one message, KEYS[2]: the audit stream.
+# ARGV: record JSON, TTL, channel, event JSON.
 # Returns {the record that counts, 1 if its event was published now}.
 _KEEP_AND_ANNOUNCE = """
 local rec = redis.call('HGET', KEYS[1], 'record')
 if not rec then
   redis.call('HSET', KEYS[1], 'record', ARGV[1], 'event', ARGV[4])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('XADD', KEYS[2], '*', 'row', ARGV[1])
   rec = ARGV[1]
 end
 if redis.call('HEXISTS', KEYS[1], 'sent') == 1 then return {rec, 0} end
@@ -37,12 +46,35 @@ def decision_key(event_key: str) -> str:
     return keys.DECISION_PREFIX + event_key
 
 
+def _script_args(rec: DecisionRecord) -> tuple[list[str], list[object]]:
+    return ([decision_key(rec.event_key), AUDIT_STREAM],
+            [rec.to_json(), keys.CLAIM_TTL_SECONDS, keys.TRADE_UPDATE_CHANNEL, rec.to_trade_update()])
+
+
+def _outcome(rec: DecisionRecord, reply: list[object]) -> tuple[DecisionRecord, bool]:
+    stored, published = reply
+    stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+    kept = rec if stored == rec.to_json() else DecisionRecord.from_json(stored)
+    return kept, bool(int(published))  # type: ignore[arg-type]
+
+
 def keep_and_announce(r: redis.Redis, rec: DecisionRecord) -> tuple[DecisionRecord, bool]:
     """(the decision that counts for this message, True if its event went out now)."""
-    stored, published = r.eval(_KEEP_AND_ANNOUNCE, 1, decision_key(rec.event_key), rec.to_json(),
-                               keys.CLAIM_TTL_SECONDS, keys.TRADE_UPDATE_CHANNEL, rec.to_trade_update())
-    kept = rec if stored == rec.to_json() else DecisionRecord.from_json(stored)
-    return kept, bool(int(published))
+    script_keys, args = _script_args(rec)
+    return _outcome(rec, r.eval(_KEEP_AND_ANNOUNCE, len(script_keys), *script_keys, *args))
+
+
+async def keep_and_announce_many(r: aioredis.Redis,
+                                 recs: Iterable[DecisionRecord]) -> list[tuple[DecisionRecord, bool]]:
+    """The bridge's batch: every decision of it in one pipelined round trip."""
+    recs = list(recs)
+    script = r.register_script(_KEEP_AND_ANNOUNCE)
+    pipe = r.pipeline(transaction=False)
+    for rec in recs:
+        script_keys, args = _script_args(rec)
+        await script(keys=script_keys, args=args, client=pipe)
+    replies = await pipe.execute()
+    return [_outcome(rec, reply) for rec, reply in zip(recs, replies)]
 
 
 def find(r: redis.Redis, event_key: str) -> DecisionRecord | None:

@@ -19,12 +19,13 @@ from .alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLi
 from .contract import client_order_id
 from .decision import Code, Verdict, deny
 from .intake import Invalid, Signal, parse_payload
-from .message import Message, message_from_bytes  # noqa: F401 - message_from_bytes re-exported
-from .record import DecisionRecord, clean, why_lines
+from .message import Message
+from .prejudge import build_record, invalid_record, refusal_before_claim
+from .record import DecisionRecord
 from .redis_state import Admission, Claim, read_snapshot
 from .runtime import Runtime
 from .risk import alert, trading_day
-from .veto import Snapshot, breaker_probe_due, market_state_snapshot, recheck_before_submit, veto
+from .veto import Snapshot, breaker_probe_due, recheck_before_submit
 
 log = logging.getLogger(__name__)
 
@@ -78,38 +79,16 @@ def _signal_of(rt: Runtime, msg: Message) -> Signal | Invalid:
     return parse_payload(msg.payload or "", rt.settings.max_payload_bytes)
 
 
-def build_record(msg: Message, subject: Signal | Invalid, verdict: Verdict, market_raw: str | None,
-                 now: datetime, order: PlacedOrder | None = None) -> DecisionRecord:
-    if isinstance(subject, Signal):
-        top = subject.top
-        ident = dict(execution_id=subject.execution_id, ticker=top.ticker, horizon=top.horizon,
-                     probability=top.probability, opportunity_score=float(top.opportunity_score),
-                     why=why_lines(verdict, top.why), payload=subject.audit_copy)
-    else:
-        ident = dict(execution_id=subject.execution_id, ticker=subject.ticker, horizon=subject.horizon,
-                     probability=None, opportunity_score=None, why=why_lines(verdict, None), payload=None)
-    ident = clean(ident)
-    return DecisionRecord(
-        event_key=msg.message_id, time=msg.received_at, decided_at=now, status=verdict.status,
-        reason=clean(verdict.reason), market_state_snapshot=clean(market_state_snapshot(market_raw)),
-        alpaca_order_id=order.order_id if order else None,
-        client_order_id=order.client_order_id if order else None,
-        submitted_at=datetime.fromisoformat(order.submitted_at) if order and order.submitted_at else (now if order else None),
-        **ident,
-    )
-
-
 def evaluate(rt: Runtime, msg: Message, now: datetime) -> DecisionRecord | OrderTicket:
     """Rows 1-8 and the daily cap. A record is a final decision; a ticket goes to the broker."""
     subject = _signal_of(rt, msg)
     if isinstance(subject, Invalid):
-        code = Code.NO_OPPORTUNITIES if subject.reason.startswith(Code.NO_OPPORTUNITIES) else Code.INVALID
-        return build_record(msg, subject, Verdict(code, subject.reason.split(": ", 1)[-1]), None, now)
+        return invalid_record(msg, subject, now)
     ticker, exec_id = subject.top.ticker, subject.execution_id
     snap = probe_breaker_if_due(rt, read_snapshot(rt.redis, ticker), ticker, now)
-    denial = veto(subject, snap, now, rt.limits)
-    if denial:
-        return build_record(msg, subject, denial, snap.market_state, now)
+    refusal = refusal_before_claim(msg, subject, snap, now, rt.limits)
+    if refusal:
+        return refusal
     try:
         admission = rt.locks.admit(exec_id, msg.message_id, ticker, now, rt.daily_cap.key(msg.received_at),
                                    rt.daily_cap.cap, msg.received_at)

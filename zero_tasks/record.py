@@ -7,12 +7,15 @@ different things about one decision.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from .contract import TradeUpdate
 from .decision import Status, Verdict
+
+decision_log = logging.getLogger("zero_tasks.decision")
 
 
 @dataclass(frozen=True)
@@ -103,3 +106,12 @@ def clean(value: Any) -> Any:
     if isinstance(value, dict):
         return {clean(k): clean(v) for k, v in value.items()}
     return value
+
+
+def log_decision(rec: DecisionRecord) -> None:
+    """One line per decision, machine-readable, no secrets."""
+    decision_log.info(json.dumps({
+        "event": "decision", "execution_id": rec.execution_id, "ticker": rec.ticker,
+        "status": rec.status.value, "reason": rec.reason, "latency_ms": rec.latency_ms,
+        "alpaca_order_id": rec.alpaca_order_id, "event_key": rec.event_key,
+    }))

@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import IntEnum
 
 import redis
+import redis.asyncio as aioredis
 
 from . import keys
 from .veto import Snapshot
@@ -81,17 +82,38 @@ def connect(url: str) -> redis.Redis:
     )
 
 
+SHARED_SNAPSHOT_KEYS = (keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.STAND_DOWN_KEY, keys.BREAKER_KEY)
+
+
+def snapshot_of(shared: list, blocklist: object = None) -> Snapshot:
+    """The Snapshot of raw MGET values (str or bytes); bytes that are not UTF-8 fail closed."""
+    try:
+        enabled, market, stand_down, breaker, block = (
+            v.decode() if isinstance(v, bytes) else v for v in (*shared, blocklist))
+    except UnicodeDecodeError as exc:
+        return Snapshot(None, None, None, error=f"redis: {type(exc).__name__}")
+    return Snapshot(enabled, market, stand_down, breaker=breaker, blocklist=block)
+
+
 def read_snapshot(r: redis.Redis, ticker: str | None = None) -> Snapshot:
     """Every key the veto reads, in one MGET (one round trip, one consistent moment)."""
-    names = [keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.STAND_DOWN_KEY, keys.BREAKER_KEY]
-    if ticker:
-        names.append(keys.blocklist_key(ticker))
+    names = list(SHARED_SNAPSHOT_KEYS) + ([keys.blocklist_key(ticker)] if ticker else [])
     try:
         values = r.mget(*names)
     except (redis.RedisError, UnicodeDecodeError) as exc:
         return Snapshot(None, None, None, error=f"redis: {type(exc).__name__}")
-    enabled, market, stand_down, breaker = values[:4]
-    return Snapshot(enabled, market, stand_down, breaker=breaker, blocklist=values[4] if ticker else None)
+    return snapshot_of(values[:4], values[4] if ticker else None)
+
+
+async def read_snapshots(r: "aioredis.Redis", tickers: list[str]) -> dict[str, Snapshot]:
+    """The bridge's batch read: the shared keys and every ticker's block list, one MGET.
+
+    Raises RedisError: the bridge then leaves the batch to the worker (which fails closed).
+    """
+    unique = list(dict.fromkeys(tickers))
+    values = await r.mget(*SHARED_SNAPSHOT_KEYS, *(keys.blocklist_key(t) for t in unique))
+    shared = values[:len(SHARED_SNAPSHOT_KEYS)]
+    return {t: snapshot_of(shared, block) for t, block in zip(unique, values[len(SHARED_SNAPSHOT_KEYS):])}
 
 
 def _owner_key(ticker: str) -> str:

@@ -17,6 +17,7 @@ from .audit import ensure_schema, make_engine
 from .redis_state import ExecutionLocks, connect
 from .risk import BrokerRateLimit, CircuitBreaker, DailyCap
 from .settings import Settings, settings_or_exit
+from .prejudge import limits_of
 from .veto import Limits
 
 
@@ -46,11 +47,7 @@ def build_runtime(settings: Settings) -> Runtime:
         locks=ExecutionLocks(r, settings.cooldown_seconds),
         broker=AlpacaBroker(make_trading_client(settings), make_trading_client(settings)),
         engine=make_engine(settings.sqlalchemy_url),
-        limits=Limits(
-            min_probability=settings.min_probability,
-            market_state_max_age_s=settings.market_state_max_age_s,
-            signal_max_age_s=settings.signal_max_age_s,
-        ),
+        limits=limits_of(settings),
         daily_cap=DailyCap(r, settings.max_orders_per_day),
         rate_limit=BrokerRateLimit(r, settings.broker_requests_per_min),
         breaker=CircuitBreaker(r, settings.breaker_failures, settings.breaker_window_s, settings.breaker_cooloff_s),

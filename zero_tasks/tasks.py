@@ -1,5 +1,6 @@
 """The task chain: decide (rows 1-8, and the first order attempt inline) -> place_order
-(retries of rows 9-12); write_audit when the database was away.
+(retries of rows 9-12); follow_order and reconcile afterwards. Audit rows are written by
+the audit writer thread of every pool process (audit_writer.py), not by a task.
 
 Retry policy per error class:
 - broker network error, timeout, 5xx, 429: `place_order` again after an exponential
@@ -14,13 +15,12 @@ The first order attempt runs inside `decide`: one queue hop fewer on the hot pat
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from celery import Task
 from celery.utils.time import get_exponential_backoff_interval
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import reconcile_job
 from .alpaca_adapter import BrokerRejected, BrokerTransient
@@ -29,16 +29,11 @@ from .decision import Status
 from .celery_app import app
 from .pipeline import Message, OrderTicket, evaluate, exhausted, place, rate_limited, unexpected, utcnow
 from .record import DecisionRecord
-from .recorder import AuditUnavailable, complete_if_decided, record, row_from_json, write_audit
+from .recorder import complete_if_decided, record
 from .risk import RateLimited
 from .runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
-AUDIT_DEAD_LETTER = "key:execution_audit_dead_letter"
-
-
-def _spool(row: dict[str, Any]) -> None:
-    write_audit_task.apply_async(args=[row], task_id=f"audit:{row['event_key']}", countdown=1)
 
 
 def _again(ticket: OrderTicket, countdown: float) -> None:
@@ -80,7 +75,7 @@ def _attempt_order(rt: Runtime, ticket: OrderTicket) -> DecisionRecord | None:
 def decide(self: Task, message: dict[str, Any]) -> str:
     """Entry task; its Celery task id is the execution_id (the bridge sets it)."""
     rt = get_runtime()
-    if complete_if_decided(rt, message["message_id"], _spool):
+    if complete_if_decided(rt, message["message_id"]):
         return "already decided"
     try:
         outcome = evaluate(rt, Message.from_task(message), utcnow())
@@ -95,7 +90,7 @@ def decide(self: Task, message: dict[str, Any]) -> str:
 
 
 def _finish(rt: Runtime, outcome: DecisionRecord) -> str:
-    kept = record(rt, outcome, _spool)
+    kept = record(rt, outcome)
     if kept.status is Status.SUBMITTED and kept.client_order_id:
         follow_order.apply_async(args=[kept.event_key, kept.client_order_id, 0], countdown=FOLLOW_FIRST_S,
                                  task_id=f"follow:{kept.event_key}:0")
@@ -107,33 +102,12 @@ def place_order(self: Task, ticket_data: dict[str, Any]) -> str:
     """A later broker round of one order (the first runs inside decide)."""
     rt = get_runtime()
     ticket = OrderTicket(**ticket_data)
-    if complete_if_decided(rt, ticket.message["message_id"], _spool):
+    if complete_if_decided(rt, ticket.message["message_id"]):
         return "already decided"
     outcome = _attempt_order(rt, ticket)
     if outcome is None:
         return "retrying"
     return _finish(rt, outcome)
-
-
-@app.task(name="zero.write_audit", bind=True, acks_late=True, reject_on_worker_lost=True,
-          autoretry_for=(OperationalError, InterfaceError, AuditUnavailable), retry_backoff=True,
-          retry_backoff_max=10, retry_jitter=True, max_retries=None)
-def write_audit_task(self: Task, row: dict[str, Any]) -> bool:
-    """A row whose database was away: retried until it is written (a no-op if it was).
-
-    Only connection-type errors are retried. A row the database refuses for what it is
-    (a DataError) would be refused forever: it goes to a dead-letter list for the operator.
-    """
-    rt = get_runtime()
-    try:
-        return write_audit(rt, row_from_json(row))
-    except (OperationalError, InterfaceError, AuditUnavailable):
-        raise
-    except SQLAlchemyError as exc:
-        log.error("audit row %s refused by the database (%s); kept in %s",
-                  row.get("event_key"), type(exc).__name__, AUDIT_DEAD_LETTER)
-        rt.redis.rpush(AUDIT_DEAD_LETTER, json.dumps(row, default=str))
-        return False
 
 
 FOLLOW_FIRST_S = 2
@@ -164,5 +138,5 @@ def follow_order(self: Task, event_key: str, client_order_id: str, tries: int) -
 def reconcile_task(self: Task, hours: float = 24.0) -> dict[str, int]:
     """Periodic (Celery beat) reconcile of the last `hours` of SUBMITTED rows."""
     rt = get_runtime()
-    report = reconcile_job.run(rt, utcnow(), hours, lambda rec: record(rt, rec, _spool))
+    report = reconcile_job.run(rt, utcnow(), hours, lambda rec: record(rt, rec))
     return {"audited": report.audited, "at_broker": report.at_broker, "findings": len(report.findings)}

@@ -19,6 +19,7 @@ import requests
 from sqlalchemy import Engine, func, select, text
 
 from zero_tasks.audit import ensure_schema, execution_log, make_engine
+from zero_tasks.outbox import AUDIT_STREAM
 
 from .procs import PrivateRedis, Proc, base_env, bridge_proc, free_port, health, wait_for, worker_proc
 
@@ -133,7 +134,11 @@ class Gateway:
 
     # state -------------------------------------------------------------------------
     def reset(self) -> None:
-        """A clean slate between tests: gateway keys, broker, audit table."""
+        """A clean slate between tests: gateway keys, broker, audit table.
+
+        The previous test's decisions are let into the table first (the audit writer
+        empties the stream), or their rows would land after the table was emptied."""
+        wait_for(lambda: self.r.xlen(AUDIT_STREAM) == 0, 30, "the audit stream written")
         doomed = [k for k in self.r.scan_iter("key:*") if not k.startswith(b"key:execution_worker:")]
         if doomed:
             self.r.delete(*doomed)
