@@ -57,7 +57,7 @@ def summarise(path: Path) -> str:
         busy = [(f, c) for f, c in stacks if any("fast_trace_task" in x or "trace_task" in x for x in f)]
         label, package = "inside the Celery task", "zero_tasks"
     elif role == "bridge":
-        path_frames = ("Bridge.on_message", "MessageIdentity.claim", "Enqueuer._send", "message_from_bytes")
+        path_frames = ("Bridge.on_batch", "MessageIdentity.claim", "Enqueuer._send", "message_from_bytes")
         busy = [(f, c) for f, c in stacks if any(x.startswith(path_frames) for x in f)]
         label, package = "bridge message path", "bridge"
     else:
