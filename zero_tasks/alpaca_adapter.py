@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -177,18 +177,24 @@ class AlpacaBroker:
         orders = self._side.submit(self._timed, "open_orders", lambda: self._side_client.get_orders(
             GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)))
         try:
-            position = self._timed("position", lambda: self._client.get_open_position(ticker))
-            return f"{ticker} position qty {position.qty} at the broker"
-        except BrokerRejected as exc:
-            if exc.status != 404:
-                raise
+            position = self._open_position(ticker)
         finally:
-            open_orders = orders.exception() or orders.result()  # always wait: one call in flight at most
-        if isinstance(open_orders, BaseException):
-            raise open_orders
+            wait([orders])  # never leave a call in flight behind us
+        if position is not None:
+            return f"{ticker} position qty {position.qty} at the broker"
+        open_orders = orders.result()  # raises that call's own failure
         if open_orders:
             return f"{ticker} has {len(open_orders)} open order(s) at the broker"
         return None
+
+    def _open_position(self, ticker: str) -> Any:
+        """The open position, or None when the broker has none (404)."""
+        try:
+            return self._timed("position", lambda: self._client.get_open_position(ticker))
+        except BrokerRejected as exc:
+            if exc.status != 404:
+                raise
+            return None
 
     def submit_buy(self, ticker: str, client_order_id: str) -> PlacedOrder:
         """1 share, buy, market, time in force day: the only order this gateway places."""

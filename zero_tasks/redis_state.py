@@ -1,8 +1,8 @@
 """Redis edge of the decision: the snapshot read, the execution_id claim, the cooldown.
 
 Claim, cooldown and the day's order slot are one Lua script, so two workers deciding at
-the same instant cannot both win. Both remember their owner so that a redelivered task (same message)
-can tell its own earlier claim from somebody else's.
+the same instant cannot both win. Claim and cooldown remember their owner so that a
+redelivered task (same message) can tell its own earlier claim from somebody else's.
 """
 
 from __future__ import annotations
