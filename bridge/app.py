@@ -135,8 +135,7 @@ class Bridge:
     async def _observe(self, records: list[DecisionRecord]) -> None:
         try:
             pipe = self._redis.pipeline(transaction=False)
-            for rec in records:
-                queue_decision_metrics(pipe, rec)
+            queue_decision_metrics(pipe, records)
             await pipe.execute()
         except RedisError as exc:
             log.warning("metrics not recorded: %s", type(exc).__name__)

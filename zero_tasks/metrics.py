@@ -10,6 +10,7 @@ decision is announced: never on the order's critical path.
 from __future__ import annotations
 
 import logging
+from collections import Counter, defaultdict
 from typing import Any, Iterable
 
 import redis
@@ -30,30 +31,49 @@ def reason_code(reason: str) -> str:
     return reason.split(":", 1)[0].strip()[:40]
 
 
-def _observe(pipe: Any, key: str, value_ms: float, label: str = "") -> None:
-    prefix = f"{label}|" if label else ""
-    for bound in LATENCY_BUCKETS_MS:
-        if value_ms <= bound:
-            pipe.hincrby(key, f"{prefix}le:{bound}", 1)
-    pipe.hincrby(key, f"{prefix}count", 1)
-    pipe.hincrbyfloat(key, f"{prefix}sum", value_ms)
+class _Tally:
+    """Increments summed per hash field, so a batch of decisions is one HINCRBY per field."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.sums: defaultdict[tuple[str, str], float] = defaultdict(float)
+
+    def observe(self, key: str, value_ms: float, label: str = "") -> None:
+        prefix = f"{label}|" if label else ""
+        for bound in LATENCY_BUCKETS_MS:
+            if value_ms <= bound:
+                self.counts[(key, f"{prefix}le:{bound}")] += 1
+        self.counts[(key, f"{prefix}count")] += 1
+        self.sums[(key, f"{prefix}sum")] += value_ms
+
+    def queue(self, pipe: Any) -> None:
+        for (key, name), n in self.counts.items():
+            pipe.hincrby(key, name, n)
+        for (key, name), total in self.sums.items():
+            pipe.hincrbyfloat(key, name, total)
 
 
-def queue_decision_metrics(pipe: Any, rec: DecisionRecord, broker_calls: Iterable[tuple[str, float]] = ()) -> None:
-    """Add one decision's counts to a pipeline (sync, or the bridge's asyncio one)."""
-    pipe.hincrby(DECISIONS, f"{rec.status.value}|{reason_code(rec.reason)}", 1)
-    pipe.set(LAST_DECISION, rec.decided_at.isoformat())
-    if not rec.event_key.startswith("reconcile:"):
-        _observe(pipe, DECISION_LATENCY, max(rec.latency_ms, 0.0))
+def queue_decision_metrics(pipe: Any, recs: Iterable[DecisionRecord],
+                           broker_calls: Iterable[tuple[str, float]] = ()) -> None:
+    """Add the counts of some decisions to a pipeline (sync, or the bridge's asyncio one)."""
+    tally, newest = _Tally(), None
+    for rec in recs:
+        tally.counts[(DECISIONS, f"{rec.status.value}|{reason_code(rec.reason)}")] += 1
+        newest = rec.decided_at if newest is None else max(newest, rec.decided_at)
+        if not rec.event_key.startswith("reconcile:"):
+            tally.observe(DECISION_LATENCY, max(rec.latency_ms, 0.0))
     for name, ms in broker_calls:
-        _observe(pipe, BROKER_LATENCY, ms, name)
+        tally.observe(BROKER_LATENCY, ms, name)
+    tally.queue(pipe)
+    if newest is not None:
+        pipe.set(LAST_DECISION, newest.isoformat())
 
 
 def observe_decision(r: redis.Redis, rec: DecisionRecord, broker_calls: Iterable[tuple[str, float]] = ()) -> None:
     """Count one decision and its latencies. Metrics never fail a decision."""
     try:
         pipe = r.pipeline(transaction=False)
-        queue_decision_metrics(pipe, rec, broker_calls)
+        queue_decision_metrics(pipe, [rec], broker_calls)
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("metrics not recorded: %s", type(exc).__name__)

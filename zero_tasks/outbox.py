@@ -26,14 +26,15 @@ AUDIT_STREAM = "key:execution_audit_stream"
 
 # KEYS[1]: the outbox hash of one message, KEYS[2]: the audit stream.
 # ARGV: record JSON, TTL, channel, event JSON.
-# Returns {the record that counts, 1 if its event was published now}.
+# Returns {the record that counts, or '' when it is the one given, 1 if its event was
+# published now}: the common case sends no record back.
 _KEEP_AND_ANNOUNCE = """
 local rec = redis.call('HGET', KEYS[1], 'record')
 if not rec then
   redis.call('HSET', KEYS[1], 'record', ARGV[1], 'event', ARGV[4])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('XADD', KEYS[2], '*', 'row', ARGV[1])
-  rec = ARGV[1]
+  rec = ''
 end
 if redis.call('HEXISTS', KEYS[1], 'sent') == 1 then return {rec, 0} end
 redis.call('PUBLISH', ARGV[3], redis.call('HGET', KEYS[1], 'event'))
@@ -53,8 +54,9 @@ def _script_args(rec: DecisionRecord) -> tuple[list[str], list[object]]:
 
 def _outcome(rec: DecisionRecord, reply: list[object]) -> tuple[DecisionRecord, bool]:
     stored, published = reply
-    stored = stored.decode() if isinstance(stored, bytes) else str(stored)
-    kept = rec if stored == rec.to_json() else DecisionRecord.from_json(stored)
+    if isinstance(stored, bytes):
+        stored = stored.decode()
+    kept = DecisionRecord.from_json(stored) if stored else rec  # '' = the one given was kept
     return kept, bool(int(published))  # type: ignore[arg-type]
 
 
