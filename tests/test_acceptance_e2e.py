@@ -169,3 +169,17 @@ def test_an_eligible_signal_still_goes_to_the_worker(gw: Gateway) -> None:
     assert event["status"] == "SUBMITTED"
     after = health(gw.api_port)[1]["bridge"]
     assert after["enqueued"] - before["enqueued"] == 1 and after["decided"] == before["decided"]
+
+
+def test_audit_writers_run_in_the_pool_processes_not_in_the_worker_main_process(gw: Gateway) -> None:
+    """The main process dispatches tasks; a writer there would slow every order (and it forks)."""
+    import re
+
+    from tests.support.procs import wait_for
+
+    def started() -> set[int]:
+        return {int(pid) for w in gw.workers for pid in re.findall(r"audit writer [^ :]+:(\d+) started", w.output())}
+
+    pids = wait_for(lambda: started() if len(started()) >= len(gw.workers) else None, 20,
+                    "a writer in every pool process (-c 1 each)")
+    assert pids.isdisjoint({w.pid for w in gw.workers})

@@ -65,6 +65,7 @@ class AuditWriter:
         self.written = 0
 
     def run(self, stop: threading.Event) -> None:
+        log.info("audit writer %s started", self.name)
         backoff = 0.0
         while not stop.is_set():
             try:
@@ -72,7 +73,7 @@ class AuditWriter:
                 backoff = 0.0
             except (redis.RedisError, OperationalError, InterfaceError) as exc:
                 backoff = min(max(backoff * 2, 0.25), BACKOFF_MAX_S)
-                log.warning("audit writer: %s; retrying in %.2fs", type(exc).__name__, backoff)
+                log.warning("audit writer: %s (%s); retrying in %.2fs", type(exc).__name__, str(exc)[:120], backoff)
                 stop.wait(backoff)
             except Exception:  # noqa: BLE001 - the writer thread must outlive any one batch
                 log.exception("audit writer: unexpected failure; retrying in %.1fs", BACKOFF_MAX_S)
@@ -219,7 +220,9 @@ def _start_in_pool_process(**_: Any) -> None:
 
 @signals.worker_ready.connect
 def _start_without_pool_processes(sender: Any = None, **_: Any) -> None:
-    """The solo and threads pools fork no pool process: the worker itself writes."""
-    pool = getattr(sender, "pool_cls", "")
+    """The solo and threads pools fork no pool process: the worker itself writes.
+
+    The sender is the worker's Consumer; its controller knows the pool."""
+    pool = getattr(getattr(sender, "controller", None), "pool_cls", "")
     if "prefork" not in str(getattr(pool, "__module__", pool)):
         start_writer()
