@@ -17,7 +17,7 @@ from zero_tasks.audit import make_engine
 from zero_tasks.intake import Invalid, Signal
 from zero_tasks.message import Message, message_from_bytes
 from zero_tasks.metrics import queue_decision_metrics
-from zero_tasks.prejudge import invalid_record, limits_of, refusal_before_claim
+from zero_tasks.prejudge import invalid_record, limits_of, passes_signal_checks, refusal_before_claim
 from zero_tasks.record import DecisionRecord, log_decision
 from zero_tasks.redis_state import read_snapshots
 from zero_tasks.settings import Settings
@@ -79,8 +79,10 @@ class Bridge:
         """Decide what rows 1-6 refuse right here; hand the rest to the worker, in order.
 
         One snapshot read and one outbox round trip per batch: in a burst most messages
-        are refused (threshold, market state, kill switch) and never need the queue. If
-        Redis fails on the way, the whole batch goes to the worker, which fails closed.
+        are refused (threshold, market state, kill switch) and never need the queue. A
+        signal that passes rows 5-6 goes to the worker without that read (the worker reads
+        the snapshot itself). If Redis fails on the way, the batch goes to the worker,
+        which fails closed.
         """
         parsed = [message_from_bytes(data, message_id, heard, self.settings.max_payload_bytes)
                   for data, message_id, heard in batch]
@@ -98,7 +100,8 @@ class Bridge:
     async def _refusals(self, parsed: list[tuple[Message, Signal | Invalid]]) -> dict[str, DecisionRecord]:
         now = datetime.now(timezone.utc)
         refused = {m.message_id: invalid_record(m, s, now) for m, s in parsed if isinstance(s, Invalid)}
-        signals = [(m, s) for m, s in parsed if isinstance(s, Signal)]
+        signals = [(m, s) for m, s in parsed
+                   if isinstance(s, Signal) and not passes_signal_checks(s, now, self.limits)]
         if not signals:
             return refused
         try:

@@ -148,16 +148,31 @@ def test_kill_switch_turned_off_between_broker_retries_stops_the_order(gw: Gatew
 
 
 def test_the_bridge_decides_what_the_veto_refuses_without_the_queue(gw: Gateway) -> None:
-    """Rows 1-6 refusals never need a worker: decided, announced and audited from the bridge."""
+    """Rows 1-6 refusals of a signal that fails rows 5-6 never need a worker; the decision
+    order still holds (the kill switch, row 2, wins over the threshold, row 5)."""
     from tests.support.procs import health
 
     before = health(gw.api_port)[1]["bridge"]
     gw.r.set("key:market_state", market("GREEN"))  # kill switch unset: BLOCKED
-    events = gw.decide(ranking(opportunity("SPY")), b"\xff not json", ranking(opportunity("QQQ", probability=0.5)))
-    assert [e["status"] for e in events] == ["BLOCKED", "SKIPPED", "BLOCKED"]
+    events = gw.decide(ranking(opportunity("QQQ", probability=0.5)), b"\xff not json")
+    by_status = {e["status"]: e for e in events}
+    assert sorted(by_status) == ["BLOCKED", "SKIPPED"]
+    assert by_status["BLOCKED"]["why"][0].startswith("execution disabled")
     after = health(gw.api_port)[1]["bridge"]
-    assert after["decided"] - before["decided"] == 3 and after["enqueued"] == before["enqueued"]
-    assert len(gw.wait_rows(3)) == 3
+    assert after["decided"] - before["decided"] == 2 and after["enqueued"] == before["enqueued"]
+    assert len(gw.wait_rows(2)) == 2
+
+
+def test_a_signal_passing_rows_5_and_6_goes_to_the_worker_which_reads_the_snapshot(gw: Gateway) -> None:
+    from tests.support.procs import health
+
+    before = health(gw.api_port)[1]["bridge"]
+    gw.r.set("key:market_state", market("GREEN"))  # kill switch unset
+    (event,) = gw.decide(ranking(opportunity("SPY")))
+    assert event["status"] == "BLOCKED" and event["why"][0].startswith("execution disabled")
+    after = health(gw.api_port)[1]["bridge"]
+    assert after["enqueued"] - before["enqueued"] == 1 and after["decided"] == before["decided"]
+    assert gw.order_posts() == 0
 
 
 def test_an_eligible_signal_still_goes_to_the_worker(gw: Gateway) -> None:

@@ -3,7 +3,10 @@
 Pure: no Redis, SQL or broker. The worker runs it first in `pipeline.evaluate`; the
 bridge runs it over a whole batch with one snapshot read, so the messages the veto
 refuses (in a burst, nearly all of them) are decided without a trip through the queue.
-Only a refusal can come out of here; an order is only ever placed by the worker, after
+A signal that rows 5-6 let through can only be refused by the snapshot, which the worker
+reads anyway: the bridge sends it on without reading it (`passes_signal_checks`), so an
+order-worthy signal costs the bridge no Redis round trip of its own. Only a refusal can
+come out of here; an order is only ever placed by the worker, after
 the claim, the cooldown, the day's cap and a fresh read of the kill switch.
 """
 
@@ -16,7 +19,7 @@ from .decision import Code, Verdict
 from .intake import Invalid, Signal
 from .message import Message
 from .record import DecisionRecord, clean, why_lines
-from .veto import Limits, Snapshot, market_state_snapshot, veto
+from .veto import Limits, Snapshot, check_signal_age, check_threshold, market_state_snapshot, veto
 
 if TYPE_CHECKING:  # the bridge imports this module and must not load alpaca-py
     from .alpaca_adapter import PlacedOrder
@@ -61,3 +64,9 @@ def refusal_before_claim(msg: Message, subject: Signal, snap: Snapshot, now: dat
     """Rows 2-6 (with the breaker and the block list): the refusal, or None to go on."""
     denial = veto(subject, snap, now, limits)
     return build_record(msg, subject, denial, snap.market_state, now) if denial else None
+
+
+def passes_signal_checks(subject: Signal, now: datetime, limits: Limits) -> bool:
+    """Rows 5-6 (threshold, age), which need no snapshot, let the signal through."""
+    return (check_threshold(subject, limits.min_probability) is None
+            and check_signal_age(subject, now, limits.signal_max_age_s) is None)
