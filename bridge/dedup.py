@@ -7,10 +7,13 @@ it go. Identical bytes published five times are five messages and five decisions
 
 A bridge that (re)subscribes does not know how often a payload was published before it
 listened: on the first sight of a hash it counts the claims made before its own
-subscription time (Redis TIME) and continues from there. Left open: a message published
-just before a bridge subscribed but claimed just after, which that bridge then counts
-one low; the bridge that claimed it still decides it, and a single bridge never meets
-this case.
+subscription time and continues from there. That time is Redis TIME read *before* the
+SUBSCRIBE is sent, so every claim of a message this bridge hears is later than it and is
+never counted as history (counting one of them would give an occurrence nobody else uses:
+a second decision of one message). The error left is the other way and harmless: a
+message published before the SUBSCRIBE but claimed after that TIME is not counted, so on
+the next identical bytes this bridge counts one low and loses the claim to the bridge that
+heard them all, which decides it; a single bridge never meets this case.
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ class MessageIdentity:
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._subscribed_ms = 0
 
-    async def subscribed(self, client: aioredis.Redis) -> None:
-        """Called right after SUBSCRIBE succeeded: history before now is others' to count."""
+    async def subscribing(self, client: aioredis.Redis) -> None:
+        """Called right before SUBSCRIBE is sent: claims older than now are history."""
         self._counts.clear()
         self._subscribed_ms = await redis_time_ms(client)
 

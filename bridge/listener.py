@@ -68,8 +68,8 @@ class Listener:
                                          health_check_interval=5)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
+            await self._identity.subscribing(client)
             await pubsub.subscribe(keys.OPPORTUNITY_CHANNEL)
-            await self._identity.subscribed(client)
             self.connected = True
             log.info("subscribed to %s", keys.OPPORTUNITY_CHANNEL)
             await self._catch_up(client)

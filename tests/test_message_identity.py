@@ -1,0 +1,126 @@
+"""Cross-bridge message identity (bridge/dedup.py), against a real Redis.
+
+Several bridges hear every message; each message must be decided by exactly one of them.
+These tests drive two `MessageIdentity` objects (two bridges) through the orderings that
+matter, including the one a restarted bridge meets: another bridge claims a message after
+this bridge subscribed but before it finished subscribing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable, Iterator, TypeVar
+
+import pytest
+import redis.asyncio as aioredis
+
+from bridge.dedup import MessageIdentity, claim_catch_up
+from tests.support.procs import PrivateRedis
+from zero_tasks import keys
+
+T = TypeVar("T")
+MSG = b'{"ranking": "one"}'
+
+
+@pytest.fixture
+def redis_url(private_redis: PrivateRedis) -> Iterator[str]:
+    private_redis.client(db=5).flushdb()
+    yield f"redis://127.0.0.1:{private_redis.port}/5"
+
+
+def run(redis_url: str, scenario: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    async def main() -> T:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return await scenario(client)
+        finally:
+            await client.aclose()
+    return asyncio.run(main())
+
+
+async def subscribed(client: aioredis.Redis) -> MessageIdentity:
+    identity = MessageIdentity()
+    await asyncio.sleep(0.002)  # Redis TIME has millisecond steps: earlier claims are older,
+    await identity.subscribing(client)
+    await asyncio.sleep(0.002)  # and later ones newer, than this subscription
+    return identity
+
+
+def test_two_bridges_hearing_one_message_decide_it_once(redis_url: str) -> None:
+    async def scenario(client: aioredis.Redis) -> list[bool]:
+        a, b = await subscribed(client), await subscribed(client)
+        return [won for _, won in await a.claim(client, [MSG]) + await b.claim(client, [MSG])]
+
+    assert sorted(run(redis_url, scenario)) == [False, True]
+
+
+def test_identical_bytes_published_twice_are_two_messages(redis_url: str) -> None:
+    async def scenario(client: aioredis.Redis) -> list[tuple[str, bool]]:
+        a = await subscribed(client)
+        return await a.claim(client, [MSG, MSG])
+
+    (first, won_first), (second, won_second) = run(redis_url, scenario)
+    assert first.endswith(":1") and second.endswith(":2") and won_first and won_second
+
+
+def test_a_claim_made_while_a_bridge_subscribes_is_not_counted_as_history(redis_url: str) -> None:
+    """The race CI met: bridge B claims a message that restarted bridge A also hears, after
+    A subscribed but before A's first claim. A must lose it, not decide it a second time."""
+    async def scenario(client: aioredis.Redis) -> list[tuple[str, bool]]:
+        b = await subscribed(client)
+        a = await subscribed(client)          # A (re)subscribes ...
+        await b.claim(client, [MSG])          # ... the message is published and B claims it ...
+        return await a.claim(client, [MSG])   # ... then A hears it too
+
+    [(message_id, won)] = run(redis_url, scenario)
+    assert message_id.endswith(":1") and not won
+
+
+def test_a_bridge_subscribing_later_continues_the_count_of_earlier_publications(redis_url: str) -> None:
+    async def scenario(client: aioredis.Redis) -> list[tuple[str, bool]]:
+        b = await subscribed(client)
+        await b.claim(client, [MSG])          # published once before A listened
+        a = await subscribed(client)
+        await b.claim(client, [MSG])          # published again: both hear it
+        return await a.claim(client, [MSG])
+
+    [(message_id, won)] = run(redis_url, scenario)
+    assert message_id.endswith(":2") and not won
+
+
+def test_the_stored_ranking_is_caught_up_once_across_bridges(redis_url: str) -> None:
+    async def scenario(client: aioredis.Redis) -> list[object]:
+        await client.set(keys.OPPORTUNITY_RANK_KEY, MSG, ex=60)
+        return [await claim_catch_up(client), await claim_catch_up(client)]
+
+    first, second = run(redis_url, scenario)
+    assert first is not None and first[0] == MSG and first[1].startswith("catchup:")
+    assert second is None
+
+
+def test_a_listener_reads_its_subscription_time_before_it_subscribes(private_redis: PrivateRedis) -> None:
+    """The order that makes the test above hold for a real bridge: TIME is answered before
+    SUBSCRIBE is sent, so no claim of a message this bridge hears is older than its TIME."""
+    from bridge.listener import Listener
+
+    monitor_client = private_redis.client(db=6)
+    commands: list[str] = []
+
+    async def scenario() -> None:
+        listener = Listener(f"redis://127.0.0.1:{private_redis.port}/6", handler=lambda batch: asyncio.sleep(0))
+        stop = asyncio.Event()
+        task = asyncio.create_task(listener.run(stop))
+        for _ in range(200):
+            if listener.connected:
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+
+    with monitor_client.monitor() as monitor:
+        asyncio.run(scenario())
+        monitor_client.connection_pool.get_connection().send_command("PING")  # wake the reader
+        while not any(c.startswith("SUBSCRIBE") for c in commands):
+            commands.append(monitor.next_command()["command"].upper())
+    time_at = next(i for i, c in enumerate(commands) if c == "TIME")
+    assert time_at < next(i for i, c in enumerate(commands) if c.startswith("SUBSCRIBE"))
