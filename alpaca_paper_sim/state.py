@@ -115,6 +115,14 @@ def fmt_price(value: Decimal) -> str:
     return fmt_num(value)
 
 
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
 def asset_id_for(symbol: str) -> str:
     """Stable per-symbol asset UUID so orders and positions agree on asset_id."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"alpaca-paper-sim/asset/{symbol}"))
@@ -583,7 +591,7 @@ class BrokerState:
         key = symbol_or_asset_id.strip()
         with self._lock:
             position = self._positions.get(key.upper())
-            if position is None:
+            if position is None and _is_uuid(key):  # a symbol never is: no scan on a plain miss
                 position = next(
                     (p for s, p in self._positions.items() if asset_id_for(s) == key.lower()), None
                 )

@@ -28,6 +28,7 @@ from .enqueue import Enqueuer
 from .health import HealthSources, health, render
 from .http import HttpServer
 from .listener import Listener
+from .memory import IdleTrimmer
 from .metrics import Snapshot, read_stored
 from .metrics import render as render_metrics
 
@@ -56,6 +57,7 @@ class Bridge:
         self.listener = Listener(settings.redis_url, self.on_batch)
         self.limits = limits_of(settings)
         self.decided = 0
+        self._trimmer = IdleTrimmer()
         self._redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=False, socket_timeout=2,
                                               socket_connect_timeout=2, health_check_interval=5)
         self.sources = HealthSources(
@@ -157,11 +159,13 @@ class Bridge:
         return 200, CONTENT_TYPE_LATEST, render_metrics(Snapshot(stored, body, queues))
 
     async def _drain_forever(self, stop: asyncio.Event) -> None:
+        """Every second: resend what the queue did not take; after a burst, give memory back."""
         while not stop.is_set():
             await asyncio.sleep(1.0)
             if self.enqueuer.pending:
                 await self.enqueuer.drain()
                 PENDING.set(self.enqueuer.pending)
+            await self._trimmer.tick(self.listener.received)
 
     async def run(self) -> None:
         stop = asyncio.Event()

@@ -158,7 +158,7 @@ def test_reconcile_finds_an_order_behind_the_gateways_back_and_a_row_without_ord
     events = collect(pubsub, 2, 10, gw)
     assert {e["status"] for e in events} == {"ERROR"}
     assert all(e["why"][0].startswith("error: reconcile: ") for e in events)
-    rows = gw.rows(status="ERROR")
+    rows = gw.wait_rows(2, status="ERROR")
     assert {r["ticker"] for r in rows} == {"ROGUE", "GHOST"}
     assert str(rogue.id) in next(r for r in rows if r["ticker"] == "ROGUE")["reason"]
     again = run_cli(gw, "reconcile", "--json")  # a second run reports the same findings, records none again

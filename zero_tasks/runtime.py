@@ -45,7 +45,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         redis=r,
         locks=ExecutionLocks(r, settings.cooldown_seconds),
-        broker=AlpacaBroker(make_trading_client(settings), make_trading_client(settings)),
+        broker=AlpacaBroker(make_trading_client(settings)),
         engine=make_engine(settings.sqlalchemy_url),
         limits=limits_of(settings),
         daily_cap=DailyCap(r, settings.max_orders_per_day),

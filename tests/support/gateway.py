@@ -195,9 +195,14 @@ class Gateway:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(execution_log)).scalar_one()
 
-    def wait_rows(self, count: int, timeout: float = 15) -> list[dict[str, Any]]:
-        wait_for(lambda: self.row_count() >= count, timeout, f"{count} audit rows")
-        return self.rows()
+    def wait_rows(self, count: int, timeout: float = 15, **where: Any) -> list[dict[str, Any]]:
+        """The rows (matching `where`) once there are at least `count`: the audit writer
+        writes them shortly after their events are published."""
+        if not where:
+            wait_for(lambda: self.row_count() >= count, timeout, f"{count} audit rows")
+            return self.rows()
+        wait_for(lambda: len(self.rows(**where)) >= count, timeout, f"{count} audit rows with {where}")
+        return self.rows(**where)
 
 
 @contextmanager

@@ -1,0 +1,72 @@
+"""The bridge's /health broker check (bridge/broker_probe.py), against the real simulator."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from typing import Iterator
+
+import pytest
+
+from alpaca_paper_sim import SimServer
+from bridge.broker_probe import BrokerProbe
+from zero_tasks.settings import Settings
+
+KEY, SECRET = "probe-key-id", "probe-secret-value"
+
+
+def probe_for(url: str, timeout_s: float = 2.0) -> BrokerProbe:
+    return BrokerProbe(Settings(alpaca_paper="true", alpaca_api_key=KEY, alpaca_secret_key=SECRET,
+                                alpaca_base_url=url), timeout_s=timeout_s)
+
+
+@pytest.fixture
+def fresh_sim(sim: SimServer) -> Iterator[SimServer]:
+    sim.state.clear_faults()
+    yield sim
+    sim.state.clear_faults()
+
+
+def test_probe_reports_the_account_status(fresh_sim: SimServer) -> None:
+    assert probe_for(fresh_sim.url)().startswith("account ACTIVE in ")
+
+
+def test_probe_raises_with_the_http_status_and_no_key_when_the_broker_fails(fresh_sim: SimServer) -> None:
+    fresh_sim.state.add_fault({"mode": "503", "count": 1, "path": "/v2/account"})
+    with pytest.raises(RuntimeError) as failure:
+        probe_for(fresh_sim.url)()
+    assert str(failure.value) == "HTTP 503"
+    assert KEY not in repr(failure.value) and SECRET not in repr(failure.value)
+
+
+class _Redirector(http.server.BaseHTTPRequestHandler):
+    seen_keys: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.send_response(302)
+        self.send_header("Location", f"http://127.0.0.1:{self.server.server_port}/elsewhere")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        if self.path == "/elsewhere":
+            _Redirector.seen_keys.append(self.headers.get("APCA-API-KEY-ID", ""))
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_probe_refuses_a_redirect_so_keys_never_follow_it() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(RuntimeError, match="HTTP 302"):
+            probe_for(f"http://127.0.0.1:{server.server_port}")()
+        assert _Redirector.seen_keys == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_probe_times_out_on_a_silent_broker(fresh_sim: SimServer) -> None:
+    fresh_sim.state.add_fault({"mode": "slow", "count": 1, "path": "/v2/account", "delay": 3})
+    with pytest.raises(OSError):  # TimeoutError, or URLError wrapping it: both are OSErrors
+        probe_for(fresh_sim.url, timeout_s=0.5)()
