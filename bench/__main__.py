@@ -93,6 +93,9 @@ def run_gateway(stack: Stack, db: str, plan: Plan, args: argparse.Namespace, log
     prefix = "GS" if db == "sqlite" else "GP"
     reset = not args.keep_risk_limits
     stack.state.reset()
+    # Each phase starts from an empty Redis: the previous phase's delayed follow-ups (for
+    # orders the simulator reset just forgot) would otherwise run in this phase's worker.
+    stack.client().flushall()
     gw = GatewayProcs(stack, url, f"gw-{db}", workers=args.workers, concurrency=args.concurrency)
     collector = EventCollector(stack.port)
     collector.start()

@@ -26,6 +26,7 @@ from . import reconcile_job
 from .alpaca_adapter import BrokerRejected, BrokerTransient
 from .audit import update_order_status
 from .decision import Status
+from .follow_up import FOLLOW_FIRST_S, FOLLOW_MAX_TRIES, TERMINAL, follow_up_delay
 from .celery_app import app
 from .pipeline import Message, OrderTicket, evaluate, exhausted, place, rate_limited, unexpected, utcnow
 from .record import DecisionRecord
@@ -110,26 +111,24 @@ def place_order(self: Task, ticket_data: dict[str, Any]) -> str:
     return _finish(rt, outcome)
 
 
-FOLLOW_FIRST_S = 2
-FOLLOW_MAX_TRIES = 40
-TERMINAL = frozenset({"filled", "canceled", "expired", "rejected", "done_for_day", "replaced", "stopped"})
-
-
 @app.task(name="zero.follow_order", bind=True, acks_late=True, reject_on_worker_lost=True)
 def follow_order(self: Task, event_key: str, client_order_id: str, tries: int) -> str | None:
     """Order status follow-up: what became of a SUBMITTED order, written on its audit row."""
     rt = get_runtime()
+    status, rate_wait_s = None, None
     try:
         rt.rate_limit.acquire("follow-up")
         status = rt.broker.order_status(client_order_id)
         if status:
             update_order_status(rt.engine, event_key, status, utcnow())
-    except (RateLimited, BrokerTransient, BrokerRejected, SQLAlchemyError) as exc:
+    except RateLimited as exc:
         log.info("follow-up of %s postponed: %s", client_order_id, exc)
-        status = None
+        rate_wait_s = exc.wait_s
+    except (BrokerTransient, BrokerRejected, SQLAlchemyError) as exc:
+        log.info("follow-up of %s postponed: %s", client_order_id, exc)
     if status not in TERMINAL and tries + 1 < FOLLOW_MAX_TRIES:
-        countdown = min(FOLLOW_FIRST_S * 2 ** tries, 600)
-        follow_order.apply_async(args=[event_key, client_order_id, tries + 1], countdown=countdown,
+        follow_order.apply_async(args=[event_key, client_order_id, tries + 1],
+                                 countdown=follow_up_delay(tries, rate_wait_s),
                                  task_id=f"follow:{event_key}:{tries + 1}")
     return status
 
