@@ -78,8 +78,9 @@ def main() -> None:
         ensure_redis(env, children)
         flower_auth = env.get("FLOWER_BASIC_AUTH") or f"zero:{secrets.token_urlsafe(12)}"
         flower_port = env.get("FLOWER_PORT", "5555")
-        start("worker", [str(BIN / "celery"), "-A", "zero_tasks", "worker", "-c", "2", "-n", "worker@%h",
-                         "-Q", "zero_execution,zero_audit", "-l", "INFO"], env, children)
+        # -B: Celery beat in this one worker, for the periodic zero.reconcile.
+        start("worker", [str(BIN / "celery"), "-A", "zero_tasks", "worker", "-B", "-s", str(VAR / "celerybeat-schedule"),
+                         "-c", "2", "-n", "worker@%h", "-Q", "zero_execution,zero_audit", "-l", "INFO"], env, children)
         start("bridge", [sys.executable, "-m", "bridge"], env, children)
         # Through the guard: it refuses to start Flower without a usable password (see its docstring).
         start("flower", [sys.executable, "-m", "zero_tasks.flower_guard"],
