@@ -19,21 +19,37 @@ heard them all, which decides it; a single bridge never meets this case.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 
 from zero_tasks import keys
 
 CLAIM_TTL_S = keys.CLAIM_TTL_SECONDS
 MAX_TRACKED = 200_000
 
+# One round trip per payload: on its first sight here (ARGV[1] = -1) the claims older than
+# this bridge's subscription (ARGV[2]) are counted as history, atomically with claiming the
+# next ARGV[4] occurrences (the same bytes may come several times in one batch). Returns
+# {occurrences before, won 1|0 per occurrence}.
 _CLAIM = """
 local t = redis.call('TIME')
 local ms = t[1] * 1000 + math.floor(t[2] / 1000)
-local won = redis.call('HSETNX', KEYS[1], ARGV[1], ms)
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return won
+local before = tonumber(ARGV[1])
+if before < 0 then
+  before = 0
+  local since = tonumber(ARGV[2])
+  for _, claimed_ms in ipairs(redis.call('HVALS', KEYS[1])) do
+    if tonumber(claimed_ms) < since then before = before + 1 end
+  end
+end
+local result = {before}
+for i = 1, tonumber(ARGV[4]) do
+  result[i + 1] = redis.call('HSETNX', KEYS[1], before + i, ms)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return result
 """
 
 
@@ -52,6 +68,7 @@ class MessageIdentity:
     def __init__(self) -> None:
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._subscribed_ms = 0
+        self._script: AsyncScript | None = None
 
     async def subscribing(self, client: aioredis.Redis) -> None:
         """Called right before SUBSCRIBE is sent: claims older than now are history."""
@@ -61,30 +78,34 @@ class MessageIdentity:
     async def claim(self, client: aioredis.Redis, batch: list[bytes]) -> list[tuple[str, bool]]:
         """(message_id, True when this bridge won it) for each message, in order.
 
-        One pipelined round trip for the claims of the whole batch (two when a payload is
-        seen for the first time); the occurrence count runs in the order heard, so the
-        same bytes twice in one batch are two messages.
+        One script call per distinct payload (its history count, on first sight, and its
+        claims in one atomic step); a batch with one payload, the usual case, is one round
+        trip, a larger batch one pipeline. The occurrence count runs in the order heard, so
+        the same bytes twice in one batch are two messages.
         """
         digests = [content_hash(data) for data in batch]
-        unseen = [d for d in dict.fromkeys(digests) if d not in self._counts]
-        if unseen:
+        repeats = Counter(digests)  # insertion order: first appearance in the batch
+        if self._script is None:
+            self._script = client.register_script(_CLAIM)
+        script = self._script
+        calls = [(keys.BRIDGE_MSG_PREFIX + digest, [self._counts.get(digest, -1), self._subscribed_ms,
+                                                    CLAIM_TTL_S, times])
+                 for digest, times in repeats.items()]
+        if len(calls) == 1:
+            replies = [await script(keys=[calls[0][0]], args=calls[0][1], client=client)]
+        else:
             pipe = client.pipeline(transaction=False)
-            for digest in unseen:
-                pipe.hvals(keys.BRIDGE_MSG_PREFIX + digest)
-            for digest, claimed in zip(unseen, await pipe.execute()):
-                self._counts[digest] = sum(1 for ms in claimed if int(ms) < self._subscribed_ms)
-        claim = client.register_script(_CLAIM)
-        pipe = client.pipeline(transaction=False)
-        ids = []
-        for digest in digests:
-            occurrence = self._counts.pop(digest) + 1
-            self._counts[digest] = occurrence  # most recently seen last
-            ids.append(f"{digest}:{occurrence}")
-            await claim(keys=[keys.BRIDGE_MSG_PREFIX + digest], args=[occurrence, CLAIM_TTL_S], client=pipe)
-        won = await pipe.execute()
+            for key, args in calls:
+                await script(keys=[key], args=args, client=pipe)
+            replies = await pipe.execute()
+        won: dict[str, list[tuple[str, bool]]] = {}
+        for digest, (before, *wins) in zip(repeats, replies):
+            won[digest] = [(f"{digest}:{int(before) + i + 1}", bool(w)) for i, w in enumerate(wins)]
+            self._counts.pop(digest, None)
+            self._counts[digest] = int(before) + len(wins)  # most recently seen last
         while len(self._counts) > MAX_TRACKED:
             self._counts.popitem(last=False)
-        return [(message_id, bool(w)) for message_id, w in zip(ids, won)]
+        return [won[digest].pop(0) for digest in digests]
 
 
 async def claim_catch_up(client: aioredis.Redis) -> tuple[bytes, str] | None:

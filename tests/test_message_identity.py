@@ -98,13 +98,60 @@ def test_the_stored_ranking_is_caught_up_once_across_bridges(redis_url: str) -> 
     assert second is None
 
 
-def test_a_listener_reads_its_subscription_time_before_it_subscribes(private_redis: PrivateRedis) -> None:
-    """The order that makes the test above hold for a real bridge: TIME is answered before
-    SUBSCRIBE is sent, so no claim of a message this bridge hears is older than its TIME."""
-    from bridge.listener import Listener
+def test_the_same_bytes_twice_in_one_batch_continue_the_count_of_earlier_publications(redis_url: str) -> None:
+    async def scenario(client: aioredis.Redis) -> list[tuple[str, bool]]:
+        b = await subscribed(client)
+        await b.claim(client, [MSG])          # published once before A listened
+        a = await subscribed(client)
+        return await a.claim(client, [MSG, MSG, b"other"])
 
-    monitor_client = private_redis.client(db=6)
+    (first, won_first), (second, won_second), (other, won_other) = run(redis_url, scenario)
+    assert (first[-2:], second[-2:], other[-2:]) == (":2", ":3", ":1")
+    assert won_first and won_second and won_other
+
+
+def commands_during(server: PrivateRedis, db: int, scenario: Callable[[], Awaitable[object]]) -> list[str]:
+    """Every command clients sent (MONITOR; not those run inside scripts) while `scenario`
+    ran, upper-cased, without connection set-up (SELECT, HELLO, CLIENT)."""
+    monitor_client = server.client(db=db)
     commands: list[str] = []
+    with monitor_client.monitor() as monitor:
+        asyncio.run(scenario())
+        marker = monitor_client.connection_pool.get_connection()
+        marker.send_command("ECHO", "end-of-scenario")
+        while True:
+            seen = monitor.next_command()
+            command = seen["command"]
+            if command == "ECHO end-of-scenario":
+                return commands
+            if seen.get("client_type") != "lua" and not command.upper().startswith(("SELECT", "HELLO", "CLIENT")):
+                commands.append(command.upper())
+
+
+def test_a_message_costs_one_round_trip_to_claim(private_redis: PrivateRedis) -> None:
+    """The latency path: no HVALS, no SCRIPT EXISTS, just the claim script (EVALSHA)."""
+    private_redis.client(db=7).flushdb()
+    identity = MessageIdentity()
+    url = f"redis://127.0.0.1:{private_redis.port}/7"
+
+    async def warm() -> None:
+        async with aioredis.Redis.from_url(url) as client:
+            await identity.subscribing(client)
+            await identity.claim(client, [b"warm-up: loads the script"])
+
+    async def one_message() -> None:
+        async with aioredis.Redis.from_url(url) as client:
+            assert [won for _, won in await identity.claim(client, [MSG])] == [True]
+
+    asyncio.run(warm())
+    sent = commands_during(private_redis, 7, one_message)
+    assert len(sent) == 1 and sent[0].startswith("EVALSHA"), sent
+
+
+def test_a_listener_reads_its_subscription_time_before_it_subscribes(private_redis: PrivateRedis) -> None:
+    """The order that makes the race test above hold for a real bridge: TIME is answered
+    before SUBSCRIBE is sent, so no claim of a message this bridge hears is older than it."""
+    from bridge.listener import Listener
 
     async def scenario() -> None:
         listener = Listener(f"redis://127.0.0.1:{private_redis.port}/6", handler=lambda batch: asyncio.sleep(0))
@@ -117,10 +164,6 @@ def test_a_listener_reads_its_subscription_time_before_it_subscribes(private_red
         stop.set()
         await task
 
-    with monitor_client.monitor() as monitor:
-        asyncio.run(scenario())
-        monitor_client.connection_pool.get_connection().send_command("PING")  # wake the reader
-        while not any(c.startswith("SUBSCRIBE") for c in commands):
-            commands.append(monitor.next_command()["command"].upper())
-    time_at = next(i for i, c in enumerate(commands) if c == "TIME")
+    commands = commands_during(private_redis, 6, scenario)
+    time_at = commands.index("TIME")
     assert time_at < next(i for i, c in enumerate(commands) if c.startswith("SUBSCRIBE"))
