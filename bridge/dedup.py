@@ -98,14 +98,14 @@ class MessageIdentity:
             for key, args in calls:
                 await script(keys=[key], args=args, client=pipe)
             replies = await pipe.execute()
-        won: dict[str, list[tuple[str, bool]]] = {}
+        issued = {}
         for digest, (before, *wins) in zip(repeats, replies):
-            won[digest] = [(f"{digest}:{int(before) + i + 1}", bool(w)) for i, w in enumerate(wins)]
-            self._counts.pop(digest, None)
-            self._counts[digest] = int(before) + len(wins)  # most recently seen last
+            issued[digest] = iter([(f"{digest}:{before + i}", bool(w)) for i, w in enumerate(wins, start=1)])
+            self._counts[digest] = before + len(wins)
+            self._counts.move_to_end(digest)  # most recently seen last
         while len(self._counts) > MAX_TRACKED:
             self._counts.popitem(last=False)
-        return [won[digest].pop(0) for digest in digests]
+        return [next(issued[digest]) for digest in digests]
 
 
 async def claim_catch_up(client: aioredis.Redis) -> tuple[bytes, str] | None:

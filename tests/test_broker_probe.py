@@ -27,8 +27,11 @@ def fresh_sim(sim: SimServer) -> Iterator[SimServer]:
     sim.state.clear_faults()
 
 
-def test_probe_reports_the_account_status(fresh_sim: SimServer) -> None:
+def test_probe_reports_the_account_status_and_never_touches_orders(fresh_sim: SimServer) -> None:
+    before = fresh_sim.state.stats()
     assert probe_for(fresh_sim.url)().startswith("account ACTIVE in ")
+    after = fresh_sim.state.stats()
+    assert after["order_posts"] == before["order_posts"] and after["orders_created"] == before["orders_created"]
 
 
 def test_probe_raises_with_the_http_status_and_no_key_when_the_broker_fails(fresh_sim: SimServer) -> None:
