@@ -212,7 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not (self.headers.get("APCA-API-KEY-ID", "").strip() and self.headers.get("APCA-API-SECRET-KEY", "").strip()):
             self._send(Reply(401, {"message": "unauthorized."}))
             return
-        rule = state.take_fault(method, path)
+        rule = state.take_fault(method, path, query)
         if rule is not None and rule.mode in PRE_FAULTS:
             if rule.mode == "drop":
                 self._drop()

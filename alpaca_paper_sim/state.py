@@ -244,9 +244,12 @@ class FaultRule:
     path: Optional[str] = None
     delay: float = 2.0
     retry_after: float = 1.0
+    query: Optional[dict[str, str]] = None  # only requests with these query parameters
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, query: Optional[dict[str, str]] = None) -> bool:
         if self.method is not None and self.method != method:
+            return False
+        if self.query and any((query or {}).get(k) != v for k, v in self.query.items()):
             return False
         return self.path is None or path.startswith(self.path)
 
@@ -304,6 +307,9 @@ class BrokerState:
         path = spec.get("path")
         delay = spec.get("delay")
         retry_after = spec.get("retry_after")
+        query = spec.get("query")
+        if query is not None and not (isinstance(query, dict) and all(isinstance(v, str) for v in query.values())):
+            raise invalid("query must be an object of strings")
         rule = FaultRule(
             mode=mode,
             count=count,
@@ -311,6 +317,7 @@ class BrokerState:
             path=str(path) if path else None,
             delay=float(delay) if delay is not None else 2.0,
             retry_after=float(retry_after) if retry_after is not None else 1.0,
+            query={str(k): v for k, v in query.items()} if query else None,
         )
         with self._lock:
             self._faults.append(rule)
@@ -320,11 +327,11 @@ class BrokerState:
         with self._lock:
             self._faults.clear()
 
-    def take_fault(self, method: str, path: str) -> Optional[FaultRule]:
+    def take_fault(self, method: str, path: str, query: Optional[dict[str, str]] = None) -> Optional[FaultRule]:
         """Consume one use of the first matching rule (rules apply in the order added)."""
         with self._lock:
             for rule in self._faults:
-                if rule.matches(method, path):
+                if rule.matches(method, path, query):
                     if rule.count > 0:
                         rule.count -= 1
                         if rule.count == 0:

@@ -131,13 +131,17 @@ def test_kill_switch_turned_off_between_broker_retries_stops_the_order(gw: Gatew
     from tests.support.procs import wait_for
 
     gw.green()
+    rank = ranking(opportunity("KSW"))
+    exec_id = f"KSW:H30:{datetime.fromisoformat(rank['rank_time']):%Y-%m-%dT%H:%M:%S}"
     gw.sim("POST", "/_sim/fault", {"mode": "503", "method": "POST", "path": "/v2/orders"})
-    # the retry's lookup answers after 3 s (under the 5 s client timeout): the switch is off
-    # long before the retry can submit, even on a loaded machine
+    # the retry's lookup of this order (only this one: an earlier test's order follow-up may
+    # look up its own order meanwhile) answers after 3 s, past the client timeout: the switch
+    # is off long before the next retry can submit, even on a loaded machine
     gw.sim("POST", "/_sim/fault", {"mode": "slow", "delay": 3.0, "method": "GET",
-                                   "path": "/v2/orders:by_client_order_id"})
+                                   "path": "/v2/orders:by_client_order_id",
+                                   "query": {"client_order_id": "zx-" + exec_id}})
     pubsub = gw.subscribe()
-    gw.publish(ranking(opportunity("KSW")))
+    gw.publish(rank)
     wait_for(lambda: gw.order_posts() >= 1, 60, "the first POST refused")
     gw.r.set("key:execution_enabled", "false")
     assert gw.order_posts() == 1, "the retry submitted before the switch could be turned off"

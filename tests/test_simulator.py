@@ -373,6 +373,8 @@ def test_admin_rejects_bad_config_and_fault_specs(sim: SimServer) -> None:
         ("/_sim/config", {"fill": "sometimes"}),
         ("/_sim/fault", {"mode": "418"}),
         ("/_sim/fault", {"mode": "500", "count": 0}),
+        ("/_sim/fault", {"mode": "500", "query": ["client_order_id"]}),
+        ("/_sim/fault", {"mode": "500", "query": {"client_order_id": 7}}),
     ):
         response = requests.post(sim.url + path, json=body, timeout=5)
         assert response.status_code == 422, path
@@ -492,6 +494,18 @@ def test_fault_filters_by_method_path_and_count(client: TradingClient, sim: SimS
             client.get_orders()
         assert info.value.status_code == 503
     assert client.get_orders() == []  # rule used up
+
+
+def test_fault_filters_by_query_so_only_one_orders_lookup_is_hit(client: TradingClient, sim: SimServer) -> None:
+    client.submit_order(market(cid="mine"))
+    client.submit_order(market(cid="theirs"))
+    admin(sim, "POST", "/_sim/fault", {"mode": "503", "method": "GET", "path": "/v2/orders:by_client_order_id",
+                                       "query": {"client_order_id": "mine"}})
+    assert client.get_order_by_client_id("theirs").client_order_id == "theirs"  # not this rule's order
+    with pytest.raises(APIError) as info:
+        client.get_order_by_client_id("mine")
+    assert info.value.status_code == 503
+    assert client.get_order_by_client_id("mine").client_order_id == "mine"  # rule used up
 
 
 def test_faults_apply_in_order_added_and_until_cleared(client: TradingClient, sim: SimServer) -> None:
