@@ -14,6 +14,7 @@ from tests.support.gateway import PG_URL, sqlalchemy_url
 from tests.support.procs import PrivateRedis
 from zero_tasks.audit import ensure_schema, execution_log, insert_row, make_engine, update_order_status
 from zero_tasks.redis_state import Claim, ExecutionLocks, connect
+from zero_tasks.risk import BrokerRateLimit, RateLimited
 
 NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)
 
@@ -95,6 +96,37 @@ def test_daily_cap_refusal_gives_back_the_claim_and_the_cooldown(locks: Executio
     assert locks._r.get("key:execution_cooldown:B") is None
     assert locks._r.hlen(DAILY) == 1
     assert admit(locks, "A:H30:1", "m1", ticker="A", cap=1).refused is None  # its own slot is kept
+
+
+RATE = "key:execution_broker_rate"
+
+
+def test_an_admitted_order_takes_its_broker_calls_in_the_same_step(locks: ExecutionLocks) -> None:
+    budget = BrokerRateLimit(locks._r, per_minute=5)
+    admitted = locks.admit("A:H30:1", "m1", "A", NOW, DAILY, 10, NOW, budget=budget, slots=3)
+    assert (admitted.refused, admitted.prepaid) == (None, 3)
+    assert locks._r.zcard(RATE) == 3
+
+
+def test_a_refused_admission_takes_no_broker_calls(locks: ExecutionLocks) -> None:
+    budget = BrokerRateLimit(locks._r, per_minute=5)
+    locks.admit("A:H30:1", "m1", "A", NOW, DAILY, 10, NOW, budget=budget, slots=3)
+    duplicate = locks.admit("A:H30:1", "m2", "A", NOW, DAILY, 10, NOW, budget=budget, slots=3)
+    cooldown = locks.admit("A:H30:2", "m3", "A", NOW, DAILY, 10, NOW, budget=budget, slots=3)
+    capped = locks.admit("B:H30:1", "m4", "B", NOW, DAILY, 1, NOW, budget=budget, slots=3)
+    assert [a.refused for a in (duplicate, cooldown, capped)] == ["duplicate", "cooldown", "daily cap"]
+    assert [a.prepaid for a in (duplicate, cooldown, capped)] == [0, 0, 0]
+    assert locks._r.zcard(RATE) == 3
+
+
+def test_admission_with_the_budget_spent_admits_but_takes_nothing(locks: ExecutionLocks) -> None:
+    budget = BrokerRateLimit(locks._r, per_minute=4)
+    budget.acquire("other", 2)
+    admitted = locks.admit("A:H30:1", "m1", "A", NOW, DAILY, 10, NOW, budget=budget, slots=3)
+    assert (admitted.refused, admitted.prepaid) == (None, 0)  # the order task asks again, and waits
+    assert locks._r.zcard(RATE) == 2
+    with pytest.raises(RateLimited):
+        budget.acquire("placement", 3)
 
 
 def row(event_key: str = "e1") -> dict:

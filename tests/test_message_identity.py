@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bridge.dedup import MessageIdentity, claim_catch_up
+from tests.support.monitor import commands_during
 from tests.support.procs import PrivateRedis
 from zero_tasks import keys
 
@@ -108,24 +109,6 @@ def test_the_same_bytes_twice_in_one_batch_continue_the_count_of_earlier_publica
     (first, won_first), (second, won_second), (other, won_other) = run(redis_url, scenario)
     assert (first[-2:], second[-2:], other[-2:]) == (":2", ":3", ":1")
     assert won_first and won_second and won_other
-
-
-def commands_during(server: PrivateRedis, db: int, scenario: Callable[[], Awaitable[object]]) -> list[str]:
-    """Every command clients sent (MONITOR; not those run inside scripts) while `scenario`
-    ran, upper-cased, without connection set-up (SELECT, HELLO, CLIENT)."""
-    monitor_client = server.client(db=db)
-    commands: list[str] = []
-    with monitor_client.monitor() as monitor:
-        asyncio.run(scenario())
-        marker = monitor_client.connection_pool.get_connection()
-        marker.send_command("ECHO", "end-of-scenario")
-        while True:
-            seen = monitor.next_command()
-            command = seen["command"]
-            if command == "ECHO end-of-scenario":
-                return commands
-            if seen.get("client_type") != "lua" and not command.upper().startswith(("SELECT", "HELLO", "CLIENT")):
-                commands.append(command.upper())
 
 
 def test_a_message_costs_one_round_trip_to_claim(private_redis: PrivateRedis) -> None:

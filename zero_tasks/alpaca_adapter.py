@@ -213,12 +213,14 @@ class RateLimitedBroker:
     takes its own slot.
     """
 
-    def __init__(self, broker: AlpacaBroker, limit: "BrokerRateLimit") -> None:
+    def __init__(self, broker: AlpacaBroker, limit: "BrokerRateLimit", prepaid: int = 0) -> None:
         self._broker = broker
         self._limit = limit
-        self._prepaid = 0
+        self._prepaid = prepaid  # taken already (by the admission script)
 
     def prepay(self, slots: int) -> None:
+        if slots <= 0:
+            return
         self._limit.acquire("placement", slots)
         self._prepaid += slots
 

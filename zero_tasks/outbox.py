@@ -21,6 +21,8 @@ import redis.asyncio as aioredis
 
 from . import keys
 from .record import DecisionRecord
+from .redis_state import read_hash_field_and_snapshot
+from .veto import Snapshot
 
 AUDIT_STREAM = "key:execution_audit_stream"
 
@@ -82,3 +84,9 @@ async def keep_and_announce_many(r: aioredis.Redis,
 def find(r: redis.Redis, event_key: str) -> DecisionRecord | None:
     stored = r.hget(decision_key(event_key), "record")
     return DecisionRecord.from_json(stored) if stored else None
+
+
+def find_with_snapshot(r: redis.Redis, event_key: str, ticker: str) -> tuple[DecisionRecord | None, Snapshot]:
+    """`find` and the veto's snapshot in one round trip: the first read of every decision."""
+    stored, snap = read_hash_field_and_snapshot(r, decision_key(event_key), "record", ticker)
+    return (DecisionRecord.from_json(stored) if stored else None), snap

@@ -52,12 +52,15 @@ class OrderTicket:
     # The first round, run inside `decide`: a crash there is redelivered as `decide`, whose
     # claim then says REENTERED, so this round needs no attempt counter.
     in_decide: bool = False
+    # Broker calls already taken from this minute's budget, by the admission (first round
+    # only: a later round's slots were spent by the round before it).
+    prepaid: int = 0
 
     def next_attempt(self) -> "OrderTicket":
-        return replace(self, broker_attempt=self.broker_attempt + 1, in_decide=False)
+        return replace(self, broker_attempt=self.broker_attempt + 1, in_decide=False, prepaid=0)
 
     def after_wait(self, seconds: float) -> "OrderTicket":
-        return replace(self, waited_s=self.waited_s + seconds, in_decide=False)
+        return replace(self, waited_s=self.waited_s + seconds, in_decide=False, prepaid=0)
 
     def may_have_reached_the_broker(self, attempts: Callable[[], int]) -> bool:
         """Whether an earlier round may have placed the order: then look it up, never resend.
@@ -72,32 +75,36 @@ class OrderTicket:
         return asdict(self)
 
 
-def _signal_of(rt: Runtime, msg: Message) -> Signal | Invalid:
+def signal_of(rt: Runtime, msg: Message) -> Signal | Invalid:
     if msg.invalid_reason is not None:
         return Invalid(msg.invalid_reason, msg.invalid_id or f"invalid:{msg.message_id}",
                        msg.hint_ticker, msg.hint_horizon)
     return parse_payload(msg.payload or "", rt.settings.max_payload_bytes)
 
 
-def evaluate(rt: Runtime, msg: Message, now: datetime) -> DecisionRecord | OrderTicket:
-    """Rows 1-8 and the daily cap. A record is a final decision; a ticket goes to the broker."""
-    subject = _signal_of(rt, msg)
+def evaluate(rt: Runtime, msg: Message, subject: Signal | Invalid, snap: Snapshot | None,
+             now: datetime) -> DecisionRecord | OrderTicket:
+    """Rows 1-8 and the daily cap. A record is a final decision; a ticket goes to the broker.
+
+    `snap` is the snapshot read together with the outbox check (recorder.complete_or_snapshot);
+    None only for an invalid message, which needs none."""
     if isinstance(subject, Invalid):
         return invalid_record(msg, subject, now)
     ticker, exec_id = subject.top.ticker, subject.execution_id
-    snap = probe_breaker_if_due(rt, read_snapshot(rt.redis, ticker), ticker, now)
+    snap = probe_breaker_if_due(rt, snap or read_snapshot(rt.redis, ticker), ticker, now)
     refusal = refusal_before_claim(msg, subject, snap, now, rt.limits)
     if refusal:
         return refusal
     try:
         admission = rt.locks.admit(exec_id, msg.message_id, ticker, now, rt.daily_cap.key(msg.received_at),
-                                   rt.daily_cap.cap, msg.received_at)
+                                   rt.daily_cap.cap, msg.received_at, budget=rt.rate_limit, slots=PLACEMENT_CALLS)
     except redis.RedisError as exc:
         return build_record(msg, subject, deny(Code.ERROR, f"redis unavailable during claim ({type(exc).__name__}); no order"),
                             snap.market_state, now)
     if admission.refused:
         return build_record(msg, subject, _refusal(rt, admission, exec_id, ticker, msg), snap.market_state, now)
-    return OrderTicket(msg.to_task(), exec_id, ticker, admission.claim is Claim.REENTERED, in_decide=True)
+    return OrderTicket(msg.to_task(), exec_id, ticker, admission.claim is Claim.REENTERED, in_decide=True,
+                       prepaid=admission.prepaid)
 
 
 def _refusal(rt: Runtime, admission: Admission, exec_id: str, ticker: str, msg: Message) -> Verdict:
@@ -128,13 +135,13 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
     """Rows 9-12. Raises BrokerTransient when the broker's answer is unknown (retry) and
     RateLimited when the broker budget of this minute is spent (wait, then retry)."""
     msg = Message.from_task(ticket.message)
-    subject = _signal_of(rt, msg)
+    subject = signal_of(rt, msg)
     assert isinstance(subject, Signal), "a ticket is only issued for a valid signal"
     cid = client_order_id(ticket.execution_id)
     ticker = ticket.ticker
-    broker = RateLimitedBroker(rt.broker, rt.rate_limit)
+    broker = RateLimitedBroker(rt.broker, rt.rate_limit, prepaid=ticket.prepaid)
     lookup_first = ticket.may_have_reached_the_broker(lambda: rt.locks.count_attempt(ticket.execution_id))
-    broker.prepay(PLACEMENT_CALLS + (1 if lookup_first else 0))
+    broker.prepay(PLACEMENT_CALLS + (1 if lookup_first else 0) - ticket.prepaid)
 
     if lookup_first:
         existing = broker.find_order(cid)  # never resubmit blindly
@@ -172,8 +179,10 @@ def _submitted(rt: Runtime, msg: Message, subject: Signal, order: PlacedOrder, n
                note: str | None, market_raw: str | None = None) -> DecisionRecord:
     submitted_at = datetime.fromisoformat(order.submitted_at) if order.submitted_at else now
     try:
-        rt.locks.confirm_cooldown(subject.top.ticker, subject.execution_id, submitted_at)
-        rt.breaker.success()
+        pipe = rt.redis.pipeline()
+        rt.locks.confirm_cooldown(subject.top.ticker, subject.execution_id, submitted_at, pipe)
+        rt.breaker.success(pipe)
+        pipe.execute()
     except redis.RedisError:
         log.warning("cooldown for %s not confirmed (redis down); the reservation still holds", subject.top.ticker)
     detail = f"1 share {subject.top.ticker} buy market day"
@@ -210,7 +219,7 @@ def broker_failed(rt: Runtime, reason: str, now: datetime) -> None:
 def rate_limited(rt: Runtime, ticket: OrderTicket, detail: str, now: datetime) -> DecisionRecord:
     """Waited as long as allowed for the broker budget: BLOCKED, nothing placed."""
     msg = Message.from_task(ticket.message)
-    subject = _signal_of(rt, msg)
+    subject = signal_of(rt, msg)
     assert isinstance(subject, Signal)
     _release(rt, ticket.execution_id, ticket.ticker, msg, claim=True)
     return build_record(msg, subject, deny(Code.RATE_LIMIT, detail), None, now)
@@ -219,7 +228,7 @@ def rate_limited(rt: Runtime, ticket: OrderTicket, detail: str, now: datetime) -
 def exhausted(rt: Runtime, ticket: OrderTicket, detail: str, now: datetime) -> DecisionRecord:
     """Retries are used up: ERROR. Reservations stay unless the broker shows no order."""
     msg = Message.from_task(ticket.message)
-    subject = _signal_of(rt, msg)
+    subject = signal_of(rt, msg)
     assert isinstance(subject, Signal)
     try:
         if rt.broker.find_order(client_order_id(ticket.execution_id)) is None:
@@ -233,5 +242,5 @@ def exhausted(rt: Runtime, ticket: OrderTicket, detail: str, now: datetime) -> D
 def unexpected(rt: Runtime, message: dict[str, Any], exc: BaseException, now: datetime) -> DecisionRecord:
     """Any error nobody foresaw still ends as one ERROR decision, not a lost message."""
     msg = Message.from_task(message)
-    subject = _signal_of(rt, msg)
+    subject = signal_of(rt, msg)
     return build_record(msg, subject, deny(Code.ERROR, f"unexpected {type(exc).__name__}: {str(exc)[:200]}"), None, now)

@@ -15,6 +15,7 @@ from . import outbox
 from .metrics import observe_decision
 from .record import DecisionRecord, log_decision
 from .runtime import Runtime
+from .veto import Snapshot
 
 
 class DecisionNotRecorded(Exception):
@@ -31,6 +32,19 @@ def record(rt: Runtime, rec: DecisionRecord) -> DecisionRecord:
         log_decision(rec)
         observe_decision(rt.redis, rec, rt.broker.drain_timings())
     return rec
+
+
+def complete_or_snapshot(rt: Runtime, event_key: str, ticker: str) -> Snapshot | None:
+    """The first read of a decision, one round trip: None when the message is already
+    decided (it is then only completed); otherwise the veto's snapshot for `ticker`."""
+    try:
+        existing, snap = outbox.find_with_snapshot(rt.redis, event_key, ticker)
+    except redis.RedisError as exc:
+        raise DecisionNotRecorded(f"{event_key}: redis unavailable ({type(exc).__name__})") from exc
+    if existing is None:
+        return snap
+    record(rt, existing)
+    return None
 
 
 def complete_if_decided(rt: Runtime, event_key: str) -> bool:

@@ -15,21 +15,26 @@ import redis
 import redis.asyncio as aioredis
 
 from . import keys
+from .risk import TAKE_SLOTS_LUA, BrokerRateLimit
 from .veto import Snapshot
 
-# Rows 7-8 and the daily cap in one step (one round trip, no interleaving):
-# KEYS: seen, cooldown, cooldown owner, daily hash.
-# ARGV: message_id, claim ttl, now iso, cooldown s, execution_id, cap, daily ttl, received iso.
-# Returns {claim (0 taken, 1 claimed, 2 re-entered), refusal ('' | 'cooldown' | 'daily cap'), cooldown since}.
-# A daily-cap refusal gives back what this step took, so a later decision is not stopped by it.
-_ADMIT = """
+# Rows 7-8, the daily cap and the placement's broker budget in one step (one round trip,
+# no interleaving):
+# KEYS: seen, cooldown, cooldown owner, daily hash, broker rate window.
+# ARGV: message_id, claim ttl, now iso, cooldown s, execution_id, cap, daily ttl, received iso,
+#       broker calls per minute, rate member, slots to take (0: none).
+# Returns {claim (0 taken, 1 claimed, 2 re-entered), refusal ('' | 'cooldown' | 'daily cap'),
+# cooldown since, broker slots taken}. A daily-cap refusal gives back what this step took, so
+# a later decision is not stopped by it. The slots are taken only once admitted, and only
+# all of them: when the budget is spent none are, and the order task asks again (and waits).
+_ADMIT = TAKE_SLOTS_LUA + """
 local claim
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then claim = 1
 elseif redis.call('GET', KEYS[1]) == ARGV[1] then claim = 2
-else return {0, 'duplicate', ''} end
+else return {0, 'duplicate', '', 0} end
 if redis.call('GET', KEYS[3]) ~= ARGV[5] then
   local current = redis.call('GET', KEYS[2])
-  if current then return {claim, 'cooldown', current} end
+  if current then return {claim, 'cooldown', current, 0} end
   redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
   redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[4])
 end
@@ -37,12 +42,14 @@ if redis.call('HEXISTS', KEYS[4], ARGV[5]) == 0 then
   if redis.call('HLEN', KEYS[4]) >= tonumber(ARGV[6]) then
     redis.call('DEL', KEYS[2], KEYS[3])
     if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-    return {claim, 'daily cap', ''}
+    return {claim, 'daily cap', '', 0}
   end
   redis.call('HSET', KEYS[4], ARGV[5], ARGV[8])
   redis.call('EXPIRE', KEYS[4], ARGV[7])
 end
-return {claim, '', ''}
+local slots = tonumber(ARGV[11])
+if slots > 0 and take_slots(KEYS[5], tonumber(ARGV[9]), ARGV[10], slots) ~= 0 then slots = 0 end
+return {claim, '', '', slots}
 """
 
 _RELEASE = """
@@ -72,6 +79,7 @@ class Admission:
     claim: Claim
     refused: str | None
     cooldown_since: str = ""
+    prepaid: int = 0  # broker calls of this minute's budget taken for the order
 
 
 def connect(url: str) -> redis.Redis:
@@ -95,14 +103,35 @@ def snapshot_of(shared: list, blocklist: object = None) -> Snapshot:
     return Snapshot(enabled, market, stand_down, breaker=breaker, blocklist=block)
 
 
+def _snapshot_keys(ticker: str | None) -> list[str]:
+    return list(SHARED_SNAPSHOT_KEYS) + ([keys.blocklist_key(ticker)] if ticker else [])
+
+
 def read_snapshot(r: redis.Redis, ticker: str | None = None) -> Snapshot:
     """Every key the veto reads, in one MGET (one round trip, one consistent moment)."""
-    names = list(SHARED_SNAPSHOT_KEYS) + ([keys.blocklist_key(ticker)] if ticker else [])
+    names = _snapshot_keys(ticker)
     try:
         values = r.mget(*names)
     except (redis.RedisError, UnicodeDecodeError) as exc:
         return Snapshot(None, None, None, error=f"redis: {type(exc).__name__}")
     return snapshot_of(values[:4], values[4] if ticker else None)
+
+
+def read_hash_field_and_snapshot(r: redis.Redis, key: str, field: str, ticker: str) -> tuple[str | None, Snapshot]:
+    """A hash field (the message's stored decision) and the snapshot, in one round trip.
+
+    Raises RedisError when Redis cannot be reached: the caller cannot know whether the
+    message is decided yet. Values that are not UTF-8 are read again one by one, so the
+    snapshot fails closed on them the way `read_snapshot` does.
+    """
+    pipe = r.pipeline(transaction=False)
+    pipe.hget(key, field)
+    pipe.mget(*_snapshot_keys(ticker))
+    try:
+        stored, values = pipe.execute()
+    except UnicodeDecodeError:
+        return r.hget(key, field), read_snapshot(r, ticker)
+    return stored, snapshot_of(values[:4], values[4])
 
 
 async def read_snapshots(r: "aioredis.Redis", tickers: list[str]) -> dict[str, Snapshot]:
@@ -131,14 +160,21 @@ class ExecutionLocks:
         self._release_claim = r.register_script(_RELEASE_CLAIM)
 
     def admit(self, execution_id: str, message_id: str, ticker: str, now: datetime,
-              daily_key: str, daily_cap: int, received_at: datetime) -> Admission:
+              daily_key: str, daily_cap: int, received_at: datetime,
+              budget: "BrokerRateLimit | None" = None, slots: int = 0) -> Admission:
         """Claim the execution_id, reserve the ticker's cooldown and a slot of the day, or
-        say which of them refused. Atomic: two workers at the same instant cannot both win."""
-        claim, refused, since = self._admit(
-            keys=[keys.seen_key(execution_id), keys.cooldown_key(ticker), _owner_key(ticker), daily_key],
+        say which of them refused. Atomic: two workers at the same instant cannot both win.
+
+        With `budget`, an admitted order also takes its `slots` broker calls in the same
+        round trip (`Admission.prepaid`: 0 when this minute's budget is spent)."""
+        per_minute, member = (budget.per_minute, budget.member("placement")) if budget else (0, "")
+        claim, refused, since, prepaid = self._admit(
+            keys=[keys.seen_key(execution_id), keys.cooldown_key(ticker), _owner_key(ticker), daily_key,
+                  keys.BROKER_RATE_KEY],
             args=[message_id, keys.CLAIM_TTL_SECONDS, now.isoformat(), self._cooldown_s, execution_id,
-                  daily_cap, keys.DAILY_TTL_SECONDS, received_at.isoformat()])
-        return Admission(Claim(int(claim)), refused or None, since)
+                  daily_cap, keys.DAILY_TTL_SECONDS, received_at.isoformat(), per_minute, member,
+                  slots if budget else 0])
+        return Admission(Claim(int(claim)), refused or None, since, int(prepaid))
 
     def release_claim(self, execution_id: str, message_id: str) -> None:
         """Only when no order was attempted: a BLOCKED decision must not stop a later one."""
@@ -156,12 +192,18 @@ class ExecutionLocks:
         pipe.expire(key, keys.CLAIM_TTL_SECONDS)
         return int(pipe.execute()[0])
 
-    def confirm_cooldown(self, ticker: str, execution_id: str, submitted_at: datetime) -> None:
-        """The cooldown runs from the order's time, as the contract's value says."""
-        pipe = self._r.pipeline()
+    def confirm_cooldown(self, ticker: str, execution_id: str, submitted_at: datetime,
+                         pipe: "redis.client.Pipeline | None" = None) -> None:
+        """The cooldown runs from the order's time, as the contract's value says.
+
+        With `pipe`, the commands join it and the caller executes it (one round trip with
+        whatever else follows an order)."""
+        own = pipe is None
+        pipe = self._r.pipeline() if pipe is None else pipe
         pipe.set(keys.cooldown_key(ticker), submitted_at.isoformat(), ex=self._cooldown_s)
         pipe.set(_owner_key(ticker), execution_id, ex=self._cooldown_s)
-        pipe.execute()
+        if own:
+            pipe.execute()
 
     def release_cooldown(self, ticker: str, execution_id: str) -> None:
         self._release(keys=[keys.cooldown_key(ticker), _owner_key(ticker)], args=[execution_id])

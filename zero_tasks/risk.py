@@ -19,23 +19,26 @@ from . import keys
 
 NEW_YORK = ZoneInfo("America/New_York")
 
-# Sliding one-minute window of broker calls: take ARGV[3] slots at once or none.
-# Returns 0 (go) or the milliseconds until enough slots are free.
-_RATE = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local n = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
-local used = redis.call('ZCARD', KEYS[1])
-if used + n <= tonumber(ARGV[1]) then
-  for i = 1, n do redis.call('ZADD', KEYS[1], now, ARGV[2] .. ':' .. i) end
-  redis.call('PEXPIRE', KEYS[1], 61000)
-  return 0
+# Sliding one-minute window of broker calls: take `n` slots at once or none. A Lua function,
+# so the admission script (redis_state._ADMIT) can take a placement's slots in the same step.
+# Returns 0 (taken) or the milliseconds until enough slots are free.
+TAKE_SLOTS_LUA = """
+local function take_slots(key, limit, member, n)
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - 60000)
+  local used = redis.call('ZCARD', key)
+  if used + n <= limit then
+    for i = 1, n do redis.call('ZADD', key, now, member .. ':' .. i) end
+    redis.call('PEXPIRE', key, 61000)
+    return 0
+  end
+  local nth = redis.call('ZRANGE', key, used + n - limit - 1, used + n - limit - 1, 'WITHSCORES')
+  if #nth == 0 then return 60000 end
+  return math.max(1, tonumber(nth[2]) + 60000 - now)
 end
-local nth = redis.call('ZRANGE', KEYS[1], used + n - tonumber(ARGV[1]) - 1, used + n - tonumber(ARGV[1]) - 1, 'WITHSCORES')
-if #nth == 0 then return 60000 end
-return math.max(1, tonumber(nth[2]) + 60000 - now)
 """
+_RATE = TAKE_SLOTS_LUA + "return take_slots(KEYS[1], tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]))\n"
 
 # KEYS: failures, breaker. ARGV: threshold, window, state JSON. Returns the count, negated
 # when this failure opened the breaker.
@@ -85,15 +88,18 @@ class BrokerRateLimit:
     """Order-path broker calls (lookups included) per rolling minute, across workers."""
 
     def __init__(self, r: redis.Redis, per_minute: int) -> None:
-        self._per_minute = per_minute
+        self.per_minute = per_minute
         self._acquire = r.register_script(_RATE)
         self._seq = 0
 
+    def member(self, label: str) -> str:
+        """A name for one taking of slots, unique across processes and boxes' workers."""
+        self._seq += 1
+        return f"{label}:{os.getpid()}:{id(self)}:{self._seq}"
+
     def acquire(self, label: str, slots: int = 1) -> None:
         """Take `slots` calls of this minute's budget together, or raise RateLimited."""
-        self._seq += 1
-        member = f"{label}:{os.getpid()}:{id(self)}:{self._seq}"
-        wait_ms = int(self._acquire(keys=[keys.BROKER_RATE_KEY], args=[self._per_minute, member, slots]))
+        wait_ms = int(self._acquire(keys=[keys.BROKER_RATE_KEY], args=[self.per_minute, self.member(label), slots]))
         if wait_ms:
             raise RateLimited(wait_ms / 1000)
 
@@ -124,8 +130,9 @@ class CircuitBreaker:
                               args=[self._threshold, self._window_s, self.state(reason, now, self._threshold)]))
         return BreakerChange(opened=n < 0, failures=abs(n))
 
-    def success(self) -> None:
-        self._r.delete(keys.BREAKER_FAILURES_KEY)
+    def success(self, pipe: "redis.client.Pipeline | None" = None) -> None:
+        """A broker call worked: the consecutive-failure count starts again (in `pipe` if given)."""
+        (pipe if pipe is not None else self._r).delete(keys.BREAKER_FAILURES_KEY)
 
     def reopen(self, reason: str, now: datetime) -> None:
         """A failed probe: stay open for another cool-off."""

@@ -28,9 +28,10 @@ from .audit import update_order_status
 from .decision import Status
 from .follow_up import FOLLOW_FIRST_S, FOLLOW_MAX_TRIES, TERMINAL, follow_up_delay
 from .celery_app import app
-from .pipeline import Message, OrderTicket, evaluate, exhausted, place, rate_limited, unexpected, utcnow
+from .intake import Signal
+from .pipeline import Message, OrderTicket, evaluate, exhausted, place, rate_limited, signal_of, unexpected, utcnow
 from .record import DecisionRecord
-from .recorder import complete_if_decided, record
+from .recorder import complete_if_decided, complete_or_snapshot, record
 from .risk import RateLimited
 from .runtime import Runtime, get_runtime
 
@@ -76,10 +77,17 @@ def _attempt_order(rt: Runtime, ticket: OrderTicket) -> DecisionRecord | None:
 def decide(self: Task, message: dict[str, Any]) -> str:
     """Entry task; its Celery task id is the execution_id (the bridge sets it)."""
     rt = get_runtime()
-    if complete_if_decided(rt, message["message_id"]):
+    msg = Message.from_task(message)
+    subject = signal_of(rt, msg)
+    snap = None
+    if isinstance(subject, Signal):
+        snap = complete_or_snapshot(rt, msg.message_id, subject.top.ticker)
+        if snap is None:
+            return "already decided"
+    elif complete_if_decided(rt, msg.message_id):
         return "already decided"
     try:
-        outcome = evaluate(rt, Message.from_task(message), utcnow())
+        outcome = evaluate(rt, msg, subject, snap, utcnow())
     except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision, not a lost message
         log.exception("decide failed for %s", self.request.id)
         outcome = unexpected(rt, message, exc, utcnow())

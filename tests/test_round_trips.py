@@ -1,0 +1,124 @@
+"""The hot path's Redis round trips, counted on a real Redis (MONITOR).
+
+Each round trip here is paid on every order, between the signal and the broker: the first
+read of a decision is one (the outbox and the veto's snapshot together), the Celery
+publish builds no new Redis client per message, and what follows an order (cooldown from
+the order's time, the breaker's failure count) is one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Iterator
+
+import pytest
+import redis
+from kombu import Connection, Exchange, Queue
+from kombu.transport import redis as kombu_redis
+
+from tests.support.monitor import commands_during
+from tests.support.procs import PrivateRedis
+from zero_tasks import kombu_fixes, outbox
+from zero_tasks.decision import Code, Status
+from zero_tasks.record import DecisionRecord
+from zero_tasks.redis_state import ExecutionLocks, connect
+from zero_tasks.risk import CircuitBreaker
+
+DB = 9
+NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def r(private_redis: PrivateRedis) -> Iterator[redis.Redis]:
+    client = connect(f"redis://127.0.0.1:{private_redis.port}/{DB}")
+    client.flushdb()
+    yield client
+    client.close()
+
+
+def decision(event_key: str) -> DecisionRecord:
+    return DecisionRecord(event_key=event_key, time=NOW, decided_at=NOW, status=Status.BLOCKED,
+                          reason=f"{Code.DISABLED.value}: off", market_state_snapshot=None,
+                          execution_id="SPY:H30:2026-11-24T14:30:00", ticker="SPY", horizon="H30",
+                          probability=0.95, opportunity_score=95.0, why=["execution disabled: off"], payload=None)
+
+
+def test_the_first_read_is_one_round_trip_with_the_outbox_and_the_snapshot(private_redis: PrivateRedis,
+                                                                          r: redis.Redis) -> None:
+    r.mset({"key:execution_enabled": "true", "key:market_state": '{"state": "GREEN"}',
+            "key:execution_blocklist:SPY": "manual"})
+    found: list[object] = []
+    sent = commands_during(private_redis, DB, lambda: found.extend(outbox.find_with_snapshot(r, "m:1", "SPY")))
+    stored, snap = found
+    assert stored is None
+    assert (snap.execution_enabled, snap.market_state, snap.blocklist) == ("true", '{"state": "GREEN"}', "manual")
+    assert len(sent) == 2 and sent[0].startswith("HGET") and sent[1].startswith("MGET"), sent  # pipelined
+
+
+def test_the_first_read_returns_a_decision_already_kept(r: redis.Redis) -> None:
+    outbox.keep_and_announce(r, decision("m:2"))
+    stored, _ = outbox.find_with_snapshot(r, "m:2", "SPY")
+    assert stored is not None and stored.event_key == "m:2" and stored.status is Status.BLOCKED
+
+
+def test_the_first_read_fails_closed_on_a_kill_switch_that_is_not_utf8(r: redis.Redis) -> None:
+    r.set("key:execution_enabled", b"\xff\xfe")
+    stored, snap = outbox.find_with_snapshot(r, "m:3", "SPY")
+    assert stored is None and snap.error and "UnicodeDecodeError" in snap.error
+
+
+def test_the_first_read_raises_when_redis_is_unreachable() -> None:
+    """The caller then cannot know whether the message is decided: the task runs again later."""
+    dead = connect("redis://127.0.0.1:1/0")
+    with pytest.raises(redis.ConnectionError):
+        outbox.find_with_snapshot(dead, "m:4", "SPY")
+
+
+def test_cooldown_and_breaker_reset_after_an_order_are_one_round_trip(private_redis: PrivateRedis,
+                                                                     r: redis.Redis) -> None:
+    locks = ExecutionLocks(r, cooldown_s=3600)
+    breaker = CircuitBreaker(r, threshold=3, window_s=60, cooloff_s=30)
+    r.set("key:execution_breaker_failures", 2)
+
+    def after_order() -> None:
+        pipe = r.pipeline()
+        locks.confirm_cooldown("SPY", "SPY:H30:x", NOW, pipe)
+        breaker.success(pipe)
+        pipe.execute()
+
+    sent = commands_during(private_redis, DB, after_order)
+    assert sent[0] == "MULTI" and sent[-1] == "EXEC" and len(sent) == 5, sent
+    assert r.get("key:execution_cooldown:SPY") == NOW.isoformat()
+    assert r.get("key:execution_breaker_failures") is None
+
+
+def _count_clients(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    built = [0]
+    original = kombu_redis.Channel._create_client
+
+    def counting(self: kombu_redis.Channel, asynchronous: bool = False) -> object:
+        built[0] += 1
+        return original(self, asynchronous)
+
+    monkeypatch.setattr(kombu_redis.Channel, "_create_client", counting)
+    return built
+
+
+def test_kombu_publishes_through_one_redis_client_per_channel(private_redis: PrivateRedis,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    kombu_fixes.apply()
+    built = _count_clients(monkeypatch)
+    queue = Queue("round_trips", Exchange("round_trips", type="direct"), routing_key="round_trips")
+    with Connection(f"redis://127.0.0.1:{private_redis.port}/{DB}") as conn:
+        producer = conn.Producer()
+        producer.publish({"n": 0}, exchange=queue.exchange, routing_key="round_trips", declare=[queue])
+        after_first = built[0]  # the declaration's clients, and the one for publishing
+        for i in range(1, 20):
+            producer.publish({"n": i}, exchange=queue.exchange, routing_key="round_trips", declare=[queue])
+        assert built[0] == after_first  # kombu alone builds one more per publish: 19
+        conn.default_channel._disconnect_pools()  # what a fork or a reconnect does
+        producer.publish({"n": 20}, exchange=queue.exchange, routing_key="round_trips", declare=[queue])
+        assert built[0] == after_first + 1  # a new pool gets a new client
+        with conn.SimpleQueue(queue) as simple:
+            got = [simple.get(timeout=5).payload["n"] for _ in range(21)]
+    assert sorted(got) == list(range(21))
