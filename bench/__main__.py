@@ -141,6 +141,7 @@ def run_gateway(stack: Stack, db: str, plan: Plan, args: argparse.Namespace, log
             "p50_over_strict_floor_sum": round(p50 / floor["strict_sum_p50_ms"], 2) if p50 else None,
             "p99_over_floor_sum_p99": round(p99 / floor["sum_p99_ms"], 2) if p99 else None,
             "p50_over_direct_p50": round(p50 / dp50, 2) if p50 and dp50 else None,
+            "p50_over_contract_floor": round(p50 / floor["contract_sum_p50_ms"], 2) if p50 else None,
         }
         out["logs"] = {p.name: str(p.log_path) for p in [gw.bridge, *gw.workers]}
         return out

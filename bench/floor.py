@@ -3,7 +3,11 @@
 1. a bare Redis PUBLISH seen by a subscriber (publish call -> message read by the
    subscriber's client), one thread, loopback;
 2. one alpaca-py `submit_order` to the simulator over a warm keep-alive session, as a
-   round trip (call -> parsed Order) and one way (call -> the simulator creates it).
+   round trip (call -> parsed Order) and one way (call -> the simulator creates it);
+3. the contract floor: the broker calls the contract puts before an order, made back to
+   back by a bare client: row 9's position read (404) and open-orders read, then the
+   submit, one way (first call -> the simulator creates the order). Any gateway that
+   keeps row 9 at the broker pays at least PUBLISH + this.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide, TimeInForce
-from alpaca.trading.requests import MarketOrderRequest
+from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
+from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 
 from .common import Signal, Tickers, ms, summary
 from .stack import Stack
@@ -77,12 +82,39 @@ def submit_floor(stack: Stack, n: int, warmup: int = 10) -> tuple[list[float], l
     return round_trip, one_way
 
 
+def contract_floor(stack: Stack, n: int, warmup: int = 10) -> list[float]:
+    """Position read, open-orders read, submit: first call -> the simulator creates the order."""
+    client = trading_client(stack)
+    tickers = Tickers("FC")
+    samples: list[float] = []
+    for i in range(warmup + n):
+        ticker = tickers.next()
+        cid = f"floor-{ticker}"
+        t0 = time.perf_counter()
+        try:
+            client.get_open_position(ticker)
+        except APIError:
+            pass  # 404: no position, as for every eligible signal of the bench
+        client.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5))
+        client.submit_order(MarketOrderRequest(symbol=ticker, qty=1, side=OrderSide.BUY,
+                                               time_in_force=TimeInForce.DAY, client_order_id=cid))
+        stamp = stack.state.stamps.get(cid)
+        if i >= warmup and stamp is not None:
+            samples.append(ms(stamp[0] - t0))
+    client._session.close()
+    return samples
+
+
 def measure(stack: Stack, n: int) -> dict[str, Any]:
     pubsub = pubsub_floor(stack, n)
     round_trip, one_way = submit_floor(stack, n)
+    contract = contract_floor(stack, n)
     stack.state.reset()
-    p, s, w = summary(pubsub), summary(round_trip), summary(one_way)
+    p, s, w, c = summary(pubsub), summary(round_trip), summary(one_way), summary(contract)
     return {
+        "contract_calls_to_order_ms": c,
+        # PUBLISH + row 9's two reads + the submit reaching the broker
+        "contract_sum_p50_ms": round(p["p50"] + c["p50"], 3),
         "pubsub_ms": p,
         "submit_rt_ms": s,
         "submit_to_sim_ms": w,

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from .common import (OPPORTUNITY_CHANNEL, Signal, Tickers, ms, reset_risk_counters, set_green, summary)
-from .stack import EventCollector, GatewayProcs, Stack
+from .stack import EventCollector, GatewayProcs, Stack, cpu_by_pid, cpu_delta
 
 
 def next_decision(collector: EventCollector, index: int, timeout: float,
@@ -59,7 +59,10 @@ def signal_to_order(stack: Stack, gw: GatewayProcs, collector: EventCollector, n
     statuses: dict[str, int] = {}
     measured: list[dict[str, Any]] = []
     set_green(r)
+    cpu_before: dict[str, Any] = {}
     for i in range(warmup + n):
+        if i == warmup:
+            cpu_before = {**gw.cpu_snapshot(), "redis": cpu_by_pid(stack.redis_server.proc.pid)}
         if i % 50 == 0:
             set_green(r)
         if reset_risk:
@@ -87,12 +90,24 @@ def signal_to_order(stack: Stack, gw: GatewayProcs, collector: EventCollector, n
                              "first_broker_call": lookups[0][1], "order_wall": stamp[1],
                              "event_wall": wall0 + (decision[0] - t0)})
     return {
+        "cpu_ms_per_signal": _cpu_per_signal(stack, gw, cpu_before, n) if n else None,
         "signal_to_order_ms": summary(to_order),
         "signal_to_submitted_event_ms": summary(to_event),
         "timeouts": timeouts,
         "statuses": statuses,
         "breakdown_ms": breakdown(gw, measured),
     }
+
+
+def _cpu_per_signal(stack: Stack, gw: GatewayProcs, before: dict[str, Any], n: int) -> dict[str, float]:
+    """CPU time (user + system) the gateway spent per signal, all of its work on it included
+    (audit, event, follow-up): unlike latency, hardly moved by what else the machine runs."""
+    after = gw.cpu_snapshot()
+    bridge = cpu_delta(before["bridge"], after["bridge"]) * 1000 / n
+    workers = cpu_delta(before["workers"], after["workers"]) * 1000 / n
+    redis_ms = cpu_delta(before["redis"], cpu_by_pid(stack.redis_server.proc.pid)) * 1000 / n
+    return {"gateway": round(bridge + workers, 3), "bridge": round(bridge, 3), "workers": round(workers, 3),
+            "redis_server": round(redis_ms, 3)}
 
 
 def breakdown(gw: GatewayProcs, measured: list[dict[str, Any]]) -> dict[str, Any]:

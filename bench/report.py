@@ -75,6 +75,8 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         add("signal->order p99 ms", db, _get(g, "latency", "signal_to_order_ms", "p99"), 25)
         add("p50 / floor sum", db, _get(g, "ratios", "p50_over_floor_sum"), 3)
         add("p50 / direct p50", db, _get(g, "ratios", "p50_over_direct_p50"), 1)
+        add("p50 / contract floor (PUBLISH + row 9 + submit)", db,
+            _get(g, "ratios", "p50_over_contract_floor"), 3)
         b = g.get("burst")
         if b:
             add("burst decisions/s (decided+audited)", db, b.get("decisions_per_s"), 1000, ">=")
@@ -123,6 +125,8 @@ def render(result: dict[str, Any]) -> str:
         _lat_row("floor: alpaca-py submit, call -> sim", fl.get("submit_to_sim_ms")),
         f"  {'floor SUM (PUBLISH + submit round trip)':<50}{'':>6}{_f(fl.get('sum_p50_ms')):>9}{'':>9}"
         f"{_f(fl.get('sum_p99_ms')):>9}",
+        _lat_row("contract floor: position, orders, submit -> sim", fl.get("contract_calls_to_order_ms")),
+        f"  {'contract floor SUM (PUBLISH + those three calls)':<50}{'':>6}{_f(fl.get('contract_sum_p50_ms')):>9}",
         _lat_row("direct baseline: publish -> order", (result.get("direct") or {}).get("signal_to_order_ms")),
     ]
     gws = {db: g for db, g in (result.get("gateway") or {}).items() if g}
@@ -144,7 +148,14 @@ def render(result: dict[str, Any]) -> str:
         r = g.get("ratios") or {}
         lines.append(f"  ratios {db}: gateway p50 / floor sum = {_f(r.get('p50_over_floor_sum'))}x, "
                      f"gateway p50 / direct p50 = {_f(r.get('p50_over_direct_p50'))}x, "
-                     f"p99 / floor sum p99 = {_f(r.get('p99_over_floor_sum_p99'))}x")
+                     f"p99 / floor sum p99 = {_f(r.get('p99_over_floor_sum_p99'))}x, "
+                     f"gateway p50 / contract floor = {_f(r.get('p50_over_contract_floor'))}x")
+    for db, g in gws.items():
+        cpu = _get(g, "latency", "cpu_ms_per_signal")
+        if cpu:
+            lines.append(f"  CPU ms per eligible signal ({db}; machine noise hardly moves it): gateway "
+                         f"{_f(cpu['gateway'])} = bridge {_f(cpu['bridge'])} + workers {_f(cpu['workers'])}; "
+                         f"redis-server {_f(cpu['redis_server'])}")
     for db, g in gws.items():
         bd = _get(g, "latency", "breakdown_ms") or {}
         if bd:

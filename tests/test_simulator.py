@@ -37,6 +37,7 @@ from alpaca.trading.models import Clock, Order, Position, TradeAccount
 from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
 
 from alpaca_paper_sim import SimServer
+from zero_tasks.broker_http import BrokerSession
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AUTH = {"APCA-API-KEY-ID": "test-key", "APCA-API-SECRET-KEY": "test-secret"}
@@ -54,10 +55,14 @@ def _fresh_state(sim: SimServer) -> None:
     admin(sim, "POST", "/_sim/reset")
 
 
-@pytest.fixture
-def client(sim: SimServer) -> TradingClient:
+@pytest.fixture(params=["requests", "broker_session"])
+def client(sim: SimServer, request: pytest.FixtureRequest) -> TradingClient:
+    """alpaca-py as shipped, and alpaca-py over the gateway's own transport
+    (zero_tasks/broker_http.py): every answer, error and fault must look the same through both."""
     trading = TradingClient("test-key", "test-secret", paper=True, url_override=sim.url)
     trading._retry = 0  # alpaca-py would otherwise sleep 3 s and retry on 429
+    if request.param == "broker_session":
+        trading._session = BrokerSession(timeout=5.0, base_url=sim.url)
     return trading
 
 

@@ -8,7 +8,6 @@ BrokerTransient (retry) or BrokerRejected (final 4xx).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
@@ -20,6 +19,7 @@ from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.models import Order
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 
+from .broker_http import BrokerSession
 from .risk import BrokerRateLimit
 from .settings import ORDER_QTY, Settings
 
@@ -55,25 +55,6 @@ class PlacedOrder:
 PAPER_URL = "https://paper-api.alpaca.markets"
 
 
-class _TimeoutSession(requests.Session):
-    """requests has no session-wide timeout; alpaca-py passes none.
-
-    The environment (proxies, CA bundle) is read once here instead of on every request:
-    requests' per-request scan of os.environ cost ~1 ms of each broker call (profiled).
-    """
-
-    def __init__(self, timeout: float, base_url: str) -> None:
-        super().__init__()
-        self._timeout = timeout
-        self.proxies.update(requests.utils.get_environ_proxies(base_url))
-        self.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        self.trust_env = False
-
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        kwargs.setdefault("timeout", self._timeout)
-        return super().request(*args, **kwargs)
-
-
 def make_trading_client(settings: Settings) -> TradingClient:
     client = TradingClient(
         settings.alpaca_api_key.get_secret_value(),
@@ -82,7 +63,7 @@ def make_trading_client(settings: Settings) -> TradingClient:
         url_override=settings.alpaca_base_url,
     )
     client._retry = 0  # our task retries, after a lookup by client_order_id
-    client._session = _TimeoutSession(settings.broker_timeout_s, settings.alpaca_base_url or PAPER_URL)
+    client._session = BrokerSession(settings.broker_timeout_s, settings.alpaca_base_url or PAPER_URL)
     return client
 
 

@@ -5,6 +5,11 @@ Prometheus' own multiprocess mode needs a directory shared by all processes of o
 the gateway's workers may run on several boxes, so the counters live where the rest of
 the gateway's shared state lives. One pipelined round trip per decision, after the
 decision is announced: never on the order's critical path.
+
+A histogram is stored as one count per bucket (`b:<bound>`, the smallest bound the value
+fits, `b:+Inf` above them all) and made cumulative when read: one HINCRBY per observation
+instead of one per bucket. Cumulative `le:<bound>` fields, which earlier versions wrote,
+are still added in when read.
 """
 
 from __future__ import annotations
@@ -40,9 +45,8 @@ class _Tally:
 
     def observe(self, key: str, value_ms: float, label: str = "") -> None:
         prefix = f"{label}|" if label else ""
-        for bound in LATENCY_BUCKETS_MS:
-            if value_ms <= bound:
-                self.counts[(key, f"{prefix}le:{bound}")] += 1
+        bound = next((str(b) for b in LATENCY_BUCKETS_MS if value_ms <= b), "+Inf")
+        self.counts[(key, f"{prefix}b:{bound}")] += 1
         self.counts[(key, f"{prefix}count")] += 1
         self.sums[(key, f"{prefix}sum")] += value_ms
 
@@ -83,6 +87,9 @@ def histogram(raw: dict[str, str], label: str = "") -> tuple[list[tuple[str, flo
     """Cumulative buckets (+Inf last), sum and count of one stored histogram."""
     prefix = f"{label}|" if label else ""
     count = float(raw.get(f"{prefix}count", 0))
-    buckets = [(str(b), float(raw.get(f"{prefix}le:{b}", 0))) for b in LATENCY_BUCKETS_MS]
+    buckets, below = [], 0.0
+    for b in LATENCY_BUCKETS_MS:
+        below += float(raw.get(f"{prefix}b:{b}", 0))
+        buckets.append((str(b), below + float(raw.get(f"{prefix}le:{b}", 0))))
     buckets.append(("+Inf", count))
     return buckets, float(raw.get(f"{prefix}sum", 0.0)), count

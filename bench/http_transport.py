@@ -1,0 +1,92 @@
+"""`python -m bench.http_transport`: alpaca-py's calls over its stock requests session and
+over the gateway's transport (zero_tasks/broker_http.py), against the simulator.
+
+Both clients run in this process, interleaved round by round, against one simulator in a
+child process (its CPU is not ours): CPU and wall time per call, and the ratio. The three
+calls are the ones an order makes: position (404), open orders, submit. "quiet requests"
+is requests without its per-request scan of the environment (proxies, CA bundle), which
+is what the gateway used before BrokerSession.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+from alpaca.common.exceptions import APIError
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
+from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
+
+from tests.support.procs import free_port, wait_for
+from zero_tasks.broker_http import BrokerSession
+
+
+def client(url: str, transport: str) -> TradingClient:
+    trading = TradingClient("bench-key", "bench-secret", paper=True, url_override=url)
+    trading._retry = 0
+    if transport == "quiet requests":  # the gateway's transport before BrokerSession
+        trading._session.trust_env = False
+    elif transport == "BrokerSession":
+        trading._session = BrokerSession(timeout=5.0, base_url=url)
+    return trading
+
+
+def one_order(trading: TradingClient, ticker: str) -> None:
+    try:
+        trading.get_open_position(ticker)
+    except APIError:
+        pass
+    trading.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5))
+    trading.submit_order(MarketOrderRequest(symbol=ticker, qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.DAY,
+                                            client_order_id=f"bench-{uuid.uuid4().hex}"))
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url + "/_sim/stats", timeout=1).read()
+        return True
+    except OSError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.http_transport", description=__doc__)
+    parser.add_argument("-n", type=int, default=300, help="orders per client per round (3 calls each)")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    port = free_port()
+    sim = subprocess.Popen([sys.executable, "-m", "alpaca_paper_sim", "--port", str(port)])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(url), 10, "simulator")
+        clients = {f"alpaca-py + {t}": client(url, t) for t in ("requests", "quiet requests", "BrokerSession")}
+        totals = {name: [0.0, 0.0] for name in clients}
+        for name, trading in clients.items():  # warm: connections, imports
+            for _ in range(20):
+                one_order(trading, "W" + uuid.uuid4().hex[:6].upper())
+        for _ in range(args.rounds):
+            for name, trading in clients.items():
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                for _ in range(args.n):
+                    one_order(trading, "B" + uuid.uuid4().hex[:6].upper())
+                totals[name][0] += time.process_time() - cpu0
+                totals[name][1] += time.perf_counter() - wall0
+        calls = 3 * args.n * args.rounds
+        print(f"per broker call, {calls} calls each ({args.rounds} interleaved rounds), simulator in another process:")
+        base_cpu, base_wall = totals["alpaca-py + requests"]
+        for name, (cpu, wall) in totals.items():
+            print(f"  {name:<28} CPU {1000 * cpu / calls:.3f} ms ({cpu / base_cpu:.2f}x)   "
+                  f"wall {1000 * wall / calls:.3f} ms ({wall / base_wall:.2f}x)")
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The gateway's HTTP transport for alpaca-py (zero_tasks/broker_http.py).
+
+What alpaca-py and the adapter read from a call must not change with the transport: the
+request on the wire (query, headers, JSON body), the response, and the exception classes
+of every failure. tests/test_simulator.py runs the simulator's whole suite through both
+transports; these tests cover what the simulator cannot show.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from alpaca_paper_sim import SimServer
+from zero_tasks.alpaca_adapter import AlpacaBroker, BrokerTransient, make_trading_client
+from zero_tasks.broker_http import BrokerSession
+from zero_tasks.settings import Settings
+
+
+class Echo(BaseHTTPRequestHandler):
+    """Answers every request with what it received, as JSON."""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else None
+        payload = json.dumps({"method": self.command, "path": self.path, "body": body,
+                              "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_DELETE = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def echo() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def both(url: str, method: str, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the echo server saw from requests and from BrokerSession, for one call."""
+    plain = requests.Session().request(method, url, timeout=5, **kwargs).json()
+    ours = BrokerSession(timeout=5, base_url=url).request(method, url, **kwargs).json()
+    return plain, ours
+
+
+def test_query_parameters_are_encoded_as_requests_encodes_them(echo: str) -> None:
+    params = {"status": "open", "symbols": "SPY,QQQ", "limit": 5, "nested": ["a", "b"], "skipped": None,
+              "after": "2026-11-24T14:30:00+00:00"}
+    plain, ours = both(echo + "/v2/orders", "GET", params=params, allow_redirects=False)
+    assert ours["path"] == plain["path"]
+
+
+def test_a_json_body_and_alpaca_py_headers_arrive_as_sent(echo: str) -> None:
+    headers = {"APCA-API-KEY-ID": "key", "APCA-API-SECRET-KEY": "secret", "User-Agent": "APCA-PY/0.44.0"}
+    body = {"symbol": "SPY", "qty": 1, "side": "buy", "client_order_id": "zx-SPY:H30:2026-11-24T14:30:00"}
+    plain, ours = both(echo + "/v2/orders", "POST", json=body, headers=headers, allow_redirects=False)
+    assert json.loads(ours["body"]) == json.loads(plain["body"]) == body
+    for name in ("apca-api-key-id", "apca-api-secret-key", "user-agent", "content-type", "content-length"):
+        assert ours["headers"][name] == plain["headers"][name], name
+
+
+def test_an_option_alpaca_py_never_sends_goes_through_plain_requests(echo: str) -> None:
+    session = BrokerSession(timeout=5, base_url=echo)
+    response = session.request("GET", echo + "/v2/clock", stream=True)
+    assert response.status_code == 200 and response.json()["path"] == "/v2/clock"
+
+
+def test_a_broker_that_does_not_answer_in_time_is_a_read_timeout() -> None:
+    with SimServer() as sim:
+        requests.post(sim.url + "/_sim/fault", json={"mode": "slow", "delay": 1.0}, timeout=5)
+        session = BrokerSession(timeout=0.2, base_url=sim.url)
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            session.request("GET", sim.url + "/v2/clock", headers={"APCA-API-KEY-ID": "k",
+                                                                   "APCA-API-SECRET-KEY": "s"})
+
+
+def test_a_refused_connection_is_a_connection_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed when the block ends: nobody listens there
+    url = f"http://127.0.0.1:{port}"
+    with pytest.raises(requests.exceptions.ConnectionError):
+        BrokerSession(timeout=1, base_url=url).request("GET", url + "/v2/clock")
+
+
+def test_the_adapter_sees_a_slow_broker_as_transient_and_does_not_resend(monkeypatch: pytest.MonkeyPatch) -> None:
+    with SimServer() as sim:
+        for name, value in {"ALPACA_PAPER": "true", "ALPACA_API_KEY": "k", "ALPACA_SECRET_KEY": "s",
+                            "ALPACA_BASE_URL": sim.url, "BROKER_TIMEOUT_S": "0.2"}.items():
+            monkeypatch.setenv(name, value)
+        broker = AlpacaBroker(make_trading_client(Settings()))
+        requests.post(sim.url + "/_sim/fault", json={"mode": "slow", "delay": 1.0, "method": "POST"}, timeout=5)
+        with pytest.raises(BrokerTransient, match="timeout: ReadTimeout"):
+            broker.submit_buy("SPY", "zx-SPY:H30:2026-11-24T14:30:00")
+        stats = requests.get(sim.url + "/_sim/stats", timeout=5).json()
+        assert stats["order_posts"] == 1  # one POST: no retry under the caller's feet
+        assert isinstance(broker._client._session, BrokerSession)
+
+
+def test_the_proxy_for_the_broker_is_read_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = BrokerSession(timeout=1, base_url="https://paper-api.alpaca.markets")
+    assert session.proxies["https"] == "http://proxy.internal:3128"
+    assert session._pool.proxy is not None and session._pool.proxy.host == "proxy.internal"
+    assert session.trust_env is False
