@@ -2,7 +2,8 @@
 
 1. a bare Redis PUBLISH seen by a subscriber (publish call -> message read by the
    subscriber's client), one thread, loopback;
-2. one alpaca-py `submit_order` to the simulator over a warm keep-alive session, as a
+2. one alpaca-py `submit_order` to the simulator over a warm keep-alive connection (the
+   gateway's transport, see `trading_client`), as a
    round trip (call -> parsed Order) and one way (call -> the simulator creates it);
 3. the contract floor: the broker calls the contract puts before an order, made back to
    back by a bare client: row 9's position read (404) and open-orders read, then the
@@ -19,6 +20,8 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
+
+from zero_tasks.broker_http import BrokerSession
 
 from .common import Signal, Tickers, ms, summary
 from .stack import Stack
@@ -56,8 +59,12 @@ def pubsub_floor(stack: Stack, n: int, warmup: int = 20) -> list[float]:
 
 
 def trading_client(stack: Stack) -> TradingClient:
+    """alpaca-py as the gateway runs it: no retry, and its transport (broker_http.BrokerSession),
+    which is faster than alpaca-py's stock requests session; a floor the gateway's own client
+    could beat would be no floor (stock alpaca-py: `python -m bench.http_transport`)."""
     client = TradingClient("bench-key", "bench-secret", paper=True, url_override=stack.sim_url)
-    client._retry = 0  # as the gateway configures it
+    client._retry = 0
+    client._session = BrokerSession(timeout=5.0, base_url=stack.sim_url)
     return client
 
 
