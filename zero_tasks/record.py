@@ -100,36 +100,15 @@ def why_lines(verdict: Verdict, opportunity_why: list[str] | None) -> list[str]:
 def clean(value: Any) -> Any:
     """Text that every consumer can store: no NUL (PostgreSQL refuses it in text and
     JSONB) and no lone UTF-16 surrogate (not encodable as UTF-8: no JSON event could
-    carry it). Valid JSON can hold both; a decision must still be recorded.
-
-    Nearly every value is clean already: that is checked on its JSON text, in C, and the
-    value returned as it is; only a value that fails the check is walked (the walk was the
-    bridge's largest cost in a burst, profiled with `bench`)."""
-    if _looks_clean(value):
-        return value
-    return _cleaned(value)
-
-
-def _looks_clean(value: Any) -> bool:
-    """True when no string in `value` holds a NUL or a lone surrogate. A False may be wrong
-    (a string with a literal backslash-u-0000, an object json cannot write): it only costs
-    the walk."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return False
-    return "\\u0000" not in text and _utf8_encodable(text)
-
-
-def _cleaned(value: Any) -> Any:
+    carry it). Valid JSON can hold both; a decision must still be recorded."""
     if isinstance(value, str):
         if "\x00" in value or not (value.isascii() or _utf8_encodable(value)):
             value = value.replace("\x00", "\ufffd").encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         return value
     if isinstance(value, list):
-        return [_cleaned(v) for v in value]
+        return [clean(v) for v in value]
     if isinstance(value, dict):
-        return {_cleaned(k): _cleaned(v) for k, v in value.items()}
+        return {clean(k): clean(v) for k, v in value.items()}
     return value
 
 
