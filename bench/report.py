@@ -143,7 +143,8 @@ def render(result: dict[str, Any]) -> str:
         fp = result["floor_post"]
         pub_p50, sub_p50 = (fp.get("pubsub_ms") or {}).get("p50"), (fp.get("submit_rt_ms") or {}).get("p50")
         lines.append(f"  floor re-measured at the end: SUM p50 {_f(fp.get('sum_p50_ms'))} ms "
-                     f"(PUBLISH {_f(pub_p50)}, submit {_f(sub_p50)})")
+                     f"(PUBLISH {_f(pub_p50)}, submit {_f(sub_p50)}), contract floor SUM "
+                     f"{_f(fp.get('contract_sum_p50_ms'))} ms; the ratios use the lower of the two measurements")
     for db, g in gws.items():
         r = g.get("ratios") or {}
         lines.append(f"  ratios {db}: gateway p50 / floor sum = {_f(r.get('p50_over_floor_sum'))}x, "
