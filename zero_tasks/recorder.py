@@ -9,6 +9,8 @@ loses nothing: the decision waits in the stream until the writer can write it.
 
 from __future__ import annotations
 
+from typing import Callable, TypeVar
+
 import redis
 
 from . import outbox
@@ -16,6 +18,8 @@ from .metrics import observe_decision
 from .record import DecisionRecord, log_decision
 from .runtime import Runtime
 from .veto import Snapshot
+
+T = TypeVar("T")
 
 
 class DecisionNotRecorded(Exception):
@@ -34,13 +38,18 @@ def record(rt: Runtime, rec: DecisionRecord) -> DecisionRecord:
     return rec
 
 
+def _read_or_not_recorded(event_key: str, read: Callable[[], T]) -> T:
+    """A read that decides whether to decide: Redis down means try again later, not guess."""
+    try:
+        return read()
+    except redis.RedisError as exc:
+        raise DecisionNotRecorded(f"{event_key}: redis unavailable ({type(exc).__name__})") from exc
+
+
 def complete_or_snapshot(rt: Runtime, event_key: str, ticker: str) -> Snapshot | None:
     """The first read of a decision, one round trip: None when the message is already
     decided (it is then only completed); otherwise the veto's snapshot for `ticker`."""
-    try:
-        existing, snap = outbox.find_with_snapshot(rt.redis, event_key, ticker)
-    except redis.RedisError as exc:
-        raise DecisionNotRecorded(f"{event_key}: redis unavailable ({type(exc).__name__})") from exc
+    existing, snap = _read_or_not_recorded(event_key, lambda: outbox.find_with_snapshot(rt.redis, event_key, ticker))
     if existing is None:
         return snap
     record(rt, existing)
@@ -49,11 +58,7 @@ def complete_or_snapshot(rt: Runtime, event_key: str, ticker: str) -> Snapshot |
 
 def complete_if_decided(rt: Runtime, event_key: str) -> bool:
     """A message that already has a decision is only completed, never decided again."""
-    try:
-        existing = outbox.find(rt.redis, event_key)
-    except redis.RedisError as exc:
-        raise DecisionNotRecorded(f"{event_key}: redis unavailable ({type(exc).__name__})") from exc
-    if existing is None:
-        return False
-    record(rt, existing)
-    return True
+    existing = _read_or_not_recorded(event_key, lambda: outbox.find(rt.redis, event_key))
+    if existing is not None:
+        record(rt, existing)
+    return existing is not None
