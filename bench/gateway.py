@@ -101,7 +101,7 @@ def signal_to_order(stack: Stack, gw: GatewayProcs, collector: EventCollector, n
 
 def _cpu_per_signal(stack: Stack, gw: GatewayProcs, before: dict[str, Any], n: int) -> dict[str, float]:
     """CPU time (user + system) the gateway spent per signal, all of its work on it included
-    (audit, event, follow-up): unlike latency, hardly moved by what else the machine runs."""
+    (audit, event, follow-up): what the gateway costs, beside how long it takes."""
     after = gw.cpu_snapshot()
     bridge = cpu_delta(before["bridge"], after["bridge"]) * 1000 / n
     workers = cpu_delta(before["workers"], after["workers"]) * 1000 / n

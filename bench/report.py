@@ -154,7 +154,7 @@ def render(result: dict[str, Any]) -> str:
     for db, g in gws.items():
         cpu = _get(g, "latency", "cpu_ms_per_signal")
         if cpu:
-            lines.append(f"  CPU ms per eligible signal ({db}; machine noise hardly moves it): gateway "
+            lines.append(f"  CPU ms per eligible signal ({db}): gateway "
                          f"{_f(cpu['gateway'])} = bridge {_f(cpu['bridge'])} + workers {_f(cpu['workers'])}; "
                          f"redis-server {_f(cpu['redis_server'])}")
     for db, g in gws.items():
