@@ -122,3 +122,16 @@ def test_the_proxy_for_the_broker_is_read_from_the_environment_once(monkeypatch:
     assert session.proxies["https"] == "http://proxy.internal:3128"
     assert session._pool.proxy is not None and session._pool.proxy.host == "proxy.internal"
     assert session.trust_env is False
+
+
+def test_the_paper_api_is_reached_only_over_verified_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    session = BrokerSession(timeout=1, base_url="https://paper-api.alpaca.markets")
+    pool = session._pool.connection_from_url("https://paper-api.alpaca.markets")
+    assert pool.cert_reqs == "CERT_REQUIRED"
+    assert pool.ca_certs == requests.utils.DEFAULT_CA_BUNDLE_PATH  # certifi's bundle, as requests uses
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    session = BrokerSession(timeout=1, base_url="https://paper-api.alpaca.markets")
+    assert session._pool.connection_from_url("https://paper-api.alpaca.markets").ca_certs == \
+        "/etc/ssl/certs/ca-certificates.crt"
