@@ -75,10 +75,13 @@ class Bridge:
                            "enqueued": self.enqueuer.enqueued, "pending": self.enqueuer.pending,
                            "dropped": self.enqueuer.dropped,
                            "reconnects": self.listener.reconnects,
+                           "taken_over": self.listener.taken_over,
                            "handler_errors": self.listener.handler_errors}}
 
-    async def on_batch(self, batch: list[tuple[bytes, str, datetime]]) -> None:
+    async def on_batch(self, batch: list[tuple[bytes, str, datetime]]) -> set[str]:
         """Decide what rows 1-6 refuse right here; hand the rest to the worker, in order.
+        Returns the message ids handed over: decided, or on the queue (not those kept for
+        a broker that is away: until they are sent, another bridge may take them over).
 
         One snapshot read and one outbox round trip per batch: in a burst most messages
         are refused (threshold, market state, kill switch) and never need the queue. A
@@ -91,13 +94,15 @@ class Bridge:
         for message, _ in parsed:
             MESSAGES.labels("invalid" if message.invalid_reason else "valid").inc()
         refused = await self._refusals(parsed)
-        kept = await self._keep(list(refused.values()))
+        handed = await self._keep(list(refused.values()))
         for message, subject in parsed:
-            if message.message_id in kept:
+            if message.message_id in handed:
                 continue
             if await self.enqueuer.submit(subject.execution_id, message.to_task()):
                 ENQUEUED.inc()
+                handed.add(message.message_id)
         PENDING.set(self.enqueuer.pending)
+        return handed
 
     async def _refusals(self, parsed: list[tuple[Message, Signal | Invalid]]) -> dict[str, DecisionRecord]:
         now = datetime.now(timezone.utc)

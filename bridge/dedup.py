@@ -14,6 +14,14 @@ a second decision of one message). The error left is the other way and harmless:
 message published before the SUBSCRIBE but claimed after that TIME is not counted, so on
 the next identical bytes this bridge counts one low and loses the claim to the bridge that
 heard them all, which decides it; a single bridge never meets this case.
+
+A claim is a promise to hand the message over (decide it, or put it on the queue). A
+bridge killed between its claim and the hand-over would break it, and the others let the
+message go. So the winner marks each message it handed over (`mark_handed`), and every
+loser looks again a little later (`take_over`): a message nobody marked is taken over and
+handed over by the first loser to ask. Handing a message over twice is harmless (a slow
+winner, two losers): its decision outbox keeps the first decision of a message id, and the
+execution_id claim stops a second order.
 """
 
 from __future__ import annotations
@@ -106,6 +114,34 @@ class MessageIdentity:
         while len(self._counts) > MAX_TRACKED:
             self._counts.popitem(last=False)
         return [next(issued[digest]) for digest in digests]
+
+
+def _handed_key(message_id: str) -> tuple[str, str]:
+    digest, occurrence = message_id.rsplit(":", 1)
+    return keys.BRIDGE_MSG_PREFIX + digest + ":handed", occurrence
+
+
+async def _add_handed(client: aioredis.Redis, message_ids: list[str]) -> list[bool]:
+    """SADD each message to its payload's set of handed-over occurrences: True where it was not yet there."""
+    pipe = client.pipeline(transaction=False)
+    for message_id in message_ids:
+        key, occurrence = _handed_key(message_id)
+        pipe.sadd(key, occurrence)
+        pipe.expire(key, CLAIM_TTL_S)
+    replies = await pipe.execute()
+    return [bool(added) for added in replies[::2]]
+
+
+async def mark_handed(client: aioredis.Redis, message_ids: list[str]) -> None:
+    """The winner's side: these messages are decided or on the queue."""
+    if message_ids:
+        await _add_handed(client, message_ids)
+
+
+async def take_over(client: aioredis.Redis, message_ids: list[str]) -> list[bool]:
+    """A loser's side, once the winner has had time: True for each message nobody handed
+    over, which this bridge now owns (the first to ask wins)."""
+    return await _add_handed(client, message_ids) if message_ids else []
 
 
 async def claim_catch_up(client: aioredis.Redis) -> tuple[bytes, str] | None:

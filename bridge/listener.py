@@ -9,20 +9,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from collections import deque
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from zero_tasks import keys
+from zero_tasks import failpoints, keys
 
-from .dedup import MessageIdentity, claim_catch_up
+from .dedup import MessageIdentity, claim_catch_up, mark_handed, take_over
 
 log = logging.getLogger(__name__)
 
 Incoming = tuple[bytes, str, datetime]  # the bytes, the message id, when heard
-Handler = Callable[[list[Incoming]], Awaitable[None]]
+# Takes a batch; returns the ids it handed over (decided, or on the Celery queue).
+Handler = Callable[[list[Incoming]], Awaitable["set[str] | None"]]
+# How long a message another bridge claimed may stay unhandled before this bridge takes it
+# over: far above a hand-over's milliseconds, even for a batch of 200 in a burst.
+TAKE_OVER_AFTER_S = 2.0
 BATCH_MAX = 200  # messages already waiting on the socket are taken together. Measured with
 # `python -m bench --quick --postgres --burst 10000`: 200 gives ~1,050/~775 decisions/s
 # (SQLite/PostgreSQL) and a bridge RSS of 82/87 MB after the burst; 32 gives ~865/~785 and 80/84.
@@ -46,6 +52,8 @@ class Listener:
         self.won = 0
         self.reconnects = 0
         self.handler_errors = 0
+        self.taken_over = 0
+        self._lost: deque[tuple[float, Incoming]] = deque()  # (when to look again, message) claimed elsewhere
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.1
@@ -77,6 +85,7 @@ class Listener:
                 batch = await self._next_batch(pubsub)
                 if batch:
                     await self._claim_and_handle(client, batch)
+                await self._take_over_due(client)
         finally:
             self.connected = False
             try:
@@ -101,19 +110,42 @@ class Listener:
         self.received += len(batch)
         claims = await self._identity.claim(client, [data for data, _ in batch])
         won = [(data, message_id, heard) for (data, heard), (message_id, ours) in zip(batch, claims) if ours]
+        look_again = time.monotonic() + TAKE_OVER_AFTER_S
+        self._lost.extend((look_again, (data, message_id, heard))
+                          for (data, heard), (message_id, ours) in zip(batch, claims) if not ours)
         self.won += len(won)
         if won:
-            await self._handle(won)
+            failpoints.hit("bridge_after_claim")  # fault tests: die holding claims
+            await mark_handed(client, sorted(await self._handle(won)))
 
-    async def _handle(self, batch: list[Incoming]) -> None:
-        """A batch the handler cannot take is logged and counted; the bridge lives on."""
+    async def _take_over_due(self, client: aioredis.Redis) -> None:
+        """Messages another bridge claimed and never marked handed over (it died in between):
+        decided here, by the first bridge to ask."""
+        now = time.monotonic()
+        due = []
+        while self._lost and self._lost[0][0] <= now:
+            due.append(self._lost.popleft()[1])
+        if not due:
+            return
+        owned = await take_over(client, [message_id for _, message_id, _ in due])
+        orphans = [message for message, ours in zip(due, owned) if ours]
+        if orphans:
+            self.taken_over += len(orphans)
+            log.warning("%d message(s) claimed by another bridge were never handed over (%s...): deciding them here",
+                        len(orphans), orphans[0][1])
+            await self._handle(orphans)
+
+    async def _handle(self, batch: list[Incoming]) -> set[str]:
+        """The ids handed over. A batch the handler cannot take is logged and counted; the
+        bridge lives on (and, unmarked, the batch is taken over by another bridge)."""
         try:
-            await self._handler(batch)
+            return set(await self._handler(batch) or ())
         except (RedisError, OSError):
             raise  # the connection: reconnect
         except Exception:  # noqa: BLE001 - never let one message end the subscription
             self.handler_errors += 1
             log.exception("%d message(s) could not be handed over (%s...)", len(batch), batch[0][1])
+            return set()
 
     async def _catch_up(self, client: aioredis.Redis) -> None:
         caught = await claim_catch_up(client)

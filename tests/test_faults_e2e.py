@@ -277,6 +277,32 @@ def test_bridge_killed_mid_stream_a_second_bridge_loses_and_duplicates_nothing(m
     assert len(many.wait_rows(150, timeout=30)) == 150
 
 
+def test_a_bridge_killed_between_its_claim_and_the_hand_over_loses_nothing(many: Gateway, tmp_path: Path) -> None:
+    """The bridge wins a message's claim and dies before deciding or enqueueing it (a
+    failpoint, so the crash lands exactly there): another bridge takes it over."""
+    marker = tmp_path / "bridge-claim-failpoint"
+    victim = many.restart(many.bridges[0], ZERO_FAILPOINTS=f"bridge_after_claim:{marker}")
+    many.wait_ready()
+    many.r.set("key:market_state", market("GREEN"))  # kill switch off: every message BLOCKED
+    pubsub = many.subscribe()
+    published = []
+    for i in range(60):  # until the victim wins a claim (the bridges race for each message)
+        ticker = f"K{i:03d}"
+        many.r.publish("chan:opportunity_update", __import__("json").dumps(ranking(opportunity(ticker))))
+        published.append(ticker)
+        time.sleep(0.05)
+        if marker.exists():
+            break
+    assert marker.exists(), "the victim bridge never won a claim"
+    wait_for(lambda: not victim.alive(), 10, "victim bridge gone")
+    events = collect(pubsub, len(published), 30, many)
+    assert quiet(pubsub, 1.0) == []
+    assert sorted(e["ticker"] for e in events) == published
+    taken_over = sum(health(int(b.env["EXECUTION_API_PORT"]))[1]["bridge"]["taken_over"] for b in many.bridges[1:])
+    assert taken_over >= 1
+    many.restart(victim, ZERO_FAILPOINTS="")
+
+
 # PostgreSQL outage -----------------------------------------------------------------
 def pg_ctl(action: str) -> None:
     version = os.listdir("/etc/postgresql")[0]

@@ -14,7 +14,7 @@ from typing import Awaitable, Callable, Iterator, TypeVar
 import pytest
 import redis.asyncio as aioredis
 
-from bridge.dedup import MessageIdentity, claim_catch_up
+from bridge.dedup import MessageIdentity, claim_catch_up, content_hash, mark_handed, take_over
 from tests.support.monitor import commands_during
 from tests.support.procs import PrivateRedis
 from zero_tasks import keys
@@ -150,3 +150,72 @@ def test_a_listener_reads_its_subscription_time_before_it_subscribes(private_red
     commands = commands_during(private_redis, 6, scenario)
     time_at = commands.index("TIME")
     assert time_at < next(i for i, c in enumerate(commands) if c.startswith("SUBSCRIBE"))
+
+
+def test_a_message_its_winner_never_handed_over_is_taken_over_once(redis_url: str) -> None:
+    """The winner died between its claim and the hand-over: the first loser to ask owns it."""
+    async def scenario(client: aioredis.Redis) -> tuple[list[bool], list[bool]]:
+        a, b = await subscribed(client), await subscribed(client)
+        (message_id, won), = await a.claim(client, [MSG])
+        assert won and not (await b.claim(client, [MSG]))[0][1]
+        return await take_over(client, [message_id]), await take_over(client, [message_id])
+
+    assert run(redis_url, scenario) == ([True], [False])
+
+
+def test_a_message_handed_over_is_not_taken_over(redis_url: str) -> None:
+    async def scenario(client: aioredis.Redis) -> list[bool]:
+        a = await subscribed(client)
+        (message_id, _), = await a.claim(client, [MSG])
+        await mark_handed(client, [message_id])
+        return await take_over(client, [message_id])
+
+    assert run(redis_url, scenario) == [False]
+
+
+def _listen_to_one_message_claimed_elsewhere(redis_url: str, monkeypatch: pytest.MonkeyPatch,
+                                             winner_hands_over: bool) -> tuple[list[str], int]:
+    """A Listener hears MSG after another bridge claimed it; that bridge hands it over or not."""
+    import bridge.listener as listener_module
+    from bridge.listener import Listener
+
+    monkeypatch.setattr(listener_module, "TAKE_OVER_AFTER_S", 0.2)
+    handled: list[str] = []
+
+    async def handler(batch: list[tuple[bytes, str, object]]) -> set[str]:
+        handled.extend(message_id for _, message_id, _ in batch)
+        return {message_id for _, message_id, _ in batch}
+
+    async def scenario(client: aioredis.Redis) -> int:
+        listener = Listener(redis_url, handler)
+        stop = asyncio.Event()
+        task = asyncio.create_task(listener.run(stop))
+        for _ in range(200):
+            if listener.connected:
+                break
+            await asyncio.sleep(0.01)
+        digest = content_hash(MSG)
+        # the other bridge's claim, stamped later than this listener's subscription: not history to it
+        await client.hset(keys.BRIDGE_MSG_PREFIX + digest, "1", 10 ** 15)
+        if winner_hands_over:
+            await mark_handed(client, [f"{digest}:1"])
+        await client.publish(keys.OPPORTUNITY_CHANNEL, MSG)
+        await asyncio.sleep(1.5)  # past the take-over time, and one idle read of the channel
+        stop.set()
+        await task
+        return listener.taken_over
+
+    taken = run(redis_url, scenario)
+    return handled, taken
+
+
+def test_a_listener_takes_over_a_message_another_bridge_claimed_and_never_handed_over(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    handled, taken = _listen_to_one_message_claimed_elsewhere(redis_url, monkeypatch, winner_hands_over=False)
+    assert handled == [f"{content_hash(MSG)}:1"] and taken == 1
+
+
+def test_a_listener_leaves_a_message_another_bridge_handed_over(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    handled, taken = _listen_to_one_message_claimed_elsewhere(redis_url, monkeypatch, winner_hands_over=True)
+    assert handled == [] and taken == 0
