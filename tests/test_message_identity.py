@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bridge.dedup import MessageIdentity, claim_catch_up, content_hash, mark_handed, take_over
+from bridge.listener import Listener
 from tests.support.monitor import commands_during
 from tests.support.procs import PrivateRedis
 from zero_tasks import keys
@@ -131,19 +132,24 @@ def test_a_message_costs_one_round_trip_to_claim(private_redis: PrivateRedis) ->
     assert len(sent) == 1 and sent[0].startswith("EVALSHA"), sent
 
 
+async def running(listener: Listener) -> tuple[asyncio.Event, "asyncio.Task[None]"]:
+    """A Listener started and subscribed; set the event and await the task to stop it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(listener.run(stop))
+    for _ in range(200):
+        if listener.connected:
+            break
+        await asyncio.sleep(0.01)
+    return stop, task
+
+
 def test_a_listener_reads_its_subscription_time_before_it_subscribes(private_redis: PrivateRedis) -> None:
     """The order that makes the race test above hold for a real bridge: TIME is answered
     before SUBSCRIBE is sent, so no claim of a message this bridge hears is older than it."""
-    from bridge.listener import Listener
 
     async def scenario() -> None:
-        listener = Listener(f"redis://127.0.0.1:{private_redis.port}/6", handler=lambda batch: asyncio.sleep(0))
-        stop = asyncio.Event()
-        task = asyncio.create_task(listener.run(stop))
-        for _ in range(200):
-            if listener.connected:
-                break
-            await asyncio.sleep(0.01)
+        stop, task = await running(Listener(f"redis://127.0.0.1:{private_redis.port}/6",
+                                            handler=lambda batch: asyncio.sleep(0)))
         stop.set()
         await task
 
@@ -177,7 +183,6 @@ def _listen_to_one_message_claimed_elsewhere(redis_url: str, monkeypatch: pytest
                                              winner_hands_over: bool) -> tuple[list[str], int]:
     """A Listener hears MSG after another bridge claimed it; that bridge hands it over or not."""
     import bridge.listener as listener_module
-    from bridge.listener import Listener
 
     monkeypatch.setattr(listener_module, "TAKE_OVER_AFTER_S", 0.2)
     handled: list[str] = []
@@ -188,12 +193,7 @@ def _listen_to_one_message_claimed_elsewhere(redis_url: str, monkeypatch: pytest
 
     async def scenario(client: aioredis.Redis) -> int:
         listener = Listener(redis_url, handler)
-        stop = asyncio.Event()
-        task = asyncio.create_task(listener.run(stop))
-        for _ in range(200):
-            if listener.connected:
-                break
-            await asyncio.sleep(0.01)
+        stop, task = await running(listener)
         digest = content_hash(MSG)
         # the other bridge's claim, stamped later than this listener's subscription: not history to it
         await client.hset(keys.BRIDGE_MSG_PREFIX + digest, "1", 10 ** 15)
