@@ -298,6 +298,9 @@ def test_a_bridge_killed_between_its_claim_and_the_hand_over_loses_nothing(many:
     events = collect(pubsub, len(published), 30, many)
     assert quiet(pubsub, 1.0) == []
     assert sorted(e["ticker"] for e in events) == published
+    # the taken-over message went through the same veto: kill switch off, no order
+    assert {e["status"] for e in events} == {"BLOCKED"} and many.orders() == []
+    assert sorted(row["ticker"] for row in many.wait_rows(len(published), timeout=30)) == published
     taken_over = sum(health(int(b.env["EXECUTION_API_PORT"]))[1]["bridge"]["taken_over"] for b in many.bridges[1:])
     assert taken_over >= 1
     many.restart(victim, ZERO_FAILPOINTS="")
