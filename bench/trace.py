@@ -27,7 +27,8 @@ class Monitor(threading.Thread):
     def __init__(self, stack: Stack) -> None:
         super().__init__(name="bench-monitor", daemon=True)
         self.client = stack.client()
-        self.commands: list[tuple[float, str]] = []
+        self.commands: list[tuple[float, str]] = []  # sent by a client: one round trip each
+        self.seen: list[tuple[float, str]] = []  # those and the commands scripts ran
         self.lua_commands = 0
         self.stop_flag = threading.Event()
         self.ready = threading.Event()
@@ -40,9 +41,12 @@ class Monitor(threading.Thread):
                     cmd = monitor.next_command()
                 except Exception:  # noqa: BLE001 - connection closed at the end
                     break
-                if cmd and cmd.get("client_type") == "lua":
+                if not cmd:
+                    continue
+                self.seen.append((cmd["time"], cmd["command"]))
+                if cmd.get("client_type") == "lua":
                     self.lua_commands += 1  # a command run inside a script: not a round trip
-                elif cmd:
+                else:
                     self.commands.append((cmd["time"], cmd["command"]))
 
     def stop(self, stack: Stack) -> None:
@@ -93,9 +97,9 @@ def run(stack: Stack, gw: GatewayProcs, collector: EventCollector, n: int, prefi
             time.sleep(0.005)
     finally:
         monitor.stop(stack)
-    commands = monitor.commands
+    commands, seen = monitor.commands, monitor.seen
     if dump:
-        dump.write_text("\n".join(f"{t:.6f} {c[:300]}" for t, c in commands))
+        dump.write_text("\n".join(f"{t:.6f} {c[:300]}" for t, c in seen))
     # each signal's window: from its PUBLISH on chan:opportunity_update to the next one
     pubs = [(t, c) for t, c in commands if c.startswith("PUBLISH " + OPPORTUNITY_CHANNEL)]
     offsets: dict[str, list[float]] = {}
@@ -103,7 +107,7 @@ def run(stack: Stack, gw: GatewayProcs, collector: EventCollector, n: int, prefi
         pub_t = next((t for t, c in pubs if s["execution_id"].split(":")[0] in c), None)
         if pub_t is None:
             continue
-        window = [(t, c) for t, c in commands if pub_t <= t <= pub_t + timeout_s]
+        window = [(t, c) for t, c in seen if pub_t <= t <= pub_t + timeout_s]
         for name, match in MILESTONES:
             t = next((t for t, c in window if match(c, s)), None)
             if t is not None:
@@ -120,7 +124,7 @@ def run(stack: Stack, gw: GatewayProcs, collector: EventCollector, n: int, prefi
     round_trips = []
     for s in signals:
         pub_t = next((t for t, c in pubs if s["execution_id"].split(":")[0] in c), None)
-        end_t = next((t for t, c in commands if pub_t is not None and t >= pub_t
+        end_t = next((t for t, c in seen if pub_t is not None and t >= pub_t
                       and c.startswith("PUBLISH " + TRADE_UPDATE_CHANNEL) and s["execution_id"] in c), None)
         if pub_t is not None and end_t is not None:
             round_trips.append(sum(1 for t, c in commands if pub_t < t <= end_t))

@@ -24,6 +24,7 @@ from zero_tasks.settings import Settings
 from zero_tasks.veto import breaker_probe_due
 
 from .broker_probe import BrokerProbe
+from .dedup import Push
 from .enqueue import Enqueuer
 from .health import HealthSources, health, render
 from .http import HttpServer
@@ -53,8 +54,8 @@ class Bridge:
         from zero_tasks.celery_app import app  # loads celeryconfig: the paper guard has run
 
         self.settings = settings
-        self.enqueuer = Enqueuer(app)
-        self.listener = Listener(settings.redis_url, self.on_batch)
+        self.enqueuer = Enqueuer(app, settings.redis_url)
+        self.listener = Listener(settings.redis_url, self.on_batch, fast=self)
         self.limits = limits_of(settings)
         self.decided = 0
         self._trimmer = IdleTrimmer()
@@ -73,6 +74,7 @@ class Bridge:
         return {"bridge": {"subscribed": self.listener.connected, "received": self.listener.received, "won": self.listener.won,
                            "decided": self.decided,
                            "enqueued": self.enqueuer.enqueued, "pending": self.enqueuer.pending,
+                           "hand_over": self.enqueuer.hand_over, "pushed_by_claim": self.enqueuer.pushed_by_claim,
                            "dropped": self.enqueuer.dropped,
                            "reconnects": self.listener.reconnects,
                            "taken_over": self.listener.taken_over,
@@ -103,6 +105,22 @@ class Bridge:
                 handed.add(message.message_id)
         PENDING.set(self.enqueuer.pending)
         return handed
+
+    def prepare(self, incoming: tuple[bytes, str, datetime]) -> Push | None:
+        """A valid signal that passes rows 5-6 goes to the worker undecided: its task can be
+        pushed by the claim script (Listener._claim_and_push). Anything else is decided or
+        handed over by `on_batch`."""
+        data, message_id, heard = incoming
+        message, subject = message_from_bytes(data, message_id, heard, self.settings.max_payload_bytes)
+        if not isinstance(subject, Signal) or not passes_signal_checks(subject, datetime.now(timezone.utc), self.limits):
+            return None
+        built = self.enqueuer.push_for(subject.execution_id, message.to_task())
+        return Push(*built) if built else None
+
+    def pushed(self, message_id: str) -> None:
+        MESSAGES.labels("valid").inc()
+        ENQUEUED.inc()
+        self.enqueuer.pushed()
 
     async def _refusals(self, parsed: list[tuple[Message, Signal | Invalid]]) -> dict[str, DecisionRecord]:
         now = datetime.now(timezone.utc)

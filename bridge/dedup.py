@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, OrderedDict
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
@@ -41,7 +42,7 @@ MAX_TRACKED = 200_000
 # this bridge's subscription (ARGV[2]) are counted as history, atomically with claiming the
 # next ARGV[4] occurrences (the same bytes may come several times in one batch). Returns
 # {occurrences before, won 1|0 per occurrence}.
-_CLAIM = """
+_HISTORY = """
 local t = redis.call('TIME')
 local ms = t[1] * 1000 + math.floor(t[2] / 1000)
 local before = tonumber(ARGV[1])
@@ -52,6 +53,8 @@ if before < 0 then
     if tonumber(claimed_ms) < since then before = before + 1 end
   end
 end
+"""
+_CLAIM = _HISTORY + """
 local result = {before}
 for i = 1, tonumber(ARGV[4]) do
   result[i + 1] = redis.call('HSETNX', KEYS[1], before + i, ms)
@@ -59,6 +62,30 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return result
 """
+# One message, claimed and handed over in one atomic step: when this bridge wins the
+# occurrence its task was built for (ARGV[4]), the task goes onto the Celery queue
+# (KEYS[2] <- ARGV[5]) and the message is marked handed over (KEYS[3]). A bridge killed
+# at any point either holds no claim or has handed the message over. Returns
+# {occurrences before, won 1|0, pushed 1|0}.
+_CLAIM_AND_PUSH = _HISTORY + """
+local won = redis.call('HSETNX', KEYS[1], before + 1, ms)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if won == 0 or before + 1 ~= tonumber(ARGV[4]) then
+  return {before, won, 0}
+end
+redis.call('LPUSH', KEYS[2], ARGV[5])
+redis.call('SADD', KEYS[3], before + 1)
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+return {before, 1, 1}
+"""
+
+
+@dataclass(frozen=True)
+class Push:
+    """A hand-over built before the claim: LPUSH `payload` onto `key` if the claim is won."""
+
+    key: str
+    payload: str
 
 
 def content_hash(data: bytes) -> str:
@@ -77,6 +104,7 @@ class MessageIdentity:
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._subscribed_ms = 0
         self._script: AsyncScript | None = None
+        self._push_script: AsyncScript | None = None
 
     async def subscribing(self, client: aioredis.Redis) -> None:
         """Called right before SUBSCRIBE is sent: claims older than now are history."""
@@ -109,11 +137,34 @@ class MessageIdentity:
         issued = {}
         for digest, (before, *wins) in zip(repeats, replies):
             issued[digest] = iter([(f"{digest}:{before + i}", bool(w)) for i, w in enumerate(wins, start=1)])
-            self._counts[digest] = before + len(wins)
-            self._counts.move_to_end(digest)  # most recently seen last
+            self._seen(digest, before + len(wins))
+        return [next(issued[digest]) for digest in digests]
+
+    def _seen(self, digest: str, occurrences: int) -> None:
+        self._counts[digest] = occurrences
+        self._counts.move_to_end(digest)  # most recently seen last
         while len(self._counts) > MAX_TRACKED:
             self._counts.popitem(last=False)
-        return [next(issued[digest]) for digest in digests]
+
+    def next_id(self, data: bytes) -> str:
+        """The id the next claim of these bytes will most likely give: the one to build a
+        task for before claiming (a payload first seen here is expected to have no history)."""
+        digest = content_hash(data)
+        return f"{digest}:{self._counts.get(digest, 0) + 1}"
+
+    async def claim_and_push(self, client: aioredis.Redis, expected_id: str, push: Push) -> tuple[str, bool, bool]:
+        """(message_id, won, pushed) for one message: `push` runs only when this bridge wins
+        the claim and the message's id is `expected_id`, the one its task carries."""
+        digest, occurrence = expected_id.rsplit(":", 1)
+        if self._push_script is None:
+            self._push_script = client.register_script(_CLAIM_AND_PUSH)
+        handed_key, _ = _handed_key(expected_id)
+        before, won, pushed = await self._push_script(
+            keys=[keys.BRIDGE_MSG_PREFIX + digest, push.key, handed_key],
+            args=[self._counts.get(digest, -1), self._subscribed_ms, CLAIM_TTL_S, occurrence, push.payload],
+            client=client)
+        self._seen(digest, before + 1)
+        return f"{digest}:{before + 1}", bool(won), bool(pushed)
 
 
 def _handed_key(message_id: str) -> tuple[str, str]:

@@ -6,6 +6,10 @@ loop (~0.7 ms, no thread hop: the hop cost ~2 ms of signal-to-order latency, mea
 once, for its socket timeout. From the first failure on, messages are kept and sent from a
 thread with retries, so /health stays responsive while the broker is slow, until a send
 succeeds again. A message whose enqueue fails is kept and retried, never dropped.
+
+Faster still, while the queue is healthy: `push_for` builds the task's LPUSH ahead so the
+listener's claim script performs it (task_message.py, dedup.claim_and_push). The task
+and its bytes are Celery's either way.
 """
 
 from __future__ import annotations
@@ -17,20 +21,34 @@ from typing import Any
 
 from celery import Celery
 
+from .task_message import TaskPushBuilder, fusable
+
 log = logging.getLogger(__name__)
 
 DECIDE_TASK = "zero.decide"
 _RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
+def _task_options(message: dict[str, Any]) -> dict[str, Any]:
+    # argsrepr: Celery would otherwise build a safe repr of the whole payload on every
+    # publish (~0.2 ms here); what a log or monitor needs to find the task is its message id.
+    return {"argsrepr": f"[{message['message_id']!r}]", "kwargsrepr": "{}"}
+
+
 class Enqueuer:
-    def __init__(self, app: Celery, max_pending: int = 10_000) -> None:
+    def __init__(self, app: Celery, redis_url: str | None = None, max_pending: int = 10_000) -> None:
+        """`redis_url`: the database of the bridge's claims; given, tasks may be pushed by
+        the claim script when that is the Celery broker too."""
         self._app = app
+        self._builder: TaskPushBuilder | None = None
+        self._unfused = ("no claim database given" if redis_url is None else
+                         fusable(app.conf.broker_url, redis_url, app.conf.broker_transport_options or {}))
         self._pending: deque[tuple[str, dict[str, Any]]] = deque()
         self._max_pending = max_pending
         self.dropped = 0
         self._lock = asyncio.Lock()  # one sender at a time, or a message could go twice
         self.enqueued = 0
+        self.pushed_by_claim = 0
         self.failures = 0
         self._healthy = True  # the last send succeeded: the next may go inline
 
@@ -39,10 +57,43 @@ class Enqueuer:
         return len(self._pending)
 
     def _send(self, task_id: str, message: dict[str, Any], retry: bool = True) -> None:
-        # argsrepr: Celery would otherwise build a safe repr of the whole payload on every
-        # publish (~0.2 ms here); what a log or monitor needs to find the task is its message id.
-        self._app.send_task(DECIDE_TASK, args=[message], task_id=task_id, argsrepr=f"[{message['message_id']!r}]",
-                            kwargsrepr="{}", retry=retry, retry_policy=_RETRY_POLICY)
+        self._app.send_task(DECIDE_TASK, args=[message], task_id=task_id, retry=retry, retry_policy=_RETRY_POLICY,
+                            **_task_options(message))
+
+    def push_for(self, task_id: str, message: dict[str, Any]) -> tuple[str, str] | None:
+        """The decide task as (queue key, payload) for the claim script to push; None when
+        it must go the usual way (`submit`): nothing kept or being sent, so order holds."""
+        if self._unfused or not self._healthy or self._pending or self._lock.locked():
+            return None
+        try:
+            if self._builder is None:
+                self._builder = TaskPushBuilder(self._app)
+            return self._builder.build(DECIDE_TASK, task_id, [message], **_task_options(message))
+        except ValueError as exc:  # the routing: it will not change while running
+            self._unfused = str(exc)
+            log.warning("decide tasks go through send_task from now on: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - Redis away: the usual path this time, a new builder next
+            log.warning("decide task not built ahead (%s); sending it the usual way", type(exc).__name__)
+            self._drop_builder()
+        return None
+
+    def _drop_builder(self) -> None:
+        builder, self._builder = self._builder, None
+        if builder is not None:
+            try:
+                builder.close()
+            except Exception:  # noqa: BLE001 - a dead connection: nothing left to release
+                log.debug("closing the task builder's connection failed", exc_info=True)
+
+    def pushed(self) -> None:
+        """A task `push_for` built is on the queue (the claim script pushed it)."""
+        self.enqueued += 1
+        self.pushed_by_claim += 1
+
+    @property
+    def hand_over(self) -> str:
+        """How a decide task reaches the queue while healthy, for /health."""
+        return "claim script" if not self._unfused else f"send_task ({self._unfused})"
 
     def _send_inline(self, task_id: str, message: dict[str, Any]) -> bool:
         """The hot path: only when nothing is kept or being sent, so order is preserved."""

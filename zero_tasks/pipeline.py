@@ -22,7 +22,7 @@ from .intake import Invalid, Signal, parse_payload
 from .message import Message
 from .prejudge import build_record, invalid_record, refusal_before_claim
 from .record import DecisionRecord
-from .redis_state import Admission, Claim, read_snapshot
+from .redis_state import Admission, Claim, SnapshotInFlight, read_snapshot
 from .runtime import Runtime
 from .risk import alert, trading_day
 from .veto import Snapshot, breaker_probe_due, recheck_before_submit
@@ -148,12 +148,12 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
         if existing:
             return _submitted(rt, msg, subject, existing, now_fn(), "found by client_order_id on retry")
 
-    exposure = broker.open_exposure(ticker)
-    if exposure:
-        _release(rt, ticket.execution_id, ticker, msg, claim=False)
-        return build_record(msg, subject, deny(Code.OPEN_POSITION, exposure), None, now_fn())
-
-    snap = read_snapshot(rt.redis)
+    with SnapshotInFlight(rt.redis) as pending:  # the kill switch and market state, asked meanwhile
+        exposure = broker.open_exposure(ticker)
+        if exposure:
+            _release(rt, ticket.execution_id, ticker, msg, claim=False)
+            return build_record(msg, subject, deny(Code.OPEN_POSITION, exposure), None, now_fn())
+        snap = pending.result()
     denial = recheck_before_submit(snap, now_fn(), rt.limits)
     if denial:
         _release(rt, ticket.execution_id, ticker, msg, claim=True)

@@ -1,0 +1,195 @@
+"""A signal heard alone is claimed and put on the Celery queue by one script
+(bridge/task_message.py, dedup.claim_and_push), and the worker reads the kill switch and
+market state while it asks the broker about exposure (redis_state.SnapshotInFlight).
+Against a real Redis and, for the task, a real Celery worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from celery import Celery
+
+from bridge.dedup import MessageIdentity, Push, content_hash
+from bridge.enqueue import Enqueuer
+from bridge.task_message import TaskPushBuilder, fusable
+from tests.support.gateway import Gateway, opportunity, ranking
+from tests.support.procs import PrivateRedis, free_port, health
+from zero_tasks import keys
+from zero_tasks.redis_state import SHARED_SNAPSHOT_KEYS, SnapshotInFlight
+
+T = TypeVar("T")
+DB = 7
+MESSAGE = {"message_id": "abc:1", "payload": '{"ranking": 1}', "received_at": "2026-12-02T12:00:00+00:00"}
+
+
+@pytest.fixture
+def r(private_redis: PrivateRedis) -> Iterator[redis.Redis]:
+    client = private_redis.client(db=DB)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def app(private_redis: PrivateRedis, r: redis.Redis) -> Celery:
+    app = Celery("test-fused", broker=f"redis://127.0.0.1:{private_redis.port}/{DB}")
+    app.conf.task_default_queue = "zero_execution"
+    return app
+
+
+def envelope(payload: str | bytes) -> dict[str, Any]:
+    """A queued kombu message without its delivery tag (a fresh uuid on every publish)."""
+    message = json.loads(payload)
+    message["properties"].pop("delivery_tag")
+    return message
+
+
+def test_the_built_task_is_byte_for_byte_what_send_task_queues_bar_the_delivery_tag(app: Celery,
+                                                                                    r: redis.Redis) -> None:
+    key, payload = TaskPushBuilder(app).build("zero.decide", "SPY:H30:x", [MESSAGE], argsrepr="['abc:1']",
+                                              kwargsrepr="{}")
+    app.send_task("zero.decide", args=[MESSAGE], task_id="SPY:H30:x", argsrepr="['abc:1']", kwargsrepr="{}")
+    (sent,) = r.lrange("zero_execution", 0, -1)
+    assert key == "zero_execution"
+    assert envelope(payload) == envelope(sent)
+
+
+def test_building_a_task_queues_nothing(app: Celery, r: redis.Redis) -> None:
+    builder = TaskPushBuilder(app)
+    for i in range(3):
+        builder.build("zero.decide", f"id-{i}", [MESSAGE])
+    assert r.llen("zero_execution") == 0
+
+
+def test_a_task_routed_to_no_single_queue_is_not_built(app: Celery) -> None:
+    app.conf.task_queues = ()
+    app.conf.task_routes = {"zero.decide": {"exchange": "fan", "exchange_type": "fanout", "routing_key": "x"}}
+    with pytest.raises(ValueError, match="routes to 0 queues"):
+        TaskPushBuilder(app).build("zero.decide", "id", [MESSAGE])
+
+
+def test_only_a_broker_in_the_claims_database_without_key_prefix_is_fusable() -> None:
+    url = "redis://127.0.0.1:6379/0"
+    assert fusable(url, url, {}) is None
+    assert "not the Redis database" in fusable("redis://127.0.0.1:6379/1", url, {})
+    assert "global_keyprefix" in fusable(url, url, {"global_keyprefix": "zero:"})
+
+
+def test_the_enqueuer_builds_nothing_ahead_while_messages_wait_for_the_broker(app: Celery,
+                                                                            private_redis: PrivateRedis) -> None:
+    """Order holds: while a message is kept for retry, the next one queues behind it."""
+    enqueuer = Enqueuer(app, f"redis://127.0.0.1:{private_redis.port}/{DB}")
+    assert enqueuer.hand_over == "claim script"
+    assert enqueuer.push_for("id-1", MESSAGE) is not None
+    enqueuer._pending.append(("id-0", MESSAGE))
+    assert enqueuer.push_for("id-1", MESSAGE) is None
+
+
+def test_an_enqueuer_whose_broker_is_elsewhere_sends_the_usual_way(app: Celery) -> None:
+    enqueuer = Enqueuer(app, f"redis://127.0.0.1:{free_port()}/0")
+    assert enqueuer.push_for("id-1", MESSAGE) is None
+    assert enqueuer.hand_over.startswith("send_task (")
+
+
+# the claim script --------------------------------------------------------------------
+def on_redis(url: str, step: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    async def main() -> T:
+        client = aioredis.Redis.from_url(url)
+        try:
+            return await step(client)
+        finally:
+            await client.aclose()
+    return asyncio.run(main())
+
+
+def subscribed(url: str, n: int = 1) -> list[MessageIdentity]:
+    """n bridges, all subscribed before anything is claimed: they hear the same messages."""
+    identities = [MessageIdentity() for _ in range(n)]
+    for identity in identities:
+        on_redis(url, identity.subscribing)
+    return identities
+
+
+def claim_and_push(url: str, identity: MessageIdentity, data: bytes, push: Push) -> tuple[str, bool, bool]:
+    return on_redis(url, lambda client: identity.claim_and_push(client, identity.next_id(data), push))
+
+
+@pytest.fixture
+def url(private_redis: PrivateRedis, r: redis.Redis) -> str:
+    return f"redis://127.0.0.1:{private_redis.port}/{DB}"
+
+
+def test_a_won_claim_queues_the_task_and_marks_the_message_handed_over(url: str, r: redis.Redis) -> None:
+    (identity,) = subscribed(url)
+    message_id, won, pushed = claim_and_push(url, identity, b"one", Push("zero_execution", "task-1"))
+    assert (won, pushed) == (True, True)
+    assert r.lrange("zero_execution", 0, -1) == [b"task-1"]
+    digest, occurrence = message_id.rsplit(":", 1)
+    assert r.smembers(keys.BRIDGE_MSG_PREFIX + digest + ":handed") == {occurrence.encode()}
+
+
+def test_a_claim_another_bridge_won_queues_nothing(url: str, r: redis.Redis) -> None:
+    first, second = subscribed(url, 2)
+    claim_and_push(url, first, b"one", Push("zero_execution", "task-1"))
+    _, won, pushed = claim_and_push(url, second, b"one", Push("zero_execution", "task-1 again"))
+    assert (won, pushed) == (False, False)
+    assert r.lrange("zero_execution", 0, -1) == [b"task-1"]
+
+
+def test_a_claim_won_under_another_occurrence_than_the_task_carries_queues_nothing(url: str, r: redis.Redis) -> None:
+    """The bytes were claimed before this bridge subscribed: its task names occurrence 1,
+    the claim gives 2. The message is won but left to the usual path, which names it right."""
+    (identity,) = subscribed(url)
+    data = b"seen before"
+    r.hset(keys.BRIDGE_MSG_PREFIX + content_hash(data), "1", 1)  # claimed at t=1 ms, long before
+    message_id, won, pushed = claim_and_push(url, identity, data, Push("zero_execution", "task"))
+    assert message_id.endswith(":2") and (won, pushed) == (True, False)
+    assert r.llen("zero_execution") == 0
+
+
+# the snapshot read while the broker is asked --------------------------------------------
+def test_the_snapshot_in_flight_reads_what_the_veto_reads(r: redis.Redis) -> None:
+    r.set(keys.EXECUTION_ENABLED_KEY, "true")
+    r.set(keys.MARKET_STATE_KEY, '{"state": "GREEN"}')
+    with SnapshotInFlight(r) as pending:
+        r.set(keys.EXECUTION_ENABLED_KEY, "false")  # after the MGET was sent: not seen
+        snap = pending.result()
+    assert snap.error is None and snap.execution_enabled == "true" and snap.market_state == '{"state": "GREEN"}'
+
+
+def test_a_snapshot_nobody_read_leaves_the_pooled_connection_clean(r: redis.Redis) -> None:
+    r.set(keys.EXECUTION_ENABLED_KEY, "true")
+    for _ in range(3):
+        with SnapshotInFlight(r):
+            pass  # the broker answered with exposure: the reply is never used
+    assert r.get(keys.EXECUTION_ENABLED_KEY) == b"true"  # not an MGET reply read out of turn
+    assert r.mget(*SHARED_SNAPSHOT_KEYS)[0] == b"true"
+
+
+def test_a_snapshot_in_flight_without_redis_fails_closed() -> None:
+    unreachable = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+    with SnapshotInFlight(unreachable) as pending:
+        snap = pending.result()
+    assert snap.error and snap.error.startswith("redis:")
+    assert snap.execution_enabled is None
+
+
+# the whole path ----------------------------------------------------------------------
+@pytest.mark.e2e
+def test_a_worker_places_the_order_of_a_task_the_claim_script_queued(gw: Gateway) -> None:
+    before = health(gw.api_port)[1]["bridge"]
+    assert before["hand_over"] == "claim script"
+    gw.green()
+    (event,) = gw.decide(ranking(opportunity("FUSE")))
+    assert event["status"] == "SUBMITTED"
+    assert [o["symbol"] for o in gw.orders() if o["client_order_id"] == event["client_order_id"]] == ["FUSE"]
+    deadline = time.monotonic() + 5
+    while health(gw.api_port)[1]["bridge"]["pushed_by_claim"] <= before["pushed_by_claim"]:
+        assert time.monotonic() < deadline, "the order's task did not go through the claim script"
+        time.sleep(0.1)
