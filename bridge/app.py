@@ -10,10 +10,8 @@ from datetime import datetime, timezone
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge
 from redis.exceptions import RedisError
-from sqlalchemy.engine import make_url
 
 from zero_tasks import outbox
-from zero_tasks.audit import make_engine
 from zero_tasks.intake import Invalid, Signal
 from zero_tasks.message import Message, message_from_bytes
 from zero_tasks.metrics import queue_decision_metrics
@@ -23,6 +21,7 @@ from zero_tasks.redis_state import read_snapshots
 from zero_tasks.settings import Settings
 from zero_tasks.veto import breaker_probe_due
 
+from . import db_probe
 from .broker_probe import BrokerProbe
 from .dedup import Push
 from .enqueue import Enqueuer
@@ -41,14 +40,6 @@ DECIDED = Counter("zero_bridge_decided_total", "Messages the bridge decided itse
 PENDING = Gauge("zero_bridge_pending", "Messages kept by the bridge while the queue is unreachable")
 
 
-def database_label(settings: Settings) -> str:
-    """The database in use, without credentials."""
-    url = make_url(settings.sqlalchemy_url)
-    if url.get_backend_name() == "sqlite":
-        return f"sqlite:{url.database}"
-    return f"{url.get_backend_name()}://{url.host}:{url.port or 5432}/{url.database}"
-
-
 class Bridge:
     def __init__(self, settings: Settings) -> None:
         from zero_tasks.celery_app import app  # loads celeryconfig: the paper guard has run
@@ -63,9 +54,9 @@ class Bridge:
                                               socket_connect_timeout=2, health_check_interval=5)
         self.sources = HealthSources(
             redis_url=settings.redis_url,
-            engine=make_engine(settings.sqlalchemy_url),
+            db_ping=db_probe.pinger(settings.sqlalchemy_url),
             broker_probe=BrokerProbe(settings),
-            database_label=database_label(settings),
+            database_label=db_probe.label(settings.sqlalchemy_url),
             broker_url=settings.broker_url,
             stats=self.stats,
         )

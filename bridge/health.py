@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import redis.asyncio as aioredis
-from sqlalchemy import Engine
 
 from zero_tasks import keys, metrics
-from zero_tasks.audit import ping as db_ping
 from zero_tasks.outbox import AUDIT_STREAM
 from zero_tasks.veto import parse_market_state
 
@@ -31,7 +29,7 @@ CHECK_TIMEOUT_S = 2.0
 @dataclass
 class HealthSources:
     redis_url: str
-    engine: Engine
+    db_ping: Callable[[], None]  # a blocking SELECT 1 (db_probe.pinger)
     broker_probe: Callable[[], str]
     database_label: str
     broker_url: str = ""
@@ -64,7 +62,7 @@ async def _redis_view(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
 async def _database(src: HealthSources) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(asyncio.to_thread(db_ping, src.engine), CHECK_TIMEOUT_S + 2)
+        await asyncio.wait_for(asyncio.to_thread(src.db_ping), CHECK_TIMEOUT_S + 2)
         return _check(True, f"{src.database_label} reachable", started)
     except Exception as exc:  # noqa: BLE001
         return _check(False, f"{src.database_label} unreachable: {type(exc).__name__}", started)

@@ -1,0 +1,73 @@
+"""The bridge's look at the audit database for /health: reachable or not, and which one.
+
+The workers write the audit through SQLAlchemy; the bridge only asks `SELECT 1`. Loading
+SQLAlchemy for that cost the bridge ~18 MB of its 80 MB budget (README, Benchmark), so
+SQLite is asked through the standard library and PostgreSQL through psycopg2, the driver
+the workers use. Any other database URL goes through SQLAlchemy, loaded only then.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Callable
+from urllib.parse import unquote, urlsplit
+
+CONNECT_TIMEOUT_S = 2
+
+
+def _sqlite_path(url: str) -> str:
+    """`sqlite:///rel.db`, `sqlite:////abs.db` and `sqlite://` (memory), as SQLAlchemy reads them."""
+    rest = url.split("://", 1)[1]
+    return rest[1:].split("?", 1)[0] if rest.startswith("/") else ":memory:"
+
+
+def _is_postgres(url: str) -> bool:
+    return urlsplit(url).scheme in ("postgresql", "postgres", "postgresql+psycopg2")
+
+
+def label(url: str) -> str:
+    """The database in use, without credentials."""
+    if url.startswith("sqlite"):
+        return f"sqlite:{_sqlite_path(url)}"
+    parts = urlsplit(url)
+    backend = parts.scheme.split("+", 1)[0]
+    return f"{backend}://{parts.hostname}:{parts.port or 5432}/{unquote(parts.path.lstrip('/'))}"
+
+
+def _ping_sqlite(path: str) -> None:
+    if path != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with sqlite3.connect(path, timeout=CONNECT_TIMEOUT_S) as conn:
+        conn.execute("SELECT 1").fetchone()
+    conn.close()
+
+
+def _ping_postgres(url: str) -> None:
+    import psycopg2  # only a bridge that audits to PostgreSQL loads the driver
+
+    dsn = "postgresql://" + url.split("://", 1)[1]  # libpq does not know SQLAlchemy's +driver
+    conn = psycopg2.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchone()
+    finally:
+        conn.close()
+
+
+def _ping_with_sqlalchemy(url: str) -> Callable[[], None]:
+    from zero_tasks.audit import make_engine, ping
+
+    engine = make_engine(url)
+    return lambda: ping(engine)
+
+
+def pinger(url: str) -> Callable[[], None]:
+    """A blocking `SELECT 1` on the database at `url` (a SQLAlchemy URL): raises when unreachable."""
+    if url.startswith("sqlite"):
+        path = _sqlite_path(url)
+        return lambda: _ping_sqlite(path)
+    if _is_postgres(url):
+        return lambda: _ping_postgres(url)
+    return _ping_with_sqlalchemy(url)
