@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
@@ -36,8 +37,22 @@ def postgres_version(url: str) -> str | None:
         return None
 
 
+def code_version() -> str | None:
+    """The commit measured (`+dirty` with uncommitted changes), so a result names its code."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None  # not a git checkout (an sdist, a container image)
+    return commit + ("+dirty" if dirty else "")
+
+
 def machine(redis_server: str | None, postgresql: str | None) -> dict[str, Any]:
     return {
+        "code": code_version(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
@@ -108,7 +123,7 @@ def render(result: dict[str, Any]) -> str:
     v = m["versions"]
     lines = [
         f"ZERO execution gateway benchmark ({result['mode']})  {result['started_at']}  {result['duration_s']} s",
-        f"machine: {m['cpu_count']} CPUs, {m['platform']}, Python {m['python']}",
+        f"machine: {m['cpu_count']} CPUs, {m['platform']}, Python {m['python']}; code {m.get('code') or 'unknown'}",
         "versions: " + ", ".join(f"{k} {v[k]}" for k in v) + f", redis-server {m['redis_server']}, "
         f"PostgreSQL {m['postgresql'] or 'unreachable'}",
         f"gateway: 1 bridge + {result['config']['workers']} celery worker(s) -c {result['config']['concurrency']} "

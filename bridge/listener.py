@@ -141,7 +141,11 @@ class Listener:
         id pushed, or (None, None) when the message needs the usual path."""
         assert self._fast is not None
         expected = self._identity.next_id(data)
-        push = self._fast.prepare((data, expected, heard))
+        try:
+            push = self._fast.prepare((data, expected, heard))
+        except Exception:  # noqa: BLE001 - never let one message end the subscription
+            log.exception("hand-over of %s not built ahead; taking the usual path", expected)
+            push = None
         if push is None:
             return None, None
         message_id, won, pushed = await self._identity.claim_and_push(client, expected, push)

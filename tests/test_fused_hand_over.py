@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from typing import Any, Iterator
 
 import pytest
 import redis
@@ -20,10 +20,10 @@ from bridge.enqueue import Enqueuer
 from bridge.task_message import TaskPushBuilder, fusable
 from tests.support.gateway import Gateway, opportunity, ranking
 from tests.support.procs import PrivateRedis, free_port, health
+from tests.test_message_identity import run, running
 from zero_tasks import keys
 from zero_tasks.redis_state import SHARED_SNAPSHOT_KEYS, SnapshotInFlight
 
-T = TypeVar("T")
 DB = 7
 MESSAGE = {"message_id": "abc:1", "payload": '{"ranking": 1}', "received_at": "2026-12-02T12:00:00+00:00"}
 
@@ -98,26 +98,16 @@ def test_an_enqueuer_whose_broker_is_elsewhere_sends_the_usual_way(app: Celery) 
 
 
 # the claim script --------------------------------------------------------------------
-def on_redis(url: str, step: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-    async def main() -> T:
-        client = aioredis.Redis.from_url(url)
-        try:
-            return await step(client)
-        finally:
-            await client.aclose()
-    return asyncio.run(main())
-
-
 def subscribed(url: str, n: int = 1) -> list[MessageIdentity]:
     """n bridges, all subscribed before anything is claimed: they hear the same messages."""
     identities = [MessageIdentity() for _ in range(n)]
     for identity in identities:
-        on_redis(url, identity.subscribing)
+        run(url, identity.subscribing)
     return identities
 
 
 def claim_and_push(url: str, identity: MessageIdentity, data: bytes, push: Push) -> tuple[str, bool, bool]:
-    return on_redis(url, lambda client: identity.claim_and_push(client, identity.next_id(data), push))
+    return run(url, lambda client: identity.claim_and_push(client, identity.next_id(data), push))
 
 
 @pytest.fixture
@@ -193,3 +183,58 @@ def test_a_worker_places_the_order_of_a_task_the_claim_script_queued(gw: Gateway
     while health(gw.api_port)[1]["bridge"]["pushed_by_claim"] <= before["pushed_by_claim"]:
         assert time.monotonic() < deadline, "the order's task did not go through the claim script"
         time.sleep(0.1)
+
+
+# the listener ------------------------------------------------------------------------
+class Fast:
+    """A FastHandOver that queues `task` for every message, or fails as told."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.pushed_ids: list[str] = []
+
+    def prepare(self, incoming: tuple[bytes, str, object]) -> Push | None:
+        if self.fail:
+            raise RuntimeError("a bug while building the task")
+        return Push("zero_execution", "task for " + incoming[1])
+
+    def pushed(self, message_id: str) -> None:
+        self.pushed_ids.append(message_id)
+
+
+def hear_one(url: str, fast: Fast) -> list[str]:
+    """A Listener with `fast` hears one message; returns what its usual handler got."""
+    from bridge.listener import Listener
+
+    handled: list[str] = []
+
+    async def handler(batch: list[tuple[bytes, str, object]]) -> set[str]:
+        handled.extend(message_id for _, message_id, _ in batch)
+        return {message_id for _, message_id, _ in batch}
+
+    async def scenario(client: aioredis.Redis) -> None:
+        stop, task = await running(Listener(url, handler, fast=fast))
+        await client.publish(keys.OPPORTUNITY_CHANNEL, b"one ranking")
+        for _ in range(200):
+            if handled or fast.pushed_ids:
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+
+    run(url, scenario)
+    return handled
+
+
+def test_a_listener_queues_a_message_heard_alone_through_the_claim_script(url: str, r: redis.Redis) -> None:
+    fast = Fast()
+    assert hear_one(url, fast) == []
+    message_id = f"{content_hash(b'one ranking')}:1"
+    assert fast.pushed_ids == [message_id]
+    assert r.lrange("zero_execution", 0, -1) == [f"task for {message_id}".encode()]
+
+
+def test_a_hand_over_that_cannot_be_built_takes_the_usual_path(url: str, r: redis.Redis) -> None:
+    fast = Fast(fail=True)
+    assert hear_one(url, fast) == [f"{content_hash(b'one ranking')}:1"]
+    assert fast.pushed_ids == [] and r.llen("zero_execution") == 0
