@@ -162,6 +162,24 @@ def test_a_snapshot_nobody_read_leaves_the_pooled_connection_clean(r: redis.Redi
     assert r.mget(*SHARED_SNAPSHOT_KEYS)[0] == b"true"
 
 
+def test_a_snapshot_whose_early_read_times_out_is_read_again_the_usual_way(
+        private_redis: PrivateRedis, r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis stalls (CLIENT PAUSE) past the early read's timeout, then answers again."""
+    from zero_tasks import redis_state
+
+    usual_reads = []
+    monkeypatch.setattr(redis_state, "read_snapshot", lambda client: usual_reads.append(1) or
+                        redis_state.snapshot_of(client.mget(*SHARED_SNAPSHOT_KEYS)))
+    r.set(keys.EXECUTION_ENABLED_KEY, "true")
+    impatient = redis.Redis(port=private_redis.port, db=DB, socket_timeout=0.3)
+    impatient.ping()
+    r.execute_command("CLIENT", "PAUSE", 450, "ALL")
+    with SnapshotInFlight(impatient) as pending:
+        snap = pending.result()
+    assert usual_reads == [1]
+    assert snap.error is None and snap.execution_enabled == "true"
+
+
 def test_a_snapshot_in_flight_without_redis_fails_closed() -> None:
     unreachable = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
     with SnapshotInFlight(unreachable) as pending:

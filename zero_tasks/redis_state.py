@@ -120,50 +120,51 @@ def read_snapshot(r: redis.Redis, ticker: str | None = None) -> Snapshot:
 class SnapshotInFlight:
     """The shared snapshot, asked now and read later: the MGET travels while the broker is
     asked about exposure, so the check before submit costs no round trip of its own (it
-    cost ~0.25 ms on the path to the order, `python -m bench`). Fails closed like
-    `read_snapshot`: any error reads as a Snapshot carrying it.
+    cost ~0.25 ms on the path to the order, `python -m bench`). Should the early read fail,
+    the snapshot is read again the usual way (`read_snapshot`, with the client's retries),
+    which fails closed.
 
     A context manager: a reply nobody read is read and dropped on exit, and a connection
     in an unknown state is closed rather than given back to the pool.
     """
 
     def __init__(self, r: redis.Redis) -> None:
+        self._r = r
         self._pool = r.connection_pool
         self._conn: redis.connection.AbstractConnection | None = None
-        self._error: str | None = None
 
     def __enter__(self) -> "SnapshotInFlight":
         try:
             self._conn = self._pool.get_connection()
             self._conn.send_command("MGET", *SHARED_SNAPSHOT_KEYS)
-        except (redis.RedisError, OSError) as exc:
-            self._fail(exc)
+        except (redis.RedisError, OSError):
+            self._drop()
         return self
 
     def result(self) -> Snapshot:
-        if self._conn is None:
-            return Snapshot(None, None, None, error=f"redis: {self._error or 'snapshot already read'}")
-        try:
-            values = self._conn.read_response()
-        except (redis.RedisError, OSError, UnicodeDecodeError) as exc:
-            self._fail(exc)
-            return Snapshot(None, None, None, error=f"redis: {self._error}")
-        self._release()
-        return snapshot_of(values)
+        values = self._read()
+        return read_snapshot(self._r) if values is None else snapshot_of(values)
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._conn is not None:
-            self.result()  # the reply must leave the socket before the connection is reused
+        self._read()  # the reply must leave the socket before the connection is reused
 
-    def _fail(self, exc: BaseException) -> None:
-        self._error = type(exc).__name__
-        if self._conn is not None:
-            self._conn.disconnect()
-            self._release()
-
-    def _release(self) -> None:
+    def _read(self) -> list | None:
+        if self._conn is None:
+            return None
+        try:
+            values = self._conn.read_response()
+        except (redis.RedisError, OSError, UnicodeDecodeError):
+            self._drop()
+            return None
         conn, self._conn = self._conn, None
         self._pool.release(conn)
+        return values
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.disconnect()
+            self._pool.release(conn)
 
 
 def read_hash_field_and_snapshot(r: redis.Redis, key: str, field: str, ticker: str) -> tuple[str | None, Snapshot]:
