@@ -29,10 +29,10 @@ DECIDE_TASK = "zero.decide"
 _RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
-def _task_options(message: dict[str, Any]) -> dict[str, Any]:
-    # argsrepr: Celery would otherwise build a safe repr of the whole payload on every
-    # publish (~0.2 ms here); what a log or monitor needs to find the task is its message id.
-    return {"argsrepr": f"[{message['message_id']!r}]", "kwargsrepr": "{}"}
+def _argsrepr(message: dict[str, Any]) -> str:
+    # Celery would otherwise build a safe repr of the whole payload on every publish
+    # (~0.2 ms here); what a log or monitor needs to find the task is its message id.
+    return f"[{message['message_id']!r}]"
 
 
 class Enqueuer:
@@ -58,7 +58,7 @@ class Enqueuer:
 
     def _send(self, task_id: str, message: dict[str, Any], retry: bool = True) -> None:
         self._app.send_task(DECIDE_TASK, args=[message], task_id=task_id, retry=retry, retry_policy=_RETRY_POLICY,
-                            **_task_options(message))
+                            argsrepr=_argsrepr(message), kwargsrepr="{}")
 
     def push_for(self, task_id: str, message: dict[str, Any]) -> tuple[str, str] | None:
         """The decide task as (queue key, payload) for the claim script to push; None when
@@ -67,9 +67,9 @@ class Enqueuer:
             return None
         try:
             if self._builder is None:
-                self._builder = TaskPushBuilder(self._app)
-            return self._builder.build(DECIDE_TASK, task_id, [message], **_task_options(message))
-        except ValueError as exc:  # the routing: it will not change while running
+                self._builder = TaskPushBuilder(self._app, DECIDE_TASK)
+            return self._builder.build(task_id, [message], _argsrepr(message))
+        except ValueError as exc:  # the routing or the template: it will not change while running
             self._unfused = str(exc)
             log.warning("decide tasks go through send_task from now on: %s", exc)
         except Exception as exc:  # noqa: BLE001 - Redis away: the usual path this time, a new builder next

@@ -50,20 +50,22 @@ def envelope(payload: str | bytes) -> dict[str, Any]:
     return message
 
 
-def test_the_built_task_is_byte_for_byte_what_send_task_queues_bar_the_delivery_tag(app: Celery,
-                                                                                    r: redis.Redis) -> None:
-    key, payload = TaskPushBuilder(app).build("zero.decide", "SPY:H30:x", [MESSAGE], argsrepr="['abc:1']",
-                                              kwargsrepr="{}")
-    app.send_task("zero.decide", args=[MESSAGE], task_id="SPY:H30:x", argsrepr="['abc:1']", kwargsrepr="{}")
+@pytest.mark.parametrize("payload", ['{"ranking": 1}', '{"ticker": "BRK.B", "why": ["é", "\\u0000", "漢"]}', "x" * 5000])
+def test_the_built_task_is_byte_for_byte_what_send_task_queues_bar_the_delivery_tag(app: Celery, r: redis.Redis,
+                                                                                    payload: str) -> None:
+    message = {**MESSAGE, "payload": payload}
+    key, built = TaskPushBuilder(app, "zero.decide").build("SPY:H30:x", [message], "['abc:1']")
+    app.send_task("zero.decide", args=[message], task_id="SPY:H30:x", argsrepr="['abc:1']", kwargsrepr="{}")
     (sent,) = r.lrange("zero_execution", 0, -1)
     assert key == "zero_execution"
-    assert envelope(payload) == envelope(sent)
+    assert envelope(built) == envelope(sent)
+    assert built.encode() != sent  # the delivery tag: a fresh one per message, as kombu makes
 
 
 def test_building_a_task_queues_nothing(app: Celery, r: redis.Redis) -> None:
-    builder = TaskPushBuilder(app)
+    builder = TaskPushBuilder(app, "zero.decide")
     for i in range(3):
-        builder.build("zero.decide", f"id-{i}", [MESSAGE])
+        builder.build(f"id-{i}", [MESSAGE], "['abc:1']")
     assert r.llen("zero_execution") == 0
 
 
@@ -71,7 +73,38 @@ def test_a_task_routed_to_no_single_queue_is_not_built(app: Celery) -> None:
     app.conf.task_queues = ()
     app.conf.task_routes = {"zero.decide": {"exchange": "fan", "exchange_type": "fanout", "routing_key": "x"}}
     with pytest.raises(ValueError, match="routes to 0 queues"):
-        TaskPushBuilder(app).build("zero.decide", "id", [MESSAGE])
+        TaskPushBuilder(app, "zero.decide")
+
+
+def celery_with_a_new_per_message_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Celery that puts a per-message field the template does not know about (here: the
+    task id in a new header, spelled differently)."""
+    from celery.app import amqp
+
+    original = amqp.AMQP.as_task_v2
+
+    def with_a_new_field(self, task_id, name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        message = original(self, task_id, name, *args, **kwargs)
+        message.headers["trace"] = task_id.upper()
+        return message
+
+    monkeypatch.setattr(amqp.AMQP, "as_task_v2", with_a_new_field)
+
+
+def test_a_template_that_differs_from_what_celery_sends_is_refused(app: Celery,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    celery_with_a_new_per_message_field(monkeypatch)
+    with pytest.raises(ValueError, match="template differs"):
+        TaskPushBuilder(app, "zero.decide")
+
+
+def test_an_enqueuer_whose_template_differs_sends_the_usual_way(app: Celery, private_redis: PrivateRedis,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    celery_with_a_new_per_message_field(monkeypatch)
+    enqueuer = Enqueuer(app, f"redis://127.0.0.1:{private_redis.port}/{DB}")
+    assert enqueuer.push_for("id-1", MESSAGE) is None
+    assert enqueuer.hand_over == "send_task (the task template differs from what Celery sends)"
+    assert enqueuer.push_for("id-2", MESSAGE) is None  # decided once, not tried per message
 
 
 def test_only_a_broker_in_the_claims_database_without_key_prefix_is_fusable() -> None:
