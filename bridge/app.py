@@ -190,6 +190,7 @@ class Bridge:
             self.settings.execution_api_host, self.settings.execution_api_port)
         log.info("bridge serving /health on http://%s:%d (paper only)",
                  self.settings.execution_api_host, self.settings.execution_api_port)
+        await asyncio.to_thread(self.enqueuer.warm)
         async with server:
             await asyncio.gather(self.listener.run(stop), self._drain_forever(stop))
         await self._redis.aclose()

@@ -8,8 +8,8 @@ thread with retries, so /health stays responsive while the broker is slow, until
 succeeds again. A message whose enqueue fails is kept and retried, never dropped.
 
 Faster still, while the queue is healthy: `push_for` builds the task's LPUSH ahead so the
-listener's claim script performs it (task_message.py, dedup.claim_and_push). The task
-and its bytes are Celery's either way.
+listener's claim script performs it (task_message.py, dedup.claim_and_push), from a
+template Celery made and that was checked against Celery's own output at start.
 """
 
 from __future__ import annotations
@@ -63,27 +63,24 @@ class Enqueuer:
     def push_for(self, task_id: str, message: dict[str, Any]) -> tuple[str, str] | None:
         """The decide task as (queue key, payload) for the claim script to push; None when
         it must go the usual way (`submit`): nothing kept or being sent, so order holds."""
-        if self._unfused or not self._healthy or self._pending or self._lock.locked():
+        if not self._healthy or self._pending or self._lock.locked():
             return None
+        builder = self.warm()
+        return builder.build(task_id, [message], _argsrepr(message)) if builder else None
+
+    def warm(self) -> TaskPushBuilder | None:
+        """The task builder, made now if need be (at start, so the first signal does not wait
+        for it; it costs two Celery publishes and a connection). None: the usual path."""
+        if self._unfused or self._builder is not None:
+            return self._builder
         try:
-            if self._builder is None:
-                self._builder = TaskPushBuilder(self._app, DECIDE_TASK)
-            return self._builder.build(task_id, [message], _argsrepr(message))
+            self._builder = TaskPushBuilder(self._app, DECIDE_TASK)
         except ValueError as exc:  # the routing or the template: it will not change while running
             self._unfused = str(exc)
             log.warning("decide tasks go through send_task from now on: %s", exc)
-        except Exception as exc:  # noqa: BLE001 - Redis away: the usual path this time, a new builder next
-            log.warning("decide task not built ahead (%s); sending it the usual way", type(exc).__name__)
-            self._drop_builder()
-        return None
-
-    def _drop_builder(self) -> None:
-        builder, self._builder = self._builder, None
-        if builder is not None:
-            try:
-                builder.close()
-            except Exception:  # noqa: BLE001 - a dead connection: nothing left to release
-                log.debug("closing the task builder's connection failed", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - Redis away: the usual path this time, a new try next
+            log.warning("decide task builder not made (%s); sending tasks the usual way", type(exc).__name__)
+        return self._builder
 
     def pushed(self) -> None:
         """A task `push_for` built is on the queue (the claim script pushed it)."""

@@ -46,16 +46,12 @@ class TaskPushBuilder:
 
     def __init__(self, app: Celery, task: str) -> None:
         self._app, self._task = app, task
-        self._connection = app.connection_for_write()
+        self._connection = app.connection_for_write()  # only while the template is made
         try:
             self._key, self._envelope, self._kwargs, self._embed = self._template()
             self._check()
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        self._connection.release()
+        finally:
+            self._connection.release()
 
     def _celery_build(self, task_id: str, args: list[Any], argsrepr: str) -> tuple[str, str]:
         """What `send_task` would LPUSH, collected from the channel instead of sent."""

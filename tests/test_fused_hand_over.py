@@ -24,7 +24,7 @@ from tests.test_message_identity import run, running
 from zero_tasks import keys
 from zero_tasks.redis_state import SHARED_SNAPSHOT_KEYS, SnapshotInFlight
 
-DB = 7
+DB = 8  # a database of the session's private Redis no other test uses
 MESSAGE = {"message_id": "abc:1", "payload": '{"ranking": 1}', "received_at": "2026-12-02T12:00:00+00:00"}
 
 
