@@ -151,6 +151,25 @@ def test_kill_switch_turned_off_between_broker_retries_stops_the_order(gw: Gatew
     assert gw.r.get("key:execution_seen:" + event["execution_id"]) is None  # no order: the id is given back
 
 
+def test_kill_switch_turned_off_while_the_broker_is_slow_to_answer_row_9_stops_the_order(gw: Gateway) -> None:
+    """The re-read before submit is asked early (while row 9's reads travel), but a slow
+    broker makes it stale: it is read again, and the switch turned off meanwhile holds."""
+    from tests.support.procs import wait_for
+
+    gw.green()
+    open_orders = lambda: gw.sim("GET", "/_sim/stats")["requests"].get("GET /v2/orders", 0)  # noqa: E731
+    gw.sim("POST", "/_sim/fault", {"mode": "slow", "delay": 1.0, "method": "GET", "path": "/v2/orders",
+                                   "query": {"symbols": "KSS"}})
+    before = open_orders()
+    pubsub = gw.subscribe()
+    gw.publish(ranking(opportunity("KSS")))
+    wait_for(lambda: open_orders() > before, 30, "row 9's open-orders read at the broker")
+    gw.r.set("key:execution_enabled", "false")
+    (event,) = collect(pubsub, 1, 30, gw)
+    assert event["status"] == "BLOCKED" and event["why"][0].startswith("execution disabled: at submit")
+    assert gw.order_posts() == 0 and gw.orders() == []
+
+
 def test_the_bridge_decides_what_the_veto_refuses_without_the_queue(gw: Gateway) -> None:
     """Rows 1-6 refusals of a signal that fails rows 5-6 never need a worker; the decision
     order still holds (the kill switch, row 2, wins over the threshold, row 5)."""

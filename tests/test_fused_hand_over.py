@@ -180,10 +180,21 @@ def test_a_claim_won_under_another_occurrence_than_the_task_carries_queues_nothi
 def test_the_snapshot_in_flight_reads_what_the_veto_reads(r: redis.Redis) -> None:
     r.set(keys.EXECUTION_ENABLED_KEY, "true")
     r.set(keys.MARKET_STATE_KEY, '{"state": "GREEN"}')
-    with SnapshotInFlight(r) as pending:
+    with SnapshotInFlight(r, max_age_s=60) as pending:  # fresh enough: the early answer is used
         r.set(keys.EXECUTION_ENABLED_KEY, "false")  # after the MGET was sent: not seen
         snap = pending.result()
     assert snap.error is None and snap.execution_enabled == "true" and snap.market_state == '{"state": "GREEN"}'
+
+
+def test_a_snapshot_asked_too_long_before_it_is_needed_is_read_again(r: redis.Redis) -> None:
+    """A slow broker between the early MGET and the submit: the kill switch turned off
+    meanwhile must still stop the order."""
+    r.set(keys.EXECUTION_ENABLED_KEY, "true")
+    with SnapshotInFlight(r, max_age_s=0.01) as pending:
+        r.set(keys.EXECUTION_ENABLED_KEY, "false")
+        time.sleep(0.05)  # the broker's answer takes longer than the snapshot may age
+        snap = pending.result()
+    assert snap.execution_enabled == "false"
 
 
 def test_a_snapshot_nobody_read_leaves_the_pooled_connection_clean(r: redis.Redis) -> None:

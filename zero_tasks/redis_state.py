@@ -7,6 +7,7 @@ redelivered task (same message) can tell its own earlier claim from somebody els
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
@@ -120,20 +121,27 @@ def read_snapshot(r: redis.Redis, ticker: str | None = None) -> Snapshot:
 class SnapshotInFlight:
     """The shared snapshot, asked now and read later: the MGET travels while the broker is
     asked about exposure, so the check before submit costs no round trip of its own (it
-    cost ~0.25 ms on the path to the order, `python -m bench`). Should the early read fail,
-    the snapshot is read again the usual way (`read_snapshot`, with the client's retries),
-    which fails closed.
+    cost ~0.25 ms on the path to the order, `python -m bench`).
+
+    The early answer is used only while it is as fresh as a read right before the submit
+    would be: asked at most `max_age_s` (20 ms) before it is needed. The broker answers in
+    about a millisecond; when it is slow, the kill switch may have been turned off
+    meanwhile, so the snapshot is read again. So it is when the early read fails (with
+    the client's retries, `read_snapshot`, which fails closed).
 
     A context manager: a reply nobody read is read and dropped on exit, and a connection
     in an unknown state is closed rather than given back to the pool.
     """
 
-    def __init__(self, r: redis.Redis) -> None:
+    def __init__(self, r: redis.Redis, max_age_s: float = 0.02) -> None:
         self._r = r
         self._pool = r.connection_pool
         self._conn: redis.connection.AbstractConnection | None = None
+        self._max_age_s = max_age_s
+        self._asked = 0.0
 
     def __enter__(self) -> "SnapshotInFlight":
+        self._asked = time.monotonic()
         try:
             self._conn = self._pool.get_connection()
             self._conn.send_command("MGET", *SHARED_SNAPSHOT_KEYS)
@@ -143,7 +151,9 @@ class SnapshotInFlight:
 
     def result(self) -> Snapshot:
         values = self._read()
-        return read_snapshot(self._r) if values is None else snapshot_of(values)
+        if values is None or time.monotonic() - self._asked > self._max_age_s:
+            return read_snapshot(self._r)
+        return snapshot_of(values)
 
     def __exit__(self, *exc_info: object) -> None:
         self._read()  # the reply must leave the socket before the connection is reused
