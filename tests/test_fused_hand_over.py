@@ -59,7 +59,9 @@ def test_the_built_task_is_byte_for_byte_what_send_task_queues_bar_the_delivery_
     (sent,) = r.lrange("zero_execution", 0, -1)
     assert key == "zero_execution"
     assert envelope(built) == envelope(sent)
-    assert built.encode() != sent  # the delivery tag: a fresh one per message, as kombu makes
+    tag_built, tag_sent = (json.loads(m)["properties"]["delivery_tag"] for m in (built, sent))
+    assert tag_built != tag_sent  # a fresh one per message, as kombu makes
+    assert built.replace(tag_built, tag_sent).encode() == sent  # and every other byte the same
 
 
 def test_building_a_task_queues_nothing(app: Celery, r: redis.Redis) -> None:
