@@ -126,8 +126,8 @@ class SnapshotInFlight:
     The early answer is used only while it is as fresh as a read right before the submit
     would be: asked at most `max_age_s` (20 ms) before it is needed. The broker answers in
     about a millisecond; when it is slow, the kill switch may have been turned off
-    meanwhile, so the snapshot is read again. So it is when the early read fails (with
-    the client's retries, `read_snapshot`, which fails closed).
+    meanwhile, so the snapshot is read again. It is also read again when the early read
+    fails (with the client's retries, `read_snapshot`, which fails closed).
 
     A context manager: a reply nobody read is read and dropped on exit, and a connection
     in an unknown state is closed rather than given back to the pool.
