@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 import pytest
@@ -18,7 +19,7 @@ from celery import Celery
 from bridge.dedup import MessageIdentity, Push, content_hash
 from bridge.enqueue import Enqueuer
 from bridge.task_message import TaskPushBuilder, fusable
-from tests.support.gateway import Gateway, opportunity, ranking
+from tests.support.gateway import Gateway, market, opportunity, ranking
 from tests.support.procs import PrivateRedis, free_port, health
 from tests.test_message_identity import run, running
 from zero_tasks import keys
@@ -235,18 +236,51 @@ def test_a_snapshot_in_flight_without_redis_fails_closed() -> None:
 
 
 # the whole path ----------------------------------------------------------------------
-@pytest.mark.e2e
-def test_a_worker_places_the_order_of_a_task_the_claim_script_queued(gw: Gateway) -> None:
+def decide_through_the_claim_script(gw: Gateway, rank: dict[str, Any]) -> dict[str, Any]:
+    """Publish one ranking alone; its event, once /health shows its task went through the
+    claim script (not the usual send_task path)."""
     before = health(gw.api_port)[1]["bridge"]
     assert before["hand_over"] == "claim script"
-    gw.green()
-    (event,) = gw.decide(ranking(opportunity("FUSE")))
-    assert event["status"] == "SUBMITTED"
-    assert [o["symbol"] for o in gw.orders() if o["client_order_id"] == event["client_order_id"]] == ["FUSE"]
+    (event,) = gw.decide(rank)
     deadline = time.monotonic() + 5
     while health(gw.api_port)[1]["bridge"]["pushed_by_claim"] <= before["pushed_by_claim"]:
-        assert time.monotonic() < deadline, "the order's task did not go through the claim script"
+        assert time.monotonic() < deadline, "the task did not go through the claim script"
         time.sleep(0.1)
+    return event
+
+
+@pytest.mark.e2e
+def test_a_worker_places_the_order_of_a_task_the_claim_script_queued(gw: Gateway) -> None:
+    gw.green()
+    event = decide_through_the_claim_script(gw, ranking(opportunity("FUSE")))
+    assert event["status"] == "SUBMITTED"
+    assert [o["symbol"] for o in gw.orders() if o["client_order_id"] == event["client_order_id"]] == ["FUSE"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("state", ["kill switch off", "market RED"])
+def test_a_task_the_claim_script_queued_still_meets_the_veto(gw: Gateway, state: str) -> None:
+    """The claim script only hands a task over: the worker decides it from row 2 on."""
+    gw.green(enabled=state != "kill switch off")
+    if state == "market RED":
+        gw.r.set("key:market_state", market("RED"))
+    event = decide_through_the_claim_script(gw, ranking(opportunity("VETO")))
+    assert event["status"] == "BLOCKED"
+    assert event["why"][0].startswith("execution disabled" if state == "kill switch off" else "market state")
+    assert gw.order_posts() == 0 and gw.orders() == []
+
+
+@pytest.mark.e2e
+def test_tasks_the_claim_script_queued_still_meet_the_claim_and_the_cooldown(gw: Gateway) -> None:
+    gw.green()
+    rank = ranking(opportunity("LIMS"))
+    assert decide_through_the_claim_script(gw, rank)["status"] == "SUBMITTED"
+    again = decide_through_the_claim_script(gw, rank)  # the same ranking: the same execution_id
+    assert (again["status"], again["why"][0].split(":")[0]) == ("SKIPPED", "duplicate")
+    later = ranking(opportunity("LIMS"), rank_time=datetime.now(timezone.utc) - timedelta(seconds=5))
+    other = decide_through_the_claim_script(gw, later)  # another execution_id, the same ticker
+    assert (other["status"], other["why"][0].split(":")[0]) == ("SKIPPED", "cooldown")
+    assert [o["symbol"] for o in gw.orders()] == ["LIMS"]
 
 
 # the listener ------------------------------------------------------------------------
