@@ -5,10 +5,11 @@
 2. one alpaca-py `submit_order` to the simulator over a warm keep-alive connection (the
    gateway's transport, see `trading_client`), as a
    round trip (call -> parsed Order) and one way (call -> the simulator creates it);
-3. the contract floor: the broker calls the contract puts before an order, made back to
-   back by a bare client: row 9's position read (404) and open-orders read, then the
-   submit, one way (first call -> the simulator creates the order). Any gateway that
-   keeps row 9 at the broker pays at least PUBLISH + this.
+3. the contract floor: the broker calls the contract puts before an order, made by a bare
+   client with the gateway's transport: row 9's open-orders read sent ahead on a second
+   connection while the position is read (404), as the gateway does, then the submit, one
+   way (first call -> the simulator creates the order). Any gateway that keeps row 9 at
+   the broker pays at least PUBLISH + this.
 """
 
 from __future__ import annotations
@@ -97,12 +98,16 @@ def contract_floor(stack: Stack, n: int, warmup: int = 10) -> list[float]:
     for i in range(warmup + n):
         ticker = tickers.next()
         cid = f"floor-{ticker}"
+        orders = GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)
         t0 = time.perf_counter()
-        try:
-            client.get_open_position(ticker)
-        except APIError:
-            pass  # 404: no position, as for every eligible signal of the bench
-        client.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5))
+        session = client._session
+        assert isinstance(session, BrokerSession)
+        with session.ahead(lambda: client.get_orders(orders)):  # as the gateway asks them
+            try:
+                client.get_open_position(ticker)
+            except APIError:
+                pass  # 404: no position, as for every eligible signal of the bench
+            client.get_orders(orders)
         client.submit_order(MarketOrderRequest(symbol=ticker, qty=1, side=OrderSide.BUY,
                                                time_in_force=TimeInForce.DAY, client_order_id=cid))
         stamp = stack.state.stamps.get(cid)

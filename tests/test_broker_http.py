@@ -3,7 +3,7 @@
 What alpaca-py and the adapter read from a call must not change with the transport: the
 request on the wire (query, headers, JSON body), the response, and the exception classes
 of every failure. tests/test_simulator.py runs the simulator's whole suite through both
-transports; these tests cover what the simulator cannot show.
+transports; these tests cover what the simulator cannot show, and the read sent ahead.
 """
 
 from __future__ import annotations
@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 import pytest
 import requests
+
+from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
+from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 
 from alpaca_paper_sim import SimServer
 from zero_tasks.alpaca_adapter import AlpacaBroker, BrokerTransient, make_trading_client
@@ -135,3 +139,110 @@ def test_the_paper_api_is_reached_only_over_verified_tls(monkeypatch: pytest.Mon
     session = BrokerSession(timeout=1, base_url="https://paper-api.alpaca.markets")
     assert session._pool.connection_from_url("https://paper-api.alpaca.markets").ca_certs == \
         "/etc/ssl/certs/ca-certificates.crt"
+
+
+# Row 9's open-orders read sent ahead on a second connection (zero_tasks/broker_ahead.py) -----
+@pytest.fixture
+def sim_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SimServer, AlpacaBroker]]:
+    with SimServer() as sim:
+        for name, value in {"ALPACA_PAPER": "true", "ALPACA_API_KEY": "k", "ALPACA_SECRET_KEY": "s",
+                            "ALPACA_BASE_URL": sim.url, "BROKER_TIMEOUT_S": "0.5"}.items():
+            monkeypatch.setenv(name, value)
+        yield sim, AlpacaBroker(make_trading_client(Settings()))
+
+
+def sim_requests(sim: SimServer, key: str) -> int:
+    return requests.get(sim.url + "/_sim/stats", timeout=5).json()["requests"].get(key, 0)
+
+
+def fault(sim: SimServer, **rule: Any) -> None:
+    requests.post(sim.url + "/_sim/fault", json=rule, timeout=5).raise_for_status()
+
+
+def session_of(broker: AlpacaBroker) -> BrokerSession:
+    session = broker.client._session
+    assert isinstance(session, BrokerSession)
+    return session
+
+
+def test_the_open_orders_read_sent_ahead_answers_alpaca_pys_own_call(sim_broker: tuple[SimServer, AlpacaBroker]) -> None:
+    sim, broker = sim_broker
+    assert broker.open_exposure("SPY") is None
+    assert session_of(broker).answered_ahead == 1
+    assert sim_requests(sim, "GET /v2/orders") == 1  # asked once, not once ahead and once more
+    assert sim_requests(sim, "GET /v2/positions/SPY") == 1
+
+
+def test_row_9s_two_reads_are_at_the_broker_at_the_same_time(sim_broker: tuple[SimServer, AlpacaBroker]) -> None:
+    sim, broker = sim_broker
+    fault(sim, mode="slow", method="GET", path="/v2/positions", delay=0.4)
+    answer: list[str | None] = []
+    reader = threading.Thread(target=lambda: answer.append(broker.open_exposure("SPY")))
+    reader.start()
+    deadline = time.monotonic() + 5
+    while sim_requests(sim, "GET /v2/positions/SPY") == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # the broker still holds the position read, and already has the open-orders read
+    assert reader.is_alive() and sim_requests(sim, "GET /v2/orders") == 1
+    reader.join(5)
+    assert answer == [None] and session_of(broker).answered_ahead == 1
+
+
+def test_an_answer_nobody_asks_for_is_dropped_never_read_into_the_next_call(
+        sim_broker: tuple[SimServer, AlpacaBroker]) -> None:
+    sim, broker = sim_broker
+    broker.submit_buy("SPY", "zx-held")  # the simulator fills at once: a position
+    assert broker.open_exposure("SPY") == "SPY position qty 1 at the broker"
+    assert session_of(broker).answered_ahead == 0
+    assert broker.open_exposure("QQQ") is None  # the SPY answer is not taken for QQQ's
+    assert broker.find_order("zx-held") is not None
+    assert session_of(broker).answered_ahead == 1
+
+
+def test_a_read_sent_ahead_is_answered_only_to_the_same_request(sim_broker: tuple[SimServer, AlpacaBroker]) -> None:
+    sim, broker = sim_broker
+    client = broker.client
+    spy = GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=["SPY"], limit=5)
+    qqq = GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=["QQQ"], limit=5)
+    with session_of(broker).ahead(lambda: client.get_orders(spy)):
+        assert client.get_orders(qqq) == []
+    assert session_of(broker).answered_ahead == 0
+    assert sim_requests(sim, "GET /v2/orders") == 2
+    assert client.get_orders(spy) == []  # the unread SPY answer was dropped with its connection
+
+
+def test_an_order_is_never_sent_ahead(sim_broker: tuple[SimServer, AlpacaBroker]) -> None:
+    sim, broker = sim_broker
+    order = MarketOrderRequest(symbol="SPY", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.DAY,
+                               client_order_id="zx-never-ahead")
+    with session_of(broker).ahead(lambda: broker.client.submit_order(order)):
+        assert requests.get(sim.url + "/_sim/stats", timeout=5).json()["order_posts"] == 0
+    assert requests.get(sim.url + "/_sim/stats", timeout=5).json()["order_posts"] == 0
+
+
+def test_a_read_sent_ahead_that_loses_its_connection_is_asked_again(sim_broker: tuple[SimServer, AlpacaBroker]) -> None:
+    sim, broker = sim_broker
+    fault(sim, mode="drop", method="GET", path="/v2/orders")
+    assert broker.open_exposure("SPY") is None
+    assert sim_requests(sim, "GET /v2/orders") == 2
+    assert broker.open_exposure("QQQ") is None and session_of(broker).answered_ahead == 1  # the line reconnects
+
+
+def test_a_read_sent_ahead_that_the_broker_does_not_answer_in_time_is_a_timeout(
+        sim_broker: tuple[SimServer, AlpacaBroker]) -> None:
+    sim, broker = sim_broker
+    fault(sim, mode="slow", method="GET", path="/v2/orders", delay=1.5)
+    with pytest.raises(BrokerTransient, match="timeout: ReadTimeout"):
+        broker.open_exposure("SPY")
+    assert sim_requests(sim, "GET /v2/orders") == 1  # not asked twice
+
+
+def test_nothing_is_sent_ahead_through_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = BrokerSession(timeout=1, base_url="http://broker.internal")
+    calls: list[int] = []
+    with session.ahead(lambda: calls.append(1)):
+        pass
+    assert calls == [] and session.answered_ahead == 0

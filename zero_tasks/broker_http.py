@@ -16,13 +16,18 @@ environment's proxy for the broker's host read once, no redirects followed, no r
 (a request that may have reached the broker is never resent blindly), a timeout on every
 call (alpaca-py sets none). A call with any option beyond those alpaca-py uses goes
 through plain requests.
+
+`BrokerSession.ahead(call)` sends the GET that `call` makes on a second connection now and
+answers `call` from it later (broker_ahead.py): row 9's two reads in one round trip.
 """
 
 from __future__ import annotations
 
 import json as jsonlib
+import logging
 import os
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 import requests
@@ -31,6 +36,9 @@ from requests.models import RequestEncodingMixin
 from requests.structures import CaseInsensitiveDict
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_encoding_from_headers, get_environ_proxies
 
+from .broker_ahead import AheadLine, Request
+
+log = logging.getLogger(__name__)
 _HANDLED = frozenset({"params", "json", "headers", "allow_redirects", "timeout"})
 
 
@@ -51,26 +59,78 @@ class BrokerSession(requests.Session):
         options: dict[str, Any] = {"num_pools": 2, "maxsize": 2, "retries": False, "block": False,
                                    "cert_reqs": "CERT_REQUIRED", "ca_certs": self.verify}
         self._pool = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+        # Through a proxy every request takes the pool's way; nothing is sent ahead.
+        self._line = None if proxy else AheadLine(base_url, self.verify)
+        self._capturing = False
+
+    @property
+    def answered_ahead(self) -> int:
+        """Calls answered from a read sent ahead (tests and the bench check it is used)."""
+        return self._line.answered if self._line else 0
+
+    @contextmanager
+    def ahead(self, call: Callable[[], object]) -> Iterator[None]:
+        """Send the GET that `call` makes now, on the second connection, and let the block
+        do something else meanwhile; `call` run again inside the block reads that answer.
+
+        The request is exactly alpaca-py's: `call` runs with the transport capturing what
+        it would send instead of sending it. Anything that cannot be sent ahead (not a
+        GET, a proxy, a broken connection) is simply asked the usual way when `call` runs."""
+        if self._line is not None:
+            request = self._capture(call)
+            if request is not None:
+                self._line.send(request, self._timeout)
+        try:
+            yield
+        finally:
+            if self._line is not None:
+                self._line.drop()
+
+    def _capture(self, call: Callable[[], object]) -> Request | None:
+        self._capturing = True
+        try:
+            call()
+        except _Captured as captured:
+            return captured.request
+        except Exception:  # noqa: BLE001 - nothing is sent ahead; the real call will say what is wrong
+            log.debug("no request captured to send ahead", exc_info=True)
+        finally:
+            self._capturing = False
+        return None
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs.setdefault("timeout", self._timeout)
-        if args or set(kwargs) - _HANDLED or kwargs.get("allow_redirects", False):
+        plain = bool(args or set(kwargs) - _HANDLED or kwargs.get("allow_redirects", False))
+        if self._capturing:
+            raise _Captured(None if plain else self._request_of(str(method).upper(), str(url), kwargs))
+        if plain:
             return super().request(method, url, *args, **kwargs)  # not what alpaca-py sends: plain requests
         return self._send(str(method).upper(), str(url), kwargs.get("params"), kwargs.get("json"),
                           kwargs.get("headers") or {}, kwargs["timeout"])
 
-    def _send(self, method: str, url: str, params: Any, body: Any, headers: dict[str, str],
-              timeout: float) -> requests.Response:
+    @staticmethod
+    def _request_of(method: str, url: str, kwargs: dict[str, Any]) -> Request:
+        """The request as it goes on the wire: encoded query, headers (a GET has no body)."""
+        params = kwargs.get("params")
         if params:
             url = f"{url}?{RequestEncodingMixin._encode_params(params)}"
-        headers = {"Accept": "*/*", "Accept-Encoding": "identity", **headers}
+        headers = {"Accept": "*/*", "Accept-Encoding": "identity", **(kwargs.get("headers") or {})}
+        return Request(method, url, headers)
+
+    def _send(self, method: str, url: str, params: Any, body: Any, headers: dict[str, str],
+              timeout: float) -> requests.Response:
+        request = self._request_of(method, url, {"params": params, "headers": headers})
+        url, headers = request.url, request.headers
         data = None
         if body is not None:
             data = jsonlib.dumps(body, allow_nan=False).encode()
             headers["Content-Type"] = "application/json"
         try:
-            raw = self._pool.urlopen(method, url, body=data, headers=headers, redirect=False, retries=False,
-                                     timeout=urllib3.Timeout(connect=timeout, read=timeout), preload_content=True)
+            raw = self._line.answer_for(method, url, timeout) if self._line else None
+            if raw is None:
+                raw = self._pool.urlopen(method, url, body=data, headers=headers, redirect=False, retries=False,
+                                         timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                                         preload_content=True)
         except urllib3.exceptions.ConnectTimeoutError as exc:
             raise requests.ConnectTimeout(exc) from exc
         except urllib3.exceptions.TimeoutError as exc:
@@ -85,7 +145,17 @@ class BrokerSession(requests.Session):
 
     def close(self) -> None:
         self._pool.clear()
+        if self._line is not None:
+            self._line.close()
         super().close()
+
+
+class _Captured(Exception):
+    """Carries the request a call was about to send out of alpaca-py (see `ahead`)."""
+
+    def __init__(self, request: Request | None) -> None:
+        super().__init__("captured")
+        self.request = request
 
 
 def _response(url: str, raw: urllib3.BaseHTTPResponse) -> requests.Response:
