@@ -1,8 +1,9 @@
 """`python -m bench` (full) / `python -m bench --quick` (small N, SQLite only, < 60 s).
 
 Phases, in one run, on one private redis-server and one in-process simulator:
-floor -> direct baseline -> gateway with SQLite audit (latency, decisions, burst) ->
-gateway with PostgreSQL audit (schema `bench`) -> floor again. Every child process is
+floor -> direct baseline -> floor and direct baseline with the broker 20 ms away ->
+gateway with SQLite audit (latency, decisions, latency with the broker 20 ms away,
+burst) -> gateway with PostgreSQL audit (schema `bench`) -> floor again. Every child process is
 stopped in a `finally`; every wait is bounded.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 
 from . import burst as burst_mod
 from . import direct as direct_mod
+from . import distant as distant_mod
 from . import floor as floor_mod
 from . import gateway as gateway_mod
 from . import trace as trace_mod
@@ -42,12 +44,13 @@ class Plan:
     postgres: bool
     postgres_burst: bool
     trace_n: int
+    distant_n: int  # signals with the broker DELAY_MS away (SQLite phase)
 
 
 FULL = Plan(floor_n=300, direct_n=300, warmup=20, latency_n=300, decision_n=200, burst_n=10_000,
-            burst_timeout_s=300, postgres=True, postgres_burst=True, trace_n=50)
+            burst_timeout_s=300, postgres=True, postgres_burst=True, trace_n=50, distant_n=50)
 QUICK = Plan(floor_n=50, direct_n=20, warmup=5, latency_n=20, decision_n=20, burst_n=500,
-             burst_timeout_s=30, postgres=False, postgres_burst=False, trace_n=10)
+             burst_timeout_s=30, postgres=False, postgres_burst=False, trace_n=10, distant_n=5)
 
 
 def _sigterm(signum: int, frame: Any) -> None:
@@ -122,6 +125,10 @@ def run_gateway(stack: Stack, db: str, plan: Plan, args: argparse.Namespace, log
                                         dump=log_dir / f"monitor-{db}.txt")
         print(f"[bench] {db}: signal->decision x{plan.decision_n}", flush=True)
         out["decisions"] = gateway_mod.signal_to_decision(stack, collector, plan.decision_n, prefix + "D")
+        if plan.distant_n and db == "sqlite":
+            print(f"[bench] {db}: signal->order x{plan.distant_n}, broker {distant_mod.DELAY_MS:.0f} ms away",
+                  flush=True)
+            out["distant"] = distant_mod.gateway(stack, gw, collector, plan.distant_n, 3, prefix + "R", reset)
         out["burst"] = None
         if plan.burst_n and (db == "sqlite" or plan.postgres_burst):
             print(f"[bench] {db}: burst of {plan.burst_n}", flush=True)
@@ -202,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
                    "postgres_url": pg_url() if plan.postgres and pg_version else None},
         "n": {"floor_pubsub": plan.floor_n, "floor_submit": plan.floor_n, "direct": plan.direct_n,
               "warmup": plan.warmup, "gateway_latency": plan.latency_n, "gateway_decisions": plan.decision_n,
-              "burst": plan.burst_n, "trace": plan.trace_n},
-        "floor": None, "direct": None, "gateway": {"sqlite": None, "postgres": None}, "floor_post": None,
+              "burst": plan.burst_n, "trace": plan.trace_n, "distant": plan.distant_n},
+        "floor": None, "direct": None, "distant": None, "gateway": {"sqlite": None, "postgres": None},
+        "floor_post": None,
         "targets": [], "errors": [],
     }
     stack = Stack(log_dir)
@@ -214,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         result["floor"] = floor_mod.measure(stack, plan.floor_n)
         print(f"[bench] direct baseline x{plan.direct_n}", flush=True)
         result["direct"] = direct_mod.measure(stack, plan.direct_n, plan.warmup)
+        if plan.distant_n:
+            print(f"[bench] floor and direct baseline x{plan.distant_n}, broker {distant_mod.DELAY_MS:.0f} ms away",
+                  flush=True)
+            result["distant"] = distant_mod.baselines(stack, plan.distant_n, 3)
         dbs = ["sqlite"] + (["postgres"] if plan.postgres else [])
         for db in dbs:
             if db == "postgres" and pg_version is None:
@@ -229,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         for gateway in result["gateway"].values():
             if gateway and gateway.get("latency"):
                 gateway["ratios"] = ratios(gateway, floor, result["direct"] or {})
+            if gateway and gateway.get("distant") and result.get("distant"):
+                gateway["distant_ratios"] = distant_mod.ratios(gateway["distant"], result["distant"])
     except Exception as exc:  # noqa: BLE001
         traceback.print_exc()
         result["errors"].append(f"{type(exc).__name__}: {str(exc)[:2000]}")

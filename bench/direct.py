@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # driven from the bench ------------------------------------------------------------------
-def measure(stack: "Any", n: int, warmup: int, timeout_s: float = 5.0) -> dict[str, Any]:
+def measure(stack: "Any", n: int, warmup: int, timeout_s: float = 5.0, prefix: str = "DR") -> dict[str, Any]:
     from tests.support.procs import PYTHON, ROOT, Proc
 
     from .common import OPPORTUNITY_CHANNEL, Signal, Tickers, ms, set_green, summary, wait_until
@@ -121,7 +121,7 @@ def measure(stack: "Any", n: int, warmup: int, timeout_s: float = 5.0) -> dict[s
         if not proc.alive():
             raise RuntimeError(f"direct baseline exited:\n{proc.output()[-2000:]}")
         set_green(r)
-        tickers = Tickers("DR")
+        tickers = Tickers(prefix)
         for i in range(warmup + n):
             sig = Signal(tickers.next())
             t0 = time.perf_counter()

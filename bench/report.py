@@ -98,6 +98,12 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             add("burst decisions/s (decided+audited)", db, b.get("decisions_per_s"), 1000, ">=")
             add("burst lost", db, b.get("lost"), 0, "==")
             add("burst duplicate orders", db, _get(g, "orders", "duplicate_orders"), 0, "==")
+        away = g.get("distant_ratios")
+        if away:
+            at = f", broker {_f(_get(result, 'distant', 'delay_ms'), 0)} ms away"
+            add("p50 / floor sum" + at, db, away.get("p50_over_floor_sum"), 3)
+            add("p50 / direct p50" + at, db, away.get("p50_over_direct_p50"), 1)
+            add("p50 / contract floor" + at, db, away.get("p50_over_contract_floor"), 3)
         rss = [x for x in (_get(g, "cost", "rest", "bridge_rss_mb"), _get(g, "cost", "after_burst", "bridge_rss_mb"))
                if x is not None]
         add("bridge RSS MB (max)", db, max(rss) if rss else None, 80)
@@ -117,6 +123,26 @@ def _lat_row(label: str, s: dict[str, Any] | None) -> str:
     s = s or {}
     return (f"  {label:<50}{_f(s.get('n')):>6}{_f(s.get('p50')):>9}{_f(s.get('p90')):>9}"
             f"{_f(s.get('p99')):>9}{_f(s.get('max')):>9}")
+
+
+def _distant_rows(result: dict[str, Any], gws: dict[str, Any]) -> list[str]:
+    away = result.get("distant")
+    if not away:
+        return []
+    fl = away["floor"]
+    lines = [f"  BROKER {_f(away['delay_ms'], 0)} ms AWAY (the simulator holds every trading request that long)",
+             f"  {'floor SUM (PUBLISH + submit round trip)':<50}{'':>6}{_f(fl.get('sum_p50_ms')):>9}{'':>9}"
+             f"{_f(fl.get('sum_p99_ms')):>9}",
+             f"  {'contract floor SUM (PUBLISH + row 9 + submit)':<50}{'':>6}{_f(fl.get('contract_sum_p50_ms')):>9}",
+             _lat_row("direct baseline: publish -> order", (away.get("direct") or {}).get("signal_to_order_ms"))]
+    for db, g in gws.items():
+        if g.get("distant"):
+            r = g.get("distant_ratios") or {}
+            lines += [_lat_row(f"gateway {db}: publish -> order", g["distant"].get("signal_to_order_ms")),
+                      f"  ratios {db}: gateway p50 / floor sum = {_f(r.get('p50_over_floor_sum'))}x, "
+                      f"/ direct p50 = {_f(r.get('p50_over_direct_p50'))}x, "
+                      f"/ contract floor = {_f(r.get('p50_over_contract_floor'))}x"]
+    return lines
 
 
 def render(result: dict[str, Any]) -> str:
@@ -167,6 +193,7 @@ def render(result: dict[str, Any]) -> str:
                      f"gateway p50 / direct p50 = {_f(r.get('p50_over_direct_p50'))}x, "
                      f"p99 / floor sum p99 = {_f(r.get('p99_over_floor_sum_p99'))}x, "
                      f"gateway p50 / contract floor = {_f(r.get('p50_over_contract_floor'))}x")
+    lines += _distant_rows(result, gws)
     for db, g in gws.items():
         cpu = _get(g, "latency", "cpu_ms_per_signal")
         if cpu:

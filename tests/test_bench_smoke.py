@@ -37,6 +37,10 @@ REQUIRED = [
     "gateway.sqlite.burst.eligible_signal_to_order_ms.p99", "gateway.sqlite.orders.duplicate_orders",
     "gateway.sqlite.cost.rest.bridge_rss_mb", "gateway.sqlite.cost.rest.workers",
     "gateway.sqlite.cost.after_burst.bridge_rss_mb", "gateway.sqlite.cost.cpu_s_per_1000_decisions.gateway",
+    "distant.delay_ms", "distant.floor.sum_p50_ms", "distant.floor.contract_sum_p50_ms",
+    *(f"distant.direct.signal_to_order_ms.{k}" for k in SUMMARY),
+    *(f"gateway.sqlite.distant.signal_to_order_ms.{k}" for k in SUMMARY),
+    "gateway.sqlite.distant_ratios.p50_over_floor_sum", "gateway.sqlite.distant_ratios.p50_over_contract_floor",
     "gateway.postgres", "targets",
 ]
 
