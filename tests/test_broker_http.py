@@ -20,6 +20,7 @@ import requests
 
 from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
+from urllib3.connection import HTTPSConnection
 
 from alpaca_paper_sim import SimServer
 from zero_tasks.alpaca_adapter import AlpacaBroker, BrokerTransient, make_trading_client
@@ -235,6 +236,29 @@ def test_a_read_sent_ahead_that_the_broker_does_not_answer_in_time_is_a_timeout(
     with pytest.raises(BrokerTransient, match="timeout: ReadTimeout"):
         broker.open_exposure("SPY")
     assert sim_requests(sim, "GET /v2/orders") == 1  # not asked twice
+
+
+def test_a_read_sent_ahead_to_the_paper_api_goes_over_verified_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    session = BrokerSession(timeout=1, base_url="https://paper-api.alpaca.markets")
+    line = session._line()
+    assert line is not None
+    conn = line._conn
+    assert isinstance(conn, HTTPSConnection) and (conn.host, conn.port) == ("paper-api.alpaca.markets", 443)
+    assert conn.cert_reqs == "CERT_REQUIRED" and conn.ca_certs == "/etc/ssl/certs/ca-certificates.crt"
+
+
+def test_each_thread_sends_ahead_on_its_own_line(sim_broker: tuple[SimServer, AlpacaBroker]) -> None:
+    sim, broker = sim_broker
+    fault(sim, mode="slow", method="GET", path="/v2/positions", delay=0.3, count=2)  # both inside at once
+    answers: list[str | None] = []
+    readers = [threading.Thread(target=lambda t=t: answers.append(broker.open_exposure(t))) for t in ("SPY", "QQQ")]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(5)
+    assert answers == [None, None] and session_of(broker).answered_ahead == 2
+    assert sim_requests(sim, "GET /v2/orders") == 2
 
 
 def test_nothing_is_sent_ahead_through_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:

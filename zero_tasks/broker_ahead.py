@@ -37,8 +37,8 @@ class Request:
 
 
 class AheadLine:
-    """The second connection. One request in flight at a time; one caller at a time (a
-    pool process runs one task at a time)."""
+    """The second connection: one request in flight at a time, used by one thread
+    (BrokerSession keeps one per thread)."""
 
     def __init__(self, base_url: str, ca_certs: str) -> None:
         parts = parse_url(base_url)

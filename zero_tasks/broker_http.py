@@ -26,6 +26,7 @@ from __future__ import annotations
 import json as jsonlib
 import logging
 import os
+import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
@@ -60,13 +61,24 @@ class BrokerSession(requests.Session):
                                    "cert_reqs": "CERT_REQUIRED", "ca_certs": self.verify}
         self._pool = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
         # Through a proxy every request takes the pool's way; nothing is sent ahead.
-        self._line = None if proxy else AheadLine(base_url, self.verify)
-        self._capturing = False
+        self._ahead_to = None if proxy else base_url
+        self._local = threading.local()  # one line and one capture per thread
+        self._lines: list[AheadLine] = []
 
     @property
     def answered_ahead(self) -> int:
         """Calls answered from a read sent ahead (tests and the bench check it is used)."""
-        return self._line.answered if self._line else 0
+        return sum(line.answered for line in self._lines)
+
+    def _line(self) -> AheadLine | None:
+        """This thread's second connection (a line carries one request at a time)."""
+        if self._ahead_to is None:
+            return None
+        line = getattr(self._local, "line", None)
+        if line is None:
+            line = self._local.line = AheadLine(self._ahead_to, self.verify)
+            self._lines.append(line)
+        return line
 
     @contextmanager
     def ahead(self, call: Callable[[], object]) -> Iterator[None]:
@@ -76,18 +88,19 @@ class BrokerSession(requests.Session):
         The request is exactly alpaca-py's: `call` runs with the transport capturing what
         it would send instead of sending it. Anything that cannot be sent ahead (not a
         GET, a proxy, a broken connection) is simply asked the usual way when `call` runs."""
-        if self._line is not None:
+        line = self._line()
+        if line is not None:
             request = self._capture(call)
             if request is not None:
-                self._line.send(request, self._timeout)
+                line.send(request, self._timeout)
         try:
             yield
         finally:
-            if self._line is not None:
-                self._line.drop()
+            if line is not None:
+                line.drop()
 
     def _capture(self, call: Callable[[], object]) -> Request | None:
-        self._capturing = True
+        self._local.capturing = True
         try:
             call()
         except _Captured as captured:
@@ -95,13 +108,13 @@ class BrokerSession(requests.Session):
         except Exception:  # noqa: BLE001 - nothing is sent ahead; the real call will say what is wrong
             log.debug("no request captured to send ahead", exc_info=True)
         finally:
-            self._capturing = False
+            self._local.capturing = False
         return None
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs.setdefault("timeout", self._timeout)
         plain = bool(args or set(kwargs) - _HANDLED or kwargs.get("allow_redirects", False))
-        if self._capturing:
+        if getattr(self._local, "capturing", False):
             raise _Captured(None if plain else self._request_of(str(method).upper(), str(url), kwargs))
         if plain:
             return super().request(method, url, *args, **kwargs)  # not what alpaca-py sends: plain requests
@@ -126,7 +139,8 @@ class BrokerSession(requests.Session):
             data = jsonlib.dumps(body, allow_nan=False).encode()
             headers["Content-Type"] = "application/json"
         try:
-            raw = self._line.answer_for(method, url, timeout) if self._line else None
+            line = self._line()
+            raw = line.answer_for(method, url, timeout) if line else None
             if raw is None:
                 raw = self._pool.urlopen(method, url, body=data, headers=headers, redirect=False, retries=False,
                                          timeout=urllib3.Timeout(connect=timeout, read=timeout),
@@ -145,8 +159,8 @@ class BrokerSession(requests.Session):
 
     def close(self) -> None:
         self._pool.clear()
-        if self._line is not None:
-            self._line.close()
+        for line in self._lines:
+            line.close()
         super().close()
 
 
