@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge
 from redis.exceptions import RedisError
 
-from zero_tasks import outbox
+from zero_tasks import in_flight, outbox
 from zero_tasks.intake import Invalid, Signal
 from zero_tasks.message import Message, message_from_bytes
 from zero_tasks.metrics import queue_decision_metrics
@@ -38,6 +38,8 @@ MESSAGES = Counter("zero_bridge_messages_total", "Messages received on chan:oppo
 ENQUEUED = Counter("zero_bridge_enqueued_total", "Decide tasks handed to the worker queue")
 DECIDED = Counter("zero_bridge_decided_total", "Messages the bridge decided itself (rows 1-6 refusals)")
 PENDING = Gauge("zero_bridge_pending", "Messages kept by the bridge while the queue is unreachable")
+RESCUED = Counter("zero_bridge_rescued_total", "Messages queued again: handed over long ago, never decided")
+RESCUE_EVERY_S = 5
 
 
 class Bridge:
@@ -49,6 +51,7 @@ class Bridge:
         self.listener = Listener(settings.redis_url, self.on_batch, fast=self)
         self.limits = limits_of(settings)
         self.decided = 0
+        self.rescued = 0
         self._trimmer = IdleTrimmer()
         self._redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=False, socket_timeout=2,
                                               socket_connect_timeout=2, health_check_interval=5)
@@ -68,7 +71,7 @@ class Bridge:
                            "hand_over": self.enqueuer.hand_over, "pushed_by_claim": self.enqueuer.pushed_by_claim,
                            "dropped": self.enqueuer.dropped,
                            "reconnects": self.listener.reconnects,
-                           "taken_over": self.listener.taken_over,
+                           "taken_over": self.listener.taken_over, "rescued": self.rescued,
                            "handler_errors": self.listener.handler_errors}}
 
     async def on_batch(self, batch: list[tuple[bytes, str, datetime]]) -> set[str]:
@@ -88,14 +91,48 @@ class Bridge:
             MESSAGES.labels("invalid" if message.invalid_reason else "valid").inc()
         refused = await self._refusals(parsed)
         handed = await self._keep(list(refused.values()))
-        for message, subject in parsed:
-            if message.message_id in handed:
-                continue
-            if await self.enqueuer.submit(subject.execution_id, message.to_task()):
+        to_queue = [in_flight.Entry(subject.execution_id, message.to_task())
+                    for message, subject in parsed if message.message_id not in handed]
+        await self._record_in_flight(to_queue)
+        for entry in to_queue:
+            if await self.enqueuer.submit(entry.task_id, entry.message):
                 ENQUEUED.inc()
-                handed.add(message.message_id)
+                handed.add(entry.message_id)
         PENDING.set(self.enqueuer.pending)
         return handed
+
+    async def _record_in_flight(self, entries: list[in_flight.Entry]) -> None:
+        """Into the hand-over ledger before the queue: a task lost after this is queued again."""
+        try:
+            await in_flight.record(self._redis, entries)
+        except RedisError as exc:  # the queue is this Redis too: those tasks are kept and retried
+            log.warning("hand-over ledger not written for %d message(s) (%s)", len(entries), type(exc).__name__)
+
+    async def _rescue(self) -> None:
+        """Queue again what was handed over long ago and still has no decision (in_flight.py)."""
+        try:
+            entries = await in_flight.due(self._redis, self.settings.handover_rescue_after_s)
+        except RedisError as exc:
+            log.warning("hand-over ledger not read (%s)", type(exc).__name__)
+            return
+        except ValueError:  # an entry that is not ours: say so, keep the loop alive
+            log.exception("hand-over ledger entry unreadable")
+            return
+        now = datetime.now(timezone.utc)
+        for entry in entries:
+            if entry.too_old(now):
+                log.error("message %s (task %s) was never decided and is too old to queue again; "
+                          "dropped from the hand-over ledger", entry.message_id, entry.task_id)
+                try:
+                    await in_flight.forget(self._redis, entry.message_id)
+                except RedisError as exc:
+                    log.warning("hand-over ledger entry %s not dropped (%s)", entry.message_id, type(exc).__name__)
+                continue
+            log.warning("message %s was handed over %d s ago or more and has no decision: queued again (task %s)",
+                        entry.message_id, self.settings.handover_rescue_after_s, entry.task_id)
+            self.rescued += 1
+            RESCUED.inc()
+            await self.enqueuer.submit(entry.task_id, entry.message)
 
     def prepare(self, incoming: tuple[bytes, str, datetime]) -> Push | None:
         """A valid signal that passes rows 5-6 goes to the worker undecided: its task can be
@@ -105,8 +142,9 @@ class Bridge:
         message, subject = message_from_bytes(data, message_id, heard, self.settings.max_payload_bytes)
         if not isinstance(subject, Signal) or not passes_signal_checks(subject, datetime.now(timezone.utc), self.limits):
             return None
-        built = self.enqueuer.push_for(subject.execution_id, message.to_task())
-        return Push(*built) if built else None
+        task = message.to_task()
+        built = self.enqueuer.push_for(subject.execution_id, task)
+        return Push(*built, in_flight.Entry(subject.execution_id, task)) if built else None
 
     def pushed(self, message_id: str) -> None:
         MESSAGES.labels("valid").inc()
@@ -173,13 +211,18 @@ class Bridge:
         return 200, CONTENT_TYPE_LATEST, render_metrics(Snapshot(stored, body, queues))
 
     async def _drain_forever(self, stop: asyncio.Event) -> None:
-        """Every second: resend what the queue did not take; after a burst, give memory back."""
+        """Every second: resend what the queue did not take; after a burst, give memory back.
+        Every RESCUE_EVERY_S: queue again what the worker never decided."""
+        ticks = 0
         while not stop.is_set():
             await asyncio.sleep(1.0)
             if self.enqueuer.pending:
                 await self.enqueuer.drain()
                 PENDING.set(self.enqueuer.pending)
             await self._trimmer.tick(self.listener.received)
+            ticks += 1
+            if ticks % RESCUE_EVERY_S == 0:
+                await self._rescue()
 
     async def run(self) -> None:
         stop = asyncio.Event()

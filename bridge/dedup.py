@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from zero_tasks import keys
+from zero_tasks import in_flight, keys
 
 CLAIM_TTL_S = keys.CLAIM_TTL_SECONDS
 MAX_TRACKED = 200_000
@@ -64,7 +64,8 @@ return result
 """
 # One message, claimed and handed over in one atomic step: when this bridge wins the
 # occurrence its task was built for (ARGV[4]), the task goes onto the Celery queue
-# (KEYS[2] <- ARGV[5]) and the message is marked handed over (KEYS[3]). A bridge killed
+# (KEYS[2] <- ARGV[5]), the message is marked handed over (KEYS[3]) and written to the
+# hand-over ledger (KEYS[4], KEYS[5]: message id ARGV[6], entry ARGV[7]). A bridge killed
 # at any point either holds no claim or has handed the message over. Returns
 # {occurrences before, won 1|0, pushed 1|0}.
 _CLAIM_AND_PUSH = _HISTORY + """
@@ -76,16 +77,19 @@ end
 redis.call('LPUSH', KEYS[2], ARGV[5])
 redis.call('SADD', KEYS[3], before + 1)
 redis.call('EXPIRE', KEYS[3], ARGV[3])
+""" + in_flight.record_lua("KEYS[4]", "KEYS[5]", "ms", "ARGV[6]", "ARGV[7]") + """
 return {before, 1, 1}
 """
 
 
 @dataclass(frozen=True)
 class Push:
-    """A hand-over built before the claim: LPUSH `payload` onto `key` if the claim is won."""
+    """A hand-over built before the claim: LPUSH `payload` onto `key` if the claim is won,
+    and record `entry` in the hand-over ledger (in_flight.py)."""
 
     key: str
     payload: str
+    entry: in_flight.Entry
 
 
 def content_hash(data: bytes) -> str:
@@ -160,8 +164,9 @@ class MessageIdentity:
             self._push_script = client.register_script(_CLAIM_AND_PUSH)
         handed_key, _ = _handed_key(expected_id)
         before, won, pushed = await self._push_script(
-            keys=[keys.BRIDGE_MSG_PREFIX + digest, push.key, handed_key],
-            args=[self._counts.get(digest, -1), self._subscribed_ms, CLAIM_TTL_S, occurrence, push.payload],
+            keys=[keys.BRIDGE_MSG_PREFIX + digest, push.key, handed_key, keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY],
+            args=[self._counts.get(digest, -1), self._subscribed_ms, CLAIM_TTL_S, occurrence, push.payload,
+                  push.entry.message_id, push.entry.to_json()],
             client=client)
         self._seen(digest, before + 1)
         return f"{digest}:{before + 1}", bool(won), bool(pushed)

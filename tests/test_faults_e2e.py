@@ -350,3 +350,41 @@ def test_postgres_stopped_60s_under_traffic_loses_no_decision(log_dir: Path, sim
     finally:
         gw.stop()
         server.stop()
+
+
+# A task lost inside the Celery worker ------------------------------------------------
+def test_tasks_a_dying_worker_took_off_the_queue_are_queued_again_and_decided_once(
+        log_dir: Path, sim: SimServer, tmp_path: Path) -> None:
+    """kombu takes a task off the queue (BRPOP) before it writes it to its unacked hash, so
+    a worker whose main process dies in between, or stops with the reply unread
+    (celery/celery#4354), loses the task: no redelivery ever comes. Here the test is that
+    worker: it pops the tasks and drops them. The bridge queues them again from the
+    hand-over ledger once HANDOVER_RESCUE_AFTER_S has passed, and each message is decided
+    once. Five rankings published at once, so that the bridge may take them as one batch
+    (claim, then send_task) as well as one by one (the claim script)."""
+    env = {**FAST_REDELIVERY, "RATE_LIMIT_MAX_WAIT_S": "0", "HANDOVER_RESCUE_AFTER_S": "15"}
+    with isolated_gateway(log_dir, sim.url, tmp_path, **env) as gw:
+        gw.reset()
+        gw.workers[0].stop()  # nobody takes tasks off the queue but the test
+        gw.green()
+        pubsub = gw.subscribe()
+        tickers = ["DIA", "EEM", "GLD", "TLT", "XLF"]
+        pipe = gw.r.pipeline(transaction=False)
+        for ticker in tickers:
+            pipe.publish("chan:opportunity_update", json.dumps(ranking(opportunity(ticker))))
+        pipe.execute()
+        for _ in tickers:
+            assert gw.r.brpop(["zero_execution"], timeout=10) is not None, "the task never reached the queue"
+        lost_at = time.monotonic()
+        gw.restart(gw.workers[0])
+        gw.wait_ready()
+        assert quiet(pubsub, 2.0) == []  # the queue is empty: without the ledger, nothing ever comes
+        events = collect(pubsub, len(tickers), 60, gw)
+        report("5 tasks lost between BRPOP and kombu's unacked write, queued again and decided",
+               time.monotonic() - lost_at)
+        assert sorted(e["ticker"] for e in events) == tickers
+        assert {e["status"] for e in events} == {"SUBMITTED"}
+        assert quiet(pubsub, 1.0) == []
+        assert len(gw.orders()) == len(tickers) and len(gw.wait_rows(len(tickers))) == len(tickers)
+        assert health(gw.api_port)[1]["bridge"]["rescued"] == len(tickers)
+        assert gw.r.zcard("key:execution_in_flight") == 0 and gw.r.hlen("key:execution_in_flight_tasks") == 0

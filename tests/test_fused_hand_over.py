@@ -19,10 +19,11 @@ from celery import Celery
 from bridge.dedup import MessageIdentity, Push, content_hash
 from bridge.enqueue import Enqueuer
 from bridge.task_message import TaskPushBuilder, fusable
-from tests.support.gateway import Gateway, market, opportunity, ranking
+from tests.support.gateway import Gateway, market, now_iso, opportunity, ranking
 from tests.support.procs import PrivateRedis, free_port, health
 from tests.test_message_identity import run, running
 from zero_tasks import keys
+from zero_tasks.in_flight import Entry
 from zero_tasks.redis_state import SHARED_SNAPSHOT_KEYS, SnapshotInFlight
 
 DB = 8  # a database of the session's private Redis no other test uses
@@ -31,10 +32,7 @@ MESSAGE = {"message_id": "abc:1", "payload": '{"ranking": 1}', "received_at": "2
 
 @pytest.fixture
 def r(private_redis: PrivateRedis) -> Iterator[redis.Redis]:
-    client = private_redis.client(db=DB)
-    client.flushdb()
-    yield client
-    client.flushdb()
+    yield from private_redis.clean_db(DB)
 
 
 @pytest.fixture
@@ -142,8 +140,15 @@ def subscribed(url: str, n: int = 1) -> list[MessageIdentity]:
     return identities
 
 
-def claim_and_push(url: str, identity: MessageIdentity, data: bytes, push: Push) -> tuple[str, bool, bool]:
-    return run(url, lambda client: identity.claim_and_push(client, identity.next_id(data), push))
+def claim_and_push(url: str, identity: MessageIdentity, data: bytes, payload: str) -> tuple[str, bool, bool]:
+    """The claim script with a task built for the next occurrence of `data`, as the listener calls it."""
+    expected = identity.next_id(data)
+    push = Push("zero_execution", payload, entry_for(expected))
+    return run(url, lambda client: identity.claim_and_push(client, expected, push))
+
+
+def entry_for(message_id: str) -> Entry:
+    return Entry("SPY:H30:2026-11-24T14:30:00", {"message_id": message_id, "received_at": now_iso(), "payload": "{}"})
 
 
 @pytest.fixture
@@ -153,19 +158,22 @@ def url(private_redis: PrivateRedis, r: redis.Redis) -> str:
 
 def test_a_won_claim_queues_the_task_and_marks_the_message_handed_over(url: str, r: redis.Redis) -> None:
     (identity,) = subscribed(url)
-    message_id, won, pushed = claim_and_push(url, identity, b"one", Push("zero_execution", "task-1"))
+    message_id, won, pushed = claim_and_push(url, identity, b"one", "task-1")
     assert (won, pushed) == (True, True)
     assert r.lrange("zero_execution", 0, -1) == [b"task-1"]
     digest, occurrence = message_id.rsplit(":", 1)
     assert r.smembers(keys.BRIDGE_MSG_PREFIX + digest + ":handed") == {occurrence.encode()}
+    assert r.zscore(keys.IN_FLIGHT_KEY, message_id) is not None  # in the hand-over ledger, same step
+    assert Entry.from_json(r.hget(keys.IN_FLIGHT_TASKS_KEY, message_id)).message_id == message_id
 
 
 def test_a_claim_another_bridge_won_queues_nothing(url: str, r: redis.Redis) -> None:
     first, second = subscribed(url, 2)
-    claim_and_push(url, first, b"one", Push("zero_execution", "task-1"))
-    _, won, pushed = claim_and_push(url, second, b"one", Push("zero_execution", "task-1 again"))
+    claim_and_push(url, first, b"one", "task-1")
+    _, won, pushed = claim_and_push(url, second, b"one", "task-1 again")
     assert (won, pushed) == (False, False)
     assert r.lrange("zero_execution", 0, -1) == [b"task-1"]
+    assert r.zcard(keys.IN_FLIGHT_KEY) == 1  # the winner's entry only
 
 
 def test_a_claim_won_under_another_occurrence_than_the_task_carries_queues_nothing(url: str, r: redis.Redis) -> None:
@@ -174,9 +182,9 @@ def test_a_claim_won_under_another_occurrence_than_the_task_carries_queues_nothi
     (identity,) = subscribed(url)
     data = b"seen before"
     r.hset(keys.BRIDGE_MSG_PREFIX + content_hash(data), "1", 1)  # claimed at t=1 ms, long before
-    message_id, won, pushed = claim_and_push(url, identity, data, Push("zero_execution", "task"))
+    message_id, won, pushed = claim_and_push(url, identity, data, "task")
     assert message_id.endswith(":2") and (won, pushed) == (True, False)
-    assert r.llen("zero_execution") == 0
+    assert r.llen("zero_execution") == 0 and r.zcard(keys.IN_FLIGHT_KEY) == 0
 
 
 # the snapshot read while the broker is asked --------------------------------------------
@@ -294,7 +302,7 @@ class Fast:
     def prepare(self, incoming: tuple[bytes, str, object]) -> Push | None:
         if self.fail:
             raise RuntimeError("a bug while building the task")
-        return Push("zero_execution", "task for " + incoming[1])
+        return Push("zero_execution", "task for " + incoming[1], entry_for(incoming[1]))
 
     def pushed(self, message_id: str) -> None:
         self.pushed_ids.append(message_id)

@@ -24,6 +24,8 @@ BROKER_RATE_KEY = "key:execution_broker_rate"  # sorted set of recent order-path
 BREAKER_KEY = "key:execution_breaker"  # JSON while the circuit breaker is open
 BREAKER_FAILURES_KEY = "key:execution_breaker_failures"  # consecutive broker failures
 BLOCKLIST_PREFIX = "key:execution_blocklist:"  # + ticker; operator's block with expiry (JSON)
+IN_FLIGHT_KEY = "key:execution_in_flight"  # sorted set: message_id -> last hand-over to the queue (ms)
+IN_FLIGHT_TASKS_KEY = "key:execution_in_flight_tasks"  # hash: message_id -> its decide task (JSON)
 ALERT_CHANNEL = "chan:execution_alert"  # gateway-owned: breaker opened/closed, reconcile findings
 
 CLAIM_TTL_SECONDS = 24 * 3600

@@ -7,8 +7,8 @@ what is missing (the event), so the event and the row always say the same thing,
 BLOCKED announcement can never be followed by an order for that message.
 
 Keeping the decision, adding it to the audit stream (audit_writer.py turns the stream
-into execution_log rows, in batches), publishing its TradeUpdate and marking it sent is
-one Lua script: atomic, so a crash can never leave a decision announced twice, kept but
+into execution_log rows, in batches), publishing its TradeUpdate, marking it sent and
+taking the message off the hand-over ledger (in_flight.py) is one Lua script: atomic, so a crash can never leave a decision announced twice, kept but
 never announced, or announced but never audited; and one round trip.
 """
 
@@ -19,18 +19,19 @@ from typing import Iterable
 import redis
 import redis.asyncio as aioredis
 
-from . import keys
+from . import in_flight, keys
 from .record import DecisionRecord
 from .redis_state import read_hash_field_and_snapshot
 from .veto import Snapshot
 
 AUDIT_STREAM = "key:execution_audit_stream"
 
-# KEYS[1]: the outbox hash of one message, KEYS[2]: the audit stream.
-# ARGV: record JSON, TTL, channel, event JSON.
+# KEYS[1]: the outbox hash of one message, KEYS[2]: the audit stream, KEYS[3], KEYS[4]:
+# the hand-over ledger (in_flight.py), from which the message is removed.
+# ARGV: record JSON, TTL, channel, event JSON, the message id.
 # Returns {the record that counts, or '' when it is the one given, 1 if its event was
 # published now}: the common case sends no record back.
-_KEEP_AND_ANNOUNCE = """
+_KEEP_AND_ANNOUNCE = in_flight.FORGET_LUA + """
 local rec = redis.call('HGET', KEYS[1], 'record')
 if not rec then
   redis.call('HSET', KEYS[1], 'record', ARGV[1], 'event', ARGV[4])
@@ -50,8 +51,8 @@ def decision_key(event_key: str) -> str:
 
 
 def _script_args(rec: DecisionRecord) -> tuple[list[str], list[object]]:
-    return ([decision_key(rec.event_key), AUDIT_STREAM],
-            [rec.to_json(), keys.CLAIM_TTL_SECONDS, keys.TRADE_UPDATE_CHANNEL, rec.to_trade_update()])
+    return ([decision_key(rec.event_key), AUDIT_STREAM, keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY],
+            [rec.to_json(), keys.CLAIM_TTL_SECONDS, keys.TRADE_UPDATE_CHANNEL, rec.to_trade_update(), rec.event_key])
 
 
 def _outcome(rec: DecisionRecord, reply: list[object]) -> tuple[DecisionRecord, bool]:

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # timeout on Redis; it must outlast the longest legitimate run plus a retry countdown.
     task_time_limit_s: int = Field(default=60, ge=2, le=600)
     visibility_timeout_s: int = Field(default=90, ge=5, le=3600)
+    # A message on the queue this long without a decision is queued again by a bridge
+    # (in_flight.py): it must outlast the visibility timeout and the longest retry chain.
+    handover_rescue_after_s: int = Field(default=600, ge=5, le=86400)
 
     # Redis: the contract's keys and channels, and the default Celery broker.
     redis_host: str = "redis"
@@ -170,6 +173,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "VISIBILITY_TIMEOUT_S must exceed TASK_TIME_LIMIT_S + BROKER_RETRY_BACKOFF_MAX_S, "
                 "or a task still running (or waiting to retry) would be delivered twice")
+        chain_s = (self.visibility_timeout_s + self.broker_max_retries * self.broker_retry_backoff_max_s
+                   + self.rate_limit_max_wait_s)
+        if self.handover_rescue_after_s <= chain_s:
+            raise ValueError(
+                f"HANDOVER_RESCUE_AFTER_S must exceed VISIBILITY_TIMEOUT_S + BROKER_MAX_RETRIES x "
+                f"BROKER_RETRY_BACKOFF_MAX_S + RATE_LIMIT_MAX_WAIT_S ({chain_s} s): a message still on its way "
+                "would be queued again for nothing")
         return self
 
     @property

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import redis
 import requests
@@ -103,6 +103,13 @@ class PrivateRedis:
 
     def client(self, db: int = 0) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=5)
+
+    def clean_db(self, db: int) -> Iterator[redis.Redis]:
+        """For a fixture: a client of database `db`, empty before the test and after it."""
+        client = self.client(db=db)
+        client.flushdb()
+        yield client
+        client.flushdb()
 
     def stop(self) -> None:
         self.proc.stop()
