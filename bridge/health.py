@@ -51,7 +51,8 @@ async def _redis_view(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
         workers = [k async for k in client.scan_iter(match=keys.WORKER_ALIVE_PREFIX + "*", count=100)]
         view = {"execution_enabled": enabled == b"true", "market_state_raw": market, "workers": len(workers),
                 "breaker_raw": breaker, "last_decision_age_s": _age(last),
-                "audit_backlog": int(await client.xlen(AUDIT_STREAM))}
+                "audit_backlog": int(await client.xlen(AUDIT_STREAM)),
+                "in_flight": int(await client.zcard(keys.IN_FLIGHT_KEY))}
         return _check(True, "ping ok", started), view
     except Exception as exc:  # noqa: BLE001 - any failure means Redis is not usable
         return _check(False, f"unreachable: {type(exc).__name__}", started), {}
@@ -146,6 +147,7 @@ async def health(src: HealthSources) -> tuple[int, dict[str, Any]]:
         "last_decision_age_s": view.get("last_decision_age_s"),
         "queue_depth": await _queues(src),
         "audit_backlog": view.get("audit_backlog"),  # decisions not yet written to execution_log
+        "in_flight": view.get("in_flight"),  # messages on the worker queue, not decided yet (in_flight.py)
         "database": src.database_label,
         "checks": checks,
         **src.stats(),

@@ -75,6 +75,8 @@ class Snapshot(Collector):
         yield depth
         yield GaugeMetricFamily("zero_audit_backlog", "Decisions not yet written to execution_log",
                                 value=float(self.health.get("audit_backlog") or 0))
+        yield GaugeMetricFamily("zero_in_flight", "Messages handed to the worker queue and not decided yet",
+                                value=float(self.health.get("in_flight") or 0))
 
 
 async def read_stored(redis_url: str, broker_url: str) -> tuple[dict[str, dict[str, str]], dict[str, int]]:

@@ -166,7 +166,8 @@ def session_of(broker: AlpacaBroker) -> BrokerSession:
     return session
 
 
-def test_the_open_orders_read_sent_ahead_answers_alpaca_pys_own_call(sim_broker: tuple[SimServer, AlpacaBroker]) -> None:
+def test_the_open_orders_read_sent_ahead_answers_alpaca_pys_own_call(
+        sim_broker: tuple[SimServer, AlpacaBroker]) -> None:
     sim, broker = sim_broker
     assert broker.open_exposure("SPY") is None
     assert session_of(broker).answered_ahead == 1

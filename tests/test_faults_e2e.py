@@ -376,6 +376,7 @@ def test_tasks_a_dying_worker_took_off_the_queue_are_queued_again_and_decided_on
         for _ in tickers:
             assert gw.r.brpop(["zero_execution"], timeout=10) is not None, "the task never reached the queue"
         lost_at = time.monotonic()
+        assert health(gw.api_port)[1]["in_flight"] == len(tickers)  # what an operator sees meanwhile
         gw.restart(gw.workers[0])
         gw.wait_ready()
         assert quiet(pubsub, 2.0) == []  # the queue is empty: without the ledger, nothing ever comes

@@ -31,7 +31,7 @@ def test_health_reports_ok_with_every_check_and_no_secret(lonely: Gateway) -> No
     assert set(body["checks"]) == {"redis", "database", "broker", "workers", "circuit_breaker"}
     assert all(check["ok"] for check in body["checks"].values())
     assert body["checks"]["workers"]["alive"] == 1
-    assert body["queue_depth"] == {"zero_execution": 0, "zero_audit": 0}
+    assert body["queue_depth"] == {"zero_execution": 0, "zero_audit": 0} and body["in_flight"] == 0
     assert body["database"].startswith("sqlite:") and "last_decision_age_s" in body
     raw = requests.get(f"http://127.0.0.1:{lonely.api_port}/health", timeout=5).text
     assert "test-secret-value" not in raw and "test-key-id" not in raw
@@ -97,4 +97,5 @@ def test_metrics_parse_with_prometheus_and_count_a_worker_decision(lonely: Gatew
     wait_for(lambda: up() == {"redis": 1.0, "database": 1.0, "broker": 1.0}, 20, "every dependency up")
     assert found["zero_execution_enabled"].samples[0].value == 1.0
     assert {s.labels["queue"] for s in found["zero_queue_depth"].samples} == {"zero_execution", "zero_audit"}
+    assert found["zero_in_flight"].samples[0].value == 0  # the decision took its message off the ledger
     assert "zero_bridge_messages" in found

@@ -139,7 +139,7 @@ class BrokerSession(requests.Session):
             data = jsonlib.dumps(body, allow_nan=False).encode()
             headers["Content-Type"] = "application/json"
         try:
-            line = self._line()
+            line = getattr(self._local, "line", None)  # made by `ahead` only
             raw = line.answer_for(method, url, timeout) if line else None
             if raw is None:
                 raw = self._pool.urlopen(method, url, body=data, headers=headers, redirect=False, retries=False,

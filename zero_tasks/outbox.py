@@ -8,8 +8,9 @@ BLOCKED announcement can never be followed by an order for that message.
 
 Keeping the decision, adding it to the audit stream (audit_writer.py turns the stream
 into execution_log rows, in batches), publishing its TradeUpdate, marking it sent and
-taking the message off the hand-over ledger (in_flight.py) is one Lua script: atomic, so a crash can never leave a decision announced twice, kept but
-never announced, or announced but never audited; and one round trip.
+taking the message off the hand-over ledger (in_flight.py) is one Lua script: atomic, so
+a crash can never leave a decision announced twice, kept but never announced, or
+announced but never audited; and one round trip.
 """
 
 from __future__ import annotations
