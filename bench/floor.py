@@ -93,6 +93,8 @@ def submit_floor(stack: Stack, n: int, warmup: int = 10) -> tuple[list[float], l
 def contract_floor(stack: Stack, n: int, warmup: int = 10) -> list[float]:
     """Position read, open-orders read, submit: first call -> the simulator creates the order."""
     client = trading_client(stack)
+    session = client._session
+    assert isinstance(session, BrokerSession)
     tickers = Tickers("FC")
     samples: list[float] = []
     for i in range(warmup + n):
@@ -100,8 +102,6 @@ def contract_floor(stack: Stack, n: int, warmup: int = 10) -> list[float]:
         cid = f"floor-{ticker}"
         orders = GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)
         t0 = time.perf_counter()
-        session = client._session
-        assert isinstance(session, BrokerSession)
         with session.ahead(lambda: client.get_orders(orders)):  # as the gateway asks them
             try:
                 client.get_open_position(ticker)

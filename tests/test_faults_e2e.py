@@ -353,15 +353,18 @@ def test_postgres_stopped_60s_under_traffic_loses_no_decision(log_dir: Path, sim
 
 
 # A task lost inside the Celery worker ------------------------------------------------
+@pytest.mark.parametrize("switch_on_at_rescue", [True, False], ids=["enabled", "kill_switch_off_meanwhile"])
 def test_tasks_a_dying_worker_took_off_the_queue_are_queued_again_and_decided_once(
-        log_dir: Path, sim: SimServer, tmp_path: Path) -> None:
+        log_dir: Path, sim: SimServer, tmp_path: Path, switch_on_at_rescue: bool) -> None:
     """kombu takes a task off the queue (BRPOP) before it writes it to its unacked hash, so
     a worker whose main process dies in between, or stops with the reply unread
     (celery/celery#4354), loses the task: no redelivery ever comes. Here the test is that
     worker: it pops the tasks and drops them. The bridge queues them again from the
     hand-over ledger once HANDOVER_RESCUE_AFTER_S has passed, and each message is decided
     once. Five rankings published at once, so that the bridge may take them as one batch
-    (claim, then send_task) as well as one by one (the claim script)."""
+    (claim, then send_task) as well as one by one (the claim script). A message queued
+    again meets the whole decision again: with the kill switch turned off while it waited,
+    it ends BLOCKED and nothing is ordered."""
     env = {**FAST_REDELIVERY, "RATE_LIMIT_MAX_WAIT_S": "0", "HANDOVER_RESCUE_AFTER_S": "15"}
     with isolated_gateway(log_dir, sim.url, tmp_path, **env) as gw:
         gw.reset()
@@ -377,6 +380,8 @@ def test_tasks_a_dying_worker_took_off_the_queue_are_queued_again_and_decided_on
             assert gw.r.brpop(["zero_execution"], timeout=10) is not None, "the task never reached the queue"
         lost_at = time.monotonic()
         assert health(gw.api_port)[1]["in_flight"] == len(tickers)  # what an operator sees meanwhile
+        if not switch_on_at_rescue:
+            gw.r.set("key:execution_enabled", "false")
         gw.restart(gw.workers[0])
         gw.wait_ready()
         assert quiet(pubsub, 2.0) == []  # the queue is empty: without the ledger, nothing ever comes
@@ -384,8 +389,12 @@ def test_tasks_a_dying_worker_took_off_the_queue_are_queued_again_and_decided_on
         report("5 tasks lost between BRPOP and kombu's unacked write, queued again and decided",
                time.monotonic() - lost_at)
         assert sorted(e["ticker"] for e in events) == tickers
-        assert {e["status"] for e in events} == {"SUBMITTED"}
+        if switch_on_at_rescue:
+            assert {e["status"] for e in events} == {"SUBMITTED"} and len(gw.orders()) == len(tickers)
+        else:
+            assert {e["why"][0].split(":")[0] for e in events} == {"execution disabled"}
+            assert {e["status"] for e in events} == {"BLOCKED"} and gw.orders() == [] and gw.order_posts() == 0
         assert quiet(pubsub, 1.0) == []
-        assert len(gw.orders()) == len(tickers) and len(gw.wait_rows(len(tickers))) == len(tickers)
+        assert len(gw.wait_rows(len(tickers))) == len(tickers)
         assert health(gw.api_port)[1]["bridge"]["rescued"] == len(tickers)
         assert gw.r.zcard("key:execution_in_flight") == 0 and gw.r.hlen("key:execution_in_flight_tasks") == 0

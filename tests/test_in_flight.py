@@ -5,7 +5,6 @@ queued again, is tests/test_faults_e2e.py::test_tasks_a_dying_worker_took_off_th
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
@@ -15,6 +14,7 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 
 from tests.support.procs import PrivateRedis
+from tests.test_message_identity import run as run_on
 from zero_tasks import in_flight, keys, outbox
 from zero_tasks.decision import Status
 from zero_tasks.in_flight import Entry
@@ -32,15 +32,9 @@ def r(private_redis: PrivateRedis) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def run(private_redis: PrivateRedis, r: redis.Redis) -> Callable[[Callable[[aioredis.Redis], Awaitable[T]]], T]:
-    def go(scenario: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-        async def main() -> T:
-            client = aioredis.Redis.from_url(f"redis://127.0.0.1:{private_redis.port}/{DB}")
-            try:
-                return await scenario(client)
-            finally:
-                await client.aclose()
-        return asyncio.run(main())
-    return go
+    """Runs a coroutine scenario against the test's database."""
+    url = f"redis://127.0.0.1:{private_redis.port}/{DB}"
+    return lambda scenario: run_on(url, scenario)
 
 
 def entry(message_id: str, heard: datetime | None = None) -> Entry:

@@ -67,7 +67,7 @@ class BrokerSession(requests.Session):
 
     @property
     def answered_ahead(self) -> int:
-        """Calls answered from a read sent ahead (tests and the bench check it is used)."""
+        """Calls answered from a read sent ahead (the tests check it is used)."""
         return sum(line.answered for line in self._lines)
 
     def _line(self) -> AheadLine | None:

@@ -26,8 +26,6 @@ import redis.asyncio as aioredis
 
 from . import keys
 
-IN_FLIGHT_KEY = keys.IN_FLIGHT_KEY
-IN_FLIGHT_TASKS_KEY = keys.IN_FLIGHT_TASKS_KEY
 GIVE_UP_AFTER = timedelta(seconds=keys.CLAIM_TTL_SECONDS)  # past this the message's claims are gone too
 
 
@@ -107,16 +105,16 @@ async def record(client: aioredis.Redis, entries: list[Entry]) -> None:
     """Before these messages go on the queue by `send_task` (one round trip)."""
     if entries:
         args = [part for e in entries for part in (e.message_id, e.to_json())]
-        await client.eval(_RECORD, 2, IN_FLIGHT_KEY, IN_FLIGHT_TASKS_KEY, *args)
+        await client.eval(_RECORD, 2, keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY, *args)
 
 
 async def due(client: aioredis.Redis, after_s: float, limit: int = 100) -> list[Entry]:
     """The messages handed over at least `after_s` ago without a decision, taken by this sweep."""
-    raw = await client.eval(_DUE, 2, IN_FLIGHT_KEY, IN_FLIGHT_TASKS_KEY, int(after_s * 1000), limit)
+    raw = await client.eval(_DUE, 2, keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY, int(after_s * 1000), limit)
     return [Entry.from_json(item) for item in raw]
 
 
 async def forget(client: aioredis.Redis, message_id: str) -> None:
-    await client.zrem(IN_FLIGHT_KEY, message_id)
-    await client.hdel(IN_FLIGHT_TASKS_KEY, message_id)
+    await client.zrem(keys.IN_FLIGHT_KEY, message_id)
+    await client.hdel(keys.IN_FLIGHT_TASKS_KEY, message_id)
 
