@@ -82,7 +82,7 @@ def main() -> None:
         start("worker", [str(BIN / "celery"), "-A", "zero_tasks", "worker", "-B", "-s", str(VAR / "celerybeat-schedule"),
                          "-c", "2", "-n", "worker@%h", "-Q", "zero_execution,zero_audit", "-l", "INFO"], env, children)
         start("bridge", [sys.executable, "-m", "bridge"], env, children)
-        # Through the guard: it refuses to start Flower without a usable password (see its docstring).
+        # Through the guard: no Flower without a usable password, and watching only (see its docstring).
         start("flower", [sys.executable, "-m", "zero_tasks.flower_guard"],
               {**env, "FLOWER_BASIC_AUTH": flower_auth, "FLOWER_PORT": flower_port, "FLOWER_ADDRESS": "127.0.0.1"},
               children)
