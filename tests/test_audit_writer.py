@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from tests.support.gateway import PG_URL, sqlalchemy_url
+from tests.support.redis_dbs import redis_db
 from tests.support.procs import PrivateRedis
 from zero_tasks import audit_writer, outbox
 from zero_tasks.audit import ensure_schema, execution_log, make_engine
@@ -34,7 +35,7 @@ def decision(event_key: str, ticker: str = "SPY") -> DecisionRecord:
 
 @pytest.fixture
 def r(private_redis: PrivateRedis) -> redis.Redis:
-    client = redis.Redis(port=private_redis.port, db=6, decode_responses=True)
+    client = redis.Redis(port=private_redis.port, db=redis_db(__name__), decode_responses=True)
     client.flushdb()
     return client
 

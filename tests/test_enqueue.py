@@ -10,6 +10,7 @@ from celery import Celery
 
 from bridge.enqueue import Enqueuer
 from tests.support.procs import free_port
+from tests.support.redis_dbs import redis_db
 
 
 def unreachable_app() -> Celery:
@@ -42,9 +43,9 @@ def test_reachable_broker_takes_messages_inline_in_order(private_redis) -> None:
 
     import redis
 
-    app = Celery("test", broker=f"redis://127.0.0.1:{private_redis.port}/5")
+    app = Celery("test", broker=f"redis://127.0.0.1:{private_redis.port}/{redis_db(__name__)}")
     enqueuer = Enqueuer(app)
     assert asyncio.run(_submit_all(enqueuer, 3)) == [True, True, True]
     assert enqueuer.pending == 0 and enqueuer.enqueued == 3 and enqueuer.failures == 0
-    queued = redis.Redis(port=private_redis.port, db=5).lrange("celery", 0, -1)
+    queued = redis.Redis(port=private_redis.port, db=redis_db(__name__)).lrange("celery", 0, -1)
     assert [json.loads(m)["headers"]["id"] for m in reversed(queued)] == ["id-0", "id-1", "id-2"]

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 
 from tests.support.procs import PrivateRedis
+from tests.support.redis_dbs import redis_db
 from tests.test_message_identity import run as run_on
 from zero_tasks import in_flight, keys, outbox
 from zero_tasks.decision import Status
@@ -21,7 +22,7 @@ from zero_tasks.in_flight import Entry
 from zero_tasks.record import DecisionRecord
 from zero_tasks.settings import Settings
 
-DB = 10  # a database of the session's private Redis no other test uses
+DB = redis_db(__name__)  # a database of the session's private Redis no other test uses
 T = TypeVar("T")
 
 

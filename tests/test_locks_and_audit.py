@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from tests.support.gateway import PG_URL, sqlalchemy_url
+from tests.support.redis_dbs import redis_db
 from tests.support.procs import PrivateRedis
 from zero_tasks.audit import ensure_schema, execution_log, insert_row, make_engine, update_order_status
 from zero_tasks.redis_state import Claim, ExecutionLocks, connect
@@ -21,7 +22,7 @@ NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)
 
 @pytest.fixture
 def locks(private_redis: PrivateRedis) -> ExecutionLocks:
-    r = connect(f"redis://127.0.0.1:{private_redis.port}/3")
+    r = connect(f"redis://127.0.0.1:{private_redis.port}/{redis_db(__name__)}")
     r.flushdb()
     return ExecutionLocks(r, cooldown_s=3600)
 

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from bridge.dedup import MessageIdentity, claim_catch_up, content_hash, mark_handed, take_over
 from bridge.listener import Listener
 from tests.support.monitor import commands_during
+from tests.support.redis_dbs import redis_db
 from tests.support.procs import PrivateRedis
 from zero_tasks import keys
 
@@ -26,8 +27,8 @@ MSG = b'{"ranking": "one"}'
 
 @pytest.fixture
 def redis_url(private_redis: PrivateRedis) -> Iterator[str]:
-    private_redis.client(db=5).flushdb()
-    yield f"redis://127.0.0.1:{private_redis.port}/5"
+    private_redis.client(db=redis_db(__name__)).flushdb()
+    yield f"redis://127.0.0.1:{private_redis.port}/{redis_db(__name__)}"
 
 
 def run(redis_url: str, scenario: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
@@ -114,9 +115,9 @@ def test_the_same_bytes_twice_in_one_batch_continue_the_count_of_earlier_publica
 
 def test_a_message_costs_one_round_trip_to_claim(private_redis: PrivateRedis) -> None:
     """The latency path: no HVALS, no SCRIPT EXISTS, just the claim script (EVALSHA)."""
-    private_redis.client(db=7).flushdb()
+    private_redis.client(db=redis_db(__name__, 1)).flushdb()
     identity = MessageIdentity()
-    url = f"redis://127.0.0.1:{private_redis.port}/7"
+    url = f"redis://127.0.0.1:{private_redis.port}/{redis_db(__name__, 1)}"
 
     async def warm() -> None:
         async with aioredis.Redis.from_url(url) as client:
@@ -128,7 +129,7 @@ def test_a_message_costs_one_round_trip_to_claim(private_redis: PrivateRedis) ->
             assert [won for _, won in await identity.claim(client, [MSG])] == [True]
 
     asyncio.run(warm())
-    sent = commands_during(private_redis, 7, one_message)
+    sent = commands_during(private_redis, redis_db(__name__, 1), one_message)
     assert len(sent) == 1 and sent[0].startswith("EVALSHA"), sent
 
 
@@ -148,12 +149,12 @@ def test_a_listener_reads_its_subscription_time_before_it_subscribes(private_red
     before SUBSCRIBE is sent, so no claim of a message this bridge hears is older than it."""
 
     async def scenario() -> None:
-        stop, task = await running(Listener(f"redis://127.0.0.1:{private_redis.port}/6",
+        stop, task = await running(Listener(f"redis://127.0.0.1:{private_redis.port}/{redis_db(__name__, 2)}",
                                             handler=lambda batch: asyncio.sleep(0)))
         stop.set()
         await task
 
-    commands = commands_during(private_redis, 6, scenario)
+    commands = commands_during(private_redis, redis_db(__name__, 2), scenario)
     time_at = commands.index("TIME")
     assert time_at < next(i for i, c in enumerate(commands) if c.startswith("SUBSCRIBE"))
 

@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from tests.support.procs import PrivateRedis
+from tests.support.redis_dbs import redis_db
 from zero_tasks import metrics
 from zero_tasks.decision import Code, Status
 from zero_tasks.record import DecisionRecord
@@ -18,7 +19,7 @@ NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)
 
 @pytest.fixture
 def r(private_redis: PrivateRedis) -> Iterator[redis.Redis]:
-    client = private_redis.client(db=10)
+    client = private_redis.client(db=redis_db(__name__))
     client.flushdb()
     yield client
     client.close()

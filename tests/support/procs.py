@@ -31,16 +31,24 @@ def free_port() -> int:
 
 
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    """The predicate's first truthy value. An exception means "not ready yet" (a refused
+    connection, a missing key), except an AssertionError: a predicate that asserts has
+    found a broken promise, and waiting longer would hide it. On timeout the last
+    exception is named and chained, so the reason is not lost."""
     deadline = time.monotonic() + timeout
+    last: Exception | None = None
     while time.monotonic() < deadline:
         try:
             value = predicate()
-        except Exception:  # noqa: BLE001 - not ready yet
-            value = None
+        except AssertionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - not ready yet
+            last, value = exc, None
         if value:
             return value
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+    detail = f" (last error: {last!r})" if last is not None else ""
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}{detail}") from last
 
 
 class Proc:

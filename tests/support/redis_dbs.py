@@ -1,0 +1,41 @@
+"""Which database of the session's private Redis each test module uses.
+
+One owner, its own numbers: a module that empties its database (FLUSHDB) or counts the
+commands sent to it (MONITOR) then never empties, or counts, another module's keys.
+Database 0 belongs to the session's end-to-end gateways (the `gateway` fixture, which
+every e2e module shares on purpose and resets between tests). Modules with a Redis
+server of their own (`isolated_gateway`, the ops CLI) are not listed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+REDIS_DATABASES = 16  # redis-server's default `databases`
+
+OWNERS: dict[str, tuple[int, ...]] = {
+    "gateway": (0,),
+    "test_locks_and_audit": (1,),
+    "test_enqueue": (2,),
+    "test_audit_writer": (3,),
+    "test_message_identity": (4, 5, 6),
+    "test_fused_hand_over": (7,),
+    "test_round_trips": (8,),
+    "test_in_flight": (9,),
+    "test_metrics": (10,),
+}
+
+
+def shared_numbers() -> list[int]:
+    """Numbers given to more than one owner (there must be none)."""
+    counts = Counter(db for dbs in OWNERS.values() for db in dbs)
+    return sorted(db for db, n in counts.items() if n > 1)
+
+
+def redis_db(owner: str, index: int = 0) -> int:
+    """The `index`-th database of `owner` (a module's `__name__`, package prefix allowed)."""
+    return OWNERS[owner.rsplit(".", 1)[-1]][index]
+
+
+assert not shared_numbers(), f"Redis databases given twice: {shared_numbers()}"
+assert all(0 <= db < REDIS_DATABASES for dbs in OWNERS.values() for db in dbs)
