@@ -1,12 +1,24 @@
-"""Both processes refuse to start unless paper-only; the message says why; keys never print."""
+"""Paper only. Both processes refuse to start unless paper-only (the message says why; keys
+never print), and with ALPACA_BASE_URL unset every broker request of the worker, the
+bridge's /health probe and zero-ops goes to paper-api.alpaca.markets and nowhere else.
+
+Where a request goes is read from a local proxy that each process is pointed at through
+HTTPS_PROXY (tests/support/connect_proxy.py): it records the `host:port` asked for and
+refuses it, so nothing leaves the machine. Each process has a proxy of its own, so a host
+is attributed to the process that asked for it.
+"""
 
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from tests.support.procs import CELERY, PYTHON, ROOT, base_env, free_port
+from tests.support.connect_proxy import RefusingProxy
+from tests.support.gateway import Gateway, opportunity, ranking
+from tests.support.procs import CELERY, PYTHON, ROOT, PrivateRedis, base_env, free_port, health
 
 SECRET = "sekrit-do-not-print"
 KEY = "key-id-do-not-print"
@@ -66,3 +78,78 @@ def test_refuses_to_loosen_a_hard_limit(name: str, value: str) -> None:
     result = run(BRIDGE, **{name: value})
     assert result.returncode != 0
     assert name in result.stderr
+
+
+# --- where the broker requests go, with ALPACA_BASE_URL unset ----------------------------
+
+PAPER = "paper-api.alpaca.markets:443"
+FAST_BROKER = {"BROKER_TIMEOUT_S": "1", "BROKER_MAX_RETRIES": "1", "BROKER_RETRY_BACKOFF_MAX_S": "1",
+               "ZERO_ENV_FILE": "/nonexistent/zero.env"}  # zero-ops must not find `make run`'s file
+
+
+def towards(proxy: RefusingProxy, env: dict[str, str]) -> dict[str, str]:
+    """The environment with no ALPACA_BASE_URL (Alpaca's default host) and this proxy."""
+    return {**{k: v for k, v in env.items() if k != "ALPACA_BASE_URL"}, **proxy.env()}
+
+
+class PaperGateway:
+    """A worker and a bridge with ALPACA_BASE_URL unset, each behind a refusing proxy."""
+
+    def __init__(self, gw: Gateway, worker_proxy: RefusingProxy, bridge_proxy: RefusingProxy) -> None:
+        self.gw = gw
+        self.worker_proxy = worker_proxy
+        self.bridge_proxy = bridge_proxy
+
+
+@pytest.fixture(scope="module")
+def paper_gateway(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaperGateway]:
+    db = tmp_path_factory.mktemp("paper_only") / "audit.db"
+    server = PrivateRedis(log_dir).start()
+    with RefusingProxy() as worker_proxy, RefusingProxy() as bridge_proxy:
+        gw = Gateway(log_dir, server, "http://127.0.0.1:9", f"sqlite:///{db}", workers=1, bridges=1, **FAST_BROKER)
+        for proc in gw.workers:
+            proc.env = towards(worker_proxy, proc.env)
+        for proc in gw.bridges:
+            proc.env = towards(bridge_proxy, proc.env)
+        try:
+            yield PaperGateway(gw.start(), worker_proxy, bridge_proxy)
+        finally:
+            gw.stop()
+            server.stop()
+
+
+@pytest.mark.e2e
+def test_the_workers_order_attempt_goes_to_alpaca_paper_only(paper_gateway: PaperGateway) -> None:
+    gw = paper_gateway.gw
+    gw.green()
+    (event,) = gw.decide(ranking(opportunity("SPY")), timeout=60)
+    assert event["status"] == "ERROR" and event["why"][0].startswith("error: broker unavailable"), event
+    (row,) = gw.wait_rows(1)
+    assert row["status"] == "ERROR" and row["alpaca_order_id"] is None
+    assert gw.rows(status="SUBMITTED") == []
+    assert paper_gateway.worker_proxy.hosts() == {PAPER}
+
+
+@pytest.mark.e2e
+def test_the_bridges_broker_probe_goes_to_alpaca_paper_only(paper_gateway: PaperGateway) -> None:
+    _, body = health(paper_gateway.gw.api_port)
+    assert body["checks"]["broker"]["ok"] is False, body
+    assert paper_gateway.bridge_proxy.requests() != []
+    assert paper_gateway.bridge_proxy.hosts() == {PAPER}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("argv, answer", [(["enable"], "n\n"), (["reconcile", "--hours", "1"], None)],
+                         ids=["enable", "reconcile"])
+def test_zero_ops_broker_calls_go_to_alpaca_paper_only(paper_gateway: PaperGateway, tmp_path: Path,
+                                                       argv: list[str], answer: str | None) -> None:
+    gw = paper_gateway.gw
+    armed = gw.r.get("key:execution_enabled")
+    with RefusingProxy() as proxy:
+        env = towards(proxy, base_env(gw.redis_server.port, "http://127.0.0.1:9",
+                                      f"sqlite:///{tmp_path / 'ops.db'}", free_port(), **FAST_BROKER))
+        result = subprocess.run([PYTHON, "-m", "zero_ops", *argv], cwd=ROOT, env=env, input=answer,
+                                capture_output=True, text=True, timeout=120)
+        assert proxy.requests() != [], result.stdout + result.stderr
+        assert proxy.hosts() == {PAPER}, result.stdout + result.stderr
+    assert gw.r.get("key:execution_enabled") == armed  # `enable` was answered no
