@@ -41,7 +41,10 @@ def assert_decision(event: dict, status: str, reason_start: str) -> None:
     (json.dumps(ranking(opportunity(probability="0.99"))), "invalid payload"),
     (json.dumps(ranking(opportunity(horizon="H5"))), "invalid payload"),
     (json.dumps(ranking(opportunities=[])), "no opportunities"),
-])
+    (json.dumps(ranking(opportunity("F250117C00012000"))), "invalid payload: rank 1 ticker"),  # an option
+    (json.dumps(ranking(opportunity("BRK/../ORDERS"))), "invalid payload: rank 1 ticker"),
+], ids=["not_json", "binary", "not_a_ranking", "probability_text", "horizon", "empty", "option_symbol",
+        "path_in_ticker"])
 def test_row1_bad_input_is_skipped_with_reason(gw: Gateway, payload: bytes, reason: str) -> None:
     gw.green()
     event = only_event(gw, payload)

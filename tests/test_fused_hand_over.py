@@ -1,7 +1,5 @@
 """A signal heard alone is claimed and put on the Celery queue by one script
-(bridge/task_message.py, dedup.claim_and_push), and the worker reads the kill switch and
-market state while it asks the broker about exposure (redis_state.SnapshotInFlight).
-Against a real Redis and, for the task, a real Celery worker."""
+(bridge/task_message.py, dedup.claim_and_push). Against a real Redis and, for the task, a real Celery worker."""
 
 from __future__ import annotations
 
@@ -25,7 +23,6 @@ from tests.support.procs import PrivateRedis, free_port, health
 from tests.test_message_identity import run, running
 from zero_tasks import keys
 from zero_tasks.in_flight import Entry
-from zero_tasks.redis_state import SHARED_SNAPSHOT_KEYS, SnapshotInFlight
 
 DB = redis_db(__name__)  # a database of the session's private Redis no other test uses
 MESSAGE = {"message_id": "abc:1", "payload": '{"ranking": 1}', "received_at": "2026-12-02T12:00:00+00:00"}
@@ -186,62 +183,6 @@ def test_a_claim_won_under_another_occurrence_than_the_task_carries_queues_nothi
     message_id, won, pushed = claim_and_push(url, identity, data, "task")
     assert message_id.endswith(":2") and (won, pushed) == (True, False)
     assert r.llen("zero_execution") == 0 and r.zcard(keys.IN_FLIGHT_KEY) == 0
-
-
-# the snapshot read while the broker is asked --------------------------------------------
-def test_the_snapshot_in_flight_reads_what_the_veto_reads(r: redis.Redis) -> None:
-    r.set(keys.EXECUTION_ENABLED_KEY, "true")
-    r.set(keys.MARKET_STATE_KEY, '{"state": "GREEN"}')
-    with SnapshotInFlight(r, max_age_s=60) as pending:  # fresh enough: the early answer is used
-        r.set(keys.EXECUTION_ENABLED_KEY, "false")  # after the MGET was sent: not seen
-        snap = pending.result()
-    assert snap.error is None and snap.execution_enabled == "true" and snap.market_state == '{"state": "GREEN"}'
-
-
-def test_a_snapshot_asked_too_long_before_it_is_needed_is_read_again(r: redis.Redis) -> None:
-    """A slow broker between the early MGET and the submit: the kill switch turned off
-    meanwhile must still stop the order."""
-    r.set(keys.EXECUTION_ENABLED_KEY, "true")
-    with SnapshotInFlight(r, max_age_s=0.01) as pending:
-        r.set(keys.EXECUTION_ENABLED_KEY, "false")
-        time.sleep(0.05)  # the broker's answer takes longer than the snapshot may age
-        snap = pending.result()
-    assert snap.execution_enabled == "false"
-
-
-def test_a_snapshot_nobody_read_leaves_the_pooled_connection_clean(r: redis.Redis) -> None:
-    r.set(keys.EXECUTION_ENABLED_KEY, "true")
-    for _ in range(3):
-        with SnapshotInFlight(r):
-            pass  # the broker answered with exposure: the reply is never used
-    assert r.get(keys.EXECUTION_ENABLED_KEY) == b"true"  # not an MGET reply read out of turn
-    assert r.mget(*SHARED_SNAPSHOT_KEYS)[0] == b"true"
-
-
-def test_a_snapshot_whose_early_read_times_out_is_read_again_the_usual_way(
-        private_redis: PrivateRedis, r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Redis stalls (CLIENT PAUSE) past the early read's timeout, then answers again."""
-    from zero_tasks import redis_state
-
-    usual_reads = []
-    monkeypatch.setattr(redis_state, "read_snapshot", lambda client: usual_reads.append(1) or
-                        redis_state.snapshot_of(client.mget(*SHARED_SNAPSHOT_KEYS)))
-    r.set(keys.EXECUTION_ENABLED_KEY, "true")
-    impatient = redis.Redis(port=private_redis.port, db=DB, socket_timeout=0.3)
-    impatient.ping()
-    r.execute_command("CLIENT", "PAUSE", 450, "ALL")
-    with SnapshotInFlight(impatient) as pending:
-        snap = pending.result()
-    assert usual_reads == [1]
-    assert snap.error is None and snap.execution_enabled == "true"
-
-
-def test_a_snapshot_in_flight_without_redis_fails_closed() -> None:
-    unreachable = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
-    with SnapshotInFlight(unreachable) as pending:
-        snap = pending.result()
-    assert snap.error and snap.error.startswith("redis:")
-    assert snap.execution_enabled is None
 
 
 # the whole path ----------------------------------------------------------------------

@@ -85,6 +85,20 @@ def test_bad_input_is_invalid_with_a_clear_reason(data: bytes, reason: str) -> N
     assert len(parsed.reason) < 400
 
 
+@pytest.mark.parametrize("ticker", ["F250117C00012000", "SPY250117C00500000", "BRK/../ORDERS", "BRK/B", "BF-B",
+                                    "0700", "SPY1", "BRK.B.C", "BRK.", ".B", "BRK.BCD", "ABCDEFG", "SP Y",
+                                    "BTC/USD", "Spy", "SPY\n"])
+def test_a_rank_1_ticker_that_is_not_a_us_equity_symbol_is_invalid(ticker: str) -> None:
+    parsed = parse_payload(json.dumps(rank(ticker=ticker)), LIMIT)
+    assert isinstance(parsed, Invalid) and parsed.reason.startswith("invalid payload: rank 1 ticker"), parsed
+
+
+@pytest.mark.parametrize("ticker", ["SPY", "A", "GOOGL", "BRK.B", "BF.B", "QQQ", "IWM"])
+def test_a_us_equity_symbol_is_a_ticker(ticker: str) -> None:
+    parsed = parse_payload(json.dumps(rank(ticker=ticker)), LIMIT)
+    assert isinstance(parsed, Signal) and parsed.top.ticker == ticker
+
+
 def test_a_message_over_the_size_limit_is_invalid_without_parsing() -> None:
     parsed = parse_payload(b" " * (LIMIT + 1), LIMIT)
     assert isinstance(parsed, Invalid) and "exceeds" in parsed.reason

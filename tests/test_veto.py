@@ -9,7 +9,7 @@ import pytest
 
 from zero_tasks.decision import Code, Status
 from zero_tasks.intake import Signal, parse_payload
-from zero_tasks.veto import Limits, Snapshot, recheck_before_submit, veto
+from zero_tasks.veto import Limits, Snapshot, breaker_probe_due, recheck_before_submit, veto
 
 NOW = datetime(2026, 11, 24, 14, 30, 30, tzinfo=timezone.utc)
 LIMITS = Limits(min_probability=0.90, market_state_max_age_s=300, signal_max_age_s=120)
@@ -113,7 +113,55 @@ def test_eligible_signal_has_no_objection() -> None:
     assert veto(signal(), snap(), NOW, LIMITS) is None
 
 
-def test_recheck_before_submit_reads_only_kill_switch_and_market() -> None:
-    assert recheck_before_submit(snap(down=stand_down("GLOBAL")), NOW, LIMITS) is None
-    verdict = recheck_before_submit(snap(enabled="false"), NOW, LIMITS)
-    assert verdict and verdict.code is Code.DISABLED
+@pytest.mark.parametrize("changed, code", [
+    (dict(enabled="false"), Code.DISABLED),
+    (dict(breaker=json.dumps({"since": NOW.isoformat(), "reason": "3 failures"})), Code.CIRCUIT_OPEN),
+    (dict(state=market("RED")), Code.MARKET_STATE),
+    (dict(down=stand_down("GLOBAL")), Code.STAND_DOWN),
+    (dict(down=stand_down("TICKER", "SPY")), Code.STAND_DOWN),
+    (dict(blocklist=json.dumps({"until": (NOW + timedelta(hours=1)).isoformat(), "reason": "earnings"})),
+     Code.BLOCKLIST),
+], ids=["kill_switch", "breaker", "market_red", "stand_down_global", "stand_down_ticker", "blocklist"])
+def test_the_whole_veto_runs_again_at_submit(changed: dict[str, str], code: Code) -> None:
+    base = dict(enabled="true", state=market(), down=None, breaker=None, blocklist=None)
+    values = {**base, **changed}
+    current = Snapshot(values["enabled"], values["state"], values["down"], breaker=values["breaker"],
+                       blocklist=values["blocklist"])
+    verdict = recheck_before_submit(signal(), current, NOW, LIMITS)
+    assert verdict and verdict.code is code
+
+
+def test_a_signal_that_grew_too_old_while_retrying_is_expired_at_submit() -> None:
+    verdict = recheck_before_submit(signal(age_s=130), snap(), NOW, LIMITS)
+    assert verdict and verdict.code is Code.EXPIRED
+
+
+def test_nothing_changed_means_no_objection_at_submit() -> None:
+    assert recheck_before_submit(signal(), snap(), NOW, LIMITS) is None
+
+
+# operator keys typed by hand fail closed for the message they concern --------------------
+@pytest.mark.parametrize("until", ["2026-11-24T15:00:00", "tomorrow", "", 1764000000, ["x"], "2026-13-45T00:00:00+00:00"],
+                         ids=["naive", "words", "empty", "number", "list", "impossible_date"])
+def test_a_blocklist_entry_with_an_unusable_time_blocks_with_the_reason(until: object) -> None:
+    entry = json.dumps({"until": until, "reason": "earnings"})
+    verdict = veto(signal(), Snapshot("true", market(), None, blocklist=entry), NOW, LIMITS)
+    assert verdict and verdict.code is Code.BLOCKLIST and "failing closed" in verdict.detail
+
+
+def test_a_blocklist_entry_that_has_expired_no_longer_blocks() -> None:
+    entry = json.dumps({"until": (NOW - timedelta(seconds=1)).isoformat(), "reason": "earnings"})
+    assert veto(signal(), Snapshot("true", market(), None, blocklist=entry), NOW, LIMITS) is None
+
+
+@pytest.mark.parametrize("until", ["2026-11-24T14:00:00", "soon", 5, None])
+def test_a_breaker_with_an_unusable_time_stays_open_and_asks_no_probe(until: object) -> None:
+    raw = json.dumps({"since": "2026-11-24T14:00:00+00:00", "until": until, "reason": "failures"})
+    assert breaker_probe_due(raw, NOW) is False
+    verdict = veto(signal(), Snapshot("true", market(), None, breaker=raw), NOW, LIMITS)
+    assert verdict and verdict.code is Code.CIRCUIT_OPEN
+
+
+def test_a_breaker_past_its_cool_off_asks_for_a_probe() -> None:
+    raw = json.dumps({"since": "2026-11-24T14:00:00+00:00", "until": "2026-11-24T14:10:00+00:00"})
+    assert breaker_probe_due(raw, NOW) is True

@@ -50,7 +50,11 @@ def _iso_text(value: object) -> object:
 UtcDatetime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(as_utc)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Score = Annotated[int | float, Field(ge=0, le=100, allow_inf_nan=False)]
-Ticker = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9./-]{0,15}$")]
+# A US equity symbol: upper-case letters with at most one class suffix (BRK.B). Nothing
+# else is ever ordered: an option contract symbol (F250117C00012000) is 100 shares of
+# exposure per "1", and a symbol goes into the broker's URL paths.
+TICKER_PATTERN = r"^[A-Z]{1,6}(?:\.[A-Z]{1,2})?$"
+Ticker = Annotated[str, StringConstraints(pattern=TICKER_PATTERN)]
 
 
 class Opportunity(BaseModel):

@@ -22,9 +22,10 @@ from .intake import Invalid, Signal, parse_payload
 from .message import Message
 from .prejudge import build_record, invalid_record, refusal_before_claim
 from .record import DecisionRecord
-from .redis_state import Admission, Claim, SnapshotInFlight, read_snapshot
+from .redis_state import Admission, Claim, read_snapshot
 from .runtime import Runtime
 from .risk import alert, trading_day
+from .task_auth import forged_holdings, forgery_key
 from .veto import Snapshot, breaker_probe_due, recheck_before_submit
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,9 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class OrderTicket:
-    """Everything the order task needs; serialisable as the task's argument."""
+    """One order on its way to the broker. Made by the worker only: from the admission in
+    `evaluate`, or from an order task by `ticket_from_task`, which takes nothing but the
+    message, the attempt count and the time waited from the task (the rest is derived)."""
 
     message: dict[str, Any]
     execution_id: str
@@ -55,6 +58,10 @@ class OrderTicket:
     # Broker calls already taken from this minute's budget, by the admission (first round
     # only: a later round's slots were spent by the round before it).
     prepaid: int = 0
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["message_id"])
 
     def next_attempt(self) -> "OrderTicket":
         return replace(self, broker_attempt=self.broker_attempt + 1, in_decide=False, prepaid=0)
@@ -72,7 +79,37 @@ class OrderTicket:
         return not self.in_decide and attempts() > 1
 
     def to_task(self) -> dict[str, Any]:
-        return asdict(self)
+        """The order task's argument: only what `ticket_from_task` takes back."""
+        return {"message": self.message, "broker_attempt": self.broker_attempt, "waited_s": self.waited_s}
+
+
+def ticket_from_task(rt: Runtime, body: dict[str, Any]) -> OrderTicket | str:
+    """The ticket of an order task, or why the task is not one the worker made.
+
+    Ticker and execution_id come from the payload the message carries, never from the
+    task; a later round always looks the order up before it sends (`reentered`) and has
+    no broker calls paid in advance."""
+    try:
+        msg = Message.from_task(body["message"])
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"message unreadable ({type(exc).__name__})"
+    subject = signal_of(rt, msg)
+    if not isinstance(subject, Signal):
+        return f"payload is not an order-worthy signal ({subject.reason[:120]})"
+    attempt, waited = body.get("broker_attempt"), body.get("waited_s")
+    if type(attempt) is not int or not 0 <= attempt <= rt.settings.broker_max_retries:
+        return f"broker_attempt {attempt!r} out of range"
+    if type(waited) not in (int, float) or not 0 <= waited <= rt.settings.rate_limit_max_wait_s:
+        return f"waited_s {waited!r} out of range"
+    return OrderTicket(msg.to_task(), subject.execution_id, subject.top.ticker, reentered=True,
+                       broker_attempt=attempt, waited_s=float(waited))
+
+
+def foreign_reservations(rt: Runtime, ticket: OrderTicket) -> str | None:
+    """Why the claim, cooldown and day's slot this order would use are not its own."""
+    msg = Message.from_task(ticket.message)
+    holdings = rt.locks.holdings(ticket.execution_id, ticket.ticker, rt.daily_cap.key(msg.received_at))
+    return forged_holdings(holdings, msg.message_id, ticket.execution_id, ticket.ticker)
 
 
 def signal_of(rt: Runtime, msg: Message) -> Signal | Invalid:
@@ -137,10 +174,10 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
     msg = Message.from_task(ticket.message)
     subject = signal_of(rt, msg)
     assert isinstance(subject, Signal), "a ticket is only issued for a valid signal"
-    cid = client_order_id(ticket.execution_id)
-    ticker = ticket.ticker
+    ticker, exec_id = subject.top.ticker, subject.execution_id
+    cid = client_order_id(exec_id)
     broker = RateLimitedBroker(rt.broker, rt.rate_limit, prepaid=ticket.prepaid)
-    lookup_first = ticket.may_have_reached_the_broker(lambda: rt.locks.count_attempt(ticket.execution_id))
+    lookup_first = ticket.may_have_reached_the_broker(lambda: rt.locks.count_attempt(exec_id))
     broker.prepay(PLACEMENT_CALLS + (1 if lookup_first else 0) - ticket.prepaid)
 
     if lookup_first:
@@ -148,15 +185,14 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
         if existing:
             return _submitted(rt, msg, subject, existing, now_fn(), "found by client_order_id on retry")
 
-    with SnapshotInFlight(rt.redis) as pending:  # the kill switch and market state, asked meanwhile
-        exposure = broker.open_exposure(ticker)
-        if exposure:
-            _release(rt, ticket.execution_id, ticker, msg, claim=False)
-            return build_record(msg, subject, deny(Code.OPEN_POSITION, exposure), None, now_fn())
-        snap = pending.result()
-    denial = recheck_before_submit(snap, now_fn(), rt.limits)
+    exposure = broker.open_exposure(ticker)
+    if exposure:
+        _release(rt, exec_id, ticker, msg, claim=False)
+        return build_record(msg, subject, deny(Code.OPEN_POSITION, exposure), None, now_fn())
+    snap = read_snapshot(rt.redis, ticker)  # after the broker answered: what holds now
+    denial = recheck_before_submit(subject, snap, now_fn(), rt.limits)
     if denial:
-        _release(rt, ticket.execution_id, ticker, msg, claim=True)
+        _release(rt, exec_id, ticker, msg, claim=True)
         return build_record(msg, subject, deny(denial.code, f"at submit: {denial.detail}"), snap.market_state, now_fn())
 
     try:
@@ -167,7 +203,7 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
             existing = broker.find_order(cid)
             if existing:
                 return _submitted(rt, msg, subject, existing, now_fn(), "already placed (422 on reuse)", snap.market_state)
-        _release(rt, ticket.execution_id, ticker, msg, claim=False)
+        _release(rt, exec_id, ticker, msg, claim=False)
         if exc.status not in EXPECTED_REJECTIONS:
             broker_failed(rt, f"broker rejected {exc.status}: {exc.detail}", now_fn())
         return build_record(msg, subject, deny(Code.BROKER_REJECTED, f"{exc.status} {exc.detail}"),
@@ -244,3 +280,10 @@ def unexpected(rt: Runtime, message: dict[str, Any], exc: BaseException, now: da
     msg = Message.from_task(message)
     subject = signal_of(rt, msg)
     return build_record(msg, subject, deny(Code.ERROR, f"unexpected {type(exc).__name__}: {str(exc)[:200]}"), None, now)
+
+
+def forged_record(task: str, argument: object, problem: str, now: datetime) -> DecisionRecord:
+    """The one decision of a refused task, under a key no real message has (task_auth)."""
+    key = forgery_key(task, argument)
+    msg = Message(key, now, None)
+    return build_record(msg, Invalid("", key), deny(Code.ERROR, f"forged task {task}: {problem[:300]}"), None, now)

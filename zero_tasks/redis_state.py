@@ -7,7 +7,6 @@ redelivered task (same message) can tell its own earlier claim from somebody els
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
@@ -17,6 +16,7 @@ import redis.asyncio as aioredis
 
 from . import keys
 from .risk import TAKE_SLOTS_LUA, BrokerRateLimit
+from .task_auth import Holdings
 from .veto import Snapshot
 
 # Rows 7-8, the daily cap and the placement's broker budget in one step (one round trip,
@@ -118,65 +118,6 @@ def read_snapshot(r: redis.Redis, ticker: str | None = None) -> Snapshot:
     return snapshot_of(values[:4], values[4] if ticker else None)
 
 
-class SnapshotInFlight:
-    """The shared snapshot, asked now and read later: the MGET travels while the broker is
-    asked about exposure, so the check before submit costs no round trip of its own (it
-    cost ~0.25 ms on the path to the order, `python -m bench`).
-
-    The early answer is used only while it is as fresh as a read right before the submit
-    would be: asked at most `max_age_s` (20 ms) before it is needed. The broker answers in
-    about a millisecond; when it is slow, the kill switch may have been turned off
-    meanwhile, so the snapshot is read again. It is also read again when the early read
-    fails (with the client's retries, `read_snapshot`, which fails closed).
-
-    A context manager: a reply nobody read is read and dropped on exit, and a connection
-    in an unknown state is closed rather than given back to the pool.
-    """
-
-    def __init__(self, r: redis.Redis, max_age_s: float = 0.02) -> None:
-        self._r = r
-        self._pool = r.connection_pool
-        self._conn: redis.connection.AbstractConnection | None = None
-        self._max_age_s = max_age_s
-        self._asked = 0.0
-
-    def __enter__(self) -> "SnapshotInFlight":
-        self._asked = time.monotonic()
-        try:
-            self._conn = self._pool.get_connection()
-            self._conn.send_command("MGET", *SHARED_SNAPSHOT_KEYS)
-        except (redis.RedisError, OSError):
-            self._drop()
-        return self
-
-    def result(self) -> Snapshot:
-        values = self._read()
-        if values is None or time.monotonic() - self._asked > self._max_age_s:
-            return read_snapshot(self._r)
-        return snapshot_of(values)
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._read()  # the reply must leave the socket before the connection is reused
-
-    def _read(self) -> list | None:
-        if self._conn is None:
-            return None
-        try:
-            values = self._conn.read_response()
-        except (redis.RedisError, OSError, UnicodeDecodeError):
-            self._drop()
-            return None
-        conn, self._conn = self._conn, None
-        self._pool.release(conn)
-        return values
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.disconnect()
-            self._pool.release(conn)
-
-
 def read_hash_field_and_snapshot(r: redis.Redis, key: str, field: str, ticker: str) -> tuple[str | None, Snapshot]:
     """A hash field (the message's stored decision) and the snapshot, in one round trip.
 
@@ -235,6 +176,17 @@ class ExecutionLocks:
                   daily_cap, keys.DAILY_TTL_SECONDS, received_at.isoformat(), per_minute, member,
                   slots if budget else 0])
         return Admission(Claim(int(claim)), refused or None, since, int(prepaid))
+
+    def holdings(self, execution_id: str, ticker: str, daily_key: str) -> Holdings:
+        """Who holds the claim, the cooldown reservation and the day's slot (one round trip).
+
+        Raises RedisError: an order whose reservations cannot be checked is not sent."""
+        pipe = self._r.pipeline(transaction=False)
+        pipe.get(keys.seen_key(execution_id))
+        pipe.get(_owner_key(ticker))
+        pipe.hexists(daily_key, execution_id)
+        claim_owner, cooldown_owner, slot = pipe.execute()
+        return Holdings(claim_owner, cooldown_owner, bool(slot))
 
     def release_claim(self, execution_id: str, message_id: str) -> None:
         """Only when no order was attempted: a BLOCKED decision must not stop a later one."""

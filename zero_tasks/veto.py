@@ -126,6 +126,22 @@ def _json_object(raw: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def operator_time(value: object) -> datetime | str:
+    """A time an operator wrote into a key: aware ISO 8601, or the reason it is not one.
+
+    Operator keys are typed by hand; a naive or garbled time must block the message it
+    concerns (with the reason), never raise inside a batch of other messages."""
+    if not isinstance(value, str):
+        return f"time {value!r} is not an ISO 8601 string"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return f"time {value[:40]!r} is not ISO 8601"
+    if parsed.tzinfo is None:
+        return f"time {value[:40]!r} has no UTC offset"
+    return parsed
+
+
 def check_breaker(snap: Snapshot) -> Verdict | None:
     """While the circuit breaker is open nothing is submitted (it closes after a probe)."""
     if snap.breaker is None:
@@ -135,14 +151,15 @@ def check_breaker(snap: Snapshot) -> Verdict | None:
 
 
 def breaker_probe_due(raw: str | None, now: datetime) -> bool:
-    """An open breaker whose cool-off has passed asks for a broker probe before closing."""
+    """An open breaker whose cool-off has passed asks for a broker probe before closing.
+
+    An `until` that is not an aware time never makes a probe due: the breaker stays open
+    until an operator resets it (fail closed)."""
     state = _json_object(raw) if raw else None
-    if not state or not isinstance(state.get("until"), str):
+    if not state or "until" not in state:
         return False
-    try:
-        return datetime.fromisoformat(state["until"]) <= now
-    except ValueError:
-        return False
+    until = operator_time(state["until"])
+    return isinstance(until, datetime) and until <= now
 
 
 def check_blocklist(snap: Snapshot, ticker: str, now: datetime) -> Verdict | None:
@@ -153,12 +170,14 @@ def check_blocklist(snap: Snapshot, ticker: str, now: datetime) -> Verdict | Non
     if entry is None:
         return deny(Code.BLOCKLIST, f"{ticker} blocked (entry unreadable; failing closed)")
     until = entry.get("until")
-    try:
-        if isinstance(until, str) and datetime.fromisoformat(until) <= now:
-            return None
-    except ValueError:
-        pass
-    return deny(Code.BLOCKLIST, f"{ticker} blocked until {until or 'removed'}: {entry.get('reason', '')}")
+    if until is None:
+        return deny(Code.BLOCKLIST, f"{ticker} blocked until removed: {entry.get('reason', '')}")
+    expiry = operator_time(until)
+    if isinstance(expiry, str):
+        return deny(Code.BLOCKLIST, f"{ticker} blocked ({expiry}; failing closed): {entry.get('reason', '')}")
+    if expiry <= now:
+        return None
+    return deny(Code.BLOCKLIST, f"{ticker} blocked until {until}: {entry.get('reason', '')}")
 
 
 def check_threshold(signal: Signal, min_probability: float) -> Verdict | None:
@@ -192,6 +211,8 @@ def veto(signal: Signal, snap: Snapshot, now: datetime, limits: Limits) -> Verdi
     )
 
 
-def recheck_before_submit(snap: Snapshot, now: datetime, limits: Limits) -> Verdict | None:
-    """Kill switch, breaker and market state, read again right before the order leaves."""
-    return check_kill_switch(snap) or check_breaker(snap) or check_market_state(snap, now, limits.market_state_max_age_s)
+def recheck_before_submit(signal: Signal, snap: Snapshot, now: datetime, limits: Limits) -> Verdict | None:
+    """The whole veto again, over a snapshot read after the broker answered row 9: a kill
+    switch, breaker, market state, stand-down or block list that changed while the broker
+    was asked stops the order, and so does a signal that grew too old while it retried."""
+    return veto(signal, snap, now, limits)

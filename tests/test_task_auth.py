@@ -1,0 +1,66 @@
+"""A task carries no authority of its own: the seal and the reservations, as pure rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from zero_tasks.alpaca_adapter import url_symbol
+from zero_tasks.task_auth import Holdings, forged_holdings, forgery_key, open_seal, seal
+
+KEY = "k" * 32
+BODY = {"message_id": "m:1", "payload": '{"x": 1}', "received_at": "2026-11-24T14:30:00+00:00"}
+
+
+def test_a_sealed_task_opens_to_its_body() -> None:
+    assert open_seal(KEY, "zero.decide", seal(KEY, "zero.decide", BODY)) == (BODY, None)
+
+
+@pytest.mark.parametrize("argument, why", [
+    (BODY, "no seal"),
+    ({**BODY, "seal": 5}, "no seal"),
+    ("a string", "not a sealed object"),
+    ([BODY], "not a sealed object"),
+    ({**seal(KEY, "zero.decide", BODY), "payload": '{"x": 2}'}, "seal does not match"),
+    ({**seal(KEY, "zero.decide", BODY), "extra": 1}, "seal does not match"),
+    (seal("other-key-" + "x" * 30, "zero.decide", BODY), "seal does not match"),
+    (seal(KEY, "zero.place_order", BODY), "seal does not match"),
+], ids=["unsealed", "seal_not_text", "string", "list", "payload_changed", "field_added", "other_key",
+        "other_task"])
+def test_a_task_without_a_valid_seal_is_refused(argument: object, why: str) -> None:
+    body, problem = open_seal(KEY, "zero.decide", argument)
+    assert body is None and problem and why in problem
+
+
+def test_a_forgery_has_one_key_of_its_own_never_a_message_id() -> None:
+    first, again = forgery_key("zero.decide", BODY), forgery_key("zero.decide", dict(BODY))
+    assert first == again and first.startswith("forged:") and first != BODY["message_id"]
+    assert forgery_key("zero.place_order", BODY) != first
+
+
+MINE = Holdings(claim_owner="m:1", cooldown_owner="SPY:H30:2026-11-24T14:30:00", has_daily_slot=True)
+
+
+def test_an_order_holding_its_own_reservations_may_go_on() -> None:
+    assert forged_holdings(MINE, "m:1", "SPY:H30:2026-11-24T14:30:00", "SPY") is None
+
+
+@pytest.mark.parametrize("holdings, why", [
+    (Holdings(None, MINE.cooldown_owner, True), "claim of"),
+    (Holdings("m:2", MINE.cooldown_owner, True), "claim of"),
+    (Holdings("m:1", None, True), "cooldown reservation of SPY"),
+    (Holdings("m:1", "IWM:H30:2026-11-24T14:30:00", True), "cooldown reservation of SPY"),
+    (Holdings("m:1", MINE.cooldown_owner, False), "no order slot"),
+], ids=["no_claim", "claim_of_another_message", "no_cooldown", "cooldown_of_another_id", "no_daily_slot"])
+def test_an_order_using_reservations_it_does_not_hold_is_forged(holdings: Holdings, why: str) -> None:
+    problem = forged_holdings(holdings, "m:1", "SPY:H30:2026-11-24T14:30:00", "SPY")
+    assert problem and why in problem
+
+
+@pytest.mark.parametrize("ticker", ["BRK/../ORDERS", "F250117C00012000", "spy", "SPY?x=1", ""])
+def test_no_symbol_but_a_us_equity_reaches_a_broker_url_path(ticker: str) -> None:
+    with pytest.raises(ValueError):
+        url_symbol(ticker)
+
+
+def test_a_class_suffix_symbol_reaches_the_url_path_as_it_is() -> None:
+    assert url_symbol("BRK.B") == "BRK.B"

@@ -1,0 +1,89 @@
+"""Who may ask the worker for a decision or an order: only a holder of TASK_SIGNING_KEY.
+
+A Celery task is a JSON message on a Redis list; anyone who can reach that Redis (or an
+authenticated Flower user, through its send-task API) can write one. So a task carries no
+authority of its own: the bridge seals every decide task, and the worker every order task
+it schedules, with an HMAC-SHA256 over the task's name and its argument; the worker opens
+the seal before anything else runs. A task that fails is not run: it ends as one audited
+ERROR decision (`error: forged task ...`) under a key of its own, so a forgery can neither
+reach the broker nor take the place of a real message's decision.
+
+The seal is the first line only. An order task that passes it is still checked against
+the payload it carries (pipeline.place derives the ticker and execution_id from it) and
+against the reservations it is about to use (`forged_holdings`).
+
+Pure: the key is passed in, nothing here reads Redis or the clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+SEAL_FIELD = "seal"
+MIN_KEY_LENGTH = 32
+
+
+def _digest(key: str, task: str, body: dict[str, Any]) -> str:
+    text = json.dumps([task, body], sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hmac.new(key.encode(), text.encode(), hashlib.sha256).hexdigest()
+
+
+def seal(key: str, task: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The task argument with its seal: valid only for `task` and exactly this body."""
+    unsealed = {k: v for k, v in body.items() if k != SEAL_FIELD}
+    return {**unsealed, SEAL_FIELD: _digest(key, task, unsealed)}
+
+
+def open_seal(key: str, task: str, argument: object) -> tuple[dict[str, Any] | None, str | None]:
+    """(the body without its seal, None) when `argument` was sealed for `task` with `key`;
+    otherwise (None, why it is refused)."""
+    if not isinstance(argument, dict):
+        return None, f"argument is a {type(argument).__name__}, not a sealed object"
+    given = argument.get(SEAL_FIELD)
+    if not isinstance(given, str):
+        return None, "no seal"
+    body = {k: v for k, v in argument.items() if k != SEAL_FIELD}
+    try:
+        expected = _digest(key, task, body)
+    except (TypeError, ValueError):
+        return None, "argument is not plain JSON"
+    if not hmac.compare_digest(given, expected):
+        return None, "seal does not match (not made with this gateway's TASK_SIGNING_KEY for this task)"
+    return body, None
+
+
+def forgery_key(task: str, argument: object) -> str:
+    """The event key of a refused task: the same forgery sent twice is one decision, and it
+    never collides with a real message's id."""
+    try:
+        text = json.dumps([task, argument], sort_keys=True, default=repr)
+    except (TypeError, ValueError):
+        text = repr((task, argument))
+    return "forged:" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """Who holds the reservations an order is about to use, as read from Redis."""
+
+    claim_owner: str | None  # message_id holding key:execution_seen:<execution_id>
+    cooldown_owner: str | None  # execution_id holding the ticker's cooldown reservation
+    has_daily_slot: bool  # the execution_id holds a slot of the message's trading day
+
+
+def forged_holdings(holdings: Holdings, message_id: str, execution_id: str, ticker: str) -> str | None:
+    """Why an order task may not use these reservations, or None when they are its own.
+
+    Only the admission (rows 7-8 and the daily cap, passed by this very message) makes
+    them; an order task for anything else did not pass the decision table."""
+    if holdings.claim_owner != message_id:
+        return f"claim of {execution_id} is not held by message {message_id}"
+    if holdings.cooldown_owner != execution_id:
+        return f"cooldown reservation of {ticker} is not held by {execution_id}"
+    if not holdings.has_daily_slot:
+        return f"{execution_id} holds no order slot of its trading day"
+    return None
