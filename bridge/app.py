@@ -19,12 +19,13 @@ from zero_tasks.prejudge import invalid_record, limits_of, passes_signal_checks,
 from zero_tasks.record import DecisionRecord, log_decision
 from zero_tasks.redis_state import read_snapshots
 from zero_tasks.settings import Settings
+from zero_tasks.task_auth import seal
 from zero_tasks.veto import breaker_probe_due
 
 from . import db_probe
 from .broker_probe import BrokerProbe
 from .dedup import Push
-from .enqueue import Enqueuer
+from .enqueue import DECIDE_TASK, Enqueuer
 from .health import HealthSources, health, render
 from .http import HttpServer
 from .listener import Listener
@@ -91,7 +92,7 @@ class Bridge:
             MESSAGES.labels("invalid" if message.invalid_reason else "valid").inc()
         refused = await self._refusals(parsed)
         handed = await self._keep(list(refused.values()))
-        to_queue = [in_flight.Entry(subject.execution_id, message.to_task())
+        to_queue = [in_flight.Entry(subject.execution_id, self._sealed(message))
                     for message, subject in parsed if message.message_id not in handed]
         await self._record_in_flight(to_queue)
         for entry in to_queue:
@@ -142,9 +143,13 @@ class Bridge:
         message, subject = message_from_bytes(data, message_id, heard, self.settings.max_payload_bytes)
         if not isinstance(subject, Signal) or not passes_signal_checks(subject, datetime.now(timezone.utc), self.limits):
             return None
-        task = message.to_task()
+        task = self._sealed(message)
         built = self.enqueuer.push_for(subject.execution_id, task)
         return Push(*built, in_flight.Entry(subject.execution_id, task)) if built else None
+
+    def _sealed(self, message: Message) -> dict[str, object]:
+        """The decide task's argument, sealed: the worker runs no task it cannot open."""
+        return seal(self.settings.task_signing_key.get_secret_value(), DECIDE_TASK, message.to_task())
 
     def pushed(self, message_id: str) -> None:
         MESSAGES.labels("valid").inc()
@@ -165,9 +170,13 @@ class Bridge:
             return {}
         for message, subject in signals:
             snap = snapshots[subject.top.ticker]
-            if breaker_probe_due(snap.breaker, now):
-                continue  # the worker probes the broker
-            record = refusal_before_claim(message, subject, snap, now, self.limits)
+            try:
+                if breaker_probe_due(snap.breaker, now):
+                    continue  # the worker probes the broker
+                record = refusal_before_claim(message, subject, snap, now, self.limits)
+            except Exception:  # noqa: BLE001 - one message's trouble never takes the batch: the worker decides it
+                log.exception("refusal check failed for %s; the worker decides it", message.message_id)
+                continue
             if record:
                 refused[message.message_id] = record
         return refused

@@ -108,6 +108,7 @@ def test_a_refused_connection_is_a_connection_error() -> None:
 def test_the_adapter_sees_a_slow_broker_as_transient_and_does_not_resend(monkeypatch: pytest.MonkeyPatch) -> None:
     with SimServer() as sim:
         for name, value in {"ALPACA_PAPER": "true", "ALPACA_API_KEY": "k", "ALPACA_SECRET_KEY": "s",
+                            "TASK_SIGNING_KEY": "t" * 32,
                             "ALPACA_BASE_URL": sim.url, "BROKER_TIMEOUT_S": "0.2"}.items():
             monkeypatch.setenv(name, value)
         broker = AlpacaBroker(make_trading_client(Settings()))
@@ -147,6 +148,7 @@ def test_the_paper_api_is_reached_only_over_verified_tls(monkeypatch: pytest.Mon
 def sim_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SimServer, AlpacaBroker]]:
     with SimServer() as sim:
         for name, value in {"ALPACA_PAPER": "true", "ALPACA_API_KEY": "k", "ALPACA_SECRET_KEY": "s",
+                            "TASK_SIGNING_KEY": "t" * 32,
                             "ALPACA_BASE_URL": sim.url, "BROKER_TIMEOUT_S": "0.5"}.items():
             monkeypatch.setenv(name, value)
         yield sim, AlpacaBroker(make_trading_client(Settings()))

@@ -47,5 +47,6 @@ def test_an_unreachable_postgresql_raises() -> None:
 def test_the_bridge_does_not_load_sqlalchemy() -> None:
     """~18 MB of the bridge's 80 MB budget; only the workers write the audit."""
     code = "import sys, bridge.app; sys.exit('sqlalchemy' in sys.modules)"
-    env = {**os.environ, "ALPACA_PAPER": "true", "ALPACA_API_KEY": "k", "ALPACA_SECRET_KEY": "s"}
+    env = {**os.environ, "ALPACA_PAPER": "true", "ALPACA_API_KEY": "k", "ALPACA_SECRET_KEY": "s",
+           "TASK_SIGNING_KEY": "t" * 32}
     assert subprocess.run([sys.executable, "-c", code], env=env, timeout=60).returncode == 0

@@ -106,6 +106,7 @@ def test_a_message_heard_more_than_a_day_ago_is_not_queued_again() -> None:
 
 def test_the_rescue_must_wait_out_kombus_redelivery_and_the_retry_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {"ALPACA_PAPER": "true", "ALPACA_API_KEY": "k", "ALPACA_SECRET_KEY": "s",
+                        "TASK_SIGNING_KEY": "t" * 32,
                         "VISIBILITY_TIMEOUT_S": "90", "BROKER_MAX_RETRIES": "4", "BROKER_RETRY_BACKOFF_MAX_S": "20",
                         "RATE_LIMIT_MAX_WAIT_S": "30"}.items():
         monkeypatch.setenv(name, value)

@@ -311,6 +311,23 @@ def test_status_shows_expired_stand_down_and_unreadable_market(env: dict[str, st
     assert "expired TICKER SPY" in human and "NONE (unreadable" in human and "none alive" in human
 
 
+@pytest.mark.parametrize("breaker, block", [
+    ("{not json", "[1, 2]"),
+    (json.dumps({"since": "2026-11-24T14:00:00", "until": "soon", "reason": "x"}),
+     json.dumps({"until": "2026-11-24T15:00:00", "reason": "earnings"})),
+], ids=["not_json", "naive_and_garbled_times"])
+def test_status_shows_a_garbled_breaker_or_block_list_as_garbage(env: dict[str, str | None], r: redis.Redis,
+                                                               breaker: str, block: str) -> None:
+    r.set("key:execution_breaker", breaker)
+    r.set("key:execution_blocklist:SPY", block)
+    result = cli(env, "status", "--last", "0")
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert result.output.count("orders blocked") == 2
+    report = json.loads(cli(env, "status", "--json", "--last", "0").stdout)
+    assert report["risk"]["breaker"] and report["risk"]["blocklist"]["SPY"]
+
+
 def test_status_queue_depth_is_na_when_broker_is_not_redis(env: dict[str, str | None], r: redis.Redis) -> None:
     result = cli(env, "status", "--json", "--last", "0",
                  CELERY_BROKER_URL=f"amqp://guest:{BROKER_PASSWORD}@127.0.0.1:5672//")

@@ -182,14 +182,23 @@ def status_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _garbled(entry: dict[str, Any]) -> str:
+    """What is wrong with an operator's entry, for the line that shows it; '' when nothing."""
+    if "unreadable" in entry:
+        return click.style(f" UNREADABLE {entry['unreadable']!r} (orders blocked)", fg="red", bold=True)
+    problems = [entry[k] for k in ("until_problem", "since_problem") if k in entry]
+    return click.style(f" ({'; '.join(problems)}: orders blocked)", fg="red", bold=True) if problems else ""
+
+
 def risk_lines(risk: dict[str, Any]) -> list[str]:
     breaker = risk["breaker"]
     text = (click.style("OPEN", fg="red", bold=True) + f" since {breaker.get('since')}: {breaker.get('reason')}"
-            if breaker else "closed")
+            + _garbled(breaker) if breaker else "closed")
     lines = section("breaker", text)
     lines += section("orders today", f"{risk['orders_today']} of {risk['max_orders_per_day']} "
                                      f"(trading day {risk['trading_day']})")
-    blocked = [f"{t} until {(e or {}).get('until')}: {(e or {}).get('reason')}" for t, e in risk["blocklist"].items()]
+    blocked = [f"{t} until {(e or {}).get('until')}: {(e or {}).get('reason')}{_garbled(e or {})}"
+               for t, e in risk["blocklist"].items()]
     lines += section("blocklist", blocked or "none")
     return lines
 

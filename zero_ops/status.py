@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from zero_tasks import keys
 from zero_tasks.risk import DailyCap, trading_day
+from zero_tasks.veto import operator_time
 
 from . import auditlog, state
 from .context import Ops, describe_db_error
@@ -56,10 +57,29 @@ def risk_view(r: Any, now: datetime, cap: int) -> dict[str, Any]:
     for key in r.scan_iter(match=keys.BLOCKLIST_PREFIX + "*", count=200):
         name = key.decode() if isinstance(key, bytes) else key
         blocked[name.removeprefix(keys.BLOCKLIST_PREFIX)] = r.get(key)
-    return {"breaker": json.loads(raw) if raw else None,
-            "blocklist": {t: (json.loads(v) if v else None) for t, v in sorted(blocked.items())},
+    return {"breaker": operator_entry(raw),
+            "blocklist": {t: operator_entry(v) for t, v in sorted(blocked.items())},
             "orders_today": DailyCap(r, cap).used(now), "max_orders_per_day": cap,
             "trading_day": day}
+
+
+def operator_entry(raw: str | None) -> dict[str, Any] | None:
+    """A breaker or block-list value as the operator wrote it; garbage is shown as garbage
+    (the gateway fails closed on it: veto.py), never as a traceback."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        return {"unreadable": raw[:200]}
+    for name in ("until", "since"):
+        if name in value:
+            when = operator_time(value[name])
+            if isinstance(when, str):
+                value[f"{name}_problem"] = when
+    return value
 
 
 def last_decisions(ops: Ops, last: int) -> tuple[list[dict[str, Any]], str | None]:
