@@ -1,7 +1,8 @@
 """GET /health: the truth about Redis, the audit database, the broker and the workers.
 
 `down` when Redis is unreachable (nothing can be decided, and nothing will be ordered);
-`degraded` when Redis answers but the database, the broker or the workers do not;
+`degraded` when Redis answers but the database, the broker or the workers do not, or
+when an audit writer reports that it cannot write execution_log (audit_health.py);
 `ok` otherwise. No secret is ever part of the answer.
 """
 
@@ -17,6 +18,7 @@ from typing import Any, Callable
 import redis.asyncio as aioredis
 
 from zero_tasks import keys, metrics
+from zero_tasks.audit_health import FAILURE_PREFIX, audit_check
 from zero_tasks.outbox import AUDIT_STREAM
 from zero_tasks.veto import parse_market_state
 
@@ -49,10 +51,12 @@ async def _redis_view(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
         enabled, market, breaker, last = await client.mget(
             keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.BREAKER_KEY, metrics.LAST_DECISION)
         workers = [k async for k in client.scan_iter(match=keys.WORKER_ALIVE_PREFIX + "*", count=100)]
+        failing = [k async for k in client.scan_iter(match=FAILURE_PREFIX + "*", count=100)]
         view = {"execution_enabled": enabled == b"true", "market_state_raw": market, "workers": len(workers),
                 "breaker_raw": breaker, "last_decision_age_s": _age(last),
                 "audit_backlog": int(await client.xlen(AUDIT_STREAM)),
-                "in_flight": int(await client.zcard(keys.IN_FLIGHT_KEY))}
+                "in_flight": int(await client.zcard(keys.IN_FLIGHT_KEY)),
+                "audit_failures": await client.mget(failing) if failing else []}
         return _check(True, "ping ok", started), view
     except Exception as exc:  # noqa: BLE001 - any failure means Redis is not usable
         return _check(False, f"unreachable: {type(exc).__name__}", started), {}
@@ -131,7 +135,8 @@ async def health(src: HealthSources) -> tuple[int, dict[str, Any]]:
     market, market_age = _market_state(view.get("market_state_raw"))
     breaker_state = _breaker(view.get("breaker_raw"))
     checks = {"redis": redis_check, "database": database, "broker": broker, "workers": workers,
-              "circuit_breaker": breaker_state}
+              "circuit_breaker": breaker_state,
+              "audit": audit_check(view.get("audit_failures", []))}  # the writers' own failure reports
     if not redis_check["ok"]:
         status = "down"
     elif all(c["ok"] for c in checks.values()):

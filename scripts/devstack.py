@@ -49,6 +49,15 @@ def ensure_redis(env: dict[str, str], children: list[subprocess.Popen]) -> None:
     sys.exit("redis-server did not start; see var/redis.log")
 
 
+def migrate(env: dict[str, str]) -> None:
+    """The audit schema to head before any process starts, as compose's migrate service does."""
+    result = subprocess.run([str(BIN / "alembic"), "-c", str(ROOT / "alembic.ini"), "upgrade", "head"], cwd=ROOT,
+                            env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"`alembic upgrade head` failed on {env['DATABASE_URL'].split('://')[0]}:\n{result.stderr[-2000:]}")
+    print("  schema     execution_log migrated to head (alembic upgrade head)")
+
+
 def start(name: str, argv: list[str], env: dict[str, str], children: list[subprocess.Popen]) -> None:
     log = open(VAR / f"{name}.log", "ab")
     children.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
@@ -76,6 +85,7 @@ def main() -> None:
         else:
             print(f"  broker     Alpaca paper at {env.get('ALPACA_BASE_URL') or 'https://paper-api.alpaca.markets'}")
         ensure_redis(env, children)
+        migrate(env)
         flower_auth = env.get("FLOWER_BASIC_AUTH") or f"zero:{secrets.token_urlsafe(12)}"
         flower_port = env.get("FLOWER_PORT", "5555")
         # -B: Celery beat in this one worker, for the periodic zero.reconcile.

@@ -28,7 +28,7 @@ def test_health_reports_ok_with_every_check_and_no_secret(lonely: Gateway) -> No
     status, body = health(lonely.api_port)
     assert status == 200 and body["status"] == "ok"
     assert body["paper"] is True and body["execution_enabled"] is True and body["market_state"] == "YELLOW"
-    assert set(body["checks"]) == {"redis", "database", "broker", "workers", "circuit_breaker"}
+    assert set(body["checks"]) == {"redis", "database", "broker", "workers", "circuit_breaker", "audit"}
     assert all(check["ok"] for check in body["checks"].values())
     assert body["checks"]["workers"]["alive"] == 1
     assert body["queue_depth"] == {"zero_execution": 0, "zero_audit": 0} and body["in_flight"] == 0

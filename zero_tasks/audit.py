@@ -12,6 +12,7 @@ import fcntl
 import logging
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,7 +20,7 @@ from typing import Any, Iterator
 
 from sqlalchemy import (
     JSON, Column, DateTime, Engine, Float, Index, MetaData, PrimaryKeyConstraint, String,
-    Table, Text, create_engine, event, func, select, text,
+    Table, Text, create_engine, event, func, select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
@@ -85,24 +86,64 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "zero_execution_schema_version"  # the same name as in migrations/env.py
+
+
+def driver_url(url: str) -> str:
+    """`postgresql://` means psycopg2 here: SQLAlchemy 2.1 would pick psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
 
 
 def ensure_schema(engine: Engine) -> None:
     """Bring execution_log to the latest migration (Alembic), one process at a time.
 
-    Every worker calls this at its first write; PostgreSQL serialises them with an
-    advisory lock, SQLite with a lock file beside the database.
+    Every worker calls this at its start and at its first write; PostgreSQL serialises
+    them with an advisory lock (migrations/env.py), SQLite with a lock file beside the
+    database. All pending revisions run in one transaction.
     """
     from alembic import command  # only the writers migrate; the bridge never loads Alembic
-    from alembic.config import Config
 
     with _migration_lock(engine), engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
+        config = _alembic_config()
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+@dataclass(frozen=True)
+class SchemaVersion:
+    """Where the database is against this code's migrations."""
+
+    current: tuple[str, ...]  # the revisions in the version table (empty: never migrated)
+    head: tuple[str, ...]  # this code's latest revision(s)
+    unknown: tuple[str, ...]  # current revisions this code has no migration for (a newer gateway's)
+
+    @property
+    def at_head(self) -> bool:
+        return set(self.current) == set(self.head)
+
+
+def schema_version(engine: Engine) -> SchemaVersion:
+    """Read the version table; raises SQLAlchemy's errors when the database is away."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config())
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_heads()
+    known = {rev.revision for rev in script.walk_revisions()}
+    return SchemaVersion(current=tuple(current), head=tuple(script.get_heads()),
+                         unknown=tuple(rev for rev in current if rev not in known))
 
 
 @contextmanager

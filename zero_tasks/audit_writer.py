@@ -13,7 +13,11 @@ BATCH_MAX rows); only then are the entries acknowledged and deleted. So:
 - a writer that died (SIGKILL) leaves its entries pending; another writer claims those
   idle for CLAIM_IDLE_MS (XAUTOCLAIM) and writes them;
 - a row the database refuses for its content (a DataError) would be refused forever: it
-  goes to the dead-letter list `key:execution_audit_dead_letter`, logged as an error.
+  goes to the dead-letter list `key:execution_audit_dead_letter`, logged as an error; a
+  batch PostgreSQL refuses for the schema (ProgrammingError: a missing column, a table it
+  may not write) is no row's fault: it stays pending and is retried like a database away;
+- while a writer cannot write, it says why in its failure key (audit_health.py), which
+  makes /health degraded; the key is deleted when it writes again.
 
 One row per decision used to be one transaction per decision; a batch of 500 is one.
 """
@@ -27,14 +31,17 @@ import socket
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import redis
 from celery import signals
 from sqlalchemy import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from .audit import ensure_schema, insert_rows
+from .audit_health import FAILURE_TTL_S, failure_key, failure_value, reason_of
+from . import schema_gate  # noqa: F401 - its worker_init hook: the schema checked before any task
 from .outbox import AUDIT_STREAM
 from .record import DecisionRecord
 
@@ -62,6 +69,7 @@ class AuditWriter:
         self._schema_ready = False
         self._group_ready = False
         self._next_claim = 0.0
+        self._failing_since: datetime | None = None
         self.written = 0
 
     def run(self, stop: threading.Event) -> None:
@@ -69,15 +77,36 @@ class AuditWriter:
         backoff = 0.0
         while not stop.is_set():
             try:
-                self.step()
+                if self.step() and self._failing_since is not None:
+                    self._recovered()
                 backoff = 0.0
-            except (redis.RedisError, OperationalError, InterfaceError) as exc:
+            except (redis.RedisError, OperationalError, InterfaceError, ProgrammingError) as exc:
                 backoff = min(max(backoff * 2, 0.25), BACKOFF_MAX_S)
-                log.warning("audit writer: %s (%s); retrying in %.2fs", type(exc).__name__, str(exc)[:120], backoff)
+                log.warning("audit writer: %s; retrying in %.2fs", reason_of(exc), backoff)
+                self._failed(exc)
                 stop.wait(backoff)
-            except Exception:  # noqa: BLE001 - the writer thread must outlive any one batch
+            except Exception as exc:  # noqa: BLE001 - the writer thread must outlive any one batch
                 log.exception("audit writer: unexpected failure; retrying in %.1fs", BACKOFF_MAX_S)
+                self._failed(exc)
                 stop.wait(BACKOFF_MAX_S)
+
+    def _failed(self, exc: BaseException) -> None:
+        """Say why in this writer's failure key (for /health); a Redis that is down
+        cannot hold it, and /health is `down` then anyway."""
+        if isinstance(exc, redis.RedisError):
+            return
+        self._schema_ready = False  # a broken or replaced schema: migrate again at the next try
+        self._failing_since = self._failing_since or datetime.now(timezone.utc)
+        try:
+            self._r.set(failure_key(self.name), failure_value(reason_of(exc), self._failing_since, self.name),
+                        ex=FAILURE_TTL_S)
+        except redis.RedisError as redis_exc:
+            log.warning("audit writer: failure not reported (%s)", type(redis_exc).__name__)
+
+    def _recovered(self) -> None:
+        self._r.delete(failure_key(self.name))
+        log.warning("audit writer %s: writing again (failing since %s)", self.name, self._failing_since.isoformat())
+        self._failing_since = None
 
     def step(self, block_ms: int | None = BLOCK_MS) -> int:
         """Write one batch (own pending first, then abandoned, then new); the entries handled.
@@ -158,7 +187,9 @@ class AuditWriter:
             written = insert_rows(self._engine, rows)
         except (OperationalError, InterfaceError):
             raise  # the database is away: keep the entries pending, retry
-        except SQLAlchemyError:
+        except SQLAlchemyError as exc:
+            if self._schema_refused(exc):
+                raise  # no row's fault: keep the entries pending, retry
             written = self._write_one_by_one(rows, refused)
         for row, why in refused:
             self._dead_letter(row, why)
@@ -173,8 +204,16 @@ class AuditWriter:
             except (OperationalError, InterfaceError):
                 raise
             except SQLAlchemyError as exc:
+                if self._schema_refused(exc):
+                    raise
                 refused.append((row, type(exc).__name__))
         return written
+
+    def _schema_refused(self, exc: SQLAlchemyError) -> bool:
+        """PostgreSQL's ProgrammingError is about the statement against the schema
+        (undefined column or table, insufficient privilege), never a row's values. On
+        SQLite those are OperationalErrors, and its ProgrammingError can be a value."""
+        return isinstance(exc, ProgrammingError) and self._engine.dialect.name == "postgresql"
 
     def _dead_letter(self, row: Any, why: str) -> None:
         event_key = row.get("event_key") if isinstance(row, dict) else None

@@ -1,6 +1,8 @@
 """execution_log: ZERO's audit columns plus the gateway's own; a hypertable on TimescaleDB.
 
-A table created before migrations existed (same shape) is adopted, not recreated.
+A table created before migrations existed is left to the later revisions: the gateway's
+own shape (event_key) is kept as it is, ZERO's M6 table (id, UNIQUE execution_id) is
+adopted by 0003, which also makes that one a hypertable.
 
 Revision ID: 0001
 """
@@ -45,10 +47,14 @@ def upgrade() -> None:
         op.create_index("ix_execution_log_execution_id", "execution_log", ["execution_id"])
         op.create_index("ix_execution_log_ticker_time", "execution_log", ["ticker", "time"])
         op.create_index("ix_execution_log_status_time", "execution_log", ["status", "time"])
-    if bind.dialect.name == "postgresql" and bind.execute(
+    ours = "event_key" in {c["name"] for c in sa.inspect(bind).get_columns("execution_log")}
+    if ours and bind.dialect.name == "postgresql" and bind.execute(
             sa.text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).first():
         op.execute("SELECT create_hypertable('execution_log', 'time', if_not_exists => TRUE, migrate_data => TRUE)")
 
 
 def downgrade() -> None:
-    op.drop_table("execution_log")
+    """Drop the table only if this revision made it: ZERO's M6 table (it has `id`) and
+    its rows stay."""
+    if "id" not in {c["name"] for c in sa.inspect(op.get_bind()).get_columns("execution_log")}:
+        op.drop_table("execution_log")
