@@ -56,8 +56,11 @@ DASHBOARD_PROVIDER = GRAFANA / "provisioning" / "dashboards" / "dashboards.yml"
 SERVICES = {"redis", "timescaledb", "zero-execution", "zero-worker", "flower", "grafana"}
 GATEWAY_SERVICES = ("zero-execution", "zero-worker", "flower")  # built from infra/Dockerfile
 # What .env.example leaves empty on purpose: the operator must fill them in.
-MUST_FILL = {"ALPACA_API_KEY", "ALPACA_SECRET_KEY", "FLOWER_BASIC_AUTH", "GF_SECURITY_ADMIN_PASSWORD"}
+MUST_FILL = {"ALPACA_API_KEY", "ALPACA_SECRET_KEY", "FLOWER_BASIC_AUTH", "GF_SECURITY_ADMIN_PASSWORD",
+             "TASK_SIGNING_KEY", "REDIS_PASSWORD"}
 FILLED = {"ALPACA_API_KEY": "test-key-id", "ALPACA_SECRET_KEY": "test-secret-value",
+          "REDIS_PASSWORD": "infra-redis-p@ss/w:rd%",
+          "TASK_SIGNING_KEY": "infra-test-task-signing-key-0123456789",
           "FLOWER_BASIC_AUTH": "zero:Long-enough-1", "GF_SECURITY_ADMIN_PASSWORD": "grafana-admin-1"}
 
 
@@ -199,6 +202,10 @@ def test_compose_what_matters() -> None:
     # Redis keeps claims, cooldowns and queued tasks across a restart.
     assert " ".join(services["redis"]["command"]).find("--appendonly yes") >= 0
     assert any(v.endswith(":/data") for v in services["redis"]["volumes"])
+    # ... with a password, the one every gateway service uses (and redis-cli, for the healthcheck).
+    assert services["redis"]["command"][-2:] == ["--requirepass", FILLED["REDIS_PASSWORD"]]
+    assert services["redis"]["environment"]["REDISCLI_AUTH"] == FILLED["REDIS_PASSWORD"]
+    assert all(services[name]["environment"]["REDIS_PASSWORD"] == FILLED["REDIS_PASSWORD"] for name in GATEWAY_SERVICES)
 
     # The bridge, with a healthcheck on /health, on 8003.
     bridge = services["zero-execution"]
@@ -258,7 +265,8 @@ def test_compose_forwards_every_setting_with_its_default(monkeypatch: pytest.Mon
         from_compose = Settings(**{k.lower(): v for k, v in env.items() if k.lower() in fields})
         defaults = Settings(alpaca_paper="true")
         differ = {f for f in fields if plain(getattr(from_compose, f)) != plain(getattr(defaults, f))}
-        assert differ == {"alpaca_api_key", "alpaca_secret_key", "database_url", "execution_api_host"}, service
+        assert differ == {"alpaca_api_key", "alpaca_secret_key", "database_url", "execution_api_host",
+                          "redis_password", "task_signing_key"}, service
         assert from_compose.execution_api_host == "0.0.0.0"
         assert plain(from_compose.database_url).startswith("postgresql://zero:zero@timescaledb:5432/")
 
@@ -303,7 +311,7 @@ def test_compose_commands_run_here(tmp_path: Path, sim: Any) -> None:
     """zero-worker's command (worker + beat) and zero-execution's command plus its healthcheck,
     with the compose environment, against a private Redis, SQLite and the simulator."""
     model = load_compose(filled_env())
-    redis_server = PrivateRedis(tmp_path).start()
+    redis_server = PrivateRedis(tmp_path, password=FILLED["REDIS_PASSWORD"]).start()
     api_port = free_port()
     here = {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_server.port), "ALPACA_BASE_URL": sim.url,
             "DATABASE_URL": f"sqlite:///{tmp_path / 'audit.db'}", "EXECUTION_API_PORT": str(api_port),
@@ -433,6 +441,7 @@ def test_dockerfile_steps_run_as_a_script(tmp_path: Path) -> None:
 
     app = workdir
     run_env = {**env, "ALPACA_PAPER": "true", "ALPACA_API_KEY": "dummy-key", "ALPACA_SECRET_KEY": "dummy-secret",
+               "TASK_SIGNING_KEY": "infra-test-task-signing-key-0123456789",
                "REDIS_HOST": "127.0.0.1", "DATABASE_URL": f"sqlite:///{tmp_path / 'audit.db'}"}
     python = str(venv / "bin" / "python")
 
