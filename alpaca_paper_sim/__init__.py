@@ -5,9 +5,24 @@ unchanged, so gateway tests exercise the genuine client code path (parsing,
 error handling, retries) without any outside service, and the /_sim admin API
 injects the failures (5xx, 429, dropped connections, "accepted but the answer
 was lost") that a live paper account can never be made to produce on demand.
+
+It behaves as Alpaca does where the gateway can tell: one key pair, a trading session
+(New York regular hours by default, or always open), market orders that fill a moment
+after they are accepted (at the next open when the market is shut), Alpaca's clock,
+calendar and X-RateLimit-* headers.
 """
 
-from .server import SimServer
+from .server import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, SimServer
+from .session import TradingSession
 from .state import BrokerState
 
-__all__ = ["BrokerState", "SimServer"]
+
+def open_market(**overrides: object) -> BrokerState:
+    """A market that never closes and fills market orders at once: for tests about the gateway,
+    not about the hours (those build their own ``BrokerState``)."""
+    settings: dict = {"fill_delay_s": 0, "session": TradingSession.around_the_clock(), "rate_limit": 1_000_000}
+    settings.update(overrides)
+    return BrokerState(**settings)
+
+
+__all__ = ["DEFAULT_KEY_ID", "DEFAULT_SECRET_KEY", "BrokerState", "SimServer", "TradingSession", "open_market"]

@@ -1,5 +1,12 @@
 """CLI: ``python -m alpaca_paper_sim --host 127.0.0.1 --port 8100 [--verbose]``.
 
+Market options: ``--always-open`` (a session around the clock, for demos; the default is
+New York regular hours, Monday-Friday), ``--holiday 2026-11-26`` (repeatable),
+``--fill-delay 0.5`` (seconds from acceptance to a market order's fill; 0 = at once),
+``--rate-limit 200`` (requests a minute). Keys: ``--key-id``/``--secret-key``, or
+ALPACA_SIM_KEY_ID / ALPACA_SIM_SECRET_KEY (the environment keeps a real secret out of `ps`);
+only that pair is let in.
+
 Prints exactly one line with the URL (port 0 picks a free port, so callers read
 the real one from that line) and serves until SIGINT/SIGTERM, then exits 0 so
 process supervisors and test harnesses see a clean shutdown.
@@ -8,12 +15,17 @@ process supervisors and test harnesses see a clean shutdown.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
+from datetime import date
 from types import FrameType
 from typing import Optional
 
-from .server import SimServer
+from .ratelimit import DEFAULT_LIMIT_PER_MIN
+from .server import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, SimServer
+from .session import TradingSession
+from .state import DEFAULT_FILL_DELAY_S, BrokerState
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -21,7 +33,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument("--always-open", action="store_true", help="the market never closes (demo)")
+    parser.add_argument("--holiday", action="append", type=date.fromisoformat, default=[],
+                        help="a New York date the market stays closed (repeatable)")
+    parser.add_argument("--fill-delay", type=float, default=DEFAULT_FILL_DELAY_S,
+                        help="seconds from acceptance to a market order's fill (0 = at once)")
+    parser.add_argument("--rate-limit", type=int, default=DEFAULT_LIMIT_PER_MIN, help="requests a minute")
+    parser.add_argument("--key-id", default=os.environ.get("ALPACA_SIM_KEY_ID", DEFAULT_KEY_ID))
+    parser.add_argument("--secret-key", default=os.environ.get("ALPACA_SIM_SECRET_KEY", DEFAULT_SECRET_KEY))
     args = parser.parse_args(argv)
+    if args.fill_delay < 0 or args.rate_limit < 1:
+        parser.error("--fill-delay must be >= 0 and --rate-limit >= 1")
+    session = TradingSession.around_the_clock() if args.always_open else TradingSession.new_york(args.holiday)
+    state = BrokerState(fill_delay_s=args.fill_delay, session=session, rate_limit=args.rate_limit)
 
     stop = threading.Event()
 
@@ -31,7 +55,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
 
-    server = SimServer(args.host, args.port, verbose=args.verbose).start()
+    server = SimServer(args.host, args.port, verbose=args.verbose, state=state,
+                       key_id=args.key_id, secret_key=args.secret_key).start()
     print(f"alpaca_paper_sim listening on {server.url}", flush=True)
     try:
         while not stop.wait(0.2):

@@ -12,6 +12,7 @@ per request).
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 import socket
@@ -26,9 +27,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .ratelimit import Quota
 from .state import PRE_FAULTS, BrokerState, FaultRule, SimError, invalid
 
 ADMIN_PREFIX = "/_sim"
+# The pair the tests' gateways use (tests/support/procs.py base_env); any other is refused.
+DEFAULT_KEY_ID = "test-key-id"
+DEFAULT_SECRET_KEY = "test-secret-value"
+UNAUTHORIZED = {"code": 40110000, "message": "request is not authorized"}
 _ORDER_PATH = r"/v2/orders/(?P<order_id>[^/:]+)"
 
 
@@ -54,9 +60,10 @@ _FAULT_REPLIES: dict[str, tuple[int, int, str]] = {
 
 
 def fault_reply(rule: FaultRule) -> Reply:
+    """An injected failure; a 429 says Retry-After unless the rule has ``retry_after: null``."""
     status, code, message = _FAULT_REPLIES[rule.mode]
     reply = error_reply(status, code, message)
-    if rule.mode == "429":
+    if rule.mode == "429" and rule.retry_after is not None:
         seconds = rule.retry_after or 1
         reply.headers["Retry-After"] = str(int(seconds)) if float(seconds).is_integer() else str(seconds)
     return reply
@@ -86,6 +93,7 @@ def _no_content(fn: Callable[[], Any]) -> Reply:
 TRADING_ROUTES: list[Route] = [
     _route("GET", r"/v2/account", lambda s, m, q, b: Reply(200, s.account_json())),
     _route("GET", r"/v2/clock", lambda s, m, q, b: Reply(200, s.clock_json())),
+    _route("GET", r"/v2/calendar", lambda s, m, q, b: Reply(200, s.calendar_json(q))),
     _route("POST", r"/v2/orders", lambda s, m, q, b: Reply(200, s.submit_order(_json_body(b)))),
     _route("GET", r"/v2/orders", lambda s, m, q, b: Reply(200, s.list_orders(q))),
     _route(
@@ -102,8 +110,14 @@ TRADING_ROUTES: list[Route] = [
 _OK = {"ok": True}
 
 
+_CONFIG_KEYS = frozenset({"fill", "price", "fill_delay_s", "always_open", "rate_limit"})
+
+
 def _admin_config(state: BrokerState, body: dict[str, Any]) -> Reply:
-    state.configure(fill=body.get("fill"), price=body.get("price"))
+    unknown = sorted(set(body) - _CONFIG_KEYS)
+    if unknown:
+        raise invalid(f"unknown config key(s): {', '.join(unknown)}")
+    state.configure(**body)
     return Reply(200, _OK)
 
 
@@ -137,6 +151,7 @@ ADMIN_ROUTES: list[Route] = [
     _route("POST", ADMIN_PREFIX + "/fault", lambda s, m, q, b: _admin_fault(s, _dict_body(b))),
     _route("DELETE", ADMIN_PREFIX + "/fault", lambda s, m, q, b: (s.clear_faults(), Reply(200, _OK))[1]),
     _route("GET", ADMIN_PREFIX + "/stats", lambda s, m, q, b: Reply(200, s.stats())),
+    _route("POST", ADMIN_PREFIX + "/clock", lambda s, m, q, b: Reply(200, s.set_time(_dict_body(b).get("now")))),
     _route("GET", ADMIN_PREFIX + "/orders", lambda s, m, q, b: Reply(200, s.all_orders())),
     _route(
         "POST",
@@ -209,8 +224,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         state.record_request(method, path)
-        if not (self.headers.get("APCA-API-KEY-ID", "").strip() and self.headers.get("APCA-API-SECRET-KEY", "").strip()):
-            self._send(Reply(401, {"message": "unauthorized."}))
+        if not self.server.authorized(self.headers.get("APCA-API-KEY-ID", ""), self.headers.get("APCA-API-SECRET-KEY", "")):
+            self._send(Reply(401, dict(UNAUTHORIZED), state.rate_limiter.peek().headers()))
+            return
+        quota = state.rate_limiter.take()
+        if not quota.allowed:
+            self._send(Reply(429, {"code": 42910000, "message": "rate limit exceeded"}, quota.headers()))
             return
         rule = state.take_fault(method, path, query)
         if rule is not None and rule.mode in PRE_FAULTS:
@@ -218,7 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drop()
                 return
             if rule.mode != "slow":
-                self._send(fault_reply(rule))
+                self._send(_with_quota(fault_reply(rule), rule, state))
                 return
             time.sleep(rule.delay)
         reply = self._safe(TRADING_ROUTES, method, path, query, raw)
@@ -229,6 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
             reply = fault_reply(FaultRule(mode="500"))
         elif rule is not None and rule.mode == "accept_then_slow":
             time.sleep(rule.delay)
+        reply.headers.update(quota.headers())
         self._send(reply)
 
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _handle
@@ -290,15 +310,32 @@ class _Handler(BaseHTTPRequestHandler):
         self.log_request(reply.status)
 
 
+def _with_quota(reply: Reply, rule: FaultRule, state: BrokerState) -> Reply:
+    """Every trading answer carries the quota; an injected 429 reports it spent until it lifts."""
+    if rule.mode == "429":
+        quota: Quota = state.rate_limiter.exhaust_for(rule.retry_after if rule.retry_after is not None else 1.0)
+    else:
+        quota = state.rate_limiter.peek()
+    reply.headers.update(quota.headers())
+    return reply
+
+
 class SimHTTPServer(ThreadingHTTPServer):
-    """Threaded server that knows its broker state and open connections."""
+    """Threaded server that knows its broker state, its one key pair and open connections."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], state: BrokerState, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        state: BrokerState,
+        verbose: bool = False,
+        keys: tuple[str, str] = (DEFAULT_KEY_ID, DEFAULT_SECRET_KEY),
+    ) -> None:
         self.state = state
         self.verbose = verbose
+        self._keys = (keys[0].encode(), keys[1].encode())
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -309,6 +346,12 @@ class SimHTTPServer(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         host, port = self.server_address[:2]
         self.server_name, self.server_port = str(host), int(port)
+
+    def authorized(self, key_id: str, secret_key: str) -> bool:
+        """Only the configured pair, compared in constant time (both halves, always)."""
+        key_ok = hmac.compare_digest(key_id.encode(), self._keys[0])
+        secret_ok = hmac.compare_digest(secret_key.encode(), self._keys[1])
+        return key_ok and secret_ok
 
     def track(self, conn: socket.socket, add: bool) -> None:
         with self._connections_lock:
@@ -326,7 +369,11 @@ class SimHTTPServer(ThreadingHTTPServer):
 
 
 class SimServer:
-    """Run the simulator in a background thread: ``with SimServer() as sim: sim.url``."""
+    """Run the simulator in a background thread: ``with SimServer() as sim: sim.url``.
+
+    Only ``key_id``/``secret_key`` are let in. The market (session, fill delay, rate limit)
+    is the state's: ``SimServer(state=BrokerState(fill_delay_s=0, session=...))``.
+    """
 
     def __init__(
         self,
@@ -334,10 +381,15 @@ class SimServer:
         port: int = 0,
         verbose: bool = False,
         state: Optional[BrokerState] = None,
+        key_id: str = DEFAULT_KEY_ID,
+        secret_key: str = DEFAULT_SECRET_KEY,
     ) -> None:
+        if not key_id or not secret_key:
+            raise ValueError("the simulator needs a non-empty key id and secret key")
         self.state = state if state is not None else BrokerState()
         self.host = host
-        self._httpd = SimHTTPServer((host, port), self.state, verbose)
+        self.key_id = key_id
+        self._httpd = SimHTTPServer((host, port), self.state, verbose, (key_id, secret_key))
         self.port: int = self._httpd.server_address[1]
         self._thread: Optional[threading.Thread] = None
         self._stopped = False

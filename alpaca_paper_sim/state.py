@@ -15,13 +15,25 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Optional
+from typing import Any, Callable, Optional
+
+from .ratelimit import DEFAULT_LIMIT_PER_MIN, RateLimiter
+from .session import TradingSession, calendar_json, clock_json
 
 STARTING_CASH = Decimal("100000")
 DEFAULT_PRICE = Decimal("100.00")
-FILL_POLICIES = frozenset({"immediate", "manual"})
+# "auto": a market order fills by itself, `fill_delay_s` after it is accepted and only in session;
+# "immediate" is its older name. "manual": only the admin API fills.
+FILL_POLICIES = frozenset({"auto", "immediate", "manual"})
+DEFAULT_FILL_DELAY_S = 0.5
+ASSET_CLASSES = frozenset({"us_equity", "us_option", "crypto", "all"})
+# Every GET /v2/orders parameter Alpaca documents; any other is refused, never ignored.
+ORDER_QUERY_PARAMS = frozenset({"status", "limit", "after", "until", "direction", "nested", "side", "symbols",
+                                "asset_class", "before_order_id", "after_order_id"})
+CALENDAR_QUERY_PARAMS = frozenset({"start", "end", "date_type"})
+CALENDAR_RANGE = (date(1970, 1, 1), date(2029, 12, 31))  # Alpaca's calendar with no start/end
 SIDES = frozenset({"buy", "sell"})
 ORDER_TYPES = frozenset({"market", "limit"})
 TIME_IN_FORCE = frozenset({"day", "gtc", "ioc", "fok", "opg", "cls"})
@@ -128,6 +140,103 @@ def asset_id_for(symbol: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"alpaca-paper-sim/asset/{symbol}"))
 
 
+def _delay(value: Any) -> float:
+    seconds = parse_decimal(value, "fill_delay_s")
+    if seconds < 0:
+        raise invalid("fill_delay_s must be >= 0")
+    return float(seconds)
+
+
+def _parse_date(value: Optional[str], name: str, default: date) -> date:
+    if not value:
+        return default
+    try:
+        return date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        raise invalid(f"invalid {name}: {value!r}") from None
+
+
+def _refuse_unknown(params: dict[str, str], known: frozenset[str]) -> None:
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise invalid(f"unknown query parameter(s): {', '.join(unknown)}")
+
+
+def _parse_bool(value: Optional[str], name: str) -> bool:
+    """true/false in any case: alpaca-py sends Python's "True"."""
+    text = (value or "").strip().lower()
+    if text in ("", "false"):
+        return False
+    if text == "true":
+        return True
+    raise invalid(f"{name} must be true or false")
+
+
+@dataclass(frozen=True)
+class _OrderQuery:
+    """GET /v2/orders parameters, validated as Alpaca documents them."""
+
+    status: str
+    direction: str
+    limit: int
+    symbols: frozenset[str]
+    side: Optional[str]
+    after: Optional[datetime]
+    until: Optional[datetime]
+    asset_classes: frozenset[str]
+    after_order_id: Optional[str]
+    before_order_id: Optional[str]
+
+    @classmethod
+    def parse(cls, params: dict[str, str]) -> "_OrderQuery":
+        _refuse_unknown(params, ORDER_QUERY_PARAMS)
+        status = params.get("status") or "open"
+        if status not in ("open", "closed", "all"):
+            raise invalid("status must be open, closed or all")
+        direction = params.get("direction") or "desc"
+        if direction not in ("asc", "desc"):
+            raise invalid("direction must be asc or desc")
+        try:
+            limit = int(params.get("limit") or 50)
+        except ValueError:
+            raise invalid("limit must be an integer") from None
+        if not 1 <= limit <= 500:
+            raise invalid("limit must be between 1 and 500")
+        side = params.get("side") or None
+        if side is not None and side not in SIDES:
+            raise invalid("side must be buy or sell")
+        classes = frozenset(c.strip() for c in (params.get("asset_class") or "").split(",") if c.strip())
+        if classes - ASSET_CLASSES:
+            raise invalid(f"asset_class must be a list of {sorted(ASSET_CLASSES)}")
+        _parse_bool(params.get("nested"), "nested")  # only simple orders here: nothing to roll up
+        after_id, before_id = params.get("after_order_id") or None, params.get("before_order_id") or None
+        if after_id and before_id:
+            raise invalid("after_order_id and before_order_id are mutually exclusive")
+        if (after_id or before_id) and (params.get("after") or params.get("until")):
+            raise invalid("after_order_id / before_order_id cannot be combined with after / until")
+        return cls(
+            status=status, direction=direction, limit=limit,
+            symbols=frozenset(s.strip().upper() for s in (params.get("symbols") or "").split(",") if s.strip()),
+            side=side,
+            after=parse_time(params["after"], "after") if params.get("after") else None,
+            until=parse_time(params["until"], "until") if params.get("until") else None,
+            asset_classes=classes, after_order_id=after_id, before_order_id=before_id,
+        )
+
+    def admits(self, order: "SimOrder") -> bool:
+        if (self.status == "open") != order.is_open and self.status != "all":
+            return False
+        if self.symbols and order.symbol not in self.symbols:
+            return False
+        if self.side and order.side != self.side:
+            return False
+        if self.asset_classes and "all" not in self.asset_classes and order.asset_class not in self.asset_classes:
+            return False
+        if self.after and order.submitted_at <= self.after:  # both bounds exclusive, as documented
+            return False
+        return not (self.until and order.submitted_at >= self.until)
+
+
 @dataclass
 class SimOrder:
     """One order as the broker tracks it; ``to_json`` renders Alpaca's Order shape."""
@@ -145,12 +254,17 @@ class SimOrder:
     extended_hours: bool
     submitted_at: datetime
     updated_at: datetime
+    position_intent: str
+    route_at: datetime  # when an order accepted out of session reaches the market ("new")
+    fill_at: Optional[datetime] = None  # when an automatic fill is due (None: manual or limit)
     status: str = "new"
     filled_qty: Decimal = Decimal(0)
     filled_avg_price: Optional[Decimal] = None
     filled_at: Optional[datetime] = None
     canceled_at: Optional[datetime] = None
     failed_at: Optional[datetime] = None
+
+    asset_class = "us_equity"  # the simulator trades US equities only
 
     @property
     def is_open(self) -> bool:
@@ -173,7 +287,7 @@ class SimOrder:
             "replaces": None,
             "asset_id": asset_id_for(self.symbol),
             "symbol": self.symbol,
-            "asset_class": "us_equity",
+            "asset_class": self.asset_class,
             "notional": fmt_num(self.notional) if self.notional is not None else None,
             "qty": fmt_num(self.qty) if self.qty is not None else None,
             "filled_qty": fmt_num(self.filled_qty),
@@ -184,7 +298,7 @@ class SimOrder:
             "order_type": self.type,
             "type": self.type,
             "side": self.side,
-            "position_intent": None,
+            "position_intent": self.position_intent,
             "time_in_force": self.time_in_force,
             "limit_price": fmt_price(self.limit_price) if self.limit_price is not None else None,
             "stop_price": None,
@@ -243,7 +357,7 @@ class FaultRule:
     method: Optional[str] = None
     path: Optional[str] = None
     delay: float = 2.0
-    retry_after: float = 1.0
+    retry_after: Optional[float] = 1.0  # None: a 429 without Retry-After (X-RateLimit-Reset only)
     query: Optional[dict[str, str]] = None  # only requests with these query parameters
 
     def matches(self, method: str, path: str, query: Optional[dict[str, str]] = None) -> bool:
@@ -261,17 +375,34 @@ class _Counters:
 
 
 class BrokerState:
-    """Account, orders, positions, prices, fill policy, fault plan and request counters."""
+    """Account, orders, positions, prices, fill policy, session, fault plan and request counters.
 
-    def __init__(self) -> None:
+    Fills are due at a time, not done by a timer thread: every public method first brings
+    the book up to "now" (``_advance``), so each due fill happens at its due time, at the
+    price in force then, before anything can observe the book.
+    """
+
+    def __init__(
+        self,
+        fill_delay_s: float = DEFAULT_FILL_DELAY_S,
+        session: Optional[TradingSession] = None,
+        rate_limit: int = DEFAULT_LIMIT_PER_MIN,
+    ) -> None:
         self._lock = threading.RLock()
         self.account_id = str(uuid.uuid4())
         self.account_created_at = utcnow()
+        self._initial = (_delay(fill_delay_s), session or TradingSession.new_york(), rate_limit)
         self.reset()
+
+    def _now(self) -> datetime:
+        return self._frozen_at or utcnow()
 
     # ----------------------------------------------------------------- admin
     def reset(self) -> None:
         with self._lock:
+            self.fill_delay_s, self.session, limit = self._initial
+            self.rate_limiter = RateLimiter(limit)
+            self._frozen_at: Optional[datetime] = None
             self._cash = STARTING_CASH
             self._orders: dict[str, SimOrder] = {}
             self._by_client_id: dict[str, SimOrder] = {}
@@ -279,15 +410,35 @@ class BrokerState:
             self._prices: dict[str, Decimal] = {}
             self._faults: list[FaultRule] = []
             self._counters = _Counters()
+            self._pending: list[SimOrder] = []  # accepted out of session, or an automatic fill due
             self._seq = 0
-            self.fill_policy = "immediate"
+            self.fill_policy = "auto"
 
-    def configure(self, fill: Optional[str] = None, price: Optional[dict[str, Any]] = None) -> None:
+    def configure(
+        self,
+        fill: Optional[str] = None,
+        price: Optional[dict[str, Any]] = None,
+        fill_delay_s: Any = None,
+        always_open: Any = None,
+        rate_limit: Any = None,
+    ) -> None:
         with self._lock:
+            self._advance()
             if fill is not None:
                 if fill not in FILL_POLICIES:
                     raise invalid(f"fill must be one of {sorted(FILL_POLICIES)}")
-                self.fill_policy = fill
+                self.fill_policy = "auto" if fill == "immediate" else fill
+            if fill_delay_s is not None:
+                self.fill_delay_s = _delay(fill_delay_s)
+            if always_open is not None:
+                if not isinstance(always_open, bool):
+                    raise invalid("always_open must be true or false")
+                holidays = self.session.holidays
+                self.session = TradingSession.around_the_clock() if always_open else TradingSession.new_york(holidays)
+            if rate_limit is not None:
+                if isinstance(rate_limit, bool) or not isinstance(rate_limit, int) or rate_limit < 1:
+                    raise invalid("rate_limit must be a positive integer")
+                self.rate_limiter = RateLimiter(rate_limit)
             for symbol, value in (price or {}).items():
                 amount = parse_decimal(value, f"price for {symbol}")
                 if amount <= 0:
@@ -316,7 +467,7 @@ class BrokerState:
             method=str(method).upper() if method else None,
             path=str(path) if path else None,
             delay=float(delay) if delay is not None else 2.0,
-            retry_after=float(retry_after) if retry_after is not None else 1.0,
+            retry_after=float(retry_after) if retry_after is not None else (None if "retry_after" in spec else 1.0),
             query={str(k): v for k, v in query.items()} if query else None,
         )
         with self._lock:
@@ -339,6 +490,26 @@ class BrokerState:
                     return FaultRule(**{**rule.__dict__})
             return None
 
+    def set_time(self, now: Any) -> dict[str, Any]:
+        """Freeze the simulated market time (an ISO time), or go back to the real clock (null).
+
+        Frozen, so a test can stand at 3 a.m. on a Sunday, then at Monday's open, and see
+        exactly what Alpaca would show then, with no waiting and no timing assertion.
+        """
+        with self._lock:
+            self._advance()
+            if now is None:
+                self._frozen_at = None
+            elif isinstance(now, str):
+                moment = parse_time(now, "now")
+                if self._frozen_at is not None and moment < self._frozen_at:
+                    raise invalid("time only moves forward")
+                self._frozen_at = moment
+            else:
+                raise invalid("now must be an ISO time or null")
+            self._advance()
+            return {"now": iso(self._now()), "frozen": self._frozen_at is not None}
+
     def record_request(self, method: str, path: str) -> None:
         with self._lock:
             key = f"{method} {path}"
@@ -356,6 +527,7 @@ class BrokerState:
 
     def all_orders(self) -> list[dict[str, Any]]:
         with self._lock:
+            self._advance()
             return [o.to_json() for o in sorted(self._orders.values(), key=lambda o: o.seq)]
 
     def fill_order(
@@ -363,6 +535,7 @@ class BrokerState:
     ) -> dict[str, Any]:
         """Fill an open order (fully, or by ``qty`` for a partial fill)."""
         with self._lock:
+            self._advance()
             order = self._open_order(order_id)
             fill_price = parse_decimal(price, "price") if price is not None else None
             fill_qty = parse_decimal(qty, "qty") if qty is not None else None
@@ -371,15 +544,17 @@ class BrokerState:
 
     def admin_cancel(self, order_id: str) -> dict[str, Any]:
         with self._lock:
+            self._advance()
             order = self._open_order(order_id)
-            order.status, order.canceled_at = "canceled", utcnow()
+            order.status, order.canceled_at = "canceled", self._now()
             order.updated_at = order.canceled_at
             return order.to_json()
 
     def reject_order(self, order_id: str) -> dict[str, Any]:
         with self._lock:
+            self._advance()
             order = self._open_order(order_id)
-            order.status, order.failed_at = "rejected", utcnow()
+            order.status, order.failed_at = "rejected", self._now()
             order.updated_at = order.failed_at
             return order.to_json()
 
@@ -389,6 +564,7 @@ class BrokerState:
         symbol = symbol.strip().upper()
         amount = parse_decimal(qty, "qty")
         with self._lock:
+            self._advance()
             if amount == 0:
                 self._positions.pop(symbol, None)
                 return
@@ -406,6 +582,7 @@ class BrokerState:
     # --------------------------------------------------------------- trading
     def account_json(self) -> dict[str, Any]:
         with self._lock:
+            self._advance()
             values = [p.qty * self._prices.get(s, DEFAULT_PRICE) for s, p in self._positions.items()]
             long_value = sum((v for v in values if v > 0), Decimal(0))
             short_value = sum((v for v in values if v < 0), Decimal(0))
@@ -448,16 +625,19 @@ class BrokerState:
             "created_at": iso(self.account_created_at),
         }
 
-    @staticmethod
-    def clock_json() -> dict[str, Any]:
-        """A simulator market is always open; the next close is comfortably far away."""
-        now = utcnow()
-        return {
-            "timestamp": iso(now),
-            "is_open": True,
-            "next_open": iso(now + timedelta(days=1)),
-            "next_close": iso(now + timedelta(hours=6)),
-        }
+    def clock_json(self) -> dict[str, Any]:
+        with self._lock:
+            return clock_json(self.session, self._now())
+
+    def calendar_json(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        """Alpaca's /v2/calendar: the trading days from `start` to `end` (dates, inclusive)."""
+        _refuse_unknown(params, CALENDAR_QUERY_PARAMS)
+        if (params.get("date_type") or "TRADING").upper() != "TRADING":
+            raise invalid("date_type SETTLEMENT is not served by the simulator; use TRADING")
+        start = _parse_date(params.get("start"), "start", CALENDAR_RANGE[0])
+        end = _parse_date(params.get("end"), "end", CALENDAR_RANGE[1])
+        with self._lock:
+            return [calendar_json(self.session, day) for day in self.session.days(start, end)]
 
     def submit_order(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -506,9 +686,11 @@ class BrokerState:
             raise invalid(f"client_order_id must be no more than {MAX_CLIENT_ORDER_ID} characters")
 
         with self._lock:
+            self._advance()
             if client_order_id in self._by_client_id:
                 raise invalid("client_order_id must be unique")
-            now = utcnow()
+            now = self._now()
+            route_at = self.session.fill_time(now)
             self._seq += 1
             order = SimOrder(
                 id=str(uuid.uuid4()),
@@ -524,56 +706,48 @@ class BrokerState:
                 extended_hours=bool(body.get("extended_hours", False)),
                 submitted_at=now,
                 updated_at=now,
+                position_intent=self._intent(symbol.strip().upper(), side),
+                route_at=route_at,
+                status="new" if route_at == now else "accepted",
             )
+            if order_type == "market" and self.fill_policy == "auto":
+                order.fill_at = self.session.fill_time(now + timedelta(seconds=self.fill_delay_s))
             self._orders[order.id] = order
             self._by_client_id[client_order_id] = order
-            if order_type == "market" and self.fill_policy == "immediate":
-                self._fill(order, None, None)
+            if order.status == "accepted" or order.fill_at is not None:
+                self._pending.append(order)
+            self._advance()
             return order.to_json()
 
     def list_orders(self, params: dict[str, str]) -> list[dict[str, Any]]:
-        status = params.get("status") or "open"
-        if status not in ("open", "closed", "all"):
-            raise invalid("status must be open, closed or all")
-        direction = params.get("direction") or "desc"
-        if direction not in ("asc", "desc"):
-            raise invalid("direction must be asc or desc")
-        try:
-            limit = int(params.get("limit") or 50)
-        except ValueError:
-            raise invalid("limit must be an integer") from None
-        if not 1 <= limit <= 500:
-            raise invalid("limit must be between 1 and 500")
-        symbols = {s.strip().upper() for s in (params.get("symbols") or "").split(",") if s.strip()}
-        side = params.get("side") or None
-        after = parse_time(params["after"], "after") if params.get("after") else None
-        until = parse_time(params["until"], "until") if params.get("until") else None
-
+        """Alpaca's GET /v2/orders: every documented parameter honoured, any other refused (422)."""
+        query = _OrderQuery.parse(params)
         with self._lock:
-            chosen = []
-            for order in self._orders.values():
-                if status == "open" and not order.is_open:
-                    continue
-                if status == "closed" and order.is_open:
-                    continue
-                if symbols and order.symbol not in symbols:
-                    continue
-                if side and order.side != side:
-                    continue
-                if after and order.submitted_at <= after:
-                    continue
-                if until and order.submitted_at > until:
-                    continue
-                chosen.append(order)
-            chosen.sort(key=lambda o: o.seq, reverse=direction == "desc")
-            return [o.to_json() for o in chosen[:limit]]
+            self._advance()
+            after_seq = self._seq_of(query.after_order_id, "after_order_id") if query.after_order_id else None
+            before_seq = self._seq_of(query.before_order_id, "before_order_id") if query.before_order_id else None
+            chosen = [
+                o for o in self._orders.values()
+                if query.admits(o) and (after_seq is None or o.seq > after_seq)
+                and (before_seq is None or o.seq < before_seq)
+            ]
+            chosen.sort(key=lambda o: o.seq, reverse=query.direction == "desc")
+            return [o.to_json() for o in chosen[: query.limit]]
+
+    def _seq_of(self, order_id: str, name: str) -> int:
+        order = self._orders.get(order_id.strip().lower())
+        if order is None:
+            raise invalid(f"{name} is not an order of this account")
+        return order.seq
 
     def get_order(self, order_id: str) -> dict[str, Any]:
         with self._lock:
+            self._advance()
             return self._find(order_id).to_json()
 
     def get_order_by_client_id(self, client_order_id: str) -> dict[str, Any]:
         with self._lock:
+            self._advance()
             order = self._by_client_id.get(client_order_id)
             if order is None:
                 raise SimError(*ORDER_NOT_FOUND)
@@ -581,14 +755,16 @@ class BrokerState:
 
     def cancel_order(self, order_id: str) -> None:
         with self._lock:
+            self._advance()
             order = self._find(order_id)
             if not order.is_open:
                 raise SimError(422, 42210000, f'order is already in "{order.status}" state')
-            order.status, order.canceled_at = "canceled", utcnow()
+            order.status, order.canceled_at = "canceled", self._now()
             order.updated_at = order.canceled_at
 
     def positions_json(self) -> list[dict[str, Any]]:
         with self._lock:
+            self._advance()
             return [
                 p.to_json(self._prices.get(s, DEFAULT_PRICE))
                 for s, p in sorted(self._positions.items())
@@ -597,6 +773,7 @@ class BrokerState:
     def position_json(self, symbol_or_asset_id: str) -> dict[str, Any]:
         key = symbol_or_asset_id.strip()
         with self._lock:
+            self._advance()
             position = self._positions.get(key.upper())
             if position is None and _is_uuid(key):  # a symbol never is: no scan on a plain miss
                 position = next(
@@ -607,6 +784,27 @@ class BrokerState:
             return position.to_json(self._prices.get(position.symbol, DEFAULT_PRICE))
 
     # -------------------------------------------------------------- internal
+    def _advance(self) -> None:
+        """Bring the book to now: accepted orders reach the market at the open, due fills fill."""
+        now = self._now()
+        waiting = []
+        for order in self._pending:
+            if order.status == "accepted" and order.route_at <= now:
+                order.status, order.updated_at = "new", order.route_at
+            if order.is_open and order.fill_at is not None and order.fill_at <= now:
+                self._fill(order, None, None, at=order.fill_at)
+            if order.is_open and (order.status == "accepted" or order.fill_at is not None):
+                waiting.append(order)
+        self._pending = waiting
+
+    def _intent(self, symbol: str, side: str) -> str:
+        """Alpaca's position_intent for a simple equity order: opening or closing what is held."""
+        held = self._positions.get(symbol)
+        qty = held.qty if held is not None else Decimal(0)
+        if side == "buy":
+            return "buy_to_close" if qty < 0 else "buy_to_open"
+        return "sell_to_close" if qty > 0 else "sell_to_open"
+
     def _find(self, order_id: str) -> SimOrder:
         order = self._orders.get(order_id.strip().lower())
         if order is None:
@@ -619,7 +817,9 @@ class BrokerState:
             raise SimError(422, 42210000, f'order is already in "{order.status}" state')
         return order
 
-    def _fill(self, order: SimOrder, qty: Optional[Decimal], price: Optional[Decimal]) -> None:
+    def _fill(
+        self, order: SimOrder, qty: Optional[Decimal], price: Optional[Decimal], at: Optional[datetime] = None
+    ) -> None:
         """Execute (part of) an order: update the order, cash and the position."""
         if price is None:
             price = order.limit_price or self._prices.get(order.symbol, DEFAULT_PRICE)
@@ -631,7 +831,7 @@ class BrokerState:
             qty = remaining
         if qty <= 0:
             raise invalid("fill qty must be > 0")
-        now = utcnow()
+        now = at or self._now()
         total = order.filled_qty + qty
         previous = (order.filled_avg_price or Decimal(0)) * order.filled_qty
         order.filled_avg_price = ((previous + price * qty) / total).quantize(_QTY_STEP).normalize()

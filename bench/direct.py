@@ -38,7 +38,7 @@ async def run(redis_port: int, sim_url: str, max_seconds: float) -> None:
     from alpaca.trading.enums import OrderSide, TimeInForce
     from alpaca.trading.requests import MarketOrderRequest
 
-    trading = TradingClient("direct-key", "direct-secret", paper=True, url_override=sim_url)
+    trading = TradingClient("test-key-id", "test-secret-value", paper=True, url_override=sim_url)
     trading._retry = 0
     r = aioredis.Redis(host="127.0.0.1", port=redis_port)
     pubsub = r.pubsub(ignore_subscribe_messages=True)

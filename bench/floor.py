@@ -63,7 +63,7 @@ def trading_client(stack: Stack) -> TradingClient:
     """alpaca-py as the gateway runs it: no retry, and its transport (broker_http.BrokerSession),
     which is faster than alpaca-py's stock requests session; a floor the gateway's own client
     could beat would be no floor (stock alpaca-py: `python -m bench.http_transport`)."""
-    client = TradingClient("bench-key", "bench-secret", paper=True, url_override=stack.sim_url)
+    client = TradingClient("test-key-id", "test-secret-value", paper=True, url_override=stack.sim_url)
     client._retry = 0
     client._session = BrokerSession(timeout=5.0, base_url=stack.sim_url)
     return client

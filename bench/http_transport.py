@@ -27,7 +27,7 @@ from zero_tasks.broker_http import BrokerSession
 
 
 def client(url: str, transport: str) -> TradingClient:
-    trading = TradingClient("bench-key", "bench-secret", paper=True, url_override=url)
+    trading = TradingClient("test-key-id", "test-secret-value", paper=True, url_override=url)
     trading._retry = 0
     if transport == "quiet requests":  # the gateway's transport before BrokerSession
         trading._session.trust_env = False
@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     port = free_port()
-    sim = subprocess.Popen([sys.executable, "-m", "alpaca_paper_sim", "--port", str(port)])
+    sim = subprocess.Popen([sys.executable, "-m", "alpaca_paper_sim", "--port", str(port), "--always-open",
+                            "--fill-delay", "0", "--rate-limit", str(10**9)])
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(url), 10, "simulator")

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import redis
 from sqlalchemy import Engine, func, select, text
 
-from alpaca_paper_sim import BrokerState, SimServer
+from alpaca_paper_sim import BrokerState, SimServer, TradingSession
 from tests.support.procs import PrivateRedis, Proc, base_env, bridge_proc, free_port, health, worker_proc
 from zero_tasks import keys
 from zero_tasks.audit import ensure_schema, execution_log, make_engine
@@ -50,7 +50,7 @@ class StampingState(BrokerState):
         self._stamp_cond = threading.Condition()
         self.stamps: dict[str, tuple[float, float]] = {}
         self.lookups: dict[str, list[tuple[str, float]]] = {}  # symbol -> [(call, time.time())]
-        super().__init__()
+        super().__init__(fill_delay_s=0, session=TradingSession.around_the_clock(), rate_limit=10**9)  # fills at once, any hour
 
     def _lookup(self, call: str, symbol: str) -> None:
         self.lookups.setdefault(symbol.strip().upper(), []).append((call, time.time()))

@@ -80,8 +80,10 @@ def main() -> None:
             sim_port = int(env.get("SIM_PORT", "8100"))
             env.update(ALPACA_API_KEY="simulator", ALPACA_SECRET_KEY="simulator",
                        ALPACA_BASE_URL=f"http://127.0.0.1:{sim_port}")
-            start("simulator", [sys.executable, "-m", "alpaca_paper_sim", "--port", str(sim_port)], env, children)
-            print(f"  broker     Alpaca paper simulator on http://127.0.0.1:{sim_port} (no ALPACA_API_KEY set)")
+            start("simulator", [sys.executable, "-m", "alpaca_paper_sim", "--port", str(sim_port), "--always-open",
+                                "--key-id", "simulator", "--secret-key", "simulator"], env, children)
+            print(f"  broker     Alpaca paper simulator on http://127.0.0.1:{sim_port} (no ALPACA_API_KEY set; "
+                  "always open, so the demo trades at any hour: real Alpaca trades 09:30-16:00 New York, Mon-Fri)")
         else:
             print(f"  broker     Alpaca paper at {env.get('ALPACA_BASE_URL') or 'https://paper-api.alpaca.markets'}")
         ensure_redis(env, children)

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from alpaca_paper_sim import SimServer
+from alpaca_paper_sim import SimServer, open_market
 from tests.support.gateway import PG_URL, Gateway
 from tests.support.procs import PrivateRedis
 
@@ -23,7 +23,9 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def sim() -> Iterator[SimServer]:
-    server = SimServer().start()
+    """Always open, fills at once, no practical rate limit: the suite's gateways trade at any hour.
+    The hours, the fill delay and the quota are tested in tests/test_simulator.py."""
+    server = SimServer(state=open_market()).start()
     yield server
     server.stop()
 

@@ -107,7 +107,7 @@ def test_reused_client_order_id_422_is_treated_as_already_placed(gw: Gateway) ->
     gw.green()
     rank = ranking(opportunity("KO"))
     exec_id = f"KO:H30:{datetime.fromisoformat(rank['rank_time']):%Y-%m-%dT%H:%M:%S}"
-    client = TradingClient("k", "s", paper=True, url_override=gw.sim_url)
+    client = TradingClient("test-key-id", "test-secret-value", paper=True, url_override=gw.sim_url)
     gw.sim("POST", "/_sim/config", {"fill": "manual"})
     placed = client.submit_order(MarketOrderRequest(symbol="KO", qty=1, side=OrderSide.BUY,
                                                     time_in_force=TimeInForce.DAY, client_order_id="zx-" + exec_id))

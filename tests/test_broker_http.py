@@ -22,7 +22,7 @@ from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 from urllib3.connection import HTTPSConnection
 
-from alpaca_paper_sim import SimServer
+from alpaca_paper_sim import SimServer, open_market
 from zero_tasks.alpaca_adapter import AlpacaBroker, BrokerTransient, make_trading_client
 from zero_tasks.broker_http import BrokerSession
 from zero_tasks.settings import Settings
@@ -88,7 +88,7 @@ def test_an_option_alpaca_py_never_sends_goes_through_plain_requests(echo: str) 
 
 
 def test_a_broker_that_does_not_answer_in_time_is_a_read_timeout() -> None:
-    with SimServer() as sim:
+    with SimServer(state=open_market(), key_id="k", secret_key="s") as sim:
         requests.post(sim.url + "/_sim/fault", json={"mode": "slow", "delay": 1.0}, timeout=5)
         session = BrokerSession(timeout=0.2, base_url=sim.url)
         with pytest.raises(requests.exceptions.ReadTimeout):
@@ -106,7 +106,7 @@ def test_a_refused_connection_is_a_connection_error() -> None:
 
 
 def test_the_adapter_sees_a_slow_broker_as_transient_and_does_not_resend(monkeypatch: pytest.MonkeyPatch) -> None:
-    with SimServer() as sim:
+    with SimServer(state=open_market(), key_id="k", secret_key="s") as sim:
         for name, value in {"ALPACA_PAPER": "true", "ALPACA_API_KEY": "k", "ALPACA_SECRET_KEY": "s",
                             "TASK_SIGNING_KEY": "t" * 32,
                             "ALPACA_BASE_URL": sim.url, "BROKER_TIMEOUT_S": "0.2"}.items():
@@ -146,7 +146,7 @@ def test_the_paper_api_is_reached_only_over_verified_tls(monkeypatch: pytest.Mon
 # Row 9's open-orders read sent ahead on a second connection (zero_tasks/broker_ahead.py) -----
 @pytest.fixture
 def sim_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SimServer, AlpacaBroker]]:
-    with SimServer() as sim:
+    with SimServer(state=open_market(), key_id="k", secret_key="s") as sim:
         for name, value in {"ALPACA_PAPER": "true", "ALPACA_API_KEY": "k", "ALPACA_SECRET_KEY": "s",
                             "TASK_SIGNING_KEY": "t" * 32,
                             "ALPACA_BASE_URL": sim.url, "BROKER_TIMEOUT_S": "0.5"}.items():

@@ -12,7 +12,7 @@ from alpaca_paper_sim import SimServer
 from bridge.broker_probe import BrokerProbe
 from zero_tasks.settings import Settings
 
-KEY, SECRET = "probe-key-id", "probe-secret-value"
+KEY, SECRET = "test-key-id", "test-secret-value"  # the pair the shared simulator lets in
 
 
 def probe_for(url: str, timeout_s: float = 2.0) -> BrokerProbe:

@@ -38,8 +38,8 @@ from zero_tasks.settings import Settings
 
 REDIS_DB = 7
 SCHEMA = "ops_cli_test"
-KEY = "ops-key-id-never-printed"
-SECRET = "ops-secret-never-printed"
+KEY = "test-key-id"  # the pair the shared simulator lets in; never printed all the same
+SECRET = "test-secret-value"
 DB_PASSWORD = "ops-db-password-never-printed"
 BROKER_PASSWORD = "ops-broker-password-never-printed"
 SECRETS = (KEY, SECRET, DB_PASSWORD, BROKER_PASSWORD)

@@ -139,7 +139,7 @@ def test_reconcile_finds_an_order_behind_the_gateways_back_and_a_row_without_ord
     gw.green()
     (ours,) = gw.decide(ranking(opportunity("OURS")))
     assert ours["status"] == "SUBMITTED"
-    client = TradingClient("k", "s", paper=True, url_override=gw.sim_url)
+    client = TradingClient("test-key-id", "test-secret-value", paper=True, url_override=gw.sim_url)
     rogue = client.submit_order(MarketOrderRequest(symbol="ROGUE", qty=1, side=OrderSide.BUY,
                                                    time_in_force=TimeInForce.DAY))
     # an audit row whose order the broker never saw (written straight into the table)

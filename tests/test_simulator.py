@@ -6,6 +6,7 @@ models, which is the whole point of the simulator. Admin calls use requests.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import os
@@ -15,10 +16,12 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any, Iterator
 
+import jsonschema
 import pytest
 import requests
 from alpaca.common.enums import Sort
@@ -29,24 +32,32 @@ from alpaca.trading.enums import (
     OrderSide,
     OrderStatus,
     OrderType,
+    PositionIntent,
     PositionSide,
     QueryOrderStatus,
     TimeInForce,
 )
-from alpaca.trading.models import Clock, Order, Position, TradeAccount
-from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
+from alpaca.trading.models import Calendar, Clock, Order, Position, TradeAccount
+from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
+from pydantic import TypeAdapter
 
-from alpaca_paper_sim import SimServer
+from alpaca_paper_sim import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, BrokerState, SimServer, TradingSession, open_market
+from alpaca_paper_sim import schemas
+from alpaca_paper_sim.session import NEW_YORK
+from zero_tasks.alpaca_adapter import _retry_after
 from zero_tasks.broker_http import BrokerSession
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-AUTH = {"APCA-API-KEY-ID": "test-key", "APCA-API-SECRET-KEY": "test-secret"}
+KEY_ID, SECRET = DEFAULT_KEY_ID, DEFAULT_SECRET_KEY
+AUTH = {"APCA-API-KEY-ID": KEY_ID, "APCA-API-SECRET-KEY": SECRET}
 
 
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimServer]:
-    with SimServer() as server:
+    """Open around the clock, fills at once: the order, fault and transport rules below.
+    The hours, the fill delay and the quota have their own simulators (tests further down)."""
+    with SimServer(state=open_market()) as server:
         yield server
 
 
@@ -59,7 +70,7 @@ def _fresh_state(sim: SimServer) -> None:
 def client(sim: SimServer, request: pytest.FixtureRequest) -> TradingClient:
     """alpaca-py as shipped, and alpaca-py over the gateway's own transport
     (zero_tasks/broker_http.py): every answer, error and fault must look the same through both."""
-    trading = TradingClient("test-key", "test-secret", paper=True, url_override=sim.url)
+    trading = TradingClient(KEY_ID, SECRET, paper=True, url_override=sim.url)
     trading._retry = 0  # alpaca-py would otherwise sleep 3 s and retry on 429
     if request.param == "broker_session":
         trading._session = BrokerSession(timeout=5.0, base_url=sim.url)
@@ -291,11 +302,16 @@ def test_unknown_path_answers_404_json(sim: SimServer) -> None:
         assert response.json()["code"] == 40410000
 
 
-@pytest.mark.parametrize("headers", [{}, {"APCA-API-KEY-ID": "k"}, {"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": ""}])
-def test_missing_keys_answer_401(sim: SimServer, headers: dict[str, str]) -> None:
+@pytest.mark.parametrize("headers", [
+    {}, {"APCA-API-KEY-ID": KEY_ID}, {"APCA-API-KEY-ID": KEY_ID, "APCA-API-SECRET-KEY": ""},
+    {"APCA-API-KEY-ID": KEY_ID, "APCA-API-SECRET-KEY": "wrong"}, {"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": SECRET},
+    {"APCA-API-KEY-ID": SECRET, "APCA-API-SECRET-KEY": KEY_ID},
+])
+def test_any_other_key_pair_answers_401(sim: SimServer, headers: dict[str, str]) -> None:
     response = requests.get(sim.url + "/v2/account", headers=headers, timeout=5)
     assert response.status_code == 401
-    assert response.json() == {"message": "unauthorized."}
+    assert response.json() == {"code": 40110000, "message": "request is not authorized"}
+    assert stats(sim)["orders_created"] == 0
 
 
 def test_concurrent_submits_with_same_client_order_id_create_one_order(sim: SimServer) -> None:
@@ -601,27 +617,368 @@ def test_sim_server_context_manager_url_and_stop() -> None:
         session.get(server.url + "/v2/clock", headers=AUTH, timeout=2)
 
 
-def test_cli_serves_clock_and_exits_zero_on_sigterm() -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+@contextlib.contextmanager
+def cli(*flags: str, **env_extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`python -m alpaca_paper_sim` on a free port: its URL (read from its one line) and the process."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **env_extra}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "alpaca_paper_sim", "--host", "127.0.0.1", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO_ROOT,
-        env=env,
+        [sys.executable, "-m", "alpaca_paper_sim", "--host", "127.0.0.1", "--port", "0", *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=env,
     )
     try:
         line = proc.stdout.readline().strip()  # type: ignore[union-attr]
         prefix = "alpaca_paper_sim listening on "
-        assert line.startswith(prefix), line
+        assert line.startswith(prefix), line + proc.stderr.read()  # type: ignore[union-attr]
         url = line[len(prefix):]
         assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
-        client = TradingClient("k", "s", paper=True, url_override=url)
-        assert client.get_clock().is_open
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=5) == 0
+        yield url, proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_cli_serves_new_york_hours_by_default_and_exits_zero_on_sigterm() -> None:
+    with cli() as (url, proc):
+        clock = TradingClient(KEY_ID, SECRET, paper=True, url_override=url).get_clock()
+        assert clock.is_open == TradingSession.new_york().is_open(clock.timestamp)
+        assert clock.next_open.time() == dt_time(9, 30) and clock.next_close.time() == dt_time(16, 0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+
+
+def test_cli_as_the_demo_runs_it_is_always_open_and_lets_in_only_its_key_pair() -> None:
+    """scripts/devstack.py starts `--always-open --key-id simulator --secret-key simulator`."""
+    with cli("--always-open", "--key-id", "simulator", "--secret-key", "simulator") as (url, _):
+        assert TradingClient("simulator", "simulator", paper=True, url_override=url).get_clock().is_open
+        with pytest.raises(APIError) as refused:
+            TradingClient(KEY_ID, SECRET, paper=True, url_override=url).get_clock()
+        assert refused.value.status_code == 401
+
+
+def test_cli_reads_its_key_pair_from_the_environment() -> None:
+    with cli("--always-open", ALPACA_SIM_KEY_ID="env-key-id", ALPACA_SIM_SECRET_KEY="env-secret") as (url, _):
+        assert TradingClient("env-key-id", "env-secret", paper=True, url_override=url).get_account().cash == "100000"
+        with pytest.raises(APIError) as refused:
+            TradingClient(KEY_ID, SECRET, paper=True, url_override=url).get_account()
+        assert refused.value.status_code == 401
+
+
+# ------------------------------------- Alpaca's hours, fills, keys and quota
+# 2026-11-26 (Thanksgiving) is a configured holiday; New York is on EST (-05:00) all month.
+THANKSGIVING = date(2026, 11, 26)
+SUNDAY_3AM = "2026-11-22T08:00:00+00:00"
+MONDAY_OPEN = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
+FILL_DELAY_S = 2
+
+
+@pytest.fixture(scope="module")
+def ny_sim() -> Iterator[SimServer]:
+    """New York regular hours (a holiday on the 26th) and a 2 s fill delay, on a frozen clock."""
+    state = BrokerState(fill_delay_s=FILL_DELAY_S, session=TradingSession.new_york([THANKSGIVING]))
+    with SimServer(state=state) as server:
+        yield server
+
+
+@pytest.fixture
+def ny(ny_sim: SimServer) -> SimServer:
+    admin(ny_sim, "POST", "/_sim/reset")
+    return ny_sim
+
+
+def at(sim: SimServer, moment: str | datetime) -> None:
+    """Stand the simulated market at this instant: no waiting, no timing assertion."""
+    admin(sim, "POST", "/_sim/clock", {"now": moment if isinstance(moment, str) else moment.isoformat()})
+
+
+def trading(sim: SimServer) -> TradingClient:
+    client = TradingClient(KEY_ID, SECRET, paper=True, url_override=sim.url)
+    client._retry = 0
+    return client
+
+
+def raw(sim: SimServer, path: str, **params: str) -> requests.Response:
+    return requests.get(sim.url + path, params=params, headers=AUTH, timeout=5)
+
+
+def new_york(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=NEW_YORK)
+
+
+@pytest.mark.parametrize(("moment", "is_open", "next_open", "next_close"), [
+    (SUNDAY_3AM, False, "2026-11-23T09:30", "2026-11-23T16:00"),  # weekend: Monday's session
+    ("2026-11-23T14:29:59+00:00", False, "2026-11-23T09:30", "2026-11-23T16:00"),  # 09:29:59, before the open
+    ("2026-11-23T14:30:00+00:00", True, "2026-11-24T09:30", "2026-11-23T16:00"),  # the open: tomorrow's open next
+    ("2026-11-23T21:00:00+00:00", False, "2026-11-24T09:30", "2026-11-24T16:00"),  # 16:00, the close
+    ("2026-11-25T22:00:00+00:00", False, "2026-11-27T09:30", "2026-11-27T16:00"),  # Wed evening: Thu is a holiday
+])
+def test_clock_tells_the_new_york_session_as_alpaca_does(
+        ny: SimServer, moment: str, is_open: bool, next_open: str, next_close: str) -> None:
+    at(ny, moment)
+    clock = trading(ny).get_clock()
+    assert clock.timestamp == datetime.fromisoformat(moment)
+    assert clock.is_open is is_open
+    assert clock.next_open == new_york(next_open) and clock.next_close == new_york(next_close)
+    answer = raw(ny, "/v2/clock").json()
+    jsonschema.validate(answer, schemas.CLOCK)  # New York offsets, as Alpaca's clock speaks
+
+
+def test_calendar_lists_trading_days_from_start_to_end(ny: SimServer) -> None:
+    days = trading(ny).get_calendar(GetCalendarRequest(start=date(2026, 11, 20), end=date(2026, 11, 30)))
+    assert [d.date for d in days] == [date(2026, 11, d) for d in (20, 23, 24, 25, 27, 30)]  # no weekend, no 26th
+    assert all(isinstance(d, Calendar) for d in days)
+    assert (days[0].open, days[0].close) == (datetime(2026, 11, 20, 9, 30), datetime(2026, 11, 20, 16, 0))
+    answer = raw(ny, "/v2/calendar", start="2026-11-25", end="2026-11-27").json()
+    jsonschema.validate(answer, schemas.CALENDAR)
+    assert answer == [
+        {"date": "2026-11-25", "open": "09:30", "close": "16:00", "session_open": "0400", "session_close": "2000",
+         "settlement_date": "2026-11-27"},
+        {"date": "2026-11-27", "open": "09:30", "close": "16:00", "session_open": "0400", "session_close": "2000",
+         "settlement_date": "2026-11-30"},
+    ]
+
+
+def test_calendar_without_bounds_is_alpacas_whole_range(ny: SimServer) -> None:
+    days = trading(ny).get_calendar()
+    assert days[0].date == date(1970, 1, 1) and days[-1].date == date(2029, 12, 31)
+
+
+@pytest.mark.parametrize("params", [{"start": "yesterday"}, {"end": "2026-13-01"}, {"from": "2026-11-20"},
+                                    {"date_type": "SETTLEMENT"}])
+def test_calendar_refuses_what_it_cannot_honour_with_422(ny: SimServer, params: dict[str, str]) -> None:
+    response = raw(ny, "/v2/calendar", **params)
+    assert response.status_code == 422 and response.json()["code"] == 40010001
+
+
+def test_market_order_out_of_session_stays_accepted_and_fills_at_the_next_open(ny: SimServer) -> None:
+    client = trading(ny)
+    at(ny, SUNDAY_3AM)
+    order = client.submit_order(market("SPY", cid="sunday"))
+    assert order.status == OrderStatus.ACCEPTED and order.filled_qty == "0" and order.filled_at is None
+    at(ny, "2026-11-23T14:29:59+00:00")  # Monday 09:29:59
+    assert client.get_order_by_id(order.id).status == OrderStatus.ACCEPTED
+    assert client.get_all_positions() == []
+    at(ny, MONDAY_OPEN)
+    filled = client.get_order_by_client_id("sunday")
+    assert filled.status == OrderStatus.FILLED and filled.filled_qty == "1"
+    assert filled.filled_at == MONDAY_OPEN  # at the open, not when someone looked
+    assert client.get_open_position("SPY").qty == "1"
+
+
+def test_market_order_in_session_answers_new_and_fills_after_the_fill_delay(ny: SimServer) -> None:
+    client = trading(ny)
+    at(ny, MONDAY_OPEN + timedelta(minutes=30))
+    order = client.submit_order(market("SPY"))
+    assert order.status == OrderStatus.NEW and order.filled_qty == "0"
+    at(ny, MONDAY_OPEN + timedelta(minutes=30, seconds=FILL_DELAY_S - 1))
+    assert client.get_order_by_id(order.id).status == OrderStatus.NEW
+    at(ny, MONDAY_OPEN + timedelta(minutes=30, seconds=FILL_DELAY_S))
+    filled = client.get_order_by_id(order.id)
+    assert filled.status == OrderStatus.FILLED and filled.filled_at == MONDAY_OPEN + timedelta(minutes=30, seconds=2)
+
+
+def test_a_fill_delay_of_zero_fills_at_once_in_session(ny: SimServer) -> None:
+    admin(ny, "POST", "/_sim/config", {"fill_delay_s": 0})
+    at(ny, MONDAY_OPEN)
+    assert trading(ny).submit_order(market()).status == OrderStatus.FILLED
+
+
+def test_a_fill_delay_of_zero_still_waits_for_the_open(ny: SimServer) -> None:
+    admin(ny, "POST", "/_sim/config", {"fill_delay_s": 0})
+    at(ny, SUNDAY_3AM)
+    assert trading(ny).submit_order(market()).status == OrderStatus.ACCEPTED
+
+
+def test_a_limit_order_out_of_session_is_accepted_then_new_at_the_open(ny: SimServer) -> None:
+    client = trading(ny)
+    at(ny, SUNDAY_3AM)
+    order = client.submit_order(limit())
+    assert order.status == OrderStatus.ACCEPTED
+    at(ny, MONDAY_OPEN)
+    assert client.get_order_by_id(order.id).status == OrderStatus.NEW  # a limit order waits for its price
+
+
+def test_always_open_trades_at_3am_on_a_sunday(ny: SimServer) -> None:
+    """The demo's market: open around the clock, and the clock and calendar say so."""
+    admin(ny, "POST", "/_sim/config", {"always_open": True, "fill_delay_s": 0})
+    at(ny, SUNDAY_3AM)
+    client = trading(ny)
+    clock = client.get_clock()
+    assert clock.is_open is True and clock.next_close == new_york("2026-11-23T00:00")
+    sunday = client.get_calendar(GetCalendarRequest(start=date(2026, 11, 22), end=date(2026, 11, 22)))
+    assert [(d.open.time(), d.close.time()) for d in sunday] == [(dt_time(0, 0), dt_time(23, 59))]
+    assert client.submit_order(market()).status == OrderStatus.FILLED
+
+
+def test_the_clock_only_moves_forward_and_reset_brings_back_the_real_one(ny: SimServer) -> None:
+    at(ny, MONDAY_OPEN)
+    response = requests.post(ny.url + "/_sim/clock", json={"now": SUNDAY_3AM}, timeout=5)
+    assert response.status_code == 422
+    admin(ny, "POST", "/_sim/reset")
+    assert trading(ny).get_clock().timestamp > MONDAY_OPEN
+
+
+@pytest.mark.parametrize(("held", "side", "intent"), [
+    (None, OrderSide.BUY, PositionIntent.BUY_TO_OPEN), ("2", OrderSide.SELL, PositionIntent.SELL_TO_CLOSE),
+    (None, OrderSide.SELL, PositionIntent.SELL_TO_OPEN), ("-2", OrderSide.BUY, PositionIntent.BUY_TO_CLOSE),
+])
+def test_every_order_names_its_position_intent(
+        client: TradingClient, sim: SimServer, held: str | None, side: OrderSide, intent: PositionIntent) -> None:
+    if held:
+        admin(sim, "POST", "/_sim/positions", {"symbol": "SPY", "qty": held})
+    assert client.submit_order(market("SPY", side=side)).position_intent == intent
+
+
+def test_every_order_answer_matches_alpacas_order_schema_in_every_state(ny: SimServer) -> None:
+    """No null where the spec has none (position_intent, filled_qty, ...), whatever the status."""
+    client = trading(ny)
+    at(ny, SUNDAY_3AM)
+    client.submit_order(market("SPY"))  # accepted
+    client.submit_order(MarketOrderRequest(symbol="QQQ", notional=50, side=OrderSide.BUY, time_in_force=TimeInForce.DAY))
+    canceled = client.submit_order(limit("AAPL"))
+    client.cancel_order_by_id(canceled.id)
+    at(ny, MONDAY_OPEN)  # the market orders fill, the limit order is new
+    client.submit_order(limit("MSFT"))
+    rejected = client.submit_order(limit("TSLA"))
+    admin(ny, "POST", f"/_sim/orders/{rejected.id}/reject")
+    answer = raw(ny, "/v2/orders", status="all").json()
+    jsonschema.validate(answer, schemas.ORDERS)
+    assert sorted(o["status"] for o in answer) == ["canceled", "filled", "filled", "new", "rejected"]
+    body = {"symbol": "SPY", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day"}
+    jsonschema.validate(requests.post(ny.url + "/v2/orders", json=body, headers=AUTH, timeout=5).json(), schemas.ORDER)
+
+
+def test_the_order_schema_refuses_a_null_position_intent() -> None:
+    """The schema itself can fail: Alpaca's spec has no null for position_intent."""
+    order = one_order_json()
+    order["position_intent"] = None
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(order, schemas.ORDER)
+
+
+def one_order_json() -> dict[str, Any]:
+    with SimServer(state=open_market()) as server:
+        body = {"symbol": "SPY", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day"}
+        return requests.post(server.url + "/v2/orders", json=body, headers=AUTH, timeout=5).json()
+
+
+# ----------------------------------------------- GET /v2/orders, every parameter
+def orders(client: TradingClient, **params: str) -> list[Order]:
+    """alpaca-py's GetOrdersRequest has no after_order_id / before_order_id / asset_class: the
+    same client's own GET, parsed into its Order model."""
+    return TypeAdapter(list[Order]).validate_python(client.get("/orders", params))
+
+
+def test_get_orders_after_and_before_an_order_id(client: TradingClient) -> None:
+    ids = [str(client.submit_order(limit()).id) for _ in range(5)]
+    assert [str(o.id) for o in orders(client, after_order_id=ids[1], direction="asc")] == ids[2:]
+    assert [str(o.id) for o in orders(client, before_order_id=ids[3])] == ids[2::-1]  # desc by default
+    assert orders(client, after_order_id=ids[4]) == []
+
+
+def test_get_orders_by_asset_class(client: TradingClient) -> None:
+    placed = client.submit_order(limit())
+    assert [o.id for o in orders(client, asset_class="us_equity")] == [placed.id]
+    assert [o.id for o in orders(client, asset_class="crypto,all")] == [placed.id]
+    assert orders(client, asset_class="us_option,crypto") == []
+
+
+def test_get_orders_until_is_exclusive_as_documented(client: TradingClient, sim: SimServer) -> None:
+    placed = client.submit_order(limit())
+    submitted = placed.submitted_at.isoformat()
+    assert orders(client, until=submitted) == []
+    assert [o.id for o in orders(client, after=(placed.submitted_at - timedelta(seconds=1)).isoformat(),
+                                 until=(placed.submitted_at + timedelta(seconds=1)).isoformat())] == [placed.id]
+
+
+@pytest.mark.parametrize("params", [
+    {"after_order_id": str(uuid.UUID(int=1)), "before_order_id": str(uuid.UUID(int=2))},
+    {"after_order_id": str(uuid.UUID(int=1)), "after": "2026-11-23T14:30:00Z"},
+    {"before_order_id": str(uuid.UUID(int=1)), "until": "2026-11-23T14:30:00Z"},
+    {"after_order_id": str(uuid.UUID(int=7))},  # no such order
+    {"asset_class": "bonds"},
+    {"side": "hold"},
+    {"nested": "maybe"},
+    {"page_token": "abc"},  # not a parameter of GET /v2/orders: refused, never ignored
+])
+def test_get_orders_refuses_what_it_cannot_honour_with_422(client: TradingClient, params: dict[str, str]) -> None:
+    client.submit_order(limit())
+    with pytest.raises(APIError) as refused:
+        orders(client, **params)
+    assert refused.value.status_code == 422 and refused.value.code == 40010001
+
+
+# ------------------------------------------------------------- keys and quota
+def test_a_wrong_key_pair_is_api_error_401_through_alpaca_py(sim: SimServer) -> None:
+    stranger = TradingClient("someone-else", SECRET, paper=True, url_override=sim.url)
+    with pytest.raises(APIError) as refused:
+        stranger.submit_order(market())
+    assert refused.value.status_code == 401 and refused.value.code == 40110000
+    assert refused.value.message == "request is not authorized"
+    assert stats(sim)["orders_created"] == 0
+
+
+def test_a_server_told_another_pair_lets_in_only_that_pair() -> None:
+    with SimServer(state=open_market(), key_id="other-id", secret_key="other-secret") as server:
+        assert TradingClient("other-id", "other-secret", paper=True, url_override=server.url).get_clock().is_open
+        with pytest.raises(APIError) as refused:
+            TradingClient(KEY_ID, SECRET, paper=True, url_override=server.url).get_clock()
+        assert refused.value.status_code == 401
+
+
+def quota(response: requests.Response) -> tuple[int, int, int]:
+    return tuple(int(response.headers[name]) for name in schemas.RATE_LIMIT_HEADERS)  # type: ignore[return-value]
+
+
+def test_every_trading_answer_carries_the_rate_limit_headers(sim: SimServer) -> None:
+    body = {"symbol": "SPY", "qty": 1, "side": "buy", "type": "limit", "limit_price": 1, "time_in_force": "day"}
+    answers = [
+        raw(sim, "/v2/account"), raw(sim, "/v2/orders", status="bogus"), raw(sim, "/v2/assets"),
+        requests.post(sim.url + "/v2/orders", json=body, headers=AUTH, timeout=5),
+        requests.get(sim.url + "/v2/account", timeout=5),  # 401
+    ]
+    order_id = answers[3].json()["id"]
+    answers.append(requests.delete(f"{sim.url}/v2/orders/{order_id}", headers=AUTH, timeout=5))  # 204
+    admin(sim, "POST", "/_sim/fault", {"mode": "503"})
+    answers.append(raw(sim, "/v2/clock"))
+    assert [r.status_code for r in answers] == [200, 422, 404, 200, 401, 204, 503]
+    for response in answers:
+        limit_, remaining, reset = quota(response)
+        assert limit_ == 1_000_000 and 0 <= remaining < limit_ and reset > 1_700_000_000
+
+
+def test_past_the_quota_alpaca_answers_429_with_the_reset_and_no_retry_after() -> None:
+    with SimServer(state=open_market(rate_limit=5)) as limited:
+        seen = [raw(limited, "/v2/account") for _ in range(5)]
+        assert [quota(r)[1] for r in seen] == [4, 3, 2, 1, 0]
+        assert requests.get(limited.url + "/v2/account", timeout=5).status_code == 401  # not counted
+        admin(limited, "GET", "/_sim/stats")  # nor are admin calls
+        refused = raw(limited, "/v2/account")
+        assert refused.status_code == 429 and refused.json() == {"code": 42910000, "message": "rate limit exceeded"}
+        assert "Retry-After" not in refused.headers
+        assert quota(refused) == (5, 0, quota(seen[0])[2])  # the same window, the same reset
+        with pytest.raises(APIError) as through_alpaca_py:
+            trading(limited).get_account()
+        assert through_alpaca_py.value.status_code == 429
+        assert limited.state.stats()["orders_created"] == 0
+
+
+def test_an_injected_429_can_leave_out_retry_after(sim: SimServer) -> None:
+    admin(sim, "POST", "/_sim/fault", {"mode": "429", "retry_after": None})
+    response = raw(sim, "/v2/account")
+    assert response.status_code == 429 and "Retry-After" not in response.headers
+    assert quota(response)[1] == 0 and quota(response)[2] >= int(time.time())
+
+
+def test_the_gateway_waits_until_x_ratelimit_reset_when_retry_after_is_absent(client: TradingClient,
+                                                                              sim: SimServer) -> None:
+    admin(sim, "POST", "/_sim/fault", {"mode": "429", "retry_after": None})
+    with pytest.raises(APIError) as limited:
+        client.get_account()
+    reset = int(limited.value.response.headers["X-RateLimit-Reset"])
+    assert _retry_after(limited.value, now=lambda: reset - 7.0) == 7.0
+    assert _retry_after(limited.value, now=lambda: reset + 3.0) == 0.0  # already past: no wait
+    admin(sim, "POST", "/_sim/fault", {"mode": "429", "retry_after": 4})
+    with pytest.raises(APIError) as told:
+        client.get_account()
+    assert _retry_after(told.value, now=lambda: 0.0) == 4.0  # Retry-After, when sent, wins

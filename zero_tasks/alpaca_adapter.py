@@ -75,13 +75,19 @@ def _message(exc: APIError) -> str:
         return str(exc)[:200]
 
 
-def _retry_after(exc: APIError) -> float | None:
+def _retry_after(exc: APIError, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds the broker asks us to wait: Retry-After, else until X-RateLimit-Reset (unix
+    seconds), which is all Alpaca sends on a 429. None when it says neither (or nonsense)."""
     response = exc.response
-    value = response.headers.get("Retry-After") if response is not None else None
+    headers = response.headers if response is not None else {}
     try:
-        return float(value) if value else None
+        if headers.get("Retry-After"):
+            return float(headers["Retry-After"])
+        if headers.get("X-RateLimit-Reset"):
+            return max(0.0, float(headers["X-RateLimit-Reset"]) - now())
     except ValueError:
         return None
+    return None
 
 
 def _classified(call: Callable[[], T]) -> T:
