@@ -236,6 +236,9 @@ class _Handler(BaseHTTPRequestHandler):
             if rule.mode == "drop":
                 self._drop()
                 return
+            if rule.mode == "echo_headers":
+                self._send(self._echo_headers())
+                return
             if rule.mode != "slow":
                 self._send(_with_quota(fault_reply(rule), rule, state))
                 return
@@ -252,6 +255,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply)
 
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _handle
+
+    def _echo_headers(self) -> Reply:
+        quoted = {name.lower(): value for name, value in self.headers.items() if name.lower().startswith("apca-")}
+        return error_reply(502, 50210000, f"bad gateway, request was {json.dumps(quoted)}; "
+                                          f"secret {self.headers.get('APCA-API-SECRET-KEY', '')}")
 
     def _safe(self, routes: list[Route], method: str, path: str, query: dict[str, str], raw: bytes) -> Reply:
         try:

@@ -51,7 +51,9 @@ OPEN_STATUSES = frozenset(
         "held",
     }
 )
-PRE_FAULTS = frozenset({"500", "503", "429", "403", "slow", "drop"})
+# "echo_headers": a 502 whose message quotes the request's key headers, as a misbehaving
+# proxy might: for the tests that prove no secret leaves the gateway.
+PRE_FAULTS = frozenset({"500", "503", "429", "403", "slow", "drop", "echo_headers"})
 POST_FAULTS = frozenset({"accept_then_drop", "accept_then_500", "accept_then_slow"})
 FAULT_MODES = PRE_FAULTS | POST_FAULTS
 MAX_CLIENT_ORDER_ID = 128

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from zero_tasks import keys, metrics
 from zero_tasks.audit_health import FAILURE_PREFIX, audit_check
 from zero_tasks.outbox import AUDIT_STREAM
+from zero_tasks.secrets import scrub
 from zero_tasks.veto import parse_market_state
 
 from .metrics import queue_depths  # the same LLEN the metrics use
@@ -82,7 +83,7 @@ async def _broker(src: HealthSources) -> dict[str, Any]:
         detail = await asyncio.wait_for(asyncio.to_thread(src.broker_probe), CHECK_TIMEOUT_S + 5)
         result = _check(True, detail, started)
     except Exception as exc:  # noqa: BLE001
-        result = _check(False, f"unreachable: {type(exc).__name__}: {str(exc)[:120]}", started)
+        result = _check(False, f"unreachable: {type(exc).__name__}: {scrub(str(exc))[:120]}", started)
     src._broker_cache = (now, result)
     return result
 
@@ -161,4 +162,6 @@ async def health(src: HealthSources) -> tuple[int, dict[str, Any]]:
 
 
 def render(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, default=str).encode()
+    """Scrubbed as a whole: a check's detail, the breaker's reason and the bridge's stats
+    all come from text the gateway did not write itself."""
+    return scrub(json.dumps(body, default=str)).encode()

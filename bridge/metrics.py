@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from zero_tasks import metrics
+from zero_tasks.secrets import scrub
 
 QUEUES = ("zero_execution", "zero_audit")
 
@@ -37,7 +38,7 @@ class Snapshot(Collector):
         submitted = 0.0
         for key, count in self.stored.get(metrics.DECISIONS, {}).items():
             status, _, reason = key.partition("|")
-            decisions.add_metric([status, reason], float(count))
+            decisions.add_metric([scrub(status), scrub(reason)], float(count))  # stored by any worker
             submitted += float(count) if status == "SUBMITTED" else 0.0
         yield decisions
         yield CounterMetricFamily("zero_orders_submitted", "Orders the broker accepted", value=submitted)
@@ -54,7 +55,7 @@ class Snapshot(Collector):
                                        labels=["call"])
         for call in calls:
             buckets, total, _ = metrics.histogram(broker_raw, call)
-            broker.add_metric([call], buckets, total)
+            broker.add_metric([scrub(call)], buckets, total)
         yield broker
 
     def _gauges(self) -> Iterator[Any]:

@@ -8,9 +8,11 @@ bridge and Flower (basic auth, loopback). Prints where everything is; Ctrl-C sto
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,28 +27,72 @@ BIN = Path(sys.executable).parent
 
 
 def ensure_redis(env: dict[str, str], children: list[subprocess.Popen]) -> None:
+    """A Redis with a password, always. REDIS_PASSWORD set: the Redis at REDIS_HOST:REDIS_PORT
+    if it requires that password. Otherwise (unset: a password is generated) a private
+    redis-server with --requirepass, on REDIS_PORT or, when another Redis holds that port
+    (one without a password accepts any AUTH, so it is never used), on a free one."""
     host, port = env["REDIS_HOST"], int(env["REDIS_PORT"])
-    try:
-        redis.Redis(host=host, port=port, socket_connect_timeout=1).ping()
-        print(f"  redis      {host}:{port} (already running)")
+    given = env.get("REDIS_PASSWORD") or ""
+    password = given or secrets.token_urlsafe(18)
+    answer = _ping(host, port, password)
+    if answer == "ok" and given:
+        print(f"  redis      {host}:{port} (already running, password from REDIS_PASSWORD)")
         return
-    except redis.RedisError:
-        pass
+    if given and answer not in ("down", "open"):
+        sys.exit(f"The Redis at {host}:{port} refuses REDIS_PASSWORD ({answer}). Set the right one, or unset it "
+                 "and `make run` starts a private redis-server with a generated password.")
     binary = shutil.which("redis-server")
     if binary is None or host not in ("127.0.0.1", "localhost"):
         sys.exit(f"No Redis answers at {host}:{port}. Start one (Debian: `apt-get install redis-server`, "
                  "then `redis-server --daemonize yes`) or set REDIS_HOST/REDIS_PORT, and run `make run` again.")
+    if answer != "down":  # another Redis (no password, or another one) has the port
+        port = _free_port()
+        env["REDIS_PORT"] = str(port)
+    env["REDIS_PASSWORD"] = password
     log = open(VAR / "redis.log", "ab")
-    children.append(subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(VAR)], stdout=log, stderr=log))
+    # The configuration on stdin (`redis-server -`): the password is not on a command line `ps` shows.
+    server = subprocess.Popen([binary, "-"], stdin=subprocess.PIPE, stdout=log, stderr=log)
+    quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+    assert server.stdin is not None
+    server.stdin.write((f'port {port}\nbind 127.0.0.1\nsave ""\nappendonly no\ndir "{VAR}"\n'
+                        f'requirepass "{quoted}"\n').encode())
+    server.stdin.close()
+    children.append(server)
     for _ in range(50):
-        try:
-            redis.Redis(host=host, port=port).ping()
-            print(f"  redis      {host}:{port} (private redis-server started, pid {children[-1].pid})")
+        if _ping(host, port, password) == "ok":
+            print(f"  redis      {host}:{port} (private redis-server started, pid {server.pid}, password {password})")
             return
-        except redis.RedisError:
-            time.sleep(0.1)
+        time.sleep(0.1)
     sys.exit("redis-server did not start; see var/redis.log")
+
+
+def _ping(host: str, port: int, password: str) -> str:
+    """'ok' (it requires this password), 'open' (it requires none), 'down' (nothing
+    listens), or why the Redis there refused us."""
+    try:
+        redis.Redis(host=host, port=port, socket_connect_timeout=1).ping()
+        return "open"
+    except redis.AuthenticationError:
+        pass  # a password is required: is it ours?
+    except redis.ConnectionError:
+        return "down"
+    except redis.RedisError as exc:
+        return type(exc).__name__
+    try:
+        redis.Redis(host=host, port=port, password=password, socket_connect_timeout=1).ping()
+        return "ok"
+    except redis.AuthenticationError as exc:
+        return f"authentication: {type(exc).__name__}"
+    except redis.ConnectionError:
+        return "down"
+    except redis.RedisError as exc:
+        return type(exc).__name__
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def migrate(env: dict[str, str]) -> None:
@@ -128,18 +174,25 @@ def main() -> None:
                 child.kill()
 
 
-OPS_VARS = ("ALPACA_PAPER", "ALPACA_BASE_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB", "DATABASE_URL",
+OPS_VARS = ("ALPACA_PAPER", "ALPACA_BASE_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD", "DATABASE_URL",
             "EXECUTION_API_PORT")
 
 
 def write_ops_env(env: dict[str, str]) -> None:
     """What `zero-ops` needs to reach this stack. Simulator keys only: real keys stay in the shell."""
-    lines = [f"{name}={env[name]}" for name in OPS_VARS if env.get(name)]
+    lines = [f"{name}={_dotenv(env[name])}" for name in OPS_VARS if env.get(name)]
     if env.get("ALPACA_API_KEY") == "simulator":
         lines += ["ALPACA_API_KEY=simulator", "ALPACA_SECRET_KEY=simulator"]
     path = VAR / "devstack.env"
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
+
+
+def _dotenv(value: str) -> str:
+    """A value as the env-file reader takes it back unchanged (a Redis password may hold anything)."""
+    if re.fullmatch(r"[\w@%+=:,./-]*", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def wait_healthy(url: str, children: list[subprocess.Popen]) -> dict:

@@ -64,3 +64,17 @@ def test_redis_defaults_follow_the_seed() -> None:
     settings = load_settings(**SAFE)
     assert (settings.redis_host, settings.redis_port, settings.execution_api_port) == ("redis", 6379, 8003)
     assert settings.broker_url == "redis://redis:6379/0"
+
+
+@pytest.mark.parametrize("password", ["p@ss/w:rd%41", "a b#c?d&e", "%40", "plain-password"])
+def test_redis_password_is_url_encoded_into_the_redis_and_broker_urls(password: str) -> None:
+    from redis.connection import parse_url
+
+    settings = load_settings(**(SAFE | {"redis_password": password, "redis_host": "h", "redis_port": 7}))
+    for url in (settings.redis_url, settings.broker_url):
+        parsed = parse_url(url)
+        assert (parsed["password"], parsed["host"], parsed["port"], parsed["db"]) == (password, "h", 7, 0)
+
+
+def test_no_redis_password_means_no_auth_in_the_url() -> None:
+    assert load_settings(**(SAFE | {"redis_password": ""})).redis_url == "redis://redis:6379/0"

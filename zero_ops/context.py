@@ -16,6 +16,7 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from zero_tasks import secrets as secret_values
 from zero_tasks.audit import make_engine
 from zero_tasks.settings import ALPACA_PAPER_HOST, ConfigError, Settings, load_settings
 
@@ -137,27 +138,8 @@ def describe_db_error(exc: Exception) -> str:
     return f"{type(orig or exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-def secrets_of(settings: Settings | None) -> list[str]:
-    """Every credential the settings hold, for scrubbing."""
-    if settings is None:
-        return []
-    values = [settings.alpaca_api_key.get_secret_value(), settings.alpaca_secret_key.get_secret_value()]
-    if settings.redis_password:
-        values.append(settings.redis_password.get_secret_value())
-    if settings.celery_broker_url:
-        values.append(make_url_password(settings.celery_broker_url.get_secret_value()))
-    values.append(make_url_password(settings.database_url.get_secret_value()))
-    return [v for v in values if v and len(v) >= 3]
-
-
-def make_url_password(url: str) -> str:
-    try:
-        return urlsplit(url).password or ""
-    except ValueError:
-        return ""
-
-
 def scrub(text: str, settings: Settings | None) -> str:
-    for secret in secrets_of(settings):
-        text = text.replace(secret, "***")
-    return text
+    """Every configured secret out of `text` (zero_tasks.secrets: by value, every spelling)."""
+    if settings is None:
+        return secret_values.scrub(text)
+    return secret_values.Scrubber(secret_values.secrets_of(settings)).scrub(text)

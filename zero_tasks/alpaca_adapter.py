@@ -22,6 +22,7 @@ from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 
 from .broker_http import BrokerSession
 from .risk import BrokerRateLimit
+from .secrets import scrub
 from .settings import ORDER_QTY, Settings
 
 T = TypeVar("T")
@@ -70,9 +71,9 @@ def make_trading_client(settings: Settings) -> TradingClient:
 
 def _message(exc: APIError) -> str:
     try:
-        return str(exc.message)[:200]
+        return scrub(str(exc.message))[:200]  # an error body may quote a key: scrubbed before the cut
     except Exception:  # noqa: BLE001 - the body was not Alpaca's JSON
-        return str(exc)[:200]
+        return scrub(str(exc))[:200]
 
 
 def _retry_after(exc: APIError, now: Callable[[], float] = time.time) -> float | None:

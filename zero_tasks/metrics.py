@@ -21,6 +21,7 @@ from typing import Any, Iterable
 import redis
 
 from .record import DecisionRecord
+from .secrets import scrub
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ LATENCY_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10
 
 
 def reason_code(reason: str) -> str:
-    return reason.split(":", 1)[0].strip()[:40]
+    """The label: the reason's stable code, scrubbed before it is cut."""
+    return scrub(reason.split(":", 1)[0].strip())[:40]
 
 
 class _Tally:

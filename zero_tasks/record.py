@@ -14,6 +14,7 @@ from typing import Any
 
 from .contract import TradeUpdate
 from .decision import Status, Verdict
+from .secrets import scrub
 
 decision_log = logging.getLogger("zero_tasks.decision")
 
@@ -36,6 +37,15 @@ class DecisionRecord:
     client_order_id: str | None = None
     submitted_at: datetime | None = None
     payload: dict[str, Any] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        """The reason and `why` may quote a broker's or a library's error text: no
+        configured secret survives into the audit row, the event or the decision log,
+        whoever built the record."""
+        reason, why = scrub(self.reason), [scrub(line) for line in self.why]
+        if reason != self.reason or why != self.why:
+            object.__setattr__(self, "reason", reason)
+            object.__setattr__(self, "why", why)
 
     @property
     def latency_ms(self) -> float:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import redis
 
 from . import keys
+from .secrets import scrub
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -144,4 +145,4 @@ class CircuitBreaker:
 
 def alert(r: redis.Redis, kind: str, **detail: object) -> None:
     """Operational events (not decisions) go to the gateway's own alert channel."""
-    r.publish(keys.ALERT_CHANNEL, json.dumps({"type": kind, **detail}, default=str))
+    r.publish(keys.ALERT_CHANNEL, scrub(json.dumps({"type": kind, **detail}, default=str)))

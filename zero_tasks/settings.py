@@ -8,12 +8,15 @@ probability >= 0.90, GREEN market state no older than 300 s, signals no older th
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 from functools import lru_cache
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from . import secrets
 
 ALPACA_PAPER_HOST = "paper-api.alpaca.markets"
 
@@ -58,6 +61,31 @@ def check_base_url(url: str) -> str:
         f"ALPACA_BASE_URL host {host!r} is neither loopback nor {ALPACA_PAPER_HOST}: "
         "this gateway only ever talks to a local simulator or Alpaca paper"
     )
+
+
+# Alpaca key ids and secrets are ASCII letters and digits; '-' and '_' are allowed too.
+# Anything else (a copy-pasted newline, a space, a control or non-ASCII character) would
+# break the HTTP header it is sent in, and the HTTP stack's error would quote the value.
+_KEY_CHARS = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def key_problem(value: str) -> str | None:
+    """What is wrong with an Alpaca key, said without showing any of it; None when fine."""
+    if _KEY_CHARS.fullmatch(value):
+        return None
+    at, char = next((i, c) for i, c in enumerate(value) if not _KEY_CHARS.fullmatch(c))
+    if char in "\r\n":
+        kind = "a line break"
+    elif char.isspace():
+        kind = "whitespace"
+    elif not char.isascii():
+        kind = "a non-ASCII character"
+    elif not char.isprintable():
+        kind = "a control character"
+    else:
+        kind = "a punctuation character"
+    where = "at its end (a copy-paste?)" if at == len(value) - 1 else f"at position {at + 1} of {len(value)}"
+    return f"has {kind} {where}; only ASCII letters, digits, '-' and '_' are allowed (value not shown)"
 
 
 def _is_loopback_ip(host: str) -> bool:
@@ -132,6 +160,14 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("alpaca_api_key", "alpaca_secret_key")
+    @classmethod
+    def _key_charset(cls, value: SecretStr) -> SecretStr:
+        problem = key_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("alpaca_base_url")
     @classmethod
     def _base_url_is_paper(cls, value: str | None) -> str | None:
@@ -184,7 +220,9 @@ class Settings(BaseSettings):
 
     @property
     def redis_url(self) -> str:
-        auth = f":{self.redis_password.get_secret_value()}@" if self.redis_password else ""
+        """REDIS_PASSWORD URL-encoded: `@`, `/`, `:` or `%` in it must not change the URL."""
+        password = self.redis_password.get_secret_value() if self.redis_password else ""
+        auth = f":{quote(password, safe='')}@" if password else ""
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
     @property
@@ -226,6 +264,7 @@ def load_settings(**overrides: object) -> Settings:
             lines.append(f"  {field}: {err['msg'].removeprefix('Value error, ')}")
         raise ConfigError("refusing to start, unsafe configuration:\n" + "\n".join(lines)) from None
     settings.require_keys()
+    secrets.install(settings)  # from now on every scrub knows these values
     return settings
 
 

@@ -96,13 +96,16 @@ class Proc:
 
 
 class PrivateRedis:
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, password: str | None = None) -> None:
         self.port = free_port()
+        self.password = password  # --requirepass: every client must AUTH with it
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is needed for the end-to-end tests (apt-get install redis-server)")
         self.proc = Proc(f"redis-{self.port}", [binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                                               "--save", "", "--appendonly", "no"], dict(os.environ), log_dir)
+                                               "--save", "", "--appendonly", "no",
+                                               *(["--requirepass", password] if password else [])],
+                         dict(os.environ), log_dir)
 
     def start(self) -> "PrivateRedis":
         self.proc.start()
@@ -110,7 +113,7 @@ class PrivateRedis:
         return self
 
     def client(self, db: int = 0) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=5)
+        return redis.Redis(host="127.0.0.1", port=self.port, db=db, password=self.password, socket_timeout=5)
 
     def clean_db(self, db: int) -> Iterator[redis.Redis]:
         """For a fixture: a client of database `db`, empty before the test and after it."""
