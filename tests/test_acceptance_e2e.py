@@ -10,9 +10,9 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
-from tests.support.gateway import Gateway, collect, market, opportunity, quiet, ranking
+from tests.support.gateway import Gateway, collect, market, now_iso, opportunity, quiet, ranking
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.guarantee]
 
 
 @pytest.mark.parametrize("kill_switch", [None, "false", "TRUE", "garbage"])
@@ -43,6 +43,7 @@ def test_same_ranking_published_five_times_with_two_workers_gives_one_order(gw: 
     events = gw.decide(*[rank] * 5)
     statuses = sorted(e["status"] for e in events)
     assert statuses == ["SKIPPED"] * 4 + ["SUBMITTED"]
+    assert [e["why"][0].split(":")[0] for e in events if e["status"] == "SKIPPED"] == ["duplicate"] * 4
     assert len(gw.orders()) == 1
     assert len(gw.wait_rows(5)) == 5
     assert {e["execution_id"] for e in events} == {events[0]["execution_id"]}
@@ -151,9 +152,22 @@ def test_kill_switch_turned_off_between_broker_retries_stops_the_order(gw: Gatew
     assert gw.r.get("key:execution_seen:" + event["execution_id"]) is None  # no order: the id is given back
 
 
-def test_kill_switch_turned_off_while_the_broker_is_slow_to_answer_row_9_stops_the_order(gw: Gateway) -> None:
+@pytest.mark.parametrize("turn, reason", [
+    (("key:execution_enabled", "false"), "execution disabled: at submit"),
+    (("key:market_state", market("RED")), "market state: at submit"),
+    (("key:stand_down_reason", json.dumps({"reason": "FOMC", "scope": "GLOBAL", "expires_at": now_iso(86400)})),
+     "stand-down: at submit"),
+    (("key:stand_down_reason", json.dumps({"reason": "halt", "scope": "TICKER", "ticker": "KSS"})),
+     "stand-down: at submit"),
+    (("key:execution_blocklist:KSS", json.dumps({"until": now_iso(86400), "reason": "earnings"})),
+     "blocklist: at submit"),
+    (("key:execution_breaker", json.dumps({"since": now_iso(), "reason": "operator"})), "circuit open: at submit"),
+], ids=["kill_switch_off", "market_red", "stand_down_global", "stand_down_ticker", "blocklist", "breaker"])
+def test_veto_turning_while_the_broker_is_slow_to_answer_row_9_stops_the_order(
+        gw: Gateway, turn: tuple[str, str], reason: str) -> None:
     """The re-read before submit is asked early (while row 9's reads travel), but a slow
-    broker makes it stale: it is read again, and the switch turned off meanwhile holds."""
+    broker makes it stale: it is read again, and the kill switch turned off, or the market
+    turned RED, meanwhile holds."""
     from tests.support.procs import wait_for
 
     gw.green()
@@ -164,10 +178,12 @@ def test_kill_switch_turned_off_while_the_broker_is_slow_to_answer_row_9_stops_t
     pubsub = gw.subscribe()
     gw.publish(ranking(opportunity("KSS")))
     wait_for(lambda: open_orders() > before, 30, "row 9's open-orders read at the broker")
-    gw.r.set("key:execution_enabled", "false")
+    gw.r.set(*turn)
     (event,) = collect(pubsub, 1, 30, gw)
-    assert event["status"] == "BLOCKED" and event["why"][0].startswith("execution disabled: at submit")
+    assert event["status"] == "BLOCKED" and event["why"][0].startswith(reason)
     assert gw.order_posts() == 0 and gw.orders() == []
+    assert gw.r.get("key:execution_seen:" + event["execution_id"]) is None  # reservations given back
+    assert gw.r.get("key:execution_cooldown:KSS") is None
 
 
 def test_the_bridge_decides_what_the_veto_refuses_without_the_queue(gw: Gateway) -> None:

@@ -8,10 +8,12 @@ BrokerTransient (retry) or BrokerRejected (final 4xx).
 
 from __future__ import annotations
 
+import re
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, ContextManager, TypeVar
+from urllib.parse import quote
 
 import requests
 from alpaca.common.exceptions import APIError
@@ -21,6 +23,7 @@ from alpaca.trading.models import Order
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 
 from .broker_http import BrokerSession
+from .contract import TICKER_PATTERN
 from .risk import BrokerRateLimit
 from .secrets import scrub
 from .settings import ORDER_QTY, Settings
@@ -55,6 +58,14 @@ class PlacedOrder:
 
 
 PAPER_URL = "https://paper-api.alpaca.markets"
+
+
+def url_symbol(ticker: str) -> str:
+    """The symbol as it goes into a URL path (alpaca-py puts it there as given): only a US
+    equity symbol, escaped. Intake already refuses anything else; this is the last line."""
+    if not re.fullmatch(TICKER_PATTERN, ticker):
+        raise ValueError(f"not a US equity symbol: {ticker[:20]!r}")
+    return quote(ticker, safe="")
 
 
 def make_trading_client(settings: Settings) -> TradingClient:
@@ -179,8 +190,9 @@ class AlpacaBroker:
 
     def _open_position(self, ticker: str) -> Any:
         """The open position, or None when the broker has none (404)."""
+        symbol = url_symbol(ticker)
         try:
-            return self._timed("position", lambda: self._client.get_open_position(ticker))
+            return self._timed("position", lambda: self._client.get_open_position(symbol))
         except BrokerRejected as exc:
             if exc.status != 404:
                 raise

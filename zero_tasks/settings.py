@@ -27,6 +27,7 @@ HARD_MARKET_STATE_MAX_AGE_S = 300.0
 HARD_SIGNAL_MAX_AGE_S = 120.0
 ORDER_QTY = 1  # one share, always: there is nothing smaller to tighten to.
 HARD_MAX_ORDERS_PER_DAY = 10
+MIN_SIGNING_KEY_LENGTH = 32
 HARD_BROKER_REQUESTS_PER_MIN = 120  # Alpaca allows 200/min; keep well under it
 
 
@@ -116,6 +117,9 @@ class Settings(BaseSettings):
     # A message on the queue this long without a decision is queued again by a bridge
     # (in_flight.py): it must outlast the visibility timeout and the longest retry chain.
     handover_rescue_after_s: int = Field(default=600, ge=5, le=86400)
+    # Seals every task the bridge and the worker queue (task_auth.py): a task without a
+    # valid seal is refused, whoever wrote it onto the queue. Bridges and workers only.
+    task_signing_key: SecretStr = SecretStr("")
 
     # Redis: the contract's keys and channels, and the default Celery broker.
     redis_host: str = "redis"
@@ -244,6 +248,15 @@ class Settings(BaseSettings):
     def cooldown_seconds(self) -> int:
         return self.cooldown_minutes * 60
 
+    def require_signing_key(self) -> None:
+        """Bridges and workers seal and open tasks (task_auth.py); the operator's CLI does not."""
+        if len(self.task_signing_key.get_secret_value()) < MIN_SIGNING_KEY_LENGTH:
+            raise ConfigError(
+                f"refusing to start: TASK_SIGNING_KEY must be set to a random secret of at least "
+                f"{MIN_SIGNING_KEY_LENGTH} characters, the same for every bridge and worker "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+
     def require_keys(self) -> None:
         """Both processes need keys; the simulator accepts any non-empty pair."""
         if not self.alpaca_api_key.get_secret_value() or not self.alpaca_secret_key.get_secret_value():
@@ -276,7 +289,9 @@ def get_settings() -> Settings:
 def settings_or_exit() -> Settings:
     """The start-up guard of both processes: unsafe configuration is a clear exit 2."""
     try:
-        return get_settings()
+        settings = get_settings()
+        settings.require_signing_key()
+        return settings
     except ConfigError as exc:
         print(exc.message, file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -22,6 +22,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 CELERY = str(Path(PYTHON).with_name("celery"))
+TEST_SIGNING_KEY = "test-task-signing-key-0123456789abcdef"  # bridges and workers of the tests
 
 
 def free_port() -> int:
@@ -130,6 +131,7 @@ def base_env(redis_port: int, sim_url: str, database_url: str, api_port: int, **
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPACA_", "REDIS_", "CELERY_"))}
     env.update({
         "ALPACA_PAPER": "true", "ALPACA_API_KEY": "test-key-id", "ALPACA_SECRET_KEY": "test-secret-value",
+        "TASK_SIGNING_KEY": TEST_SIGNING_KEY,
         "ALPACA_BASE_URL": sim_url, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port), "REDIS_DB": "0",
         "DATABASE_URL": database_url, "EXECUTION_API_PORT": str(api_port), "EXECUTION_API_HOST": "127.0.0.1",
         "BROKER_MAX_RETRIES": "2", "BROKER_RETRY_BACKOFF_MAX_S": "1", "BROKER_TIMEOUT_S": "1.5",
