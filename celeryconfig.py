@@ -4,6 +4,8 @@ Read by `zero_tasks.celery_app` through `config_from_object`. The broker URL com
 the one validated settings object, so the paper-only guard runs before any worker starts.
 """
 
+from kombu import Exchange, Queue
+
 from zero_tasks.settings import settings_or_exit
 
 _settings = settings_or_exit()
@@ -13,8 +15,10 @@ broker_connection_retry_on_startup = True
 broker_connection_max_retries = None  # keep trying: the worker must come back by itself
 broker_transport_options = {
     # An unacked task (its worker died) is redelivered after this. It exceeds the task time
-    # limit plus the longest retry countdown (checked by Settings), so a task that is still
-    # running or waiting to retry is never handed to a second worker.
+    # limit plus the longest retry countdown (checked by Settings), and no task is ever sent
+    # with a countdown longer than half of what is left (a longer wait is a chain of short
+    # hops, zero_tasks/delayed.py), so a task that is still running or waiting to run is
+    # not handed to a second worker; the step guard makes a copy that comes anyway a no-op.
     "visibility_timeout": _settings.visibility_timeout_s,
     # Sweep for abandoned messages every 2 s instead of kombu's default ~100 s, so recovery
     # after a SIGKILLed worker is visibility_timeout + 2 s.
@@ -31,6 +35,10 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 task_acks_on_failure_or_timeout = False  # a task that failed (Redis away while recording) runs again
 worker_prefetch_multiplier = 1  # a dead worker holds at most one unacked message per process
+# A pool process warms its runtime before it reports up (zero_tasks/runtime.py warm: each step
+# bounded by its own timeout, the broker's at most 30 s); Celery's 4 s would kill it when a
+# dependency is slow to answer at start.
+worker_proc_alive_timeout = 60.0
 worker_cancel_long_running_tasks_on_connection_loss = False
 
 task_time_limit = _settings.task_time_limit_s  # a hung task is killed, never left holding the line
@@ -42,6 +50,12 @@ task_ignore_result = True  # decisions live in execution_log and chan:trade_upda
 result_backend = None
 
 task_default_queue = "zero_execution"
+# Every queue the gateway uses, declared: `celery -A zero_tasks worker` with no -Q consumes
+# them all (decisions and orders; audit, follow-ups, hops and the reconcile), and
+# `-Q zero_execution` / `-Q zero_audit` split them between workers. Declared exactly as
+# Celery would make them on the fly (direct exchange and routing key of the queue's name).
+task_queues = tuple(Queue(name, Exchange(name, type="direct"), routing_key=name)
+                    for name in ("zero_execution", "zero_audit"))
 task_routes = {
     "zero.decide": {"queue": "zero_execution"},
     "zero.place_order": {"queue": "zero_execution"},
@@ -50,7 +64,8 @@ task_routes = {
     "zero.reconcile": {"queue": "zero_audit"},
 }
 
-# Celery beat (run one: `celery -A zero_tasks worker -B` or `celery -A zero_tasks beat`).
+# Celery beat (run one: `celery -A zero_tasks worker -B` or `celery -A zero_tasks beat`). A
+# second beat started by mistake costs nothing: each run claims its period in Redis first.
 beat_schedule = {
     "reconcile-last-24h": {"task": "zero.reconcile", "schedule": float(_settings.reconcile_every_s),
                            "kwargs": {"hours": 24.0}},

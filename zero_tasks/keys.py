@@ -26,6 +26,8 @@ BREAKER_FAILURES_KEY = "key:execution_breaker_failures"  # consecutive broker fa
 BLOCKLIST_PREFIX = "key:execution_blocklist:"  # + ticker; operator's block with expiry (JSON)
 IN_FLIGHT_KEY = "key:execution_in_flight"  # sorted set: message_id -> last hand-over to the queue (ms)
 IN_FLIGHT_TASKS_KEY = "key:execution_in_flight_tasks"  # hash: message_id -> its decide task (JSON)
+STEP_PREFIX = "key:execution_step:"  # + task id; a delayed task's step claimed (delayed.py)
+PERIOD_PREFIX = "key:execution_period:"  # + job:period number; a periodic job's run claimed
 ALERT_CHANNEL = "chan:execution_alert"  # gateway-owned: breaker opened/closed, reconcile findings
 
 CLAIM_TTL_SECONDS = 24 * 3600

@@ -1,16 +1,20 @@
 """Per-process resources (settings, Redis, locks, broker, audit engine), made after fork.
 
 Celery's prefork pool forks worker processes; sockets and connection pools must not
-cross a fork, so the runtime is built lazily in the process that uses it.
+cross a fork, so the runtime is built in the process that uses it: by `warm` when the
+process starts (celery_app.py), or lazily by the first message if warming failed.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Callable
 
 import redis
-from sqlalchemy import Engine
+from redis.commands.core import Script
+from sqlalchemy import Engine, text
 
 from .alpaca_adapter import AlpacaBroker, make_trading_client
 from .audit import ensure_schema, make_engine
@@ -19,6 +23,8 @@ from .risk import BrokerRateLimit, CircuitBreaker, DailyCap
 from .settings import Settings, settings_or_exit
 from .prejudge import limits_of
 from .veto import Limits
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,3 +74,50 @@ def ensure_audit_schema(rt: Runtime) -> None:
     if not _schema_ready:
         ensure_schema(rt.engine)
         _schema_ready = True
+
+
+def _scripts(rt: Runtime) -> list[Script]:
+    """The Lua scripts the runtime's parts registered (redis-py loads one at its first call)."""
+    parts = [getattr(rt, f.name) for f in fields(rt)]
+    return [v for part in parts if hasattr(part, "__dict__") for v in vars(part).values() if isinstance(v, Script)]
+
+
+def _load_scripts(rt: Runtime) -> None:
+    for script in _scripts(rt):
+        rt.redis.script_load(script.script)
+
+
+def _open_database(rt: Runtime) -> None:
+    ensure_audit_schema(rt)
+    with rt.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+WARM_STEPS: tuple[tuple[str, Callable[[Runtime], object]], ...] = (
+    ("redis", lambda rt: rt.redis.ping()),
+    ("lua scripts", _load_scripts),
+    ("database", _open_database),
+    ("broker", lambda rt: rt.broker.probe()),  # GET /v2/account: connection, TLS, alpaca-py
+)
+
+
+def warm() -> list[str]:
+    """Make now what the first message would otherwise make: the runtime, its connections
+    to Redis, the database and the broker, the schema check and the Lua scripts. Never
+    raises: a step that fails is logged and named in the result, and the first message
+    builds it the usual lazy way, failing closed as it always does."""
+    try:
+        rt = get_runtime()
+    except Exception as exc:  # noqa: BLE001 - a bad configuration exits before this (celeryconfig)
+        log.warning("warm-up: runtime not built (%s); the first message builds it", type(exc).__name__)
+        return ["runtime"]
+    failed = []
+    for name, step in WARM_STEPS:
+        try:
+            step(rt)
+        except Exception as exc:  # noqa: BLE001 - the lazy path retries it and fails closed
+            # the type only: a driver's message may carry a URL
+            log.warning("warm-up: %s not ready (%s); the first message tries again", name, type(exc).__name__)
+            failed.append(name)
+    log.info("pool process %d warm%s", os.getpid(), f" except {', '.join(failed)}" if failed else "")
+    return failed
