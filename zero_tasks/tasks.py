@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from celery import Task
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,21 +27,30 @@ from . import reconcile_job
 from .alpaca_adapter import BrokerRejected, BrokerTransient
 from .audit import update_order_status
 from .decision import Status
+from .delayed import StepVerdict
+from .delayed_send import claim_period, send_later, step_guard
 from .follow_up import FOLLOW_FIRST_S, FOLLOW_MAX_TRIES, TERMINAL, follow_up_delay
 from .celery_app import app
 from .intake import Signal
-from .pipeline import Message, OrderTicket, evaluate, exhausted, place, rate_limited, signal_of, unexpected, utcnow
+from .pipeline import (Message, OrderTicket, evaluate, exhausted, foreign_reservations, forged_record, place,
+                       rate_limited, signal_of, ticket_from_task, unexpected, utcnow)
 from .record import DecisionRecord
-from .recorder import complete_if_decided, complete_or_snapshot, record
+from .recorder import DecisionNotRecorded, complete_if_decided, complete_or_snapshot, record
 from .risk import RateLimited
 from .runtime import Runtime, get_runtime
+from .task_auth import open_seal, seal
+
+DECIDE = "zero.decide"
+PLACE_ORDER = "zero.place_order"
 
 log = logging.getLogger(__name__)
 
 
 def _again(ticket: OrderTicket, countdown: float) -> None:
-    place_order.apply_async(args=[ticket.to_task()], countdown=countdown,
-                            task_id=f"{ticket.execution_id}:order:{ticket.broker_attempt}:{ticket.waited_s:.0f}")
+    sealed = seal(_signing_key(get_runtime()), PLACE_ORDER, ticket.to_task())
+    # through short hops, claimed one at a time (delayed_send.py): one retry chain per order
+    send_later(PLACE_ORDER, [sealed], f"{ticket.execution_id}:order:{ticket.broker_attempt}:{ticket.waited_s:.0f}",
+               countdown, guarded_target=False)
 
 
 def _attempt_order(rt: Runtime, ticket: OrderTicket) -> DecisionRecord | None:
@@ -73,11 +83,27 @@ def _attempt_order(rt: Runtime, ticket: OrderTicket) -> DecisionRecord | None:
         return unexpected(rt, ticket.message, exc, utcnow())
 
 
-@app.task(name="zero.decide", bind=True, acks_late=True, reject_on_worker_lost=True)
+def _signing_key(rt: Runtime) -> str:
+    return rt.settings.task_signing_key.get_secret_value()
+
+
+def _refuse_forged(rt: Runtime, task: str, argument: object, problem: str) -> str:
+    """A task that did not come through the decision table: one ERROR decision, no broker call."""
+    log.warning("refused a forged %s task: %s", task, problem)
+    return _finish(rt, forged_record(task, argument, problem, utcnow()))
+
+
+@app.task(name=DECIDE, bind=True, acks_late=True, reject_on_worker_lost=True)
 def decide(self: Task, message: dict[str, Any]) -> str:
-    """Entry task; its Celery task id is the execution_id (the bridge sets it)."""
+    """Entry task, sealed by the bridge (task_auth.py); its Celery task id is the execution_id."""
     rt = get_runtime()
-    msg = Message.from_task(message)
+    body, problem = open_seal(_signing_key(rt), DECIDE, message)
+    if body is None:
+        return _refuse_forged(rt, DECIDE, message, problem or "unsealed")
+    try:
+        msg = Message.from_task(body)
+    except (KeyError, TypeError, ValueError) as exc:
+        return _refuse_forged(rt, DECIDE, message, f"message unreadable ({type(exc).__name__})")
     subject = signal_of(rt, msg)
     snap = None
     if isinstance(subject, Signal):
@@ -90,7 +116,7 @@ def decide(self: Task, message: dict[str, Any]) -> str:
         outcome = evaluate(rt, msg, subject, snap, utcnow())
     except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision, not a lost message
         log.exception("decide failed for %s", self.request.id)
-        outcome = unexpected(rt, message, exc, utcnow())
+        outcome = unexpected(rt, body, exc, utcnow())
     if isinstance(outcome, OrderTicket):
         outcome = _attempt_order(rt, outcome)
         if outcome is None:
@@ -101,28 +127,51 @@ def decide(self: Task, message: dict[str, Any]) -> str:
 def _finish(rt: Runtime, outcome: DecisionRecord) -> str:
     kept = record(rt, outcome)
     if kept.status is Status.SUBMITTED and kept.client_order_id:
-        follow_order.apply_async(args=[kept.event_key, kept.client_order_id, 0], countdown=FOLLOW_FIRST_S,
-                                 task_id=f"follow:{kept.event_key}:0")
+        send_later(FOLLOW_ORDER, [kept.event_key, kept.client_order_id, 0], f"follow:{kept.event_key}:0",
+                   FOLLOW_FIRST_S, guarded_target=True)
     return kept.status.value
 
 
-@app.task(name="zero.place_order", bind=True, acks_late=True, reject_on_worker_lost=True)
+@app.task(name=PLACE_ORDER, bind=True, acks_late=True, reject_on_worker_lost=True)
 def place_order(self: Task, ticket_data: dict[str, Any]) -> str:
-    """A later broker round of one order (the first runs inside decide)."""
+    """A later broker round of one order (the first runs inside decide), sealed by the
+    worker that scheduled it. Only a message that passed the decision table has one: the
+    ticket is rebuilt from its payload and must hold that message's own reservations."""
     rt = get_runtime()
-    ticket = OrderTicket(**ticket_data)
-    if complete_if_decided(rt, ticket.message["message_id"]):
+    body, problem = open_seal(_signing_key(rt), PLACE_ORDER, ticket_data)
+    if body is None:
+        return _refuse_forged(rt, PLACE_ORDER, ticket_data, problem or "unsealed")
+    ticket = ticket_from_task(rt, body)
+    if isinstance(ticket, str):
+        return _refuse_forged(rt, PLACE_ORDER, ticket_data, ticket)
+    if complete_if_decided(rt, ticket.message_id):
         return "already decided"
+    try:
+        foreign = foreign_reservations(rt, ticket)
+    except redis.RedisError as exc:
+        raise DecisionNotRecorded(f"{ticket.message_id}: redis unavailable ({type(exc).__name__})") from exc
+    if foreign:
+        return _refuse_forged(rt, PLACE_ORDER, ticket_data, foreign)
     outcome = _attempt_order(rt, ticket)
     if outcome is None:
         return "retrying"
     return _finish(rt, outcome)
 
 
-@app.task(name="zero.follow_order", bind=True, acks_late=True, reject_on_worker_lost=True)
+FOLLOW_ORDER = "zero.follow_order"
+
+
+@app.task(name=FOLLOW_ORDER, bind=True, acks_late=True, reject_on_worker_lost=True)
 def follow_order(self: Task, event_key: str, client_order_id: str, tries: int) -> str | None:
-    """Order status follow-up: what became of a SUBMITTED order, written on its audit row."""
+    """Order status follow-up: what became of a SUBMITTED order, written on its audit row.
+    Each step is claimed first: a copy of it (redelivered, or sent twice) does nothing, so
+    an order has one chain of follow-ups, one broker lookup per step."""
     rt = get_runtime()
+    guard, step = step_guard(), self.request.id or f"follow:{event_key}:{tries}"
+    verdict = guard.claim(step)
+    if verdict is not StepVerdict.RUN:
+        log.info("follow-up %s: a copy, not run (%s)", step, verdict.value)
+        return None
     status, rate_wait_s = None, None
     try:
         rt.rate_limit.acquire("follow-up")
@@ -135,15 +184,20 @@ def follow_order(self: Task, event_key: str, client_order_id: str, tries: int) -
     except (BrokerTransient, BrokerRejected, SQLAlchemyError) as exc:
         log.info("follow-up of %s postponed: %s", client_order_id, exc)
     if status not in TERMINAL and tries + 1 < FOLLOW_MAX_TRIES:
-        follow_order.apply_async(args=[event_key, client_order_id, tries + 1],
-                                 countdown=follow_up_delay(tries, rate_wait_s),
-                                 task_id=f"follow:{event_key}:{tries + 1}")
+        send_later(FOLLOW_ORDER, [event_key, client_order_id, tries + 1], f"follow:{event_key}:{tries + 1}",
+                   follow_up_delay(tries, rate_wait_s), guarded_target=True)
+    guard.done(step)
     return status
 
 
 @app.task(name="zero.reconcile", bind=True, acks_late=True, reject_on_worker_lost=True)
 def reconcile_task(self: Task, hours: float = 24.0) -> dict[str, int]:
-    """Periodic (Celery beat) reconcile of the last `hours` of SUBMITTED rows."""
+    """Periodic (Celery beat) reconcile of the last `hours` of SUBMITTED rows; one run per
+    period across every worker and host, however many beats send it (a period claim)."""
     rt = get_runtime()
+    period = claim_period(rt.redis, "reconcile", rt.settings.reconcile_every_s)
+    if period is None:
+        log.info("reconcile: this period's run was claimed already; not run")
+        return {"skipped": 1}
     report = reconcile_job.run(rt, utcnow(), hours, lambda rec: record(rt, rec))
     return {"audited": report.audited, "at_broker": report.at_broker, "findings": len(report.findings)}
