@@ -13,23 +13,46 @@ import os
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from celery import Celery
 from kombu import Connection
 
 from alpaca_paper_sim import SimServer
-from tests.support.gateway import PG_URL, Gateway, collect, isolated_gateway, market, opportunity, quiet, ranking
+from tests.support.gateway import PG_URL, Gateway, collect, market, opportunity, quiet, ranking, symbol
 from tests.support.procs import PrivateRedis, health, wait_for
-from zero_tasks.message import message_from_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 FAST_REDELIVERY = {"VISIBILITY_TIMEOUT_S": "10", "TASK_TIME_LIMIT_S": "6", "BROKER_RETRY_BACKOFF_MAX_S": "1"}
+BACKENDS = ["sqlite", "postgres"]
+LONE = [f"{broker}-{backend}" for broker in ("redis", "rabbitmq") for backend in BACKENDS]
+LONE_ON_REDIS = [p for p in LONE if p.startswith("redis-")]
+
+
+def audit_url(backend: str, tmp: Path, schema: str) -> str:
+    """SQLite in `tmp`, or a PostgreSQL schema of this gateway's own (a gateway drops and
+    makes its table at start, which must not touch another running gateway's)."""
+    if backend == "postgres":
+        return os.environ.get("TEST_POSTGRES_URL", PG_URL) + f"?options=-csearch_path%3D{schema}"
+    return f"sqlite:///{tmp / 'audit.db'}"
+
+
+@contextmanager
+def own_gateway(log_dir: Path, sim: SimServer, database_url: str, workers: int = 1, bridges: int = 1,
+                **env: str) -> Iterator[Gateway]:
+    """A gateway on a Redis of its own: what a test stops or kills there harms no other test."""
+    server = PrivateRedis(log_dir).start()
+    gw = Gateway(log_dir, server, sim.url, database_url, workers=workers, bridges=bridges, **env).start()
+    try:
+        yield gw
+    finally:
+        gw.stop()
+        server.stop()
 
 
 def rabbitmq_available() -> bool:
@@ -56,25 +79,31 @@ def report(what: str, seconds: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def fault_redis(log_dir: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(log_dir).start()
+def fault_redis(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    """Keeps its data over a restart when told to SAVE (a --dir of its own), as a Redis
+    with persistence does: the restart test stops it with messages in flight."""
+    server = PrivateRedis(log_dir)
+    server.proc.argv += ["--dir", str(tmp_path_factory.mktemp("fault-redis"))]
+    server.start()
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+@pytest.fixture(scope="module", params=LONE)
 def lone(request: pytest.FixtureRequest, log_dir: Path, fault_redis: PrivateRedis, sim: SimServer,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """One worker, one bridge, fast redelivery; Celery broker Redis or RabbitMQ."""
+    """One worker, one bridge, fast redelivery; Celery broker Redis or RabbitMQ; audit on
+    SQLite or PostgreSQL."""
+    broker, backend = request.param.split("-")
     extra = dict(FAST_REDELIVERY)
-    if request.param == "rabbitmq":
+    if broker == "rabbitmq":
         if not rabbitmq_available():
-            pytest.skip(f"RabbitMQ not reachable at {RABBITMQ_URL}")
+            pytest.skip(f"RabbitMQ not reachable at {RABBITMQ_URL} (.ci/run starts it)")
         purge_rabbitmq()
         extra["CELERY_BROKER_URL"] = RABBITMQ_URL
-    db = tmp_path_factory.mktemp(f"lone-{request.param}") / "audit.db"
-    gw = Gateway(log_dir, fault_redis, sim.url, f"sqlite:///{db}", workers=1, **extra).start()
-    gw.broker_name = request.param  # type: ignore[attr-defined]
+    url = audit_url(backend, tmp_path_factory.mktemp(f"lone-{request.param}"), f"zero_lone_{broker}")
+    gw = Gateway(log_dir, fault_redis, sim.url, url, workers=1, **extra).start()
+    gw.broker_name = broker  # type: ignore[attr-defined]
     yield gw
     gw.stop()
 
@@ -84,6 +113,7 @@ def one(lone: Gateway) -> Gateway:
     return lone.revive()
 
 
+@pytest.mark.guarantee
 def test_worker_killed_while_order_in_flight_gives_one_order(one: Gateway) -> None:
     one.green()
     # The broker takes the order and its answer is still on the way when the worker dies.
@@ -106,6 +136,7 @@ def test_worker_killed_while_order_in_flight_gives_one_order(one: Gateway) -> No
     assert len(one.wait_rows(1)) == 1
 
 
+@pytest.mark.guarantee
 def test_worker_killed_between_broker_accept_and_audit_write(one: Gateway, tmp_path: Path) -> None:
     one.green()
     marker = tmp_path / "fired"
@@ -126,36 +157,15 @@ def test_worker_killed_between_broker_accept_and_audit_write(one: Gateway, tmp_p
     assert row["status"] == "SUBMITTED" and row["event_key"] == event["decision_id"]
 
 
-def celery_client(gw: Gateway) -> Celery:
-    broker = gw.env.get("CELERY_BROKER_URL") or f"redis://127.0.0.1:{gw.redis_server.port}/0"
-    return Celery("test-client", broker=broker)
-
-
-def test_same_task_delivered_twice_gives_one_order(one: Gateway) -> None:
-    """What a visibility-timeout redelivery looks like: the same task message, twice."""
-    one.green()
-    data = json.dumps(ranking(opportunity("IWM"))).encode()
-    message, parsed = message_from_bytes(data, "dup-message-1", datetime.now(timezone.utc), 1 << 20)
-    app = celery_client(one)
-    pubsub = one.subscribe()
-    for _ in range(2):
-        app.send_task("zero.decide", args=[message.to_task()], task_id=parsed.execution_id, queue="zero_execution")
-    (event,) = collect(pubsub, 1, 30, one)
-    assert event["status"] == "SUBMITTED"
-    assert quiet(pubsub, 2.0) == []  # the second delivery completes the same decision, silently
-    assert len(one.orders()) == 1
-    assert len(one.wait_rows(1)) == 1
-
-
+@pytest.mark.guarantee
+@pytest.mark.parametrize("lone", LONE_ON_REDIS, indirect=True)  # Alpaca's faults do not depend on the Celery broker
 @pytest.mark.parametrize("mode", ["500", "503", "429", "slow", "drop"])
 def test_broker_failing_every_time_ends_error_and_next_message_is_served(one: Gateway, mode: str) -> None:
-    if one.broker_name != "redis":
-        pytest.skip("broker-fault handling does not depend on the Celery broker")
     one.green()
     one.sim("POST", "/_sim/fault", {"mode": mode, "count": -1, "method": "POST", "path": "/v2/orders",
                                     "delay": 2.0, "retry_after": 0})
     # a ticker per mode: a slow POST still sleeping in the simulator must not meet the next test
-    (event,) = one.decide(ranking(opportunity(f"XL{mode.upper()[:3]}")), timeout=60)
+    (event,) = one.decide(ranking(opportunity(symbol("XL", ["500", "503", "429", "slow", "drop"].index(mode)))), timeout=60)
     if mode == "slow":  # the broker accepts after our timeout: found by client_order_id, never twice
         assert event["status"] == "SUBMITTED" and "found by client_order_id" in event["why"][0]
         assert len([o for o in one.orders() if o["symbol"] == event["ticker"]]) == 1
@@ -163,38 +173,77 @@ def test_broker_failing_every_time_ends_error_and_next_message_is_served(one: Ga
         assert event["status"] == "ERROR" and event["why"][0].startswith("error: broker unavailable")
         assert [o for o in one.orders() if o["symbol"] == event["ticker"]] == []
     one.sim("DELETE", "/_sim/fault")
-    (following,) = one.decide(ranking(opportunity(f"NX{mode.upper()[:3]}")))
+    (following,) = one.decide(ranking(opportunity(symbol("NX", ["500", "503", "429", "slow", "drop"].index(mode)))))
     assert following["status"] == "SUBMITTED"
     assert [o["symbol"] for o in one.orders() if o["symbol"].startswith("NX")] == [following["ticker"]]
 
 
+@pytest.mark.guarantee
 def test_redis_restart_fails_closed_then_reconnects_by_itself(one: Gateway) -> None:
-    if one.broker_name != "redis":
-        pytest.skip("this scenario restarts the Redis that is also the Celery broker")
+    """Redis (kill switch, market state, claims, pub/sub and, on the Redis broker, the
+    Celery queue) goes away while the worker holds messages the bridge had heard and
+    handed over: one in the middle of its decision (the broker slow to answer row 9), the
+    others queued behind it. Nothing can be published to a Redis that is down (ZERO's
+    PUBLISH fails too), so these are the messages of that moment. No order leaves while
+    Redis is away; once it is back, with its data (SAVEd, as a Redis with persistence
+    comes back), each message ends as exactly one decision, and the next one is served.
+    A task that failed while Redis was away is rejected by Celery (on RabbitMQ that drops
+    it; on Redis its redelivery can be lost with the connection): the hand-over ledger
+    queues it again, after the test's HANDOVER_RESCUE_AFTER_S."""
+    bridge = one.bridges[0]
+    usual_env = dict(bridge.env)
+    one.restart(bridge, HANDOVER_RESCUE_AFTER_S="15", RATE_LIMIT_MAX_WAIT_S="0")
+    one.wait_ready()
+    try:
+        redis_goes_away_with_messages_in_flight(one)
+    finally:
+        bridge.stop()
+        bridge.env = usual_env
+        bridge.start()
+
+
+def redis_goes_away_with_messages_in_flight(one: Gateway) -> None:
     one.green()
     one.sim("POST", "/_sim/config", {"fill": "manual"})  # the order stays open: its follow-up is held unacked
     (held,) = one.decide(ranking(opportunity("HOLD")))
     assert held["status"] == "SUBMITTED"
-    time.sleep(3)
-    posts_before = one.order_posts()
+    open_orders = lambda: one.sim("GET", "/_sim/stats")["requests"].get("GET /v2/orders", 0)  # noqa: E731
+    one.sim("POST", "/_sim/fault", {"mode": "slow", "delay": 3.0, "count": -1, "method": "GET", "path": "/v2/orders"})
+    before, posts_before = open_orders(), one.order_posts()
+    tickers = ["RDA", "RDB", "RDC"]
+    for ticker in tickers:
+        one.publish(ranking(opportunity(ticker)))
+    wait_for(lambda: open_orders() > before, 30, "the first message's row 9 at the broker")
+    one.r.save()
     one.redis_server.stop()
     try:
         status, body = health(one.api_port)
         assert status == 503 and body["status"] == "down"
-        time.sleep(2)
+        time.sleep(5)  # the held row-9 answer comes back meanwhile: the submit must not follow it
         assert one.order_posts() == posts_before  # nothing leaves while Redis is away
     finally:
+        one.sim("DELETE", "/_sim/fault")
         one.redis_server.proc.start()
         wait_for(lambda: one.r.ping(), 10, "redis back")
     back_at = time.monotonic()
     wait_for(lambda: health(one.api_port)[1]["bridge"]["subscribed"], 10, "bridge resubscribed within 10 s")
     wait_for(lambda: one.workers_alive() >= 1, 10, "worker heartbeat within 10 s")
-    one.green()  # this Redis keeps nothing on disk: the regime service and operator write again
+    for ticker in tickers:
+        one.wait_rows(1, timeout=60, ticker=ticker)
+    report("redis restart -> the held messages decided", time.monotonic() - back_at)
     (event,) = one.decide(ranking(opportunity("DIA")), timeout=10)
-    report("redis restart -> first decision", time.monotonic() - back_at)
     assert event["status"] == "SUBMITTED"
+    one.wait_rows(1, ticker="DIA")
+    decided = {ticker: [r["status"] for r in one.rows(ticker=ticker)] for ticker in tickers}
+    rescued = health(one.api_port)[1]["bridge"]["rescued"]
+    print(f"\n[redis restart] held messages decided as {decided}; queued again from the ledger: {rescued}")
+    assert all(len(statuses) == 1 for statuses in decided.values()), decided  # one decision each
+    ordered = [o["symbol"] for o in one.orders() if o["symbol"] in tickers]
+    assert sorted(ordered) == sorted(set(ordered))  # never two orders for one
+    assert sorted(ordered) == sorted(t for t, statuses in decided.items() if statuses == ["SUBMITTED"])
 
 
+@pytest.mark.guarantee
 def test_catch_up_decides_a_ranking_published_while_no_bridge_listened(one: Gateway) -> None:
     one.green()
     bridge = one.bridges[0]
@@ -213,11 +262,12 @@ def test_catch_up_decides_a_ranking_published_while_no_bridge_listened(one: Gate
 
 
 # several bridges -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def crowd(log_dir: Path, sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def crowd(request: pytest.FixtureRequest, log_dir: Path, sim: SimServer,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """Its own Redis: no other gateway's worker may take its tasks."""
-    with isolated_gateway(log_dir, sim.url, tmp_path_factory.mktemp("crowd"), workers=2, bridges=3,
-                          **FAST_REDELIVERY) as gw:
+    url = audit_url(request.param, tmp_path_factory.mktemp(f"crowd-{request.param}"), "zero_crowd")
+    with own_gateway(log_dir, sim, url, workers=2, bridges=3, **FAST_REDELIVERY) as gw:
         yield gw
 
 
@@ -226,12 +276,51 @@ def many(crowd: Gateway) -> Gateway:
     return crowd.revive()
 
 
+def waiting_on_the_queue(gw: Gateway) -> int:
+    """Clients blocked in BRPOP: idle Celery workers (kombu waits on every queue in one)."""
+    return sum(1 for c in gw.r.client_list() if c.get("cmd") == "brpop" and "b" in c.get("flags", ""))
+
+
+@pytest.mark.guarantee
+def test_same_task_delivered_to_two_workers_at_once_gives_one_order(many: Gateway) -> None:
+    """A visibility-timeout redelivery at its worst: the same task message in the hands of
+    two idle workers at the same instant. The task is the bridge's own; the test holds it,
+    waits until both workers are blocked in BRPOP, and pushes two copies in one LPUSH, so
+    that Redis hands one to each worker in the same step."""
+    many.green()
+    for worker in many.workers:
+        worker.stop()
+    pubsub = many.subscribe()
+    many.publish(ranking(opportunity("IWM")))
+    popped = many.r.brpop(["zero_execution"], timeout=10)
+    assert popped is not None, "the task never reached the queue"
+    task = popped[1]
+    task_id = json.loads(task)["headers"]["id"]
+    for worker in many.workers:
+        many.restart(worker)
+    many.wait_ready()
+    wait_for(lambda: waiting_on_the_queue(many) >= 2, 30, "both workers waiting on the queue")
+    assert many.r.lpush("zero_execution", task, task) == 2
+    (event,) = collect(pubsub, 1, 30, many)
+    received = lambda: [w.output().count(f"zero.decide[{task_id}] received") for w in many.workers]  # noqa: E731
+    wait_for(lambda: all(received()), 10, "each worker received its copy")
+    assert received() == [1, 1]
+    assert event["status"] == "SUBMITTED"
+    assert quiet(pubsub, 2.0) == []  # the second copy completes the same decision, silently
+    # one order: a copy that finds no order yet may send the same client_order_id again,
+    # which the broker refuses (422) and the copy then looks up
+    (order,) = many.orders()
+    assert order["id"] == event["alpaca_order_id"] and many.order_posts() <= 2
+    assert len(many.wait_rows(1)) == 1
+
+
+@pytest.mark.guarantee
 def test_duplicate_storm_three_bridges_two_workers(many: Gateway) -> None:
     """200 distinct rankings, each published 5 times, 50 tickers: at most one order per
     ticker (cooldown), at most MAX_ORDERS_PER_DAY (10) in all, never two for one id."""
     many.green()
     now = datetime.now(timezone.utc)
-    tickers = [f"T{i:02d}" for i in range(50)]
+    tickers = [symbol("T", i) for i in range(50)]
     rankings = []
     for i in range(200):
         ticker = tickers[i % 50]
@@ -255,6 +344,7 @@ def test_duplicate_storm_three_bridges_two_workers(many: Gateway) -> None:
     assert len({e["decision_id"] for e in events}) == 1000
 
 
+@pytest.mark.guarantee
 def test_bridge_killed_mid_stream_a_second_bridge_loses_and_duplicates_nothing(many: Gateway) -> None:
     many.r.set("key:market_state", market("GREEN"))  # kill switch off: every message BLOCKED, cheap
     victim = many.bridges[0]
@@ -262,7 +352,7 @@ def test_bridge_killed_mid_stream_a_second_bridge_loses_and_duplicates_nothing(m
 
     def stream() -> None:
         for i in range(150):
-            many.r.publish("chan:opportunity_update", json.dumps(ranking(opportunity(f"S{i:03d}"))))
+            many.r.publish("chan:opportunity_update", json.dumps(ranking(opportunity(symbol("S", i, 3)))))
             time.sleep(0.01)
 
     sender = threading.Thread(target=stream)
@@ -274,10 +364,11 @@ def test_bridge_killed_mid_stream_a_second_bridge_loses_and_duplicates_nothing(m
     sender.join()
     events = collect(pubsub, 150, 60, many)
     assert quiet(pubsub, 2.0) == []
-    assert sorted(e["ticker"] for e in events) == [f"S{i:03d}" for i in range(150)]
+    assert sorted(e["ticker"] for e in events) == [symbol("S", i, 3) for i in range(150)]
     assert len(many.wait_rows(150, timeout=30)) == 150
 
 
+@pytest.mark.guarantee
 def test_a_bridge_killed_between_its_claim_and_the_hand_over_loses_nothing(many: Gateway, tmp_path: Path) -> None:
     """The bridge wins a message's claim and dies before deciding or enqueueing it (a
     failpoint, so the crash lands exactly there): another bridge takes it over. The signals
@@ -290,7 +381,7 @@ def test_a_bridge_killed_between_its_claim_and_the_hand_over_loses_nothing(many:
     pubsub = many.subscribe()
     published = []
     for i in range(60):  # until the victim wins a claim (the bridges race for each message)
-        ticker = f"K{i:03d}"
+        ticker = symbol("K", i, 3)
         many.r.publish("chan:opportunity_update", json.dumps(ranking(opportunity(ticker, 0.5))))
         published.append(ticker)
         time.sleep(0.05)
@@ -321,6 +412,7 @@ def postgres_controllable() -> bool:
         subprocess.run(["which", "pg_ctlcluster"], capture_output=True).returncode == 0)
 
 
+@pytest.mark.guarantee
 @pytest.mark.skipif(not postgres_controllable(), reason="needs root and pg_ctlcluster to stop PostgreSQL")
 def test_postgres_stopped_60s_under_traffic_loses_no_decision(log_dir: Path, sim: SimServer) -> None:
     url = PG_URL + "?options=-csearch_path%3Dzero_faults"
@@ -335,7 +427,7 @@ def test_postgres_stopped_60s_under_traffic_loses_no_decision(log_dir: Path, sim
         try:
             sent = 0
             while time.monotonic() - stopped_at < 60:  # traffic during the outage; events keep flowing
-                gw.publish(ranking(opportunity(f"P{sent:02d}", probability=0.95 if sent % 2 else 0.5)))
+                gw.publish(ranking(opportunity(symbol("P", sent), probability=0.95 if sent % 2 else 0.5)))
                 sent += 1
                 collect(pubsub, 1, 30, gw)
                 time.sleep(2)
@@ -353,9 +445,11 @@ def test_postgres_stopped_60s_under_traffic_loses_no_decision(log_dir: Path, sim
 
 
 # A task lost inside the Celery worker ------------------------------------------------
+@pytest.mark.guarantee
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("switch_on_at_rescue", [True, False], ids=["enabled", "kill_switch_off_meanwhile"])
 def test_tasks_a_dying_worker_took_off_the_queue_are_queued_again_and_decided_once(
-        log_dir: Path, sim: SimServer, tmp_path: Path, switch_on_at_rescue: bool) -> None:
+        log_dir: Path, sim: SimServer, tmp_path: Path, switch_on_at_rescue: bool, backend: str) -> None:
     """kombu takes a task off the queue (BRPOP) before it writes it to its unacked hash, so
     a worker whose main process dies in between, or stops with the reply unread
     (celery/celery#4354), loses the task: no redelivery ever comes. Here the test is that
@@ -366,7 +460,7 @@ def test_tasks_a_dying_worker_took_off_the_queue_are_queued_again_and_decided_on
     again meets the whole decision again: with the kill switch turned off while it waited,
     it ends BLOCKED and nothing is ordered."""
     env = {**FAST_REDELIVERY, "RATE_LIMIT_MAX_WAIT_S": "0", "HANDOVER_RESCUE_AFTER_S": "15"}
-    with isolated_gateway(log_dir, sim.url, tmp_path, **env) as gw:
+    with own_gateway(log_dir, sim, audit_url(backend, tmp_path, "zero_rescue"), **env) as gw:
         gw.reset()
         gw.workers[0].stop()  # nobody takes tasks off the queue but the test
         gw.green()

@@ -1,6 +1,6 @@
 """Malformed input, fuzzed: no payload crashes the bridge or a worker, none leads to an order.
 
-Part 1 (pure, 10,100 hypothesis examples, see EXAMPLES): `parse_payload` never raises for any bytes, any
+Part 1 (pure, 10,100 hypothesis examples, see EXAMPLES; each test counts the examples that ran): `parse_payload` never raises for any bytes, any
 JSON-ish value or any structured mutation of a valid OpportunityRank; it returns a Signal
 that satisfies the contract or an Invalid with a short, clear reason; `veto` over a GREEN
 market with the kill switch on lets a Signal through only when probability >= 0.90,
@@ -75,9 +75,9 @@ OPTIONAL = ("direction", "direction_confidence", "attention_bucket", "attention_
             "schema_version", "timestamp")
 RANK_FIELDS = ("schema_version", "timestamp", "horizon", "rank_time", "total_candidates", "opportunities")
 KNOWN = frozenset(REQUIRED + OPTIONAL + RANK_FIELDS)
-TICKER_RE = re.compile(r"[A-Z0-9][A-Z0-9./-]{0,15}")
-TICKER_FIRST = string.ascii_uppercase + string.digits
-TICKER_REST = TICKER_FIRST + "./-"
+TICKER_RE = re.compile(r"[A-Z]{1,6}(?:\.[A-Z]{1,2})?")  # ../shared/CONTRACT.md, Tickers
+TICKER_LETTERS = string.ascii_uppercase
+TICKER_NEAR = TICKER_LETTERS + string.digits + "./-"
 # No NUL and no lone surrogate (see the test_bug_* tests); everything else is fair game.
 TEXT_POOL = (string.ascii_letters + string.digits + string.punctuation + " \t\n\r"
              + "éüßΩЖ中文🙂\u200b\u2028\u00a0\u202e\ufeff\x7f\x01")
@@ -85,9 +85,20 @@ CODES = tuple(code.value for code in Code)
 MAX_REASON = 400
 ECHO_PROBE = 32  # a reason must never contain this many characters of a long input string
 
+pytestmark = pytest.mark.guarantee  # README's Guarantees: malformed input
+
 PURE = dict(deadline=None, database=None, print_blob=True,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 EXAMPLES = {"bytes": 3000, "jsonish": 1200, "mutations": 3800, "extras": 1000, "rank1": 1000, "size": 100}
+RUN: Counter[str] = Counter()  # examples each property actually ran
+
+
+def examples_of(prop: Callable[[], None], key: str) -> int:
+    """Run a hypothesis property and return how many examples reached its body: the
+    count each test asserts is what ran, not what was asked for."""
+    RUN[key] = 0
+    prop()
+    return RUN[key]
 
 
 # -- where a generator's choices come from -------------------------------------------
@@ -140,8 +151,12 @@ SEEDS = st.integers(0, 2**64 - 1)
 # -- valid pieces ----------------------------------------------------------------------
 def ticker(p: RandPick) -> str:
     if p.flip(30):
-        return p.choice(["SPY", "AAPL", "BRK.B", "BF-B", "RDS/A", "0700", "X", "A" * 16, "9./-"])
-    return p.choice(TICKER_FIRST) + "".join(p.choice(TICKER_REST) for _ in range(p.integer(0, 15)))
+        return p.choice(["SPY", "AAPL", "BRK.B", "BF.B", "GOOGL", "X", "BF-B", "RDS/A", "0700", "A" * 16, "9./-",
+                         "F250117C00012000", "BRK/../ORDERS", "BRK.B.C", "SPY.", ".B", "ABCDEFG"])
+    if p.flip(20):  # near misses: digits, separators, too long
+        return "".join(p.choice(TICKER_NEAR) for _ in range(p.integer(1, 16)))
+    base = "".join(p.choice(TICKER_LETTERS) for _ in range(p.integer(1, 6)))
+    return base + ("." + "".join(p.choice(TICKER_LETTERS) for _ in range(p.integer(1, 2))) if p.flip(15) else "")
 
 
 def probability(p: RandPick) -> float | int:
@@ -683,8 +698,13 @@ VALID_PREFIX = json.dumps({"rank_time": NOW.isoformat(), "opportunities": [{"tic
     st.tuples(st.integers(0, len(VALID_PREFIX)), st.binary(max_size=64)).map(lambda t: VALID_PREFIX[: t[0]] + t[1]),
     st.text(max_size=256).map(lambda s: s.encode("utf-8")),
 ))
-def test_any_bytes_are_a_signal_or_an_invalid_never_an_exception(data: bytes) -> None:
+def property_any_bytes_are_a_signal_or_an_invalid_never_an_exception(data: bytes) -> None:
+    RUN["bytes"] += 1
     check_case(Case(data, "bytes"))
+
+
+def test_any_bytes_are_a_signal_or_an_invalid_never_an_exception() -> None:
+    assert examples_of(property_any_bytes_are_a_signal_or_an_invalid_never_an_exception, "bytes") == EXAMPLES["bytes"]
 
 
 SCALARS = (st.none() | st.booleans() | st.integers(-(10**30), 10**30) | st.sampled_from([10**400, -(10**400)])
@@ -711,7 +731,8 @@ JSONISH = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=5)
 
 @settings(max_examples=EXAMPLES["jsonish"], **PURE)
 @given(JSONISH, st.booleans())
-def test_any_json_value_is_a_signal_or_an_invalid(value: Any, ascii_only: bool) -> None:
+def property_any_json_value_is_a_signal_or_an_invalid(value: Any, ascii_only: bool) -> None:
+    RUN["jsonish"] += 1
     data = json.dumps(value, allow_nan=True, ensure_ascii=ascii_only).encode("utf-8")
     out = check_case(Case(data, "json", echo=tuple(long_strings(value))))
     if not isinstance(value, dict):
@@ -720,18 +741,28 @@ def test_any_json_value_is_a_signal_or_an_invalid(value: Any, ascii_only: bool) 
         assert out.reason.startswith(("no opportunities", "invalid payload"))
 
 
+def test_any_json_value_is_a_signal_or_an_invalid() -> None:
+    assert examples_of(property_any_json_value_is_a_signal_or_an_invalid, "jsonish") == EXAMPLES["jsonish"]
+
+
 @settings(max_examples=EXAMPLES["mutations"], **PURE)
 @given(st.sampled_from(MUTATIONS), SEEDS)
-def test_structured_mutations_of_a_valid_ranking(mutation: Callable[..., Case], seed: int) -> None:
+def property_structured_mutations_of_a_valid_ranking(mutation: Callable[..., Case], seed: int) -> None:
+    RUN["mutations"] += 1
     p = RandPick(seed)
     case = mutation(p, ranking(p, NOW), NOW)
     note(case.kind)
     check_case(case)
 
 
+def test_structured_mutations_of_a_valid_ranking() -> None:
+    assert examples_of(property_structured_mutations_of_a_valid_ranking, "mutations") == EXAMPLES["mutations"]
+
+
 @settings(max_examples=EXAMPLES["extras"], **PURE)
 @given(SEEDS)
-def test_unknown_fields_are_kept_and_never_change_the_verdict(seed: int) -> None:
+def property_unknown_fields_are_kept_and_never_change_the_verdict(seed: int) -> None:
+    RUN["extras"] += 1
     p = RandPick(seed)
     rank = ranking(p, NOW)
     if p.flip(30):  # also on top of a malformed message
@@ -748,9 +779,14 @@ def test_unknown_fields_are_kept_and_never_change_the_verdict(seed: int) -> None
                 assert key in out.audit_copy
 
 
+def test_unknown_fields_are_kept_and_never_change_the_verdict() -> None:
+    assert examples_of(property_unknown_fields_are_kept_and_never_change_the_verdict, "extras") == EXAMPLES["extras"]
+
+
 @settings(max_examples=EXAMPLES["rank1"], **PURE)
 @given(SEEDS)
-def test_rank1_ineligible_rank2_eligible_is_never_eligible(seed: int) -> None:
+def property_rank1_ineligible_rank2_eligible_is_never_eligible(seed: int) -> None:
+    RUN["rank1"] += 1
     p = RandPick(seed)
     opps = rank1_ineligible_rank2_eligible(p, NOW)
     rank = ranking(p, NOW, opps) | {"rank_time": iso(p, NOW - timedelta(seconds=p.real(-100.0, 100.0)))}
@@ -763,12 +799,21 @@ def test_rank1_ineligible_rank2_eligible_is_never_eligible(seed: int) -> None:
     assert out.top.ticker == opps[0]["ticker"]
 
 
+def test_rank1_ineligible_rank2_eligible_is_never_eligible() -> None:
+    assert examples_of(property_rank1_ineligible_rank2_eligible_is_never_eligible, "rank1") == EXAMPLES["rank1"]
+
+
 @settings(max_examples=EXAMPLES["size"], **PURE)
 @given(SEEDS)
-def test_payload_just_under_and_just_over_one_mib(seed: int) -> None:
+def property_payload_just_under_and_just_over_one_mib(seed: int) -> None:
+    RUN["size"] += 1
     case = padded_case(RandPick(seed), NOW)
     note(case.kind)
     check_case(case)
+
+
+def test_payload_just_under_and_just_over_one_mib() -> None:
+    assert examples_of(property_payload_just_under_and_just_over_one_mib, "size") == EXAMPLES["size"]
 
 
 @pytest.mark.parametrize("data, reason", [
@@ -786,7 +831,8 @@ def test_fixed_corner_cases(data: bytes, reason: str) -> None:
     assert isinstance(out, Invalid) and out.reason.startswith(reason), out
 
 
-def test_the_pure_part_runs_at_least_ten_thousand_examples() -> None:
+def test_the_pure_part_asks_for_at_least_ten_thousand_examples() -> None:
+    """What is asked; each property's test above asserts that exactly that many ran."""
     assert sum(EXAMPLES.values()) >= 10_000
 
 
