@@ -20,7 +20,7 @@ from typing import Any
 from bridge.dedup import content_hash
 from zero_tasks import keys
 
-from .common import (OPPORTUNITY_CHANNEL, Signal, Tickers, market, ms, reset_risk_counters, set_green, summary)
+from .common import (OPPORTUNITY_CHANNEL, Signal, Tickers, letters, market, ms, reset_risk_counters, set_green, summary)
 from .stack import EventCollector, GatewayProcs, Stack, cpu_by_pid, cpu_delta
 
 CHUNK = 250
@@ -50,7 +50,8 @@ def _plan(n: int, rnd: random.Random, prefix: str) -> tuple[list[bytes], list[st
     kinds = (["eligible"] * n_eligible + ["malformed"] * n_malformed + ["duplicate"] * n_dup
              + ["below"] * (n - n_eligible - n_malformed - n_dup))
     rnd.shuffle(kinds)
-    eligible_tickers, below_tickers = Tickers(prefix + "E"), [f"{prefix}L{i:02d}" for i in range(50)]
+    # "GSE...": three letters of prefix leave three for 17,576 distinct eligible tickers
+    eligible_tickers, below_tickers = Tickers(prefix[:2] + "E"), [f"{prefix}L{letters(i, 2)}" for i in range(50)]
     messages: list[bytes] = []
     signals: dict[str, Signal] = {}  # content hash -> the eligible ranking
     earlier: list[int] = []

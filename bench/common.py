@@ -82,23 +82,28 @@ class Signal:
         self.client_order_id = client_order_id(self.execution_id)
 
 
-_B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def letters(n: int, width: int) -> str:
+    """`n` in base 26 with letters only, `width` wide: tickers are letters (contract, Tickers)."""
+    out = ""
+    for _ in range(width):
+        n, d = divmod(n, 26)
+        out = chr(65 + d) + out
+    return out
 
 
 class Tickers:
-    """Distinct, valid tickers (`^[A-Z0-9][A-Z0-9./-]{0,15}$`): no cooldown or position collides."""
+    """Distinct US equity symbols (at most 6 letters): no cooldown or position collides."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
+        self.width = 6 - len(prefix)
         self.count = 0
 
     def next(self) -> str:
         self.count += 1
-        n, digits = self.count, ""
-        while n:
-            n, d = divmod(n, 36)
-            digits = _B36[d] + digits
-        return f"{self.prefix}{digits.rjust(4, '0')}"
+        return f"{self.prefix}{letters(self.count, self.width)}"
 
 
 # gateway state --------------------------------------------------------------------------

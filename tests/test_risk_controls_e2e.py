@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from alpaca_paper_sim import SimServer
-from tests.support.gateway import Gateway, collect, isolated_gateway, opportunity, quiet, ranking
+from tests.support.gateway import Gateway, collect, isolated_gateway, opportunity, quiet, ranking, symbol
 from tests.support.procs import health, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 def test_eleventh_eligible_order_of_the_day_is_blocked(gw: Gateway) -> None:
     gw.green()
-    events = gw.decide(*[ranking(opportunity(f"D{i:02d}")) for i in range(11)])
+    events = gw.decide(*[ranking(opportunity(symbol("D", i))) for i in range(11)])
     statuses = sorted(e["status"] for e in events)
     assert statuses == ["BLOCKED"] + ["SUBMITTED"] * 10
     blocked = next(e for e in events if e["status"] == "BLOCKED")
@@ -58,7 +58,7 @@ def tight(strict: Gateway) -> Gateway:
 
 def test_burst_beyond_the_broker_rate_limit_loses_nothing(tight: Gateway) -> None:
     """12 broker calls a minute = 4 orders (3 calls each); the rest are BLOCKED, none lost."""
-    events = tight.decide(*[ranking(opportunity(f"R{i}")) for i in range(7)])
+    events = tight.decide(*[ranking(opportunity(symbol("R", i, 1))) for i in range(7)])
     statuses = sorted(e["status"] for e in events)
     assert statuses == ["BLOCKED"] * 3 + ["SUBMITTED"] * 4
     assert all(e["why"][0].startswith("rate limit") for e in events if e["status"] == "BLOCKED")
@@ -70,13 +70,13 @@ def test_three_broker_failures_open_the_breaker_and_a_probe_closes_it(tight: Gat
     tight.sim("POST", "/_sim/fault", {"mode": "500", "count": -1, "method": "POST", "path": "/v2/orders"})
     alerts = tight.r.pubsub(ignore_subscribe_messages=True)
     alerts.subscribe("chan:execution_alert")
-    failures = tight.decide(*[ranking(opportunity(f"B{i}")) for i in range(3)])
+    failures = tight.decide(*[ranking(opportunity(symbol("B", i, 1))) for i in range(3)])
     assert [e["status"] for e in failures] == ["ERROR"] * 3
     (opened,) = collect(alerts, 1, 10)
     assert opened["type"] == "breaker_opened" and opened["failures"] == 3
     tight.sim("DELETE", "/_sim/fault")  # the broker is fine again, but the breaker stays open
     posts = tight.order_posts()
-    (blocked,) = tight.decide(ranking(opportunity("B9")))
+    (blocked,) = tight.decide(ranking(opportunity("BJ")))
     assert blocked["status"] == "BLOCKED" and blocked["why"][0].startswith("circuit open")
     assert tight.order_posts() == posts  # no order leaves while it is open
     assert tight.r.get("key:execution_enabled") == b"true"  # the kill switch is never touched
@@ -86,7 +86,7 @@ def test_three_broker_failures_open_the_breaker_and_a_probe_closes_it(tight: Gat
     state = json.loads(tight.r.get("key:execution_breaker"))
     state["until"] = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
     tight.r.set("key:execution_breaker", json.dumps(state))
-    (after,) = tight.decide(ranking(opportunity("B10")))
+    (after,) = tight.decide(ranking(opportunity("BK")))
     assert after["status"] == "SUBMITTED"
     (closed,) = collect(alerts, 1, 10)
     assert closed["type"] == "breaker_closed" and closed["by"] == "probe"
@@ -99,7 +99,7 @@ def test_breaker_stays_open_when_the_probe_fails(tight: Gateway) -> None:
                                                      "reason": "test", "failures": 3}))
     tight.sim("POST", "/_sim/fault", {"mode": "503", "count": -1, "path": "/v2/account"})
     try:
-        (event,) = tight.decide(ranking(opportunity("B11")))
+        (event,) = tight.decide(ranking(opportunity("BL")))
     finally:
         tight.sim("DELETE", "/_sim/fault")
     assert event["status"] == "BLOCKED" and event["why"][0].startswith("circuit open")

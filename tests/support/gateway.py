@@ -30,6 +30,15 @@ def sqlalchemy_url(url: str) -> str:
     return url.replace("postgresql://", "postgresql+psycopg2://", 1)
 
 
+def symbol(prefix: str, n: int, width: int = 2) -> str:
+    """The n-th ticker of a series, letters only (tickers are US equity symbols)."""
+    out = ""
+    for _ in range(width):
+        n, d = divmod(n, 26)
+        out = chr(65 + d) + out
+    return prefix + out
+
+
 def opportunity(ticker: str = "SPY", probability: float = 0.95, **over: Any) -> dict[str, Any]:
     opp = {"schema_version": "1.0", "timestamp": now_iso(), "ticker": ticker, "horizon": "H30",
            "direction": "LONG", "direction_confidence": 71, "opportunity_score": 95,
