@@ -107,7 +107,9 @@ def run_gateway(stack: Stack, db: str, plan: Plan, args: argparse.Namespace, log
         t0 = time.monotonic()
         gw.start()
         out["start_s"] = round(time.monotonic() - t0, 2)
-        # warm-up: every pool process builds its runtime and connections
+        first = gateway_mod.first_signals(stack, gw, collector, args.workers * args.concurrency, prefix + "F",
+                                          reset_risk=reset)
+        # warm-up: the caches of every path (CPython, SQLite's page cache, the simulator)
         gateway_mod.signal_to_order(stack, gw, collector, 0, plan.warmup, prefix + "W", reset_risk=reset)
         time.sleep(1.0)
         rest = gw.memory()
@@ -119,6 +121,7 @@ def run_gateway(stack: Stack, db: str, plan: Plan, args: argparse.Namespace, log
         finally:
             if profilers:
                 out["profiles"] = stop_profilers(profilers)
+        out["first_signal"] = gateway_mod.first_signal_figure(first, out["latency"]["signal_to_order_ms"]["p50"])
         if plan.trace_n:
             print(f"[bench] {db}: traced run x{plan.trace_n} (Redis MONITOR)", flush=True)
             out["trace"] = trace_mod.run(stack, gw, collector, plan.trace_n, prefix + "T", reset_risk=reset,

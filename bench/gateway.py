@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from .common import (OPPORTUNITY_CHANNEL, Signal, Tickers, ms, reset_risk_counters, set_green, summary)
+from .common import (OPPORTUNITY_CHANNEL, Signal, Tickers, letters, ms, reset_risk_counters, set_green, summary)
 from .stack import EventCollector, GatewayProcs, Stack, cpu_by_pid, cpu_delta
 
 
@@ -97,6 +97,27 @@ def signal_to_order(stack: Stack, gw: GatewayProcs, collector: EventCollector, n
         "statuses": statuses,
         "breakdown_ms": breakdown(gw, measured),
     }
+
+
+def first_signals(stack: Stack, gw: GatewayProcs, collector: EventCollector, count: int, prefix: str,
+                  reset_risk: bool = True) -> list[float | None]:
+    """Signal-to-order of the first `count` signals after the gateway said it was ready, one
+    at a time: one per pool process, so each process's first message is in the list (a
+    process that builds its runtime at its first message shows here, not in the p50)."""
+    out: list[float | None] = []
+    for i in range(count):
+        one = signal_to_order(stack, gw, collector, 1, 0, f"{prefix}{letters(i, 1)}", reset_risk=reset_risk)
+        out.append(one["signal_to_order_ms"]["p50"])
+    return out
+
+
+def first_signal_figure(first: list[float | None], p50: float | None) -> dict[str, Any]:
+    """The first signal after start beside the p50 of those that follow it."""
+    head = first[0] if first else None
+    measured = [v for v in first if v is not None]
+    return {"first_ms": head, "first_per_process_ms": first, "following_p50_ms": p50,
+            "first_over_p50": round(head / p50, 2) if head and p50 else None,
+            "slowest_first_over_p50": round(max(measured) / p50, 2) if measured and p50 else None}
 
 
 def _cpu_per_signal(stack: Stack, gw: GatewayProcs, before: dict[str, Any], n: int) -> dict[str, float]:

@@ -93,6 +93,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         add("p50 / direct p50", db, _get(g, "ratios", "p50_over_direct_p50"), 1)
         add("p50 / contract floor (PUBLISH + row 9 + submit)", db,
             _get(g, "ratios", "p50_over_contract_floor"), 3)
+        add("first signal after start / p50", db, _get(g, "first_signal", "first_over_p50"), 2)
         b = g.get("burst")
         if b:
             add("burst decisions/s (decided+audited)", db, b.get("decisions_per_s"), 1000, ">=")
@@ -181,6 +182,12 @@ def render(result: dict[str, Any]) -> str:
         ]
         for kind, s in (dec.get("by_kind_ms") or {}).items():
             lines.append(_lat_row(f"    {kind}", s))
+        first = g.get("first_signal") or {}
+        if first:
+            per = ", ".join(_f(v) for v in first.get("first_per_process_ms") or [])
+            lines.append(f"  {'gateway ' + db + ': first signal after start -> order':<50}{1:>6}"
+                         f"{_f(first.get('first_ms')):>9}   = {_f(first.get('first_over_p50'))}x the p50 "
+                         f"above (first of each pool process: {per} ms)")
     if result.get("floor_post"):
         fp = result["floor_post"]
         pub_p50, sub_p50 = (fp.get("pubsub_ms") or {}).get("p50"), (fp.get("submit_rt_ms") or {}).get("p50")

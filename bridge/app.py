@@ -22,7 +22,7 @@ from zero_tasks.settings import Settings
 from zero_tasks.task_auth import seal
 from zero_tasks.veto import breaker_probe_due
 
-from . import db_probe
+from . import db_probe, dedup
 from .broker_probe import BrokerProbe
 from .dedup import Push
 from .enqueue import DECIDE_TASK, Enqueuer
@@ -233,6 +233,16 @@ class Bridge:
             if ticks % RESCUE_EVERY_S == 0:
                 await self._rescue()
 
+    async def _warm_scripts(self) -> None:
+        """Redis compiles the Lua scripts of a message's path now (the claims, the outbox),
+        so the first signal after a start does not pay for it; a Redis restarted later
+        loads them again at their next call (redis-py's NOSCRIPT path)."""
+        try:
+            for script in (dedup._CLAIM, dedup._CLAIM_AND_PUSH, outbox._KEEP_AND_ANNOUNCE):
+                await self._redis.script_load(script)
+        except RedisError as exc:  # the first message loads them the usual way
+            log.warning("warm-up: Lua scripts not loaded (%s)", type(exc).__name__)
+
     async def run(self) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -243,6 +253,7 @@ class Bridge:
         log.info("bridge serving /health on http://%s:%d (paper only)",
                  self.settings.execution_api_host, self.settings.execution_api_port)
         await asyncio.to_thread(self.enqueuer.warm)
+        await self._warm_scripts()
         async with server:
             await asyncio.gather(self.listener.run(stop), self._drain_forever(stop))
         await self._redis.aclose()

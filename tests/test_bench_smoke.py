@@ -31,6 +31,7 @@ REQUIRED = [
     *(f"gateway.sqlite.latency.signal_to_order_ms.{k}" for k in SUMMARY),
     *(f"gateway.sqlite.decisions.decision_ms.{k}" for k in SUMMARY),
     "gateway.sqlite.ratios.p50_over_floor_sum", "gateway.sqlite.ratios.p50_over_direct_p50",
+    "gateway.sqlite.first_signal.first_ms", "gateway.sqlite.first_signal.first_over_p50",
     "gateway.sqlite.burst.published", "gateway.sqlite.burst.decided", "gateway.sqlite.burst.audited",
     "gateway.sqlite.burst.lost", "gateway.sqlite.burst.decisions_per_s",
     "gateway.sqlite.burst.eligible_signal_to_order_ms.p99", "gateway.sqlite.orders.duplicate_orders",
