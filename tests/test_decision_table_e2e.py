@@ -10,6 +10,9 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
+
+from zero_tasks.contract import client_order_id, execution_id
 
 from tests.support.gateway import Gateway, market, now_iso, opportunity, ranking
 
@@ -159,6 +162,24 @@ def test_row9_open_order_at_broker_is_skipped(gw: Gateway) -> None:
     assert_decision(first, "SUBMITTED", "submitted")
     assert_decision(second, "SKIPPED", "open position")
     assert len(gw.orders()) == 1
+
+
+def test_row9_exposure_that_is_this_decisions_own_order_is_submitted(gw: Gateway) -> None:
+    """A copy of the same task (a redelivery) placed the order between this copy's lookup and
+    its exposure read: the open order carries this decision's client_order_id, so the
+    decision is SUBMITTED with that order, and its cooldown is kept."""
+    gw.green()
+    rank_time = datetime.now(timezone.utc)
+    cid = client_order_id(execution_id("AMGN", "H30", rank_time))
+    placed = requests.post(gw.sim_url + "/v2/orders", timeout=10, json={
+        "symbol": "AMGN", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day",
+        "client_order_id": cid}, headers={"APCA-API-KEY-ID": "test-key-id", "APCA-API-SECRET-KEY": "test-secret-value"})
+    placed.raise_for_status()
+    event = only_event(gw, ranking(opportunity("AMGN"), rank_time=rank_time))
+    assert_decision(event, "SUBMITTED", "submitted")
+    assert event["alpaca_order_id"] == placed.json()["id"]
+    assert len(gw.orders()) == 1
+    assert gw.r.get("key:execution_cooldown:AMGN") is not None
 
 
 # row 10 --------------------------------------------------------------------------

@@ -305,7 +305,7 @@ def test_same_task_delivered_to_two_workers_at_once_gives_one_order(many: Gatewa
     received = lambda: [w.output().count(f"zero.decide[{task_id}] received") for w in many.workers]  # noqa: E731
     wait_for(lambda: all(received()), 10, "each worker received its copy")
     assert received() == [1, 1]
-    assert event["status"] == "SUBMITTED"
+    assert event["status"] == "SUBMITTED", event
     assert quiet(pubsub, 2.0) == []  # the second copy completes the same decision, silently
     # one order: a copy that finds no order yet may send the same client_order_id again,
     # which the broker refuses (422) and the copy then looks up

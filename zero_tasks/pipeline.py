@@ -187,6 +187,12 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
 
     exposure = broker.open_exposure(ticker)
     if exposure:
+        # A copy of this very task (a redelivery running beside it) may have placed the
+        # order since the lookup: that exposure is this decision's own order, not a reason
+        # to skip it and give its cooldown and day's slot back.
+        own = broker.find_order(cid)
+        if own:
+            return _submitted(rt, msg, subject, own, now_fn(), "placed by a copy of this task")
         _release(rt, exec_id, ticker, msg, claim=False)
         return build_record(msg, subject, deny(Code.OPEN_POSITION, exposure), None, now_fn())
     snap = read_snapshot(rt.redis, ticker)  # after the broker answered: what holds now
