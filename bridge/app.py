@@ -63,6 +63,7 @@ class Bridge:
             database_label=db_probe.label(settings.sqlalchemy_url),
             broker_url=settings.broker_url,
             stats=self.stats,
+            market_state_max_age_s=settings.market_state_max_age_s,
         )
 
     def stats(self) -> dict[str, object]:
@@ -173,7 +174,7 @@ class Bridge:
             try:
                 if breaker_probe_due(snap.breaker, now):
                     continue  # the worker probes the broker
-                record = refusal_before_claim(message, subject, snap, now, self.limits)
+                record = refusal_before_claim(message, subject, snap, now, self.limits, session_from_worker=True)
             except Exception:  # noqa: BLE001 - one message's trouble never takes the batch: the worker decides it
                 log.exception("refusal check failed for %s; the worker decides it", message.message_id)
                 continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,7 +21,8 @@ from zero_tasks import keys, metrics
 from zero_tasks.audit_health import FAILURE_PREFIX, audit_check
 from zero_tasks.outbox import AUDIT_STREAM
 from zero_tasks.secrets import scrub
-from zero_tasks.veto import parse_market_state
+from zero_tasks import session
+from zero_tasks.veto import Snapshot, check_market_state, parse_market_state
 
 from .metrics import queue_depths  # the same LLEN the metrics use
 
@@ -37,6 +38,7 @@ class HealthSources:
     database_label: str
     broker_url: str = ""
     stats: Callable[[], dict[str, Any]] = dict
+    market_state_max_age_s: float | None = None
     _broker_cache: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
 
 
@@ -49,11 +51,13 @@ async def _redis_view(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
     client = aioredis.Redis.from_url(url, decode_responses=False, socket_connect_timeout=1, socket_timeout=1)
     try:
         await client.ping()
-        enabled, market, breaker, last = await client.mget(
-            keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.BREAKER_KEY, metrics.LAST_DECISION)
+        enabled, market, breaker, last, session_raw = await client.mget(
+            keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.BREAKER_KEY, metrics.LAST_DECISION,
+            keys.SESSION_KEY)
         workers = [k async for k in client.scan_iter(match=keys.WORKER_ALIVE_PREFIX + "*", count=100)]
         failing = [k async for k in client.scan_iter(match=FAILURE_PREFIX + "*", count=100)]
         view = {"execution_enabled": enabled == b"true", "market_state_raw": market, "workers": len(workers),
+                "session_raw": session_raw,
                 "breaker_raw": breaker, "last_decision_age_s": _age(last),
                 "audit_backlog": int(await client.xlen(AUDIT_STREAM)),
                 "in_flight": int(await client.zcard(keys.IN_FLIGHT_KEY)),
@@ -100,6 +104,27 @@ def _market_state(raw: bytes | None) -> tuple[str | None, float | None]:
     return state.state, round(time.time() - state.timestamp.timestamp(), 1)
 
 
+def _market_view(market_raw: bytes | None, session_raw: bytes | None,
+                 max_age_s: float | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The trading session the workers last heard from the broker, and row 3's objection to
+    the market state now (None: it would permit an order). A regime service that died
+    in GREEN shows here as an hours-old GREEN with no objection, until the session closes."""
+    try:
+        market, kept = (v.decode("utf-8") if v is not None else None for v in (market_raw, session_raw))
+    except UnicodeDecodeError:
+        return None, "unreadable (not UTF-8)"
+    current = session.parse(kept)
+    view = None if isinstance(current, str) else {
+        "is_open": current.is_open, "opened_at": _iso(current.opened_at), "until": _iso(current.until),
+        "next_open": _iso(current.next_open)}
+    verdict = check_market_state(Snapshot("true", market, None, session=kept), datetime.now(timezone.utc), max_age_s)
+    return view, verdict.reason if verdict else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
 def _age(raw: bytes | None) -> float | None:
     if raw is None:
         return None
@@ -134,6 +159,8 @@ async def health(src: HealthSources) -> tuple[int, dict[str, Any]]:
     workers_alive = view.get("workers", 0)
     workers = {"ok": workers_alive > 0, "detail": f"{workers_alive} worker(s) alive", "alive": workers_alive}
     market, market_age = _market_state(view.get("market_state_raw"))
+    trading_session, market_veto = _market_view(view.get("market_state_raw"), view.get("session_raw"),
+                                                src.market_state_max_age_s)
     breaker_state = _breaker(view.get("breaker_raw"))
     checks = {"redis": redis_check, "database": database, "broker": broker, "workers": workers,
               "circuit_breaker": breaker_state,
@@ -150,6 +177,8 @@ async def health(src: HealthSources) -> tuple[int, dict[str, Any]]:
         "execution_enabled": bool(view.get("execution_enabled", False)),
         "market_state": market,
         "market_state_age_s": market_age,
+        "market_state_veto": market_veto if redis_check["ok"] else None,  # row 3's objection now, if any
+        "trading_session": trading_session,  # as the broker last told a worker; null until one asked
         "last_decision_age_s": view.get("last_decision_age_s"),
         "queue_depth": await _queues(src),
         "audit_backlog": view.get("audit_backlog"),  # decisions not yet written to execution_log

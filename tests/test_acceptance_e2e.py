@@ -10,7 +10,7 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
-from tests.support.gateway import Gateway, collect, market, now_iso, opportunity, quiet, ranking
+from tests.support.gateway import YESTERDAY_S, Gateway, collect, market, now_iso, opportunity, quiet, ranking
 
 pytestmark = [pytest.mark.e2e, pytest.mark.guarantee]
 
@@ -25,7 +25,7 @@ def test_kill_switch_not_true_means_no_order_ever(gw: Gateway, kill_switch: str 
     assert gw.order_posts() == 0 and gw.orders() == []
 
 
-@pytest.mark.parametrize("state", [market("RED"), market("YELLOW"), None, market("GREEN", age_s=400), "{garbage"])
+@pytest.mark.parametrize("state", [market("RED"), market("YELLOW"), None, market("GREEN", age_s=YESTERDAY_S), "{garbage"])
 def test_market_not_fresh_green_means_no_order(gw: Gateway, state: str | None) -> None:
     gw.r.set("key:execution_enabled", "true")
     if state is not None:

@@ -14,7 +14,7 @@ import requests
 
 from zero_tasks.contract import client_order_id, execution_id
 
-from tests.support.gateway import Gateway, market, now_iso, opportunity, ranking
+from tests.support.gateway import YESTERDAY_S, Gateway, market, now_iso, opportunity, ranking, zero_market
 
 pytestmark = pytest.mark.e2e
 
@@ -68,8 +68,8 @@ def test_row2_kill_switch_not_exactly_true_blocks(gw: Gateway, value: str | None
 
 # row 3 ---------------------------------------------------------------------------
 @pytest.mark.parametrize("state", [
-    market("RED"), market("YELLOW"), None, market("GREEN", age_s=301), "garbage", json.dumps({"state": "GREEN"}),
-])
+    market("RED"), market("YELLOW"), None, market("GREEN", age_s=YESTERDAY_S), "garbage", json.dumps({"state": "GREEN"}),
+], ids=["red", "yellow", "missing", "yesterday", "garbage", "no_timestamp"])
 def test_row3_market_state_not_fresh_green_blocks(gw: Gateway, state: str | None) -> None:
     gw.r.set("key:execution_enabled", "true")
     if state is not None:
@@ -77,6 +77,62 @@ def test_row3_market_state_not_fresh_green_blocks(gw: Gateway, state: str | None
     event = only_event(gw, ranking(opportunity("MSFT")))
     assert_decision(event, "BLOCKED", "market state")
     assert gw.order_posts() == 0
+
+
+WEDNESDAY_3PM = "2026-11-25T20:00:00+00:00"  # 15:00 New York, the session open since 09:30
+SATURDAY_NOON = "2026-11-28T17:00:00+00:00"
+
+
+@pytest.mark.guarantee
+def test_row3_unchanged_green_written_hours_ago_in_this_session_is_submitted(gw: Gateway) -> None:
+    """ZERO writes key:market_state only when the state changes: a GREEN of 09:45 still holds at 15:00."""
+    gw.market_hours(WEDNESDAY_3PM)
+    gw.green()
+    gw.r.set("key:market_state", zero_market("GREEN", age_s=5 * 3600, reason="Prime Window"))
+    event = only_event(gw, ranking(opportunity("ADBE")))
+    assert_decision(event, "SUBMITTED", "submitted")
+
+
+@pytest.mark.guarantee
+def test_row3_green_written_before_this_session_opened_is_blocked(gw: Gateway) -> None:
+    """Yesterday's GREEN, unchanged overnight: 15:00 now, written at 08:00, before the 09:30 open."""
+    gw.market_hours(WEDNESDAY_3PM)
+    gw.green()
+    gw.r.set("key:market_state", zero_market("GREEN", age_s=7 * 3600, reason="Closing Window"))
+    event = only_event(gw, ranking(opportunity("ADBE")))
+    assert_decision(event, "BLOCKED", "market state: stale: GREEN written")
+    assert "before this session opened" in event["why"][0]
+    assert gw.order_posts() == 0
+
+
+@pytest.mark.guarantee
+def test_row3_market_closed_blocks_a_fresh_green(gw: Gateway) -> None:
+    gw.market_hours(SATURDAY_NOON)
+    gw.green()
+    event = only_event(gw, ranking(opportunity("ADBE")))
+    assert_decision(event, "BLOCKED", "market state: market closed (next session opens 2026-11-30T14:30:00+00:00")
+    assert gw.order_posts() == 0
+
+
+@pytest.mark.guarantee
+def test_row3_broker_that_cannot_tell_the_session_blocks(gw: Gateway) -> None:
+    gw.green()
+    gw.r.delete("key:execution_session")
+    gw.sim("POST", "/_sim/fault", {"mode": "500", "count": -1, "method": "GET", "path": "/v2/clock"})
+    event = only_event(gw, ranking(opportunity("ADBE")))
+    assert_decision(event, "BLOCKED", "market state: trading session unknown (")
+    assert gw.order_posts() == 0
+
+
+def test_row3_session_is_asked_once_and_kept_for_every_worker(gw: Gateway) -> None:
+    """One clock and calendar read serves the following decisions, whichever worker takes them."""
+    gw.green()
+    gw.r.delete("key:execution_session")
+    gw.decide(ranking(opportunity("ADBE")))
+    gw.decide(*[ranking(opportunity(t)) for t in ("INTU", "SNPS")])
+    requests_seen = gw.sim("GET", "/_sim/stats")["requests"]
+    assert requests_seen.get("GET /v2/clock") == 1 and requests_seen.get("GET /v2/calendar") == 1
+    assert json.loads(gw.r.get("key:execution_session"))["is_open"] is True
 
 
 # row 4 ---------------------------------------------------------------------------

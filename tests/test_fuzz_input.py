@@ -41,6 +41,7 @@ from tests.support.gateway import Gateway, collect, isolated_gateway, quiet
 from tests.support.gateway import opportunity as gw_opportunity
 from tests.support.gateway import ranking as gw_ranking
 from tests.support.procs import health, wait_for
+from tests.support.zero_models import accepted_by_zero
 from zero_tasks.audit import insert_row
 from zero_tasks.contract import TradeUpdate
 from zero_tasks.decision import STATUS_OF, Code, Status, Verdict
@@ -48,19 +49,21 @@ from zero_tasks.intake import Invalid, Signal, parse_payload
 from zero_tasks.message import message_from_bytes
 from zero_tasks.prejudge import build_record
 from zero_tasks.record import DecisionRecord
+from zero_tasks.session import TradingSession
 from zero_tasks.veto import Limits, Snapshot, veto
 
 T = TypeVar("T")
 
 LIMIT = 1 << 20  # Settings.max_payload_bytes default (and maximum)
 NOW = datetime(2026, 11, 24, 14, 30, 30, tzinfo=timezone.utc)
-LIMITS = Limits(min_probability=0.90, market_state_max_age_s=300, signal_max_age_s=120)
+LIMITS = Limits(min_probability=0.90, market_state_max_age_s=None, signal_max_age_s=120)
 
 
 def green_snapshot(now: datetime) -> Snapshot:
     market = json.dumps({"schema_version": "1.0", "timestamp": (now - timedelta(seconds=10)).isoformat(),
                          "state": "GREEN", "reason": "calm tape"})
-    return Snapshot(execution_enabled="true", market_state=market, stand_down=None)
+    in_session = TradingSession(True, now - timedelta(hours=1), now + timedelta(hours=1), None, now).to_json()
+    return Snapshot(execution_enabled="true", market_state=market, stand_down=None, session=in_session)
 
 
 GREEN = green_snapshot(NOW)
@@ -660,6 +663,7 @@ def check_record(case: Case, out: Signal | Invalid, verdict: Verdict | None) -> 
     verdict = verdict or Verdict(Code.SUBMITTED, "1 share buy market day")
     rec = build_record(msg, parsed, verdict, GREEN.market_state, NOW)
     update = TradeUpdate.model_validate_json(rec.to_trade_update())
+    accepted_by_zero(json.loads(rec.to_trade_update()))
     assert update.status == verdict.status.value and update.why[0] == verdict.reason
     assert update.execution_id == out.execution_id
     assert DecisionRecord.from_json(rec.to_json()).to_trade_update() == rec.to_trade_update()

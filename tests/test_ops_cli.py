@@ -34,6 +34,7 @@ from zero_ops.status import REPORT_FIELDS
 from zero_tasks.audit import ensure_schema, insert_row, make_engine
 from zero_tasks.contract import MarketState, TradeUpdate
 from zero_tasks.intake import Signal, parse_payload
+from zero_tasks.session import TradingSession
 from zero_tasks.settings import Settings
 
 REDIS_DB = 7
@@ -140,7 +141,7 @@ def market_json(state: str = "GREEN", age_s: float = 0) -> str:
 def trade_update(status: str, ticker: str = "SPY", exec_id: str | None = None, why: str | None = None) -> str:
     return TradeUpdate(timestamp=now_utc(), execution_id=exec_id or f"{ticker}:H30:2026-11-24T14:30:00",
                        ticker=ticker, horizon="H30", probability=0.95, opportunity_score=95, status=status,
-                       why=[why or f"{status.lower()}: test"]).model_dump_json()
+                       why=[why or f"{status.lower()}: test"], submitted_at=now_utc()).model_dump_json()
 
 
 def row(ticker: str, status: str, minutes_ago: float, order_id: str | None = None) -> dict[str, Any]:
@@ -192,7 +193,7 @@ def test_enable_writes_exactly_true_after_confirmation(env: dict[str, str | None
     assert {k: r.get(k) for k in r.keys("*")} == {**before, "key:execution_enabled": "true"}
     shown = result.output
     assert "paper" in shown and sim.url in shown and "simulator" in shown
-    assert "GREEN" in shown and "12s old" in shown
+    assert "GREEN" in shown and "written 12s ago" in shown
     assert "ACTIVE" in shown and "buying power" in shown
     assert "[y/N]" in shown and "was 'false'" in shown
 
@@ -258,6 +259,7 @@ def test_status_json_has_every_field(env: dict[str, str | None], r: redis.Redis,
     """Also the one run as a real process: `python -m zero_ops status --json`."""
     r.set("key:execution_enabled", "true")
     r.set("key:market_state", market_json("GREEN", age_s=400))
+    r.set("key:execution_session", TradingSession(True, now_utc(-3600), now_utc(3600), None, now_utc(-60)).to_json())
     r.set("key:stand_down_reason", json.dumps({"schema_version": "1.0", "reason": "FOMC in 10 min",
                                                "scope": "GLOBAL", "expires_at": now_utc(600).isoformat()}))
     r.set("key:execution_worker:w1@host", json.dumps({"hostname": "w1@host", "pid": 4242, "concurrency": 2,
@@ -277,8 +279,8 @@ def test_status_json_has_every_field(env: dict[str, str | None], r: redis.Redis,
     assert report["redis"].endswith(f"/{REDIS_DB}") and report["database"].startswith("postgresql://")
     assert report["kill_switch"] == {"enabled": True, "value": "true"}
     market = report["market_state"]
-    assert market["state"] == "GREEN" and market["stale"] is True and 399 <= market["age_s"] < 420
-    assert market["veto"].startswith("market state: stale")
+    assert market["state"] == "GREEN" and 399 <= market["age_s"] < 420
+    assert market["veto"] is None and market["session"]["is_open"] is True  # written during the session now open
     assert report["stand_down"]["in_force"] is True and report["stand_down"]["scope"] == "GLOBAL"
     assert report["queues"] == {"zero_execution": 2, "zero_audit": 1}
     assert report["workers"][0]["hostname"] == "w1@host" and report["workers"][0]["pid"] == 4242
@@ -535,7 +537,7 @@ def test_market_sets_a_fresh_state(env: dict[str, str | None], r: redis.Redis) -
     assert abs((now_utc() - state.timestamp).total_seconds()) < 5
     assert "regime service owns key:market_state" in result.stderr
     report = json.loads(cli(env, "status", "--json", "--last", "0").stdout)
-    assert report["market_state"]["stale"] is False and report["market_state"]["state"] == "YELLOW"
+    assert report["market_state"]["state"] == "YELLOW" and report["market_state"]["problem"] is None
 
 
 def test_market_rejects_an_unknown_state(env: dict[str, str | None], r: redis.Redis) -> None:

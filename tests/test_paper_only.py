@@ -71,7 +71,7 @@ def test_refuses_to_start_without_keys(argv: list[str]) -> None:
 
 
 @pytest.mark.parametrize("name, value", [
-    ("MIN_PROBABILITY", "0.85"), ("COOLDOWN_MINUTES", "30"), ("MARKET_STATE_MAX_AGE_S", "600"),
+    ("MIN_PROBABILITY", "0.85"), ("COOLDOWN_MINUTES", "30"), ("MARKET_STATE_MAX_AGE_S", "0"),
     ("SIGNAL_MAX_AGE_S", "300"),
 ])
 def test_refuses_to_loosen_a_hard_limit(name: str, value: str) -> None:

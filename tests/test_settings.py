@@ -37,7 +37,8 @@ def test_settings_refuse_unless_paper_exactly_true(paper: str) -> None:
 @pytest.mark.parametrize("field, value, ok", [
     ("min_probability", 0.95, True), ("min_probability", 0.89, False), ("min_probability", 1.01, False),
     ("cooldown_minutes", 90, True), ("cooldown_minutes", 59, False),
-    ("market_state_max_age_s", 60, True), ("market_state_max_age_s", 301, False),
+    ("market_state_max_age_s", 60, True), ("market_state_max_age_s", 7200, True),
+    ("market_state_max_age_s", 0, False), ("market_state_max_age_s", -5, False),
     ("signal_max_age_s", 30, True), ("signal_max_age_s", 121, False), ("signal_max_age_s", 0, False),
 ])
 def test_limits_can_be_tightened_never_loosened(field: str, value: float, ok: bool) -> None:
@@ -78,3 +79,9 @@ def test_redis_password_is_url_encoded_into_the_redis_and_broker_urls(password: 
 
 def test_no_redis_password_means_no_auth_in_the_url() -> None:
     assert load_settings(**(SAFE | {"redis_password": ""})).redis_url == "redis://redis:6379/0"
+
+
+def test_market_state_max_age_is_off_unless_set() -> None:
+    """ZERO writes the market state only when it changes: no age bound by default."""
+    assert load_settings(**SAFE).market_state_max_age_s is None
+    assert load_settings(**(SAFE | {"market_state_max_age_s": ""})).market_state_max_age_s is None

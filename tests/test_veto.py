@@ -9,10 +9,20 @@ import pytest
 
 from zero_tasks.decision import Code, Status
 from zero_tasks.intake import Signal, parse_payload
+from zero_tasks.session import TradingSession
 from zero_tasks.veto import Limits, Snapshot, breaker_probe_due, recheck_before_submit, veto
 
-NOW = datetime(2026, 11, 24, 14, 30, 30, tzinfo=timezone.utc)
-LIMITS = Limits(min_probability=0.90, market_state_max_age_s=300, signal_max_age_s=120)
+NOW = datetime(2026, 11, 24, 19, 30, 30, tzinfo=timezone.utc)
+LIMITS = Limits(min_probability=0.90, market_state_max_age_s=None, signal_max_age_s=120)
+
+
+def session(opened_s_ago: float = 6 * 3600, closes_in_s: float = 3600) -> str:
+    """The kept trading session: open since `opened_s_ago`, good until the close."""
+    return TradingSession(True, NOW - timedelta(seconds=opened_s_ago), NOW + timedelta(seconds=closes_in_s),
+                          None, NOW - timedelta(minutes=5)).to_json()
+
+
+CLOSED = TradingSession(False, None, NOW + timedelta(hours=15), NOW + timedelta(hours=15), NOW).to_json()
 
 
 def signal(probability: float = 0.95, direction: str = "LONG", ticker: str = "SPY", age_s: float = 30) -> Signal:
@@ -36,8 +46,9 @@ def stand_down(scope: str, ticker: str | None = None, expires_in_s: float | None
 
 
 def snap(enabled: str | None = "true", state: str | None = None, down: str | None = None,
-         error: str | None = None) -> Snapshot:
-    return Snapshot(enabled, market() if state is None else state, down, error)
+         error: str | None = None, kept: str | None = "open") -> Snapshot:
+    return Snapshot(enabled, market() if state is None else state, down, error,
+                    session=session() if kept == "open" else kept)
 
 
 @pytest.mark.parametrize("enabled", [None, "false", "TRUE", "True", " true", "true ", "1", "yes", ""])
@@ -52,10 +63,10 @@ def test_unreadable_redis_blocks_as_execution_disabled() -> None:
 
 
 @pytest.mark.parametrize("state", [
-    market("RED"), market("YELLOW"), market("GREEN", age_s=301), market("GREEN", age_s=-400), "{bad json",
+    market("RED"), market("YELLOW"), market("GREEN", age_s=-400), "{bad json",
     json.dumps({"state": "GREEN"}), json.dumps({"timestamp": NOW.isoformat(), "state": "BLUE"}), "null", "[]",
 ])
-def test_market_state_not_fresh_green_blocks(state: str) -> None:
+def test_market_state_not_green_or_unreadable_blocks(state: str) -> None:
     verdict = veto(signal(), snap(state=state), NOW, LIMITS)
     assert verdict and verdict.code is Code.MARKET_STATE and verdict.status is Status.BLOCKED
 
@@ -65,10 +76,56 @@ def test_missing_market_state_blocks() -> None:
     assert verdict and verdict.reason == "market state: key:market_state is not set"
 
 
-def test_market_state_age_limit_is_configurable_tighter() -> None:
+@pytest.mark.parametrize("age_s", [10, 20 * 60, 3 * 3600, 6 * 3600 - 1])
+def test_unchanged_green_written_during_this_session_permits_however_old(age_s: float) -> None:
+    """ZERO writes the key only when the state changes: an hours-old GREEN of this session is good."""
+    assert veto(signal(), snap(state=market(age_s=age_s)), NOW, LIMITS) is None
+
+
+@pytest.mark.parametrize("age_s", [6 * 3600 + 1, 24 * 3600, 3 * 86400])
+def test_green_written_before_this_session_opened_blocks(age_s: float) -> None:
+    """Yesterday's GREEN, a weekend's: written before the session now open."""
+    verdict = veto(signal(), snap(state=market(age_s=age_s)), NOW, LIMITS)
+    assert verdict and verdict.code is Code.MARKET_STATE
+    assert verdict.detail.startswith("stale: GREEN written ") and "before this session opened" in verdict.detail
+
+
+def test_market_closed_blocks_even_a_fresh_green() -> None:
+    verdict = veto(signal(), snap(state=market(age_s=1), kept=CLOSED), NOW, LIMITS)
+    assert verdict and verdict.code is Code.MARKET_STATE and verdict.detail.startswith("market closed")
+
+
+@pytest.mark.parametrize("kept, why", [
+    (None, "not known yet"), ("{garbage", "unreadable"), (json.dumps({"is_open": True}), "unreadable"),
+    (json.dumps({"is_open": "yes", "opened_at": None, "until": NOW.isoformat(), "next_open": None,
+                 "checked_at": NOW.isoformat()}), "unreadable"),
+    (json.dumps({"is_open": True, "opened_at": None, "until": (NOW + timedelta(hours=1)).isoformat(),
+                 "next_open": None, "checked_at": NOW.isoformat()}), "unreadable"),
+    (json.dumps({"is_open": True, "opened_at": "2026-11-24T14:30:00", "until": "2026-11-24T21:00:00",
+                 "next_open": None, "checked_at": "2026-11-24T19:00:00"}), "unreadable"),
+], ids=["missing", "not_json", "fields_missing", "is_open_not_bool", "open_without_open_time", "naive_times"])
+def test_trading_session_unknown_or_unreadable_blocks(kept: str | None, why: str) -> None:
+    verdict = veto(signal(), snap(kept=kept), NOW, LIMITS)
+    assert verdict and verdict.code is Code.MARKET_STATE
+    assert verdict.detail.startswith("trading session unknown (") and why in verdict.detail
+
+
+def test_broker_that_cannot_tell_the_session_blocks_with_its_reason() -> None:
+    unknown = Snapshot("true", market(), None, session_error="BrokerTransient: timeout")
+    verdict = veto(signal(), unknown, NOW, LIMITS)
+    assert verdict and verdict.detail == "trading session unknown (BrokerTransient: timeout); failing closed"
+
+
+def test_trading_session_answer_past_its_time_blocks() -> None:
+    verdict = veto(signal(), snap(kept=session(closes_in_s=0)), NOW, LIMITS)
+    assert verdict and verdict.code is Code.MARKET_STATE and "answer expired" in verdict.detail
+
+
+def test_optional_market_state_max_age_blocks_an_older_state() -> None:
     tight = Limits(0.90, market_state_max_age_s=60, signal_max_age_s=120)
+    assert veto(signal(), snap(state=market(age_s=59)), NOW, tight) is None
     verdict = veto(signal(), snap(state=market(age_s=61)), NOW, tight)
-    assert verdict and verdict.code is Code.MARKET_STATE and "stale" in verdict.reason
+    assert verdict and verdict.code is Code.MARKET_STATE and "MARKET_STATE_MAX_AGE_S 60s" in verdict.detail
 
 
 @pytest.mark.parametrize("down, blocks", [
@@ -117,16 +174,17 @@ def test_eligible_signal_has_no_objection() -> None:
     (dict(enabled="false"), Code.DISABLED),
     (dict(breaker=json.dumps({"since": NOW.isoformat(), "reason": "3 failures"})), Code.CIRCUIT_OPEN),
     (dict(state=market("RED")), Code.MARKET_STATE),
+    (dict(kept=CLOSED), Code.MARKET_STATE),
     (dict(down=stand_down("GLOBAL")), Code.STAND_DOWN),
     (dict(down=stand_down("TICKER", "SPY")), Code.STAND_DOWN),
     (dict(blocklist=json.dumps({"until": (NOW + timedelta(hours=1)).isoformat(), "reason": "earnings"})),
      Code.BLOCKLIST),
-], ids=["kill_switch", "breaker", "market_red", "stand_down_global", "stand_down_ticker", "blocklist"])
+], ids=["kill_switch", "breaker", "market_red", "market_closed", "stand_down_global", "stand_down_ticker", "blocklist"])
 def test_the_whole_veto_runs_again_at_submit(changed: dict[str, str], code: Code) -> None:
-    base = dict(enabled="true", state=market(), down=None, breaker=None, blocklist=None)
+    base = dict(enabled="true", state=market(), down=None, breaker=None, blocklist=None, kept=session())
     values = {**base, **changed}
     current = Snapshot(values["enabled"], values["state"], values["down"], breaker=values["breaker"],
-                       blocklist=values["blocklist"])
+                       blocklist=values["blocklist"], session=values["kept"])
     verdict = recheck_before_submit(signal(), current, NOW, LIMITS)
     assert verdict and verdict.code is code
 
@@ -145,20 +203,20 @@ def test_nothing_changed_means_no_objection_at_submit() -> None:
                          ids=["naive", "words", "empty", "number", "list", "impossible_date"])
 def test_a_blocklist_entry_with_an_unusable_time_blocks_with_the_reason(until: object) -> None:
     entry = json.dumps({"until": until, "reason": "earnings"})
-    verdict = veto(signal(), Snapshot("true", market(), None, blocklist=entry), NOW, LIMITS)
+    verdict = veto(signal(), Snapshot("true", market(), None, blocklist=entry, session=session()), NOW, LIMITS)
     assert verdict and verdict.code is Code.BLOCKLIST and "failing closed" in verdict.detail
 
 
 def test_a_blocklist_entry_that_has_expired_no_longer_blocks() -> None:
     entry = json.dumps({"until": (NOW - timedelta(seconds=1)).isoformat(), "reason": "earnings"})
-    assert veto(signal(), Snapshot("true", market(), None, blocklist=entry), NOW, LIMITS) is None
+    assert veto(signal(), Snapshot("true", market(), None, blocklist=entry, session=session()), NOW, LIMITS) is None
 
 
 @pytest.mark.parametrize("until", ["2026-11-24T14:00:00", "soon", 5, None])
 def test_a_breaker_with_an_unusable_time_stays_open_and_asks_no_probe(until: object) -> None:
     raw = json.dumps({"since": "2026-11-24T14:00:00+00:00", "until": until, "reason": "failures"})
     assert breaker_probe_due(raw, NOW) is False
-    verdict = veto(signal(), Snapshot("true", market(), None, breaker=raw), NOW, LIMITS)
+    verdict = veto(signal(), Snapshot("true", market(), None, breaker=raw, session=session()), NOW, LIMITS)
     assert verdict and verdict.code is Code.CIRCUIT_OPEN
 
 

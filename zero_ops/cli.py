@@ -89,7 +89,7 @@ def enable(ops: Ops, yes: bool) -> None:
     """Set key:execution_enabled to "true" after showing what that arms."""
     r = ops.redis()
     snap = state.read_keys(r)
-    for line in preflight(ops, snap.market_state, snap.execution_enabled):
+    for line in preflight(ops, snap.market_state, snap.execution_enabled, snap.session):
         click.echo(line)
     if not yes:
         click.confirm("Enable execution (the gateway may place 1-share paper orders)?", abort=True)
@@ -98,17 +98,15 @@ def enable(ops: Ops, yes: bool) -> None:
                + f': {keys.EXECUTION_ENABLED_KEY} = "true" (was {shown(previous)})')
 
 
-def preflight(ops: Ops, market_raw: str | None, enabled_raw: str | None) -> list[str]:
+def preflight(ops: Ops, market_raw: str | None, enabled_raw: str | None, kept_session: str | None) -> list[str]:
     """What the operator should see before arming: mode, broker, market state, account."""
-    view = state.market_state(market_raw, utcnow(), ops.settings.market_state_max_age_s)
+    view = state.market_state(market_raw, utcnow(), ops.settings.market_state_max_age_s, kept_session)
     lines = ["About to enable execution:"]
     lines += render.section("mode", "paper")
     lines += render.section("broker", ops.broker_label())
     lines += render.section("market state", render.market_text(view))
     lines += render.section("account", account_text(ops))
     lines += render.section("kill switch", f"currently {shown(enabled_raw)}")
-    if view["veto"]:
-        lines.append(click.style(f"  note: orders stay BLOCKED while {view['veto']}", fg="yellow"))
     return lines
 
 
@@ -268,10 +266,11 @@ def show_decision(update: dict[str, Any] | None, exec_id: str, timeout: float) -
 def market(ops: Ops, state_name: str, reason: str) -> None:
     """Write key:market_state = STATE stamped now (a local demo of the regime service)."""
     click.echo(click.style("warning:", fg="yellow", bold=True) + " in production the regime service owns "
-               f"{keys.MARKET_STATE_KEY} and overwrites it about every 60 s; this is for a local demo", err=True)
+               f"{keys.MARKET_STATE_KEY} (it writes the key when the state changes); this is for a local demo",
+               err=True)
     state_name = state_name.upper()
     ops.redis().set(keys.MARKET_STATE_KEY, samples.market_state(state_name, reason, utcnow()))
-    click.echo(f"{keys.MARKET_STATE_KEY} = {state_name} (fresh for {ops.settings.market_state_max_age_s:.0f}s)")
+    click.echo(f"{keys.MARKET_STATE_KEY} = {state_name} (good for orders until the trading session closes)")
 
 
 risk_cli.register(main)

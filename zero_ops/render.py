@@ -81,7 +81,7 @@ def trade_update_line(text: str) -> str:
     why = update.get("why")
     first = why[0] if isinstance(why, list) and why else ""
     return " ".join([local_time(update.get("timestamp")), styled_status(str(update["status"])),
-                     str(update.get("execution_id", "?")), str(update.get("ticker", "?")), str(first)])
+                     str(update.get("execution_id") or "?"), str(update.get("ticker") or "?"), str(first)])
 
 
 def local_time(stamp: Any) -> str:
@@ -118,13 +118,25 @@ def market_text(view: dict[str, Any]) -> str:
     if view["problem"]:
         return click.style("NONE", fg="red") + f" ({view['problem']})"
     colour = {"GREEN": "green", "YELLOW": "yellow"}.get(view["state"], "red")
-    text = click.style(view["state"], fg=colour, bold=True) + f", {age(view['age_s'])} old"
-    text += f" (max {view['max_age_s']:.0f}s)"
-    if view["stale"]:
-        text += " " + click.style("STALE", fg="red", bold=True)
+    text = click.style(view["state"], fg=colour, bold=True) + f", written {age(view['age_s'])} ago"
+    if view["max_age_s"] is not None:
+        text += f" (MARKET_STATE_MAX_AGE_S {view['max_age_s']:.0f}s)"
     if view["reason"]:
         text += f" - {view['reason']}"
+    text += "; " + session_text(view)
+    if view["veto"]:
+        text += "; " + click.style("orders BLOCKED", fg="red", bold=True) + f" ({view['veto']})"
     return text
+
+
+def session_text(view: dict[str, Any]) -> str:
+    """The trading session as the workers last heard it from the broker."""
+    current = view["session"]
+    if current is None:
+        return f"trading session {view['session_problem']} (a worker asks the broker at the next signal)"
+    if current["is_open"]:
+        return f"session open since {current['opened_at']}"
+    return f"market closed, next session opens {current['next_open']}"
 
 
 def stand_down_text(view: dict[str, Any]) -> str:

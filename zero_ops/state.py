@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from zero_tasks import keys
+from zero_tasks import keys, session
 from zero_tasks.contract import StandDownSignal
 from zero_tasks.veto import Snapshot, check_market_state, parse_market_state
 
@@ -22,9 +22,10 @@ OWNER_SUFFIX = ":owner"  # redis_state's helper key next to each cooldown: not a
 
 
 def read_keys(r: redis.Redis) -> Snapshot:
-    """The three operator/regime keys in one round trip, as the gateway reads them."""
-    enabled, market, stand_down = r.mget(keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.STAND_DOWN_KEY)
-    return Snapshot(enabled, market, stand_down)
+    """The operator/regime keys and the kept trading session in one round trip, as the gateway reads them."""
+    enabled, market, stand_down, kept = r.mget(keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY,
+                                               keys.STAND_DOWN_KEY, keys.SESSION_KEY)
+    return Snapshot(enabled, market, stand_down, session=kept)
 
 
 def kill_switch(raw: str | None) -> dict[str, Any]:
@@ -32,19 +33,25 @@ def kill_switch(raw: str | None) -> dict[str, Any]:
     return {"enabled": raw == "true", "value": raw}
 
 
-def market_state(raw: str | None, now: datetime, max_age_s: float) -> dict[str, Any]:
-    """State, age and staleness; `veto` is the gateway's own objection, None if it would trade."""
-    verdict = check_market_state(Snapshot("true", raw, None), now, max_age_s)
-    view: dict[str, Any] = {"state": None, "timestamp": None, "age_s": None, "stale": None,
-                            "max_age_s": max_age_s, "reason": None, "problem": None,
-                            "veto": verdict.reason if verdict else None}
+def market_state(raw: str | None, now: datetime, max_age_s: float | None, kept_session: str | None) -> dict[str, Any]:
+    """State, age, the trading session the workers last heard from the broker, and `veto`:
+    the gateway's own objection (row 3), None if it would trade."""
+    verdict = check_market_state(Snapshot("true", raw, None, session=kept_session), now, max_age_s)
+    current = session.parse(kept_session)
+    view: dict[str, Any] = {"state": None, "timestamp": None, "age_s": None, "max_age_s": max_age_s,
+                            "reason": None, "problem": None, "veto": verdict.reason if verdict else None,
+                            "session": None if isinstance(current, str) else {
+                                "is_open": current.is_open,
+                                "opened_at": current.opened_at.isoformat() if current.opened_at else None,
+                                "until": current.until.isoformat(),
+                                "next_open": current.next_open.isoformat() if current.next_open else None},
+                            "session_problem": current if isinstance(current, str) else None}
     parsed = parse_market_state(raw)
     if isinstance(parsed, str):
         view["problem"] = parsed
         return view
     age = (now - parsed.timestamp).total_seconds()
-    view.update(state=parsed.state, timestamp=parsed.timestamp.isoformat(), age_s=round(age, 1),
-                stale=age > max_age_s, reason=parsed.reason)
+    view.update(state=parsed.state, timestamp=parsed.timestamp.isoformat(), age_s=round(age, 1), reason=parsed.reason)
     return view
 
 

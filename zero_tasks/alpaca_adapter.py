@@ -12,6 +12,7 @@ import re
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable, ContextManager, TypeVar
 from urllib.parse import quote
 
@@ -20,12 +21,14 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.models import Order
-from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
+from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, MarketOrderRequest
 
 from .broker_http import BrokerSession
 from .contract import TICKER_PATTERN
 from .risk import BrokerRateLimit
 from .secrets import scrub
+from .session import NEW_YORK, TradingSession
+from .session import from_broker as session_from_broker
 from .settings import ORDER_QTY, Settings
 
 T = TypeVar("T")
@@ -204,6 +207,17 @@ class AlpacaBroker:
             symbol=ticker, qty=ORDER_QTY, side=OrderSide.BUY, time_in_force=TimeInForce.DAY,
             client_order_id=client_order_id)
         return _placed(self._timed("submit", lambda: self._client.submit_order(request)))
+
+    def trading_session(self, now: datetime) -> TradingSession | str:
+        """Alpaca's clock, and while the market is open its calendar for the clock's date
+        (when this session opened): the session row 3 judges the market state by."""
+        clock = self._timed("clock", self._client.get_clock)
+        opens: list[datetime] = []
+        if clock.is_open:
+            day = clock.timestamp.astimezone(NEW_YORK).date()
+            entries = self._timed("calendar", lambda: self._client.get_calendar(GetCalendarRequest(start=day, end=day)))
+            opens = [entry.open.replace(tzinfo=NEW_YORK) for entry in entries if entry.date == day]
+        return session_from_broker(now, clock.timestamp, clock.is_open, clock.next_open, clock.next_close, opens)
 
     def probe(self) -> str:
         """A cheap authenticated call for /health: the account status."""

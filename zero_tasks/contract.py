@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
 SCHEMA_VERSION = "1.0"
 
 Horizon = Literal["H30", "H2H", "HDAY", "HWEEK"]
+HORIZONS = frozenset(get_args(Horizon))
 State = Literal["GREEN", "YELLOW", "RED"]
 Direction = Literal["LONG", "SHORT", "NEUTRAL"]
 Status = Literal["SUBMITTED", "BLOCKED", "SKIPPED", "REJECTED", "ERROR"]
@@ -88,14 +89,34 @@ class OpportunityRank(BaseModel):
 
 
 class MarketState(BaseModel):
-    """The regime service's verdict in key:market_state: the final veto."""
+    """The regime service's verdict in key:market_state: the final veto. The fields of
+    ZERO's own MarketState, typed as it types them: what this model reads, ZERO's
+    consumers read too."""
 
     model_config = ConfigDict(extra="allow")
 
     schema_version: str = SCHEMA_VERSION
     timestamp: UtcDatetime
     state: State
+    vix_level: Finite | None = None
+    vixy_price: Finite | None = None
+    vix_roc: Finite | None = None
+    adv_decl: Finite | None = None
+    trin: Finite | None = None
+    breadth_score: Finite | None = None
+    event_risk: bool = False
     reason: str | None = None
+
+
+def is_market_state(value: dict[str, Any] | None) -> bool:
+    """Whether a stored snapshot is a MarketState (else an event carries `market_state` null)."""
+    if value is None:
+        return False
+    try:
+        MarketState.model_validate(value)
+    except ValidationError:
+        return False
+    return True
 
 
 class StandDownSignal(BaseModel):
@@ -118,16 +139,16 @@ class TradeUpdate(BaseModel):
     schema_version: str = SCHEMA_VERSION
     timestamp: datetime
     execution_id: str
-    ticker: str
-    horizon: str
-    probability: float
-    opportunity_score: int | float
+    ticker: str | None
+    horizon: Horizon | None
+    probability: float | None
+    opportunity_score: int | float | None
     status: Status
     alpaca_order_id: str | None = None
     why: list[str]
     market_state_snapshot: dict[str, Any] | None = None
-    market_state: dict[str, Any] | None = None
-    submitted_at: datetime | None = None
+    market_state: dict[str, Any] | None = None  # a MarketState, or null
+    submitted_at: datetime  # the attempt time, for every status
     client_order_id: str | None = None
     decision_id: str | None = None  # the execution_log row's event_key
 

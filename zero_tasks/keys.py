@@ -28,10 +28,11 @@ IN_FLIGHT_KEY = "key:execution_in_flight"  # sorted set: message_id -> last hand
 IN_FLIGHT_TASKS_KEY = "key:execution_in_flight_tasks"  # hash: message_id -> its decide task (JSON)
 STEP_PREFIX = "key:execution_step:"  # + task id; a delayed task's step claimed (delayed.py)
 PERIOD_PREFIX = "key:execution_period:"  # + job:period number; a periodic job's run claimed
+SESSION_KEY = "key:execution_session"  # the broker's trading session, kept until it opens or closes (session.py)
 ALERT_CHANNEL = "chan:execution_alert"  # gateway-owned: breaker opened/closed, reconcile findings
 
 CLAIM_TTL_SECONDS = 24 * 3600
-DAILY_TTL_SECONDS = 2 * 86400  # the day's order hash outlives its New York day
+DAILY_TTL_SECONDS = 5 * 86400  # a session's order hash outlives it, a long weekend included
 
 
 def seen_key(execution_id: str) -> str:

@@ -22,9 +22,9 @@ from .intake import Invalid, Signal, parse_payload
 from .message import Message
 from .prejudge import build_record, invalid_record, refusal_before_claim
 from .record import DecisionRecord
-from .redis_state import Admission, Claim, read_snapshot
+from .redis_state import Admission, Claim, read_snapshot, store_session
 from .runtime import Runtime
-from .risk import alert, trading_day
+from .risk import RateLimited, alert, trading_day
 from .task_auth import forged_holdings, forgery_key
 from .veto import Snapshot, breaker_probe_due, recheck_before_submit
 
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # Other 4xx mean the gateway and the broker disagree: they count towards the breaker.
 EXPECTED_REJECTIONS = frozenset({403})
 PLACEMENT_CALLS = 3  # open position, open orders, submit
+SESSION_CALLS = 2  # the clock and the calendar
 
 
 def utcnow() -> datetime:
@@ -129,6 +130,7 @@ def evaluate(rt: Runtime, msg: Message, subject: Signal | Invalid, snap: Snapsho
         return invalid_record(msg, subject, now)
     ticker, exec_id = subject.top.ticker, subject.execution_id
     snap = probe_breaker_if_due(rt, snap or read_snapshot(rt.redis, ticker), ticker, now)
+    snap = with_session(rt, snap, now)
     refusal = refusal_before_claim(msg, subject, snap, now, rt.limits)
     if refusal:
         return refusal
@@ -150,6 +152,27 @@ def _refusal(rt: Runtime, admission: Admission, exec_id: str, ticker: str, msg: 
     if admission.refused == "cooldown":
         return deny(Code.COOLDOWN, f"{ticker} last order at {admission.cooldown_since}")
     return deny(Code.DAILY_CAP, f"{rt.daily_cap.cap} orders already on trading day {trading_day(msg.received_at)}")
+
+
+def with_session(rt: Runtime, snap: Snapshot, now: datetime) -> Snapshot:
+    """The snapshot with the trading session known. The answer kept in Redis serves every
+    worker and bridge until the session opens or closes; when it has run out (or never
+    was), this worker asks the broker, from the broker budget. A broker that cannot say
+    leaves the session unknown, and row 3 blocks (fail closed)."""
+    if snap.error or snap.session is not None:
+        return snap
+    try:
+        rt.rate_limit.acquire("session", SESSION_CALLS)
+        current = rt.broker.trading_session(now)
+    except (BrokerTransient, BrokerRejected, RateLimited, redis.RedisError) as exc:
+        return replace(snap, session_error=f"{type(exc).__name__}: {str(exc)[:160]}")
+    if isinstance(current, str):
+        return replace(snap, session_error=current[:200])
+    try:
+        store_session(rt.redis, current, now)
+    except redis.RedisError as exc:
+        log.warning("trading session not kept in Redis (%s); asked again next time", type(exc).__name__)
+    return replace(snap, session=current.to_json())
 
 
 def probe_breaker_if_due(rt: Runtime, snap: Snapshot, ticker: str, now: datetime) -> Snapshot:
@@ -195,8 +218,9 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
             return _submitted(rt, msg, subject, own, now_fn(), "placed by a copy of this task")
         _release(rt, exec_id, ticker, msg, claim=False)
         return build_record(msg, subject, deny(Code.OPEN_POSITION, exposure), None, now_fn())
-    snap = read_snapshot(rt.redis, ticker)  # after the broker answered: what holds now
-    denial = recheck_before_submit(subject, snap, now_fn(), rt.limits)
+    checked_at = now_fn()
+    snap = with_session(rt, read_snapshot(rt.redis, ticker), checked_at)  # after the broker answered: what holds now
+    denial = recheck_before_submit(subject, snap, checked_at, rt.limits)
     if denial:
         _release(rt, exec_id, ticker, msg, claim=True)
         return build_record(msg, subject, deny(denial.code, f"at submit: {denial.detail}"), snap.market_state, now_fn())

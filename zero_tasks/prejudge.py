@@ -60,9 +60,15 @@ def invalid_record(msg: Message, subject: Invalid, now: datetime) -> DecisionRec
 
 
 def refusal_before_claim(msg: Message, subject: Signal, snap: Snapshot, now: datetime,
-                         limits: Limits) -> DecisionRecord | None:
-    """Rows 2-6 (with the breaker and the block list): the refusal, or None to go on."""
+                         limits: Limits, *, session_from_worker: bool = False) -> DecisionRecord | None:
+    """Rows 2-6 (with the breaker and the block list): the refusal, or None to go on.
+
+    With `session_from_worker` (the bridge, which never calls the broker), a row-3 refusal
+    made only because no trading session is kept yet is no refusal: the worker asks the
+    broker for the session and decides."""
     denial = veto(subject, snap, now, limits)
+    if denial and session_from_worker and snap.session is None and denial.code is Code.MARKET_STATE:
+        return None
     return build_record(msg, subject, denial, snap.market_state, now) if denial else None
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from .contract import TradeUpdate
+from .contract import HORIZONS, TradeUpdate, is_market_state
 from .decision import Status, Verdict
 from .secrets import scrub
 
@@ -64,20 +64,24 @@ class DecisionRecord:
         return row
 
     def to_trade_update(self) -> str:
+        """The event, valid for ZERO's own TradeUpdate model whatever the decision: a field
+        the message did not give (an unparsable payload) is null, never a made-up value;
+        `submitted_at` is the attempt time for every status, as ZERO's M6 sets it."""
         score = self.opportunity_score
         update = TradeUpdate(
             timestamp=self.decided_at,
             execution_id=self.execution_id,
-            ticker=self.ticker,
-            horizon=self.horizon,
-            probability=self.probability if self.probability is not None else 0.0,
-            opportunity_score=int(score) if score is not None and float(score).is_integer() else (score or 0),
+            ticker=self.ticker or None,
+            horizon=self.horizon if self.horizon in HORIZONS else None,
+            probability=self.probability if self.probability is not None and 0 <= self.probability <= 1 else None,
+            opportunity_score=(int(score) if float(score).is_integer() else score)
+            if score is not None and 0 <= score <= 100 else None,
             status=self.status.value,
             alpaca_order_id=self.alpaca_order_id,
             why=self.why,
             market_state_snapshot=self.market_state_snapshot,
-            market_state=self.market_state_snapshot,
-            submitted_at=self.submitted_at,
+            market_state=self.market_state_snapshot if is_market_state(self.market_state_snapshot) else None,
+            submitted_at=self.submitted_at or self.decided_at,
             client_order_id=self.client_order_id,
             decision_id=self.event_key,
         )

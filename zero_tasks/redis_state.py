@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from . import keys
 from .risk import TAKE_SLOTS_LUA, BrokerRateLimit
+from .session import TradingSession
 from .task_auth import Holdings
 from .veto import Snapshot
 
@@ -91,17 +92,24 @@ def connect(url: str) -> redis.Redis:
     )
 
 
-SHARED_SNAPSHOT_KEYS = (keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.STAND_DOWN_KEY, keys.BREAKER_KEY)
+SHARED_SNAPSHOT_KEYS = (keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.STAND_DOWN_KEY, keys.BREAKER_KEY,
+                        keys.SESSION_KEY)
+_SHARED = len(SHARED_SNAPSHOT_KEYS)
 
 
 def snapshot_of(shared: list, blocklist: object = None) -> Snapshot:
     """The Snapshot of raw MGET values (str or bytes); bytes that are not UTF-8 fail closed."""
     try:
-        enabled, market, stand_down, breaker, block = (
+        enabled, market, stand_down, breaker, session, block = (
             v.decode() if isinstance(v, bytes) else v for v in (*shared, blocklist))
     except UnicodeDecodeError as exc:
         return Snapshot(None, None, None, error=f"redis: {type(exc).__name__}")
-    return Snapshot(enabled, market, stand_down, breaker=breaker, blocklist=block)
+    return Snapshot(enabled, market, stand_down, breaker=breaker, blocklist=block, session=session)
+
+
+def store_session(r: redis.Redis, current: TradingSession, now: datetime) -> None:
+    """Keep the broker's session answer for every worker and bridge until it runs out."""
+    r.set(keys.SESSION_KEY, current.to_json(), px=current.ttl_ms(now))
 
 
 def _snapshot_keys(ticker: str | None) -> list[str]:
@@ -115,7 +123,7 @@ def read_snapshot(r: redis.Redis, ticker: str | None = None) -> Snapshot:
         values = r.mget(*names)
     except (redis.RedisError, UnicodeDecodeError) as exc:
         return Snapshot(None, None, None, error=f"redis: {type(exc).__name__}")
-    return snapshot_of(values[:4], values[4] if ticker else None)
+    return snapshot_of(values[:_SHARED], values[_SHARED] if ticker else None)
 
 
 def read_hash_field_and_snapshot(r: redis.Redis, key: str, field: str, ticker: str) -> tuple[str | None, Snapshot]:
@@ -132,7 +140,7 @@ def read_hash_field_and_snapshot(r: redis.Redis, key: str, field: str, ticker: s
         stored, values = pipe.execute()
     except UnicodeDecodeError:
         return r.hget(key, field), read_snapshot(r, ticker)
-    return stored, snapshot_of(values[:4], values[4])
+    return stored, snapshot_of(values[:_SHARED], values[_SHARED])
 
 
 async def read_snapshots(r: "aioredis.Redis", tickers: list[str]) -> dict[str, Snapshot]:

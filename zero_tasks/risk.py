@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import redis
@@ -54,9 +54,22 @@ return n
 """
 
 
+REGULAR_CLOSE = time(16, 0)  # New York
+
+
 def trading_day(now: datetime) -> str:
-    """Alpaca's trading day is New York's calendar day."""
-    return now.astimezone(NEW_YORK).date().isoformat()
+    """The New York date of the trading session an instant counts towards: its own date on
+    a weekday until the regular close, else the next weekday. A Saturday, a Sunday or a
+    Friday evening count towards Monday's session (exchange holidays are not known here:
+    the market is closed then, and row 3 places nothing)."""
+    local = now.astimezone(NEW_YORK)
+    day = local.date()
+    if day.weekday() < 5 and local.time() < REGULAR_CLOSE:
+        return day.isoformat()
+    day += timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day.isoformat()
 
 
 class DailyCap:

@@ -93,11 +93,24 @@ def _open_database(rt: Runtime) -> None:
         conn.execute(text("SELECT 1"))
 
 
+def _know_session(rt: Runtime) -> None:
+    """The trading session row 3 needs, asked of the broker now unless another process has."""
+    from datetime import datetime, timezone
+
+    from .pipeline import with_session
+    from .redis_state import read_snapshot
+
+    snap = with_session(rt, read_snapshot(rt.redis), datetime.now(timezone.utc))
+    if snap.session is None:
+        raise RuntimeError(snap.session_error or "trading session unknown")
+
+
 WARM_STEPS: tuple[tuple[str, Callable[[Runtime], object]], ...] = (
     ("redis", lambda rt: rt.redis.ping()),
     ("lua scripts", _load_scripts),
     ("database", _open_database),
     ("broker", lambda rt: rt.broker.probe()),  # GET /v2/account: connection, TLS, alpaca-py
+    ("trading session", _know_session),  # GET /v2/clock and /v2/calendar, kept for every process
 )
 
 

@@ -1,8 +1,9 @@
 """One validated settings object, read once from the environment.
 
 Hard limits of the gateway (1 share, 1 position per ticker, 60-minute cooldown,
-probability >= 0.90, GREEN market state no older than 300 s, signals no older than
-120 s) can be tightened here, never loosened: a loosening value refuses to start.
+probability >= 0.90, a GREEN market state written during the session now open, signals
+no older than 120 s) can be tightened here, never loosened: a loosening value refuses to
+start.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ ALPACA_PAPER_HOST = "paper-api.alpaca.markets"
 # The seed's hard limits. Configuration may only move a value towards safety.
 HARD_MIN_PROBABILITY = 0.90
 HARD_COOLDOWN_MINUTES = 60
-HARD_MARKET_STATE_MAX_AGE_S = 300.0
 HARD_SIGNAL_MAX_AGE_S = 120.0
 ORDER_QTY = 1  # one share, always: there is nothing smaller to tighten to.
 HARD_MAX_ORDERS_PER_DAY = 10
@@ -138,7 +138,9 @@ class Settings(BaseSettings):
     # Decision limits: tighten only.
     min_probability: float = HARD_MIN_PROBABILITY
     cooldown_minutes: int = HARD_COOLDOWN_MINUTES
-    market_state_max_age_s: float = HARD_MARKET_STATE_MAX_AGE_S
+    # Off by default: ZERO's regime service writes the key only when the state changes. Set
+    # it for a regime service that refreshes the key's timestamp at a known cadence.
+    market_state_max_age_s: float | None = None
     signal_max_age_s: float = HARD_SIGNAL_MAX_AGE_S
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024)
 
@@ -193,11 +195,18 @@ class Settings(BaseSettings):
             raise ValueError(f"COOLDOWN_MINUTES may only be raised from {HARD_COOLDOWN_MINUTES}")
         return value
 
+    @field_validator("market_state_max_age_s", mode="before")
+    @classmethod
+    def _market_age_optional(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and value.strip() in ("", "off")):
+            return None
+        return value
+
     @field_validator("market_state_max_age_s")
     @classmethod
-    def _market_age_tighten_only(cls, value: float) -> float:
-        if not 0 < value <= HARD_MARKET_STATE_MAX_AGE_S:
-            raise ValueError(f"MARKET_STATE_MAX_AGE_S may only be lowered from {HARD_MARKET_STATE_MAX_AGE_S}")
+    def _market_age_positive(cls, value: float | None) -> float | None:
+        if value is not None and not value > 0:
+            raise ValueError("MARKET_STATE_MAX_AGE_S must be a positive number of seconds, or empty (off)")
         return value
 
     @field_validator("signal_max_age_s")

@@ -8,18 +8,21 @@ Retry policy per error class:
   client_order_id first; at most BROKER_MAX_RETRIES times, then one ERROR decision;
 - broker 4xx and every veto: final, never retried;
 - anything unexpected: one ERROR decision;
-- Redis unavailable while recording (DecisionNotRecorded): the task fails without an ack
-  (task_acks_on_failure_or_timeout=False) and is delivered again once Redis is back.
+- Redis unavailable while deciding or recording (DecisionNotRecorded): the message goes
+  back on the queue (`requeue_while_redis_is_away`) and is decided once Redis is back.
 The first order attempt runs inside `decide`: one queue hop fewer on the hot path.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+import time
+from typing import Any, Callable, NoReturn
 
 import redis
 from celery import Task
+from celery.exceptions import Reject
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -44,6 +47,33 @@ DECIDE = "zero.decide"
 PLACE_ORDER = "zero.place_order"
 
 log = logging.getLogger(__name__)
+REDIS_AWAY_PAUSE_S = 1.0  # between two tries of one message while Redis is away
+
+
+def requeue_while_redis_is_away(task: Callable[..., str]) -> Callable[..., str]:
+    """A message whose decision cannot be kept (Redis away) goes back on the queue.
+
+    Celery would reject a failed task without requeueing it, which RabbitMQ drops (then
+    only the hand-over ledger brings it back, after HANDOVER_RESCUE_AFTER_S). Requeued
+    after a short pause, it is tried again until Redis is back; on the Redis broker the
+    requeue itself cannot reach Redis, and the message comes back from kombu's unacked set
+    after the visibility timeout. A copy that runs again finds what the first attempt did
+    (the outbox, the claim, the order by client_order_id)."""
+
+    @functools.wraps(task)
+    def run(self: Task, *args: Any) -> str:
+        try:
+            return task(self, *args)
+        except DecisionNotRecorded as exc:
+            _requeue(str(exc))
+
+    return run
+
+
+def _requeue(reason: str) -> NoReturn:
+    log.warning("decision not kept, back on the queue: %s", reason)
+    time.sleep(REDIS_AWAY_PAUSE_S)
+    raise Reject(reason, requeue=True)
 
 
 def _again(ticket: OrderTicket, countdown: float) -> None:
@@ -94,6 +124,7 @@ def _refuse_forged(rt: Runtime, task: str, argument: object, problem: str) -> st
 
 
 @app.task(name=DECIDE, bind=True, acks_late=True, reject_on_worker_lost=True)
+@requeue_while_redis_is_away
 def decide(self: Task, message: dict[str, Any]) -> str:
     """Entry task, sealed by the bridge (task_auth.py); its Celery task id is the execution_id."""
     rt = get_runtime()
@@ -133,6 +164,7 @@ def _finish(rt: Runtime, outcome: DecisionRecord) -> str:
 
 
 @app.task(name=PLACE_ORDER, bind=True, acks_late=True, reject_on_worker_lost=True)
+@requeue_while_redis_is_away
 def place_order(self: Task, ticket_data: dict[str, Any]) -> str:
     """A later broker round of one order (the first runs inside decide), sealed by the
     worker that scheduled it. Only a message that passed the decision table has one: the

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from . import session
 from .contract import MarketState, StandDownSignal
 from .decision import Code, Verdict, deny
 from .intake import Signal
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The three operator/regime keys as read from Redis, raw, in one round trip.
+    """The operator/regime keys (and the session the gateway keeps) as read from Redis,
+    raw, in one round trip.
 
     `error` is set when Redis could not be read at all: every check then fails closed.
     """
@@ -38,12 +40,14 @@ class Snapshot:
     error: str | None = None
     breaker: str | None = None  # key:execution_breaker, set while the circuit is open
     blocklist: str | None = None  # key:execution_blocklist:<ticker> of the signal's ticker
+    session: str | None = None  # key:execution_session: the broker's trading session (session.py)
+    session_error: str | None = None  # why the broker could not tell the session just now
 
 
 @dataclass(frozen=True)
 class Limits:
     min_probability: float
-    market_state_max_age_s: float
+    market_state_max_age_s: float | None  # an optional extra bound; off (None) by default
     signal_max_age_s: float
 
 
@@ -80,17 +84,35 @@ def market_state_snapshot(raw: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else {"unreadable": raw[:200]}
 
 
-def check_market_state(snap: Snapshot, now: datetime, max_age_s: float) -> Verdict | None:
+CLOCK_SKEW_S = 300.0  # a market state stamped this far in the future is a clock problem, not a state
+
+
+def check_market_state(snap: Snapshot, now: datetime, max_age_s: float | None) -> Verdict | None:
+    """Row 3: GREEN, written during the session now open (however long ago: ZERO writes the
+    key only when the state changes), and, when configured, no older than `max_age_s`."""
     if snap.error:
         return deny(Code.MARKET_STATE, f"unreadable ({snap.error})")
     state = parse_market_state(snap.market_state)
     if isinstance(state, str):
         return deny(Code.MARKET_STATE, state)
+    current = session.parse(snap.session)
+    if isinstance(current, str):
+        why = snap.session_error or current
+        return deny(Code.MARKET_STATE, f"trading session unknown ({why}); failing closed")
+    if now >= current.until:
+        return deny(Code.MARKET_STATE, f"trading session answer expired at {current.until.isoformat()}; failing closed")
+    if not current.is_open:
+        opens = current.next_open.isoformat() if current.next_open else "unknown"
+        return deny(Code.MARKET_STATE, f"market closed (next session opens {opens}); no state is good before it")
+    assert current.opened_at is not None  # session.parse guarantees it while open
+    if state.timestamp < current.opened_at:
+        return deny(Code.MARKET_STATE, f"stale: {state.state} written {state.timestamp.isoformat()}, "
+                                       f"before this session opened at {current.opened_at.isoformat()}")
     age = (now - state.timestamp).total_seconds()
-    if age > max_age_s:
-        return deny(Code.MARKET_STATE, f"stale: {state.state} is {age:.0f}s old (max {max_age_s:.0f}s)")
-    if age < -max_age_s:
+    if age < -CLOCK_SKEW_S:
         return deny(Code.MARKET_STATE, f"timestamp {-age:.0f}s in the future")
+    if max_age_s is not None and age > max_age_s:
+        return deny(Code.MARKET_STATE, f"stale: {state.state} is {age:.0f}s old (MARKET_STATE_MAX_AGE_S {max_age_s:.0f}s)")
     if state.state != "GREEN":
         why = f" ({state.reason})" if state.reason else ""
         return deny(Code.MARKET_STATE, f"{state.state}{why}, only GREEN permits an order")

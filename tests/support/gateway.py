@@ -20,7 +20,11 @@ from sqlalchemy import Engine, func, select, text
 
 from zero_tasks.audit import ensure_schema, execution_log, make_engine
 from zero_tasks.outbox import AUDIT_STREAM
+from zero_tasks.redis_state import store_session
+from zero_tasks.session import NEW_YORK
+from zero_tasks.session import from_broker as session_from_broker
 
+from .zero_models import accepted_by_zero
 from .procs import PrivateRedis, Proc, base_env, bridge_proc, free_port, health, wait_for, worker_proc
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -67,6 +71,19 @@ def market(state: str = "GREEN", age_s: float = 0, **over: Any) -> str:
              "breadth_score": 62.0, "event_risk": False, "reason": "calm tape"}
     value.update(over)
     return json.dumps(value)
+
+
+YESTERDAY_S = 26 * 3600  # older than any session now open (the simulator's day opens at New York midnight)
+
+
+def zero_market(state: str = "GREEN", age_s: float = 0, reason: str | None = "Prime Window") -> str:
+    """key:market_state exactly as ZERO's regime service writes it (MarketState.model_dump_json
+    at 0a64d61: UTC isoformat with microseconds, the fields it leaves None as null)."""
+    stamp = datetime.now(timezone.utc) - timedelta(seconds=age_s)
+    return json.dumps({"schema_version": "1.0", "timestamp": stamp.isoformat(timespec="microseconds"),
+                       "state": state, "vix_level": None, "vixy_price": 28.41, "vix_roc": None,
+                       "adv_decl": None, "trin": None, "breadth_score": None, "event_risk": False,
+                       "reason": reason}, separators=(",", ":"))
 
 
 class Gateway:
@@ -152,8 +169,34 @@ class Gateway:
         if doomed:
             self.r.delete(*doomed)
         self.sim("POST", "/_sim/reset")
+        self.keep_session()
+        self.sim("POST", "/_sim/reset")  # the request counters start at zero
         with self.engine.begin() as conn:
             conn.execute(execution_log.delete())
+
+    def keep_session(self) -> None:
+        """key:execution_session as a worker keeps it after asking the simulator's clock and
+        calendar, so a test that takes the whole broker down still has a session (as a
+        gateway that asked before the outage does). A test about the session deletes it."""
+        headers = {"APCA-API-KEY-ID": self.env["ALPACA_API_KEY"], "APCA-API-SECRET-KEY": self.env["ALPACA_SECRET_KEY"]}
+        clock = requests.get(self.sim_url + "/v2/clock", headers=headers, timeout=10).json()
+        at = datetime.fromisoformat(clock["timestamp"])
+        day = at.astimezone(NEW_YORK).date().isoformat()
+        entries = requests.get(self.sim_url + "/v2/calendar", params={"start": day, "end": day}, headers=headers,
+                               timeout=10).json()
+        opens = [datetime.fromisoformat(f"{e['date']}T{e['open']}").replace(tzinfo=NEW_YORK) for e in entries]
+        current = session_from_broker(datetime.now(timezone.utc), at, clock["is_open"],
+                                      datetime.fromisoformat(clock["next_open"]),
+                                      datetime.fromisoformat(clock["next_close"]), opens)
+        assert not isinstance(current, str), current
+        store_session(self.r, current, datetime.now(timezone.utc))
+
+    def market_hours(self, moment: str) -> None:
+        """The simulator keeps New York hours and stands at `moment` (frozen); the gateway's
+        kept session is dropped, so the next decision asks the broker."""
+        self.sim("POST", "/_sim/config", {"always_open": False})
+        self.sim("POST", "/_sim/clock", {"now": moment})
+        self.r.delete("key:execution_session")
 
     def green(self, enabled: bool = True) -> None:
         if enabled:
@@ -235,7 +278,9 @@ def collect(pubsub: redis.client.PubSub, count: int, timeout: float, gw: Gateway
     while len(events) < count and time.monotonic() < deadline:
         message = pubsub.get_message(timeout=0.2)
         if message and message["type"] == "message":
-            events.append(json.loads(message["data"]))
+            event = json.loads(message["data"])
+            accepted_by_zero(event)  # every event of every test: ZERO's consumer would parse it
+            events.append(event)
     if len(events) < count:
         detail = gw.logs() if gw else ""
         raise AssertionError(f"expected {count} trade updates, got {len(events)}: {events}\n{detail}")
