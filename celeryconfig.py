@@ -33,7 +33,9 @@ broker_transport_options = {
 # nothing; idempotency (execution_id claim, client_order_id) makes the re-run safe.
 task_acks_late = True
 task_reject_on_worker_lost = True
-task_acks_on_failure_or_timeout = False  # a task that failed (Redis away while recording) runs again
+# A task that raises is rejected, never acked as done. None is meant to: every failure ends as a
+# decision, and a decision that cannot be kept (Redis away) is requeued (tasks.py).
+task_acks_on_failure_or_timeout = False
 worker_prefetch_multiplier = 1  # a dead worker holds at most one unacked message per process
 # A pool process warms its runtime before it reports up (zero_tasks/runtime.py warm: each step
 # bounded by its own timeout, the broker's at most 30 s); Celery's 4 s would kill it when a
@@ -59,7 +61,6 @@ task_queues = tuple(Queue(name, Exchange(name, type="direct"), routing_key=name)
 task_routes = {
     "zero.decide": {"queue": "zero_execution"},
     "zero.place_order": {"queue": "zero_execution"},
-    "zero.write_audit": {"queue": "zero_audit"},
     "zero.follow_order": {"queue": "zero_audit"},
     "zero.reconcile": {"queue": "zero_audit"},
 }
@@ -71,8 +72,8 @@ beat_schedule = {
                            "kwargs": {"hours": 24.0}},
 }
 
-# Task events cost the worker's main process about half its time per task (measured by
-# bench/). Off by default; Flower switches them on in the running workers by itself
+# Task events cost the worker's main process a share of every task (a message per state
+# change). Off by default; Flower switches them on in the running workers by itself
 # (`enable_events`), so monitoring costs only while someone monitors.
 worker_send_task_events = False
 task_send_sent_event = False

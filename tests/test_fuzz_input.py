@@ -42,7 +42,7 @@ from tests.support.gateway import opportunity as gw_opportunity
 from tests.support.gateway import ranking as gw_ranking
 from tests.support.procs import health, wait_for
 from tests.support.zero_models import accepted_by_zero
-from zero_tasks.audit import insert_row
+from zero_tasks.audit import insert_rows
 from zero_tasks.contract import TradeUpdate
 from zero_tasks.decision import STATUS_OF, Code, Status, Verdict
 from zero_tasks.intake import Invalid, Signal, parse_payload
@@ -1008,18 +1008,10 @@ def test_regression_lone_surrogate_ticker_message_is_never_decided(gw: Gateway) 
     assert len(gw.wait_rows(1, timeout=10)) == 1
 
 
-def xfail_on_postgres(request: pytest.FixtureRequest, gw: Gateway, reason: str) -> None:
-    """Was a strict xfail while the bug stood; kept as the record of what the test guards."""
-
-
 @pytest.mark.e2e
-def test_regression_nul_in_a_malformed_ticker_loses_the_audit_row_on_postgres(gw: Gateway,
-                                                                       request: pytest.FixtureRequest) -> None:
-    xfail_on_postgres(request, gw, (
-        "BUG: a malformed ranking whose rank-1 ticker contains NUL (\"SP\\u0000Y\") gets the hint ticker "
-        "'SP\\x00Y'; psycopg2 raises ValueError (a string literal cannot contain NUL), which is not a "
-        "SQLAlchemyError, so recorder.record neither writes nor spools the row: the event goes out, the "
-        "zero.decide task fails and execution_log never gets the row"))
+def test_nul_in_a_malformed_ticker_still_gives_its_audit_row(gw: Gateway) -> None:
+    """A rank-1 ticker holding NUL ("SP\u0000Y") gets a hint ticker psycopg2 cannot send (a
+    string literal cannot contain NUL): the row must still be written, with the NUL replaced."""
     gw.green()
     data = json.dumps({"rank_time": "x", "opportunities": [{"ticker": "SP\u0000Y", "horizon": "H\u00000"}]})
     (event,) = gw.decide(data, timeout=10)
@@ -1029,14 +1021,9 @@ def test_regression_nul_in_a_malformed_ticker_loses_the_audit_row_on_postgres(gw
 
 
 @pytest.mark.e2e
-def test_regression_nul_in_why_of_a_valid_ranking_cannot_be_audited_on_postgres(
-        gw: Gateway, request: pytest.FixtureRequest) -> None:
-    """Shown at the audit writer: through the worker this row would be spooled and retried forever."""
-    xfail_on_postgres(request, gw, (
-        "BUG: a valid ranking whose rank-1 why (or any unknown field) holds \"\\u0000\" is a Signal; its audit "
-        "row (why, payload JSONB) is refused by PostgreSQL (UntranslatableCharacter: unsupported Unicode escape "
-        "sequence) -> DataError, so recorder spools it to zero.write_audit, which retries it forever "
-        "(max_retries=None) and each failure sets the worker's 2 s database back-off"))
+def test_nul_in_why_of_a_valid_ranking_is_audited(gw: Gateway) -> None:
+    """A valid ranking whose rank-1 `why` or an unknown field holds NUL: PostgreSQL refuses
+    "\u0000" in JSONB, so the audit row must carry it replaced, shown at the audit writer."""
     data = json.dumps(rank_with(opportunities=[rank_with()["opportunities"][0] | {
         "probability": 0.5, "why": ["gap\u0000fill"], "note": "a\u0000b"}])).encode()
     msg, parsed = message_from_bytes(data, "fuzz-nul:1", NOW, LIMIT)
@@ -1044,5 +1031,5 @@ def test_regression_nul_in_why_of_a_valid_ranking_cannot_be_audited_on_postgres(
     verdict = veto(parsed, GREEN, NOW, LIMITS)
     assert verdict is not None and verdict.code is Code.THRESHOLD
     rec = build_record(msg, parsed, verdict, GREEN.market_state, NOW)
-    assert insert_row(gw.engine, rec.to_row())
+    assert insert_rows(gw.engine, [rec.to_row()]) == 1
     assert [r["event_key"] for r in gw.rows(event_key="fuzz-nul:1")] == ["fuzz-nul:1"]

@@ -38,7 +38,7 @@ from sqlalchemy import Engine, text
 
 from tests.support.gateway import PG_URL, sqlalchemy_url
 from tests.support.procs import CELERY, PYTHON, PrivateRedis, Proc, free_port
-from zero_tasks.audit import ensure_schema, execution_log, insert_row, make_engine, update_order_status
+from zero_tasks.audit import ensure_schema, execution_log, insert_rows, make_engine, update_order_status
 from zero_tasks.decision import Status
 from zero_tasks.record import DecisionRecord
 from zero_tasks.settings import Settings
@@ -626,7 +626,7 @@ def test_dashboard_sql_runs_on_postgresql(grafana_pg: Engine, timescaledb: bool)
         decision(10, now - timedelta(days=3), Status.SUBMITTED, "submitted: old, outside the range", ticker="IWM"),
     ]
     for row in rows:
-        assert insert_row(grafana_pg, row.to_row())
+        assert insert_rows(grafana_pg, [row.to_row()]) == 1
     assert update_order_status(grafana_pg, "grafana-test-1", "filled", now - timedelta(minutes=29))
     assert update_order_status(grafana_pg, "grafana-test-2", "canceled", now - timedelta(minutes=15))
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 from tests.support.gateway import PG_URL, sqlalchemy_url
 from tests.support.redis_dbs import redis_db
 from tests.support.procs import PrivateRedis
-from zero_tasks.audit import ensure_schema, execution_log, insert_row, make_engine, update_order_status
+from zero_tasks.audit import ensure_schema, execution_log, insert_rows, make_engine, update_order_status
 from zero_tasks.redis_state import Claim, ExecutionLocks, connect
 from zero_tasks.risk import BrokerRateLimit, RateLimited
 
@@ -160,20 +160,20 @@ def count(engine) -> int:
 
 
 def test_retried_audit_write_never_doubles_a_row(engine) -> None:
-    assert insert_row(engine, row("e1")) is True
-    assert insert_row(engine, row("e1")) is False
+    assert insert_rows(engine, [row("e1")]) == 1
+    assert insert_rows(engine, [row("e1")]) == 0
     assert count(engine) == 1
 
 
 def test_execution_id_is_not_unique_a_blocked_row_does_not_stop_a_submitted_one(engine) -> None:
-    insert_row(engine, row("e1"))
+    insert_rows(engine, [row("e1")])
     submitted = row("e2") | {"status": "SUBMITTED", "alpaca_order_id": "abc"}
-    assert insert_row(engine, submitted) is True
+    assert insert_rows(engine, [submitted]) == 1
     assert count(engine) == 2
 
 
 def test_json_columns_round_trip(engine) -> None:
-    insert_row(engine, row("e1"))
+    insert_rows(engine, [row("e1")])
     with engine.connect() as conn:
         stored = conn.execute(select(execution_log)).one()._mapping
     assert stored["why"] == ["execution disabled: x"] and stored["market_state_snapshot"] == {"state": "GREEN"}
@@ -184,7 +184,7 @@ def test_schema_is_versioned_and_order_status_can_be_recorded(engine) -> None:
     with engine.connect() as conn:
         version = conn.execute(text("SELECT version_num FROM zero_execution_schema_version")).scalar_one()
     assert version == "0003"
-    insert_row(engine, row("e1") | {"status": "SUBMITTED", "alpaca_order_id": "o1"})
+    insert_rows(engine, [row("e1") | {"status": "SUBMITTED", "alpaca_order_id": "o1"}])
     assert update_order_status(engine, "e1", "filled", NOW) is True
     assert update_order_status(engine, "nope", "filled", NOW) is False
     with engine.connect() as conn:
@@ -201,5 +201,5 @@ def test_a_table_made_before_migrations_is_adopted(tmp_path: Path) -> None:
           PrimaryKeyConstraint("event_key", "time"))
     legacy.create_all(eng)
     ensure_schema(eng)
-    insert_row(eng, row("e1"))
+    insert_rows(eng, [row("e1")])
     assert count(eng) == 1

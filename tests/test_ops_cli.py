@@ -31,7 +31,7 @@ from tests.support.gateway import PG_URL, sqlalchemy_url
 from tests.support.procs import PYTHON, ROOT, PrivateRedis, free_port, wait_for
 from zero_ops.cli import main
 from zero_ops.status import REPORT_FIELDS
-from zero_tasks.audit import ensure_schema, insert_row, make_engine
+from zero_tasks.audit import ensure_schema, insert_rows, make_engine
 from zero_tasks.contract import MarketState, TradeUpdate
 from zero_tasks.intake import Signal, parse_payload
 from zero_tasks.session import TradingSession
@@ -155,7 +155,7 @@ def row(ticker: str, status: str, minutes_ago: float, order_id: str | None = Non
 
 def insert(engine: Engine, *rows: dict[str, Any]) -> None:
     for item in rows:
-        assert insert_row(engine, item)
+        assert insert_rows(engine, [item]) == 1
 
 
 def after_subscribed(r: redis.Redis, channel: str, action: Callable[[], None]) -> threading.Thread:

@@ -143,12 +143,12 @@ def test_reconcile_finds_an_order_behind_the_gateways_back_and_a_row_without_ord
     rogue = client.submit_order(MarketOrderRequest(symbol="ROGUE", qty=1, side=OrderSide.BUY,
                                                    time_in_force=TimeInForce.DAY))
     # an audit row whose order the broker never saw (written straight into the table)
-    from zero_tasks.audit import insert_row
+    from zero_tasks.audit import insert_rows
     ghost = dict(gw.wait_rows(1)[0])
     ghost.update(event_key="ghost-1", execution_id="GHOST:H30:x", ticker="GHOST", client_order_id="zx-GHOST:H30:x",
                  alpaca_order_id="00000000-0000-0000-0000-000000000000")
     ghost.pop("created_at")
-    insert_row(gw.engine, ghost)
+    insert_rows(gw.engine, [ghost])
     pubsub = gw.subscribe()
     result = run_cli(gw, "reconcile", "--json")
     assert result.exit_code == 0, result.output

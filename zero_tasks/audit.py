@@ -168,11 +168,6 @@ def update_order_status(engine: Engine, event_key: str, status: str, at: datetim
         return conn.execute(stmt).rowcount > 0
 
 
-def insert_row(engine: Engine, row: dict[str, Any]) -> bool:
-    """True when the row was written now, False when it was already there."""
-    return insert_rows(engine, [row]) == 1
-
-
 def insert_rows(engine: Engine, rows: list[dict[str, Any]]) -> int:
     """Many rows in one transaction (one multi-row INSERT); rows already there are skipped.
 
@@ -186,8 +181,8 @@ def insert_rows(engine: Engine, rows: list[dict[str, Any]]) -> int:
 
 
 def _insert_ignoring_duplicates(dialect_name: str) -> Any:
-    """One statement object per dialect: SQLAlchemy compiles it once and caches it (a
-    multi-row VALUES built per batch cost ~1 ms of CPU per batch to compile)."""
+    """One statement object per dialect: SQLAlchemy compiles it once and caches it, where a
+    multi-row VALUES built per batch would be compiled again for every batch."""
     if dialect_name not in _INSERTS:
         dialect = postgresql if dialect_name == "postgresql" else sqlite
         _INSERTS[dialect_name] = dialect.insert(execution_log).on_conflict_do_nothing(

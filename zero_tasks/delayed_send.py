@@ -92,7 +92,7 @@ def claim_period(r: redis.Redis, job: str, period_s: float) -> int | None:
     return index if claimed else None
 
 
-@app.task(name=HOP, bind=True, acks_late=True, reject_on_worker_lost=True)
+@app.task(name=HOP, bind=True)
 def hop(self: Task, target: str, args: list[Any], target_task_id: str, due_s: float, index: int) -> str:
     """One hop of a long wait: the next hop, or the target itself once it is within one."""
     if target not in HOP_TARGETS:

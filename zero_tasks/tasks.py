@@ -123,7 +123,7 @@ def _refuse_forged(rt: Runtime, task: str, argument: object, problem: str) -> st
     return _finish(rt, forged_record(task, argument, problem, utcnow()))
 
 
-@app.task(name=DECIDE, bind=True, acks_late=True, reject_on_worker_lost=True)
+@app.task(name=DECIDE, bind=True)
 @requeue_while_redis_is_away
 def decide(self: Task, message: dict[str, Any]) -> str:
     """Entry task, sealed by the bridge (task_auth.py); its Celery task id is the execution_id."""
@@ -163,7 +163,7 @@ def _finish(rt: Runtime, outcome: DecisionRecord) -> str:
     return kept.status.value
 
 
-@app.task(name=PLACE_ORDER, bind=True, acks_late=True, reject_on_worker_lost=True)
+@app.task(name=PLACE_ORDER, bind=True)
 @requeue_while_redis_is_away
 def place_order(self: Task, ticket_data: dict[str, Any]) -> str:
     """A later broker round of one order (the first runs inside decide), sealed by the
@@ -193,7 +193,7 @@ def place_order(self: Task, ticket_data: dict[str, Any]) -> str:
 FOLLOW_ORDER = "zero.follow_order"
 
 
-@app.task(name=FOLLOW_ORDER, bind=True, acks_late=True, reject_on_worker_lost=True)
+@app.task(name=FOLLOW_ORDER, bind=True)
 def follow_order(self: Task, event_key: str, client_order_id: str, tries: int) -> str | None:
     """Order status follow-up: what became of a SUBMITTED order, written on its audit row.
     Each step is claimed first: a copy of it (redelivered, or sent twice) does nothing, so
@@ -222,7 +222,7 @@ def follow_order(self: Task, event_key: str, client_order_id: str, tries: int) -
     return status
 
 
-@app.task(name="zero.reconcile", bind=True, acks_late=True, reject_on_worker_lost=True)
+@app.task(name="zero.reconcile", bind=True)
 def reconcile_task(self: Task, hours: float = 24.0) -> dict[str, int]:
     """Periodic (Celery beat) reconcile of the last `hours` of SUBMITTED rows; one run per
     period across every worker and host, however many beats send it (a period claim)."""

@@ -5,7 +5,7 @@ the circuit breaker right after the kill switch, the per-ticker block list right
 the stand-down. Both are BLOCKED with their own codes.
 
 Nothing here touches Redis, SQL or the broker. The snapshot is read once by
-`snapshot.read_snapshot`; `now` is passed in so every rule is testable at any instant.
+`redis_state.read_snapshot`; `now` is passed in so every rule is testable at any instant.
 """
 
 from __future__ import annotations
