@@ -20,7 +20,7 @@ from zero_tasks.record import DecisionRecord, log_decision
 from zero_tasks.redis_state import read_snapshots
 from zero_tasks.settings import Settings
 from zero_tasks.task_auth import seal
-from zero_tasks.veto import breaker_probe_due
+from zero_tasks.checks.breaker import breaker_probe_due
 
 from . import db_probe, dedup
 from .broker_probe import BrokerProbe

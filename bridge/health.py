@@ -22,7 +22,8 @@ from zero_tasks.audit_health import FAILURE_PREFIX, audit_check
 from zero_tasks.outbox import AUDIT_STREAM
 from zero_tasks.secrets import scrub
 from zero_tasks import session
-from zero_tasks.veto import Snapshot, check_market_state, parse_market_state
+from zero_tasks.checks.market_state import check_market_state, parse_market_state
+from zero_tasks.snapshot import Snapshot
 
 from .metrics import queue_depths  # the same LLEN the metrics use
 

@@ -50,7 +50,8 @@ from zero_tasks.message import message_from_bytes
 from zero_tasks.prejudge import build_record
 from zero_tasks.record import DecisionRecord
 from zero_tasks.session import TradingSession
-from zero_tasks.veto import Limits, Snapshot, veto
+from zero_tasks.snapshot import Limits, Snapshot
+from zero_tasks.veto import veto
 
 T = TypeVar("T")
 

@@ -15,7 +15,8 @@ import redis
 
 from zero_tasks import keys, session
 from zero_tasks.contract import StandDownSignal
-from zero_tasks.veto import Snapshot, check_market_state, parse_market_state
+from zero_tasks.checks.market_state import check_market_state, parse_market_state
+from zero_tasks.snapshot import Snapshot
 
 CELERY_QUEUES = ("zero_execution", "zero_audit")
 OWNER_SUFFIX = ":owner"  # redis_state's helper key next to each cooldown: not a cooldown

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from zero_tasks import keys
 from zero_tasks.risk import DailyCap, trading_day
-from zero_tasks.veto import operator_time
+from zero_tasks.snapshot import operator_time
 
 from . import auditlog, state
 from .context import Ops, describe_db_error
@@ -66,7 +66,7 @@ def risk_view(r: Any, now: datetime, cap: int) -> dict[str, Any]:
 
 def operator_entry(raw: str | None) -> dict[str, Any] | None:
     """A breaker or block-list value as the operator wrote it; garbage is shown as garbage
-    (the gateway fails closed on it: veto.py), never as a traceback."""
+    (the gateway fails closed on it: checks/breaker.py, checks/blocklist.py), never as a traceback."""
     if raw is None:
         return None
     try:

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from . import in_flight, keys
 from .record import DecisionRecord
 from .redis_state import read_hash_field_and_snapshot
-from .veto import Snapshot
+from .snapshot import Snapshot
 
 AUDIT_STREAM = "key:execution_audit_stream"
 

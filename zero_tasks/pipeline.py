@@ -22,11 +22,14 @@ from .intake import Invalid, Signal, parse_payload
 from .message import Message
 from .prejudge import build_record, invalid_record, refusal_before_claim
 from .record import DecisionRecord
-from .redis_state import Admission, Claim, read_snapshot, store_session
+from .checks.admission import Claim, check_admission
+from .redis_state import read_snapshot, store_session
 from .runtime import Runtime
 from .risk import RateLimited, alert, trading_day
 from .task_auth import forged_holdings, forgery_key
-from .veto import Snapshot, breaker_probe_due, recheck_before_submit
+from .checks.breaker import breaker_probe_due
+from .snapshot import Snapshot
+from .veto import recheck_before_submit
 
 log = logging.getLogger(__name__)
 
@@ -140,18 +143,11 @@ def evaluate(rt: Runtime, msg: Message, subject: Signal | Invalid, snap: Snapsho
     except redis.RedisError as exc:
         return build_record(msg, subject, deny(Code.ERROR, f"redis unavailable during claim ({type(exc).__name__}); no order"),
                             snap.market_state, now)
-    if admission.refused:
-        return build_record(msg, subject, _refusal(rt, admission, exec_id, ticker, msg), snap.market_state, now)
+    refused = check_admission(admission, exec_id, ticker, rt.daily_cap.cap, trading_day(msg.received_at))
+    if refused:
+        return build_record(msg, subject, refused, snap.market_state, now)
     return OrderTicket(msg.to_task(), exec_id, ticker, admission.claim is Claim.REENTERED, in_decide=True,
                        prepaid=admission.prepaid)
-
-
-def _refusal(rt: Runtime, admission: Admission, exec_id: str, ticker: str, msg: Message) -> Verdict:
-    if admission.claim is Claim.TAKEN:
-        return deny(Code.DUPLICATE, f"{exec_id} already claimed")
-    if admission.refused == "cooldown":
-        return deny(Code.COOLDOWN, f"{ticker} last order at {admission.cooldown_since}")
-    return deny(Code.DAILY_CAP, f"{rt.daily_cap.cap} orders already on trading day {trading_day(msg.received_at)}")
 
 
 def with_session(rt: Runtime, snap: Snapshot, now: datetime) -> Snapshot:

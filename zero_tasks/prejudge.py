@@ -19,7 +19,11 @@ from .decision import Code, Verdict
 from .intake import Invalid, Signal
 from .message import Message
 from .record import DecisionRecord, clean, why_lines
-from .veto import Limits, Snapshot, check_signal_age, check_threshold, market_state_snapshot, veto
+from .checks.market_state import market_state_snapshot
+from .checks.signal_age import check_signal_age
+from .checks.threshold import check_threshold
+from .snapshot import Limits, Snapshot
+from .veto import veto
 
 if TYPE_CHECKING:  # the bridge imports this module and must not load alpaca-py
     from .alpaca_adapter import PlacedOrder

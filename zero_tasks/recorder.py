@@ -17,7 +17,7 @@ from . import outbox
 from .metrics import observe_decision
 from .record import DecisionRecord, log_decision
 from .runtime import Runtime
-from .veto import Snapshot
+from .snapshot import Snapshot
 
 T = TypeVar("T")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import IntEnum
 
 import redis
 import redis.asyncio as aioredis
@@ -18,7 +17,8 @@ from . import keys
 from .risk import TAKE_SLOTS_LUA, BrokerRateLimit
 from .session import TradingSession
 from .task_auth import Holdings
-from .veto import Snapshot
+from .checks.admission import Admission, Claim
+from .snapshot import Snapshot
 
 # Rows 7-8, the daily cap and the placement's broker budget in one step (one round trip,
 # no interleaving):
@@ -66,22 +66,6 @@ _RELEASE_CLAIM = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-class Claim(IntEnum):
-    TAKEN = 0  # somebody else holds it: a duplicate
-    CLAIMED = 1  # ours, first sight
-    REENTERED = 2  # ours already: this message is being run again (redelivery, retry)
-
-
-@dataclass(frozen=True)
-class Admission:
-    """The outcome of rows 7-8 and the daily cap; `refused` is None when admitted."""
-
-    claim: Claim
-    refused: str | None
-    cooldown_since: str = ""
-    prepaid: int = 0  # broker calls of this minute's budget taken for the order
 
 
 def connect(url: str) -> redis.Redis:

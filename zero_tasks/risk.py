@@ -1,7 +1,7 @@
 """Redis edge of the risk controls: the daily order cap, the broker rate limit, the
 circuit breaker. Each is one Lua script, so every worker and box sees one count.
 
-The pure verdicts (is the breaker open, is a probe due) live in veto.py; this module
+The pure verdicts (is the breaker open, is a probe due) live in checks/breaker.py; this module
 only counts and stores.
 """
 

@@ -22,7 +22,7 @@ from .redis_state import ExecutionLocks, connect
 from .risk import BrokerRateLimit, CircuitBreaker, DailyCap
 from .settings import Settings, settings_or_exit
 from .prejudge import limits_of
-from .veto import Limits
+from .snapshot import Limits
 
 log = logging.getLogger(__name__)
 
