@@ -23,7 +23,6 @@ from typing import Any, Callable, NoReturn
 import redis
 from celery import Task
 from celery.exceptions import Reject
-from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import reconcile_job
@@ -32,7 +31,8 @@ from .audit import update_order_status
 from .decision import Status
 from .delayed import StepVerdict
 from .delayed_send import claim_period, send_later, step_guard
-from .follow_up import FOLLOW_FIRST_S, FOLLOW_MAX_TRIES, TERMINAL, follow_up_delay
+from .retry import (FOLLOW_FIRST_S, FOLLOW_MAX_TRIES, TERMINAL, broker_retries_left, broker_retry_countdown,
+                    follow_up_delay, may_wait_for_budget)
 from .celery_app import app
 from .intake import Signal
 from .pipeline import (Message, OrderTicket, evaluate, exhausted, foreign_reservations, forged_record, place,
@@ -88,7 +88,7 @@ def _attempt_order(rt: Runtime, ticket: OrderTicket) -> DecisionRecord | None:
     try:
         return place(rt, ticket)
     except RateLimited as exc:
-        if ticket.waited_s + exc.wait_s > rt.settings.rate_limit_max_wait_s:
+        if not may_wait_for_budget(ticket.waited_s, exc.wait_s, rt.settings.rate_limit_max_wait_s):
             detail = (f"{rt.settings.broker_requests_per_min} broker calls/min spent; "
                       f"waited {ticket.waited_s:.0f}s of {rt.settings.rate_limit_max_wait_s}s")
             return rate_limited(rt, ticket, detail, utcnow())
@@ -96,14 +96,11 @@ def _attempt_order(rt: Runtime, ticket: OrderTicket) -> DecisionRecord | None:
         _again(ticket.after_wait(exc.wait_s), exc.wait_s)
         return None
     except BrokerTransient as exc:
-        if ticket.broker_attempt >= rt.settings.broker_max_retries:
+        if not broker_retries_left(ticket.broker_attempt, rt.settings.broker_max_retries):
             detail = f"broker unavailable after {ticket.broker_attempt + 1} attempts: {exc.detail}"
             return exhausted(rt, ticket, detail, utcnow())
-        countdown = get_exponential_backoff_interval(
-            factor=1, retries=ticket.broker_attempt, maximum=rt.settings.broker_retry_backoff_max_s,
-            full_jitter=True)
-        if exc.retry_after:
-            countdown = max(countdown, min(exc.retry_after, rt.settings.broker_retry_backoff_max_s))
+        countdown = broker_retry_countdown(ticket.broker_attempt, rt.settings.broker_retry_backoff_max_s,
+                                           exc.retry_after)
         log.warning("broker transient for %s (%s); attempt %d in %ss",
                     ticket.execution_id, exc.detail, ticket.broker_attempt + 2, countdown)
         _again(ticket.next_attempt(), countdown)
