@@ -11,10 +11,14 @@ is attributed to the process that asked for it.
 from __future__ import annotations
 
 import subprocess
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from zero_tasks.redis_state import store_session
+from zero_tasks.session import TradingSession
 
 from tests.support.connect_proxy import RefusingProxy
 from tests.support.gateway import Gateway, opportunity, ranking
@@ -122,6 +126,8 @@ def paper_gateway(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 def test_the_workers_order_attempt_goes_to_alpaca_paper_only(paper_gateway: PaperGateway) -> None:
     gw = paper_gateway.gw
     gw.green()
+    now = datetime.now(timezone.utc)  # the session as a worker kept it before the broker went away
+    store_session(gw.r, TradingSession(True, now - timedelta(hours=1), now + timedelta(hours=1), None, now), now)
     (event,) = gw.decide(ranking(opportunity("SPY")), timeout=60)
     assert event["status"] == "ERROR" and event["why"][0].startswith("error: broker unavailable"), event
     (row,) = gw.wait_rows(1)

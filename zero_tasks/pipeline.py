@@ -8,7 +8,7 @@ knows Celery: the tasks in tasks.py call them and own retries.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -17,7 +17,7 @@ import redis
 from . import failpoints
 from .alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLimitedBroker
 from .contract import client_order_id
-from .decision import Code, Verdict, deny
+from .decision import Code, deny
 from .intake import Invalid, Signal, parse_payload
 from .message import Message
 from .prejudge import build_record, invalid_record, refusal_before_claim
@@ -50,9 +50,8 @@ class OrderTicket:
     `evaluate`, or from an order task by `ticket_from_task`, which takes nothing but the
     message, the attempt count and the time waited from the task (the rest is derived)."""
 
-    message: dict[str, Any]
-    execution_id: str
-    ticker: str
+    msg: Message
+    signal: Signal  # parsed once, where the ticket is made; travels with it to the broker
     reentered: bool
     broker_attempt: int = 0  # failed broker rounds so far (network, timeout, 5xx, 429)
     waited_s: float = 0.0  # time spent waiting for the broker rate limit
@@ -65,7 +64,15 @@ class OrderTicket:
 
     @property
     def message_id(self) -> str:
-        return str(self.message["message_id"])
+        return self.msg.message_id
+
+    @property
+    def execution_id(self) -> str:
+        return self.signal.execution_id
+
+    @property
+    def ticker(self) -> str:
+        return self.signal.top.ticker
 
     def next_attempt(self) -> "OrderTicket":
         return replace(self, broker_attempt=self.broker_attempt + 1, in_decide=False, prepaid=0)
@@ -84,7 +91,7 @@ class OrderTicket:
 
     def to_task(self) -> dict[str, Any]:
         """The order task's argument: only what `ticket_from_task` takes back."""
-        return {"message": self.message, "broker_attempt": self.broker_attempt, "waited_s": self.waited_s}
+        return {"message": self.msg.to_task(), "broker_attempt": self.broker_attempt, "waited_s": self.waited_s}
 
 
 def ticket_from_task(rt: Runtime, body: dict[str, Any]) -> OrderTicket | str:
@@ -105,15 +112,13 @@ def ticket_from_task(rt: Runtime, body: dict[str, Any]) -> OrderTicket | str:
         return f"broker_attempt {attempt!r} out of range"
     if type(waited) not in (int, float) or not 0 <= waited <= rt.settings.rate_limit_max_wait_s:
         return f"waited_s {waited!r} out of range"
-    return OrderTicket(msg.to_task(), subject.execution_id, subject.top.ticker, reentered=True,
-                       broker_attempt=attempt, waited_s=float(waited))
+    return OrderTicket(msg, subject, reentered=True, broker_attempt=attempt, waited_s=float(waited))
 
 
 def foreign_reservations(rt: Runtime, ticket: OrderTicket) -> str | None:
     """Why the claim, cooldown and day's slot this order would use are not its own."""
-    msg = Message.from_task(ticket.message)
-    holdings = rt.locks.holdings(ticket.execution_id, ticket.ticker, rt.daily_cap.key(msg.received_at))
-    return forged_holdings(holdings, msg.message_id, ticket.execution_id, ticket.ticker)
+    holdings = rt.locks.holdings(ticket.execution_id, ticket.ticker, rt.daily_cap.key(ticket.msg.received_at))
+    return forged_holdings(holdings, ticket.message_id, ticket.execution_id, ticket.ticker)
 
 
 def signal_of(rt: Runtime, msg: Message) -> Signal | Invalid:
@@ -146,8 +151,7 @@ def evaluate(rt: Runtime, msg: Message, subject: Signal | Invalid, snap: Snapsho
     refused = check_admission(admission, exec_id, ticker, rt.daily_cap.cap, trading_day(msg.received_at))
     if refused:
         return build_record(msg, subject, refused, snap.market_state, now)
-    return OrderTicket(msg.to_task(), exec_id, ticker, admission.claim is Claim.REENTERED, in_decide=True,
-                       prepaid=admission.prepaid)
+    return OrderTicket(msg, subject, admission.claim is Claim.REENTERED, in_decide=True, prepaid=admission.prepaid)
 
 
 def with_session(rt: Runtime, snap: Snapshot, now: datetime) -> Snapshot:
@@ -190,10 +194,8 @@ def probe_breaker_if_due(rt: Runtime, snap: Snapshot, ticker: str, now: datetime
 def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
     """Rows 9-12. Raises BrokerTransient when the broker's answer is unknown (retry) and
     RateLimited when the broker budget of this minute is spent (wait, then retry)."""
-    msg = Message.from_task(ticket.message)
-    subject = signal_of(rt, msg)
-    assert isinstance(subject, Signal), "a ticket is only issued for a valid signal"
-    ticker, exec_id = subject.top.ticker, subject.execution_id
+    msg, subject = ticket.msg, ticket.signal
+    ticker, exec_id = ticket.ticker, ticket.execution_id
     cid = client_order_id(exec_id)
     broker = RateLimitedBroker(rt.broker, rt.rate_limit, prepaid=ticket.prepaid)
     lookup_first = ticket.may_have_reached_the_broker(lambda: rt.locks.count_attempt(exec_id))
@@ -280,31 +282,23 @@ def broker_failed(rt: Runtime, reason: str, now: datetime) -> None:
 
 def rate_limited(rt: Runtime, ticket: OrderTicket, detail: str, now: datetime) -> DecisionRecord:
     """Waited as long as allowed for the broker budget: BLOCKED, nothing placed."""
-    msg = Message.from_task(ticket.message)
-    subject = signal_of(rt, msg)
-    assert isinstance(subject, Signal)
-    _release(rt, ticket.execution_id, ticket.ticker, msg, claim=True)
-    return build_record(msg, subject, deny(Code.RATE_LIMIT, detail), None, now)
+    _release(rt, ticket.execution_id, ticket.ticker, ticket.msg, claim=True)
+    return build_record(ticket.msg, ticket.signal, deny(Code.RATE_LIMIT, detail), None, now)
 
 
 def exhausted(rt: Runtime, ticket: OrderTicket, detail: str, now: datetime) -> DecisionRecord:
     """Retries are used up: ERROR. Reservations stay unless the broker shows no order."""
-    msg = Message.from_task(ticket.message)
-    subject = signal_of(rt, msg)
-    assert isinstance(subject, Signal)
     try:
         if rt.broker.find_order(client_order_id(ticket.execution_id)) is None:
-            _release(rt, ticket.execution_id, ticket.ticker, msg, claim=False)
+            _release(rt, ticket.execution_id, ticket.ticker, ticket.msg, claim=False)
     except Exception:  # noqa: BLE001 - unknown state: keep the reservations (fail closed)
         log.warning("order state of %s unknown; cooldown and daily slot kept", ticket.execution_id)
     broker_failed(rt, detail, now)
-    return build_record(msg, subject, deny(Code.ERROR, detail), None, now)
+    return build_record(ticket.msg, ticket.signal, deny(Code.ERROR, detail), None, now)
 
 
-def unexpected(rt: Runtime, message: dict[str, Any], exc: BaseException, now: datetime) -> DecisionRecord:
+def unexpected(msg: Message, subject: Signal | Invalid, exc: BaseException, now: datetime) -> DecisionRecord:
     """Any error nobody foresaw still ends as one ERROR decision, not a lost message."""
-    msg = Message.from_task(message)
-    subject = signal_of(rt, msg)
     return build_record(msg, subject, deny(Code.ERROR, f"unexpected {type(exc).__name__}: {str(exc)[:200]}"), None, now)
 
 

@@ -7,7 +7,6 @@ redelivered task (same message) can tell its own earlier claim from somebody els
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import redis

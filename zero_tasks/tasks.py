@@ -107,7 +107,7 @@ def _attempt_order(rt: Runtime, ticket: OrderTicket) -> DecisionRecord | None:
         return None
     except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision
         log.exception("order attempt failed for %s", ticket.execution_id)
-        return unexpected(rt, ticket.message, exc, utcnow())
+        return unexpected(ticket.msg, ticket.signal, exc, utcnow())
 
 
 def _signing_key(rt: Runtime) -> str:
@@ -144,7 +144,7 @@ def decide(self: Task, message: dict[str, Any]) -> str:
         outcome = evaluate(rt, msg, subject, snap, utcnow())
     except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision, not a lost message
         log.exception("decide failed for %s", self.request.id)
-        outcome = unexpected(rt, body, exc, utcnow())
+        outcome = unexpected(msg, subject, exc, utcnow())
     if isinstance(outcome, OrderTicket):
         outcome = _attempt_order(rt, outcome)
         if outcome is None:
