@@ -22,6 +22,15 @@ loser looks again a little later (`take_over`): a message nobody marked is taken
 handed over by the first loser to ask. Handing a message over twice is harmless (a slow
 winner, two losers): its decision outbox keeps the first decision of a message id, and the
 execution_id claim stops a second order.
+
+The ranking ZERO also keeps in key:opportunity_rank (the bytes it published, stored right
+after the PUBLISH) is caught up by a bridge that (re)subscribes only when no bridge ever
+claimed those bytes: the catch-up is itself the claim of their first occurrence, made in
+the same hash only while it is empty. A ranking some bridge heard live is never decided a
+second time; one that a bridge heard but has not claimed yet is claimed by the catch-up,
+and that bridge loses the claim and lets it go (or takes it over, if the catch-up bridge
+never hands it over). A hash that exists for other reasons (the same bytes heard live
+earlier) also stops the catch-up: in doubt, no second decision.
 """
 
 from __future__ import annotations
@@ -80,6 +89,17 @@ redis.call('EXPIRE', KEYS[3], ARGV[3])
 """ + in_flight.record_lua("KEYS[4]", "KEYS[5]", "ms", "ARGV[6]", "ARGV[7]") + """
 return {before, 1, 1}
 """
+# The catch-up of the stored ranking (KEYS[1]: the claim hash of its bytes): the claim of
+# occurrence 1, taken only when no bridge has claimed any occurrence of these bytes.
+# Returns 1 when this bridge took it.
+_CATCH_UP = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 1, t[1] * 1000 + math.floor(t[2] / 1000))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+CATCH_UP_ID_PREFIX = "catchup:"  # + payload hash: the id a caught-up ranking is decided under
 
 
 @dataclass(frozen=True)
@@ -150,6 +170,12 @@ class MessageIdentity:
         while len(self._counts) > MAX_TRACKED:
             self._counts.popitem(last=False)
 
+    def caught_up(self, data: bytes) -> None:
+        """This bridge's catch-up claimed the first occurrence of these bytes: the same
+        bytes heard next are the second."""
+        digest = content_hash(data)
+        self._seen(digest, max(self._counts.get(digest, 0), 1))
+
     def next_id(self, data: bytes) -> str:
         """The id the next claim of these bytes will most likely give: the one to build a
         task for before claiming (a payload first seen here is expected to have no history)."""
@@ -173,6 +199,8 @@ class MessageIdentity:
 
 
 def _handed_key(message_id: str) -> tuple[str, str]:
+    if message_id.startswith(CATCH_UP_ID_PREFIX):  # the catch-up claimed occurrence 1
+        return keys.BRIDGE_MSG_PREFIX + message_id.removeprefix(CATCH_UP_ID_PREFIX) + ":handed", "1"
     digest, occurrence = message_id.rsplit(":", 1)
     return keys.BRIDGE_MSG_PREFIX + digest + ":handed", occurrence
 
@@ -201,11 +229,13 @@ async def take_over(client: aioredis.Redis, message_ids: list[str]) -> list[bool
 
 
 async def claim_catch_up(client: aioredis.Redis) -> tuple[bytes, str] | None:
-    """The ranking stored in key:opportunity_rank, once across bridges and restarts."""
+    """The ranking stored in key:opportunity_rank, when no bridge heard it: once across
+    bridges and restarts. Once handed over, mark it (`mark_handed` with its id), so that a
+    bridge that heard it but lost the claim to this catch-up lets it go."""
     data = await client.get(keys.OPPORTUNITY_RANK_KEY)
     if data is None:
         return None
     digest = content_hash(data)
-    if not await client.set(keys.CATCHUP_PREFIX + digest, "1", nx=True, ex=CLAIM_TTL_S):
+    if not await client.register_script(_CATCH_UP)(keys=[keys.BRIDGE_MSG_PREFIX + digest], args=[CLAIM_TTL_S]):
         return None
-    return data, f"catchup:{digest}"
+    return data, CATCH_UP_ID_PREFIX + digest

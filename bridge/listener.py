@@ -51,7 +51,7 @@ class Listener:
 
     On every (re)subscription it also decides the ranking ZERO keeps in
     key:opportunity_rank, so a ranking published while no bridge listened is not lost
-    while it is still fresh (the claim makes that once across bridges).
+    while it is still fresh; a ranking any bridge heard live is left alone (dedup.py).
     """
 
     def __init__(self, redis_url: str, handler: Handler, fast: FastHandOver | None = None) -> None:
@@ -186,5 +186,7 @@ class Listener:
         caught = await claim_catch_up(client)
         if caught is not None:
             data, message_id = caught
+            self._identity.caught_up(data)
             log.info("deciding the stored ranking from %s (%s)", keys.OPPORTUNITY_RANK_KEY, message_id)
-            await self._handle([(data, message_id, datetime.now(timezone.utc))])
+            handed = await self._handle([(data, message_id, datetime.now(timezone.utc))])
+            await mark_handed(client, sorted(handed))

@@ -252,6 +252,25 @@ def test_catch_up_decides_a_ranking_published_while_no_bridge_listened(one: Gate
     assert len(one.orders()) == 1
 
 
+@pytest.mark.guarantee
+def test_a_ranking_a_bridge_heard_is_not_decided_again_by_the_catch_up(one: Gateway) -> None:
+    """Decided BLOCKED live with the kill switch off; the kill switch turned on; the bridge
+    restarted while ZERO still keeps that ranking: no second decision, no order."""
+    one.green(enabled=False)
+    rank = json.dumps(ranking(opportunity("XBI")))
+    pubsub = one.subscribe()
+    one.publish(rank)
+    one.r.set("key:opportunity_rank", rank, ex=60)  # the very bytes, as ZERO stores them
+    (event,) = collect(pubsub, 1, 30, one)
+    assert event["status"] == "BLOCKED" and event["why"][0].startswith("execution disabled")
+    one.r.set("key:execution_enabled", "true")
+    one.restart(one.bridges[0])
+    wait_for(lambda: health(one.api_port)[1]["bridge"]["subscribed"], 30, "bridge back")
+    assert quiet(pubsub, 2.0) == []
+    assert one.orders() == []
+    assert len(one.wait_rows(1, ticker="XBI")) == 1
+
+
 # several bridges -------------------------------------------------------------------
 @pytest.fixture(scope="module", params=BACKENDS)
 def crowd(request: pytest.FixtureRequest, log_dir: Path, sim: SimServer,

@@ -23,6 +23,7 @@ OWNERS: dict[str, tuple[int, ...]] = {
     "test_round_trips": (8,),
     "test_in_flight": (9,),
     "test_metrics": (10,),
+    "test_catch_up": (11,),
 }
 
 
