@@ -99,7 +99,6 @@ redis.call('HSET', KEYS[1], 1, t[1] * 1000 + math.floor(t[2] / 1000))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
-CATCH_UP_ID_PREFIX = "catchup:"  # + payload hash: the id a caught-up ranking is decided under
 
 
 @dataclass(frozen=True)
@@ -199,8 +198,6 @@ class MessageIdentity:
 
 
 def _handed_key(message_id: str) -> tuple[str, str]:
-    if message_id.startswith(CATCH_UP_ID_PREFIX):  # the catch-up claimed occurrence 1
-        return keys.BRIDGE_MSG_PREFIX + message_id.removeprefix(CATCH_UP_ID_PREFIX) + ":handed", "1"
     digest, occurrence = message_id.rsplit(":", 1)
     return keys.BRIDGE_MSG_PREFIX + digest + ":handed", occurrence
 
@@ -238,4 +235,7 @@ async def claim_catch_up(client: aioredis.Redis) -> tuple[bytes, str] | None:
     digest = content_hash(data)
     if not await client.register_script(_CATCH_UP)(keys=[keys.BRIDGE_MSG_PREFIX + digest], args=[CLAIM_TTL_S]):
         return None
-    return data, CATCH_UP_ID_PREFIX + digest
+    # The id of occurrence 1, the one a live bridge would have decided it under: a bridge
+    # that heard it and takes it over anyway gives the same message id, which the decision
+    # outbox decides once.
+    return data, f"{digest}:1"

@@ -69,7 +69,7 @@ def test_a_ranking_no_bridge_heard_is_caught_up_once_across_bridges_and_restarts
         return [await claim_catch_up(client), await claim_catch_up(client)]
 
     first, second = run(redis_url, scenario)
-    assert first == (RANKING, f"catchup:{content_hash(RANKING)}")
+    assert first == (RANKING, f"{content_hash(RANKING)}:1")
     assert second is None
 
 
@@ -129,5 +129,5 @@ def test_the_listener_marks_a_caught_up_ranking_handed_over_only_once_it_is(redi
         return await take_over(client, [LIVE_ID])
 
     taken = run(redis_url, scenario)
-    assert decided == [f"catchup:{content_hash(RANKING)}"]
+    assert decided == [f"{content_hash(RANKING)}:1"]
     assert taken == [not handed_over]

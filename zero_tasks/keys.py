@@ -17,7 +17,6 @@ WORKER_ALIVE_PREFIX = "key:execution_worker:"  # + hostname; worker heartbeat fo
 DECISION_PREFIX = "key:execution_decision:"  # + event key; the decision outbox (hash: record, event, sent)
 ATTEMPT_PREFIX = "key:execution_attempts:"  # + execution_id; order attempts (lookup first when > 1)
 BRIDGE_MSG_PREFIX = "key:execution_bridge_msg:"  # + payload hash; occurrences claimed by bridges
-CATCHUP_PREFIX = "key:execution_catchup:"  # + payload hash; the catch-up ranking was decided
 OPPORTUNITY_RANK_KEY = "key:opportunity_rank"  # core logic's latest ranking (TTL 60 s)
 DAILY_ORDERS_PREFIX = "key:execution_daily_orders:"  # + New York date; hash execution_id -> time
 BROKER_RATE_KEY = "key:execution_broker_rate"  # sorted set of recent order-path broker calls
