@@ -1,4 +1,4 @@
-"""Celery settings for a money-moving queue. Each choice is explained in README.md.
+"""Celery settings for a money-moving queue. Each choice is explained in docs/how-it-works.md.
 
 Read by `zero_tasks.celery_app` through `config_from_object`. The broker URL comes from
 the one validated settings object, so the paper-only guard runs before any worker starts.

@@ -1,7 +1,7 @@
 """The bridge's look at the audit database for /health: reachable or not, and which one.
 
 The workers write the audit through SQLAlchemy; the bridge only asks `SELECT 1`. Loading
-SQLAlchemy for that cost the bridge ~18 MB of its 80 MB budget (README, Benchmark), so
+SQLAlchemy for that cost the bridge ~18 MB of its 80 MB budget (docs/benchmark.md), so
 SQLite is asked through the standard library and PostgreSQL through psycopg2, the driver
 the workers use. Any other database URL goes through SQLAlchemy, loaded only then.
 """

@@ -3,7 +3,7 @@
 The bridge's hot path used to be two round trips: claim the message, then `send_task`
 (an LPUSH onto the Celery queue). Built ahead, the LPUSH can run inside the claim's own
 script (dedup.claim_and_push): the claim and the hand-over become one atomic step and one
-round trip. `python -m bench` (README, Benchmark) measured the two at ~1.2 ms of the
+round trip. `python -m bench` (docs/benchmark.md) measured the two at ~1.2 ms of the
 bridge's 1.4 ms between hearing a signal and the task being on the queue.
 
 Celery and kombu build the message: `send_task` runs in full (routing, headers,

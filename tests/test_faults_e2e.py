@@ -3,7 +3,7 @@ PostgreSQL, a failing broker, killed bridges. Each test checks what was kept: ex
 order per execution_id and exactly one decision (event + row) per message.
 
 Run alone with `pytest -m faults`. Times to recovery are printed (pytest -s shows them)
-and recorded in README's Guarantees section.
+and recorded in docs/guarantees.md.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ CODES = tuple(code.value for code in Code)
 MAX_REASON = 400
 ECHO_PROBE = 32  # a reason must never contain this many characters of a long input string
 
-pytestmark = pytest.mark.guarantee  # README's Guarantees: malformed input
+pytestmark = pytest.mark.guarantee  # docs/guarantees.md: malformed input
 
 PURE = dict(deadline=None, database=None, print_blob=True,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -16,7 +16,7 @@
    retry or follow-up), and the unacked-hash write of every delivery and its ack. The
    connection comes from the channel's pool either way, but building the client object
    (redis-py fills ~170 response callbacks) cost 0.3-0.4 ms each here, three times per
-   task on the path from signal to order (`python -m bench`; README, Benchmark). The
+   task on the path from signal to order (`python -m bench`; docs/benchmark.md). The
    client is now built once per channel and pool and reused: a redis-py client over a
    pool is safe to share, and a new pool (reconnect, fork) gets a new client.
 """
