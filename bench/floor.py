@@ -5,11 +5,11 @@
 2. one alpaca-py `submit_order` to the simulator over a warm keep-alive connection (the
    gateway's transport, see `trading_client`), as a
    round trip (call -> parsed Order) and one way (call -> the simulator creates it);
-3. the contract floor: the broker calls the contract puts before an order, made by a bare
-   client with the gateway's transport: row 9's open-orders read sent ahead on a second
-   connection while the position is read (404), as the gateway does, then the submit, one
-   way (first call -> the simulator creates the order). Any gateway that keeps row 9 at
-   the broker pays at least PUBLISH + this.
+3. the contract floor: the broker calls the contract puts before an order, made as the
+   gateway makes them (zero_tasks.alpaca_adapter.AlpacaBroker): row 9's two reads at once,
+   the open orders on the broker's read thread while the position is read (404), then the
+   submit, one way (first call -> the simulator creates the order). Any gateway that keeps
+   row 9 at the broker pays at least PUBLISH + this.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
-from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
+from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.requests import MarketOrderRequest
 
-from zero_tasks.broker_http import BrokerSession
+from zero_tasks import alpaca_compat
+from zero_tasks.alpaca_adapter import AlpacaBroker
 
 from .common import Signal, Tickers, ms, summary
 from .stack import Stack
@@ -60,13 +60,11 @@ def pubsub_floor(stack: Stack, n: int, warmup: int = 20) -> list[float]:
 
 
 def trading_client(stack: Stack) -> TradingClient:
-    """alpaca-py as the gateway runs it: no retry, and its transport (broker_http.BrokerSession),
-    which is faster than alpaca-py's stock requests session; a floor the gateway's own client
-    could beat would be no floor (stock alpaca-py: `python -m bench.http_transport`)."""
+    """alpaca-py as the gateway runs it (zero_tasks/alpaca_compat.py): no retry, and its session,
+    which reads the environment once instead of on every call; a floor the gateway's own
+    client could beat would be no floor (stock alpaca-py: `python -m bench.http_transport`)."""
     client = TradingClient("test-key-id", "test-secret-value", paper=True, url_override=stack.sim_url)
-    client._retry = 0
-    client._session = BrokerSession(timeout=5.0, base_url=stack.sim_url)
-    return client
+    return alpaca_compat.configure(client, timeout=5.0, base_url=stack.sim_url)
 
 
 def submit_floor(stack: Stack, n: int, warmup: int = 10) -> tuple[list[float], list[float]]:
@@ -86,34 +84,25 @@ def submit_floor(stack: Stack, n: int, warmup: int = 10) -> tuple[list[float], l
             round_trip.append(ms(t1 - t0))
             if stamp is not None:
                 one_way.append(ms(stamp[0] - t0))
-    client._session.close()
     return round_trip, one_way
 
 
 def contract_floor(stack: Stack, n: int, warmup: int = 10) -> list[float]:
     """Position read, open-orders read, submit: first call -> the simulator creates the order."""
     client = trading_client(stack)
-    session = client._session
-    assert isinstance(session, BrokerSession)
+    broker = AlpacaBroker(client)
     tickers = Tickers("FC")
     samples: list[float] = []
     for i in range(warmup + n):
         ticker = tickers.next()
         cid = f"floor-{ticker}"
-        orders = GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)
         t0 = time.perf_counter()
-        with session.ahead(lambda: client.get_orders(orders)):  # as the gateway asks them
-            try:
-                client.get_open_position(ticker)
-            except APIError:
-                pass  # 404: no position, as for every eligible signal of the bench
-            client.get_orders(orders)
+        broker.open_exposure(ticker)  # as the gateway asks them: both at once, no position (404)
         client.submit_order(MarketOrderRequest(symbol=ticker, qty=1, side=OrderSide.BUY,
                                                time_in_force=TimeInForce.DAY, client_order_id=cid))
         stamp = stack.state.stamps.get(cid)
         if i >= warmup and stamp is not None:
             samples.append(ms(stamp[0] - t0))
-    client._session.close()
     return samples
 
 

@@ -1,11 +1,10 @@
 """`python -m bench.http_transport`: alpaca-py's calls over its stock requests session and
-over the gateway's transport (zero_tasks/broker_http.py), against the simulator.
+over the gateway's session (zero_tasks/alpaca_compat.py BrokerSession: requests with the
+environment read once, not on every call), against the simulator.
 
 Both clients run in this process, interleaved round by round, against one simulator in a
 child process (its CPU is not ours): CPU and wall time per call, and the ratio. The three
-calls are the ones an order makes: position (404), open orders, submit. "quiet requests"
-is requests without its per-request scan of the environment (proxies, CA bundle), which
-is what the gateway used before BrokerSession.
+calls are the ones an order makes: position (404), open orders, submit, one after another.
 """
 
 from __future__ import annotations
@@ -23,17 +22,14 @@ from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 
 from tests.support.procs import free_port, wait_for
-from zero_tasks.broker_http import BrokerSession
+from zero_tasks import alpaca_compat
 
 
 def client(url: str, transport: str) -> TradingClient:
     trading = TradingClient("test-key-id", "test-secret-value", paper=True, url_override=url)
-    trading._retry = 0
-    if transport == "quiet requests":  # the gateway's transport before BrokerSession
-        trading._session.trust_env = False
-    elif transport == "BrokerSession":
-        trading._session = BrokerSession(timeout=5.0, base_url=url)
-    return trading
+    if transport == "BrokerSession":
+        return alpaca_compat.configure(trading, timeout=5.0, base_url=url)
+    return alpaca_compat.without_retry(trading)
 
 
 def one_order(trading: TradingClient, ticker: str) -> None:
@@ -65,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(url), 10, "simulator")
-        clients = {f"alpaca-py + {t}": client(url, t) for t in ("requests", "quiet requests", "BrokerSession")}
+        clients = {f"alpaca-py + {t}": client(url, t) for t in ("requests", "BrokerSession")}
         totals = {name: [0.0, 0.0] for name in clients}
         for name, trading in clients.items():  # warm: connections, imports
             for _ in range(20):

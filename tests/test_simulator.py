@@ -44,8 +44,8 @@ from pydantic import TypeAdapter
 from alpaca_paper_sim import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, BrokerState, SimServer, TradingSession, open_market
 from alpaca_paper_sim import schemas
 from alpaca_paper_sim.session import NEW_YORK
+from zero_tasks import alpaca_compat
 from zero_tasks.alpaca_adapter import _retry_after
-from zero_tasks.broker_http import BrokerSession
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KEY_ID, SECRET = DEFAULT_KEY_ID, DEFAULT_SECRET_KEY
@@ -68,13 +68,12 @@ def _fresh_state(sim: SimServer) -> None:
 
 @pytest.fixture(params=["requests", "broker_session"])
 def client(sim: SimServer, request: pytest.FixtureRequest) -> TradingClient:
-    """alpaca-py as shipped, and alpaca-py over the gateway's own transport
-    (zero_tasks/broker_http.py): every answer, error and fault must look the same through both."""
+    """alpaca-py as shipped, and alpaca-py as the gateway configures it (zero_tasks/alpaca_compat.py):
+    every answer, error and fault must look the same through both."""
     trading = TradingClient(KEY_ID, SECRET, paper=True, url_override=sim.url)
-    trading._retry = 0  # alpaca-py would otherwise sleep 3 s and retry on 429
     if request.param == "broker_session":
-        trading._session = BrokerSession(timeout=5.0, base_url=sim.url)
-    return trading
+        return alpaca_compat.configure(trading, timeout=5.0, base_url=sim.url)
+    return alpaca_compat.without_retry(trading)  # alpaca-py would otherwise sleep 3 s and retry on 429
 
 
 def admin(sim: SimServer, method: str, path: str, json: Any = None) -> Any:
@@ -692,9 +691,7 @@ def at(sim: SimServer, moment: str | datetime) -> None:
 
 
 def trading(sim: SimServer) -> TradingClient:
-    client = TradingClient(KEY_ID, SECRET, paper=True, url_override=sim.url)
-    client._retry = 0
-    return client
+    return alpaca_compat.without_retry(TradingClient(KEY_ID, SECRET, paper=True, url_override=sim.url))
 
 
 def raw(sim: SimServer, path: str, **params: str) -> requests.Response:

@@ -2,7 +2,8 @@
 
 alpaca-py sets no request timeout and re-POSTs on 429/504 by itself. Here every call has
 a timeout, alpaca-py's own retry is off (our task retries, after looking the order up by
-client_order_id), and every failure becomes one of two values the task understands:
+client_order_id; both set in alpaca_compat.py, the one module that touches alpaca-py's
+internals), and every failure becomes one of two values the task understands:
 BrokerTransient (retry) or BrokerRejected (final 4xx).
 """
 
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import nullcontext
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, ContextManager, TypeVar
+from typing import Any, Callable, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -23,7 +24,7 @@ from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.models import Order
 from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, MarketOrderRequest
 
-from .broker_http import BrokerSession
+from . import alpaca_compat
 from .contract import TICKER_PATTERN
 from .risk import BrokerRateLimit
 from .secrets import scrub
@@ -78,9 +79,7 @@ def make_trading_client(settings: Settings) -> TradingClient:
         paper=True,  # hard-coded: this gateway has no live mode
         url_override=settings.alpaca_base_url,
     )
-    client._retry = 0  # our task retries, after a lookup by client_order_id
-    client._session = BrokerSession(settings.broker_timeout_s, settings.alpaca_base_url or PAPER_URL)
-    return client
+    return alpaca_compat.configure(client, settings.broker_timeout_s, settings.alpaca_base_url or PAPER_URL)
 
 
 def _message(exc: APIError) -> str:
@@ -136,6 +135,11 @@ class AlpacaBroker:
     def __init__(self, client: TradingClient) -> None:
         self._client = client
         self._timings: list[tuple[str, float]] = []
+        # Row 9's open-orders read runs here while the caller reads the position: one
+        # thread with a client of its own (its own session and keep-alive connection),
+        # so no requests.Session is ever used by two threads at once.
+        self._reads = alpaca_compat.twin(client)
+        self._read_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-read")
 
     def _timed(self, name: str, call: Callable[[], T]) -> T:
         """A classified call whose latency is kept for the metrics (failures included)."""
@@ -171,29 +175,37 @@ class AlpacaBroker:
     def open_exposure(self, ticker: str) -> str | None:
         """Why the ticker already has exposure (a position or an open order), or None.
 
-        The open-orders read is sent ahead on a second connection before the position is
-        asked, so the broker answers both in one round trip (broker_http.BrokerSession.ahead).
-        Threads did not pay here: two reads from a second thread took 2.2 ms at p50 against
-        1.55 ms in sequence against the simulator (thread hand-off and the GIL).
+        Both reads are at the broker at once, so row 9 costs one round trip: the open
+        orders are asked on the read thread while this thread asks the position. Only
+        these two GETs run there; an order is sent by the caller, after row 9, never
+        ahead of it. When a position is found the open-orders answer is not waited for.
         """
-        orders = GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)
-        read_orders = lambda: self._client.get_orders(orders)  # noqa: E731 - sent ahead, then asked
-        with self._sent_ahead(read_orders):
-            position = self._open_position(ticker)
-            if position is not None:
-                return f"{ticker} position qty {position.qty} at the broker"
-            open_orders = self._timed("open_orders", read_orders)
+        symbol = url_symbol(ticker)
+        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)
+        started = time.perf_counter()
+        orders = self._read_thread.submit(_classified, lambda: self._reads.get_orders(request))
+        try:
+            position = self._open_position(symbol)
+        except BaseException:
+            orders.cancel()  # not started yet: never sent; in flight: its answer is dropped
+            raise
+        if position is not None:
+            orders.cancel()
+            return f"{ticker} position qty {position.qty} at the broker"
+        open_orders = self._waited("open_orders", started, orders)
         if open_orders:
             return f"{ticker} has {len(open_orders)} open order(s) at the broker"
         return None
 
-    def _sent_ahead(self, call: Callable[[], object]) -> ContextManager[None]:
-        session = self._client._session
-        return session.ahead(call) if isinstance(session, BrokerSession) else nullcontext()
+    def _waited(self, name: str, started: float, pending: Future[T]) -> T:
+        """The answer of a call run on the read thread, timed from when it was handed over."""
+        try:
+            return pending.result()
+        finally:
+            self._timings.append((name, 1000 * (time.perf_counter() - started)))
 
-    def _open_position(self, ticker: str) -> Any:
+    def _open_position(self, symbol: str) -> Any:
         """The open position, or None when the broker has none (404)."""
-        symbol = url_symbol(ticker)
         try:
             return self._timed("position", lambda: self._client.get_open_position(symbol))
         except BrokerRejected as exc:
@@ -220,9 +232,12 @@ class AlpacaBroker:
         return session_from_broker(now, clock.timestamp, clock.is_open, clock.next_open, clock.next_close, opens)
 
     def probe(self) -> str:
-        """A cheap authenticated call for /health: the account status."""
+        """A cheap authenticated call, over both clients' connections: the account status
+        (warm-up opens both connections; the breaker closes only when both answer)."""
         started = time.perf_counter()
+        other = self._read_thread.submit(_classified, self._reads.get_account)  # its connection too
         account = _classified(self._client.get_account)
+        other.result()
         return f"account {getattr(account.status, 'value', account.status)} in {1000 * (time.perf_counter() - started):.0f} ms"
 
 
