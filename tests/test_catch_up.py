@@ -7,20 +7,19 @@ a second time, whatever the kill switch says now.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
-from typing import Awaitable, Callable, Iterator, TypeVar
+from typing import Iterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from bridge.dedup import MessageIdentity, claim_catch_up, content_hash, mark_handed, take_over
+from bridge.dedup import claim_catch_up, content_hash, mark_handed, take_over
 from bridge.listener import Listener
 from tests.support.procs import PrivateRedis
+from tests.support.bridge_redis import run, subscribed
 from tests.support.redis_dbs import redis_db
 from zero_tasks import keys
 
-T = TypeVar("T")
 RANKING = b'{"ranking": "stored"}'
 LIVE_ID = f"{content_hash(RANKING)}:1"  # the first occurrence of these bytes, as heard live
 
@@ -29,24 +28,6 @@ LIVE_ID = f"{content_hash(RANKING)}:1"  # the first occurrence of these bytes, a
 def redis_url(private_redis: PrivateRedis) -> Iterator[str]:
     private_redis.client(db=redis_db(__name__)).flushdb()
     yield f"redis://127.0.0.1:{private_redis.port}/{redis_db(__name__)}"
-
-
-def run(redis_url: str, scenario: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-    async def main() -> T:
-        client = aioredis.Redis.from_url(redis_url)
-        try:
-            return await scenario(client)
-        finally:
-            await client.aclose()
-    return asyncio.run(main())
-
-
-async def subscribed(client: aioredis.Redis) -> MessageIdentity:
-    identity = MessageIdentity()
-    await asyncio.sleep(0.002)  # Redis TIME has millisecond steps: earlier claims are older,
-    await identity.subscribing(client)
-    await asyncio.sleep(0.002)  # and later ones newer, than this subscription
-    return identity
 
 
 async def stored(client: aioredis.Redis) -> None:
