@@ -1,6 +1,6 @@
 """Celery settings for a money-moving queue. Each choice is explained in docs/how-it-works.md.
 
-Read by `zero_tasks.celery_app` through `config_from_object`. The broker URL comes from
+Read by `zero_tasks.worker.celery_app` through `config_from_object`. The broker URL comes from
 the one validated settings object, so the paper-only guard runs before any worker starts.
 """
 
@@ -17,7 +17,7 @@ broker_transport_options = {
     # An unacked task (its worker died) is redelivered after this. It exceeds the task time
     # limit plus the longest retry countdown (checked by Settings), and no task is ever sent
     # with a countdown longer than half of what is left (a longer wait is a chain of short
-    # hops, zero_tasks/delayed.py), so a task that is still running or waiting to run is
+    # hops, zero_tasks/core/delayed.py), so a task that is still running or waiting to run is
     # not handed to a second worker; the step guard makes a copy that comes anyway a no-op.
     "visibility_timeout": _settings.visibility_timeout_s,
     # Sweep for abandoned messages every 2 s instead of kombu's default ~100 s, so recovery
@@ -37,7 +37,7 @@ task_reject_on_worker_lost = True
 # decision, and a decision that cannot be kept (Redis away) is requeued (tasks.py).
 task_acks_on_failure_or_timeout = False
 worker_prefetch_multiplier = 1  # a dead worker holds at most one unacked message per process
-# A pool process warms its runtime before it reports up (zero_tasks/runtime.py warm: each step
+# A pool process warms its runtime before it reports up (zero_tasks/worker/runtime.py warm: each step
 # bounded by its own timeout, the broker's at most 30 s); Celery's 4 s would kill it when a
 # dependency is slow to answer at start.
 worker_proc_alive_timeout = 60.0

@@ -18,7 +18,7 @@ from collections import Counter
 from typing import Any
 
 from bridge.dedup import content_hash
-from zero_tasks import keys
+from zero_tasks.core import keys
 
 from .common import (OPPORTUNITY_CHANNEL, Signal, Tickers, letters, market, ms, reset_risk_counters, set_green, summary)
 from .stack import EventCollector, GatewayProcs, Stack, cpu_by_pid, cpu_delta

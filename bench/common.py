@@ -12,8 +12,8 @@ import redis
 
 from tests.support.gateway import opportunity  # noqa: F401 - one builder for tests and bench
 from tests.support.procs import wait_for as wait_until  # noqa: F401
-from zero_tasks import keys
-from zero_tasks.contract import client_order_id, execution_id
+from zero_tasks.core import keys
+from zero_tasks.core.contract import client_order_id, execution_id
 
 OPPORTUNITY_CHANNEL = keys.OPPORTUNITY_CHANNEL
 TRADE_UPDATE_CHANNEL = keys.TRADE_UPDATE_CHANNEL

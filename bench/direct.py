@@ -38,7 +38,7 @@ async def run(redis_port: int, sim_url: str, max_seconds: float) -> None:
     from alpaca.trading.enums import OrderSide, TimeInForce
     from alpaca.trading.requests import MarketOrderRequest
 
-    from zero_tasks.alpaca_compat import without_retry
+    from zero_tasks.adapters.alpaca_compat import without_retry
 
     trading = without_retry(TradingClient("test-key-id", "test-secret-value", paper=True, url_override=sim_url))
     r = aioredis.Redis(host="127.0.0.1", port=redis_port)

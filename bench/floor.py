@@ -6,7 +6,7 @@
    gateway's transport, see `trading_client`), as a
    round trip (call -> parsed Order) and one way (call -> the simulator creates it);
 3. the contract floor: the broker calls the contract puts before an order, made as the
-   gateway makes them (zero_tasks.alpaca_adapter.AlpacaBroker): row 9's two reads at once,
+   gateway makes them (zero_tasks.adapters.alpaca_adapter.AlpacaBroker): row 9's two reads at once,
    the open orders on the broker's read thread while the position is read (404), then the
    submit, one way (first call -> the simulator creates the order). Any gateway that keeps
    row 9 at the broker pays at least PUBLISH + this.
@@ -21,8 +21,8 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
-from zero_tasks import alpaca_compat
-from zero_tasks.alpaca_adapter import AlpacaBroker
+from zero_tasks.adapters import alpaca_compat
+from zero_tasks.adapters.alpaca_adapter import AlpacaBroker
 
 from .common import Signal, Tickers, ms, summary
 from .stack import Stack
@@ -60,7 +60,7 @@ def pubsub_floor(stack: Stack, n: int, warmup: int = 20) -> list[float]:
 
 
 def trading_client(stack: Stack) -> TradingClient:
-    """alpaca-py as the gateway runs it (zero_tasks/alpaca_compat.py): no retry, and its session,
+    """alpaca-py as the gateway runs it (zero_tasks/adapters/alpaca_compat.py): no retry, and its session,
     which reads the environment once instead of on every call; a floor the gateway's own
     client could beat would be no floor (stock alpaca-py: `python -m bench.http_transport`)."""
     client = TradingClient("test-key-id", "test-secret-value", paper=True, url_override=stack.sim_url)

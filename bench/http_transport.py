@@ -1,5 +1,5 @@
 """`python -m bench.http_transport`: alpaca-py's calls over its stock requests session and
-over the gateway's session (zero_tasks/alpaca_compat.py BrokerSession: requests with the
+over the gateway's session (zero_tasks/adapters/alpaca_compat.py BrokerSession: requests with the
 environment read once, not on every call), against the simulator.
 
 Both clients run in this process, interleaved round by round, against one simulator in a
@@ -22,7 +22,7 @@ from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 
 from tests.support.procs import free_port, wait_for
-from zero_tasks import alpaca_compat
+from zero_tasks.adapters import alpaca_compat
 
 
 def client(url: str, transport: str) -> TradingClient:

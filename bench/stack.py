@@ -20,8 +20,8 @@ from sqlalchemy import Engine, func, select, text
 
 from alpaca_paper_sim import BrokerState, SimServer, TradingSession
 from tests.support.procs import PrivateRedis, Proc, base_env, bridge_proc, free_port, health, worker_proc
-from zero_tasks import keys
-from zero_tasks.audit import ensure_schema, execution_log, make_engine
+from zero_tasks.core import keys
+from zero_tasks.adapters.audit import ensure_schema, execution_log, make_engine
 
 from .common import OPPORTUNITY_CHANNEL, TRADE_UPDATE_CHANNEL, wait_until
 

@@ -11,16 +11,16 @@ import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge
 from redis.exceptions import RedisError
 
-from zero_tasks import in_flight, outbox
-from zero_tasks.intake import Invalid, Signal
-from zero_tasks.message import Message, message_from_bytes
-from zero_tasks.metrics import queue_decision_metrics
-from zero_tasks.prejudge import invalid_record, limits_of, passes_signal_checks, refusal_before_claim
-from zero_tasks.record import DecisionRecord, log_decision
-from zero_tasks.redis_state import read_snapshots
+from zero_tasks.adapters import in_flight, outbox
+from zero_tasks.core.intake import Invalid, Signal
+from zero_tasks.core.message import Message, message_from_bytes
+from zero_tasks.adapters.metrics import queue_decision_metrics
+from zero_tasks.core.prejudge import invalid_record, limits_of, passes_signal_checks, refusal_before_claim
+from zero_tasks.core.record import DecisionRecord, log_decision
+from zero_tasks.adapters.redis_state import read_snapshots
 from zero_tasks.settings import Settings
-from zero_tasks.task_auth import seal
-from zero_tasks.checks.breaker import breaker_probe_due
+from zero_tasks.core.task_auth import seal
+from zero_tasks.core.checks.breaker import breaker_probe_due
 
 from . import db_probe, dedup
 from .broker_probe import BrokerProbe
@@ -45,7 +45,7 @@ RESCUE_EVERY_S = 5
 
 class Bridge:
     def __init__(self, settings: Settings) -> None:
-        from zero_tasks.celery_app import app  # loads celeryconfig: the paper guard has run
+        from zero_tasks.worker.celery_app import app  # loads celeryconfig: the paper guard has run
 
         self.settings = settings
         self.enqueuer = Enqueuer(app, settings.redis_url)

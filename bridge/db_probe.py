@@ -57,7 +57,7 @@ def _ping_postgres(url: str) -> None:
 
 
 def _ping_with_sqlalchemy(url: str) -> Callable[[], None]:
-    from zero_tasks.audit import make_engine, ping
+    from zero_tasks.adapters.audit import make_engine, ping
 
     engine = make_engine(url)
     return lambda: ping(engine)

@@ -42,7 +42,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from zero_tasks import in_flight, keys
+from zero_tasks.adapters import in_flight
+from zero_tasks.core import keys
 
 CLAIM_TTL_S = keys.CLAIM_TTL_SECONDS
 MAX_TRACKED = 200_000

@@ -17,13 +17,14 @@ from typing import Any, Callable
 
 import redis.asyncio as aioredis
 
-from zero_tasks import keys, metrics
-from zero_tasks.audit_health import FAILURE_PREFIX, audit_check
-from zero_tasks.outbox import AUDIT_STREAM
+from zero_tasks.core import keys
+from zero_tasks.adapters import metrics
+from zero_tasks.adapters.audit_health import FAILURE_PREFIX, audit_check
+from zero_tasks.adapters.outbox import AUDIT_STREAM
 from zero_tasks.secrets import scrub
-from zero_tasks import session
-from zero_tasks.checks.market_state import check_market_state, parse_market_state
-from zero_tasks.snapshot import Snapshot
+from zero_tasks.core import session
+from zero_tasks.core.checks.market_state import check_market_state, parse_market_state
+from zero_tasks.core.snapshot import Snapshot
 
 from .metrics import queue_depths  # the same LLEN the metrics use
 

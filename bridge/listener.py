@@ -17,7 +17,8 @@ from typing import Awaitable, Callable, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from zero_tasks import failpoints, keys
+from zero_tasks.worker import failpoints
+from zero_tasks.core import keys
 
 from .dedup import MessageIdentity, Push, claim_catch_up, mark_handed, take_over
 

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from zero_tasks import metrics
+from zero_tasks.adapters import metrics
 from zero_tasks.secrets import scrub
 
 QUEUES = ("zero_execution", "zero_audit")

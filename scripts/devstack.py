@@ -142,7 +142,7 @@ def main() -> None:
                          "-c", "2", "-n", "worker@%h", "-Q", "zero_execution,zero_audit", "-l", "INFO"], env, children)
         start("bridge", [sys.executable, "-m", "bridge"], env, children)
         # Through the guard: no Flower without a usable password, and watching only (see its docstring).
-        start("flower", [sys.executable, "-m", "zero_tasks.flower_guard"],
+        start("flower", [sys.executable, "-m", "zero_ops.flower_guard"],
               {**env, "FLOWER_BASIC_AUTH": flower_auth, "FLOWER_PORT": flower_port, "FLOWER_ADDRESS": "127.0.0.1"},
               children)
         write_ops_env(env)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from zero_tasks.checks.admission import Admission, Claim, check_admission
-from zero_tasks.decision import Code, Status
+from zero_tasks.core.checks.admission import Admission, Claim, check_admission
+from zero_tasks.core.decision import Code, Status
 
 
 def verdict(admission: Admission):

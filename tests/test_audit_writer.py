@@ -16,11 +16,12 @@ from sqlalchemy.exc import OperationalError
 from tests.support.gateway import PG_URL, sqlalchemy_url
 from tests.support.redis_dbs import redis_db
 from tests.support.procs import PrivateRedis
-from zero_tasks import audit_writer, outbox
-from zero_tasks.audit import ensure_schema, execution_log, make_engine
-from zero_tasks.audit_writer import DEAD_LETTER, AuditWriter
-from zero_tasks.decision import Status
-from zero_tasks.record import DecisionRecord
+from zero_tasks.worker import audit_writer
+from zero_tasks.adapters import outbox
+from zero_tasks.adapters.audit import ensure_schema, execution_log, make_engine
+from zero_tasks.worker.audit_writer import DEAD_LETTER, AuditWriter
+from zero_tasks.core.decision import Status
+from zero_tasks.core.record import DecisionRecord
 
 NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)
 SCHEMA = "test_audit_writer"

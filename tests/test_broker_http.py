@@ -1,5 +1,5 @@
-"""How the gateway talks to the broker through alpaca-py (zero_tasks/alpaca_adapter.py,
-zero_tasks/alpaca_compat.py): every call bounded by the timeout, never resent by alpaca-py,
+"""How the gateway talks to the broker through alpaca-py (zero_tasks/adapters/alpaca_adapter.py,
+zero_tasks/adapters/alpaca_compat.py): every call bounded by the timeout, never resent by alpaca-py,
 row 9's two reads at the broker at once, TLS verified with the configured CA, and alpaca-py
 exactly the version whose internals alpaca_compat.py sets.
 
@@ -27,8 +27,8 @@ from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 
 from alpaca_paper_sim import SimServer, open_market
-from zero_tasks import alpaca_compat
-from zero_tasks.alpaca_adapter import AlpacaBroker, BrokerTransient, make_trading_client
+from zero_tasks.adapters import alpaca_compat
+from zero_tasks.adapters.alpaca_adapter import AlpacaBroker, BrokerTransient, make_trading_client
 from zero_tasks.settings import Settings
 
 KEY, SECRET = "k", "s"
@@ -280,7 +280,7 @@ def test_the_installed_alpaca_py_is_the_pinned_one() -> None:
 
 def test_a_process_with_another_alpaca_py_stops_at_start() -> None:
     code = ("import importlib.metadata as m; m.version = lambda name: '0.45.0'; "
-            "import zero_tasks.alpaca_adapter; print('started')")
+            "import zero_tasks.adapters.alpaca_adapter; print('started')")
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert run.returncode != 0 and "started" not in run.stdout

@@ -18,7 +18,7 @@ from bridge.listener import Listener
 from tests.support.procs import PrivateRedis
 from tests.support.bridge_redis import run, subscribed
 from tests.support.redis_dbs import redis_db
-from zero_tasks import keys
+from zero_tasks.core import keys
 
 RANKING = b'{"ranking": "stored"}'
 LIVE_ID = f"{content_hash(RANKING)}:1"  # the first occurrence of these bytes, as heard live

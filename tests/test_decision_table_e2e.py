@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from zero_tasks.contract import client_order_id, execution_id
+from zero_tasks.core.contract import client_order_id, execution_id
 
 from tests.support.gateway import YESTERDAY_S, Gateway, market, now_iso, opportunity, ranking, zero_market
 

@@ -1,10 +1,10 @@
-"""How long a delayed task may wait in a worker, and when a delivery is a copy (zero_tasks/delayed.py)."""
+"""How long a delayed task may wait in a worker, and when a delivery is a copy (zero_tasks/core/delayed.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from zero_tasks.delayed import (DONE, RUNNING, Hop, StepVerdict, hop_max_s, hop_task_id, next_hop, period_index,
+from zero_tasks.core.delayed import (DONE, RUNNING, Hop, StepVerdict, hop_max_s, hop_task_id, next_hop, period_index,
                                 running_ttl_s, step_verdict)
 from zero_tasks.settings import load_settings
 

@@ -1,7 +1,7 @@
-"""Flower is for watching, and only with a password: zero_tasks/flower_guard.py, flower_proxy.py.
+"""Flower is for watching, and only with a password: zero_ops/flower_guard.py, flower_proxy.py.
 
 The refusals run the guard as the compose file and `make run` do (`python -m
-zero_tasks.flower_guard`) and need no Flower. The e2e tests start one real guarded Flower
+zero_ops.flower_guard`) and need no Flower. The e2e tests start one real guarded Flower
 against a private redis-server and a real Celery worker (consuming zero_audit only, so a
 task that reached zero_execution would stay there to be counted), from a working directory
 holding a hostile flowerconfig.py, and go through the public port endpoint by endpoint.
@@ -26,11 +26,11 @@ import requests
 from flower import urls as flower_urls
 
 from tests.support.procs import CELERY, PYTHON, ROOT, PrivateRedis, Proc, base_env, free_port, wait_for
-from zero_tasks import flower_guard
-from zero_tasks.flower_guard import CONFIG_FILE, Refused, check_basic_auth, flower_argv, flower_env, plan
-from zero_tasks.flower_proxy import WATCH_PATHS, Forward, Refuse, credential_digests, credentials_match, route
+from zero_ops import flower_guard
+from zero_ops.flower_guard import CONFIG_FILE, Refused, check_basic_auth, flower_argv, flower_env, plan
+from zero_ops.flower_proxy import WATCH_PATHS, Forward, Refuse, credential_digests, credentials_match, route
 
-GUARD = [PYTHON, "-m", "zero_tasks.flower_guard"]
+GUARD = [PYTHON, "-m", "zero_ops.flower_guard"]
 GOOD_AUTH = "zero:Long-enough-1"
 WORKER = f"watched@{socket.gethostname()}"
 TASK_ID = str(uuid.uuid4())

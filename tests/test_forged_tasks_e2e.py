@@ -13,8 +13,8 @@ from celery import Celery
 
 from tests.support.gateway import Gateway, collect, opportunity, quiet, ranking
 from tests.support.procs import TEST_SIGNING_KEY, wait_for
-from zero_tasks.message import Message
-from zero_tasks.task_auth import seal
+from zero_tasks.core.message import Message
+from zero_tasks.core.task_auth import seal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.guarantee]
 

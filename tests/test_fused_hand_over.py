@@ -21,8 +21,8 @@ from tests.support.gateway import Gateway, market, now_iso, opportunity, ranking
 from tests.support.redis_dbs import redis_db
 from tests.support.procs import PrivateRedis, free_port, health
 from tests.test_message_identity import run, running
-from zero_tasks import keys
-from zero_tasks.in_flight import Entry
+from zero_tasks.core import keys
+from zero_tasks.adapters.in_flight import Entry
 
 DB = redis_db(__name__)  # a database of the session's private Redis no other test uses
 MESSAGE = {"message_id": "abc:1", "payload": '{"ranking": 1}', "received_at": "2026-12-02T12:00:00+00:00"}

@@ -42,16 +42,16 @@ from tests.support.gateway import opportunity as gw_opportunity
 from tests.support.gateway import ranking as gw_ranking
 from tests.support.procs import health, wait_for
 from tests.support.zero_models import accepted_by_zero
-from zero_tasks.audit import insert_rows
-from zero_tasks.contract import TradeUpdate
-from zero_tasks.decision import STATUS_OF, Code, Status, Verdict
-from zero_tasks.intake import Invalid, Signal, parse_payload
-from zero_tasks.message import message_from_bytes
-from zero_tasks.prejudge import build_record
-from zero_tasks.record import DecisionRecord
-from zero_tasks.session import TradingSession
-from zero_tasks.snapshot import Limits, Snapshot
-from zero_tasks.veto import veto
+from zero_tasks.adapters.audit import insert_rows
+from zero_tasks.core.contract import TradeUpdate
+from zero_tasks.core.decision import STATUS_OF, Code, Status, Verdict
+from zero_tasks.core.intake import Invalid, Signal, parse_payload
+from zero_tasks.core.message import message_from_bytes
+from zero_tasks.core.prejudge import build_record
+from zero_tasks.core.record import DecisionRecord
+from zero_tasks.core.session import TradingSession
+from zero_tasks.core.snapshot import Limits, Snapshot
+from zero_tasks.core.veto import veto
 
 T = TypeVar("T")
 

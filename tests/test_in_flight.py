@@ -1,4 +1,4 @@
-"""The hand-over ledger (zero_tasks/in_flight.py) on a real Redis: what is recorded, what
+"""The hand-over ledger (zero_tasks/adapters/in_flight.py) on a real Redis: what is recorded, what
 removes it, what a sweep takes. The end-to-end case, a task lost inside a dying worker and
 queued again, is tests/test_faults_e2e.py::test_tasks_a_dying_worker_took_off_the_queue_*.
 """
@@ -16,10 +16,11 @@ from pydantic import ValidationError
 from tests.support.procs import PrivateRedis
 from tests.support.redis_dbs import redis_db
 from tests.test_message_identity import run as run_on
-from zero_tasks import in_flight, keys, outbox
-from zero_tasks.decision import Status
-from zero_tasks.in_flight import Entry
-from zero_tasks.record import DecisionRecord
+from zero_tasks.adapters import in_flight, outbox
+from zero_tasks.core import keys
+from zero_tasks.core.decision import Status
+from zero_tasks.adapters.in_flight import Entry
+from zero_tasks.core.record import DecisionRecord
 from zero_tasks.settings import Settings
 
 DB = redis_db(__name__)  # a database of the session's private Redis no other test uses

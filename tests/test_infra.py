@@ -38,9 +38,9 @@ from sqlalchemy import Engine, text
 
 from tests.support.gateway import PG_URL, sqlalchemy_url
 from tests.support.procs import CELERY, PYTHON, PrivateRedis, Proc, free_port
-from zero_tasks.audit import ensure_schema, execution_log, insert_rows, make_engine, update_order_status
-from zero_tasks.decision import Status
-from zero_tasks.record import DecisionRecord
+from zero_tasks.adapters.audit import ensure_schema, execution_log, insert_rows, make_engine, update_order_status
+from zero_tasks.core.decision import Status
+from zero_tasks.core.record import DecisionRecord
 from zero_tasks.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,7 +223,7 @@ def test_compose_what_matters() -> None:
 
     # Flower: through the guard, password required, 0.0.0.0 in the container, loopback on the host.
     flower = services["flower"]
-    assert flower["command"] == ["python", "-m", "zero_tasks.flower_guard"]
+    assert flower["command"] == ["python", "-m", "zero_ops.flower_guard"]
     assert raw["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
     assert flower["environment"]["FLOWER_ADDRESS"] == "0.0.0.0"
     assert flower["ports"] == [f"127.0.0.1:5555:{flower['environment']['FLOWER_PORT']}"]
@@ -449,12 +449,12 @@ def test_dockerfile_steps_run_as_a_script(tmp_path: Path) -> None:
         return subprocess.run(argv, cwd=cwd, env={**run_env, **extra}, capture_output=True, text=True, timeout=120)
 
     # What the services import, from the image's WORKDIR; the code is the copied one, not this checkout.
-    result = run([python, "-c", "import zero_tasks.tasks, bridge.app, zero_ops.cli, zero_tasks; "
+    result = run([python, "-c", "import zero_tasks.worker.tasks, bridge.app, zero_ops.cli, zero_tasks; "
                                 "print(zero_tasks.__file__)"], app)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith(str(app)), result.stdout
     # Installed: importable from anywhere, migrations included, `zero-ops` on PATH.
-    result = run([python, "-c", "from zero_tasks.audit import ensure_schema, make_engine; "
+    result = run([python, "-c", "from zero_tasks.adapters.audit import ensure_schema, make_engine; "
                                 f"ensure_schema(make_engine('sqlite:///{tmp_path / 'migrated.db'}'))"], tmp_path)
     assert result.returncode == 0, result.stderr
     result = run([str(venv / "bin" / "zero-ops"), "--help"], tmp_path)
@@ -468,7 +468,7 @@ def test_dockerfile_steps_run_as_a_script(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "ALPACA_PAPER" in result.stderr + result.stdout
     assert "dummy-secret" not in result.stderr + result.stdout
-    result = run([python, "-m", "zero_tasks.flower_guard"], app)
+    result = run([python, "-m", "zero_ops.flower_guard"], app)
     assert result.returncode == 2 and "FLOWER_BASIC_AUTH" in result.stderr
 
 

@@ -7,8 +7,8 @@ from datetime import datetime
 
 import pytest
 
-from zero_tasks.contract import client_order_id, execution_id
-from zero_tasks.intake import Invalid, Signal, parse_payload
+from zero_tasks.core.contract import client_order_id, execution_id
+from zero_tasks.core.intake import Invalid, Signal, parse_payload
 
 LIMIT = 1 << 20
 

@@ -13,10 +13,10 @@ from sqlalchemy import func, select, text
 from tests.support.gateway import PG_URL, sqlalchemy_url
 from tests.support.redis_dbs import redis_db
 from tests.support.procs import PrivateRedis
-from zero_tasks.audit import ensure_schema, execution_log, insert_rows, make_engine, update_order_status
-from zero_tasks.checks.admission import Claim
-from zero_tasks.redis_state import ExecutionLocks, connect
-from zero_tasks.risk import BrokerRateLimit, RateLimited
+from zero_tasks.adapters.audit import ensure_schema, execution_log, insert_rows, make_engine, update_order_status
+from zero_tasks.core.checks.admission import Claim
+from zero_tasks.adapters.redis_state import ExecutionLocks, connect
+from zero_tasks.adapters.risk import BrokerRateLimit, RateLimited
 
 NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)
 

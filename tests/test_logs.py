@@ -7,10 +7,10 @@ import json
 import logging
 from datetime import datetime, timezone
 
-from zero_tasks.decision import Status
+from zero_tasks.core.decision import Status
 from zero_tasks.logs import JsonFormatter, redact
-from zero_tasks.record import DecisionRecord
-from zero_tasks.record import log_decision
+from zero_tasks.core.record import DecisionRecord
+from zero_tasks.core.record import log_decision
 
 NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)
 
@@ -29,7 +29,7 @@ def formatted(caplog_records: list[logging.LogRecord]) -> list[dict]:
 
 
 def test_one_json_line_per_decision_with_its_fields(caplog) -> None:
-    caplog.set_level(logging.INFO, logger="zero_tasks.decision")
+    caplog.set_level(logging.INFO, logger="zero_tasks.core.decision")
     log_decision(record())
     (line,) = formatted(caplog.records)
     assert line["event"] == "decision" and line["level"] == "INFO"

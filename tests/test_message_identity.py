@@ -20,7 +20,7 @@ from tests.support.monitor import commands_during
 from tests.support.bridge_redis import run, subscribed
 from tests.support.redis_dbs import redis_db
 from tests.support.procs import PrivateRedis
-from zero_tasks import keys
+from zero_tasks.core import keys
 
 MSG = b'{"ranking": "one"}'
 

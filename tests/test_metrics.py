@@ -1,4 +1,4 @@
-"""Decision metrics kept in Redis (zero_tasks/metrics.py), read back as /metrics shows them."""
+"""Decision metrics kept in Redis (zero_tasks/adapters/metrics.py), read back as /metrics shows them."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import redis
 
 from tests.support.procs import PrivateRedis
 from tests.support.redis_dbs import redis_db
-from zero_tasks import metrics
-from zero_tasks.decision import Code, Status
-from zero_tasks.record import DecisionRecord
+from zero_tasks.adapters import metrics
+from zero_tasks.core.decision import Code, Status
+from zero_tasks.core.record import DecisionRecord
 
 NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)
 

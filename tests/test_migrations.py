@@ -19,7 +19,7 @@ from sqlalchemy import Engine, inspect, text
 
 from tests.support.gateway import PG_URL, Gateway, opportunity, ranking, sqlalchemy_url
 from tests.support.procs import CELERY, ROOT, PrivateRedis, base_env, free_port, health, wait_for
-from zero_tasks.audit import make_engine
+from zero_tasks.adapters.audit import make_engine
 
 ALEMBIC = str(Path(CELERY).with_name("alembic"))
 HEAD = "0003"

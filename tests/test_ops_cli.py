@@ -31,10 +31,10 @@ from tests.support.gateway import PG_URL, sqlalchemy_url
 from tests.support.procs import PYTHON, ROOT, PrivateRedis, free_port, wait_for
 from zero_ops.cli import main
 from zero_ops.status import REPORT_FIELDS
-from zero_tasks.audit import ensure_schema, insert_rows, make_engine
-from zero_tasks.contract import MarketState, TradeUpdate
-from zero_tasks.intake import Signal, parse_payload
-from zero_tasks.session import TradingSession
+from zero_tasks.adapters.audit import ensure_schema, insert_rows, make_engine
+from zero_tasks.core.contract import MarketState, TradeUpdate
+from zero_tasks.core.intake import Signal, parse_payload
+from zero_tasks.core.session import TradingSession
 from zero_tasks.settings import Settings
 
 REDIS_DB = 7

@@ -17,8 +17,8 @@ from typing import Iterator
 
 import pytest
 
-from zero_tasks.redis_state import store_session
-from zero_tasks.session import TradingSession
+from zero_tasks.adapters.redis_state import store_session
+from zero_tasks.core.session import TradingSession
 
 from tests.support.connect_proxy import RefusingProxy
 from tests.support.gateway import Gateway, opportunity, ranking

@@ -1,11 +1,11 @@
-"""What a decision record may carry (zero_tasks/record.py `clean`)."""
+"""What a decision record may carry (zero_tasks/core/record.py `clean`)."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zero_tasks.record import clean
+from zero_tasks.core.record import clean
 
 JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),

@@ -1,10 +1,10 @@
-"""Every wait the gateway schedules (zero_tasks/retry.py): broker retries, the budget, follow-ups."""
+"""Every wait the gateway schedules (zero_tasks/core/retry.py): broker retries, the budget, follow-ups."""
 
 from __future__ import annotations
 
 import pytest
 
-from zero_tasks.retry import (FOLLOW_MAX_DELAY_S, RATE_WAIT_SPREAD_S, broker_retries_left, broker_retry_countdown,
+from zero_tasks.core.retry import (FOLLOW_MAX_DELAY_S, RATE_WAIT_SPREAD_S, broker_retries_left, broker_retry_countdown,
                               follow_up_delay, may_wait_for_budget)
 
 

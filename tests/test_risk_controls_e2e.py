@@ -143,7 +143,7 @@ def test_reconcile_finds_an_order_behind_the_gateways_back_and_a_row_without_ord
     rogue = client.submit_order(MarketOrderRequest(symbol="ROGUE", qty=1, side=OrderSide.BUY,
                                                    time_in_force=TimeInForce.DAY))
     # an audit row whose order the broker never saw (written straight into the table)
-    from zero_tasks.audit import insert_rows
+    from zero_tasks.adapters.audit import insert_rows
     ghost = dict(gw.wait_rows(1)[0])
     ghost.update(event_key="ghost-1", execution_id="GHOST:H30:x", ticker="GHOST", client_order_id="zx-GHOST:H30:x",
                  alpaca_order_id="00000000-0000-0000-0000-000000000000")

@@ -19,11 +19,11 @@ from kombu.transport import redis as kombu_redis
 from tests.support.monitor import commands_during
 from tests.support.redis_dbs import redis_db
 from tests.support.procs import PrivateRedis
-from zero_tasks import kombu_fixes, outbox
-from zero_tasks.decision import Code, Status
-from zero_tasks.record import DecisionRecord
-from zero_tasks.redis_state import ExecutionLocks, connect
-from zero_tasks.risk import CircuitBreaker
+from zero_tasks.adapters import kombu_fixes, outbox
+from zero_tasks.core.decision import Code, Status
+from zero_tasks.core.record import DecisionRecord
+from zero_tasks.adapters.redis_state import ExecutionLocks, connect
+from zero_tasks.adapters.risk import CircuitBreaker
 
 DB = redis_db(__name__)
 NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)

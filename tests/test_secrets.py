@@ -23,10 +23,11 @@ from bridge.metrics import Snapshot
 from bridge.metrics import render as render_metrics
 from tests.support.gateway import isolated_gateway, ranking
 from tests.support.procs import PYTHON, Proc, base_env, free_port, wait_for, worker_proc
-from zero_tasks import metrics, secrets
-from zero_tasks.decision import Status
+from zero_tasks.adapters import metrics
+from zero_tasks import secrets
+from zero_tasks.core.decision import Status
 from zero_tasks.logs import JsonFormatter, SecretFilter, TextFormatter
-from zero_tasks.record import DecisionRecord
+from zero_tasks.core.record import DecisionRecord
 from zero_tasks.secrets import MASK, Scrubber, secrets_of
 from zero_tasks.settings import ConfigError, load_settings
 

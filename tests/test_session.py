@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from zero_tasks.risk import trading_day
-from zero_tasks.session import MAX_TRUST_S, NEW_YORK, TradingSession, from_broker, parse
+from zero_tasks.adapters.risk import trading_day
+from zero_tasks.core.session import MAX_TRUST_S, NEW_YORK, TradingSession, from_broker, parse
 
 WEDNESDAY_3PM = datetime(2026, 11, 25, 15, 0, tzinfo=NEW_YORK)
 OPEN = datetime(2026, 11, 25, 9, 30, tzinfo=NEW_YORK)

@@ -44,8 +44,8 @@ from pydantic import TypeAdapter
 from alpaca_paper_sim import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, BrokerState, SimServer, TradingSession, open_market
 from alpaca_paper_sim import schemas
 from alpaca_paper_sim.session import NEW_YORK
-from zero_tasks import alpaca_compat
-from zero_tasks.alpaca_adapter import _retry_after
+from zero_tasks.adapters import alpaca_compat
+from zero_tasks.adapters.alpaca_adapter import _retry_after
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KEY_ID, SECRET = DEFAULT_KEY_ID, DEFAULT_SECRET_KEY
@@ -68,7 +68,7 @@ def _fresh_state(sim: SimServer) -> None:
 
 @pytest.fixture(params=["requests", "broker_session"])
 def client(sim: SimServer, request: pytest.FixtureRequest) -> TradingClient:
-    """alpaca-py as shipped, and alpaca-py as the gateway configures it (zero_tasks/alpaca_compat.py):
+    """alpaca-py as shipped, and alpaca-py as the gateway configures it (zero_tasks/adapters/alpaca_compat.py):
     every answer, error and fault must look the same through both."""
     trading = TradingClient(KEY_ID, SECRET, paper=True, url_override=sim.url)
     if request.param == "broker_session":

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from zero_tasks.alpaca_adapter import url_symbol
-from zero_tasks.task_auth import Holdings, forged_holdings, forgery_key, open_seal, seal
+from zero_tasks.adapters.alpaca_adapter import url_symbol
+from zero_tasks.core.task_auth import Holdings, forged_holdings, forgery_key, open_seal, seal
 
 KEY = "k" * 32
 BODY = {"message_id": "m:1", "payload": '{"x": 1}', "received_at": "2026-11-24T14:30:00+00:00"}

@@ -11,11 +11,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from zero_tasks.alpaca_adapter import PlacedOrder
-from zero_tasks.decision import Code, deny
-from zero_tasks.message import message_from_bytes
-from zero_tasks.pipeline import forged_record
-from zero_tasks.prejudge import build_record, invalid_record
+from zero_tasks.adapters.alpaca_adapter import PlacedOrder
+from zero_tasks.core.decision import Code, deny
+from zero_tasks.core.message import message_from_bytes
+from zero_tasks.worker.pipeline import forged_record
+from zero_tasks.core.prejudge import build_record, invalid_record
 
 from tests.support.gateway import market, opportunity, ranking, zero_market
 from tests.support.zero_models import accepted_by_zero

@@ -7,12 +7,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from zero_tasks.decision import Code, Status
-from zero_tasks.intake import Signal, parse_payload
-from zero_tasks.session import TradingSession
-from zero_tasks.checks.breaker import breaker_probe_due
-from zero_tasks.snapshot import Limits, Snapshot
-from zero_tasks.veto import recheck_before_submit, veto
+from zero_tasks.core.decision import Code, Status
+from zero_tasks.core.intake import Signal, parse_payload
+from zero_tasks.core.session import TradingSession
+from zero_tasks.core.checks.breaker import breaker_probe_due
+from zero_tasks.core.snapshot import Limits, Snapshot
+from zero_tasks.core.veto import recheck_before_submit, veto
 
 NOW = datetime(2026, 11, 24, 19, 30, 30, tzinfo=timezone.utc)
 LIMITS = Limits(min_probability=0.90, market_state_max_age_s=None, signal_max_age_s=120)

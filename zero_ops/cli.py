@@ -16,10 +16,10 @@ import redis
 from alpaca.common.exceptions import APIError
 from sqlalchemy.exc import SQLAlchemyError
 
-from zero_tasks import keys
-from zero_tasks.alpaca_adapter import make_trading_client
-from zero_tasks.contract import Direction, Horizon, State, Status
-from zero_tasks.intake import Invalid, parse_payload
+from zero_tasks.core import keys
+from zero_tasks.adapters.alpaca_adapter import make_trading_client
+from zero_tasks.core.contract import Direction, Horizon, State, Status
+from zero_tasks.core.intake import Invalid, parse_payload
 
 from . import auditlog, render, risk_cli, samples, state
 from .context import Ops, OpsFailure

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from zero_tasks import secrets as secret_values
-from zero_tasks.audit import make_engine
+from zero_tasks.adapters.audit import make_engine
 from zero_tasks.settings import ALPACA_PAPER_HOST, ConfigError, Settings, load_settings
 
 REDIS_TIMEOUT_S = 5.0

@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from zero_tasks.contract import SCHEMA_VERSION, MarketState, execution_id
+from zero_tasks.core.contract import SCHEMA_VERSION, MarketState, execution_id
 
 
 def opportunity_rank(ticker: str, probability: float, direction: str, horizon: str,

@@ -1,7 +1,7 @@
 """What the gateway would see right now: the Redis side of `status` and `enable`, as plain dicts.
 
 Every function returns JSON-ready values, so `status --json` and the human view are the
-same facts. The market-state and stand-down rules are the gateway's own (zero_tasks.veto),
+same facts. The market-state and stand-down rules are the gateway's own (zero_tasks.core.veto),
 not a re-implementation that could drift.
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 
 import redis
 
-from zero_tasks import keys, session
-from zero_tasks.contract import StandDownSignal
-from zero_tasks.checks.market_state import check_market_state, parse_market_state
-from zero_tasks.snapshot import Snapshot
+from zero_tasks.core import keys, session
+from zero_tasks.core.contract import StandDownSignal
+from zero_tasks.core.checks.market_state import check_market_state, parse_market_state
+from zero_tasks.core.snapshot import Snapshot
 
 CELERY_QUEUES = ("zero_execution", "zero_audit")
 OWNER_SUFFIX = ":owner"  # redis_state's helper key next to each cooldown: not a cooldown

@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from zero_tasks import keys
-from zero_tasks.risk import DailyCap, trading_day
-from zero_tasks.snapshot import operator_time
+from zero_tasks.core import keys
+from zero_tasks.adapters.risk import DailyCap, trading_day
+from zero_tasks.core.snapshot import operator_time
 
 from . import auditlog, state
 from .context import Ops, describe_db_error

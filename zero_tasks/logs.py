@@ -15,7 +15,7 @@ import threading
 from datetime import datetime, timezone
 from types import TracebackType
 
-from .secrets import scrub
+from zero_tasks.secrets import scrub
 
 redact = scrub  # the name earlier callers use
 _PLAIN = logging.Formatter()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from zero_tasks.settings import Settings
 
 MASK = "***"
 MIN_SCRUB_LEN = 4

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from . import secrets
+from zero_tasks import secrets
 
 ALPACA_PAPER_HOST = "paper-api.alpaca.markets"
 

@@ -18,11 +18,11 @@ import redis
 import requests
 from sqlalchemy import Engine, func, select, text
 
-from zero_tasks.audit import ensure_schema, execution_log, make_engine
-from zero_tasks.outbox import AUDIT_STREAM
-from zero_tasks.redis_state import store_session
-from zero_tasks.session import NEW_YORK
-from zero_tasks.session import from_broker as session_from_broker
+from zero_tasks.adapters.audit import ensure_schema, execution_log, make_engine
+from zero_tasks.adapters.outbox import AUDIT_STREAM
+from zero_tasks.adapters.redis_state import store_session
+from zero_tasks.core.session import NEW_YORK
+from zero_tasks.core.session import from_broker as session_from_broker
 
 from .zero_models import accepted_by_zero
 from .procs import PrivateRedis, Proc, base_env, bridge_proc, free_port, health, wait_for, worker_proc

@@ -1,0 +1,279 @@
+"""The broker edge: alpaca-py's TradingClient, paper only, with a timeout and no blind retry.
+
+alpaca-py sets no request timeout and re-POSTs on 429/504 by itself. Here every call has
+a timeout, alpaca-py's own retry is off (our task retries, after looking the order up by
+client_order_id; both set in alpaca_compat.py, the one module that touches alpaca-py's
+internals), and every failure becomes one of two values the task understands:
+BrokerTransient (retry) or BrokerRejected (final 4xx).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, TypeVar
+from urllib.parse import quote
+
+import requests
+from alpaca.common.exceptions import APIError
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
+from alpaca.trading.models import Order
+from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, MarketOrderRequest
+
+from zero_tasks.adapters import alpaca_compat
+from zero_tasks.core.contract import TICKER_PATTERN
+from zero_tasks.adapters.risk import BrokerRateLimit
+from zero_tasks.secrets import scrub
+from zero_tasks.core.session import NEW_YORK, TradingSession
+from zero_tasks.core.session import from_broker as session_from_broker
+from zero_tasks.settings import ORDER_QTY, Settings
+
+T = TypeVar("T")
+
+
+class BrokerTransient(Exception):
+    """Network error, timeout, 5xx or 429: the answer is unknown; retry after a lookup."""
+
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class BrokerRejected(Exception):
+    """A 4xx: the broker said no. Final, never retried."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status} {detail}")
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    order_id: str
+    client_order_id: str
+    status: str
+    submitted_at: str | None
+
+
+PAPER_URL = "https://paper-api.alpaca.markets"
+
+
+def url_symbol(ticker: str) -> str:
+    """The symbol as it goes into a URL path (alpaca-py puts it there as given): only a US
+    equity symbol, escaped. Intake already refuses anything else; this is the last line."""
+    if not re.fullmatch(TICKER_PATTERN, ticker):
+        raise ValueError(f"not a US equity symbol: {ticker[:20]!r}")
+    return quote(ticker, safe="")
+
+
+def make_trading_client(settings: Settings) -> TradingClient:
+    client = TradingClient(
+        settings.alpaca_api_key.get_secret_value(),
+        settings.alpaca_secret_key.get_secret_value(),
+        paper=True,  # hard-coded: this gateway has no live mode
+        url_override=settings.alpaca_base_url,
+    )
+    return alpaca_compat.configure(client, settings.broker_timeout_s, settings.alpaca_base_url or PAPER_URL)
+
+
+def _message(exc: APIError) -> str:
+    try:
+        return scrub(str(exc.message))[:200]  # an error body may quote a key: scrubbed before the cut
+    except Exception:  # noqa: BLE001 - the body was not Alpaca's JSON
+        return scrub(str(exc))[:200]
+
+
+def _retry_after(exc: APIError, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds the broker asks us to wait: Retry-After, else until X-RateLimit-Reset (unix
+    seconds), which is all Alpaca sends on a 429. None when it says neither (or nonsense)."""
+    response = exc.response
+    headers = response.headers if response is not None else {}
+    try:
+        if headers.get("Retry-After"):
+            return float(headers["Retry-After"])
+        if headers.get("X-RateLimit-Reset"):
+            return max(0.0, float(headers["X-RateLimit-Reset"]) - now())
+    except ValueError:
+        return None
+    return None
+
+
+def _classified(call: Callable[[], T]) -> T:
+    """Run one broker call; map every failure onto BrokerTransient or BrokerRejected."""
+    try:
+        return call()
+    except APIError as exc:
+        status = exc.status_code or 0
+        if status == 429 or status >= 500 or status == 0:
+            raise BrokerTransient(f"HTTP {status}: {_message(exc)}", _retry_after(exc)) from exc
+        raise BrokerRejected(status, _message(exc)) from exc
+    except requests.Timeout as exc:
+        raise BrokerTransient(f"timeout: {type(exc).__name__}") from exc
+    except requests.RequestException as exc:
+        raise BrokerTransient(f"network: {type(exc).__name__}") from exc
+    except ValueError as exc:  # a body that is not JSON or not an Alpaca model
+        raise BrokerTransient(f"unreadable answer: {type(exc).__name__}") from exc
+
+
+def _placed(order: Order) -> PlacedOrder:
+    return PlacedOrder(
+        order_id=str(order.id), client_order_id=order.client_order_id,
+        status=str(getattr(order.status, "value", order.status)),
+        submitted_at=order.submitted_at.isoformat() if order.submitted_at else None,
+    )
+
+
+class AlpacaBroker:
+    """The handful of Trading API calls the gateway makes."""
+
+    def __init__(self, client: TradingClient) -> None:
+        self._client = client
+        self._timings: list[tuple[str, float]] = []
+        # Row 9's open-orders read runs here while the caller reads the position: one
+        # thread with a client of its own (its own session and keep-alive connection),
+        # so no requests.Session is ever used by two threads at once.
+        self._reads = alpaca_compat.twin(client)
+        self._read_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-read")
+
+    def _timed(self, name: str, call: Callable[[], T]) -> T:
+        """A classified call whose latency is kept for the metrics (failures included)."""
+        started = time.perf_counter()
+        try:
+            return _classified(call)
+        finally:
+            self._timings.append((name, 1000 * (time.perf_counter() - started)))
+
+    def drain_timings(self) -> list[tuple[str, float]]:
+        """The calls since the last drain; a worker process runs one task at a time."""
+        timings, self._timings = self._timings, []
+        return timings
+
+    @property
+    def client(self) -> TradingClient:
+        """For read-only reports (reconcile); orders go through submit_buy only."""
+        return self._client
+
+    def order_status(self, client_order_id: str) -> str | None:
+        order = self.find_order(client_order_id)
+        return order.status if order else None
+
+    def find_order(self, client_order_id: str) -> PlacedOrder | None:
+        """The order placed under this client_order_id, or None if the broker has none."""
+        try:
+            return _placed(self._timed("lookup", lambda: self._client.get_order_by_client_id(client_order_id)))
+        except BrokerRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def open_exposure(self, ticker: str) -> str | None:
+        """Why the ticker already has exposure (a position or an open order), or None.
+
+        Both reads are at the broker at once, so row 9 costs one round trip: the open
+        orders are asked on the read thread while this thread asks the position. Only
+        these two GETs run there; an order is sent by the caller, after row 9, never
+        ahead of it. When a position is found the open-orders answer is not waited for.
+        """
+        symbol = url_symbol(ticker)
+        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)
+        started = time.perf_counter()
+        orders = self._read_thread.submit(_classified, lambda: self._reads.get_orders(request))
+        try:
+            position = self._open_position(symbol)
+        except BaseException:
+            orders.cancel()  # not started yet: never sent; in flight: its answer is dropped
+            raise
+        if position is not None:
+            orders.cancel()
+            return f"{ticker} position qty {position.qty} at the broker"
+        open_orders = self._waited("open_orders", started, orders)
+        if open_orders:
+            return f"{ticker} has {len(open_orders)} open order(s) at the broker"
+        return None
+
+    def _waited(self, name: str, started: float, pending: Future[T]) -> T:
+        """The answer of a call run on the read thread, timed from when it was handed over."""
+        try:
+            return pending.result()
+        finally:
+            self._timings.append((name, 1000 * (time.perf_counter() - started)))
+
+    def _open_position(self, symbol: str) -> Any:
+        """The open position, or None when the broker has none (404)."""
+        try:
+            return self._timed("position", lambda: self._client.get_open_position(symbol))
+        except BrokerRejected as exc:
+            if exc.status != 404:
+                raise
+            return None
+
+    def submit_buy(self, ticker: str, client_order_id: str) -> PlacedOrder:
+        """1 share, buy, market, time in force day: the only order this gateway places."""
+        request = MarketOrderRequest(
+            symbol=ticker, qty=ORDER_QTY, side=OrderSide.BUY, time_in_force=TimeInForce.DAY,
+            client_order_id=client_order_id)
+        return _placed(self._timed("submit", lambda: self._client.submit_order(request)))
+
+    def trading_session(self, now: datetime) -> TradingSession | str:
+        """Alpaca's clock, and while the market is open its calendar for the clock's date
+        (when this session opened): the session row 3 judges the market state by."""
+        clock = self._timed("clock", self._client.get_clock)
+        opens: list[datetime] = []
+        if clock.is_open:
+            day = clock.timestamp.astimezone(NEW_YORK).date()
+            entries = self._timed("calendar", lambda: self._client.get_calendar(GetCalendarRequest(start=day, end=day)))
+            opens = [entry.open.replace(tzinfo=NEW_YORK) for entry in entries if entry.date == day]
+        return session_from_broker(now, clock.timestamp, clock.is_open, clock.next_open, clock.next_close, opens)
+
+    def probe(self) -> str:
+        """A cheap authenticated call, over both clients' connections: the account status
+        (warm-up opens both connections; the breaker closes only when both answer)."""
+        started = time.perf_counter()
+        other = self._read_thread.submit(_classified, self._reads.get_account)  # its connection too
+        account = _classified(self._client.get_account)
+        other.result()
+        return f"account {getattr(account.status, 'value', account.status)} in {1000 * (time.perf_counter() - started):.0f} ms"
+
+
+class RateLimitedBroker:
+    """The same calls, paid from the shared per-minute broker budget.
+
+    `prepay(n)` takes the slots a whole placement needs at once, so concurrent orders
+    cannot each get half their calls and all stall; a call beyond the prepaid ones
+    takes its own slot.
+    """
+
+    def __init__(self, broker: AlpacaBroker, limit: "BrokerRateLimit", prepaid: int = 0) -> None:
+        self._broker = broker
+        self._limit = limit
+        self._prepaid = prepaid  # taken already (by the admission script)
+
+    def prepay(self, slots: int) -> None:
+        if slots <= 0:
+            return
+        self._limit.acquire("placement", slots)
+        self._prepaid += slots
+
+    def _pay(self, label: str, slots: int = 1) -> None:
+        if self._prepaid >= slots:
+            self._prepaid -= slots
+        else:
+            self._limit.acquire(label, slots)
+
+    def find_order(self, client_order_id: str) -> PlacedOrder | None:
+        self._pay("lookup")
+        return self._broker.find_order(client_order_id)
+
+    def open_exposure(self, ticker: str) -> str | None:
+        self._pay("exposure", 2)  # the position and the open orders
+        return self._broker.open_exposure(ticker)
+
+    def submit_buy(self, ticker: str, client_order_id: str) -> PlacedOrder:
+        self._pay("submit")
+        return self._broker.submit_buy(ticker, client_order_id)

@@ -1,0 +1,90 @@
+"""The one place the gateway reaches into alpaca-py: a request timeout and no blind retry.
+
+alpaca-py's TradingClient offers neither knob the gateway needs:
+- no request timeout: every call goes through `requests.Session.request` without one, so a
+  silent broker blocks the task for ever (upstream: alpacahq/alpaca-py#415, "Support REST
+  requests timeout", open);
+- no way to turn its own retry off: `RESTClient._request` sleeps 3 s and sends the same
+  request again, up to 3 times, on a 429 or a 504, the POST of an order included;
+  TradingClient does not pass `retry_attempts` on, and RESTClient ignores 0 (`if
+  retry_attempts and retry_attempts > 0`). The gateway's task retries instead, after
+  looking the order up by client_order_id (no upstream issue found).
+
+So `configure` sets two attributes that RESTClient makes in its constructor and reads on
+every call, neither of them public: `_session` (the requests.Session every call goes
+through: here a `BrokerSession`, which adds the timeout) and `_retry` (the retries left:
+0). alpaca-py is pinned exactly in requirements.txt, and importing this module refuses any
+other installed version (`require_pinned`): a new alpaca-py is taken only after checking
+that `RESTClient.__init__` still makes both attributes and `_request` / `_one_request`
+still read them, then moving `PINNED`.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import requests
+from alpaca.trading.client import TradingClient
+
+PINNED = "0.44.0"
+
+
+def require_pinned(installed: str | None = None) -> None:
+    """Stop the process unless the installed alpaca-py is the pinned one."""
+    if installed is None:
+        try:
+            installed = version("alpaca-py")
+        except PackageNotFoundError:
+            installed = "none"
+    if installed != PINNED:
+        raise SystemExit(
+            f"alpaca-py {installed} is installed, the gateway needs exactly {PINNED}: "
+            f"zero_tasks/adapters/alpaca_compat.py sets two attributes of alpaca-py's RESTClient that are not "
+            f"public (_session for the request timeout, _retry to turn its own retry off). "
+            f"Install alpaca-py=={PINNED}, or check both in the new version and move PINNED and "
+            f"requirements.txt together.")
+
+
+require_pinned()
+
+
+class BrokerSession(requests.Session):
+    """A plain requests.Session with a timeout on every call, and the environment (the
+    proxy for the broker's host, REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE) read once here, not
+    on every call. TLS is verified against that CA bundle, or certifi's as requests does."""
+
+    def __init__(self, timeout: float, base_url: str) -> None:
+        super().__init__()
+        self.timeout = timeout
+        self.base_url = base_url
+        found = self.merge_environment_settings(base_url, {}, None, None, None)
+        self.proxies.update(found["proxies"])
+        self.verify = found["verify"]
+        self.trust_env = False
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+def without_retry(client: TradingClient) -> TradingClient:
+    """alpaca-py's own retry off: a 429 or a 504 reaches the caller at once, never resent."""
+    client._retry = 0
+    return client
+
+
+def configure(client: TradingClient, timeout: float, base_url: str) -> TradingClient:
+    """Every call with a timeout and without alpaca-py's own retry."""
+    client._session = BrokerSession(timeout, base_url)
+    return without_retry(client)
+
+
+def twin(client: TradingClient) -> TradingClient:
+    """Another client like a configured one (same broker, keys, timeout), with its own
+    session: its own keep-alive connection, for use by another thread."""
+    session = client._session
+    if not isinstance(session, BrokerSession):
+        raise TypeError("twin() needs a client made by configure()")
+    return configure(copy.copy(client), session.timeout, session.base_url)

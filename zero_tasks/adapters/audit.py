@@ -1,0 +1,198 @@
+"""The execution_log table and its writer: one row per decision, never two.
+
+ZERO's columns are kept as they are. `execution_id` is not unique (a BLOCKED row must
+not stop a later SUBMITTED one); `event_key` is, together with `time` because a
+TimescaleDB hypertable only accepts unique keys that contain its time column. The
+writer inserts with ON CONFLICT DO NOTHING, so a retried write is a no-op.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+
+from sqlalchemy import (
+    JSON, Column, DateTime, Engine, Float, Index, MetaData, PrimaryKeyConstraint, String,
+    Table, Text, create_engine, event, func, select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
+
+from zero_tasks.core.record import clean
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+execution_log = Table(
+    "execution_log",
+    metadata,
+    # ZERO's columns.
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("execution_id", String(200), nullable=False),
+    Column("ticker", String(32), nullable=False),
+    Column("horizon", String(16), nullable=False),
+    Column("probability", Float, nullable=True),
+    Column("opportunity_score", Float, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("alpaca_order_id", String(64), nullable=True),
+    Column("why", Json, nullable=False),
+    Column("market_state_snapshot", Json, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The gateway's own.
+    Column("event_key", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("client_order_id", String(128), nullable=True),
+    Column("submitted_at", DateTime(timezone=True), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("latency_ms", Float, nullable=True),
+    Column("payload", Json, nullable=True),
+    Column("order_status", String(32), nullable=True),  # follow-up: filled, canceled, ...
+    Column("order_status_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("event_key", "time", name="execution_log_event_key_time"),
+    Index("ix_execution_log_execution_id", "execution_id"),
+    Index("ix_execution_log_ticker_time", "ticker", "time"),
+    Index("ix_execution_log_status_time", "status", "time"),
+)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 15})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2,
+                         connect_args={"connect_timeout": 2})
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """WAL lets several worker processes write while the bridge reads."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=15000")
+    cur.close()
+
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "zero_execution_schema_version"  # the same name as in migrations/env.py
+
+
+def driver_url(url: str) -> str:
+    """`postgresql://` means psycopg2 here: SQLAlchemy 2.1 would pick psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Bring execution_log to the latest migration (Alembic), one process at a time.
+
+    Every worker calls this at its start and at its first write; PostgreSQL serialises
+    them with an advisory lock (migrations/env.py), SQLite with a lock file beside the
+    database. All pending revisions run in one transaction.
+    """
+    from alembic import command  # only the writers migrate; the bridge never loads Alembic
+
+    with _migration_lock(engine), engine.begin() as conn:
+        config = _alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+@dataclass(frozen=True)
+class SchemaVersion:
+    """Where the database is against this code's migrations."""
+
+    current: tuple[str, ...]  # the revisions in the version table (empty: never migrated)
+    head: tuple[str, ...]  # this code's latest revision(s)
+    unknown: tuple[str, ...]  # current revisions this code has no migration for (a newer gateway's)
+
+    @property
+    def at_head(self) -> bool:
+        return set(self.current) == set(self.head)
+
+
+def schema_version(engine: Engine) -> SchemaVersion:
+    """Read the version table; raises SQLAlchemy's errors when the database is away."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config())
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_heads()
+    known = {rev.revision for rev in script.walk_revisions()}
+    return SchemaVersion(current=tuple(current), head=tuple(script.get_heads()),
+                         unknown=tuple(rev for rev in current if rev not in known))
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def update_order_status(engine: Engine, event_key: str, status: str, at: datetime) -> bool:
+    """Record what became of a SUBMITTED order on its own row (no new row)."""
+    stmt = (execution_log.update().where(execution_log.c.event_key == event_key)
+            .where(execution_log.c.status == "SUBMITTED").values(order_status=status, order_status_at=at))
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount > 0
+
+
+def insert_rows(engine: Engine, rows: list[dict[str, Any]]) -> int:
+    """Many rows in one transaction (one multi-row INSERT); rows already there are skipped.
+
+    Returns how many were written now.
+    """
+    if not rows:
+        return 0
+    with engine.begin() as conn:
+        result = conn.execute(_insert_ignoring_duplicates(engine.dialect.name), [clean(row) for row in rows])
+        return max(result.rowcount, 0)
+
+
+def _insert_ignoring_duplicates(dialect_name: str) -> Any:
+    """One statement object per dialect: SQLAlchemy compiles it once and caches it, where a
+    multi-row VALUES built per batch would be compiled again for every batch."""
+    if dialect_name not in _INSERTS:
+        dialect = postgresql if dialect_name == "postgresql" else sqlite
+        _INSERTS[dialect_name] = dialect.insert(execution_log).on_conflict_do_nothing(
+            index_elements=["event_key", "time"])
+    return _INSERTS[dialect_name]
+
+
+_INSERTS: dict[str, Any] = {}
+
+
+def ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(select(1))

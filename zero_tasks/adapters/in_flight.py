@@ -1,0 +1,120 @@
+"""The hand-over ledger: messages put on the worker queue and not decided yet.
+
+kombu's Redis transport takes a task off the queue (BRPOP) and only then writes it to its
+unacked hash. A worker whose main process dies in between, or that stops while a BRPOP
+reply is still in its socket (celery/celery#4354, #7950), loses the task for good: late
+acks and the visibility timeout never see it, and nothing would ever decide that
+message. So every message a bridge puts on the queue is also written here (by the claim
+script that queues it, or just before `send_task`), the outbox script that keeps the
+message's decision removes it in the same step, and the bridges queue again whatever
+stays here longer than HANDOVER_RESCUE_AFTER_S (`due`).
+
+Queuing a message twice is harmless, which is what makes this safe to run on every
+bridge: the decision outbox keeps the first decision of a message, its execution_id
+claim remembers the message (a second run looks the order up by client_order_id before
+sending), and the broker refuses a second order with the same client_order_id.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from zero_tasks.core import keys
+
+GIVE_UP_AFTER = timedelta(seconds=keys.CLAIM_TTL_SECONDS)  # past this the message's claims are gone too
+
+
+def record_lua(zset: str, tasks: str, ms: str, message_id: str, entry: str) -> str:
+    """The Lua that records one entry, given the Lua expressions of its parts: used here
+    and by the bridge's claim script, which records what it queues in the same step."""
+    return (f"redis.call('ZADD', {zset}, {ms}, {message_id})\n"
+            f"redis.call('HSET', {tasks}, {message_id}, {entry})\n")
+
+
+_RECORD = """
+local t = redis.call('TIME')
+local ms = t[1] * 1000 + math.floor(t[2] / 1000)
+for i = 1, #ARGV, 2 do
+""" + record_lua("KEYS[1]", "KEYS[2]", "ms", "ARGV[i]", "ARGV[i + 1]") + """end
+return #ARGV / 2
+"""
+
+# What has waited at least ARGV[1] ms since its last hand-over, at most ARGV[2] of them.
+# Each is taken by this sweep (its time set to now), so another bridge sweeping at the
+# same moment does not queue it too; it is due again after ARGV[1] if still undecided.
+_DUE = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(due) do
+  local entry = redis.call('HGET', KEYS[2], id)
+  if entry then
+    redis.call('ZADD', KEYS[1], now, id)
+    out[#out + 1] = entry
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+"""
+
+# Run by the outbox script in the same step as keeping a decision (KEYS[3], KEYS[4], ARGV[5]).
+FORGET_LUA = "redis.call('ZREM', KEYS[3], ARGV[5])\nredis.call('HDEL', KEYS[4], ARGV[5])\n"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What it takes to queue the message again: the decide task's id and argument."""
+
+    task_id: str
+    message: dict[str, Any]
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["message_id"])
+
+    def to_json(self) -> str:
+        return json.dumps({"task_id": self.task_id, "message": self.message}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "Entry":
+        """Raises ValueError for anything that is not an entry this module wrote."""
+        try:
+            data = json.loads(raw)
+            return cls(str(data["task_id"]), dict(data["message"]))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a hand-over entry ({type(exc).__name__})") from exc
+
+    def too_old(self, now: datetime) -> bool:
+        """Heard more than a day ago (its claims have expired), or when is unreadable: not
+        queued again."""
+        try:
+            heard = datetime.fromisoformat(str(self.message["received_at"]))
+            return now - heard > GIVE_UP_AFTER
+        except (KeyError, ValueError, TypeError):
+            return True
+
+
+async def record(client: aioredis.Redis, entries: list[Entry]) -> None:
+    """Before these messages go on the queue by `send_task` (one round trip)."""
+    if entries:
+        args = [part for e in entries for part in (e.message_id, e.to_json())]
+        await client.eval(_RECORD, 2, keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY, *args)
+
+
+async def due(client: aioredis.Redis, after_s: float, limit: int = 100) -> list[Entry]:
+    """The messages handed over at least `after_s` ago without a decision, taken by this sweep."""
+    raw = await client.eval(_DUE, 2, keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY, int(after_s * 1000), limit)
+    return [Entry.from_json(item) for item in raw]
+
+
+async def forget(client: aioredis.Redis, message_id: str) -> None:
+    await client.zrem(keys.IN_FLIGHT_KEY, message_id)
+    await client.hdel(keys.IN_FLIGHT_TASKS_KEY, message_id)
+

@@ -1,0 +1,95 @@
+"""The decision outbox: a message's decision is kept in Redis, announced and queued for
+the audit in one step.
+
+The first decision stored for a message wins. Whoever runs that message again (a
+redelivery after a crash, a duplicate delivery, a retry) finds it and only completes
+what is missing (the event), so the event and the row always say the same thing, and a
+BLOCKED announcement can never be followed by an order for that message.
+
+Keeping the decision, adding it to the audit stream (audit_writer.py turns the stream
+into execution_log rows, in batches), publishing its TradeUpdate, marking it sent and
+taking the message off the hand-over ledger (in_flight.py) is one Lua script: atomic, so
+a crash can never leave a decision announced twice, kept but never announced, or
+announced but never audited; and one round trip.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import redis
+import redis.asyncio as aioredis
+
+from zero_tasks.adapters import in_flight
+from zero_tasks.core import keys
+from zero_tasks.core.record import DecisionRecord
+from zero_tasks.adapters.redis_state import read_hash_field_and_snapshot
+from zero_tasks.core.snapshot import Snapshot
+
+AUDIT_STREAM = "key:execution_audit_stream"
+
+# KEYS[1]: the outbox hash of one message, KEYS[2]: the audit stream, KEYS[3], KEYS[4]:
+# the hand-over ledger (in_flight.py), from which the message is removed.
+# ARGV: record JSON, TTL, channel, event JSON, the message id.
+# Returns {the record that counts, or '' when it is the one given, 1 if its event was
+# published now}: the common case sends no record back.
+_KEEP_AND_ANNOUNCE = in_flight.FORGET_LUA + """
+local rec = redis.call('HGET', KEYS[1], 'record')
+if not rec then
+  redis.call('HSET', KEYS[1], 'record', ARGV[1], 'event', ARGV[4])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('XADD', KEYS[2], '*', 'row', ARGV[1])
+  rec = ''
+end
+if redis.call('HEXISTS', KEYS[1], 'sent') == 1 then return {rec, 0} end
+redis.call('PUBLISH', ARGV[3], redis.call('HGET', KEYS[1], 'event'))
+redis.call('HSET', KEYS[1], 'sent', '1')
+return {rec, 1}
+"""
+
+
+def decision_key(event_key: str) -> str:
+    return keys.DECISION_PREFIX + event_key
+
+
+def _script_args(rec: DecisionRecord) -> tuple[list[str], list[object]]:
+    return ([decision_key(rec.event_key), AUDIT_STREAM, keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY],
+            [rec.to_json(), keys.CLAIM_TTL_SECONDS, keys.TRADE_UPDATE_CHANNEL, rec.to_trade_update(), rec.event_key])
+
+
+def _outcome(rec: DecisionRecord, reply: list[object]) -> tuple[DecisionRecord, bool]:
+    stored, published = reply
+    if isinstance(stored, bytes):
+        stored = stored.decode()
+    kept = DecisionRecord.from_json(stored) if stored else rec  # '' = the one given was kept
+    return kept, bool(int(published))  # type: ignore[arg-type]
+
+
+def keep_and_announce(r: redis.Redis, rec: DecisionRecord) -> tuple[DecisionRecord, bool]:
+    """(the decision that counts for this message, True if its event went out now)."""
+    script_keys, args = _script_args(rec)
+    return _outcome(rec, r.eval(_KEEP_AND_ANNOUNCE, len(script_keys), *script_keys, *args))
+
+
+async def keep_and_announce_many(r: aioredis.Redis,
+                                 recs: Iterable[DecisionRecord]) -> list[tuple[DecisionRecord, bool]]:
+    """The bridge's batch: every decision of it in one pipelined round trip."""
+    recs = list(recs)
+    script = r.register_script(_KEEP_AND_ANNOUNCE)
+    pipe = r.pipeline(transaction=False)
+    for rec in recs:
+        script_keys, args = _script_args(rec)
+        await script(keys=script_keys, args=args, client=pipe)
+    replies = await pipe.execute()
+    return [_outcome(rec, reply) for rec, reply in zip(recs, replies)]
+
+
+def find(r: redis.Redis, event_key: str) -> DecisionRecord | None:
+    stored = r.hget(decision_key(event_key), "record")
+    return DecisionRecord.from_json(stored) if stored else None
+
+
+def find_with_snapshot(r: redis.Redis, event_key: str, ticker: str) -> tuple[DecisionRecord | None, Snapshot]:
+    """`find` and the veto's snapshot in one round trip: the first read of every decision."""
+    stored, snap = read_hash_field_and_snapshot(r, decision_key(event_key), "record", ticker)
+    return (DecisionRecord.from_json(stored) if stored else None), snap

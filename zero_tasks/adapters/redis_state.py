@@ -1,0 +1,212 @@
+"""Redis edge of the decision: the snapshot read, the execution_id claim, the cooldown.
+
+Claim, cooldown and the day's order slot are one Lua script, so two workers deciding at
+the same instant cannot both win. Claim and cooldown remember their owner so that a
+redelivered task (same message) can tell its own earlier claim from somebody else's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import redis
+import redis.asyncio as aioredis
+
+from zero_tasks.core import keys
+from zero_tasks.adapters.risk import TAKE_SLOTS_LUA, BrokerRateLimit
+from zero_tasks.core.session import TradingSession
+from zero_tasks.core.task_auth import Holdings
+from zero_tasks.core.checks.admission import Admission, Claim
+from zero_tasks.core.snapshot import Snapshot
+
+# Rows 7-8, the daily cap and the placement's broker budget in one step (one round trip,
+# no interleaving):
+# KEYS: seen, cooldown, cooldown owner, daily hash, broker rate window.
+# ARGV: message_id, claim ttl, now iso, cooldown s, execution_id, cap, daily ttl, received iso,
+#       broker calls per minute, rate member, slots to take (0: none).
+# Returns {claim (0 taken, 1 claimed, 2 re-entered), refusal ('' | 'cooldown' | 'daily cap'),
+# cooldown since, broker slots taken}. A daily-cap refusal gives back what this step took, so
+# a later decision is not stopped by it. The slots are taken only once admitted, and only
+# all of them: when the budget is spent none are, and the order task asks again (and waits).
+_ADMIT = TAKE_SLOTS_LUA + """
+local claim
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then claim = 1
+elseif redis.call('GET', KEYS[1]) == ARGV[1] then claim = 2
+else return {0, 'duplicate', '', 0} end
+if redis.call('GET', KEYS[3]) ~= ARGV[5] then
+  local current = redis.call('GET', KEYS[2])
+  if current then return {claim, 'cooldown', current, 0} end
+  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+  redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[4])
+end
+if redis.call('HEXISTS', KEYS[4], ARGV[5]) == 0 then
+  if redis.call('HLEN', KEYS[4]) >= tonumber(ARGV[6]) then
+    redis.call('DEL', KEYS[2], KEYS[3])
+    if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+    return {claim, 'daily cap', '', 0}
+  end
+  redis.call('HSET', KEYS[4], ARGV[5], ARGV[8])
+  redis.call('EXPIRE', KEYS[4], ARGV[7])
+end
+local slots = tonumber(ARGV[11])
+if slots > 0 and take_slots(KEYS[5], tonumber(ARGV[9]), ARGV[10], slots) ~= 0 then slots = 0 end
+return {claim, '', '', slots}
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+return 0
+"""
+
+_RELEASE_CLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def connect(url: str) -> redis.Redis:
+    """Short timeouts: a Redis that does not answer is a veto, not a hang."""
+    return redis.Redis.from_url(
+        url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0,
+        health_check_interval=15,
+    )
+
+
+SHARED_SNAPSHOT_KEYS = (keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.STAND_DOWN_KEY, keys.BREAKER_KEY,
+                        keys.SESSION_KEY)
+_SHARED = len(SHARED_SNAPSHOT_KEYS)
+
+
+def snapshot_of(shared: list, blocklist: object = None) -> Snapshot:
+    """The Snapshot of raw MGET values (str or bytes); bytes that are not UTF-8 fail closed."""
+    try:
+        enabled, market, stand_down, breaker, session, block = (
+            v.decode() if isinstance(v, bytes) else v for v in (*shared, blocklist))
+    except UnicodeDecodeError as exc:
+        return Snapshot(None, None, None, error=f"redis: {type(exc).__name__}")
+    return Snapshot(enabled, market, stand_down, breaker=breaker, blocklist=block, session=session)
+
+
+def store_session(r: redis.Redis, current: TradingSession, now: datetime) -> None:
+    """Keep the broker's session answer for every worker and bridge until it runs out."""
+    r.set(keys.SESSION_KEY, current.to_json(), px=current.ttl_ms(now))
+
+
+def _snapshot_keys(ticker: str | None) -> list[str]:
+    return list(SHARED_SNAPSHOT_KEYS) + ([keys.blocklist_key(ticker)] if ticker else [])
+
+
+def read_snapshot(r: redis.Redis, ticker: str | None = None) -> Snapshot:
+    """Every key the veto reads, in one MGET (one round trip, one consistent moment)."""
+    names = _snapshot_keys(ticker)
+    try:
+        values = r.mget(*names)
+    except (redis.RedisError, UnicodeDecodeError) as exc:
+        return Snapshot(None, None, None, error=f"redis: {type(exc).__name__}")
+    return snapshot_of(values[:_SHARED], values[_SHARED] if ticker else None)
+
+
+def read_hash_field_and_snapshot(r: redis.Redis, key: str, field: str, ticker: str) -> tuple[str | None, Snapshot]:
+    """A hash field (the message's stored decision) and the snapshot, in one round trip.
+
+    Raises RedisError when Redis cannot be reached: the caller cannot know whether the
+    message is decided yet. Values that are not UTF-8 are read again one by one, so the
+    snapshot fails closed on them the way `read_snapshot` does.
+    """
+    pipe = r.pipeline(transaction=False)
+    pipe.hget(key, field)
+    pipe.mget(*_snapshot_keys(ticker))
+    try:
+        stored, values = pipe.execute()
+    except UnicodeDecodeError:
+        return r.hget(key, field), read_snapshot(r, ticker)
+    return stored, snapshot_of(values[:_SHARED], values[_SHARED])
+
+
+async def read_snapshots(r: "aioredis.Redis", tickers: list[str]) -> dict[str, Snapshot]:
+    """The bridge's batch read: the shared keys and every ticker's block list, one MGET.
+
+    Raises RedisError: the bridge then leaves the batch to the worker (which fails closed).
+    """
+    unique = list(dict.fromkeys(tickers))
+    values = await r.mget(*SHARED_SNAPSHOT_KEYS, *(keys.blocklist_key(t) for t in unique))
+    shared = values[:len(SHARED_SNAPSHOT_KEYS)]
+    return {t: snapshot_of(shared, block) for t, block in zip(unique, values[len(SHARED_SNAPSHOT_KEYS):])}
+
+
+def _owner_key(ticker: str) -> str:
+    return keys.cooldown_key(ticker) + ":owner"
+
+
+class ExecutionLocks:
+    """The claim on an execution_id and the per-ticker cooldown reservation."""
+
+    def __init__(self, r: redis.Redis, cooldown_s: int) -> None:
+        self._r = r
+        self._cooldown_s = cooldown_s
+        self._admit = r.register_script(_ADMIT)
+        self._release = r.register_script(_RELEASE)
+        self._release_claim = r.register_script(_RELEASE_CLAIM)
+
+    def admit(self, execution_id: str, message_id: str, ticker: str, now: datetime,
+              daily_key: str, daily_cap: int, received_at: datetime,
+              budget: "BrokerRateLimit | None" = None, slots: int = 0) -> Admission:
+        """Claim the execution_id, reserve the ticker's cooldown and a slot of the day, or
+        say which of them refused. Atomic: two workers at the same instant cannot both win.
+
+        With `budget`, an admitted order also takes its `slots` broker calls in the same
+        round trip (`Admission.prepaid`: 0 when this minute's budget is spent)."""
+        per_minute, member = (budget.per_minute, budget.member("placement")) if budget else (0, "")
+        claim, refused, since, prepaid = self._admit(
+            keys=[keys.seen_key(execution_id), keys.cooldown_key(ticker), _owner_key(ticker), daily_key,
+                  keys.BROKER_RATE_KEY],
+            args=[message_id, keys.CLAIM_TTL_SECONDS, now.isoformat(), self._cooldown_s, execution_id,
+                  daily_cap, keys.DAILY_TTL_SECONDS, received_at.isoformat(), per_minute, member,
+                  slots if budget else 0])
+        return Admission(Claim(int(claim)), refused or None, since, int(prepaid))
+
+    def holdings(self, execution_id: str, ticker: str, daily_key: str) -> Holdings:
+        """Who holds the claim, the cooldown reservation and the day's slot (one round trip).
+
+        Raises RedisError: an order whose reservations cannot be checked is not sent."""
+        pipe = self._r.pipeline(transaction=False)
+        pipe.get(keys.seen_key(execution_id))
+        pipe.get(_owner_key(ticker))
+        pipe.hexists(daily_key, execution_id)
+        claim_owner, cooldown_owner, slot = pipe.execute()
+        return Holdings(claim_owner, cooldown_owner, bool(slot))
+
+    def release_claim(self, execution_id: str, message_id: str) -> None:
+        """Only when no order was attempted: a BLOCKED decision must not stop a later one."""
+        self._release_claim(keys=[keys.seen_key(execution_id)], args=[message_id])
+
+    def count_attempt(self, execution_id: str) -> int:
+        """How many order attempts this execution_id has had, this one included.
+
+        Above 1 means an earlier attempt may have reached the broker (a retry, a
+        redelivery after a crash, a duplicate delivery): look the order up before sending.
+        """
+        key = keys.attempt_key(execution_id)
+        pipe = self._r.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, keys.CLAIM_TTL_SECONDS)
+        return int(pipe.execute()[0])
+
+    def confirm_cooldown(self, ticker: str, execution_id: str, submitted_at: datetime,
+                         pipe: "redis.client.Pipeline | None" = None) -> None:
+        """The cooldown runs from the order's time, as the contract's value says.
+
+        With `pipe`, the commands join it and the caller executes it (one round trip with
+        whatever else follows an order)."""
+        own = pipe is None
+        pipe = self._r.pipeline() if pipe is None else pipe
+        pipe.set(keys.cooldown_key(ticker), submitted_at.isoformat(), ex=self._cooldown_s)
+        pipe.set(_owner_key(ticker), execution_id, ex=self._cooldown_s)
+        if own:
+            pipe.execute()
+
+    def release_cooldown(self, ticker: str, execution_id: str) -> None:
+        self._release(keys=[keys.cooldown_key(ticker), _owner_key(ticker)], args=[execution_id])

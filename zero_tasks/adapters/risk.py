@@ -1,0 +1,161 @@
+"""Redis edge of the risk controls: the daily order cap, the broker rate limit, the
+circuit breaker. Each is one Lua script, so every worker and box sees one count.
+
+The pure verdicts (is the breaker open, is a probe due) live in checks/breaker.py; this module
+only counts and stores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import redis
+
+from zero_tasks.core import keys
+from zero_tasks.secrets import scrub
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+# Sliding one-minute window of broker calls: take `n` slots at once or none. A Lua function,
+# so the admission script (redis_state._ADMIT) can take a placement's slots in the same step.
+# Returns 0 (taken) or the milliseconds until enough slots are free.
+TAKE_SLOTS_LUA = """
+local function take_slots(key, limit, member, n)
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - 60000)
+  local used = redis.call('ZCARD', key)
+  if used + n <= limit then
+    for i = 1, n do redis.call('ZADD', key, now, member .. ':' .. i) end
+    redis.call('PEXPIRE', key, 61000)
+    return 0
+  end
+  local nth = redis.call('ZRANGE', key, used + n - limit - 1, used + n - limit - 1, 'WITHSCORES')
+  if #nth == 0 then return 60000 end
+  return math.max(1, tonumber(nth[2]) + 60000 - now)
+end
+"""
+_RATE = TAKE_SLOTS_LUA + "return take_slots(KEYS[1], tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]))\n"
+
+# KEYS: failures, breaker. ARGV: threshold, window, state JSON. Returns the count, negated
+# when this failure opened the breaker.
+_FAILURE = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if n >= tonumber(ARGV[1]) and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[2], ARGV[3])
+  return -n
+end
+return n
+"""
+
+
+REGULAR_CLOSE = time(16, 0)  # New York
+
+
+def trading_day(now: datetime) -> str:
+    """The New York date of the trading session an instant counts towards: its own date on
+    a weekday until the regular close, else the next weekday. A Saturday, a Sunday or a
+    Friday evening count towards Monday's session (exchange holidays are not known here:
+    the market is closed then, and row 3 places nothing)."""
+    local = now.astimezone(NEW_YORK)
+    day = local.date()
+    if day.weekday() < 5 and local.time() < REGULAR_CLOSE:
+        return day.isoformat()
+    day += timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day.isoformat()
+
+
+class DailyCap:
+    """At most `cap` orders per trading day; one reservation per execution_id.
+
+    The reservation itself is part of the admission script (redis_state.ExecutionLocks.admit).
+    """
+
+    def __init__(self, r: redis.Redis, cap: int) -> None:
+        self._r = r
+        self.cap = cap
+
+    def key(self, now: datetime) -> str:
+        return keys.DAILY_ORDERS_PREFIX + trading_day(now)
+
+    def release(self, execution_id: str, now: datetime) -> None:
+        self._r.hdel(self.key(now), execution_id)
+
+    def used(self, now: datetime) -> int:
+        return int(self._r.hlen(self.key(now)))
+
+
+class RateLimited(Exception):
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"broker rate limit reached; next slot in {wait_s:.1f}s")
+        self.wait_s = wait_s
+
+
+class BrokerRateLimit:
+    """Order-path broker calls (lookups included) per rolling minute, across workers."""
+
+    def __init__(self, r: redis.Redis, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._acquire = r.register_script(_RATE)
+        self._seq = 0
+
+    def member(self, label: str) -> str:
+        """A name for one taking of slots, unique across processes and boxes' workers."""
+        self._seq += 1
+        return f"{label}:{os.getpid()}:{id(self)}:{self._seq}"
+
+    def acquire(self, label: str, slots: int = 1) -> None:
+        """Take `slots` calls of this minute's budget together, or raise RateLimited."""
+        wait_ms = int(self._acquire(keys=[keys.BROKER_RATE_KEY], args=[self.per_minute, self.member(label), slots]))
+        if wait_ms:
+            raise RateLimited(wait_ms / 1000)
+
+
+@dataclass(frozen=True)
+class BreakerChange:
+    opened: bool
+    failures: int
+
+
+class CircuitBreaker:
+    """Opens after `threshold` consecutive broker failures within `window_s`."""
+
+    def __init__(self, r: redis.Redis, threshold: int, window_s: int, cooloff_s: int) -> None:
+        self._r = r
+        self._threshold = threshold
+        self._window_s = window_s
+        self._cooloff_s = cooloff_s
+        self._failure = r.register_script(_FAILURE)
+
+    def state(self, reason: str, now: datetime, failures: int) -> str:
+        until = now + timedelta(seconds=self._cooloff_s)
+        return json.dumps({"state": "OPEN", "since": now.isoformat(), "until": until.isoformat(),
+                           "reason": reason, "failures": failures})
+
+    def failure(self, reason: str, now: datetime) -> BreakerChange:
+        n = int(self._failure(keys=[keys.BREAKER_FAILURES_KEY, keys.BREAKER_KEY],
+                              args=[self._threshold, self._window_s, self.state(reason, now, self._threshold)]))
+        return BreakerChange(opened=n < 0, failures=abs(n))
+
+    def success(self, pipe: "redis.client.Pipeline | None" = None) -> None:
+        """A broker call worked: the consecutive-failure count starts again (in `pipe` if given)."""
+        (pipe if pipe is not None else self._r).delete(keys.BREAKER_FAILURES_KEY)
+
+    def reopen(self, reason: str, now: datetime) -> None:
+        """A failed probe: stay open for another cool-off."""
+        self._r.set(keys.BREAKER_KEY, self.state(reason, now, self._threshold))
+
+    def close(self) -> None:
+        self._r.delete(keys.BREAKER_KEY, keys.BREAKER_FAILURES_KEY)
+
+
+def alert(r: redis.Redis, kind: str, **detail: object) -> None:
+    """Operational events (not decisions) go to the gateway's own alert channel."""
+    r.publish(keys.ALERT_CHANNEL, scrub(json.dumps({"type": kind, **detail}, default=str)))

@@ -1,0 +1,101 @@
+"""Turn a raw chan:opportunity_update message into a Signal or an Invalid verdict.
+
+Row 1 of the decision table lives here. It never raises: any bytes at all (non-UTF-8,
+1 MB, deeply nested, NaN) come out as a value with a clear reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from zero_tasks.core.contract import Opportunity, OpportunityRank, execution_id
+
+INVALID = "invalid payload"
+NO_OPPORTUNITIES = "no opportunities"
+_MAX_REASON = 300
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A well-formed ranking with its rank-1 opportunity and execution_id."""
+
+    rank: OpportunityRank
+    top: Opportunity
+    execution_id: str
+
+    @property
+    def audit_copy(self) -> dict[str, Any]:
+        """The rank-1 opportunity as received, unknown fields included."""
+        return self.top.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """A message that cannot be traded; still decided (SKIPPED) and audited."""
+
+    reason: str
+    execution_id: str
+    ticker: str = ""
+    horizon: str = ""
+
+
+def parse_payload(data: bytes | str, max_bytes: int) -> Signal | Invalid:
+    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+    fallback_id = "invalid:" + hashlib.sha256(raw).hexdigest()[:16]
+    if len(raw) > max_bytes:
+        return Invalid(f"{INVALID}: {len(raw)} bytes exceeds the {max_bytes}-byte limit", fallback_id)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Invalid(f"{INVALID}: not UTF-8 ({exc.reason} at byte {exc.start})", fallback_id)
+    try:
+        rank = OpportunityRank.model_validate_json(text, strict=True)
+    except ValidationError as exc:
+        return Invalid(f"{INVALID}: {_describe(exc)}", fallback_id, **_hints(text))
+    except (ValueError, RecursionError, OverflowError) as exc:  # parser limits beyond pydantic's own
+        return Invalid(f"{INVALID}: {type(exc).__name__}", fallback_id)
+    if not rank.opportunities:
+        return Invalid(f"{NO_OPPORTUNITIES}: empty opportunities list", fallback_id,
+                       horizon=rank.horizon or "")
+    try:
+        top = Opportunity.model_validate(rank.opportunities[0], strict=True)
+    except ValidationError as exc:
+        return Invalid(f"{INVALID}: rank 1 {_describe(exc)}", fallback_id, **_hints(text))
+    return Signal(rank=rank, top=top, execution_id=execution_id(top.ticker, top.horizon, rank.rank_time))
+
+
+def _describe(exc: ValidationError) -> str:
+    """Field paths and messages, never the offending input (it may be huge)."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False)[:3]:
+        loc = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - len(parts)
+    text = "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+    return text[:_MAX_REASON]
+
+
+def _hints(text: str) -> dict[str, Any]:
+    """Best-effort ticker/horizon of a malformed message, so its audit row says what it was."""
+    try:
+        obj = json.loads(text)
+        top = obj["opportunities"][0]
+        ticker, horizon = top.get("ticker"), top.get("horizon")
+    except Exception:  # noqa: BLE001 - salvage only; the verdict is already INVALID
+        return {}
+    hints: dict[str, Any] = {}
+    if isinstance(ticker, str) and _PRINTABLE.match(ticker[:16]):
+        hints["ticker"] = ticker[:16]
+    if isinstance(horizon, str) and _PRINTABLE.match(horizon[:8]):
+        hints["horizon"] = horizon[:8]
+    return hints
+
+
+# A salvaged hint must be safe on the wire and in every database: printable ASCII only.
+_PRINTABLE = re.compile(r"^[\x20-\x7e]*$")

@@ -1,0 +1,113 @@
+"""Every delayed task of the gateway goes through here: short hops, and one run per step.
+
+The policy is `delayed.py`; this module is its Redis and Celery edge:
+- `send_later` sends a task due in `countdown` seconds, never with a countdown longer than
+  a hop (`delayed.hop_max_s`): a longer wait is a chain of `zero.hop` tasks carrying the
+  due time, each sent to the target's own queue;
+- `StepGuard` is the claim a step takes before it runs (`SET NX`), so a redelivered copy
+  does nothing while its original runs or after it finished;
+- `claim_period` is the claim of a periodic job: one run per period, whatever sent it.
+
+A target that takes no claim itself (`guarded_target=False`, the order task) always goes
+through at least one hop: two copies of its sender then make two hops with one id, and the
+hop's claim lets one of them through.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+from celery import Task
+
+from zero_tasks.core import keys
+from zero_tasks.worker.celery_app import app
+from zero_tasks.core.delayed import (DONE, DONE_TTL_S, RUNNING, StepVerdict, hop_max_s, hop_task_id, next_hop, period_index,
+                      running_ttl_s, step_verdict)
+from zero_tasks.worker.runtime import get_runtime
+from zero_tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HOP = "zero.hop"
+HOP_TARGETS = frozenset({"zero.place_order", "zero.follow_order"})  # a hop forwards nothing else
+
+
+def queue_of(task_name: str) -> str:
+    """The queue `task_routes` names for a task: its hops wait where the task will run."""
+    route = (app.conf.task_routes or {}).get(task_name) or {}
+    return str(route.get("queue") or app.conf.task_default_queue)
+
+
+def hop_s(settings: Settings) -> float:
+    return hop_max_s(settings.visibility_timeout_s, settings.task_time_limit_s)
+
+
+def send_later(task_name: str, args: list[Any], task_id: str, countdown: float, *,
+               guarded_target: bool) -> None:
+    """Send `task_name(*args)` with id `task_id`, due `countdown` seconds from now."""
+    longest = hop_s(get_runtime().settings)
+    countdown = max(0.0, countdown)
+    if guarded_target and countdown <= longest:
+        app.send_task(task_name, args=args, task_id=task_id, countdown=countdown)
+        return
+    _send_hop(task_name, args, task_id, time.time() + countdown, 1, min(countdown, longest))
+
+
+def _send_hop(task_name: str, args: list[Any], task_id: str, due_s: float, index: int, countdown: float) -> None:
+    app.send_task(HOP, args=[task_name, args, task_id, due_s, index], task_id=hop_task_id(task_id, index),
+                  countdown=countdown, queue=queue_of(task_name))
+
+
+class StepGuard:
+    """The claim of one step (a task id): "running" for the task time limit, then "done"."""
+
+    def __init__(self, r: redis.Redis, task_time_limit_s: float) -> None:
+        self._r = r
+        self._running_ttl = running_ttl_s(task_time_limit_s)
+
+    def claim(self, step_id: str) -> StepVerdict:
+        key = keys.STEP_PREFIX + step_id
+        claimed = bool(self._r.set(key, RUNNING, nx=True, ex=self._running_ttl))
+        holder = None if claimed else self._r.get(key)
+        return step_verdict(claimed, holder.decode() if isinstance(holder, bytes) else holder)
+
+    def done(self, step_id: str) -> None:
+        self._r.set(keys.STEP_PREFIX + step_id, DONE, ex=DONE_TTL_S)
+
+
+def step_guard() -> StepGuard:
+    rt = get_runtime()
+    return StepGuard(rt.redis, rt.settings.task_time_limit_s)
+
+
+def claim_period(r: redis.Redis, job: str, period_s: float) -> int | None:
+    """The number of the current period if this run claimed it, None if another run did.
+    The clock is Redis's: every host agrees on which period it is."""
+    seconds, micros = r.time()
+    index = period_index(seconds + micros / 1e6, period_s)
+    claimed = r.set(f"{keys.PERIOD_PREFIX}{job}:{index}", str(time.time()), nx=True, ex=int(period_s * 2) + 1)
+    return index if claimed else None
+
+
+@app.task(name=HOP, bind=True)
+def hop(self: Task, target: str, args: list[Any], target_task_id: str, due_s: float, index: int) -> str:
+    """One hop of a long wait: the next hop, or the target itself once it is within one."""
+    if target not in HOP_TARGETS:
+        log.warning("hop refused: %r is not a delayed task of the gateway", target)
+        return "refused"
+    guard = step_guard()
+    step = self.request.id or hop_task_id(target_task_id, index)
+    verdict = guard.claim(step)
+    if verdict is not StepVerdict.RUN:
+        log.info("hop %s: a copy, not run (%s)", step, verdict.value)
+        return verdict.value
+    nxt = next_hop(time.time(), due_s, hop_s(get_runtime().settings))
+    if nxt.final:
+        app.send_task(target, args=args, task_id=target_task_id, countdown=nxt.countdown)
+    else:
+        _send_hop(target, args, target_task_id, due_s, index + 1, nxt.countdown)
+    guard.done(step)
+    return "sent" if nxt.final else "hopped"

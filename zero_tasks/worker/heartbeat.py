@@ -1,0 +1,54 @@
+"""Workers announce themselves in Redis so /health can count them without a broadcast.
+
+`celery inspect ping` costs a round of pidbox messages and a timeout; a key with a TTL
+refreshed every few seconds is cheap and tells the truth within HEARTBEAT_TTL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import redis
+from celery import signals
+
+from zero_tasks.core import keys
+from zero_tasks.adapters.redis_state import connect
+from zero_tasks.settings import settings_or_exit
+
+HEARTBEAT_EVERY_S = 2
+HEARTBEAT_TTL_S = 10
+log = logging.getLogger(__name__)
+_stop = threading.Event()
+
+
+def _beat(hostname: str, concurrency: Any) -> None:
+    r = connect(settings_or_exit().redis_url)
+    value = json.dumps({"hostname": hostname, "pid": os.getpid(), "concurrency": concurrency,
+                        "started": time.time()})
+    while not _stop.is_set():
+        try:
+            r.set(keys.worker_alive_key(hostname), value, ex=HEARTBEAT_TTL_S)
+        except redis.RedisError as exc:
+            log.warning("heartbeat failed: %s", type(exc).__name__)
+        _stop.wait(HEARTBEAT_EVERY_S)
+    try:
+        r.delete(keys.worker_alive_key(hostname))
+    except redis.RedisError:
+        pass
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    hostname = getattr(sender, "hostname", None) or f"worker@{os.getpid()}"
+    concurrency = getattr(getattr(sender, "controller", None), "concurrency", None)
+    threading.Thread(target=_beat, args=(hostname, concurrency), daemon=True, name="heartbeat").start()
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    _stop.set()

@@ -1,0 +1,309 @@
+"""The decision path of one message, top to bottom, in the contract's order.
+
+`evaluate` runs rows 1-8 (validation, veto, claim, cooldown) and either decides or
+hands an OrderTicket to the order task. `place` runs rows 9-12 at the broker. Neither
+knows Celery: the tasks in tasks.py call them and own retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import redis
+
+from zero_tasks.worker import failpoints
+from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLimitedBroker
+from zero_tasks.core.contract import client_order_id
+from zero_tasks.core.decision import Code, deny
+from zero_tasks.core.intake import Invalid, Signal, parse_payload
+from zero_tasks.core.message import Message
+from zero_tasks.core.prejudge import build_record, invalid_record, refusal_before_claim
+from zero_tasks.core.record import DecisionRecord
+from zero_tasks.core.checks.admission import Claim, check_admission
+from zero_tasks.adapters.redis_state import read_snapshot, store_session
+from zero_tasks.worker.runtime import Runtime
+from zero_tasks.adapters.risk import RateLimited, alert, trading_day
+from zero_tasks.core.task_auth import forged_holdings, forgery_key
+from zero_tasks.core.checks.breaker import breaker_probe_due
+from zero_tasks.core.snapshot import Snapshot
+from zero_tasks.core.veto import recheck_before_submit
+
+log = logging.getLogger(__name__)
+
+# 403 is the account saying no (buying power, pattern day trader): expected, not a fault.
+# Other 4xx mean the gateway and the broker disagree: they count towards the breaker.
+EXPECTED_REJECTIONS = frozenset({403})
+PLACEMENT_CALLS = 3  # open position, open orders, submit
+SESSION_CALLS = 2  # the clock and the calendar
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class OrderTicket:
+    """One order on its way to the broker. Made by the worker only: from the admission in
+    `evaluate`, or from an order task by `ticket_from_task`, which takes nothing but the
+    message, the attempt count and the time waited from the task (the rest is derived)."""
+
+    msg: Message
+    signal: Signal  # parsed once, where the ticket is made; travels with it to the broker
+    reentered: bool
+    broker_attempt: int = 0  # failed broker rounds so far (network, timeout, 5xx, 429)
+    waited_s: float = 0.0  # time spent waiting for the broker rate limit
+    # The first round, run inside `decide`: a crash there is redelivered as `decide`, whose
+    # claim then says REENTERED, so this round needs no attempt counter.
+    in_decide: bool = False
+    # Broker calls already taken from this minute's budget, by the admission (first round
+    # only: a later round's slots were spent by the round before it).
+    prepaid: int = 0
+
+    @property
+    def message_id(self) -> str:
+        return self.msg.message_id
+
+    @property
+    def execution_id(self) -> str:
+        return self.signal.execution_id
+
+    @property
+    def ticker(self) -> str:
+        return self.signal.top.ticker
+
+    def next_attempt(self) -> "OrderTicket":
+        return replace(self, broker_attempt=self.broker_attempt + 1, in_decide=False, prepaid=0)
+
+    def after_wait(self, seconds: float) -> "OrderTicket":
+        return replace(self, waited_s=self.waited_s + seconds, in_decide=False, prepaid=0)
+
+    def may_have_reached_the_broker(self, attempts: Callable[[], int]) -> bool:
+        """Whether an earlier round may have placed the order: then look it up, never resend.
+
+        A failed round (broker_attempt > 0) or a re-entered claim may have; a later round
+        that crashed is seen by the attempt counter (`attempts`, counting this one)."""
+        if self.reentered or self.broker_attempt > 0:
+            return True
+        return not self.in_decide and attempts() > 1
+
+    def to_task(self) -> dict[str, Any]:
+        """The order task's argument: only what `ticket_from_task` takes back."""
+        return {"message": self.msg.to_task(), "broker_attempt": self.broker_attempt, "waited_s": self.waited_s}
+
+
+def ticket_from_task(rt: Runtime, body: dict[str, Any]) -> OrderTicket | str:
+    """The ticket of an order task, or why the task is not one the worker made.
+
+    Ticker and execution_id come from the payload the message carries, never from the
+    task; a later round always looks the order up before it sends (`reentered`) and has
+    no broker calls paid in advance."""
+    try:
+        msg = Message.from_task(body["message"])
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"message unreadable ({type(exc).__name__})"
+    subject = signal_of(rt, msg)
+    if not isinstance(subject, Signal):
+        return f"payload is not an order-worthy signal ({subject.reason[:120]})"
+    attempt, waited = body.get("broker_attempt"), body.get("waited_s")
+    if type(attempt) is not int or not 0 <= attempt <= rt.settings.broker_max_retries:
+        return f"broker_attempt {attempt!r} out of range"
+    if type(waited) not in (int, float) or not 0 <= waited <= rt.settings.rate_limit_max_wait_s:
+        return f"waited_s {waited!r} out of range"
+    return OrderTicket(msg, subject, reentered=True, broker_attempt=attempt, waited_s=float(waited))
+
+
+def foreign_reservations(rt: Runtime, ticket: OrderTicket) -> str | None:
+    """Why the claim, cooldown and day's slot this order would use are not its own."""
+    holdings = rt.locks.holdings(ticket.execution_id, ticket.ticker, rt.daily_cap.key(ticket.msg.received_at))
+    return forged_holdings(holdings, ticket.message_id, ticket.execution_id, ticket.ticker)
+
+
+def signal_of(rt: Runtime, msg: Message) -> Signal | Invalid:
+    if msg.invalid_reason is not None:
+        return Invalid(msg.invalid_reason, msg.invalid_id or f"invalid:{msg.message_id}",
+                       msg.hint_ticker, msg.hint_horizon)
+    return parse_payload(msg.payload or "", rt.settings.max_payload_bytes)
+
+
+def evaluate(rt: Runtime, msg: Message, subject: Signal | Invalid, snap: Snapshot | None,
+             now: datetime) -> DecisionRecord | OrderTicket:
+    """Rows 1-8 and the daily cap. A record is a final decision; a ticket goes to the broker.
+
+    `snap` is the snapshot read together with the outbox check (recorder.complete_or_snapshot);
+    None only for an invalid message, which needs none."""
+    if isinstance(subject, Invalid):
+        return invalid_record(msg, subject, now)
+    ticker, exec_id = subject.top.ticker, subject.execution_id
+    snap = probe_breaker_if_due(rt, snap or read_snapshot(rt.redis, ticker), ticker, now)
+    snap = with_session(rt, snap, now)
+    refusal = refusal_before_claim(msg, subject, snap, now, rt.limits)
+    if refusal:
+        return refusal
+    try:
+        admission = rt.locks.admit(exec_id, msg.message_id, ticker, now, rt.daily_cap.key(msg.received_at),
+                                   rt.daily_cap.cap, msg.received_at, budget=rt.rate_limit, slots=PLACEMENT_CALLS)
+    except redis.RedisError as exc:
+        return build_record(msg, subject, deny(Code.ERROR, f"redis unavailable during claim ({type(exc).__name__}); no order"),
+                            snap.market_state, now)
+    refused = check_admission(admission, exec_id, ticker, rt.daily_cap.cap, trading_day(msg.received_at))
+    if refused:
+        return build_record(msg, subject, refused, snap.market_state, now)
+    return OrderTicket(msg, subject, admission.claim is Claim.REENTERED, in_decide=True, prepaid=admission.prepaid)
+
+
+def with_session(rt: Runtime, snap: Snapshot, now: datetime) -> Snapshot:
+    """The snapshot with the trading session known. The answer kept in Redis serves every
+    worker and bridge until the session opens or closes; when it has run out (or never
+    was), this worker asks the broker, from the broker budget. A broker that cannot say
+    leaves the session unknown, and row 3 blocks (fail closed)."""
+    if snap.error or snap.session is not None:
+        return snap
+    try:
+        rt.rate_limit.acquire("session", SESSION_CALLS)
+        current = rt.broker.trading_session(now)
+    except (BrokerTransient, BrokerRejected, RateLimited, redis.RedisError) as exc:
+        return replace(snap, session_error=f"{type(exc).__name__}: {str(exc)[:160]}")
+    if isinstance(current, str):
+        return replace(snap, session_error=current[:200])
+    try:
+        store_session(rt.redis, current, now)
+    except redis.RedisError as exc:
+        log.warning("trading session not kept in Redis (%s); asked again next time", type(exc).__name__)
+    return replace(snap, session=current.to_json())
+
+
+def probe_breaker_if_due(rt: Runtime, snap: Snapshot, ticker: str, now: datetime) -> Snapshot:
+    """An open breaker past its cool-off closes only after a successful broker probe."""
+    if not breaker_probe_due(snap.breaker, now):
+        return snap
+    try:
+        detail = rt.broker.probe()
+    except (BrokerTransient, BrokerRejected) as exc:
+        rt.breaker.reopen(f"probe failed: {exc}", now)
+        alert(rt.redis, "breaker_probe_failed", detail=str(exc)[:200], at=now)
+        return read_snapshot(rt.redis, ticker)
+    rt.breaker.close()
+    alert(rt.redis, "breaker_closed", by="probe", detail=detail, at=now)
+    log.warning("circuit breaker closed after a successful probe (%s)", detail)
+    return read_snapshot(rt.redis, ticker)
+
+
+def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
+    """Rows 9-12. Raises BrokerTransient when the broker's answer is unknown (retry) and
+    RateLimited when the broker budget of this minute is spent (wait, then retry)."""
+    msg, subject = ticket.msg, ticket.signal
+    ticker, exec_id = ticket.ticker, ticket.execution_id
+    cid = client_order_id(exec_id)
+    broker = RateLimitedBroker(rt.broker, rt.rate_limit, prepaid=ticket.prepaid)
+    lookup_first = ticket.may_have_reached_the_broker(lambda: rt.locks.count_attempt(exec_id))
+    broker.prepay(PLACEMENT_CALLS + (1 if lookup_first else 0) - ticket.prepaid)
+
+    if lookup_first:
+        existing = broker.find_order(cid)  # never resubmit blindly
+        if existing:
+            return _submitted(rt, msg, subject, existing, now_fn(), "found by client_order_id on retry")
+
+    exposure = broker.open_exposure(ticker)
+    if exposure:
+        # A copy of this very task (a redelivery running beside it) may have placed the
+        # order since the lookup: that exposure is this decision's own order, not a reason
+        # to skip it and give its cooldown and day's slot back.
+        own = broker.find_order(cid)
+        if own:
+            return _submitted(rt, msg, subject, own, now_fn(), "placed by a copy of this task")
+        _release(rt, exec_id, ticker, msg, claim=False)
+        return build_record(msg, subject, deny(Code.OPEN_POSITION, exposure), None, now_fn())
+    checked_at = now_fn()
+    snap = with_session(rt, read_snapshot(rt.redis, ticker), checked_at)  # after the broker answered: what holds now
+    denial = recheck_before_submit(subject, snap, checked_at, rt.limits)
+    if denial:
+        _release(rt, exec_id, ticker, msg, claim=True)
+        return build_record(msg, subject, deny(denial.code, f"at submit: {denial.detail}"), snap.market_state, now_fn())
+
+    try:
+        order = broker.submit_buy(ticker, cid)
+        failpoints.hit("after_submit")
+    except BrokerRejected as exc:
+        if exc.status == 422:  # a reused client_order_id: it is already placed
+            existing = broker.find_order(cid)
+            if existing:
+                return _submitted(rt, msg, subject, existing, now_fn(), "already placed (422 on reuse)", snap.market_state)
+        _release(rt, exec_id, ticker, msg, claim=False)
+        if exc.status not in EXPECTED_REJECTIONS:
+            broker_failed(rt, f"broker rejected {exc.status}: {exc.detail}", now_fn())
+        return build_record(msg, subject, deny(Code.BROKER_REJECTED, f"{exc.status} {exc.detail}"),
+                            snap.market_state, now_fn())
+    return _submitted(rt, msg, subject, order, now_fn(), None, snap.market_state)
+
+
+def _submitted(rt: Runtime, msg: Message, subject: Signal, order: PlacedOrder, now: datetime,
+               note: str | None, market_raw: str | None = None) -> DecisionRecord:
+    submitted_at = datetime.fromisoformat(order.submitted_at) if order.submitted_at else now
+    try:
+        pipe = rt.redis.pipeline()
+        rt.locks.confirm_cooldown(subject.top.ticker, subject.execution_id, submitted_at, pipe)
+        rt.breaker.success(pipe)
+        pipe.execute()
+    except redis.RedisError:
+        log.warning("cooldown for %s not confirmed (redis down); the reservation still holds", subject.top.ticker)
+    detail = f"1 share {subject.top.ticker} buy market day"
+    if note:
+        detail += f" ({note})"
+    if market_raw is None:
+        market_raw = read_snapshot(rt.redis).market_state
+    return build_record(msg, subject, deny(Code.SUBMITTED, detail), market_raw, now, order)
+
+
+def _release(rt: Runtime, execution_id: str, ticker: str, msg: Message, claim: bool) -> None:
+    """No order exists: give back the ticker, the day's slot and (when no order was even
+    attempted) the execution_id, so a later decision is not stopped by this one."""
+    try:
+        rt.locks.release_cooldown(ticker, execution_id)
+        rt.daily_cap.release(execution_id, msg.received_at)
+        if claim:
+            rt.locks.release_claim(execution_id, msg.message_id)
+    except redis.RedisError:
+        log.warning("could not release the reservations of %s (redis down); they expire by TTL", execution_id)
+
+
+def broker_failed(rt: Runtime, reason: str, now: datetime) -> None:
+    """Count a broker failure towards the circuit breaker; announce when it opens."""
+    try:
+        change = rt.breaker.failure(reason, now)
+        if change.opened:
+            log.error("circuit breaker OPEN after %d consecutive broker failures: %s", change.failures, reason)
+            alert(rt.redis, "breaker_opened", reason=reason, failures=change.failures, at=now)
+    except redis.RedisError:
+        log.warning("could not count a broker failure (redis down)")
+
+
+def rate_limited(rt: Runtime, ticket: OrderTicket, detail: str, now: datetime) -> DecisionRecord:
+    """Waited as long as allowed for the broker budget: BLOCKED, nothing placed."""
+    _release(rt, ticket.execution_id, ticket.ticker, ticket.msg, claim=True)
+    return build_record(ticket.msg, ticket.signal, deny(Code.RATE_LIMIT, detail), None, now)
+
+
+def exhausted(rt: Runtime, ticket: OrderTicket, detail: str, now: datetime) -> DecisionRecord:
+    """Retries are used up: ERROR. Reservations stay unless the broker shows no order."""
+    try:
+        if rt.broker.find_order(client_order_id(ticket.execution_id)) is None:
+            _release(rt, ticket.execution_id, ticket.ticker, ticket.msg, claim=False)
+    except Exception:  # noqa: BLE001 - unknown state: keep the reservations (fail closed)
+        log.warning("order state of %s unknown; cooldown and daily slot kept", ticket.execution_id)
+    broker_failed(rt, detail, now)
+    return build_record(ticket.msg, ticket.signal, deny(Code.ERROR, detail), None, now)
+
+
+def unexpected(msg: Message, subject: Signal | Invalid, exc: BaseException, now: datetime) -> DecisionRecord:
+    """Any error nobody foresaw still ends as one ERROR decision, not a lost message."""
+    return build_record(msg, subject, deny(Code.ERROR, f"unexpected {type(exc).__name__}: {str(exc)[:200]}"), None, now)
+
+
+def forged_record(task: str, argument: object, problem: str, now: datetime) -> DecisionRecord:
+    """The one decision of a refused task, under a key no real message has (task_auth)."""
+    key = forgery_key(task, argument)
+    msg = Message(key, now, None)
+    return build_record(msg, Invalid("", key), deny(Code.ERROR, f"forged task {task}: {problem[:300]}"), None, now)

@@ -1,0 +1,136 @@
+"""Per-process resources (settings, Redis, locks, broker, audit engine), made after fork.
+
+Celery's prefork pool forks worker processes; sockets and connection pools must not
+cross a fork, so the runtime is built in the process that uses it: by `warm` when the
+process starts (celery_app.py), or lazily by the first message if warming failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, fields
+from typing import Callable
+
+import redis
+from redis.commands.core import Script
+from sqlalchemy import Engine, text
+
+from zero_tasks.adapters.alpaca_adapter import AlpacaBroker, make_trading_client
+from zero_tasks.adapters.audit import ensure_schema, make_engine
+from zero_tasks.adapters.redis_state import ExecutionLocks, connect
+from zero_tasks.adapters.risk import BrokerRateLimit, CircuitBreaker, DailyCap
+from zero_tasks.settings import Settings, settings_or_exit
+from zero_tasks.core.prejudge import limits_of
+from zero_tasks.core.snapshot import Limits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: redis.Redis
+    locks: ExecutionLocks
+    broker: AlpacaBroker
+    engine: Engine
+    limits: Limits
+    daily_cap: DailyCap
+    rate_limit: BrokerRateLimit
+    breaker: CircuitBreaker
+
+
+_runtime: Runtime | None = None
+_pid: int | None = None
+_schema_ready = False
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    r = connect(settings.redis_url)
+    return Runtime(
+        settings=settings,
+        redis=r,
+        locks=ExecutionLocks(r, settings.cooldown_seconds),
+        broker=AlpacaBroker(make_trading_client(settings)),
+        engine=make_engine(settings.sqlalchemy_url),
+        limits=limits_of(settings),
+        daily_cap=DailyCap(r, settings.max_orders_per_day),
+        rate_limit=BrokerRateLimit(r, settings.broker_requests_per_min),
+        breaker=CircuitBreaker(r, settings.breaker_failures, settings.breaker_window_s, settings.breaker_cooloff_s),
+    )
+
+
+def get_runtime() -> Runtime:
+    global _runtime, _pid
+    if _runtime is None or _pid != os.getpid():
+        _runtime = build_runtime(settings_or_exit())
+        _pid = os.getpid()
+    return _runtime
+
+
+def ensure_audit_schema(rt: Runtime) -> None:
+    """Once per process; a database that is down now is retried at the next write."""
+    global _schema_ready
+    if not _schema_ready:
+        ensure_schema(rt.engine)
+        _schema_ready = True
+
+
+def _scripts(rt: Runtime) -> list[Script]:
+    """The Lua scripts the runtime's parts registered (redis-py loads one at its first call)."""
+    parts = [getattr(rt, f.name) for f in fields(rt)]
+    return [v for part in parts if hasattr(part, "__dict__") for v in vars(part).values() if isinstance(v, Script)]
+
+
+def _load_scripts(rt: Runtime) -> None:
+    for script in _scripts(rt):
+        rt.redis.script_load(script.script)
+
+
+def _open_database(rt: Runtime) -> None:
+    ensure_audit_schema(rt)
+    with rt.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def _know_session(rt: Runtime) -> None:
+    """The trading session row 3 needs, asked of the broker now unless another process has."""
+    from datetime import datetime, timezone
+
+    from zero_tasks.worker.pipeline import with_session
+    from zero_tasks.adapters.redis_state import read_snapshot
+
+    snap = with_session(rt, read_snapshot(rt.redis), datetime.now(timezone.utc))
+    if snap.session is None:
+        raise RuntimeError(snap.session_error or "trading session unknown")
+
+
+WARM_STEPS: tuple[tuple[str, Callable[[Runtime], object]], ...] = (
+    ("redis", lambda rt: rt.redis.ping()),
+    ("lua scripts", _load_scripts),
+    ("database", _open_database),
+    ("broker", lambda rt: rt.broker.probe()),  # GET /v2/account: connection, TLS, alpaca-py
+    ("trading session", _know_session),  # GET /v2/clock and /v2/calendar, kept for every process
+)
+
+
+def warm() -> list[str]:
+    """Make now what the first message would otherwise make: the runtime, its connections
+    to Redis, the database and the broker, the schema check and the Lua scripts. Never
+    raises: a step that fails is logged and named in the result, and the first message
+    builds it the usual lazy way, failing closed as it always does."""
+    try:
+        rt = get_runtime()
+    except Exception as exc:  # noqa: BLE001 - a bad configuration exits before this (celeryconfig)
+        log.warning("warm-up: runtime not built (%s); the first message builds it", type(exc).__name__)
+        return ["runtime"]
+    failed = []
+    for name, step in WARM_STEPS:
+        try:
+            step(rt)
+        except Exception as exc:  # noqa: BLE001 - the lazy path retries it and fails closed
+            # the type only: a driver's message may carry a URL
+            log.warning("warm-up: %s not ready (%s); the first message tries again", name, type(exc).__name__)
+            failed.append(name)
+    log.info("pool process %d warm%s", os.getpid(), f" except {', '.join(failed)}" if failed else "")
+    return failed

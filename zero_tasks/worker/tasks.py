@@ -1,0 +1,232 @@
+"""The task chain: decide (rows 1-8, and the first order attempt inline) -> place_order
+(retries of rows 9-12); follow_order and reconcile afterwards. Audit rows are written by
+the audit writer thread of every pool process (audit_writer.py), not by a task.
+
+Retry policy per error class:
+- broker network error, timeout, 5xx, 429: `place_order` again after an exponential
+  backoff with full jitter (Retry-After respected), looking the order up by
+  client_order_id first; at most BROKER_MAX_RETRIES times, then one ERROR decision;
+- broker 4xx and every veto: final, never retried;
+- anything unexpected: one ERROR decision;
+- Redis unavailable while deciding or recording (DecisionNotRecorded): the message goes
+  back on the queue (`requeue_while_redis_is_away`) and is decided once Redis is back.
+The first order attempt runs inside `decide`: one queue hop fewer on the hot path.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import Any, Callable, NoReturn
+
+import redis
+from celery import Task
+from celery.exceptions import Reject
+from sqlalchemy.exc import SQLAlchemyError
+
+from zero_tasks.worker import reconcile_job
+from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient
+from zero_tasks.adapters.audit import update_order_status
+from zero_tasks.core.decision import Status
+from zero_tasks.core.delayed import StepVerdict
+from zero_tasks.worker.delayed_send import claim_period, send_later, step_guard
+from zero_tasks.core.retry import (FOLLOW_FIRST_S, FOLLOW_MAX_TRIES, TERMINAL, broker_retries_left, broker_retry_countdown,
+                    follow_up_delay, may_wait_for_budget)
+from zero_tasks.worker.celery_app import app
+from zero_tasks.core.intake import Signal
+from zero_tasks.worker.pipeline import (Message, OrderTicket, evaluate, exhausted, foreign_reservations, forged_record, place,
+                       rate_limited, signal_of, ticket_from_task, unexpected, utcnow)
+from zero_tasks.core.record import DecisionRecord
+from zero_tasks.worker.recorder import DecisionNotRecorded, complete_if_decided, complete_or_snapshot, record
+from zero_tasks.adapters.risk import RateLimited
+from zero_tasks.worker.runtime import Runtime, get_runtime
+from zero_tasks.core.task_auth import open_seal, seal
+
+DECIDE = "zero.decide"
+PLACE_ORDER = "zero.place_order"
+
+log = logging.getLogger(__name__)
+REDIS_AWAY_PAUSE_S = 1.0  # between two tries of one message while Redis is away
+
+
+def requeue_while_redis_is_away(task: Callable[..., str]) -> Callable[..., str]:
+    """A message whose decision cannot be kept (Redis away) goes back on the queue.
+
+    Celery would reject a failed task without requeueing it, which RabbitMQ drops (then
+    only the hand-over ledger brings it back, after HANDOVER_RESCUE_AFTER_S). Requeued
+    after a short pause, it is tried again until Redis is back; on the Redis broker the
+    requeue itself cannot reach Redis, and the message comes back from kombu's unacked set
+    after the visibility timeout. A copy that runs again finds what the first attempt did
+    (the outbox, the claim, the order by client_order_id)."""
+
+    @functools.wraps(task)
+    def run(self: Task, *args: Any) -> str:
+        try:
+            return task(self, *args)
+        except DecisionNotRecorded as exc:
+            _requeue(str(exc))
+
+    return run
+
+
+def _requeue(reason: str) -> NoReturn:
+    log.warning("decision not kept, back on the queue: %s", reason)
+    time.sleep(REDIS_AWAY_PAUSE_S)
+    raise Reject(reason, requeue=True)
+
+
+def _again(ticket: OrderTicket, countdown: float) -> None:
+    sealed = seal(_signing_key(get_runtime()), PLACE_ORDER, ticket.to_task())
+    # through short hops, claimed one at a time (delayed_send.py): one retry chain per order
+    send_later(PLACE_ORDER, [sealed], f"{ticket.execution_id}:order:{ticket.broker_attempt}:{ticket.waited_s:.0f}",
+               countdown, guarded_target=False)
+
+
+def _attempt_order(rt: Runtime, ticket: OrderTicket) -> DecisionRecord | None:
+    """One broker round; None when it must be retried later (already scheduled)."""
+    try:
+        return place(rt, ticket)
+    except RateLimited as exc:
+        if not may_wait_for_budget(ticket.waited_s, exc.wait_s, rt.settings.rate_limit_max_wait_s):
+            detail = (f"{rt.settings.broker_requests_per_min} broker calls/min spent; "
+                      f"waited {ticket.waited_s:.0f}s of {rt.settings.rate_limit_max_wait_s}s")
+            return rate_limited(rt, ticket, detail, utcnow())
+        log.info("rate limit for %s: waiting %.1fs", ticket.execution_id, exc.wait_s)
+        _again(ticket.after_wait(exc.wait_s), exc.wait_s)
+        return None
+    except BrokerTransient as exc:
+        if not broker_retries_left(ticket.broker_attempt, rt.settings.broker_max_retries):
+            detail = f"broker unavailable after {ticket.broker_attempt + 1} attempts: {exc.detail}"
+            return exhausted(rt, ticket, detail, utcnow())
+        countdown = broker_retry_countdown(ticket.broker_attempt, rt.settings.broker_retry_backoff_max_s,
+                                           exc.retry_after)
+        log.warning("broker transient for %s (%s); attempt %d in %ss",
+                    ticket.execution_id, exc.detail, ticket.broker_attempt + 2, countdown)
+        _again(ticket.next_attempt(), countdown)
+        return None
+    except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision
+        log.exception("order attempt failed for %s", ticket.execution_id)
+        return unexpected(ticket.msg, ticket.signal, exc, utcnow())
+
+
+def _signing_key(rt: Runtime) -> str:
+    return rt.settings.task_signing_key.get_secret_value()
+
+
+def _refuse_forged(rt: Runtime, task: str, argument: object, problem: str) -> str:
+    """A task that did not come through the decision table: one ERROR decision, no broker call."""
+    log.warning("refused a forged %s task: %s", task, problem)
+    return _finish(rt, forged_record(task, argument, problem, utcnow()))
+
+
+@app.task(name=DECIDE, bind=True)
+@requeue_while_redis_is_away
+def decide(self: Task, message: dict[str, Any]) -> str:
+    """Entry task, sealed by the bridge (task_auth.py); its Celery task id is the execution_id."""
+    rt = get_runtime()
+    body, problem = open_seal(_signing_key(rt), DECIDE, message)
+    if body is None:
+        return _refuse_forged(rt, DECIDE, message, problem or "unsealed")
+    try:
+        msg = Message.from_task(body)
+    except (KeyError, TypeError, ValueError) as exc:
+        return _refuse_forged(rt, DECIDE, message, f"message unreadable ({type(exc).__name__})")
+    subject = signal_of(rt, msg)
+    snap = None
+    if isinstance(subject, Signal):
+        snap = complete_or_snapshot(rt, msg.message_id, subject.top.ticker)
+        if snap is None:
+            return "already decided"
+    elif complete_if_decided(rt, msg.message_id):
+        return "already decided"
+    try:
+        outcome = evaluate(rt, msg, subject, snap, utcnow())
+    except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision, not a lost message
+        log.exception("decide failed for %s", self.request.id)
+        outcome = unexpected(msg, subject, exc, utcnow())
+    if isinstance(outcome, OrderTicket):
+        outcome = _attempt_order(rt, outcome)
+        if outcome is None:
+            return "retrying"
+    return _finish(rt, outcome)
+
+
+def _finish(rt: Runtime, outcome: DecisionRecord) -> str:
+    kept = record(rt, outcome)
+    if kept.status is Status.SUBMITTED and kept.client_order_id:
+        send_later(FOLLOW_ORDER, [kept.event_key, kept.client_order_id, 0], f"follow:{kept.event_key}:0",
+                   FOLLOW_FIRST_S, guarded_target=True)
+    return kept.status.value
+
+
+@app.task(name=PLACE_ORDER, bind=True)
+@requeue_while_redis_is_away
+def place_order(self: Task, ticket_data: dict[str, Any]) -> str:
+    """A later broker round of one order (the first runs inside decide), sealed by the
+    worker that scheduled it. Only a message that passed the decision table has one: the
+    ticket is rebuilt from its payload and must hold that message's own reservations."""
+    rt = get_runtime()
+    body, problem = open_seal(_signing_key(rt), PLACE_ORDER, ticket_data)
+    if body is None:
+        return _refuse_forged(rt, PLACE_ORDER, ticket_data, problem or "unsealed")
+    ticket = ticket_from_task(rt, body)
+    if isinstance(ticket, str):
+        return _refuse_forged(rt, PLACE_ORDER, ticket_data, ticket)
+    if complete_if_decided(rt, ticket.message_id):
+        return "already decided"
+    try:
+        foreign = foreign_reservations(rt, ticket)
+    except redis.RedisError as exc:
+        raise DecisionNotRecorded(f"{ticket.message_id}: redis unavailable ({type(exc).__name__})") from exc
+    if foreign:
+        return _refuse_forged(rt, PLACE_ORDER, ticket_data, foreign)
+    outcome = _attempt_order(rt, ticket)
+    if outcome is None:
+        return "retrying"
+    return _finish(rt, outcome)
+
+
+FOLLOW_ORDER = "zero.follow_order"
+
+
+@app.task(name=FOLLOW_ORDER, bind=True)
+def follow_order(self: Task, event_key: str, client_order_id: str, tries: int) -> str | None:
+    """Order status follow-up: what became of a SUBMITTED order, written on its audit row.
+    Each step is claimed first: a copy of it (redelivered, or sent twice) does nothing, so
+    an order has one chain of follow-ups, one broker lookup per step."""
+    rt = get_runtime()
+    guard, step = step_guard(), self.request.id or f"follow:{event_key}:{tries}"
+    verdict = guard.claim(step)
+    if verdict is not StepVerdict.RUN:
+        log.info("follow-up %s: a copy, not run (%s)", step, verdict.value)
+        return None
+    status, rate_wait_s = None, None
+    try:
+        rt.rate_limit.acquire("follow-up")
+        status = rt.broker.order_status(client_order_id)
+        if status:
+            update_order_status(rt.engine, event_key, status, utcnow())
+    except RateLimited as exc:
+        log.info("follow-up of %s postponed: %s", client_order_id, exc)
+        rate_wait_s = exc.wait_s
+    except (BrokerTransient, BrokerRejected, SQLAlchemyError) as exc:
+        log.info("follow-up of %s postponed: %s", client_order_id, exc)
+    if status not in TERMINAL and tries + 1 < FOLLOW_MAX_TRIES:
+        send_later(FOLLOW_ORDER, [event_key, client_order_id, tries + 1], f"follow:{event_key}:{tries + 1}",
+                   follow_up_delay(tries, rate_wait_s), guarded_target=True)
+    guard.done(step)
+    return status
+
+
+@app.task(name="zero.reconcile", bind=True)
+def reconcile_task(self: Task, hours: float = 24.0) -> dict[str, int]:
+    """Periodic (Celery beat) reconcile of the last `hours` of SUBMITTED rows; one run per
+    period across every worker and host, however many beats send it (a period claim)."""
+    rt = get_runtime()
+    period = claim_period(rt.redis, "reconcile", rt.settings.reconcile_every_s)
+    if period is None:
+        log.info("reconcile: this period's run was claimed already; not run")
+        return {"skipped": 1}
+    report = reconcile_job.run(rt, utcnow(), hours, lambda rec: record(rt, rec))
+    return {"audited": report.audited, "at_broker": report.at_broker, "findings": len(report.findings)}
