@@ -1,9 +1,8 @@
 """The hot path's Redis round trips, counted on a real Redis (MONITOR).
 
 Each round trip here is paid on every order, between the signal and the broker: the first
-read of a decision is one (the outbox and the veto's snapshot together), the Celery
-publish builds no new Redis client per message, and what follows an order (cooldown from
-the order's time, the breaker's failure count) is one.
+read of a decision is one (the outbox and the veto's snapshot together), and what follows
+an order (cooldown from the order's time, the breaker's failure count) is one.
 """
 
 from __future__ import annotations
@@ -13,13 +12,11 @@ from typing import Iterator
 
 import pytest
 import redis
-from kombu import Connection, Exchange, Queue
-from kombu.transport import redis as kombu_redis
 
 from tests.support.monitor import commands_during
 from tests.support.redis_dbs import redis_db
 from tests.support.procs import PrivateRedis
-from zero_tasks.adapters import kombu_fixes, outbox
+from zero_tasks.adapters import outbox
 from zero_tasks.core.decision import Code, Status
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.adapters.redis_state import ExecutionLocks, connect
@@ -91,35 +88,3 @@ def test_cooldown_and_breaker_reset_after_an_order_are_one_round_trip(private_re
     assert sent[0] == "MULTI" and sent[-1] == "EXEC" and len(sent) == 5, sent
     assert r.get("key:execution_cooldown:SPY") == NOW.isoformat()
     assert r.get("key:execution_breaker_failures") is None
-
-
-def _count_clients(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    built = [0]
-    original = kombu_redis.Channel._create_client
-
-    def counting(self: kombu_redis.Channel, asynchronous: bool = False) -> object:
-        built[0] += 1
-        return original(self, asynchronous)
-
-    monkeypatch.setattr(kombu_redis.Channel, "_create_client", counting)
-    return built
-
-
-def test_kombu_publishes_through_one_redis_client_per_channel(private_redis: PrivateRedis,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    kombu_fixes.apply()
-    built = _count_clients(monkeypatch)
-    queue = Queue("round_trips", Exchange("round_trips", type="direct"), routing_key="round_trips")
-    with Connection(f"redis://127.0.0.1:{private_redis.port}/{DB}") as conn:
-        producer = conn.Producer()
-        producer.publish({"n": 0}, exchange=queue.exchange, routing_key="round_trips", declare=[queue])
-        after_first = built[0]  # the declaration's clients, and the one for publishing
-        for i in range(1, 20):
-            producer.publish({"n": i}, exchange=queue.exchange, routing_key="round_trips", declare=[queue])
-        assert built[0] == after_first  # kombu alone builds one more per publish: 19
-        conn.default_channel._disconnect_pools()  # what a fork or a reconnect does
-        producer.publish({"n": 20}, exchange=queue.exchange, routing_key="round_trips", declare=[queue])
-        assert built[0] == after_first + 1  # a new pool gets a new client
-        with conn.SimpleQueue(queue) as simple:
-            got = [simple.get(timeout=5).payload["n"] for _ in range(21)]
-    assert sorted(got) == list(range(21))

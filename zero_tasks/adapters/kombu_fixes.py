@@ -1,58 +1,64 @@
-"""Two narrow changes to kombu's Redis transport, applied when the app loads.
+"""The one place the gateway reaches into kombu: a crash fix in its Redis transport.
 
-1. A crash fix. When Redis goes away while a worker holds unacknowledged messages (late
-   acks; retry countdowns and order follow-ups are held unacked), Celery closes the
-   channel and kombu tries to put those messages back through a connection that no
-   longer exists: `AttributeError: 'NoneType' object has no attribute 'hostname'` in
-   `_connparams`, which Celery reports as "Unrecoverable error" and the worker exits
-   (seen in our Redis-restart fault test; kombu issues #582 and #970 are the same
-   family). Nothing needs restoring by hand there: the messages are still in kombu's
-   unacked hash in Redis and come back by the visibility-timeout sweep. So the restore is
-   skipped with a warning instead of killing the worker, which then reconnects like
-   after any outage.
+When Redis goes away while a worker holds unacknowledged messages (late acks; retry
+countdowns and order follow-ups are held unacked), Celery closes the channel and kombu's
+`QoS.restore_unacked` tries to put those messages back through a connection that no
+longer exists: `AttributeError: 'NoneType' object has no attribute 'hostname'` in
+`_connparams`, which Celery reports as "Unrecoverable error", and the worker exits (seen
+in the Redis-restart fault test; upstream: celery/kombu#582 and celery/kombu#970, the
+same family, open). Nothing needs restoring there: the messages are still in kombu's
+unacked hash in Redis and come back by the visibility-timeout sweep. So only that
+AttributeError is turned into a warning, and the worker reconnects like after any outage.
 
-2. One Redis client per channel. kombu builds a new `redis.Redis` object for every
-   command it sends outside the consumer's poll: every publish (the bridge's LPUSH, a
-   retry or follow-up), and the unacked-hash write of every delivery and its ack. The
-   connection comes from the channel's pool either way, but building the client object
-   (redis-py fills ~170 response callbacks) cost 0.3-0.4 ms each here, three times per
-   task on the path from signal to order (`python -m bench`; docs/benchmark.md). The
-   client is now built once per channel and pool and reused: a redis-py client over a
-   pool is safe to share, and a new pool (reconnect, fork) gets a new client.
+`QoS.restore_unacked` is not a public API. kombu is pinned exactly, and `apply` refuses
+any other installed version: a new kombu is taken only after checking that the crash is
+still there (the fault test without `apply`) and that `restore_unacked(client=None)` is
+still the method Celery's channel close calls, then moving PINNED with the lock.
 """
 
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
-from typing import Any, Iterator
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from kombu.transport import redis as kombu_redis
 
 log = logging.getLogger(__name__)
+PINNED = "5.7.0"
 _original_restore_unacked = kombu_redis.QoS.restore_unacked
+
+
+def require_pinned(installed: str | None = None) -> None:
+    """Stop the process unless the installed kombu is the pinned one."""
+    if installed is None:
+        try:
+            installed = version("kombu")
+        except PackageNotFoundError:
+            installed = "none"
+    if installed != PINNED:
+        raise SystemExit(
+            f"kombu {installed} is installed, the gateway needs exactly {PINNED}: "
+            f"zero_tasks/adapters/kombu_fixes.py wraps kombu's Redis QoS.restore_unacked, which is not public "
+            f"(a crash fix, celery/kombu#582). Install kombu=={PINNED}, or check the fix against the new "
+            f"version and move PINNED and the lock together.")
+
+
+def _connection_gone(exc: AttributeError) -> bool:
+    return "'NoneType' object has no attribute" in str(exc)
 
 
 def _restore_unacked(self: Any, client: Any = None) -> Any:
     try:
         return _original_restore_unacked(self, client)
-    except AttributeError:
+    except AttributeError as exc:
+        if not _connection_gone(exc):
+            raise
         log.warning("redis connection gone while restoring unacked messages; "
                     "they return after the visibility timeout")
         return []
 
 
-@contextmanager
-def _conn_or_acquire(self: Any, client: Any = None) -> Iterator[Any]:
-    if client:
-        yield client
-        return
-    cached = self.__dict__.get("_zero_sync_client")
-    if cached is None or cached.connection_pool is not self.pool:
-        cached = self._zero_sync_client = self._create_client()
-    yield cached
-
-
 def apply() -> None:
+    require_pinned()
     kombu_redis.QoS.restore_unacked = _restore_unacked
-    kombu_redis.Channel.conn_or_acquire = _conn_or_acquire
