@@ -97,7 +97,7 @@ def contract_floor(stack: Stack, n: int, warmup: int = 10) -> list[float]:
         ticker = tickers.next()
         cid = f"floor-{ticker}"
         t0 = time.perf_counter()
-        broker.open_exposure(ticker)  # as the gateway asks them: both at once, no position (404)
+        broker.exposure(ticker)  # as the gateway asks them: both at once, no position (404)
         client.submit_order(MarketOrderRequest(symbol=ticker, qty=1, side=OrderSide.BUY,
                                                time_in_force=TimeInForce.DAY, client_order_id=cid))
         stamp = stack.state.stamps.get(cid)

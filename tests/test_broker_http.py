@@ -29,6 +29,7 @@ from alpaca.trading.requests import GetOrdersRequest
 from alpaca_paper_sim import SimServer, open_market
 from zero_tasks.adapters import alpaca_compat
 from zero_tasks.adapters.alpaca_adapter import AlpacaBroker, BrokerTransient, make_trading_client
+from zero_tasks.core.checks.exposure import Exposure
 from zero_tasks.settings import Settings
 
 KEY, SECRET = "k", "s"
@@ -142,7 +143,7 @@ def test_a_refused_connection_is_transient() -> None:
         port = probe.getsockname()[1]  # closed when the block ends: nobody listens there
     broker = AlpacaBroker(make_trading_client(settings_for(f"http://127.0.0.1:{port}", timeout_s=1)))
     with pytest.raises(BrokerTransient, match="network: ConnectionError"):
-        broker.open_exposure("SPY")
+        broker.exposure("SPY")
 
 
 def test_the_proxy_for_the_broker_is_read_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,7 +164,7 @@ def test_row_9s_two_reads_are_at_the_broker_at_the_same_time(sim: SimServer) -> 
         together = threading.Barrier(2, timeout=5)  # each read is answered only once both are in
         gate.holds = {POSITION: together.wait, ORDERS: together.wait}
         broker = AlpacaBroker(make_trading_client(settings_for(gate.url)))
-        assert broker.open_exposure("SPY") is None
+        assert broker.exposure("SPY") == Exposure("SPY")
         assert gate.most_in_flight == 2
         assert sorted(gate.seen) == ["GET /v2/orders", "GET /v2/positions/SPY"]
 
@@ -172,8 +173,8 @@ def test_row_9_finds_an_open_order_read_on_the_other_connection(sim: SimServer) 
     sim.state.configure(fill="manual")  # orders rest open
     broker = AlpacaBroker(make_trading_client(settings_for(sim.url)))
     broker.submit_buy("SPY", "zx-resting")
-    assert broker.open_exposure("SPY") == "SPY has 1 open order(s) at the broker"
-    assert broker.open_exposure("QQQ") is None
+    assert broker.exposure("SPY") == Exposure("SPY", open_orders=1)
+    assert broker.exposure("QQQ") == Exposure("QQQ")
 
 
 def test_a_position_found_does_not_wait_for_the_open_orders_answer(sim: SimServer) -> None:
@@ -185,7 +186,7 @@ def test_a_position_found_does_not_wait_for_the_open_orders_answer(sim: SimServe
                       POSITION: lambda: orders_in.wait(5)}  # the position answers once both are sent
         broker = AlpacaBroker(make_trading_client(settings_for(gate.url)))
         try:
-            assert broker.open_exposure("SPY") == "SPY position qty 1 at the broker"
+            assert broker.exposure("SPY") == Exposure("SPY", position_qty="1")
             assert gate.in_flight == 1  # the open-orders read is still held at the broker
         finally:
             release.set()
@@ -195,7 +196,7 @@ def test_an_open_orders_read_the_broker_does_not_answer_in_time_is_a_timeout_ask
     broker = AlpacaBroker(make_trading_client(settings_for(sim.url, timeout_s=0.3)))
     fault(sim, mode="slow", method="GET", path="/v2/orders", delay=1.5)
     with pytest.raises(BrokerTransient, match="timeout: ReadTimeout"):
-        broker.open_exposure("SPY")
+        broker.exposure("SPY")
     assert stats(sim)["requests"]["GET /v2/orders"] == 1
 
 
@@ -203,12 +204,12 @@ def test_an_open_orders_read_the_broker_fails_is_transient(sim: SimServer) -> No
     broker = AlpacaBroker(make_trading_client(settings_for(sim.url)))
     fault(sim, mode="503", method="GET", path="/v2/orders")
     with pytest.raises(BrokerTransient, match="HTTP 503"):
-        broker.open_exposure("SPY")
+        broker.exposure("SPY")
 
 
 def test_row_9_sends_its_two_reads_and_nothing_else(sim: SimServer) -> None:
     broker = AlpacaBroker(make_trading_client(settings_for(sim.url)))
-    assert broker.open_exposure("SPY") is None
+    assert broker.exposure("SPY") == Exposure("SPY")
     assert stats(sim)["requests"] == {"GET /v2/positions/SPY": 1, "GET /v2/orders": 1}
     assert stats(sim)["order_posts"] == 0
 
@@ -247,7 +248,7 @@ def test_both_reads_of_row_9_go_over_tls_verified_with_the_configured_ca(
         tls_gate: Gate, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
     broker = AlpacaBroker(make_trading_client(settings_for(tls_gate.url)))
-    assert broker.open_exposure("SPY") is None
+    assert broker.exposure("SPY") == Exposure("SPY")
     assert sorted(tls_gate.seen) == ["GET /v2/orders", "GET /v2/positions/SPY"]
 
 

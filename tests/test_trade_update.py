@@ -14,7 +14,7 @@ import pytest
 from zero_tasks.adapters.alpaca_adapter import PlacedOrder
 from zero_tasks.core.decision import Code, deny
 from zero_tasks.core.message import message_from_bytes
-from zero_tasks.worker.pipeline import forged_record
+from zero_tasks.worker.flow import forged_record
 from zero_tasks.core.prejudge import build_record, invalid_record
 
 from tests.support.gateway import market, opportunity, ranking, zero_market

@@ -26,6 +26,7 @@ from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, Market
 
 from zero_tasks.adapters import alpaca_compat
 from zero_tasks.core.contract import TICKER_PATTERN
+from zero_tasks.core.checks.exposure import Exposure
 from zero_tasks.adapters.risk import BrokerRateLimit
 from zero_tasks.secrets import scrub
 from zero_tasks.core.session import NEW_YORK, TradingSession
@@ -172,8 +173,8 @@ class AlpacaBroker:
                 return None
             raise
 
-    def open_exposure(self, ticker: str) -> str | None:
-        """Why the ticker already has exposure (a position or an open order), or None.
+    def exposure(self, ticker: str) -> Exposure:
+        """Row 9's facts: the ticker's position, or else its open orders.
 
         Both reads are at the broker at once, so row 9 costs one round trip: the open
         orders are asked on the read thread while this thread asks the position. Only
@@ -191,11 +192,8 @@ class AlpacaBroker:
             raise
         if position is not None:
             orders.cancel()
-            return f"{ticker} position qty {position.qty} at the broker"
-        open_orders = self._waited("open_orders", started, orders)
-        if open_orders:
-            return f"{ticker} has {len(open_orders)} open order(s) at the broker"
-        return None
+            return Exposure(ticker, position_qty=str(position.qty))
+        return Exposure(ticker, open_orders=len(self._waited("open_orders", started, orders)))
 
     def _waited(self, name: str, started: float, pending: Future[T]) -> T:
         """The answer of a call run on the read thread, timed from when it was handed over."""
@@ -270,9 +268,9 @@ class RateLimitedBroker:
         self._pay("lookup")
         return self._broker.find_order(client_order_id)
 
-    def open_exposure(self, ticker: str) -> str | None:
+    def exposure(self, ticker: str) -> Exposure:
         self._pay("exposure", 2)  # the position and the open orders
-        return self._broker.open_exposure(ticker)
+        return self._broker.exposure(ticker)
 
     def submit_buy(self, ticker: str, client_order_id: str) -> PlacedOrder:
         self._pay("submit")

@@ -1,6 +1,6 @@
 """Rows 1-6 as a decision: what the message and one snapshot settle before any claim.
 
-Pure: no Redis, SQL or broker. The worker runs it first in `pipeline.evaluate`; the
+Pure: no Redis, SQL or broker. The worker runs it first in `flow.evaluate`; the
 bridge runs it over a whole batch with one snapshot read, so the messages the veto
 refuses (in a burst, nearly all of them) are decided without a trip through the queue.
 A signal that rows 5-6 let through can only be refused by the snapshot, which the worker

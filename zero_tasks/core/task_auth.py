@@ -9,7 +9,7 @@ ERROR decision (`error: forged task ...`) under a key of its own, so a forgery c
 reach the broker nor take the place of a real message's decision.
 
 The seal is the first line only. An order task that passes it is still checked against
-the payload it carries (pipeline.place derives the ticker and execution_id from it) and
+the payload it carries (flow.place derives the ticker and execution_id from it) and
 against the reservations it is about to use (`forged_holdings`).
 
 Pure: the key is passed in, nothing here reads Redis or the clock.

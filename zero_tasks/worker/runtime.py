@@ -97,7 +97,7 @@ def _know_session(rt: Runtime) -> None:
     """The trading session row 3 needs, asked of the broker now unless another process has."""
     from datetime import datetime, timezone
 
-    from zero_tasks.worker.pipeline import with_session
+    from zero_tasks.worker.flow import with_session
     from zero_tasks.adapters.redis_state import read_snapshot
 
     snap = with_session(rt, read_snapshot(rt.redis), datetime.now(timezone.utc))

@@ -1,16 +1,11 @@
-"""The task chain: decide (rows 1-8, and the first order attempt inline) -> place_order
-(retries of rows 9-12); follow_order and reconcile afterwards. Audit rows are written by
-the audit writer thread of every pool process (audit_writer.py), not by a task.
+"""The Celery tasks: decide -> place_order (later broker rounds); follow_order and reconcile afterwards.
 
-Retry policy per error class:
-- broker network error, timeout, 5xx, 429: `place_order` again after an exponential
-  backoff with full jitter (Retry-After respected), looking the order up by
-  client_order_id first; at most BROKER_MAX_RETRIES times, then one ERROR decision;
-- broker 4xx and every veto: final, never retried;
-- anything unexpected: one ERROR decision;
-- Redis unavailable while deciding or recording (DecisionNotRecorded): the message goes
-  back on the queue (`requeue_while_redis_is_away`) and is decided once Redis is back.
-The first order attempt runs inside `decide`: one queue hop fewer on the hot path.
+Each task opens its seal (task_auth.py), rebuilds what it needs from the message, runs the
+flow (flow.py: the decision, top to bottom) and schedules what the flow asks for: a broker
+round again (`RetryLater`, through short delayed hops) or the order's follow-ups. Audit
+rows are written by the audit writer thread of every pool process (audit_writer.py), not
+by a task. A decision that cannot be kept (Redis away, DecisionNotRecorded) puts the
+message back on the queue (`requeue_while_redis_is_away`); it is decided once Redis is back.
 """
 
 from __future__ import annotations
@@ -25,26 +20,25 @@ from celery import Task
 from celery.exceptions import Reject
 from sqlalchemy.exc import SQLAlchemyError
 
-from zero_tasks.worker import reconcile_job
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient
 from zero_tasks.adapters.audit import update_order_status
+from zero_tasks.adapters.risk import RateLimited
 from zero_tasks.core.decision import Status
 from zero_tasks.core.delayed import StepVerdict
-from zero_tasks.worker.delayed_send import claim_period, send_later, step_guard
-from zero_tasks.core.retry import (FOLLOW_FIRST_S, FOLLOW_MAX_TRIES, TERMINAL, broker_retries_left, broker_retry_countdown,
-                    follow_up_delay, may_wait_for_budget)
-from zero_tasks.worker.celery_app import app
-from zero_tasks.core.intake import Signal
-from zero_tasks.worker.pipeline import (Message, OrderTicket, evaluate, exhausted, foreign_reservations, forged_record, place,
-                       rate_limited, signal_of, ticket_from_task, unexpected, utcnow)
+from zero_tasks.core.message import Message
 from zero_tasks.core.record import DecisionRecord
-from zero_tasks.worker.recorder import DecisionNotRecorded, complete_if_decided, complete_or_snapshot, record
-from zero_tasks.adapters.risk import RateLimited
-from zero_tasks.worker.runtime import Runtime, get_runtime
+from zero_tasks.core.retry import FOLLOW_FIRST_S, FOLLOW_MAX_TRIES, TERMINAL, follow_up_delay
 from zero_tasks.core.task_auth import open_seal, seal
+from zero_tasks.worker import flow, reconcile_job
+from zero_tasks.worker.celery_app import app
+from zero_tasks.worker.delayed_send import claim_period, send_later, step_guard
+from zero_tasks.worker.flow import RetryLater, foreign_reservations, forged_record, ticket_from_task, utcnow
+from zero_tasks.worker.recorder import DecisionNotRecorded, complete_if_decided, record
+from zero_tasks.worker.runtime import Runtime, get_runtime
 
 DECIDE = "zero.decide"
 PLACE_ORDER = "zero.place_order"
+FOLLOW_ORDER = "zero.follow_order"
 
 log = logging.getLogger(__name__)
 REDIS_AWAY_PAUSE_S = 1.0  # between two tries of one message while Redis is away
@@ -76,38 +70,21 @@ def _requeue(reason: str) -> NoReturn:
     raise Reject(reason, requeue=True)
 
 
-def _again(ticket: OrderTicket, countdown: float) -> None:
-    sealed = seal(_signing_key(get_runtime()), PLACE_ORDER, ticket.to_task())
-    # through short hops, claimed one at a time (delayed_send.py): one retry chain per order
-    send_later(PLACE_ORDER, [sealed], f"{ticket.execution_id}:order:{ticket.broker_attempt}:{ticket.waited_s:.0f}",
-               countdown, guarded_target=False)
-
-
-def _attempt_order(rt: Runtime, ticket: OrderTicket) -> DecisionRecord | None:
-    """One broker round; None when it must be retried later (already scheduled)."""
-    try:
-        return place(rt, ticket)
-    except RateLimited as exc:
-        if not may_wait_for_budget(ticket.waited_s, exc.wait_s, rt.settings.rate_limit_max_wait_s):
-            detail = (f"{rt.settings.broker_requests_per_min} broker calls/min spent; "
-                      f"waited {ticket.waited_s:.0f}s of {rt.settings.rate_limit_max_wait_s}s")
-            return rate_limited(rt, ticket, detail, utcnow())
-        log.info("rate limit for %s: waiting %.1fs", ticket.execution_id, exc.wait_s)
-        _again(ticket.after_wait(exc.wait_s), exc.wait_s)
-        return None
-    except BrokerTransient as exc:
-        if not broker_retries_left(ticket.broker_attempt, rt.settings.broker_max_retries):
-            detail = f"broker unavailable after {ticket.broker_attempt + 1} attempts: {exc.detail}"
-            return exhausted(rt, ticket, detail, utcnow())
-        countdown = broker_retry_countdown(ticket.broker_attempt, rt.settings.broker_retry_backoff_max_s,
-                                           exc.retry_after)
-        log.warning("broker transient for %s (%s); attempt %d in %ss",
-                    ticket.execution_id, exc.detail, ticket.broker_attempt + 2, countdown)
-        _again(ticket.next_attempt(), countdown)
-        return None
-    except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision
-        log.exception("order attempt failed for %s", ticket.execution_id)
-        return unexpected(ticket.msg, ticket.signal, exc, utcnow())
+def _scheduled(rt: Runtime, outcome: DecisionRecord | RetryLater | None) -> str:
+    """What the task reports, after scheduling what the flow asked for."""
+    if outcome is None:
+        return "already decided"
+    if isinstance(outcome, RetryLater):
+        ticket = outcome.ticket
+        sealed = seal(_signing_key(rt), PLACE_ORDER, ticket.to_task())
+        # through short hops, claimed one at a time (delayed_send.py): one retry chain per order
+        send_later(PLACE_ORDER, [sealed], f"{ticket.execution_id}:order:{ticket.broker_attempt}:{ticket.waited_s:.0f}",
+                   outcome.countdown_s, guarded_target=False)
+        return "retrying"
+    if outcome.status is Status.SUBMITTED and outcome.client_order_id:
+        send_later(FOLLOW_ORDER, [outcome.event_key, outcome.client_order_id, 0], f"follow:{outcome.event_key}:0",
+                   FOLLOW_FIRST_S, guarded_target=True)
+    return outcome.status.value
 
 
 def _signing_key(rt: Runtime) -> str:
@@ -117,7 +94,7 @@ def _signing_key(rt: Runtime) -> str:
 def _refuse_forged(rt: Runtime, task: str, argument: object, problem: str) -> str:
     """A task that did not come through the decision table: one ERROR decision, no broker call."""
     log.warning("refused a forged %s task: %s", task, problem)
-    return _finish(rt, forged_record(task, argument, problem, utcnow()))
+    return _scheduled(rt, record(rt, forged_record(task, argument, problem, utcnow())))
 
 
 @app.task(name=DECIDE, bind=True)
@@ -132,32 +109,7 @@ def decide(self: Task, message: dict[str, Any]) -> str:
         msg = Message.from_task(body)
     except (KeyError, TypeError, ValueError) as exc:
         return _refuse_forged(rt, DECIDE, message, f"message unreadable ({type(exc).__name__})")
-    subject = signal_of(rt, msg)
-    snap = None
-    if isinstance(subject, Signal):
-        snap = complete_or_snapshot(rt, msg.message_id, subject.top.ticker)
-        if snap is None:
-            return "already decided"
-    elif complete_if_decided(rt, msg.message_id):
-        return "already decided"
-    try:
-        outcome = evaluate(rt, msg, subject, snap, utcnow())
-    except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision, not a lost message
-        log.exception("decide failed for %s", self.request.id)
-        outcome = unexpected(msg, subject, exc, utcnow())
-    if isinstance(outcome, OrderTicket):
-        outcome = _attempt_order(rt, outcome)
-        if outcome is None:
-            return "retrying"
-    return _finish(rt, outcome)
-
-
-def _finish(rt: Runtime, outcome: DecisionRecord) -> str:
-    kept = record(rt, outcome)
-    if kept.status is Status.SUBMITTED and kept.client_order_id:
-        send_later(FOLLOW_ORDER, [kept.event_key, kept.client_order_id, 0], f"follow:{kept.event_key}:0",
-                   FOLLOW_FIRST_S, guarded_target=True)
-    return kept.status.value
+    return _scheduled(rt, flow.decide(rt, msg))
 
 
 @app.task(name=PLACE_ORDER, bind=True)
@@ -181,13 +133,8 @@ def place_order(self: Task, ticket_data: dict[str, Any]) -> str:
         raise DecisionNotRecorded(f"{ticket.message_id}: redis unavailable ({type(exc).__name__})") from exc
     if foreign:
         return _refuse_forged(rt, PLACE_ORDER, ticket_data, foreign)
-    outcome = _attempt_order(rt, ticket)
-    if outcome is None:
-        return "retrying"
-    return _finish(rt, outcome)
+    return _scheduled(rt, flow.order_round(rt, ticket))
 
-
-FOLLOW_ORDER = "zero.follow_order"
 
 
 @app.task(name=FOLLOW_ORDER, bind=True)

@@ -1,8 +1,11 @@
-"""The decision path of one message, top to bottom, in the contract's order.
+"""The flow of one message, top to bottom, in the decision table's order.
 
-`evaluate` runs rows 1-8 (validation, veto, claim, cooldown) and either decides or
-hands an OrderTicket to the order task. `place` runs rows 9-12 at the broker. Neither
-knows Celery: the tasks in tasks.py call them and own retries.
+`decide` reads it (decided already? else the snapshot), runs the veto and the admission
+(`evaluate`, rows 1-8 and the daily cap), the first broker round (`order_round`: row 9's
+exposure, the veto again, the submit) and records the decision. `order_round` alone is a
+later round of an order. Each row's judgement is a pure check in zero_tasks/core; this
+module fetches the facts and calls them in order. It knows nothing of Celery: a round to
+be tried again comes back as `RetryLater`, which the task schedules (tasks.py).
 """
 
 from __future__ import annotations
@@ -14,22 +17,24 @@ from typing import Any, Callable
 
 import redis
 
-from zero_tasks.worker import failpoints
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLimitedBroker
+from zero_tasks.adapters.redis_state import read_snapshot, store_session
+from zero_tasks.adapters.risk import RateLimited, alert, trading_day
+from zero_tasks.core.checks.admission import Claim, check_admission
+from zero_tasks.core.checks.breaker import breaker_probe_due
+from zero_tasks.core.checks.exposure import check_exposure
 from zero_tasks.core.contract import client_order_id
 from zero_tasks.core.decision import Code, deny
 from zero_tasks.core.intake import Invalid, Signal, parse_payload
 from zero_tasks.core.message import Message
 from zero_tasks.core.prejudge import build_record, invalid_record, refusal_before_claim
 from zero_tasks.core.record import DecisionRecord
-from zero_tasks.core.checks.admission import Claim, check_admission
-from zero_tasks.adapters.redis_state import read_snapshot, store_session
-from zero_tasks.worker.runtime import Runtime
-from zero_tasks.adapters.risk import RateLimited, alert, trading_day
-from zero_tasks.core.task_auth import forged_holdings, forgery_key
-from zero_tasks.core.checks.breaker import breaker_probe_due
+from zero_tasks.core.retry import broker_retries_left, broker_retry_countdown, may_wait_for_budget
 from zero_tasks.core.snapshot import Snapshot
+from zero_tasks.core.task_auth import forged_holdings, forgery_key
 from zero_tasks.core.veto import recheck_before_submit
+from zero_tasks.worker import failpoints, recorder
+from zero_tasks.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +126,70 @@ def foreign_reservations(rt: Runtime, ticket: OrderTicket) -> str | None:
     return forged_holdings(holdings, ticket.message_id, ticket.execution_id, ticket.ticker)
 
 
+@dataclass(frozen=True)
+class RetryLater:
+    """A broker round to run again after `countdown_s` (the broker failed, or this minute's
+    budget is spent): the task schedules it; nothing is decided yet."""
+
+    ticket: OrderTicket
+    countdown_s: float
+
+
+def decide(rt: Runtime, msg: Message, now_fn: Callable[[], datetime] = utcnow) -> DecisionRecord | RetryLater | None:
+    """One message, top to bottom: read, veto and admit, exposure, the veto again, submit,
+    record. None: the message is decided already (this is a copy of its task).
+
+    Raises recorder.DecisionNotRecorded when Redis cannot keep the decision (the task
+    requeues the message)."""
+    subject = signal_of(rt, msg)  # the payload, parsed once; it travels in the ticket
+    snap = None
+    if isinstance(subject, Signal):
+        snap = recorder.complete_or_snapshot(rt, msg.message_id, subject.top.ticker)  # read, with the outbox
+        if snap is None:
+            return None
+    elif recorder.complete_if_decided(rt, msg.message_id):
+        return None
+    try:
+        outcome = evaluate(rt, msg, subject, snap, now_fn())  # rows 1-8 and the daily cap
+    except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision, not a lost message
+        log.exception("decide failed for %s", msg.message_id)
+        outcome = unexpected(msg, subject, exc, now_fn())
+    if isinstance(outcome, OrderTicket):
+        return order_round(rt, outcome, now_fn)  # rows 9-12, and the decision recorded
+    return recorder.record(rt, outcome)
+
+
+def order_round(rt: Runtime, ticket: OrderTicket,
+                now_fn: Callable[[], datetime] = utcnow) -> DecisionRecord | RetryLater:
+    """One broker round of an admitted order, recorded; or when to run it again.
+
+    The retry policy (core/retry.py): a spent broker budget waits, as long as the settings
+    allow, then BLOCKED; a broker failure with an unknown answer (network, timeout, 5xx,
+    429) is tried again after a backoff, up to BROKER_MAX_RETRIES, then ERROR; a broker
+    refusal and every veto are final."""
+    settings = rt.settings
+    try:
+        outcome = place(rt, ticket, now_fn)
+    except RateLimited as exc:
+        if may_wait_for_budget(ticket.waited_s, exc.wait_s, settings.rate_limit_max_wait_s):
+            log.info("rate limit for %s: waiting %.1fs", ticket.execution_id, exc.wait_s)
+            return RetryLater(ticket.after_wait(exc.wait_s), exc.wait_s)
+        outcome = rate_limited(rt, ticket, f"{settings.broker_requests_per_min} broker calls/min spent; "
+                                           f"waited {ticket.waited_s:.0f}s of {settings.rate_limit_max_wait_s}s", now_fn())
+    except BrokerTransient as exc:
+        if broker_retries_left(ticket.broker_attempt, settings.broker_max_retries):
+            countdown = broker_retry_countdown(ticket.broker_attempt, settings.broker_retry_backoff_max_s, exc.retry_after)
+            log.warning("broker transient for %s (%s); attempt %d in %ss",
+                        ticket.execution_id, exc.detail, ticket.broker_attempt + 2, countdown)
+            return RetryLater(ticket.next_attempt(), countdown)
+        outcome = exhausted(rt, ticket, f"broker unavailable after {ticket.broker_attempt + 1} attempts: {exc.detail}",
+                            now_fn())
+    except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision
+        log.exception("order attempt failed for %s", ticket.execution_id)
+        outcome = unexpected(ticket.msg, ticket.signal, exc, now_fn())
+    return recorder.record(rt, outcome)
+
+
 def signal_of(rt: Runtime, msg: Message) -> Signal | Invalid:
     if msg.invalid_reason is not None:
         return Invalid(msg.invalid_reason, msg.invalid_id or f"invalid:{msg.message_id}",
@@ -191,8 +260,8 @@ def probe_breaker_if_due(rt: Runtime, snap: Snapshot, ticker: str, now: datetime
     return read_snapshot(rt.redis, ticker)
 
 
-def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
-    """Rows 9-12. Raises BrokerTransient when the broker's answer is unknown (retry) and
+def place(rt: Runtime, ticket: OrderTicket, now_fn: Callable[[], datetime] = utcnow) -> DecisionRecord:
+    """Rows 9-12: exposure, the veto again, submit. Raises BrokerTransient when the broker's answer is unknown (retry) and
     RateLimited when the broker budget of this minute is spent (wait, then retry)."""
     msg, subject = ticket.msg, ticket.signal
     ticker, exec_id = ticket.ticker, ticket.execution_id
@@ -206,8 +275,8 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
         if existing:
             return _submitted(rt, msg, subject, existing, now_fn(), "found by client_order_id on retry")
 
-    exposure = broker.open_exposure(ticker)
-    if exposure:
+    held = check_exposure(broker.exposure(ticker))  # row 9: one position per ticker
+    if held:
         # A copy of this very task (a redelivery running beside it) may have placed the
         # order since the lookup: that exposure is this decision's own order, not a reason
         # to skip it and give its cooldown and day's slot back.
@@ -215,7 +284,7 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn=utcnow) -> DecisionRecord:
         if own:
             return _submitted(rt, msg, subject, own, now_fn(), "placed by a copy of this task")
         _release(rt, exec_id, ticker, msg, claim=False)
-        return build_record(msg, subject, deny(Code.OPEN_POSITION, exposure), None, now_fn())
+        return build_record(msg, subject, held, None, now_fn())
     checked_at = now_fn()
     snap = with_session(rt, read_snapshot(rt.redis, ticker), checked_at)  # after the broker answered: what holds now
     denial = recheck_before_submit(subject, snap, checked_at, rt.limits)

@@ -1,0 +1,30 @@
+"""Row 9, one position per ticker, judged over what the broker holds (no broker here: the
+adapter's reads are tested in test_broker_http.py, the whole row end to end in
+test_decision_table_e2e.py)."""
+
+from __future__ import annotations
+
+from zero_tasks.core.checks.exposure import Exposure, check_exposure
+from zero_tasks.core.decision import Code, Status
+
+
+def test_a_position_at_the_broker_skips_with_its_quantity() -> None:
+    verdict = check_exposure(Exposure("SPY", position_qty="1"))
+    assert verdict is not None and verdict.code is Code.OPEN_POSITION and verdict.status is Status.SKIPPED
+    assert verdict.detail == "SPY position qty 1 at the broker"
+
+
+def test_an_open_order_at_the_broker_skips() -> None:
+    verdict = check_exposure(Exposure("SPY", open_orders=2))
+    assert verdict is not None and verdict.code is Code.OPEN_POSITION
+    assert verdict.detail == "SPY has 2 open order(s) at the broker"
+
+
+def test_a_short_position_is_exposure_too() -> None:
+    verdict = check_exposure(Exposure("SPY", position_qty="-3"))
+    assert verdict is not None and verdict.code is Code.OPEN_POSITION
+
+
+def test_no_position_and_no_open_order_is_no_objection() -> None:
+    assert check_exposure(Exposure("SPY")) is None
+    assert not Exposure("SPY").any
