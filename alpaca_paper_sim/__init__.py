@@ -9,12 +9,14 @@ was lost") that a live paper account can never be made to produce on demand.
 It behaves as Alpaca does where the gateway can tell: one key pair, a trading session
 (New York regular hours by default, or always open), market orders that fill a moment
 after they are accepted (at the next open when the market is shut), Alpaca's clock,
-calendar and X-RateLimit-* headers.
+calendar and X-RateLimit-* headers. It can serve HTTPS (TLS 1.3, a throw-away test CA) and
+close idle keep-alive connections, as a server across the internet does.
 """
 
 from .server import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, SimServer
 from .session import TradingSession
 from .state import BrokerState
+from .tls import TestTLS, make_test_tls
 
 
 def open_market(**overrides: object) -> BrokerState:
@@ -25,4 +27,5 @@ def open_market(**overrides: object) -> BrokerState:
     return BrokerState(**settings)
 
 
-__all__ = ["DEFAULT_KEY_ID", "DEFAULT_SECRET_KEY", "BrokerState", "SimServer", "TradingSession", "open_market"]
+__all__ = ["DEFAULT_KEY_ID", "DEFAULT_SECRET_KEY", "BrokerState", "SimServer", "TestTLS", "TradingSession",
+           "make_test_tls", "open_market"]

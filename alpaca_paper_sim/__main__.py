@@ -7,6 +7,12 @@ New York regular hours, Monday-Friday), ``--holiday 2026-11-26`` (repeatable),
 ALPACA_SIM_KEY_ID / ALPACA_SIM_SECRET_KEY (the environment keeps a real secret out of `ps`);
 only that pair is let in.
 
+Connection options: ``--tls`` serves HTTPS (TLS 1.3) with a certificate from a throw-away
+test CA made at start, whose certificate ``--ca-out PATH`` writes where the gateway's
+ALPACA_CA_FILE points (required with ``--tls``: nothing else can trust it);
+``--idle-timeout 5`` closes a keep-alive connection that sends no request for 5 seconds,
+as servers across the internet do (default: never).
+
 Prints exactly one line with the URL (port 0 picks a free port, so callers read
 the real one from that line) and serves until SIGINT/SIGTERM, then exits 0 so
 process supervisors and test harnesses see a clean shutdown.
@@ -26,6 +32,7 @@ from .ratelimit import DEFAULT_LIMIT_PER_MIN
 from .server import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, SimServer
 from .session import TradingSession
 from .state import DEFAULT_FILL_DELAY_S, BrokerState
+from .tls import make_test_tls
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -41,9 +48,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--rate-limit", type=int, default=DEFAULT_LIMIT_PER_MIN, help="requests a minute")
     parser.add_argument("--key-id", default=os.environ.get("ALPACA_SIM_KEY_ID", DEFAULT_KEY_ID))
     parser.add_argument("--secret-key", default=os.environ.get("ALPACA_SIM_SECRET_KEY", DEFAULT_SECRET_KEY))
+    parser.add_argument("--tls", action="store_true", help="serve HTTPS (TLS 1.3) with a fresh test CA")
+    parser.add_argument("--ca-out", default=None, help="with --tls: write the test CA's certificate here")
+    parser.add_argument("--idle-timeout", type=float, default=None,
+                        help="close a keep-alive connection idle this many seconds (default: never)")
     args = parser.parse_args(argv)
     if args.fill_delay < 0 or args.rate_limit < 1:
         parser.error("--fill-delay must be >= 0 and --rate-limit >= 1")
+    if args.tls != (args.ca_out is not None):
+        parser.error("--tls and --ca-out PATH go together (a client trusts only the CA written there)")
+    if args.idle_timeout is not None and args.idle_timeout <= 0:
+        parser.error("--idle-timeout must be > 0 seconds")
+    tls = make_test_tls() if args.tls else None
+    if tls is not None:
+        tls.write_ca(args.ca_out)
     session = TradingSession.around_the_clock() if args.always_open else TradingSession.new_york(args.holiday)
     state = BrokerState(fill_delay_s=args.fill_delay, session=session, rate_limit=args.rate_limit)
 
@@ -56,7 +74,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
 
     server = SimServer(args.host, args.port, verbose=args.verbose, state=state,
-                       key_id=args.key_id, secret_key=args.secret_key).start()
+                       key_id=args.key_id, secret_key=args.secret_key, tls=tls,
+                       idle_timeout_s=args.idle_timeout).start()
     print(f"alpaca_paper_sim listening on {server.url}", flush=True)
     try:
         while not stop.wait(0.2):

@@ -8,6 +8,11 @@ keep-alive connection: each response is pre-built into ONE bytes buffer and
 written with a single ``wfile.write`` on a ``TCP_NODELAY`` socket. Splitting
 headers and body into two writes triggers Nagle + delayed-ACK stalls (~40 ms
 per request).
+
+HTTPS (``tls=``, see tls.py) and an idle timeout (``idle_timeout_s=``) make it behave as a
+server across the internet does to a quiet client: a connection costs a TLS handshake, and
+one left idle past the timeout is closed by the server, so the next request pays a new
+TCP and TLS handshake. Both are off by default.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import re
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -29,8 +35,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .ratelimit import Quota
 from .state import PRE_FAULTS, BrokerState, FaultRule, SimError, invalid
+from .tls import TestTLS
 
 ADMIN_PREFIX = "/_sim"
+ADMIN_CONNECTIONS = ADMIN_PREFIX + "/connections"  # the server's connection counters (GET)
+HANDSHAKE_TIMEOUT_S = 10.0  # a client that opens a socket and says nothing holds one thread, not for ever
 # The pair the tests' gateways use (tests/support/procs.py base_env); any other is refused.
 DEFAULT_KEY_ID = "test-key-id"
 DEFAULT_SECRET_KEY = "test-secret-value"
@@ -197,9 +206,18 @@ class _Handler(BaseHTTPRequestHandler):
     server: "SimHTTPServer"
 
     def setup(self) -> None:
+        self.timeout = self.server.idle_timeout_s  # StreamRequestHandler applies it to the socket
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().setup()
         self.server.track(self.request, add=True)
+
+    def handle_one_request(self) -> None:
+        """One request, or the idle timeout: the stdlib closes the connection when the wait
+        for a request line times out, and leaves ``raw_requestline`` unset then."""
+        self.raw_requestline = None  # type: ignore[assignment]
+        super().handle_one_request()
+        if self.raw_requestline is None:
+            self.server.count("idle_closed")
 
     def finish(self) -> None:
         try:
@@ -219,6 +237,9 @@ class _Handler(BaseHTTPRequestHandler):
         if raw is None:
             return
         state = self.server.state
+        if path == ADMIN_CONNECTIONS and method == "GET":
+            self._send(Reply(200, self.server.connection_stats()))
+            return
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             self._send(self._safe(ADMIN_ROUTES, method, path, query, raw))
             return
@@ -329,7 +350,14 @@ def _with_quota(reply: Reply, rule: FaultRule, state: BrokerState) -> Reply:
 
 
 class SimHTTPServer(ThreadingHTTPServer):
-    """Threaded server that knows its broker state, its one key pair and open connections."""
+    """Threaded server that knows its broker state, its one key pair and open connections.
+
+    With a TLS context every accepted socket is wrapped, and its handshake is made in the
+    connection's own thread (a slow or refused client never holds up the accept loop);
+    with an idle timeout a connection that sends no request for that long is closed.
+    The counters (``connection_stats``) say what the clients cost the server: connections
+    accepted, handshakes completed and refused, TLS versions, idle closes.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
@@ -340,13 +368,61 @@ class SimHTTPServer(ThreadingHTTPServer):
         state: BrokerState,
         verbose: bool = False,
         keys: tuple[str, str] = (DEFAULT_KEY_ID, DEFAULT_SECRET_KEY),
+        tls: Optional[ssl.SSLContext] = None,
+        idle_timeout_s: Optional[float] = None,
     ) -> None:
+        if idle_timeout_s is not None and idle_timeout_s <= 0:
+            raise ValueError("the idle timeout must be > 0 seconds (None: never closed for idleness)")
         self.state = state
         self.verbose = verbose
+        self.tls = tls
+        self.idle_timeout_s = idle_timeout_s
         self._keys = (keys[0].encode(), keys[1].encode())
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._counters: dict[str, int] = {"accepted": 0, "tls_handshakes": 0, "tls_refused": 0, "idle_closed": 0}
+        self._tls_versions: dict[str, int] = {}
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, address = self.socket.accept()
+        self.count("accepted")
+        if self.tls is not None:
+            conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket) and not self._handshake(request):
+            return  # process_request_thread closes the socket
+        super().finish_request(request, client_address)
+
+    def _handshake(self, conn: ssl.SSLSocket) -> bool:
+        """The TLS handshake; a client that does not trust the certificate (or speaks less
+        than TLS 1.3) aborts it, which is counted, not logged as a server error."""
+        conn.settimeout(HANDSHAKE_TIMEOUT_S)
+        try:
+            conn.do_handshake()
+        except (ssl.SSLError, OSError) as exc:
+            self.count("tls_refused")
+            if self.verbose:
+                sys.stderr.write(f"alpaca_paper_sim: TLS handshake refused: {exc}\n")
+            return False
+        conn.settimeout(None)  # the handler sets the idle timeout, if any
+        with self._connections_lock:
+            self._counters["tls_handshakes"] += 1
+            version = conn.version() or "?"
+            self._tls_versions[version] = self._tls_versions.get(version, 0) + 1
+        return True
+
+    def count(self, name: str) -> None:
+        with self._connections_lock:
+            self._counters[name] += 1
+
+    def connection_stats(self) -> dict[str, Any]:
+        """Cumulative since the server started (``/_sim/reset`` leaves them): read differences."""
+        with self._connections_lock:
+            return {**self._counters, "open": len(self._connections), "tls_versions": dict(self._tls_versions),
+                    "tls": self.tls is not None, "idle_timeout_s": self.idle_timeout_s}
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a reverse-DNS lookup that can
@@ -381,6 +457,9 @@ class SimServer:
 
     Only ``key_id``/``secret_key`` are let in. The market (session, fill delay, rate limit)
     is the state's: ``SimServer(state=BrokerState(fill_delay_s=0, session=...))``.
+    ``tls=make_test_tls()`` serves HTTPS (``url`` is then https://; clients trust
+    ``tls.ca_pem``); ``idle_timeout_s`` closes a connection idle that long. Two servers may
+    share one state (one plain, one HTTPS): the same broker behind two endpoints.
     """
 
     def __init__(
@@ -391,13 +470,17 @@ class SimServer:
         state: Optional[BrokerState] = None,
         key_id: str = DEFAULT_KEY_ID,
         secret_key: str = DEFAULT_SECRET_KEY,
+        tls: Optional[TestTLS] = None,
+        idle_timeout_s: Optional[float] = None,
     ) -> None:
         if not key_id or not secret_key:
             raise ValueError("the simulator needs a non-empty key id and secret key")
         self.state = state if state is not None else BrokerState()
         self.host = host
         self.key_id = key_id
-        self._httpd = SimHTTPServer((host, port), self.state, verbose, (key_id, secret_key))
+        self.tls = tls
+        self._httpd = SimHTTPServer((host, port), self.state, verbose, (key_id, secret_key),
+                                    tls=tls.context if tls is not None else None, idle_timeout_s=idle_timeout_s)
         self.port: int = self._httpd.server_address[1]
         self._thread: Optional[threading.Thread] = None
         self._stopped = False
@@ -405,7 +488,12 @@ class SimServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls is not None else 'http'}://{host}:{self.port}"
+
+    def connection_stats(self) -> dict[str, Any]:
+        """Connections accepted, TLS handshakes made and refused (and their versions), idle
+        closes, connections open now; also ``GET /_sim/connections``."""
+        return self._httpd.connection_stats()
 
     def start(self) -> "SimServer":
         if self._thread is None:
