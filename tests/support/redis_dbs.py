@@ -19,11 +19,11 @@ OWNERS: dict[str, tuple[int, ...]] = {
     "test_enqueue": (2,),
     "test_audit_writer": (3,),
     "test_message_identity": (4, 5, 6),
-    "test_fused_hand_over": (7,),
     "test_round_trips": (8,),
     "test_in_flight": (9,),
     "test_metrics": (10,),
     "test_catch_up": (11,),
+    "test_scripts": (12,),
 }
 
 

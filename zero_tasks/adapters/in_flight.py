@@ -24,48 +24,19 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from zero_tasks.adapters import scripts
 from zero_tasks.core import keys
 
 GIVE_UP_AFTER = timedelta(seconds=keys.CLAIM_TTL_SECONDS)  # past this the message's claims are gone too
 
 
 def record_lua(zset: str, tasks: str, ms: str, message_id: str, entry: str) -> str:
-    """The Lua that records one entry, given the Lua expressions of its parts: used here
-    and by the bridge's claim script, which records what it queues in the same step."""
-    return (f"redis.call('ZADD', {zset}, {ms}, {message_id})\n"
-            f"redis.call('HSET', {tasks}, {message_id}, {entry})\n")
-
-
-_RECORD = """
-local t = redis.call('TIME')
-local ms = t[1] * 1000 + math.floor(t[2] / 1000)
-for i = 1, #ARGV, 2 do
-""" + record_lua("KEYS[1]", "KEYS[2]", "ms", "ARGV[i]", "ARGV[i + 1]") + """end
-return #ARGV / 2
-"""
-
-# What has waited at least ARGV[1] ms since its last hand-over, at most ARGV[2] of them.
-# Each is taken by this sweep (its time set to now), so another bridge sweeping at the
-# same moment does not queue it too; it is due again after ARGV[1] if still undecided.
-_DUE = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, tonumber(ARGV[2]))
-local out = {}
-for _, id in ipairs(due) do
-  local entry = redis.call('HGET', KEYS[2], id)
-  if entry then
-    redis.call('ZADD', KEYS[1], now, id)
-    out[#out + 1] = entry
-  else
-    redis.call('ZREM', KEYS[1], id)
-  end
-end
-return out
-"""
-
-# Run by the outbox script in the same step as keeping a decision (KEYS[3], KEYS[4], ARGV[5]).
-FORGET_LUA = "redis.call('ZREM', KEYS[3], ARGV[5])\nredis.call('HDEL', KEYS[4], ARGV[5])\n"
+    """The Lua that records one entry, given the Lua expressions of its parts, as one block
+    (the ledger library and its call): bridge/dedup.py splices it into its claim script,
+    which records what it queues in the same step. Kept until that script moves to a .lua
+    file that says `-- needs: ledger` (issue 16)."""
+    return (f"do\n{scripts.library('ledger')}"
+            f"ledger_record({zset}, {tasks}, {ms}, {message_id}, {entry})\nend\n")
 
 
 @dataclass(frozen=True)
@@ -105,12 +76,13 @@ async def record(client: aioredis.Redis, entries: list[Entry]) -> None:
     """Before these messages go on the queue by `send_task` (one round trip)."""
     if entries:
         args = [part for e in entries for part in (e.message_id, e.to_json())]
-        await client.eval(_RECORD, 2, keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY, *args)
+        await scripts.register(client, "ledger_record")(keys=[keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY], args=args)
 
 
 async def due(client: aioredis.Redis, after_s: float, limit: int = 100) -> list[Entry]:
     """The messages handed over at least `after_s` ago without a decision, taken by this sweep."""
-    raw = await client.eval(_DUE, 2, keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY, int(after_s * 1000), limit)
+    raw = await scripts.register(client, "ledger_due")(keys=[keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY],
+                                                       args=[int(after_s * 1000), limit])
     return [Entry.from_json(item) for item in raw]
 
 

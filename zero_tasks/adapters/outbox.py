@@ -8,9 +8,9 @@ BLOCKED announcement can never be followed by an order for that message.
 
 Keeping the decision, adding it to the audit stream (audit_writer.py turns the stream
 into execution_log rows, in batches), publishing its TradeUpdate, marking it sent and
-taking the message off the hand-over ledger (in_flight.py) is one Lua script: atomic, so
-a crash can never leave a decision announced twice, kept but never announced, or
-announced but never audited; and one round trip.
+taking the message off the hand-over ledger (in_flight.py) is one Lua script
+(lua/keep_and_announce.lua): atomic, so a crash can never leave a decision announced twice,
+kept but never announced, or announced but never audited; and one round trip.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Iterable
 import redis
 import redis.asyncio as aioredis
 
-from zero_tasks.adapters import in_flight
+from zero_tasks.adapters import scripts
 from zero_tasks.core import keys
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.adapters.redis_state import read_hash_field_and_snapshot
@@ -28,24 +28,9 @@ from zero_tasks.core.snapshot import Snapshot
 
 AUDIT_STREAM = "key:execution_audit_stream"
 
-# KEYS[1]: the outbox hash of one message, KEYS[2]: the audit stream, KEYS[3], KEYS[4]:
-# the hand-over ledger (in_flight.py), from which the message is removed.
-# ARGV: record JSON, TTL, channel, event JSON, the message id.
-# Returns {the record that counts, or '' when it is the one given, 1 if its event was
-# published now}: the common case sends no record back.
-_KEEP_AND_ANNOUNCE = in_flight.FORGET_LUA + """
-local rec = redis.call('HGET', KEYS[1], 'record')
-if not rec then
-  redis.call('HSET', KEYS[1], 'record', ARGV[1], 'event', ARGV[4])
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  redis.call('XADD', KEYS[2], '*', 'row', ARGV[1])
-  rec = ''
-end
-if redis.call('HEXISTS', KEYS[1], 'sent') == 1 then return {rec, 0} end
-redis.call('PUBLISH', ARGV[3], redis.call('HGET', KEYS[1], 'event'))
-redis.call('HSET', KEYS[1], 'sent', '1')
-return {rec, 1}
-"""
+# bridge/app.py warms this script up by its text; kept until the bridge loads scripts
+# through the registry (issue 16).
+_KEEP_AND_ANNOUNCE = scripts.source("keep_and_announce")
 
 
 def decision_key(event_key: str) -> str:
@@ -68,14 +53,14 @@ def _outcome(rec: DecisionRecord, reply: list[object]) -> tuple[DecisionRecord, 
 def keep_and_announce(r: redis.Redis, rec: DecisionRecord) -> tuple[DecisionRecord, bool]:
     """(the decision that counts for this message, True if its event went out now)."""
     script_keys, args = _script_args(rec)
-    return _outcome(rec, r.eval(_KEEP_AND_ANNOUNCE, len(script_keys), *script_keys, *args))
+    return _outcome(rec, scripts.register(r, "keep_and_announce")(keys=script_keys, args=args))
 
 
 async def keep_and_announce_many(r: aioredis.Redis,
                                  recs: Iterable[DecisionRecord]) -> list[tuple[DecisionRecord, bool]]:
     """The bridge's batch: every decision of it in one pipelined round trip."""
     recs = list(recs)
-    script = r.register_script(_KEEP_AND_ANNOUNCE)
+    script = scripts.register(r, "keep_and_announce")
     pipe = r.pipeline(transaction=False)
     for rec in recs:
         script_keys, args = _script_args(rec)

@@ -1,8 +1,8 @@
 """Redis edge of the decision: the snapshot read, the execution_id claim, the cooldown.
 
-Claim, cooldown and the day's order slot are one Lua script, so two workers deciding at
-the same instant cannot both win. Claim and cooldown remember their owner so that a
-redelivered task (same message) can tell its own earlier claim from somebody else's.
+Claim, cooldown and the day's order slot are one Lua script (lua/admit.lua), so two workers
+deciding at the same instant cannot both win. Claim and cooldown remember their owner so
+that a redelivered task (same message) can tell its own earlier claim from somebody else's.
 """
 
 from __future__ import annotations
@@ -13,59 +13,12 @@ import redis
 import redis.asyncio as aioredis
 
 from zero_tasks.core import keys
-from zero_tasks.adapters.risk import TAKE_SLOTS_LUA, BrokerRateLimit
+from zero_tasks.adapters import scripts
+from zero_tasks.adapters.risk import BrokerRateLimit
 from zero_tasks.core.session import TradingSession
 from zero_tasks.core.task_auth import Holdings
 from zero_tasks.core.checks.admission import Admission, Claim
 from zero_tasks.core.snapshot import Snapshot
-
-# Rows 7-8, the daily cap and the placement's broker budget in one step (one round trip,
-# no interleaving):
-# KEYS: seen, cooldown, cooldown owner, daily hash, broker rate window.
-# ARGV: message_id, claim ttl, now iso, cooldown s, execution_id, cap, daily ttl, received iso,
-#       broker calls per minute, rate member, slots to take (0: none).
-# Returns {claim (0 taken, 1 claimed, 2 re-entered), refusal ('' | 'cooldown' | 'daily cap'),
-# cooldown since, broker slots taken}. A daily-cap refusal gives back what this step took, so
-# a later decision is not stopped by it. The slots are taken only once admitted, and only
-# all of them: when the budget is spent none are, and the order task asks again (and waits).
-_ADMIT = TAKE_SLOTS_LUA + """
-local claim
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then claim = 1
-elseif redis.call('GET', KEYS[1]) == ARGV[1] then claim = 2
-else return {0, 'duplicate', '', 0} end
-if redis.call('GET', KEYS[3]) ~= ARGV[5] then
-  local current = redis.call('GET', KEYS[2])
-  if current then return {claim, 'cooldown', current, 0} end
-  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
-  redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[4])
-end
-if redis.call('HEXISTS', KEYS[4], ARGV[5]) == 0 then
-  if redis.call('HLEN', KEYS[4]) >= tonumber(ARGV[6]) then
-    redis.call('DEL', KEYS[2], KEYS[3])
-    if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-    return {claim, 'daily cap', '', 0}
-  end
-  redis.call('HSET', KEYS[4], ARGV[5], ARGV[8])
-  redis.call('EXPIRE', KEYS[4], ARGV[7])
-end
-local slots = tonumber(ARGV[11])
-if slots > 0 and take_slots(KEYS[5], tonumber(ARGV[9]), ARGV[10], slots) ~= 0 then slots = 0 end
-return {claim, '', '', slots}
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  return 1
-end
-return 0
-"""
-
-_RELEASE_CLAIM = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 def connect(url: str) -> redis.Redis:
     """Short timeouts: a Redis that does not answer is a veto, not a hang."""
@@ -147,9 +100,9 @@ class ExecutionLocks:
     def __init__(self, r: redis.Redis, cooldown_s: int) -> None:
         self._r = r
         self._cooldown_s = cooldown_s
-        self._admit = r.register_script(_ADMIT)
-        self._release = r.register_script(_RELEASE)
-        self._release_claim = r.register_script(_RELEASE_CLAIM)
+        self._admit = scripts.register(r, "admit")
+        self._release = scripts.register(r, "release_cooldown")
+        self._release_claim = scripts.register(r, "release_claim")
 
     def admit(self, execution_id: str, message_id: str, ticker: str, now: datetime,
               daily_key: str, daily_cap: int, received_at: datetime,

@@ -1,5 +1,6 @@
 """Redis edge of the risk controls: the daily order cap, the broker rate limit, the
-circuit breaker. Each is one Lua script, so every worker and box sees one count.
+circuit breaker. Each is one Lua script (lua/take_broker_slots.lua, lua/breaker_failure.lua;
+the cap is taken by lua/admit.lua), so every worker and box sees one count.
 
 The pure verdicts (is the breaker open, is a probe due) live in checks/breaker.py; this module
 only counts and stores.
@@ -15,44 +16,11 @@ from zoneinfo import ZoneInfo
 
 import redis
 
+from zero_tasks.adapters import scripts
 from zero_tasks.core import keys
 from zero_tasks.secrets import scrub
 
 NEW_YORK = ZoneInfo("America/New_York")
-
-# Sliding one-minute window of broker calls: take `n` slots at once or none. A Lua function,
-# so the admission script (redis_state._ADMIT) can take a placement's slots in the same step.
-# Returns 0 (taken) or the milliseconds until enough slots are free.
-TAKE_SLOTS_LUA = """
-local function take_slots(key, limit, member, n)
-  local t = redis.call('TIME')
-  local now = t[1] * 1000 + math.floor(t[2] / 1000)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - 60000)
-  local used = redis.call('ZCARD', key)
-  if used + n <= limit then
-    for i = 1, n do redis.call('ZADD', key, now, member .. ':' .. i) end
-    redis.call('PEXPIRE', key, 61000)
-    return 0
-  end
-  local nth = redis.call('ZRANGE', key, used + n - limit - 1, used + n - limit - 1, 'WITHSCORES')
-  if #nth == 0 then return 60000 end
-  return math.max(1, tonumber(nth[2]) + 60000 - now)
-end
-"""
-_RATE = TAKE_SLOTS_LUA + "return take_slots(KEYS[1], tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]))\n"
-
-# KEYS: failures, breaker. ARGV: threshold, window, state JSON. Returns the count, negated
-# when this failure opened the breaker.
-_FAILURE = """
-local n = redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-if n >= tonumber(ARGV[1]) and redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('SET', KEYS[2], ARGV[3])
-  return -n
-end
-return n
-"""
-
 
 REGULAR_CLOSE = time(16, 0)  # New York
 
@@ -103,7 +71,7 @@ class BrokerRateLimit:
 
     def __init__(self, r: redis.Redis, per_minute: int) -> None:
         self.per_minute = per_minute
-        self._acquire = r.register_script(_RATE)
+        self._acquire = scripts.register(r, "take_broker_slots")
         self._seq = 0
 
     def member(self, label: str) -> str:
@@ -132,7 +100,7 @@ class CircuitBreaker:
         self._threshold = threshold
         self._window_s = window_s
         self._cooloff_s = cooloff_s
-        self._failure = r.register_script(_FAILURE)
+        self._failure = scripts.register(r, "breaker_failure")
 
     def state(self, reason: str, now: datetime, failures: int) -> str:
         until = now + timedelta(seconds=self._cooloff_s)

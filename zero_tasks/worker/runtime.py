@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable
 
 import redis
-from redis.commands.core import Script
 from sqlalchemy import Engine, text
 
+from zero_tasks.adapters import scripts
 from zero_tasks.adapters.alpaca_adapter import AlpacaBroker, make_trading_client
 from zero_tasks.adapters.audit import ensure_schema, make_engine
 from zero_tasks.adapters.redis_state import ExecutionLocks, connect
@@ -76,15 +76,9 @@ def ensure_audit_schema(rt: Runtime) -> None:
         _schema_ready = True
 
 
-def _scripts(rt: Runtime) -> list[Script]:
-    """The Lua scripts the runtime's parts registered (redis-py loads one at its first call)."""
-    parts = [getattr(rt, f.name) for f in fields(rt)]
-    return [v for part in parts if hasattr(part, "__dict__") for v in vars(part).values() if isinstance(v, Script)]
-
-
 def _load_scripts(rt: Runtime) -> None:
-    for script in _scripts(rt):
-        rt.redis.script_load(script.script)
+    """Every script of the registry, compiled by Redis now (redis-py would load one at its first call)."""
+    scripts.load_all(rt.redis)
 
 
 def _open_database(rt: Runtime) -> None:
