@@ -1,4 +1,5 @@
-"""`python -m bridge`: refuses to start unless paper-only, then runs until SIGTERM."""
+"""`python -m bridge`: refuses to start unless paper-only and the audit schema is at head,
+then runs until SIGTERM."""
 
 import asyncio
 
@@ -9,6 +10,9 @@ from zero_tasks.settings import settings_or_exit
 def main() -> None:
     settings = settings_or_exit()
     configure_logging()
+    from .schema_check import check_or_exit
+
+    check_or_exit(settings.sqlalchemy_url)
     from .app import Bridge
 
     asyncio.run(Bridge(settings).run())

@@ -27,6 +27,7 @@ from flower import urls as flower_urls
 
 from tests.support.procs import CELERY, PYTHON, ROOT, PrivateRedis, Proc, base_env, free_port, wait_for
 from zero_ops import flower_guard
+from zero_tasks.adapters.audit import ensure_schema, make_engine
 from zero_ops.flower_guard import CONFIG_FILE, Refused, check_basic_auth, flower_argv, flower_env, plan
 from zero_ops.flower_proxy import WATCH_PATHS, Forward, Refuse, credential_digests, credentials_match, route
 
@@ -313,6 +314,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     password, second_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
     port = free_port()
     env = base_env(redis_server.port, "http://127.0.0.1:9", f"sqlite:///{logs / 'audit.db'}", free_port())
+    ensure_schema(make_engine(env["DATABASE_URL"]))  # a worker refuses a schema that is behind
     worker = Proc("worker", [CELERY, "-A", "zero_tasks", "worker", "-c", "1", "-n", "watched@%h", "-Q", "zero_audit",
                              "--without-gossip", "--without-mingle", "-l", "INFO"], env, logs)
     guard_environment = {k: v for k, v in env.items() if not k.startswith("FLOWER_")}

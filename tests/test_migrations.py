@@ -1,5 +1,6 @@
-"""The audit schema: ZERO's own M6 table adopted in place, Alembic as operators use it,
-processes that refuse a schema they cannot write, and /health while the audit fails.
+"""The audit schema: ZERO's own M6 table adopted in place, a gateway on it, and /health
+while the audit fails. The `alembic` commands and the processes' schema check at start:
+tests/test_alembic_cli.py.
 
 PostgreSQL tests each use a schema of their own (`options=-csearch_path=...`), so they
 never meet another test's execution_log.
@@ -18,7 +19,7 @@ import pytest
 from sqlalchemy import Engine, inspect, text
 
 from tests.support.gateway import PG_URL, Gateway, opportunity, ranking, sqlalchemy_url
-from tests.support.procs import CELERY, ROOT, PrivateRedis, base_env, free_port, health, wait_for
+from tests.support.procs import CELERY, ROOT, PrivateRedis, health, wait_for
 from zero_tasks.adapters.audit import make_engine
 
 ALEMBIC = str(Path(CELERY).with_name("alembic"))
@@ -211,7 +212,10 @@ def test_adoption_that_fails_halfway_leaves_the_table_and_its_rows_as_they_were(
 # --- A (end to end). A real gateway on ZERO's table ---------------------------------------
 
 def start_on_existing_table(gw: Gateway) -> Gateway:
-    """Gateway.start, except that the table there is kept: the worker migrates it at its start."""
+    """Gateway.start, except that the table there is kept and migrated as an operator does
+    (the processes never migrate: they refuse a schema that is behind)."""
+    result = alembic(gw.database_url, "upgrade", "head")
+    assert result.returncode == 0, result.stderr
     for proc in [*gw.workers, *gw.bridges]:
         proc.start()
     gw.wait_ready()
@@ -279,71 +283,3 @@ def test_health_degraded_with_the_reason_while_the_audit_cannot_be_written_then_
     finally:
         gw.stop()
         server.stop()
-
-
-# --- C. Alembic as operators use it, and processes that refuse ----------------------------
-
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'audit.db'}"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path)
-    return request.getfixturevalue("pg_url")
-
-
-def test_alembic_upgrade_current_history_downgrade(any_url: str) -> None:
-    assert alembic(any_url, "upgrade", "head").returncode == 0
-    assert current(any_url) == f"{HEAD} (head)"
-    history = alembic(any_url, "history")
-    assert history.returncode == 0
-    assert [line.split(",")[0] for line in history.stdout.strip().splitlines()] == [
-        "0002 -> 0003 (head)", "0001 -> 0002", "<base> -> 0001"]
-    assert alembic(any_url, "downgrade", "-1").returncode == 0
-    assert current(any_url) == "0002"
-    assert alembic(any_url, "upgrade", "head").returncode == 0
-    assert current(any_url) == f"{HEAD} (head)"
-
-
-def test_alembic_without_database_url_says_what_is_missing() -> None:
-    result = alembic(None, "current")
-    assert result.returncode != 0
-    assert "DATABASE_URL is not set" in result.stderr
-
-
-def worker_start(url: str, log_dir: Path) -> subprocess.CompletedProcess[str]:
-    """A worker that gets past its schema check would run for good: bounded here, the
-    refusal comes before it takes any task."""
-    env = base_env(free_port(), "http://127.0.0.1:9", url, free_port())
-    return subprocess.run([CELERY, "-A", "zero_tasks", "worker", "-c", "1", "--without-gossip",
-                           "--without-mingle", "-l", "INFO"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
-
-
-def test_worker_refuses_a_schema_at_a_revision_it_does_not_know(any_url: str, log_dir: Path) -> None:
-    assert alembic(any_url, "upgrade", "head").returncode == 0
-    engine = make_engine(sqlalchemy_url(any_url))
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE zero_execution_schema_version SET version_num = '9999'"))
-    engine.dispose()
-
-    result = worker_start(any_url, log_dir)
-
-    assert result.returncode == 2
-    assert "refusing to start: execution_log is at schema revision 9999" in result.stderr
-
-
-def test_worker_refuses_when_its_migration_fails(pg_url: str, pg: Engine, log_dir: Path) -> None:
-    zero_table_with_m6_rows(pg)
-    with pg.begin() as conn:
-        conn.execute(text("CREATE TABLE squatter (x int)"))
-        conn.execute(text("CREATE INDEX ix_execution_log_status_time ON squatter (x)"))
-
-    result = worker_start(pg_url, log_dir)
-
-    assert result.returncode == 2
-    assert "the migration to 0003 failed: DuplicateTable" in result.stderr
-    assert "Nothing was changed" in result.stderr
-    assert "event_key" not in {c["name"] for c in inspect(pg).get_columns("execution_log")}

@@ -12,7 +12,6 @@ import fcntl
 import logging
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 
+from zero_tasks.adapters.migrations import VERSION_TABLE, SchemaVersion, refusal
 from zero_tasks.core.record import clean
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-VERSION_TABLE = "zero_execution_schema_version"  # the same name as in migrations/env.py
 
 
 def driver_url(url: str) -> str:
@@ -98,13 +97,14 @@ def driver_url(url: str) -> str:
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Bring execution_log to the latest migration (Alembic), one process at a time.
+    """Bring execution_log to the latest migration (Alembic), one caller at a time.
 
-    Every worker calls this at its start and at its first write; PostgreSQL serialises
-    them with an advisory lock (migrations/env.py), SQLite with a lock file beside the
-    database. All pending revisions run in one transaction.
+    What `alembic upgrade head` does, in-process, for tools and tests that prepare a
+    database; the gateway's processes never call it (they check: `require_schema`).
+    PostgreSQL serialises callers with an advisory lock (migrations/env.py), SQLite with
+    a lock file beside the database. All pending revisions run in one transaction.
     """
-    from alembic import command  # only the writers migrate; the bridge never loads Alembic
+    from alembic import command  # loaded only here and in schema_version: never by the bridge
 
     with _migration_lock(engine), engine.begin() as conn:
         config = _alembic_config()
@@ -120,19 +120,6 @@ def _alembic_config() -> Any:
     return config
 
 
-@dataclass(frozen=True)
-class SchemaVersion:
-    """Where the database is against this code's migrations."""
-
-    current: tuple[str, ...]  # the revisions in the version table (empty: never migrated)
-    head: tuple[str, ...]  # this code's latest revision(s)
-    unknown: tuple[str, ...]  # current revisions this code has no migration for (a newer gateway's)
-
-    @property
-    def at_head(self) -> bool:
-        return set(self.current) == set(self.head)
-
-
 def schema_version(engine: Engine) -> SchemaVersion:
     """Read the version table; raises SQLAlchemy's errors when the database is away."""
     from alembic.runtime.migration import MigrationContext
@@ -144,6 +131,17 @@ def schema_version(engine: Engine) -> SchemaVersion:
     known = {rev.revision for rev in script.walk_revisions()}
     return SchemaVersion(current=tuple(current), head=tuple(script.get_heads()),
                          unknown=tuple(rev for rev in current if rev not in known))
+
+
+class SchemaNotAtHead(RuntimeError):
+    """execution_log is not at this code's latest migration: the process must not write it."""
+
+
+def require_schema(engine: Engine) -> None:
+    """Raise SchemaNotAtHead unless the table is at head; SQLAlchemy's errors when the database is away."""
+    reason = refusal(schema_version(engine))
+    if reason:
+        raise SchemaNotAtHead(reason)
 
 
 @contextmanager

@@ -39,7 +39,7 @@ from celery import signals
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from zero_tasks.adapters.audit import ensure_schema, insert_rows
+from zero_tasks.adapters.audit import SchemaNotAtHead, insert_rows, require_schema
 from zero_tasks.adapters.audit_health import FAILURE_TTL_S, failure_key, failure_value, reason_of
 from zero_tasks.worker import schema_gate  # noqa: F401 - its worker_init hook: the schema checked before any task
 from zero_tasks.adapters.outbox import AUDIT_STREAM
@@ -80,7 +80,7 @@ class AuditWriter:
                 if self.step() and self._failing_since is not None:
                     self._recovered()
                 backoff = 0.0
-            except (redis.RedisError, OperationalError, InterfaceError, ProgrammingError) as exc:
+            except (redis.RedisError, OperationalError, InterfaceError, ProgrammingError, SchemaNotAtHead) as exc:
                 backoff = min(max(backoff * 2, 0.25), BACKOFF_MAX_S)
                 log.warning("audit writer: %s; retrying in %.2fs", reason_of(exc), backoff)
                 self._failed(exc)
@@ -95,7 +95,7 @@ class AuditWriter:
         cannot hold it, and /health is `down` then anyway."""
         if isinstance(exc, redis.RedisError):
             return
-        self._schema_ready = False  # a broken or replaced schema: migrate again at the next try
+        self._schema_ready = False  # a broken or replaced schema: checked again at the next try
         self._failing_since = self._failing_since or datetime.now(timezone.utc)
         try:
             self._r.set(failure_key(self.name), failure_value(reason_of(exc), self._failing_since, self.name),
@@ -175,7 +175,7 @@ class AuditWriter:
 
     def _write(self, entries: list[Entry]) -> int:
         if not self._schema_ready:
-            ensure_schema(self._engine)
+            require_schema(self._engine)  # never migrates: `alembic upgrade head` does
             self._schema_ready = True
         rows, refused = [], []
         for _, fields in entries:

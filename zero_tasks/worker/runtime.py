@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 
 from zero_tasks.adapters import scripts
 from zero_tasks.adapters.alpaca_adapter import AlpacaBroker, make_trading_client
-from zero_tasks.adapters.audit import ensure_schema, make_engine
+from zero_tasks.adapters.audit import make_engine, require_schema
 from zero_tasks.adapters.redis_state import ExecutionLocks, connect
 from zero_tasks.adapters.risk import BrokerRateLimit, CircuitBreaker, DailyCap
 from zero_tasks.settings import Settings, settings_or_exit
@@ -72,7 +72,7 @@ def ensure_audit_schema(rt: Runtime) -> None:
     """Once per process; a database that is down now is retried at the next write."""
     global _schema_ready
     if not _schema_ready:
-        ensure_schema(rt.engine)
+        require_schema(rt.engine)  # never migrates: `alembic upgrade head` does
         _schema_ready = True
 
 

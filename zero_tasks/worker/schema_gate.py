@@ -1,17 +1,17 @@
-"""A worker checks the audit schema at its start: at head, brought to head, or refused.
+"""A worker checks the audit schema at its start: at head, or refused.
 
-Decided with the newcomer in mind: a worker still migrates a database that is behind by
-itself (`make run`, the tests, a fresh SQLite file all keep working), and compose's
-one-shot `migrate` service has already done it, so there the worker only confirms. What
-a worker never does is run against a schema it cannot write:
+The gateway's processes never migrate: `alembic upgrade head` does (an operator, compose's
+one-shot `migrate` service, `make run` before it starts anything, the tests' setup). So
+a worker never runs against a schema it cannot write:
 
+- the database is behind this code's latest migration (never migrated, or migrated by an
+  older gateway): refused, naming `alembic upgrade head`;
 - the database is at a revision this code does not know (a newer gateway migrated it):
-  refused, before any task is taken;
-- the migration to head fails (say a conflicting object): refused; the migration ran in
-  one transaction, so the table is as it was;
+  refused;
 - the database does not answer: the worker starts. Decisions do not wait for the audit:
-  their rows wait in Redis (the audit stream) and the writer migrates at its first
-  write; /health is degraded with the reason meanwhile (audit_health.py).
+  their rows wait in Redis (the audit stream), and the writer checks the schema again
+  before its first write (`audit.require_schema`); a schema still behind then keeps the
+  rows waiting and /health degraded with the same reason (audit_health.py).
 
 A refusal exits with status 2, as the paper-only guard does, with the reason on stderr.
 """
@@ -26,8 +26,9 @@ from celery import signals
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from zero_tasks.adapters.audit import ensure_schema, make_engine, schema_version
+from zero_tasks.adapters.audit import make_engine, schema_version
 from zero_tasks.adapters.audit_health import reason_of
+from zero_tasks.adapters.migrations import refusal as schema_refusal
 
 log = logging.getLogger(__name__)
 
@@ -35,31 +36,14 @@ EXIT_REFUSED = 2
 
 
 def refusal(engine: Engine) -> str | None:
-    """Why this process must not start, or None (migrated when behind)."""
+    """Why this process must not start, or None."""
     try:
         version = schema_version(engine)
     except (OperationalError, InterfaceError) as exc:
         log.warning("audit database unreachable at start (%s): rows wait in Redis; "
                     "the schema is checked again at the first write", reason_of(exc))
         return None
-    if version.unknown:
-        return (f"execution_log is at schema revision {', '.join(version.unknown)}, which this gateway does not "
-                f"know (its latest is {', '.join(version.head)}): a newer gateway migrated it. Run that version, "
-                "or downgrade the schema with its code (`alembic downgrade <revision>`).")
-    if version.at_head:
-        return None
-    try:
-        ensure_schema(engine)
-    except (OperationalError, InterfaceError) as exc:
-        log.warning("audit database went away while migrating (%s): retried at the first write", reason_of(exc))
-        return None
-    except Exception as exc:  # noqa: BLE001 - any failed migration refuses the start, with its reason
-        return (f"execution_log schema is at {', '.join(version.current) or 'no revision'} and the migration to "
-                f"{', '.join(version.head)} failed: {reason_of(exc)}. Nothing was changed (one transaction). "
-                "Fix the cause, then run `alembic upgrade head` (alembic.ini at the repository root).")
-    log.info("execution_log schema migrated from %s to %s", ", ".join(version.current) or "nothing",
-             ", ".join(version.head))
-    return None
+    return schema_refusal(version)
 
 
 def check_or_exit(database_url: str) -> None:

@@ -15,7 +15,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection, text
 
-VERSION_TABLE = "zero_execution_schema_version"
+from zero_tasks.adapters.migrations import VERSION_TABLE
 ADVISORY_LOCK = 727274
 
 
