@@ -2,17 +2,33 @@
 PYTHON3 ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+LOCKS := requirements/runtime.lock requirements/test.lock
+# `make lock` keeps every pin it can; `make lock LOCK_ARGS=--upgrade` (or --upgrade-package NAME) moves them.
+LOCK_ARGS ?=
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
+	--strip-extras --no-emit-index-url --no-emit-find-links --build-deps-for editable $(LOCK_ARGS)
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install lock lint run test test-fast bench clean
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# Everything from the hashed lock (pip, setuptools and wheel included: pip checks every file and
+# resolves nothing beyond it), then the project itself without a download (no build isolation).
+$(VENV)/.installed: $(LOCKS) pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet --require-hashes -r requirements/test.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $@
 
 install: $(VENV)/.installed
+
+# The locks for Python 3.11 on Linux, from pyproject.toml: runtime (the image) and runtime + the test extra.
+lock: install
+	$(PIP_COMPILE) --output-file requirements/runtime.lock pyproject.toml
+	$(PIP_COMPILE) --extra test --output-file requirements/test.lock pyproject.toml
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 run: install
 	$(PY) scripts/devstack.py

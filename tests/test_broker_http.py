@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import tomllib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -273,8 +274,8 @@ def test_another_alpaca_py_version_is_refused_with_what_to_check() -> None:
 
 
 def test_the_installed_alpaca_py_is_the_pinned_one() -> None:
-    pinned = [line.split("#")[0].strip() for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
-              if line.startswith("alpaca-py")]
+    pinned = [dependency for dependency in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+              ["dependencies"] if dependency.startswith("alpaca-py")]
     assert pinned == [f"alpaca-py=={alpaca_compat.PINNED}"]
     alpaca_compat.require_pinned()  # the installed one: no exit
 

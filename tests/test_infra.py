@@ -437,7 +437,7 @@ def test_dockerfile_steps_run_as_a_script(tmp_path: Path) -> None:
                                     timeout=900)
             assert result.returncode == 0, f"RUN {rest} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
             ran.append(rest)
-    assert any("requirements.txt" in r for r in ran), ran
+    assert any("--require-hashes -r requirements/runtime.lock" in r for r in ran), ran
 
     app = workdir
     run_env = {**env, "ALPACA_PAPER": "true", "ALPACA_API_KEY": "dummy-key", "ALPACA_SECRET_KEY": "dummy-secret",
