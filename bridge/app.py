@@ -24,7 +24,6 @@ from zero_tasks.core.checks.breaker import breaker_probe_due
 
 from . import db_probe, dedup
 from .broker_probe import BrokerProbe
-from .dedup import Push
 from .enqueue import DECIDE_TASK, Enqueuer
 from .health import HealthSources, health, render
 from .http import HttpServer
@@ -48,8 +47,8 @@ class Bridge:
         from zero_tasks.worker.celery_app import app  # loads celeryconfig: the paper guard has run
 
         self.settings = settings
-        self.enqueuer = Enqueuer(app, settings.redis_url)
-        self.listener = Listener(settings.redis_url, self.on_batch, fast=self)
+        self.enqueuer = Enqueuer(app)
+        self.listener = Listener(settings.redis_url, self.on_batch)
         self.limits = limits_of(settings)
         self.decided = 0
         self.rescued = 0
@@ -70,7 +69,6 @@ class Bridge:
         return {"bridge": {"subscribed": self.listener.connected, "received": self.listener.received, "won": self.listener.won,
                            "decided": self.decided,
                            "enqueued": self.enqueuer.enqueued, "pending": self.enqueuer.pending,
-                           "hand_over": self.enqueuer.hand_over, "pushed_by_claim": self.enqueuer.pushed_by_claim,
                            "dropped": self.enqueuer.dropped,
                            "reconnects": self.listener.reconnects,
                            "taken_over": self.listener.taken_over, "rescued": self.rescued,
@@ -136,26 +134,9 @@ class Bridge:
             RESCUED.inc()
             await self.enqueuer.submit(entry.task_id, entry.message)
 
-    def prepare(self, incoming: tuple[bytes, str, datetime]) -> Push | None:
-        """A valid signal that passes rows 5-6 goes to the worker undecided: its task can be
-        pushed by the claim script (Listener._claim_and_push). Anything else is decided or
-        handed over by `on_batch`."""
-        data, message_id, heard = incoming
-        message, subject = message_from_bytes(data, message_id, heard, self.settings.max_payload_bytes)
-        if not isinstance(subject, Signal) or not passes_signal_checks(subject, datetime.now(timezone.utc), self.limits):
-            return None
-        task = self._sealed(message)
-        built = self.enqueuer.push_for(subject.execution_id, task)
-        return Push(*built, in_flight.Entry(subject.execution_id, task)) if built else None
-
     def _sealed(self, message: Message) -> dict[str, object]:
         """The decide task's argument, sealed: the worker runs no task it cannot open."""
         return seal(self.settings.task_signing_key.get_secret_value(), DECIDE_TASK, message.to_task())
-
-    def pushed(self, message_id: str) -> None:
-        MESSAGES.labels("valid").inc()
-        ENQUEUED.inc()
-        self.enqueuer.pushed()
 
     async def _refusals(self, parsed: list[tuple[Message, Signal | Invalid]]) -> dict[str, DecisionRecord]:
         now = datetime.now(timezone.utc)
@@ -239,7 +220,7 @@ class Bridge:
         so the first signal after a start does not pay for it; a Redis restarted later
         loads them again at their next call (redis-py's NOSCRIPT path)."""
         try:
-            for script in (dedup._CLAIM, dedup._CLAIM_AND_PUSH, outbox._KEEP_AND_ANNOUNCE):
+            for script in (dedup._CLAIM, outbox._KEEP_AND_ANNOUNCE):
                 await self._redis.script_load(script)
         except RedisError as exc:  # the first message loads them the usual way
             log.warning("warm-up: Lua scripts not loaded (%s)", type(exc).__name__)
@@ -253,7 +234,7 @@ class Bridge:
             self.settings.execution_api_host, self.settings.execution_api_port)
         log.info("bridge serving /health on http://%s:%d (paper only)",
                  self.settings.execution_api_host, self.settings.execution_api_port)
-        await asyncio.to_thread(self.enqueuer.warm)
+        await asyncio.to_thread(self.enqueuer.connect)
         await self._warm_scripts()
         async with server:
             await asyncio.gather(self.listener.run(stop), self._drain_forever(stop))

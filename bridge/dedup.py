@@ -37,12 +37,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from zero_tasks.adapters import in_flight
 from zero_tasks.core import keys
 
 CLAIM_TTL_S = keys.CLAIM_TTL_SECONDS
@@ -52,7 +50,7 @@ MAX_TRACKED = 200_000
 # this bridge's subscription (ARGV[2]) are counted as history, atomically with claiming the
 # next ARGV[4] occurrences (the same bytes may come several times in one batch). Returns
 # {occurrences before, won 1|0 per occurrence}.
-_HISTORY = """
+_CLAIM = """
 local t = redis.call('TIME')
 local ms = t[1] * 1000 + math.floor(t[2] / 1000)
 local before = tonumber(ARGV[1])
@@ -63,32 +61,12 @@ if before < 0 then
     if tonumber(claimed_ms) < since then before = before + 1 end
   end
 end
-"""
-_CLAIM = _HISTORY + """
 local result = {before}
 for i = 1, tonumber(ARGV[4]) do
   result[i + 1] = redis.call('HSETNX', KEYS[1], before + i, ms)
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return result
-"""
-# One message, claimed and handed over in one atomic step: when this bridge wins the
-# occurrence its task was built for (ARGV[4]), the task goes onto the Celery queue
-# (KEYS[2] <- ARGV[5]), the message is marked handed over (KEYS[3]) and written to the
-# hand-over ledger (KEYS[4], KEYS[5]: message id ARGV[6], entry ARGV[7]). A bridge killed
-# at any point either holds no claim or has handed the message over. Returns
-# {occurrences before, won 1|0, pushed 1|0}.
-_CLAIM_AND_PUSH = _HISTORY + """
-local won = redis.call('HSETNX', KEYS[1], before + 1, ms)
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-if won == 0 or before + 1 ~= tonumber(ARGV[4]) then
-  return {before, won, 0}
-end
-redis.call('LPUSH', KEYS[2], ARGV[5])
-redis.call('SADD', KEYS[3], before + 1)
-redis.call('EXPIRE', KEYS[3], ARGV[3])
-""" + in_flight.record_lua("KEYS[4]", "KEYS[5]", "ms", "ARGV[6]", "ARGV[7]") + """
-return {before, 1, 1}
 """
 # The catch-up of the stored ranking (KEYS[1]: the claim hash of its bytes): the claim of
 # occurrence 1, taken only when no bridge has claimed any occurrence of these bytes.
@@ -100,16 +78,6 @@ redis.call('HSET', KEYS[1], 1, t[1] * 1000 + math.floor(t[2] / 1000))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
-
-
-@dataclass(frozen=True)
-class Push:
-    """A hand-over built before the claim: LPUSH `payload` onto `key` if the claim is won,
-    and record `entry` in the hand-over ledger (in_flight.py)."""
-
-    key: str
-    payload: str
-    entry: in_flight.Entry
 
 
 def content_hash(data: bytes) -> str:
@@ -128,7 +96,6 @@ class MessageIdentity:
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._subscribed_ms = 0
         self._script: AsyncScript | None = None
-        self._push_script: AsyncScript | None = None
 
     async def subscribing(self, client: aioredis.Redis) -> None:
         """Called right before SUBSCRIBE is sent: claims older than now are history."""
@@ -175,27 +142,6 @@ class MessageIdentity:
         bytes heard next are the second."""
         digest = content_hash(data)
         self._seen(digest, max(self._counts.get(digest, 0), 1))
-
-    def next_id(self, data: bytes) -> str:
-        """The id the next claim of these bytes will most likely give: the one to build a
-        task for before claiming (a payload first seen here is expected to have no history)."""
-        digest = content_hash(data)
-        return f"{digest}:{self._counts.get(digest, 0) + 1}"
-
-    async def claim_and_push(self, client: aioredis.Redis, expected_id: str, push: Push) -> tuple[str, bool, bool]:
-        """(message_id, won, pushed) for one message: `push` runs only when this bridge wins
-        the claim and the message's id is `expected_id`, the one its task carries."""
-        digest, occurrence = expected_id.rsplit(":", 1)
-        if self._push_script is None:
-            self._push_script = client.register_script(_CLAIM_AND_PUSH)
-        handed_key, _ = _handed_key(expected_id)
-        before, won, pushed = await self._push_script(
-            keys=[keys.BRIDGE_MSG_PREFIX + digest, push.key, handed_key, keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY],
-            args=[self._counts.get(digest, -1), self._subscribed_ms, CLAIM_TTL_S, occurrence, push.payload,
-                  push.entry.message_id, push.entry.to_json()],
-            client=client)
-        self._seen(digest, before + 1)
-        return f"{digest}:{before + 1}", bool(won), bool(pushed)
 
 
 def _handed_key(message_id: str) -> tuple[str, str]:

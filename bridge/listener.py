@@ -12,7 +12,7 @@ import random
 import time
 from collections import deque
 from datetime import datetime, timezone
-from typing import Awaitable, Callable, Protocol
+from typing import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from zero_tasks.worker import failpoints
 from zero_tasks.core import keys
 
-from .dedup import MessageIdentity, Push, claim_catch_up, mark_handed, take_over
+from .dedup import MessageIdentity, claim_catch_up, mark_handed, take_over
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +28,6 @@ Incoming = tuple[bytes, str, datetime]  # the bytes, the message id, when heard
 # Takes a batch; returns the ids it handed over (decided, or on the Celery queue).
 Handler = Callable[[list[Incoming]], Awaitable["set[str] | None"]]
 
-
-class FastHandOver(Protocol):
-    """A message heard alone may be handed over by its claim script: `prepare` builds the
-    push for the message as it will most likely be named, or says None (the usual path);
-    `pushed` is told when the script won the claim and pushed."""
-
-    def prepare(self, incoming: Incoming) -> Push | None: ...
-
-    def pushed(self, message_id: str) -> None: ...
 
 # How long a message another bridge claimed may stay unhandled before this bridge takes it
 # over: far above a hand-over's milliseconds, even for a batch of 200 in a burst.
@@ -55,10 +46,9 @@ class Listener:
     while it is still fresh; a ranking any bridge heard live is left alone (dedup.py).
     """
 
-    def __init__(self, redis_url: str, handler: Handler, fast: FastHandOver | None = None) -> None:
+    def __init__(self, redis_url: str, handler: Handler) -> None:
         self._url = redis_url
         self._handler = handler
-        self._fast = fast
         self._identity = MessageIdentity()
         self.connected = False
         self.received = 0
@@ -121,13 +111,8 @@ class Listener:
 
     async def _claim_and_handle(self, client: aioredis.Redis, batch: list[tuple[bytes, datetime]]) -> None:
         self.received += len(batch)
-        claims, pushed = None, None
-        if len(batch) == 1 and self._fast is not None:
-            claims, pushed = await self._claim_and_push(client, *batch[0])
-        if claims is None:
-            claims = await self._identity.claim(client, [data for data, _ in batch])
-        won = [(data, message_id, heard) for (data, heard), (message_id, ours) in zip(batch, claims)
-               if ours and message_id != pushed]
+        claims = await self._identity.claim(client, [data for data, _ in batch])
+        won = [(data, message_id, heard) for (data, heard), (message_id, ours) in zip(batch, claims) if ours]
         look_again = time.monotonic() + TAKE_OVER_AFTER_S
         self._lost.extend((look_again, (data, message_id, heard))
                           for (data, heard), (message_id, ours) in zip(batch, claims) if not ours)
@@ -135,24 +120,6 @@ class Listener:
         if won:
             failpoints.hit("bridge_after_claim")  # fault tests: die holding claims
             await mark_handed(client, sorted(await self._handle(won)))
-
-    async def _claim_and_push(self, client: aioredis.Redis, data: bytes,
-                              heard: datetime) -> tuple[list[tuple[str, bool]] | None, str | None]:
-        """The latency path: claim and hand-over in one script. Returns the claim and the
-        id pushed, or (None, None) when the message needs the usual path."""
-        assert self._fast is not None
-        expected = self._identity.next_id(data)
-        try:
-            push = self._fast.prepare((data, expected, heard))
-        except Exception:  # noqa: BLE001 - never let one message end the subscription
-            log.exception("hand-over of %s not built ahead; taking the usual path", expected)
-            push = None
-        if push is None:
-            return None, None
-        message_id, won, pushed = await self._identity.claim_and_push(client, expected, push)
-        if pushed:
-            self._fast.pushed(message_id)
-        return [(message_id, won)], message_id if pushed else None
 
     async def _take_over_due(self, client: aioredis.Redis) -> None:
         """Messages another bridge claimed and never marked handed over (it died in between):

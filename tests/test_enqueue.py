@@ -1,16 +1,24 @@
-"""The bridge's enqueuer keeps what it cannot hand to the Celery broker, and never drops
-a message silently when that backlog is full."""
+"""The bridge's hand-over: a message it won goes to the worker through Celery's `send_task`
+and is marked handed over once it is on the queue; the enqueuer keeps what it cannot hand
+to the Celery broker, and never drops a message silently when that backlog is full."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+import pytest
+import redis.asyncio as aioredis
 from celery import Celery
 
+from bridge.dedup import content_hash, take_over
 from bridge.enqueue import Enqueuer
-from tests.support.procs import free_port
+from bridge.listener import Listener
+from tests.support.bridge_redis import run
+from tests.support.procs import PrivateRedis, free_port
 from tests.support.redis_dbs import redis_db
+from tests.test_message_identity import running
+from zero_tasks.core import keys
 
 
 def unreachable_app() -> Celery:
@@ -49,3 +57,41 @@ def test_reachable_broker_takes_messages_inline_in_order(private_redis) -> None:
     assert enqueuer.pending == 0 and enqueuer.enqueued == 3 and enqueuer.failures == 0
     queued = redis.Redis(port=private_redis.port, db=redis_db(__name__)).lrange("celery", 0, -1)
     assert [json.loads(m)["headers"]["id"] for m in reversed(queued)] == ["id-0", "id-1", "id-2"]
+
+
+def test_a_warm_up_against_an_unreachable_broker_only_warns(caplog) -> None:
+    enqueuer = Enqueuer(unreachable_app())
+    enqueuer.connect()
+    assert any("warm-up" in r.getMessage() for r in caplog.records)
+    assert enqueuer.failures == 0 and enqueuer.pending == 0  # the first message tries again
+
+
+@pytest.mark.parametrize("handed_over", [True, False])
+def test_a_listener_marks_a_message_it_won_handed_over_only_once_its_handler_handed_it_over(
+        private_redis: PrivateRedis, handed_over: bool) -> None:
+    """Handed over: no other bridge takes it over. Not (say, kept while the Celery broker is
+    away): another bridge may take it over, and it is not lost if this one dies."""
+    db = private_redis.client(db=redis_db(__name__))
+    db.flushdb()
+    url = f"redis://127.0.0.1:{private_redis.port}/{redis_db(__name__)}"
+    message_id = f"{content_hash(b'one ranking')}:1"
+    handled: list[str] = []
+
+    async def handler(batch: list[tuple[bytes, str, object]]) -> set[str]:
+        handled.extend(mid for _, mid, _ in batch)
+        return {mid for _, mid, _ in batch} if handed_over else set()
+
+    async def scenario(client: aioredis.Redis) -> list[bool]:
+        stop, task = await running(Listener(url, handler))
+        await client.publish(keys.OPPORTUNITY_CHANNEL, b"one ranking")
+        for _ in range(200):
+            if handled:
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+        return await take_over(client, [message_id])
+
+    assert run(url, scenario) == [not handed_over]
+    assert handled == [message_id]
+    db.flushdb()

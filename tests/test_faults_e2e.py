@@ -396,8 +396,7 @@ def test_bridge_killed_mid_stream_a_second_bridge_loses_and_duplicates_nothing(m
 def test_a_bridge_killed_between_its_claim_and_the_hand_over_loses_nothing(many: Gateway, tmp_path: Path) -> None:
     """The bridge wins a message's claim and dies before deciding or enqueueing it (a
     failpoint, so the crash lands exactly there): another bridge takes it over. The signals
-    are below the threshold, decided by the bridge after its claim; an eligible signal heard
-    alone is claimed and put on the queue in one script, which leaves no such window."""
+    are below the threshold, decided by the bridge after its claim."""
     marker = tmp_path / "bridge-claim-failpoint"
     victim = many.restart(many.bridges[0], ZERO_FAILPOINTS=f"bridge_after_claim:{marker}")
     many.wait_ready()
@@ -480,7 +479,7 @@ def test_tasks_a_dying_worker_took_off_the_queue_are_queued_again_and_decided_on
     worker: it pops the tasks and drops them. The bridge queues them again from the
     hand-over ledger once HANDOVER_RESCUE_AFTER_S has passed, and each message is decided
     once. Five rankings published at once, so that the bridge may take them as one batch
-    (claim, then send_task) as well as one by one (the claim script). A message queued
+    as well as one by one. A message queued
     again meets the whole decision again: with the kill switch turned off while it waited,
     it ends BLOCKED and nothing is ordered."""
     env = {**FAST_REDELIVERY, "RATE_LIMIT_MAX_WAIT_S": "0", "HANDOVER_RESCUE_AFTER_S": "15"}

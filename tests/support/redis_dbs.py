@@ -24,6 +24,7 @@ OWNERS: dict[str, tuple[int, ...]] = {
     "test_metrics": (10,),
     "test_catch_up": (11,),
     "test_scripts": (12,),
+    "test_keep_warm": (13,),
 }
 
 
