@@ -1,15 +1,27 @@
-"""GET /metrics: the bridge's own counters plus the workers' numbers kept in Redis.
+"""GET /metrics: the bridge's own counters plus the gateway-wide numbers kept in Redis.
 
 Each scrape reads the shared metric hashes and the health checks once (async), then
-renders them with prometheus_client's own metric families and text format.
+renders them with prometheus_client's own metric families and text format. Durations are
+in seconds (`_seconds`), counters end in `_total`.
+
+Several bridges, one set of numbers: the gateway-wide series (the workers' decision counts
+and latencies, the queues, the kill switch, the breaker, the heartbeats) are read from
+Redis and are the same whichever bridge serves them, so only one bridge at a time
+exports them: the one holding the lease `EXPORTER_KEY` (taken with SET NX, renewed at
+every scrape it serves, EXPORTER_TTL_S). The others serve only their own series
+(`zero_bridge_*`, `zero_dependency_up`, process_*). `sum()` over bridges therefore counts
+each decision once; `zero_bridge_gateway_exporter` says which bridge exports.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
 
 import redis.asyncio as aioredis
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -17,6 +29,21 @@ from zero_tasks.adapters import metrics
 from zero_tasks.secrets import scrub
 
 QUEUES = ("zero_execution", "zero_audit")
+EXPORTER_KEY = metrics.PREFIX + "exporter"  # which bridge exports the gateway-wide series
+EXPORTER_TTL_S = 45  # three scrapes at compose's 15 s: a stopped exporter is replaced within 45 s
+ROLE = "role"  # in the stored numbers: {"exporter": "1"} when this bridge holds the lease
+
+disable_created_metrics()  # no `_created` series beside every counter: not part of the documented list
+
+
+def bridge_id() -> str:
+    """This bridge process, as the lease holder."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def seconds(buckets: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Bucket bounds stored in milliseconds, as the `le` of a `_seconds` histogram."""
+    return [(bound if bound == "+Inf" else repr(float(bound) / 1000), n) for bound, n in buckets]
 
 
 class Snapshot(Collector):
@@ -27,10 +54,28 @@ class Snapshot(Collector):
         self.health = health
         self.queues = queues
 
+    @property
+    def exporter(self) -> bool:
+        return self.stored.get(ROLE, {}).get("exporter") == "1"
+
     def collect(self) -> Iterator[Any]:
-        yield from self._decisions()
-        yield from self._latencies()
-        yield from self._gauges()
+        yield GaugeMetricFamily("zero_bridge_gateway_exporter",
+                                "1 when this bridge exports the gateway-wide series (one bridge at a time)",
+                                value=1.0 if self.exporter else 0.0)
+        yield from self._dependencies()
+        if self.exporter:
+            yield from self._decisions()
+            yield from self._latencies()
+            yield from self._gauges()
+
+    def _dependencies(self) -> Iterator[Any]:
+        """This bridge's own view: each bridge probes its dependencies itself."""
+        checks = self.health.get("checks", {})
+        up = GaugeMetricFamily("zero_dependency_up", "1 when the dependency answers this bridge",
+                               labels=["dependency"])
+        for name in ("redis", "database", "broker"):
+            up.add_metric([name], 1.0 if checks.get(name, {}).get("ok") else 0.0)
+        yield up
 
     def _decisions(self) -> Iterator[Any]:
         decisions = CounterMetricFamily("zero_decisions", "Decisions by status and reason class",
@@ -45,25 +90,21 @@ class Snapshot(Collector):
 
     def _latencies(self) -> Iterator[Any]:
         raw = self.stored.get(metrics.DECISION_LATENCY, {})
-        family = HistogramMetricFamily("zero_signal_to_decision_ms", "Bridge receipt to decision, milliseconds")
+        family = HistogramMetricFamily("zero_signal_to_decision_seconds", "Bridge receipt to decision, seconds")
         buckets, total, _ = metrics.histogram(raw)
-        family.add_metric([], buckets, total)
+        family.add_metric([], seconds(buckets), total / 1000)
         yield family
         broker_raw = self.stored.get(metrics.BROKER_LATENCY, {})
         calls = sorted({k.split("|", 1)[0] for k in broker_raw if "|" in k})
-        broker = HistogramMetricFamily("zero_broker_latency_ms", "Alpaca API call latency, milliseconds",
+        broker = HistogramMetricFamily("zero_broker_call_duration_seconds", "Alpaca API call duration, seconds",
                                        labels=["call"])
         for call in calls:
             buckets, total, _ = metrics.histogram(broker_raw, call)
-            broker.add_metric([scrub(call)], buckets, total)
+            broker.add_metric([scrub(call)], seconds(buckets), total / 1000)
         yield broker
 
     def _gauges(self) -> Iterator[Any]:
         checks = self.health.get("checks", {})
-        up = GaugeMetricFamily("zero_dependency_up", "1 when the dependency answers", labels=["dependency"])
-        for name in ("redis", "database", "broker"):
-            up.add_metric([name], 1.0 if checks.get(name, {}).get("ok") else 0.0)
-        yield up
         yield GaugeMetricFamily("zero_execution_enabled", "Kill switch: 1 only when exactly 'true'",
                                 value=1.0 if self.health.get("execution_enabled") else 0.0)
         yield GaugeMetricFamily("zero_circuit_breaker_open", "1 while the circuit breaker is open",
@@ -81,13 +122,30 @@ class Snapshot(Collector):
 
 
 async def read_stored(redis_url: str, broker_url: str) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
+    """The gateway-wide numbers when this bridge is (or now becomes) the exporter; else none."""
     client = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=1)
     try:
+        if not await _hold_exporter_lease(client):
+            return {}, {}
         stored = {key: await client.hgetall(key)
                   for key in (metrics.DECISIONS, metrics.DECISION_LATENCY, metrics.BROKER_LATENCY)}
     finally:
         await client.aclose()
+    stored[ROLE] = {"exporter": "1"}
     return stored, await queue_depths(broker_url)
+
+
+async def _hold_exporter_lease(client: aioredis.Redis) -> bool:
+    """Take the lease when free, renew it when ours. A renewal racing an expiry at worst
+    extends the new holder's lease; two exporters would need a scrape of each inside the
+    same instant of a hand-over."""
+    me = bridge_id()
+    if await client.set(EXPORTER_KEY, me, nx=True, ex=EXPORTER_TTL_S):
+        return True
+    if await client.get(EXPORTER_KEY) == me:
+        await client.expire(EXPORTER_KEY, EXPORTER_TTL_S)
+        return True
+    return False
 
 
 async def queue_depths(broker_url: str) -> dict[str, int]:

@@ -86,9 +86,9 @@ def test_metrics_parse_with_prometheus_and_count_a_worker_decision(lonely: Gatew
         s.labels == {"status": "SUBMITTED", "reason": "submitted"} and s.value >= 1
         for s in f["zero_decisions"].samples) and f, 10, "the worker's decision in /metrics")
     assert any(s.value >= 1 for s in found["zero_orders_submitted"].samples)
-    latency = {s.name: s.value for s in found["zero_signal_to_decision_ms"].samples if s.name.endswith("_count")}
-    assert latency["zero_signal_to_decision_ms_count"] >= 1
-    broker_calls = {s.labels.get("call") for s in found["zero_broker_latency_ms"].samples}
+    latency = {s.name: s.value for s in found["zero_signal_to_decision_seconds"].samples if s.name.endswith("_count")}
+    assert latency["zero_signal_to_decision_seconds_count"] >= 1
+    broker_calls = {s.labels.get("call") for s in found["zero_broker_call_duration_seconds"].samples}
     assert "submit" in broker_calls
     def up() -> dict:
         return {s.labels["dependency"]: s.value for s in families()["zero_dependency_up"].samples}
