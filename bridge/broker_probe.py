@@ -11,6 +11,7 @@ followed, so they are never sent to another address.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +32,10 @@ class BrokerProbe:
                          "APCA-API-SECRET-KEY": settings.alpaca_secret_key.get_secret_value(),
                          "Accept": "application/json"}
         self._timeout_s = timeout_s
-        self._opener = urllib.request.build_opener(_NoRedirect())
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+        if settings.alpaca_ca_file:  # a loopback HTTPS simulator's test CA, trusted alone (settings.py)
+            handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=settings.alpaca_ca_file)))
+        self._opener = urllib.request.build_opener(*handlers)
 
     def __call__(self) -> str:
         """'account ACTIVE in 3 ms'; raises with the HTTP status (never a key) otherwise."""

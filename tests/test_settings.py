@@ -85,3 +85,48 @@ def test_market_state_max_age_is_off_unless_set() -> None:
     """ZERO writes the market state only when it changes: no age bound by default."""
     assert load_settings(**SAFE).market_state_max_age_s is None
     assert load_settings(**(SAFE | {"market_state_max_age_s": ""})).market_state_max_age_s is None
+
+
+# --- ALPACA_CA_FILE: a loopback HTTPS simulator's test CA, nothing else -------------------
+
+CA_PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize("url", ["https://127.0.0.1:8100", "https://localhost:8100", "https://[::1]:8100"])
+def test_a_ca_file_is_taken_for_a_loopback_https_base_url(url: str, tmp_path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(CA_PEM)
+    assert load_settings(**(SAFE | {"alpaca_base_url": url, "alpaca_ca_file": str(ca)})).alpaca_ca_file == str(ca)
+
+
+@pytest.mark.parametrize("url", [None, "http://127.0.0.1:8100", "https://paper-api.alpaca.markets"],
+                         ids=["paper-default", "loopback-http", "paper-https"])
+def test_a_ca_file_refuses_to_start_unless_the_base_url_is_loopback_https(url: str | None, tmp_path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(CA_PEM)
+    with pytest.raises(ConfigError, match="ALPACA_CA_FILE is only for a loopback https ALPACA_BASE_URL"):
+        load_settings(**(SAFE | {"alpaca_base_url": url, "alpaca_ca_file": str(ca)}))
+
+
+@pytest.mark.parametrize("content", [None, b"not a certificate", CA_PEM + b"-----BEGIN PRIVATE KEY-----\n"],
+                         ids=["missing", "not-pem", "with-a-key"])
+def test_a_ca_file_that_is_not_a_readable_ca_certificate_refuses_to_start(content: bytes | None, tmp_path) -> None:
+    ca = tmp_path / "ca.pem"
+    if content is not None:
+        ca.write_bytes(content)
+    with pytest.raises(ConfigError, match="ALPACA_CA_FILE"):
+        load_settings(**(SAFE | {"alpaca_base_url": "https://127.0.0.1:8100", "alpaca_ca_file": str(ca)}))
+
+
+def test_an_empty_ca_file_is_unset_not_an_unverified_connection() -> None:
+    assert load_settings(**(SAFE | {"alpaca_ca_file": " "})).alpaca_ca_file is None
+
+
+@pytest.mark.parametrize("value, ok", [(0, True), (0.4, True), (30, True), (-1, False), (601, False)])
+def test_broker_keep_warm_is_off_at_zero_and_bounded(value: float, ok: bool) -> None:
+    assert load_settings(**SAFE).broker_keep_warm_s == 30.0
+    if ok:
+        assert load_settings(**(SAFE | {"broker_keep_warm_s": value})).broker_keep_warm_s == value
+    else:
+        with pytest.raises(ConfigError, match="BROKER_KEEP_WARM_S"):
+            load_settings(**(SAFE | {"broker_keep_warm_s": value}))

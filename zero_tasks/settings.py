@@ -109,6 +109,15 @@ class Settings(BaseSettings):
     broker_timeout_s: float = Field(default=5.0, gt=0, le=30)
     broker_max_retries: int = Field(default=4, ge=0, le=10)
     broker_retry_backoff_max_s: int = Field(default=20, ge=1, le=120)
+    # The CA a loopback HTTPS simulator's certificate is signed by (python -m alpaca_paper_sim
+    # --tls --ca-out PATH): trusted instead of the system's CAs, and only for such a URL.
+    alpaca_ca_file: str | None = Field(default=None, description="PEM CA file, loopback https base URL only")
+    # A broker connection idle this long gets a cheap call (GET /v2/clock, from the broker
+    # budget) so the server does not close it and the next order pays no new TCP and TLS
+    # handshake. 30 s is half the 60 s idle timeout of the commonest load balancers and
+    # servers (AWS ALB, many HTTP servers); at most 2 calls a minute per connection, two
+    # connections per pool process. 0 = off.
+    broker_keep_warm_s: float = Field(default=30.0, ge=0, le=600)
 
     # Celery delivery: an unacked task (its worker died) comes back after the visibility
     # timeout on Redis; it must outlast the longest legitimate run plus a retry countdown.
@@ -215,6 +224,30 @@ class Settings(BaseSettings):
         if not 0 < value <= HARD_SIGNAL_MAX_AGE_S:
             raise ValueError(f"SIGNAL_MAX_AGE_S may only be lowered from {HARD_SIGNAL_MAX_AGE_S}")
         return value
+
+    @field_validator("alpaca_ca_file")
+    @classmethod
+    def _ca_file_unset_when_empty(cls, value: str | None) -> str | None:
+        return None if value is None or value.strip() == "" else value  # never verify="" (no verification)
+
+    @model_validator(mode="after")
+    def _ca_file_for_a_loopback_https_simulator_only(self) -> "Settings":
+        if self.alpaca_ca_file is None:
+            return self
+        parts = urlsplit(self.alpaca_base_url or "")
+        host = (parts.hostname or "").lower()
+        if parts.scheme != "https" or not (host == "localhost" or _is_loopback_ip(host)):
+            raise ValueError(
+                "ALPACA_CA_FILE is only for a loopback https ALPACA_BASE_URL (the simulator's test CA); "
+                "Alpaca's paper host is verified against the system's CAs")
+        try:
+            with open(self.alpaca_ca_file, "rb") as fh:
+                pem = fh.read(1 << 20)
+        except OSError as exc:
+            raise ValueError(f"ALPACA_CA_FILE cannot be read ({type(exc).__name__}: {exc.strerror})") from None
+        if b"-----BEGIN CERTIFICATE-----" not in pem or b"PRIVATE KEY" in pem:
+            raise ValueError("ALPACA_CA_FILE must be a PEM CA certificate (and no private key)")
+        return self
 
     @model_validator(mode="after")
     def _redelivery_after_time_limit(self) -> "Settings":

@@ -10,6 +10,7 @@ BrokerTransient (retry) or BrokerRejected (final 4xx).
 from __future__ import annotations
 
 import re
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ class PlacedOrder:
 
 
 PAPER_URL = "https://paper-api.alpaca.markets"
+MAIN, READS = "main", "reads"  # AlpacaBroker's two connections: the caller's, and the read thread's (row 9)
 
 
 def url_symbol(ticker: str) -> str:
@@ -80,7 +82,8 @@ def make_trading_client(settings: Settings) -> TradingClient:
         paper=True,  # hard-coded: this gateway has no live mode
         url_override=settings.alpaca_base_url,
     )
-    return alpaca_compat.configure(client, settings.broker_timeout_s, settings.alpaca_base_url or PAPER_URL)
+    return alpaca_compat.configure(client, settings.broker_timeout_s, settings.alpaca_base_url or PAPER_URL,
+                                   settings.alpaca_ca_file)
 
 
 def _message(exc: APIError) -> str:
@@ -141,12 +144,25 @@ class AlpacaBroker:
         # so no requests.Session is ever used by two threads at once.
         self._reads = alpaca_compat.twin(client)
         self._read_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-read")
+        # One lock per connection (client): a keep-warm call (keep_warm.py) is made only on a
+        # connection nothing else is using, and never while an order's call is on it.
+        self._locks = {MAIN: threading.Lock(), READS: threading.Lock()}
+        self._last_used = {MAIN: time.monotonic(), READS: time.monotonic()}
+
+    def _on(self, connection: str, call: Callable[[], T]) -> T:
+        """A classified call on one connection, which it holds while it runs."""
+        with self._locks[connection]:
+            try:
+                return _classified(call)
+            finally:
+                self._last_used[connection] = time.monotonic()
 
     def _timed(self, name: str, call: Callable[[], T]) -> T:
-        """A classified call whose latency is kept for the metrics (failures included)."""
+        """A classified call on the main connection whose latency is kept for the metrics
+        (failures included)."""
         started = time.perf_counter()
         try:
-            return _classified(call)
+            return self._on(MAIN, call)
         finally:
             self._timings.append((name, 1000 * (time.perf_counter() - started)))
 
@@ -184,7 +200,7 @@ class AlpacaBroker:
         symbol = url_symbol(ticker)
         request = GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)
         started = time.perf_counter()
-        orders = self._read_thread.submit(_classified, lambda: self._reads.get_orders(request))
+        orders = self._read_thread.submit(self._on, READS, lambda: self._reads.get_orders(request))
         try:
             position = self._open_position(symbol)
         except BaseException:
@@ -233,10 +249,36 @@ class AlpacaBroker:
         """A cheap authenticated call, over both clients' connections: the account status
         (warm-up opens both connections; the breaker closes only when both answer)."""
         started = time.perf_counter()
-        other = self._read_thread.submit(_classified, self._reads.get_account)  # its connection too
-        account = _classified(self._client.get_account)
+        other = self._read_thread.submit(self._on, READS, self._reads.get_account)  # its connection too
+        account = self._on(MAIN, self._client.get_account)
         other.result()
         return f"account {getattr(account.status, 'value', account.status)} in {1000 * (time.perf_counter() - started):.0f} ms"
+
+    def idle_connections(self, idle_s: float) -> list[str]:
+        """The connections (MAIN, READS) no call has used for `idle_s` seconds."""
+        now = time.monotonic()
+        return [name for name, used in self._last_used.items() if now - used >= idle_s]
+
+    def in_use(self, connection: str) -> bool:
+        return self._locks[connection].locked()
+
+    def keep_warm(self, connection: str) -> bool:
+        """GET /v2/clock on `connection` (the cheapest authenticated call), so the server
+        and whatever is in between do not close it for idleness; a closed one is opened
+        again here, ahead of the next order. Skipped (False) when a call is on it: an order
+        never waits for a keep-warm call to start. Raises as every broker call does."""
+        lock = self._locks[connection]
+        if not lock.acquire(blocking=False):
+            return False
+        try:
+            client = self._client if connection == MAIN else self._reads
+            try:
+                _classified(client.get_clock)
+            finally:
+                self._last_used[connection] = time.monotonic()
+        finally:
+            lock.release()
+        return True
 
 
 class RateLimitedBroker:
@@ -275,3 +317,16 @@ class RateLimitedBroker:
     def submit_buy(self, ticker: str, client_order_id: str) -> PlacedOrder:
         self._pay("submit")
         return self._broker.submit_buy(ticker, client_order_id)
+
+    def keep_warm(self, idle_s: float) -> list[str]:
+        """A keep-warm call on each connection idle for `idle_s`, one slot each; a
+        connection in use is skipped before it is paid for. RateLimited when the budget is
+        spent: the calls wait for the next round, the orders never wait for them."""
+        warmed = []
+        for connection in self._broker.idle_connections(idle_s):
+            if self._broker.in_use(connection):
+                continue
+            self._pay("keep-warm")
+            if self._broker.keep_warm(connection):
+                warmed.append(connection)
+        return warmed

@@ -13,7 +13,7 @@ alpaca-py's TradingClient offers neither knob the gateway needs:
 So `configure` sets two attributes that RESTClient makes in its constructor and reads on
 every call, neither of them public: `_session` (the requests.Session every call goes
 through: here a `BrokerSession`, which adds the timeout) and `_retry` (the retries left:
-0). alpaca-py is pinned exactly in requirements.txt, and importing this module refuses any
+0). alpaca-py is pinned exactly in pyproject.toml, and importing this module refuses any
 other installed version (`require_pinned`): a new alpaca-py is taken only after checking
 that `RESTClient.__init__` still makes both attributes and `_request` / `_one_request`
 still read them, then moving `PINNED`.
@@ -44,7 +44,7 @@ def require_pinned(installed: str | None = None) -> None:
             f"zero_tasks/adapters/alpaca_compat.py sets two attributes of alpaca-py's RESTClient that are not "
             f"public (_session for the request timeout, _retry to turn its own retry off). "
             f"Install alpaca-py=={PINNED}, or check both in the new version and move PINNED and "
-            f"requirements.txt together.")
+            f"the pyproject.toml pin together (then `make lock`).")
 
 
 require_pinned()
@@ -53,13 +53,16 @@ require_pinned()
 class BrokerSession(requests.Session):
     """A plain requests.Session with a timeout on every call, and the environment (the
     proxy for the broker's host, REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE) read once here, not
-    on every call. TLS is verified against that CA bundle, or certifi's as requests does."""
+    on every call. TLS is verified against that CA bundle, or certifi's as requests does;
+    with `ca_file` (ALPACA_CA_FILE, a loopback HTTPS simulator's test CA) against that file
+    only, whatever the environment says."""
 
-    def __init__(self, timeout: float, base_url: str) -> None:
+    def __init__(self, timeout: float, base_url: str, ca_file: str | None = None) -> None:
         super().__init__()
         self.timeout = timeout
         self.base_url = base_url
-        found = self.merge_environment_settings(base_url, {}, None, None, None)
+        self.ca_file = ca_file
+        found = self.merge_environment_settings(base_url, {}, None, ca_file, None)
         self.proxies.update(found["proxies"])
         self.verify = found["verify"]
         self.trust_env = False
@@ -75,9 +78,9 @@ def without_retry(client: TradingClient) -> TradingClient:
     return client
 
 
-def configure(client: TradingClient, timeout: float, base_url: str) -> TradingClient:
+def configure(client: TradingClient, timeout: float, base_url: str, ca_file: str | None = None) -> TradingClient:
     """Every call with a timeout and without alpaca-py's own retry."""
-    client._session = BrokerSession(timeout, base_url)
+    client._session = BrokerSession(timeout, base_url, ca_file)
     return without_retry(client)
 
 
@@ -87,4 +90,4 @@ def twin(client: TradingClient) -> TradingClient:
     session = client._session
     if not isinstance(session, BrokerSession):
         raise TypeError("twin() needs a client made by configure()")
-    return configure(copy.copy(client), session.timeout, session.base_url)
+    return configure(copy.copy(client), session.timeout, session.base_url, session.ca_file)

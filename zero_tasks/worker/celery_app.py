@@ -35,9 +35,11 @@ def warm_celery() -> None:
 
 def _warm(**_: object) -> None:
     """A pool process is ready before its first message, not at it (runtime.warm; never raises)."""
+    from zero_tasks.worker import keep_warm
     from zero_tasks.worker.runtime import warm
 
     failed = warm()
+    keep_warm.start()  # BROKER_KEEP_WARM_S: the broker connections stay open through quiet minutes
     try:
         warm_celery()
     except Exception as exc:  # noqa: BLE001 - the first publish connects the usual way
