@@ -23,6 +23,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -52,9 +53,13 @@ GRAFANA = INFRA / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "execution_log.json"
 DATASOURCE = GRAFANA / "provisioning" / "datasources" / "timescaledb.yml"
 DASHBOARD_PROVIDER = GRAFANA / "provisioning" / "dashboards" / "dashboards.yml"
+PROMETHEUS_DATASOURCE = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
+PROMETHEUS_CONFIG = INFRA / "prometheus" / "prometheus.yml"
 
-SERVICES = {"redis", "timescaledb", "zero-execution", "zero-worker", "flower", "grafana"}
+SERVICES = {"redis", "timescaledb", "migrate", "zero-execution", "zero-worker", "flower", "prometheus", "grafana"}
 GATEWAY_SERVICES = ("zero-execution", "zero-worker", "flower")  # built from infra/Dockerfile
+# Exact versions: no `latest`, no bare major (a new major or minor must be a reviewed change).
+PINNED_IMAGE = re.compile(r"^[a-z0-9./-]+:v?\d+\.\d+\.\d+(-[a-z0-9]+)?$")
 # What .env.example leaves empty on purpose: the operator must fill them in.
 MUST_FILL = {"ALPACA_API_KEY", "ALPACA_SECRET_KEY", "FLOWER_BASIC_AUTH", "GF_SECURITY_ADMIN_PASSWORD",
              "TASK_SIGNING_KEY", "REDIS_PASSWORD"}
@@ -300,7 +305,8 @@ def test_env_example_lists_every_setting(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def local_argv(command: list[str], tmp: Path) -> list[str]:
     """A compose command for this machine: the venv's python/celery, the beat file in tmp."""
-    argv = [PYTHON if command[0] == "python" else CELERY if command[0] == "celery" else command[0], *command[1:]]
+    venv = {"python": PYTHON, "celery": CELERY, "alembic": str(Path(CELERY).with_name("alembic"))}
+    argv = [venv.get(command[0], command[0]), *command[1:]]
     if "-s" in argv:
         argv[argv.index("-s") + 1] = str(tmp / "celerybeat-schedule")
     return argv
@@ -308,8 +314,9 @@ def local_argv(command: list[str], tmp: Path) -> list[str]:
 
 @pytest.mark.e2e
 def test_compose_commands_run_here(tmp_path: Path, sim: Any) -> None:
-    """zero-worker's command (worker + beat) and zero-execution's command plus its healthcheck,
-    with the compose environment, against a private Redis, SQLite and the simulator."""
+    """migrate's command first, then zero-worker's command (worker + beat) with its
+    healthcheck and zero-execution's command with its healthcheck, with the compose
+    environment, against a private Redis, SQLite and the simulator."""
     model = load_compose(filled_env())
     redis_server = PrivateRedis(tmp_path, password=FILLED["REDIS_PASSWORD"]).start()
     api_port = free_port()
@@ -325,6 +332,9 @@ def test_compose_commands_run_here(tmp_path: Path, sim: Any) -> None:
         return env
 
     services = model["services"]
+    migrate = subprocess.run(local_argv(services["migrate"]["command"], tmp_path), cwd=ROOT, env=env_of("migrate"),
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert migrate.returncode == 0, migrate.stderr[-2000:]  # else the processes refuse the schema
     worker = Proc("compose-worker", local_argv(services["zero-worker"]["command"], tmp_path),
                   env_of("zero-worker"), tmp_path)
     bridge = Proc("compose-bridge", local_argv(services["zero-execution"]["command"], tmp_path),
@@ -343,6 +353,22 @@ def test_compose_commands_run_here(tmp_path: Path, sim: Any) -> None:
                 break
             assert time.monotonic() < deadline, f"healthcheck never passed: {result.stderr[-2000:]!r}"
             time.sleep(0.5)
+        # The worker's healthcheck, in a shell as Docker runs CMD-SHELL, with the container's
+        # HOSTNAME (Celery's default node name is celery@<hostname>).
+        worker_check = services["zero-worker"]["healthcheck"]["test"]
+        assert worker_check[0] == "CMD-SHELL"
+        shell_env = {**env_of("zero-worker"), "HOSTNAME": socket.gethostname(),
+                     "PATH": f"{Path(CELERY).parent}:{os.environ.get('PATH', '')}"}
+        deadline = time.monotonic() + 60
+        while True:
+            assert worker.alive(), worker.output()[-3000:]
+            result = subprocess.run(["sh", "-c", worker_check[1]], cwd=ROOT, env=shell_env, capture_output=True,
+                                    text=True, timeout=60, check=False)
+            if result.returncode == 0:
+                break
+            assert time.monotonic() < deadline, f"worker healthcheck never passed: {result.stdout[-2000:]}"
+            time.sleep(1)
+        assert "pong" in result.stdout
         # Beat runs inside the worker and its schedule reaches the worker: zero.reconcile runs.
         deadline = time.monotonic() + 60
         while "zero.reconcile" not in worker.output() or "beat: Starting" not in worker.output():
@@ -352,6 +378,10 @@ def test_compose_commands_run_here(tmp_path: Path, sim: Any) -> None:
         bridge.stop()
         result = subprocess.run(check_argv, env=env_of("zero-execution"), capture_output=True, timeout=30)
         assert result.returncode != 0, "healthcheck passes with the bridge stopped"
+        worker.stop()
+        result = subprocess.run(["sh", "-c", worker_check[1]], cwd=ROOT, env=shell_env, capture_output=True,
+                                text=True, timeout=60, check=False)
+        assert result.returncode != 0, "worker healthcheck passes with the worker stopped"
     finally:
         bridge.stop()
         worker.stop()
@@ -478,9 +508,17 @@ def dashboard() -> dict[str, Any]:
     return json.loads(DASHBOARD.read_text())
 
 
+def sql_panels() -> list[dict[str, Any]]:
+    return [panel for panel in dashboard()["panels"] if panel["datasource"]["type"] != "prometheus"]
+
+
+def prometheus_panels() -> list[dict[str, Any]]:
+    return [panel for panel in dashboard()["panels"] if panel["datasource"]["type"] == "prometheus"]
+
+
 def panel_sql() -> list[tuple[str, str, str]]:
     return [(panel["title"], target["format"], target["rawSql"])
-            for panel in dashboard()["panels"] for target in panel["targets"]]
+            for panel in sql_panels() for target in panel["targets"]]
 
 
 def test_grafana_provisioning_and_dashboard_are_well_formed() -> None:
@@ -507,6 +545,7 @@ def test_grafana_provisioning_and_dashboard_are_well_formed() -> None:
         area = {(x, y) for x in xs for y in ys}
         assert not area & cells, f"{panel['title']} overlaps another panel"
         cells |= area
+    for panel in sql_panels():
         assert panel["datasource"]["uid"] == source["uid"]
         assert panel["targets"]
         for target in panel["targets"]:
@@ -515,9 +554,69 @@ def test_grafana_provisioning_and_dashboard_are_well_formed() -> None:
             assert target["datasource"]["uid"] == source["uid"]
             if target["format"] == "time_series":
                 assert "$__timeGroupAlias(time" in target["rawSql"], panel["title"]
-    titles = " | ".join(p["title"] for p in panels).lower()
+    titles = " | ".join(p["title"] for p in sql_panels()).lower()
     for wanted in ("status", "ticker", "blocked", "latency", "order status"):
         assert wanted in titles
+
+
+def test_compose_images_are_pinned_to_exact_versions() -> None:
+    model = load_compose(filled_env())
+    images = {name: service["image"] for name, service in model["services"].items() if "build" not in service}
+    assert {"redis", "timescaledb", "prometheus", "grafana"} <= set(images)
+    for name, image in images.items():
+        assert PINNED_IMAGE.match(image), f"{name}: {image} is not an exact version"
+    assert images["timescaledb"].startswith("timescale/timescaledb:") and images["timescaledb"].endswith("-pg15")
+    assert re.match(r"^redis:7\.\d+\.\d+-alpine$", images["redis"])
+
+
+def test_compose_worker_has_a_healthcheck_and_a_stop_grace_beyond_the_task_time_limit() -> None:
+    model = load_compose(filled_env())
+    worker = model["services"]["zero-worker"]
+    check = worker["healthcheck"]["test"]
+    assert check[0] == "CMD-SHELL" and "inspect ping -d celery@$HOSTNAME" in check[1]
+    grace = re.fullmatch(r"(\d+)s", worker["stop_grace_period"])
+    assert grace, worker["stop_grace_period"]
+    time_limit = int(worker["environment"]["TASK_TIME_LIMIT_S"])
+    assert time_limit == Settings.model_fields["task_time_limit_s"].default
+    assert int(grace.group(1)) >= time_limit + 20
+
+
+def test_compose_migrates_before_the_bridge_and_the_worker() -> None:
+    services = load_compose(filled_env())["services"]
+    assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    assert services["migrate"]["restart"] == "no"
+    for name in ("zero-execution", "zero-worker"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+
+
+def test_prometheus_scrapes_every_bridge_and_grafana_shows_it_beside_the_sql_panels() -> None:
+    services = load_compose(filled_env())["services"]
+    prometheus = services["prometheus"]
+    mounts = {v.split(":")[1]: (INFRA / v.split(":")[0]).resolve() for v in prometheus["volumes"]
+              if v.startswith(".")}
+    assert mounts["/etc/prometheus/prometheus.yml"] == PROMETHEUS_CONFIG.resolve()
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    assert prometheus["ports"] == ["127.0.0.1:9090:9090"]
+    (job,) = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    (dns,) = job["dns_sd_configs"]  # every replica of the bridge service, by its DNS name
+    assert dns["names"] == ["zero-execution"] and dns["type"] == "A"
+    assert str(dns["port"]) == services["zero-execution"]["environment"]["EXECUTION_API_PORT"]
+
+    (source,) = yaml.safe_load(PROMETHEUS_DATASOURCE.read_text())["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    assert services["grafana"]["depends_on"]["prometheus"]
+    panels = prometheus_panels()
+    assert panels and sql_panels()
+    from tests.test_metrics import documented_metrics  # the names /metrics serves, checked there
+
+    served = documented_metrics()
+    for panel in panels:
+        assert panel["datasource"]["uid"] == source["uid"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == source["uid"]
+            names = set(re.findall(r"\b(zero_[a-z_]+?)(?:_bucket|_count|_sum)?\b", target["expr"]))
+            assert names and names <= served, (panel["title"], names - served)
 
 
 SQL_WORDS = {
