@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge
 from redis.exceptions import RedisError
 
-from zero_tasks.adapters import in_flight, outbox
+from zero_tasks.adapters import in_flight, outbox, scripts
 from zero_tasks.core.intake import Invalid, Signal
 from zero_tasks.core.message import Message, message_from_bytes
 from zero_tasks.adapters.metrics import queue_decision_metrics
@@ -22,7 +22,7 @@ from zero_tasks.settings import Settings
 from zero_tasks.core.task_auth import seal
 from zero_tasks.core.checks.breaker import breaker_probe_due
 
-from . import db_probe, dedup
+from . import db_probe
 from .broker_probe import BrokerProbe
 from .enqueue import DECIDE_TASK, Enqueuer
 from .health import HealthSources, health, render
@@ -216,12 +216,12 @@ class Bridge:
                 await self._rescue()
 
     async def _warm_scripts(self) -> None:
-        """Redis compiles the Lua scripts of a message's path now (the claims, the outbox),
-        so the first signal after a start does not pay for it; a Redis restarted later
-        loads them again at their next call (redis-py's NOSCRIPT path)."""
+        """Redis compiles the gateway's Lua scripts now (those of a message's path: the
+        claims, the hand-over ledger, the outbox), so the first signal after a start does not
+        pay for it; a Redis restarted later loads them again at their next call (redis-py's
+        NOSCRIPT path)."""
         try:
-            for script in (dedup._CLAIM, outbox._KEEP_AND_ANNOUNCE):
-                await self._redis.script_load(script)
+            await scripts.load_all_async(self._redis)
         except RedisError as exc:  # the first message loads them the usual way
             log.warning("warm-up: Lua scripts not loaded (%s)", type(exc).__name__)
 

@@ -41,43 +41,11 @@ from collections import Counter, OrderedDict
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
+from zero_tasks.adapters import scripts
 from zero_tasks.core import keys
 
 CLAIM_TTL_S = keys.CLAIM_TTL_SECONDS
 MAX_TRACKED = 200_000
-
-# One round trip per payload: on its first sight here (ARGV[1] = -1) the claims older than
-# this bridge's subscription (ARGV[2]) are counted as history, atomically with claiming the
-# next ARGV[4] occurrences (the same bytes may come several times in one batch). Returns
-# {occurrences before, won 1|0 per occurrence}.
-_CLAIM = """
-local t = redis.call('TIME')
-local ms = t[1] * 1000 + math.floor(t[2] / 1000)
-local before = tonumber(ARGV[1])
-if before < 0 then
-  before = 0
-  local since = tonumber(ARGV[2])
-  for _, claimed_ms in ipairs(redis.call('HVALS', KEYS[1])) do
-    if tonumber(claimed_ms) < since then before = before + 1 end
-  end
-end
-local result = {before}
-for i = 1, tonumber(ARGV[4]) do
-  result[i + 1] = redis.call('HSETNX', KEYS[1], before + i, ms)
-end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return result
-"""
-# The catch-up of the stored ranking (KEYS[1]: the claim hash of its bytes): the claim of
-# occurrence 1, taken only when no bridge has claimed any occurrence of these bytes.
-# Returns 1 when this bridge took it.
-_CATCH_UP = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local t = redis.call('TIME')
-redis.call('HSET', KEYS[1], 1, t[1] * 1000 + math.floor(t[2] / 1000))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
-"""
 
 
 def content_hash(data: bytes) -> str:
@@ -113,7 +81,7 @@ class MessageIdentity:
         digests = [content_hash(data) for data in batch]
         repeats = Counter(digests)  # insertion order: first appearance in the batch
         if self._script is None:
-            self._script = client.register_script(_CLAIM)
+            self._script = scripts.register(client, "message_claim")  # lua/message_claim.lua
         script = self._script
         calls = [(keys.BRIDGE_MSG_PREFIX + digest, [self._counts.get(digest, -1), self._subscribed_ms,
                                                     CLAIM_TTL_S, times])
@@ -180,7 +148,8 @@ async def claim_catch_up(client: aioredis.Redis) -> tuple[bytes, str] | None:
     if data is None:
         return None
     digest = content_hash(data)
-    if not await client.register_script(_CATCH_UP)(keys=[keys.BRIDGE_MSG_PREFIX + digest], args=[CLAIM_TTL_S]):
+    catch_up = scripts.register(client, "message_catch_up")  # lua/message_catch_up.lua
+    if not await catch_up(keys=[keys.BRIDGE_MSG_PREFIX + digest], args=[CLAIM_TTL_S]):
         return None
     # The id of occurrence 1, the one a live bridge would have decided it under: a bridge
     # that heard it and takes it over anyway gives the same message id, which the decision
