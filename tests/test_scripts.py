@@ -13,12 +13,11 @@ import redis
 
 from tests.support.procs import PrivateRedis
 from tests.support.redis_dbs import redis_db
-from zero_tasks.adapters import in_flight, scripts
+from zero_tasks.adapters import scripts
 from zero_tasks.adapters.scripts import LUA_DIR, Registry, ScriptError
 
 ROOT = Path(__file__).resolve().parents[1]
-# bridge/ joins once its claim scripts have moved to .lua files (issue 16, bridge side).
-NO_LUA_IN = ("zero_tasks", "zero_ops")
+NO_LUA_IN = ("zero_tasks", "bridge", "zero_ops")
 
 
 @pytest.fixture
@@ -63,12 +62,6 @@ def test_every_script_compiles_on_redis(r: redis.Redis) -> None:
     assert len(shas) == len(scripts.names())
     assert all(r.script_exists(*shas))
     assert shas == [scripts.register(r, name).sha for name in scripts.names()]  # what the adapters run
-
-
-def test_the_ledger_block_the_bridge_splices_records_an_entry(r: redis.Redis) -> None:
-    block = in_flight.record_lua("KEYS[1]", "KEYS[2]", "ms", "ARGV[1]", "ARGV[2]")
-    r.eval("local ms = 5\n" + block + "return 1", 2, "ledger", "tasks", "m:1", "entry")
-    assert r.zscore("ledger", "m:1") == 5 and r.hget("tasks", "m:1") == b"entry"
 
 
 @pytest.mark.parametrize("missing", ["KEYS", "ARGV", "returns"])

@@ -4,10 +4,10 @@ kombu's Redis transport takes a task off the queue (BRPOP) and only then writes 
 unacked hash. A worker whose main process dies in between, or that stops while a BRPOP
 reply is still in its socket (celery/celery#4354, #7950), loses the task for good: late
 acks and the visibility timeout never see it, and nothing would ever decide that
-message. So every message a bridge puts on the queue is also written here (by the claim
-script that queues it, or just before `send_task`), the outbox script that keeps the
-message's decision removes it in the same step, and the bridges queue again whatever
-stays here longer than HANDOVER_RESCUE_AFTER_S (`due`).
+message. So every message a bridge puts on the queue is also written here just before
+`send_task`, the outbox script that keeps the message's decision removes it in the same
+step, and the bridges queue again whatever stays here longer than
+HANDOVER_RESCUE_AFTER_S (`due`).
 
 Queuing a message twice is harmless, which is what makes this safe to run on every
 bridge: the decision outbox keeps the first decision of a message, its execution_id
@@ -28,15 +28,6 @@ from zero_tasks.adapters import scripts
 from zero_tasks.core import keys
 
 GIVE_UP_AFTER = timedelta(seconds=keys.CLAIM_TTL_SECONDS)  # past this the message's claims are gone too
-
-
-def record_lua(zset: str, tasks: str, ms: str, message_id: str, entry: str) -> str:
-    """The Lua that records one entry, given the Lua expressions of its parts, as one block
-    (the ledger library and its call): bridge/dedup.py splices it into its claim script,
-    which records what it queues in the same step. Kept until that script moves to a .lua
-    file that says `-- needs: ledger` (issue 16)."""
-    return (f"do\n{scripts.library('ledger')}"
-            f"ledger_record({zset}, {tasks}, {ms}, {message_id}, {entry})\nend\n")
 
 
 @dataclass(frozen=True)

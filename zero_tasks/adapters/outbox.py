@@ -28,11 +28,6 @@ from zero_tasks.core.snapshot import Snapshot
 
 AUDIT_STREAM = "key:execution_audit_stream"
 
-# bridge/app.py warms this script up by its text; kept until the bridge loads scripts
-# through the registry (issue 16).
-_KEEP_AND_ANNOUNCE = scripts.source("keep_and_announce")
-
-
 def decision_key(event_key: str) -> str:
     return keys.DECISION_PREFIX + event_key
 
