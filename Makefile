@@ -26,9 +26,9 @@ lock: install
 	$(PIP_COMPILE) --output-file requirements/runtime.lock pyproject.toml
 	$(PIP_COMPILE) --extra test --output-file requirements/test.lock pyproject.toml
 
+# Both run whatever the first finds; fails on any finding.
 lint: install
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy
+	$(VENV)/bin/ruff check .; ruff=$$?; $(VENV)/bin/mypy && exit $$ruff
 
 run: install
 	$(PY) scripts/devstack.py

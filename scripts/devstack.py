@@ -7,6 +7,7 @@ bridge and Flower (basic auth, loopback). Prints where everything is; Ctrl-C sto
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
@@ -49,9 +50,9 @@ def ensure_redis(env: dict[str, str], children: list[subprocess.Popen]) -> None:
         port = _free_port()
         env["REDIS_PORT"] = str(port)
     env["REDIS_PASSWORD"] = password
-    log = open(VAR / "redis.log", "ab")
     # The configuration on stdin (`redis-server -`): the password is not on a command line `ps` shows.
-    server = subprocess.Popen([binary, "-"], stdin=subprocess.PIPE, stdout=log, stderr=log)
+    with open(VAR / "redis.log", "ab") as log:
+        server = subprocess.Popen([binary, "-"], stdin=subprocess.PIPE, stdout=log, stderr=log)
     quoted = password.replace("\\", "\\\\").replace('"', '\\"')
     assert server.stdin is not None
     server.stdin.write((f'port {port}\nbind 127.0.0.1\nsave ""\nappendonly no\ndir "{VAR}"\n'
@@ -105,12 +106,13 @@ def migrate(env: dict[str, str]) -> None:
 
 
 def start(name: str, argv: list[str], env: dict[str, str], children: list[subprocess.Popen]) -> None:
-    log = open(VAR / f"{name}.log", "ab")
-    children.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+    with open(VAR / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        children.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
 
 
 def main() -> None:
-    sys.stdout.reconfigure(line_buffering=True)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     VAR.mkdir(exist_ok=True)
     env = dict(os.environ)
     env.setdefault("ALPACA_PAPER", "true")
@@ -138,8 +140,9 @@ def main() -> None:
         flower_auth = env.get("FLOWER_BASIC_AUTH") or f"zero:{secrets.token_urlsafe(12)}"
         flower_port = env.get("FLOWER_PORT", "5555")
         # -B: Celery beat in this one worker, for the periodic zero.reconcile.
-        start("worker", [str(BIN / "celery"), "-A", "zero_tasks", "worker", "-B", "-s", str(VAR / "celerybeat-schedule"),
-                         "-c", "2", "-n", "worker@%h", "-Q", "zero_execution,zero_audit", "-l", "INFO"], env, children)
+        start("worker", [str(BIN / "celery"), "-A", "zero_tasks", "worker", "-B",
+                         "-s", str(VAR / "celerybeat-schedule"), "-c", "2", "-n", "worker@%h",
+                         "-Q", "zero_execution,zero_audit", "-l", "INFO"], env, children)
         start("bridge", [sys.executable, "-m", "bridge"], env, children)
         # Through the guard: no Flower without a usable password, and watching only (see its docstring).
         start("flower", [sys.executable, "-m", "zero_ops.flower_guard"],
@@ -218,7 +221,8 @@ def supervise(children: list[subprocess.Popen]) -> None:
         while not stop:
             for child in children:
                 if child.poll() is not None:
-                    print(f"process {child.args[0] if isinstance(child.args, list) else child.args} exited "
+                    name = str(child.args[0] if isinstance(child.args, list) else child.args)
+                    print(f"process {name} exited "
                           f"({child.returncode}); stopping. See {VAR}/*.log", file=sys.stderr)
                     return
             time.sleep(0.5)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from zero_tasks.adapters.audit import execution_log
-from zero_tasks.core.contract import as_utc  # noqa: F401 - naive means UTC, as in the contract
+from zero_tasks.core.contract import as_utc  # naive means UTC, as in the contract
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

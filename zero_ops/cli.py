@@ -8,16 +8,17 @@ traceback: 2 for configuration or infrastructure, 1 when the verb did not get it
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast, get_args
 
 import click
 import redis
 from alpaca.common.exceptions import APIError
+from alpaca.trading.models import TradeAccount
 from sqlalchemy.exc import SQLAlchemyError
 
-from zero_tasks.core import keys
 from zero_tasks.adapters.alpaca_adapter import make_trading_client
+from zero_tasks.core import keys
 from zero_tasks.core.contract import Direction, Horizon, State, Status
 from zero_tasks.core.intake import Invalid, parse_payload
 
@@ -27,18 +28,18 @@ from .pubsub import messages, subscribe, wait_for_decision
 from .status import build_report
 
 pass_ops = click.make_pass_decorator(Ops, ensure=True)
-STATUSES = list(Status.__args__)  # type: ignore[attr-defined]
+STATUSES = list(get_args(Status))
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def shown(value: str | bytes | None) -> str:
+def shown(value: object) -> str:
     """A previous key value for display: `missing` or its repr, cut short."""
     if value is None:
         return "missing"
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     return repr(text[:40])
 
 
@@ -113,7 +114,8 @@ def preflight(ops: Ops, market_raw: str | None, enabled_raw: str | None, kept_se
 def account_text(ops: Ops) -> str:
     """Account status and buying power; an unreachable broker is shown, not fatal."""
     try:
-        account = make_trading_client(ops.settings).get_account()
+        # raw_data is off: the model, not the JSON
+        account = cast(TradeAccount, make_trading_client(ops.settings).get_account())
     except Exception as exc:  # noqa: BLE001 - any broker failure is information here
         return click.style("broker unreachable", fg="red", bold=True) + f" ({ops.scrub(broker_error(exc))})"
     status = getattr(account.status, "value", account.status)
@@ -212,9 +214,9 @@ def log(ops: Ops, since: datetime | None, until: datetime | None, ticker: str | 
 @main.command("publish-sample")
 @click.option("--ticker", default="SPY", show_default=True)
 @click.option("--probability", type=click.FloatRange(0.0, 1.0), default=0.95, show_default=True)
-@click.option("--direction", type=click.Choice(list(Direction.__args__), case_sensitive=False),
+@click.option("--direction", type=click.Choice(list(get_args(Direction)), case_sensitive=False),
               default="LONG", show_default=True)
-@click.option("--horizon", type=click.Choice(list(Horizon.__args__), case_sensitive=False),
+@click.option("--horizon", type=click.Choice(list(get_args(Horizon)), case_sensitive=False),
               default="H30", show_default=True)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the gateway's decision.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
@@ -260,7 +262,7 @@ def show_decision(update: dict[str, Any] | None, exec_id: str, timeout: float) -
 
 
 @main.command()
-@click.argument("state_name", metavar="STATE", type=click.Choice(list(State.__args__), case_sensitive=False))
+@click.argument("state_name", metavar="STATE", type=click.Choice(list(get_args(State)), case_sensitive=False))
 @click.option("--reason", default="set by zero-ops market (local demo)", show_default=True)
 @pass_ops
 def market(ops: Ops, state_name: str, reason: str) -> None:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import click
 import redis
+from redis import RedisError  # annotations in Ops, whose redis() method hides the module there
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
@@ -91,7 +92,7 @@ class Ops:
         return broker_label(self.settings)
 
     # errors -------------------------------------------------------------------------
-    def redis_error(self, exc: redis.RedisError) -> OpsError:
+    def redis_error(self, exc: RedisError) -> OpsError:
         verb = "unreachable" if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) else "failed"
         return OpsError(f"Redis at {self.redis_label()} {verb}: {self.scrub(str(exc) or type(exc).__name__)}")
 

@@ -33,6 +33,7 @@ inside the container and publishes the port on the host's 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -248,13 +249,11 @@ async def _serve(run_plan: GuardPlan, socket_path: str, flower: asyncio.subproce
 async def _stop(flower: asyncio.subprocess.Process) -> None:
     if flower.returncode is not None:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):  # exited between the check and the signal; wait() reaps it
         flower.terminate()
-    except ProcessLookupError:  # exited between the check and the signal; wait() reaps it
-        pass
     try:
         await asyncio.wait_for(flower.wait(), STOP_TIMEOUT_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.error("Flower did not stop within %.0f s of SIGTERM; killing it", STOP_TIMEOUT_S)
         flower.kill()
         await flower.wait()

@@ -134,7 +134,7 @@ def forwarded_request_headers(headers: HTTPHeaders) -> HTTPHeaders:
 class FlowerSocket(Resolver):
     """Resolves every host to Flower's unix socket: the proxy can reach nothing else."""
 
-    def initialize(self, path: str) -> None:  # type: ignore[override]
+    def initialize(self, path: str) -> None:
         self._path = path
 
     async def resolve(self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC,
@@ -145,7 +145,7 @@ class FlowerSocket(Resolver):
 class FlowerProxy(RequestHandler):
     """One handler for every path: authenticate, decide with `route`, forward or refuse."""
 
-    def initialize(self, digests: Sequence[bytes], upstream: SimpleAsyncHTTPClient) -> None:  # type: ignore[override]
+    def initialize(self, digests: Sequence[bytes], upstream: SimpleAsyncHTTPClient) -> None:
         self._digests = digests
         self._upstream = upstream
 

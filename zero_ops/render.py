@@ -7,9 +7,10 @@ human and `--json` outputs are two renderings of the same data.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import click
 
@@ -28,7 +29,7 @@ MAX_CELL = 80
 def to_jsonable(value: Any) -> Any:
     """json.dumps default: datetimes as ISO (naive means UTC), Decimals as numbers."""
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -49,9 +50,9 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
     """Aligned columns with a header; the status column is coloured after alignment."""
     cells = [[_cell(row.get(col)) for col in columns] for row in rows]
     widths = [max([len(col)] + [len(r[i]) for r in cells]) for i, col in enumerate(columns)]
-    lines = ["  ".join(col.upper().ljust(w) for col, w in zip(columns, widths)).rstrip()]
+    lines = ["  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip()]
     for row in cells:
-        parts = [_styled_cell(col, text, w) for col, text, w in zip(columns, row, widths)]
+        parts = [_styled_cell(col, text, w) for col, text, w in zip(columns, row, widths, strict=True)]
         lines.append("  ".join(parts).rstrip())
     return lines
 
@@ -65,7 +66,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     text = " ".join(str(value).split())
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 3] + "..."
 
@@ -88,9 +89,9 @@ def local_time(stamp: Any) -> str:
     """The event's own time in the operator's zone; the receipt time if it has none."""
     try:
         when = datetime.fromisoformat(str(stamp))
-        when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
     except ValueError:
-        when = datetime.now(timezone.utc)
+        when = datetime.now(UTC)
     return when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 

@@ -8,26 +8,26 @@ where the kill switch already allows them.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import click
-
 from sqlalchemy.exc import SQLAlchemyError
 
+from zero_tasks.adapters.risk import CircuitBreaker, alert
 from zero_tasks.core import keys
 from zero_tasks.worker.audit_writer import AuditWriter
 from zero_tasks.worker.recorder import record
-from zero_tasks.adapters.risk import CircuitBreaker, alert
 from zero_tasks.worker.runtime import build_runtime
 
 from . import auditlog, render
 from .context import Ops, OpsError
+from .state import reply_text
 
 pass_ops = click.make_pass_decorator(Ops, ensure=True)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -48,7 +48,7 @@ def breaker_status(ops: Ops) -> None:
     r = ops.redis()
     raw, failures = r.mget(keys.BREAKER_KEY, keys.BREAKER_FAILURES_KEY)
     if raw is None:
-        click.echo(f"closed ({failures or 0} consecutive broker failure(s) counted)")
+        click.echo(f"closed ({reply_text(failures) or 0} consecutive broker failure(s) counted)")
         return
     state = json.loads(raw)
     click.echo(click.style("OPEN", fg="red", bold=True)

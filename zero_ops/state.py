@@ -14,8 +14,8 @@ from typing import Any
 import redis
 
 from zero_tasks.core import keys, session
-from zero_tasks.core.contract import StandDownSignal
 from zero_tasks.core.checks.market_state import check_market_state, parse_market_state
+from zero_tasks.core.contract import StandDownSignal
 from zero_tasks.core.snapshot import Snapshot
 
 CELERY_QUEUES = ("zero_execution", "zero_audit")
@@ -26,7 +26,12 @@ def read_keys(r: redis.Redis) -> Snapshot:
     """The operator/regime keys and the kept trading session in one round trip, as the gateway reads them."""
     enabled, market, stand_down, kept = r.mget(keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY,
                                                keys.STAND_DOWN_KEY, keys.SESSION_KEY)
-    return Snapshot(enabled, market, stand_down, session=kept)
+    return Snapshot(reply_text(enabled), reply_text(market), reply_text(stand_down), session=reply_text(kept))
+
+
+def reply_text(value: bytes | str | None) -> str | None:
+    """A Redis reply as text, whether the client decodes replies or not."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def kill_switch(raw: str | None) -> dict[str, Any]:
@@ -78,7 +83,7 @@ def cooldowns(r: redis.Redis) -> list[dict[str, Any]]:
     names = sorted(k for k in r.scan_iter(match=keys.COOLDOWN_PREFIX + "*", count=500)
                    if not k.endswith(OWNER_SUFFIX))
     return [{"ticker": name[len(keys.COOLDOWN_PREFIX):], "since": since, "ttl_s": ttl}
-            for name, (since, ttl) in zip(names, _values_and_ttls(r, names))
+            for name, (since, ttl) in zip(names, _values_and_ttls(r, names), strict=True)
             if since is not None]
 
 
@@ -86,7 +91,7 @@ def workers(r: redis.Redis) -> list[dict[str, Any]]:
     """Worker heartbeats (key:execution_worker:<hostname>, TTL 15 s): present means alive."""
     names = sorted(r.scan_iter(match=keys.WORKER_ALIVE_PREFIX + "*", count=500))
     alive = []
-    for name, (value, ttl) in zip(names, _values_and_ttls(r, names)):
+    for name, (value, ttl) in zip(names, _values_and_ttls(r, names), strict=True):
         if value is None:
             continue  # expired between SCAN and GET
         info = _json_object(value)

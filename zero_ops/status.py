@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from zero_tasks.core import keys
 from zero_tasks.adapters.risk import DailyCap, trading_day
+from zero_tasks.core import keys
 from zero_tasks.core.snapshot import operator_time
 
 from . import auditlog, state

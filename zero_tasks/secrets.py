@@ -19,7 +19,8 @@ import base64
 import json
 import os
 import re
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def flower_secrets(value: str | None) -> list[str]:
     return found
 
 
-def secrets_of(settings: "Settings", environ: Mapping[str, str] | None = None) -> list[str]:
+def secrets_of(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
     """Every credential the gateway is configured with."""
     environ = os.environ if environ is None else environ
     values = [settings.alpaca_api_key.get_secret_value(), settings.alpaca_secret_key.get_secret_value()]
@@ -138,9 +139,9 @@ def secrets_of(settings: "Settings", environ: Mapping[str, str] | None = None) -
 _active = Scrubber()
 
 
-def install(settings: "Settings", environ: Mapping[str, str] | None = None) -> Scrubber:
+def install(settings: Settings, environ: Mapping[str, str] | None = None) -> Scrubber:
     """Make the settings' secrets the ones `scrub` removes (done by load_settings)."""
-    global _active
+    global _active  # noqa: PLW0603 - one scrubber per process, replaced when load_settings installs the settings
     _active = Scrubber(secrets_of(settings, environ))
     return _active
 

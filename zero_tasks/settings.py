@@ -231,7 +231,7 @@ class Settings(BaseSettings):
         return None if value is None or value.strip() == "" else value  # never verify="" (no verification)
 
     @model_validator(mode="after")
-    def _ca_file_for_a_loopback_https_simulator_only(self) -> "Settings":
+    def _ca_file_for_a_loopback_https_simulator_only(self) -> Settings:
         if self.alpaca_ca_file is None:
             return self
         parts = urlsplit(self.alpaca_base_url or "")
@@ -250,7 +250,7 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _redelivery_after_time_limit(self) -> "Settings":
+    def _redelivery_after_time_limit(self) -> Settings:
         if self.visibility_timeout_s <= self.task_time_limit_s + self.broker_retry_backoff_max_s:
             raise ValueError(
                 "VISIBILITY_TIMEOUT_S must exceed TASK_TIME_LIMIT_S + BROKER_RETRY_BACKOFF_MAX_S, "

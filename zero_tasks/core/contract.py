@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
@@ -26,9 +26,9 @@ Status = Literal["SUBMITTED", "BLOCKED", "SKIPPED", "REJECTED", "ERROR"]
 def as_utc(value: datetime) -> datetime:
     """The contract: a time without an offset is UTC."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     try:
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00 is past year 9999 in UTC
         raise ValueError("time is out of range once converted to UTC") from None
 

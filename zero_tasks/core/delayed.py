@@ -25,7 +25,7 @@ for the task time limit, then "done" for DONE_TTL_S:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 HOP_SHARE = 0.5  # of visibility timeout minus task time limit: a wide margin for a busy pool
 DONE_TTL_S = 24 * 3600
@@ -60,7 +60,7 @@ def hop_task_id(target_task_id: str, index: int) -> str:
     return f"{target_task_id}:hop:{index}"
 
 
-class StepVerdict(str, Enum):
+class StepVerdict(StrEnum):
     RUN = "run"
     RUNNING_ELSEWHERE = "running elsewhere"
     ALREADY_DONE = "already done"

@@ -36,17 +36,18 @@ class Message:
         return data
 
     @classmethod
-    def from_task(cls, data: dict[str, Any]) -> "Message":
+    def from_task(cls, data: dict[str, Any]) -> Message:
         data = dict(data)
         data["received_at"] = datetime.fromisoformat(data["received_at"])
         return cls(**data)
 
 
-def message_from_bytes(data: bytes, message_id: str, received_at: datetime, max_bytes: int) -> tuple[Message, Signal | Invalid]:
+def message_from_bytes(data: bytes, message_id: str, received_at: datetime,
+                       max_bytes: int) -> tuple[Message, Signal | Invalid]:
     """The bridge's half of row 1: never raises, whatever the bytes are."""
     try:
         parsed: Signal | Invalid = parse_payload(data, max_bytes)
-    except Exception as exc:  # noqa: BLE001 - a parser bug must still end as a SKIPPED decision
+    except Exception as exc:  # a parser bug must still end as a SKIPPED decision
         log.exception("intake failed on a message")
         parsed = Invalid(f"{Code.INVALID.value}: unreadable ({type(exc).__name__})",
                          "invalid:" + hashlib.sha256(data).hexdigest()[:16])

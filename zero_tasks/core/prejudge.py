@@ -15,13 +15,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from zero_tasks.core.checks.market_state import market_state_snapshot
+from zero_tasks.core.checks.signal_age import check_signal_age
+from zero_tasks.core.checks.threshold import check_threshold
 from zero_tasks.core.decision import Code, Verdict
 from zero_tasks.core.intake import Invalid, Signal
 from zero_tasks.core.message import Message
 from zero_tasks.core.record import DecisionRecord, clean, why_lines
-from zero_tasks.core.checks.market_state import market_state_snapshot
-from zero_tasks.core.checks.signal_age import check_signal_age
-from zero_tasks.core.checks.threshold import check_threshold
 from zero_tasks.core.snapshot import Limits, Snapshot
 from zero_tasks.core.veto import veto
 
@@ -30,29 +30,30 @@ if TYPE_CHECKING:  # the bridge imports this module and must not load alpaca-py
     from zero_tasks.settings import Settings
 
 
-def limits_of(settings: "Settings") -> Limits:
+def limits_of(settings: Settings) -> Limits:
     return Limits(min_probability=settings.min_probability,
                   market_state_max_age_s=settings.market_state_max_age_s,
                   signal_max_age_s=settings.signal_max_age_s)
 
 
 def build_record(msg: Message, subject: Signal | Invalid, verdict: Verdict, market_raw: str | None,
-                 now: datetime, order: "PlacedOrder | None" = None) -> DecisionRecord:
+                 now: datetime, order: PlacedOrder | None = None) -> DecisionRecord:
     if isinstance(subject, Signal):
         top = subject.top
-        ident = dict(execution_id=subject.execution_id, ticker=top.ticker, horizon=top.horizon,
-                     probability=top.probability, opportunity_score=float(top.opportunity_score),
-                     why=why_lines(verdict, top.why), payload=subject.audit_copy)
+        ident = {"execution_id": subject.execution_id, "ticker": top.ticker, "horizon": top.horizon,
+                 "probability": top.probability, "opportunity_score": float(top.opportunity_score),
+                 "why": why_lines(verdict, top.why), "payload": subject.audit_copy}
     else:
-        ident = dict(execution_id=subject.execution_id, ticker=subject.ticker, horizon=subject.horizon,
-                     probability=None, opportunity_score=None, why=why_lines(verdict, None), payload=None)
+        ident = {"execution_id": subject.execution_id, "ticker": subject.ticker, "horizon": subject.horizon,
+                 "probability": None, "opportunity_score": None, "why": why_lines(verdict, None), "payload": None}
     ident = clean(ident)
     return DecisionRecord(
         event_key=msg.message_id, time=msg.received_at, decided_at=now, status=verdict.status,
         reason=clean(verdict.reason), market_state_snapshot=clean(market_state_snapshot(market_raw)),
         alpaca_order_id=order.order_id if order else None,
         client_order_id=order.client_order_id if order else None,
-        submitted_at=datetime.fromisoformat(order.submitted_at) if order and order.submitted_at else (now if order else None),
+        submitted_at=(datetime.fromisoformat(order.submitted_at) if order and order.submitted_at
+                      else (now if order else None)),
         **ident,
     )
 

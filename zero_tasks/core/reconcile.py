@@ -71,14 +71,12 @@ class Report:
 def compare(audited: list[AuditedOrder], broker: list[BrokerOrder]) -> Report:
     by_cid = {o.client_order_id: o for o in broker}
     known = {a.client_order_id for a in audited}
-    findings: list[Finding] = []
     statuses: dict[str, str] = {}
-    for order in broker:
-        if order.client_order_id not in known:
-            findings.append(Finding(UNKNOWN_ORDER, order.client_order_id, order.symbol,
-                                    f"reconcile:{order.client_order_id}",
-                                    f"{order.symbol} order {order.order_id} ({order.status}) is not in execution_log",
-                                    order.submitted_at))
+    findings: list[Finding] = [
+        Finding(UNKNOWN_ORDER, unknown.client_order_id, unknown.symbol, f"reconcile:{unknown.client_order_id}",
+                f"{unknown.symbol} order {unknown.order_id} ({unknown.status}) is not in execution_log",
+                unknown.submitted_at)
+        for unknown in broker if unknown.client_order_id not in known]
     for row in audited:
         order = by_cid.get(row.client_order_id)
         if order is None:

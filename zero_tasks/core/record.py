@@ -10,9 +10,9 @@ import json
 import logging
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from zero_tasks.core.contract import HORIZONS, TradeUpdate, is_market_state
+from zero_tasks.core.contract import HORIZONS, Horizon, TradeUpdate, is_market_state
 from zero_tasks.core.decision import Status, Verdict
 from zero_tasks.secrets import scrub
 
@@ -72,7 +72,7 @@ class DecisionRecord:
             timestamp=self.decided_at,
             execution_id=self.execution_id,
             ticker=self.ticker or None,
-            horizon=self.horizon if self.horizon in HORIZONS else None,
+            horizon=cast(Horizon, self.horizon) if self.horizon in HORIZONS else None,
             probability=self.probability if self.probability is not None and 0 <= self.probability <= 1 else None,
             opportunity_score=(int(score) if float(score).is_integer() else score)
             if score is not None and 0 <= score <= 100 else None,
@@ -91,7 +91,7 @@ class DecisionRecord:
         return json.dumps(self._fields(), default=_iso)
 
     @classmethod
-    def from_json(cls, text: str) -> "DecisionRecord":
+    def from_json(cls, text: str) -> DecisionRecord:
         data = json.loads(text)
         data["status"] = Status(data["status"])
         for name in ("time", "decided_at", "submitted_at"):
@@ -137,9 +137,9 @@ def _utf8_encodable(text: str) -> bool:
 
 
 def log_decision(rec: DecisionRecord) -> None:
-    """One line per decision, machine-readable, no secrets."""
-    decision_log.info(json.dumps({
+    """One line per decision; its facts are the record's extra fields (JSON keys, zero_tasks/logs.py)."""
+    decision_log.info("decision %s %s: %s", rec.status.value, rec.ticker, rec.reason, extra={
         "event": "decision", "execution_id": rec.execution_id, "ticker": rec.ticker,
         "status": rec.status.value, "reason": rec.reason, "latency_ms": rec.latency_ms,
         "alpaca_order_id": rec.alpaca_order_id, "event_key": rec.event_key,
-    }))
+    })

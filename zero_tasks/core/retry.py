@@ -9,7 +9,7 @@ never outlast the visibility timeout) is delayed.py.
 from __future__ import annotations
 
 import random
-from typing import Callable
+from collections.abc import Callable
 
 FOLLOW_FIRST_S = 2
 FOLLOW_MAX_DELAY_S = 600

@@ -65,7 +65,8 @@ def check_market_state(snap: Snapshot, now: datetime, max_age_s: float | None) -
     if age < -CLOCK_SKEW_S:
         return deny(Code.MARKET_STATE, f"timestamp {-age:.0f}s in the future")
     if max_age_s is not None and age > max_age_s:
-        return deny(Code.MARKET_STATE, f"stale: {state.state} is {age:.0f}s old (MARKET_STATE_MAX_AGE_S {max_age_s:.0f}s)")
+        return deny(Code.MARKET_STATE,
+                    f"stale: {state.state} is {age:.0f}s old (MARKET_STATE_MAX_AGE_S {max_age_s:.0f}s)")
     if state.state != "GREEN":
         why = f" ({state.reason})" if state.reason else ""
         return deny(Code.MARKET_STATE, f"{state.state}{why}, only GREEN permits an order")
