@@ -370,9 +370,13 @@ class SimHTTPServer(ThreadingHTTPServer):
         keys: tuple[str, str] = (DEFAULT_KEY_ID, DEFAULT_SECRET_KEY),
         tls: Optional[ssl.SSLContext] = None,
         idle_timeout_s: Optional[float] = None,
+        connect_delay_s: float = 0.0,
     ) -> None:
         if idle_timeout_s is not None and idle_timeout_s <= 0:
             raise ValueError("the idle timeout must be > 0 seconds (None: never closed for idleness)")
+        if connect_delay_s < 0:
+            raise ValueError("the connect delay must be >= 0 seconds")
+        self.connect_delay_s = connect_delay_s
         self.state = state
         self.verbose = verbose
         self.tls = tls
@@ -392,6 +396,8 @@ class SimHTTPServer(ThreadingHTTPServer):
         return conn, address
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.connect_delay_s:
+            time.sleep(self.connect_delay_s)  # the round trips of a distant server's TCP (and TLS) handshake
         if isinstance(request, ssl.SSLSocket) and not self._handshake(request):
             return  # process_request_thread closes the socket
         super().finish_request(request, client_address)
@@ -422,7 +428,8 @@ class SimHTTPServer(ThreadingHTTPServer):
         """Cumulative since the server started (``/_sim/reset`` leaves them): read differences."""
         with self._connections_lock:
             return {**self._counters, "open": len(self._connections), "tls_versions": dict(self._tls_versions),
-                    "tls": self.tls is not None, "idle_timeout_s": self.idle_timeout_s}
+                    "tls": self.tls is not None, "idle_timeout_s": self.idle_timeout_s,
+                    "connect_delay_s": self.connect_delay_s}
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a reverse-DNS lookup that can
@@ -458,7 +465,9 @@ class SimServer:
     Only ``key_id``/``secret_key`` are let in. The market (session, fill delay, rate limit)
     is the state's: ``SimServer(state=BrokerState(fill_delay_s=0, session=...))``.
     ``tls=make_test_tls()`` serves HTTPS (``url`` is then https://; clients trust
-    ``tls.ca_pem``); ``idle_timeout_s`` closes a connection idle that long. Two servers may
+    ``tls.ca_pem``); ``idle_timeout_s`` closes a connection idle that long; ``connect_delay_s``
+    holds a new connection that long before its handshake, as the TCP and TLS round trips to a
+    distant server do (the ``slow`` fault holds requests, not handshakes). Two servers may
     share one state (one plain, one HTTPS): the same broker behind two endpoints.
     """
 
@@ -472,6 +481,7 @@ class SimServer:
         secret_key: str = DEFAULT_SECRET_KEY,
         tls: Optional[TestTLS] = None,
         idle_timeout_s: Optional[float] = None,
+        connect_delay_s: float = 0.0,
     ) -> None:
         if not key_id or not secret_key:
             raise ValueError("the simulator needs a non-empty key id and secret key")
@@ -480,7 +490,8 @@ class SimServer:
         self.key_id = key_id
         self.tls = tls
         self._httpd = SimHTTPServer((host, port), self.state, verbose, (key_id, secret_key),
-                                    tls=tls.context if tls is not None else None, idle_timeout_s=idle_timeout_s)
+                                    tls=tls.context if tls is not None else None, idle_timeout_s=idle_timeout_s,
+                                    connect_delay_s=connect_delay_s)
         self.port: int = self._httpd.server_address[1]
         self._thread: Optional[threading.Thread] = None
         self._stopped = False

@@ -10,6 +10,7 @@ stopped in a `finally`; every wait is bounded.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from . import direct as direct_mod
 from . import distant as distant_mod
 from . import floor as floor_mod
 from . import gateway as gateway_mod
+from . import idle_gap as idle_gap_mod
 from . import trace as trace_mod
 from .common import TRADE_UPDATE_CHANNEL, wait_until
 from .report import machine, postgres_version, render, targets, write
@@ -45,12 +47,17 @@ class Plan:
     postgres_burst: bool
     trace_n: int
     distant_n: int  # signals with the broker DELAY_MS away (SQLite phase)
+    idle_gap_n: int  # HTTPS, broker DELAY_MS away, signals idle_gap_s apart (idle_gap.py)
+    idle_timeout_s: float  # the HTTPS endpoint closes a connection idle this long
+    idle_gap_s: float
 
 
 FULL = Plan(floor_n=300, direct_n=300, warmup=20, latency_n=300, decision_n=200, burst_n=10_000,
-            burst_timeout_s=300, postgres=True, postgres_burst=True, trace_n=50, distant_n=50)
+            burst_timeout_s=300, postgres=True, postgres_burst=True, trace_n=50, distant_n=50,
+            idle_gap_n=10, idle_timeout_s=3.0, idle_gap_s=4.0)
 QUICK = Plan(floor_n=50, direct_n=20, warmup=5, latency_n=20, decision_n=20, burst_n=500,
-             burst_timeout_s=30, postgres=False, postgres_burst=False, trace_n=10, distant_n=5)
+             burst_timeout_s=30, postgres=False, postgres_burst=False, trace_n=10, distant_n=5,
+             idle_gap_n=2, idle_timeout_s=1.0, idle_gap_s=1.5)
 
 
 def _sigterm(signum: int, frame: Any) -> None:
@@ -149,6 +156,32 @@ def run_gateway(stack: Stack, db: str, plan: Plan, args: argparse.Namespace, log
         gw.stop()
 
 
+def idle_gap(stack: Stack, plan: Plan, args: argparse.Namespace, log_dir: Path,
+             result: dict[str, Any]) -> dict[str, Any] | None:
+    print(f"[bench] HTTPS, broker {distant_mod.DELAY_MS:.0f} ms away, x{plan.idle_gap_n} signals "
+          f"{plan.idle_gap_s:g} s apart (idle timeout {plan.idle_timeout_s:g} s, keep-warm "
+          f"{idle_gap_mod.keep_warm_s(plan.idle_timeout_s)} s)", flush=True)
+    try:
+        return idle_gap_mod.run(stack, log_dir, plan.idle_gap_n, plan.idle_timeout_s, plan.idle_gap_s,
+                                max(50, plan.floor_n // 6), reset_risk=not args.keep_risk_limits)
+    except Exception as exc:  # noqa: BLE001 - report it, go on with the next phase
+        traceback.print_exc()
+        result["errors"].append(f"{idle_gap_mod.KEY}: {type(exc).__name__}: {str(exc)[:2000]}")
+        return None
+
+
+def idle_gap_only(stack: Stack, plan: Plan, args: argparse.Namespace, log_dir: Path, result: dict[str, Any]) -> int:
+    """`--idle-gap-only`: the phase alone, its JSON in the log directory (a partial run is
+    never latest.json)."""
+    result["mode"] += " idle-gap-only"
+    phase = result[idle_gap_mod.KEY] = idle_gap(stack, plan, args, log_dir, result)
+    path = log_dir / "idle-gap.json"
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(json.dumps(phase, indent=2, default=str))
+    print(f"JSON: {path}")
+    return 0 if phase else 1
+
+
 def lower_floor(*floors: dict[str, Any] | None) -> dict[str, float]:
     """The floor is a lower bound: of its two measurements in this run (first and last
     phase), the lower counts. A cold process or a busy moment only ever raises it."""
@@ -183,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-n", type=int, default=None, help="signal->order samples (default 300)")
     parser.add_argument("--keep-risk-limits", action="store_true",
                         help="do not empty the daily-cap / broker-rate counters (then at most 10 orders)")
+    parser.add_argument("--idle-gap-only", action="store_true",
+                        help="only the HTTPS idle-gap phase (before/after runs; the JSON goes to the log "
+                             "directory, never latest.json)")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the bridge and workers during the SQLite latency phase (needs py-spy; "
                              "summarise with python -m bench.pyspy_summary FILE...)")
@@ -212,8 +248,10 @@ def main(argv: list[str] | None = None) -> int:
                    "postgres_url": pg_url() if plan.postgres and pg_version else None},
         "n": {"floor_pubsub": plan.floor_n, "floor_submit": plan.floor_n, "direct": plan.direct_n,
               "warmup": plan.warmup, "gateway_latency": plan.latency_n, "gateway_decisions": plan.decision_n,
-              "burst": plan.burst_n, "trace": plan.trace_n, "distant": plan.distant_n},
+              "burst": plan.burst_n, "trace": plan.trace_n, "distant": plan.distant_n,
+              "idle_gap": plan.idle_gap_n},
         "floor": None, "direct": None, "distant": None, "gateway": {"sqlite": None, "postgres": None},
+        idle_gap_mod.KEY: None,
         "floor_post": None,
         "targets": [], "errors": [],
     }
@@ -221,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start()
         result["machine"]["redis_server"] = stack.redis_version()
+        if args.idle_gap_only:
+            return idle_gap_only(stack, plan, args, log_dir, result)
         print(f"[bench] floor x{plan.floor_n} (logs in {log_dir})", flush=True)
         result["floor"] = floor_mod.measure(stack, plan.floor_n)
         print(f"[bench] direct baseline x{plan.direct_n}", flush=True)
@@ -239,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # noqa: BLE001 - report it, go on with the next phase
                 traceback.print_exc()
                 result["errors"].append(f"{db}: {type(exc).__name__}: {str(exc)[:2000]}")
+        if plan.idle_gap_n:
+            result[idle_gap_mod.KEY] = idle_gap(stack, plan, args, log_dir, result)
         result["floor_post"] = floor_mod.measure(stack, max(50, plan.floor_n // 3))
         floor = lower_floor(result["floor"], result["floor_post"])
         for gateway in result["gateway"].values():

@@ -59,12 +59,13 @@ def pubsub_floor(stack: Stack, n: int, warmup: int = 20) -> list[float]:
     return samples
 
 
-def trading_client(stack: Stack) -> TradingClient:
+def trading_client(stack: Stack, url: str | None = None, ca_file: str | None = None) -> TradingClient:
     """alpaca-py as the gateway runs it (zero_tasks/adapters/alpaca_compat.py): no retry, and its session,
     which reads the environment once instead of on every call; a floor the gateway's own
     client could beat would be no floor (stock alpaca-py: `python -m bench.http_transport`)."""
-    client = TradingClient("test-key-id", "test-secret-value", paper=True, url_override=stack.sim_url)
-    return alpaca_compat.configure(client, timeout=5.0, base_url=stack.sim_url)
+    url = url or stack.sim_url
+    client = TradingClient("test-key-id", "test-secret-value", paper=True, url_override=url)
+    return alpaca_compat.configure(client, timeout=5.0, base_url=url, ca_file=ca_file)
 
 
 def submit_floor(stack: Stack, n: int, warmup: int = 10) -> tuple[list[float], list[float]]:
@@ -87,9 +88,11 @@ def submit_floor(stack: Stack, n: int, warmup: int = 10) -> tuple[list[float], l
     return round_trip, one_way
 
 
-def contract_floor(stack: Stack, n: int, warmup: int = 10) -> list[float]:
-    """Position read, open-orders read, submit: first call -> the simulator creates the order."""
-    client = trading_client(stack)
+def contract_floor(stack: Stack, n: int, warmup: int = 10, url: str | None = None,
+                   ca_file: str | None = None) -> list[float]:
+    """Position read, open-orders read, submit: first call -> the simulator creates the order
+    (at `url`, trusting `ca_file`, when given: the HTTPS endpoint)."""
+    client = trading_client(stack, url, ca_file)
     broker = AlpacaBroker(client)
     tickers = Tickers("FC")
     samples: list[float] = []

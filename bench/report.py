@@ -108,6 +108,12 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         rss = [x for x in (_get(g, "cost", "rest", "bridge_rss_mb"), _get(g, "cost", "after_burst", "bridge_rss_mb"))
                if x is not None]
         add("bridge RSS MB (max)", db, max(rss) if rss else None, 80)
+    gap = result.get("https_20ms_idle_gap")
+    if gap and gap.get("ratios"):
+        at = (f", HTTPS {_f(gap.get('delay_ms'), 0)} ms away, signals {_f(gap.get('gap_s'), 0)} s apart "
+              f"(idle timeout {_f(gap.get('idle_timeout_s'), 0)} s)")
+        add("p50 / warm contract floor" + at, "sqlite", gap["ratios"].get("p50_over_warm_contract_floor"), 1.15)
+        add("p99 / warm contract floor" + at, "sqlite", gap["ratios"].get("p99_over_warm_contract_floor"), 1.5)
     return out
 
 
@@ -144,6 +150,21 @@ def _distant_rows(result: dict[str, Any], gws: dict[str, Any]) -> list[str]:
                       f"/ direct p50 = {_f(r.get('p50_over_direct_p50'))}x, "
                       f"/ contract floor = {_f(r.get('p50_over_contract_floor'))}x"]
     return lines
+
+
+def _idle_gap_rows(gap: dict[str, Any] | None) -> list[str]:
+    if not gap:
+        return []
+    fl, c, r = gap.get("floor") or {}, gap.get("connections") or {}, gap.get("ratios") or {}
+    return [f"  HTTPS (TLS 1.3), BROKER {_f(gap['delay_ms'], 0)} ms AWAY, a new connection "
+            f"{_f(gap.get('connect_delay_ms'), 0)} ms; signals {_f(gap['gap_s'], 1)} s apart, the server closes "
+            f"a connection idle {_f(gap['idle_timeout_s'], 1)} s; "
+            f"BROKER_KEEP_WARM_S {_f(gap['broker_keep_warm_s'], 1)}",
+            f"  {'warm contract floor SUM (PUBLISH + row 9 + submit)':<50}{'':>6}{_f(fl.get('contract_sum_p50_ms')):>9}",
+            _lat_row("gateway sqlite: publish -> order after the gap", gap.get("signal_to_order_ms")),
+            f"  ratios: p50 / warm contract floor = {_f(r.get('p50_over_warm_contract_floor'))}x, "
+            f"p99 / warm contract floor = {_f(r.get('p99_over_warm_contract_floor'))}x; connections opened "
+            f"during the signals: {c.get('accepted')}, closed idle: {c.get('idle_closed')}"]
 
 
 def render(result: dict[str, Any]) -> str:
@@ -201,6 +222,7 @@ def render(result: dict[str, Any]) -> str:
                      f"p99 / floor sum p99 = {_f(r.get('p99_over_floor_sum_p99'))}x, "
                      f"gateway p50 / contract floor = {_f(r.get('p50_over_contract_floor'))}x")
     lines += _distant_rows(result, gws)
+    lines += _idle_gap_rows(result.get("https_20ms_idle_gap"))
     for db, g in gws.items():
         cpu = _get(g, "latency", "cpu_ms_per_signal")
         if cpu:

@@ -41,6 +41,10 @@ REQUIRED = [
     *(f"distant.direct.signal_to_order_ms.{k}" for k in SUMMARY),
     *(f"gateway.sqlite.distant.signal_to_order_ms.{k}" for k in SUMMARY),
     "gateway.sqlite.distant_ratios.p50_over_floor_sum", "gateway.sqlite.distant_ratios.p50_over_contract_floor",
+    "https_20ms_idle_gap.broker_keep_warm_s", "https_20ms_idle_gap.floor.contract_sum_p50_ms",
+    *(f"https_20ms_idle_gap.signal_to_order_ms.{k}" for k in SUMMARY),
+    "https_20ms_idle_gap.connections.accepted", "https_20ms_idle_gap.ratios.p50_over_warm_contract_floor",
+    "https_20ms_idle_gap.ratios.p99_over_warm_contract_floor",
     "gateway.postgres", "targets",
 ]
 

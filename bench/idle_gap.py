@@ -1,0 +1,104 @@
+"""What a user feels: HTTPS, the broker 20 ms away, and signals far apart.
+
+ZERO ranks about once a minute; in between, a server (or a NAT, or a load balancer) closes
+a keep-alive connection left idle, and the next order pays a new TCP and TLS handshake.
+This phase scales that down: a second simulator endpoint on the same broker state serves
+HTTPS (TLS 1.3, a throw-away test CA the gateway trusts through ALPACA_CA_FILE) and closes
+a connection idle for `idle_s`; a gateway of its own (SQLite audit) gets one signal every
+`gap_s`, a little more than that. Its signal-to-order p50 and p99 are read against the
+contract floor (PUBLISH + row 9 + submit) measured in the same phase over a warm HTTPS
+connection at the same distance. The simulator holds every request 20 ms (the `slow`
+fault) and every new connection 40 ms (`connect_delay_s`: the TCP and the TLS 1.3 round
+trips), so a connection closed in a gap costs the next order what it costs across the
+internet. The gateway's BROKER_KEEP_WARM_S is half the idle timeout
+(its default of 30 s is half the commonest 60 s one), or BROKER_KEEP_WARM_S from the
+bench's environment (0: off, the before of a before/after).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from alpaca_paper_sim import SimServer, make_test_tls
+
+from . import floor as floor_mod
+from . import gateway as gateway_mod
+from .common import TRADE_UPDATE_CHANNEL, letters, summary, wait_until
+from .distant import DELAY_MS, broker_at
+from .stack import EventCollector, GatewayProcs, Stack
+
+KEY = "https_20ms_idle_gap"  # its key in the result: TLS, the distance, the idle gap
+
+
+def keep_warm_s(idle_s: float) -> str:
+    return os.environ.get("BROKER_KEEP_WARM_S") or f"{idle_s / 2:g}"
+
+
+def run(stack: Stack, log_dir: Path, n: int, idle_s: float, gap_s: float, floor_n: int, prefix: str = "GI",
+        reset_risk: bool = True, delay_ms: float = DELAY_MS) -> dict[str, Any]:
+    tls = make_test_tls()
+    ca = tls.write_ca(log_dir / "idle-gap-ca.pem")
+    # a new connection costs what it costs at that distance: a TCP and a TLS 1.3 round trip
+    https = SimServer(state=stack.state, tls=tls, idle_timeout_s=idle_s, connect_delay_s=2 * delay_ms / 1000).start()
+    warm = keep_warm_s(idle_s)
+    out: dict[str, Any] = {"tls": "TLSv1.3", "delay_ms": delay_ms, "connect_delay_ms": 2 * delay_ms,
+                           "idle_timeout_s": idle_s, "gap_s": gap_s,
+                           "broker_keep_warm_s": float(warm), "n": n}
+    stack.state.reset()
+    stack.client().flushall()
+    gw = GatewayProcs(stack, f"sqlite:///{log_dir / 'idle-gap.db'}", "gw-idle-gap",
+                      ALPACA_BASE_URL=https.url, ALPACA_CA_FILE=str(ca), BROKER_KEEP_WARM_S=warm)
+    collector = EventCollector(stack.port)
+    collector.start()
+    try:
+        with broker_at(stack, delay_ms):
+            out["floor"] = warm_floor(stack, https.url, str(ca), floor_n)
+        stack.state.reset()  # the floor's orders gone; the reset clears the delay too: held again below
+        with broker_at(stack, delay_ms):
+            wait_until(lambda: stack.subscribers(TRADE_UPDATE_CHANNEL) >= 1, 10, "trade_update subscriber")
+            gw.start()
+            # one signal per pool process first, back to back: each process's first order
+            # is the first-signal figure's, not this phase's
+            gateway_mod.first_signals(stack, gw, collector, 2, prefix + "W", reset_risk=reset_risk)
+            samples: list[float] = []
+            statuses: dict[str, int] = {}
+            before = https.connection_stats()
+            for i in range(n):
+                time.sleep(gap_s)
+                one = gateway_mod.signal_to_order(stack, gw, collector, 1, 0, f"{prefix}{letters(i, 2)}",
+                                                  reset_risk=reset_risk)
+                for status, count in one["statuses"].items():
+                    statuses[status] = statuses.get(status, 0) + count
+                if one["signal_to_order_ms"]["p50"] is not None:
+                    samples.append(one["signal_to_order_ms"]["p50"])
+            after = https.connection_stats()
+        out["signal_to_order_ms"] = summary(samples)
+        out["statuses"] = statuses
+        out["connections"] = {name: after[name] - before[name]
+                              for name in ("accepted", "idle_closed", "tls_handshakes")}
+        out["connections"]["tls_versions"] = after["tls_versions"]
+        out["ratios"] = ratios(out)
+        return out
+    finally:
+        collector.stop()
+        gw.stop()
+        https.stop()
+
+
+def warm_floor(stack: Stack, url: str, ca_file: str, n: int) -> dict[str, Any]:
+    """The contract floor over a warm HTTPS connection (calls back to back, never idle)."""
+    pubsub = summary(floor_mod.pubsub_floor(stack, max(n, 30)))
+    contract = summary(floor_mod.contract_floor(stack, n, url=url, ca_file=ca_file))
+    return {"pubsub_ms": pubsub, "contract_calls_to_order_ms": contract,
+            "contract_sum_p50_ms": round(pubsub["p50"] + contract["p50"], 3)}
+
+
+def ratios(phase: dict[str, Any]) -> dict[str, Any]:
+    s, floor = phase["signal_to_order_ms"], phase["floor"]["contract_sum_p50_ms"]
+    if not s.get("p50") or not floor:
+        return {}
+    return {"p50_over_warm_contract_floor": round(s["p50"] / floor, 2),
+            "p99_over_warm_contract_floor": round(s["p99"] / floor, 2)}
