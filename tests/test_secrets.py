@@ -19,7 +19,7 @@ import requests
 
 from alpaca_paper_sim import SimServer, open_market
 from bridge.health import render as render_health
-from bridge.metrics import Snapshot
+from bridge.metrics import ROLE, Snapshot
 from bridge.metrics import render as render_metrics
 from tests.support.gateway import isolated_gateway, ranking
 from tests.support.procs import PYTHON, Proc, base_env, free_port, wait_for, worker_proc
@@ -187,7 +187,8 @@ def test_health_never_shows_a_secret(installed: None) -> None:
 
 def test_metric_labels_never_show_a_secret(installed: None) -> None:
     assert metrics.reason_code(f"{SECRET} leaked: detail") == f"{MASK} leaked"
-    stored = {metrics.DECISIONS: {f"ERROR|{SECRET}": "1"}, metrics.BROKER_LATENCY: {f"{SECRET}|count": "1"}}
+    stored = {metrics.DECISIONS: {f"ERROR|{SECRET}": "1"}, metrics.BROKER_LATENCY: {f"{SECRET}|count": "1"},
+              ROLE: {"exporter": "1"}}  # the bridge that serves the gateway-wide series
     text = render_metrics(Snapshot(stored, {"checks": {}}, {})).decode()
     assert SECRET not in text and 'reason="***"' in text
 

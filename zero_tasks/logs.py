@@ -1,24 +1,33 @@
-"""Logging for both processes: JSON lines when not on a terminal, readable on one.
+"""Logging for every process: JSON lines when not on a terminal, readable on one.
+
+The JSON is python-json-logger's standard formatter: `time`, `level`, `logger`, `message`,
+`exc` when there is an exception, and every `extra={...}` field of the record as a
+top-level key (`log.info("decision", extra={"ticker": "SPY"})` gives `"ticker": "SPY"`).
+
+The level is the caller's: the bridge's default INFO, and in a worker the `-l/--loglevel`
+Celery passes to its `setup_logging` signal (celery_app.py), so `-l DEBUG` shows DEBUG.
 
 Secrets never reach a log: a filter on the one handler scrubs every record (message,
-arguments, traceback) of every configured secret by value (zero_tasks.secrets), and the
-formatters scrub the finished line once more, which also catches a secret that reached a
-JSON field. Uncaught exceptions go through the same handler, not straight to stderr.
+arguments, traceback, extra fields) of every configured secret by value
+(zero_tasks.secrets), and the formatters scrub the finished line once more. Uncaught
+exceptions go through the same handler, not straight to stderr.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
-from datetime import datetime, timezone
 from types import TracebackType
 
-from zero_tasks.secrets import scrub
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter as StandardJsonFormatter
+
+from zero_tasks.secrets import scrub, scrub_any
 
 redact = scrub  # the name earlier callers use
 _PLAIN = logging.Formatter()
+_STANDARD = frozenset(RESERVED_ATTRS) | {"taskName"}  # a record's own attributes: not extra fields
 
 
 class SecretFilter(logging.Filter):
@@ -36,26 +45,21 @@ class SecretFilter(logging.Filter):
             record.exc_text = scrub(record.exc_text)
         if record.stack_info:
             record.stack_info = scrub(record.stack_info)
+        for name, value in record.__dict__.items():
+            if name not in _STANDARD:
+                record.__dict__[name] = scrub_any(value)
         return True
 
 
+class JsonFormatter(StandardJsonFormatter):
+    """python-json-logger with the gateway's field names; the finished line scrubbed."""
 
-class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__(["levelname", "name", "message"], timestamp="time",
+                         rename_fields={"levelname": "level", "name": "logger", "exc_info": "exc"})
+
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        entry = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
-                 "level": record.levelname, "logger": record.name}
-        try:
-            parsed = json.loads(message) if message.startswith("{") else None
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict):
-            entry.update(parsed)
-        else:
-            entry["message"] = message
-        if record.exc_info:
-            entry["exc"] = record.exc_text or self.formatException(record.exc_info)
-        return redact(json.dumps(entry, default=str))
+        return redact(super().format(record))
 
 
 class TextFormatter(logging.Formatter):
@@ -63,9 +67,10 @@ class TextFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def configure_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if sys.stderr.isatty():
+def configure_logging(level: int | str = "INFO", logfile: str | None = None) -> None:
+    """One handler on the root logger at `level` (a name or a number), on stderr or `logfile`."""
+    handler: logging.Handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
+    if not logfile and sys.stderr.isatty():
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     else:
         handler.setFormatter(JsonFormatter())

@@ -18,9 +18,10 @@ app.conf.include = ["zero_tasks.worker.tasks", "zero_tasks.worker.delayed_send",
 
 
 @signals.setup_logging.connect
-def _configure_logging(**_: object) -> None:
-    """Our JSON/terminal formatter instead of Celery's, in the worker too."""
-    configure_logging()
+def _configure_logging(loglevel: int | str | None = None, logfile: str | None = None, **_: object) -> None:
+    """Our JSON/terminal formatter instead of Celery's, at the level and to the file of the
+    worker's `-l/--loglevel` and `-f/--logfile` (Celery passes them to this signal)."""
+    configure_logging(loglevel or "INFO", logfile or None)
 
 
 def warm_celery() -> None:
