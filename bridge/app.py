@@ -5,22 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge
 from redis.exceptions import RedisError
 
 from zero_tasks.adapters import in_flight, outbox, scripts
+from zero_tasks.adapters.metrics import queue_decision_metrics
+from zero_tasks.adapters.redis_state import read_snapshots
+from zero_tasks.core.checks.breaker import breaker_probe_due
 from zero_tasks.core.intake import Invalid, Signal
 from zero_tasks.core.message import Message, message_from_bytes
-from zero_tasks.adapters.metrics import queue_decision_metrics
 from zero_tasks.core.prejudge import invalid_record, limits_of, passes_signal_checks, refusal_before_claim
 from zero_tasks.core.record import DecisionRecord, log_decision
-from zero_tasks.adapters.redis_state import read_snapshots
-from zero_tasks.settings import Settings
 from zero_tasks.core.task_auth import seal
-from zero_tasks.core.checks.breaker import breaker_probe_due
+from zero_tasks.settings import Settings
 
 from . import db_probe
 from .broker_probe import BrokerProbe
@@ -66,7 +66,8 @@ class Bridge:
         )
 
     def stats(self) -> dict[str, object]:
-        return {"bridge": {"subscribed": self.listener.connected, "received": self.listener.received, "won": self.listener.won,
+        return {"bridge": {"subscribed": self.listener.connected, "received": self.listener.received,
+                           "won": self.listener.won,
                            "decided": self.decided,
                            "enqueued": self.enqueuer.enqueued, "pending": self.enqueuer.pending,
                            "dropped": self.enqueuer.dropped,
@@ -118,7 +119,7 @@ class Bridge:
         except ValueError:  # an entry that is not ours: say so, keep the loop alive
             log.exception("hand-over ledger entry unreadable")
             return
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for entry in entries:
             if entry.too_old(now):
                 log.error("message %s (task %s) was never decided and is too old to queue again; "
@@ -139,7 +140,7 @@ class Bridge:
         return seal(self.settings.task_signing_key.get_secret_value(), DECIDE_TASK, message.to_task())
 
     async def _refusals(self, parsed: list[tuple[Message, Signal | Invalid]]) -> dict[str, DecisionRecord]:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         refused = {m.message_id: invalid_record(m, s, now) for m, s in parsed if isinstance(s, Invalid)}
         signals = [(m, s) for m, s in parsed
                    if isinstance(s, Signal) and not passes_signal_checks(s, now, self.limits)]
@@ -156,7 +157,7 @@ class Bridge:
                 if breaker_probe_due(snap.breaker, now):
                     continue  # the worker probes the broker
                 record = refusal_before_claim(message, subject, snap, now, self.limits, session_from_worker=True)
-            except Exception:  # noqa: BLE001 - one message's trouble never takes the batch: the worker decides it
+            except Exception:  # one message's trouble never takes the batch: the worker decides it
                 log.exception("refusal check failed for %s; the worker decides it", message.message_id)
                 continue
             if record:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
 CONNECT_TIMEOUT_S = 2

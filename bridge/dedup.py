@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, OrderedDict
+from typing import cast
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
@@ -94,7 +95,7 @@ class MessageIdentity:
                 await script(keys=[key], args=args, client=pipe)
             replies = await pipe.execute()
         issued = {}
-        for digest, (before, *wins) in zip(repeats, replies):
+        for digest, (before, *wins) in zip(repeats, replies, strict=True):
             issued[digest] = iter([(f"{digest}:{before + i}", bool(w)) for i, w in enumerate(wins, start=1)])
             self._seen(digest, before + len(wins))
         return [next(issued[digest]) for digest in digests]
@@ -144,7 +145,8 @@ async def claim_catch_up(client: aioredis.Redis) -> tuple[bytes, str] | None:
     """The ranking stored in key:opportunity_rank, when no bridge heard it: once across
     bridges and restarts. Once handed over, mark it (`mark_handed` with its id), so that a
     bridge that heard it but lost the claim to this catch-up lets it go."""
-    data = await client.get(keys.OPPORTUNITY_RANK_KEY)
+    # cast: redis-py types every reply bytes | str; the bridge's client answers bytes (decode_responses=False)
+    data = cast(bytes | None, await client.get(keys.OPPORTUNITY_RANK_KEY))
     if data is None:
         return None
     digest = content_hash(data)

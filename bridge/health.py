@@ -11,20 +11,20 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import redis.asyncio as aioredis
 
-from zero_tasks.core import keys
 from zero_tasks.adapters import metrics
 from zero_tasks.adapters.audit_health import FAILURE_PREFIX, audit_check
 from zero_tasks.adapters.outbox import AUDIT_STREAM
-from zero_tasks.secrets import scrub
-from zero_tasks.core import session
+from zero_tasks.core import keys, session
 from zero_tasks.core.checks.market_state import check_market_state, parse_market_state
 from zero_tasks.core.snapshot import Snapshot
+from zero_tasks.secrets import scrub
 
 from .metrics import queue_depths  # the same LLEN the metrics use
 
@@ -119,7 +119,7 @@ def _market_view(market_raw: bytes | None, session_raw: bytes | None,
     view = None if isinstance(current, str) else {
         "is_open": current.is_open, "opened_at": _iso(current.opened_at), "until": _iso(current.until),
         "next_open": _iso(current.next_open)}
-    verdict = check_market_state(Snapshot("true", market, None, session=kept), datetime.now(timezone.utc), max_age_s)
+    verdict = check_market_state(Snapshot("true", market, None, session=kept), datetime.now(UTC), max_age_s)
     return view, verdict.reason if verdict else None
 
 
@@ -127,11 +127,12 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _age(raw: bytes | None) -> float | None:
+def _age(raw: bytes | str | None) -> float | None:
     if raw is None:
         return None
     try:
-        return round(time.time() - datetime.fromisoformat(raw.decode()).timestamp(), 1)
+        text = raw.decode() if isinstance(raw, bytes) else raw  # UnicodeDecodeError is a ValueError
+        return round(time.time() - datetime.fromisoformat(text).timestamp(), 1)
     except ValueError:
         return None
 

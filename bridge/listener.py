@@ -7,18 +7,19 @@ pub/sub bytes, and those too must end as a SKIPPED decision.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections import deque
-from datetime import datetime, timezone
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from zero_tasks.worker import failpoints
 from zero_tasks.core import keys
+from zero_tasks.worker import failpoints
 
 from .dedup import MessageIdentity, claim_catch_up, mark_handed, take_over
 
@@ -68,10 +69,8 @@ class Listener:
                 self.connected = False
                 self.reconnects += 1
                 log.warning("redis subscription lost (%s); reconnecting in %.1fs", type(exc).__name__, delay)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
-                except asyncio.TimeoutError:
-                    pass
                 delay = min(delay * 2, 5.0) * random.uniform(0.8, 1.2)
 
     async def _listen(self, stop: asyncio.Event) -> None:
@@ -103,7 +102,7 @@ class Listener:
         batch = []
         while message is not None:
             data = message["data"]
-            batch.append((data if isinstance(data, bytes) else str(data).encode(), datetime.now(timezone.utc)))
+            batch.append((data if isinstance(data, bytes) else str(data).encode(), datetime.now(UTC)))
             if len(batch) >= BATCH_MAX:
                 break
             message = await pubsub.get_message(timeout=0)  # only what is already here
@@ -112,10 +111,11 @@ class Listener:
     async def _claim_and_handle(self, client: aioredis.Redis, batch: list[tuple[bytes, datetime]]) -> None:
         self.received += len(batch)
         claims = await self._identity.claim(client, [data for data, _ in batch])
-        won = [(data, message_id, heard) for (data, heard), (message_id, ours) in zip(batch, claims) if ours]
+        won = [(data, message_id, heard)
+               for (data, heard), (message_id, ours) in zip(batch, claims, strict=True) if ours]
         look_again = time.monotonic() + TAKE_OVER_AFTER_S
         self._lost.extend((look_again, (data, message_id, heard))
-                          for (data, heard), (message_id, ours) in zip(batch, claims) if not ours)
+                          for (data, heard), (message_id, ours) in zip(batch, claims, strict=True) if not ours)
         self.won += sum(ours for _, ours in claims)
         if won:
             failpoints.hit("bridge_after_claim")  # fault tests: die holding claims
@@ -131,7 +131,7 @@ class Listener:
         if not due:
             return
         owned = await take_over(client, [message_id for _, message_id, _ in due])
-        orphans = [message for message, ours in zip(due, owned) if ours]
+        orphans = [message for message, ours in zip(due, owned, strict=True) if ours]
         if orphans:
             self.taken_over += len(orphans)
             log.warning("%d message(s) claimed by another bridge were never handed over (%s...): deciding them here",
@@ -145,7 +145,7 @@ class Listener:
             return set(await self._handler(batch) or ())
         except (RedisError, OSError):
             raise  # the connection: reconnect
-        except Exception:  # noqa: BLE001 - never let one message end the subscription
+        except Exception:  # never let one message end the subscription
             self.handler_errors += 1
             log.exception("%d message(s) could not be handed over (%s...)", len(batch), batch[0][1])
             return set()
@@ -156,5 +156,5 @@ class Listener:
             data, message_id = caught
             self._identity.caught_up(data)
             log.info("deciding the stored ranking from %s (%s)", keys.OPPORTUNITY_RANK_KEY, message_id)
-            handed = await self._handle([(data, message_id, datetime.now(timezone.utc))])
+            handed = await self._handle([(data, message_id, datetime.now(UTC))])
             await mark_handed(client, sorted(handed))

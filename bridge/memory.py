@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
