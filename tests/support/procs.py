@@ -135,6 +135,9 @@ def base_env(redis_port: int, sim_url: str, database_url: str, api_port: int, **
         "ALPACA_BASE_URL": sim_url, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port), "REDIS_DB": "0",
         "DATABASE_URL": database_url, "EXECUTION_API_PORT": str(api_port), "EXECUTION_API_HOST": "127.0.0.1",
         "BROKER_MAX_RETRIES": "2", "BROKER_RETRY_BACKOFF_MAX_S": "1", "BROKER_TIMEOUT_S": "1.5",
+        # off unless a test turns it on (test_keep_warm_e2e.py): its GET /v2/clock and budget
+        # slots would otherwise land in tests that count them
+        "BROKER_KEEP_WARM_S": "0",
         "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
     })
     env.update(extra)
