@@ -11,15 +11,28 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
-
+from typing import Any
 
 from sqlalchemy import (
-    JSON, Column, DateTime, Engine, Float, Index, MetaData, PrimaryKeyConstraint, String,
-    Table, Text, create_engine, event, func, select,
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB

@@ -14,7 +14,7 @@ Light on purpose: the bridge imports this module, and must not load SQLAlchemy.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 FAILURE_PREFIX = "key:execution_audit_failure:"  # + writer name; JSON while that writer cannot write
@@ -36,7 +36,7 @@ def reason_of(exc: BaseException) -> str:
 
 def failure_value(reason: str, since: datetime, writer: str) -> str:
     return json.dumps({"reason": reason, "since": since.isoformat(),
-                       "at": datetime.now(timezone.utc).isoformat(), "writer": writer})
+                       "at": datetime.now(UTC).isoformat(), "writer": writer})
 
 
 def audit_check(raw_reports: list[bytes | None]) -> dict[str, Any]:

@@ -45,7 +45,7 @@ class Entry:
         return json.dumps({"task_id": self.task_id, "message": self.message}, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> "Entry":
+    def from_json(cls, raw: bytes | str) -> Entry:
         """Raises ValueError for anything that is not an entry this module wrote."""
         try:
             data = json.loads(raw)

@@ -15,15 +15,15 @@ kept but never announced, or announced but never audited; and one round trip.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import redis
 import redis.asyncio as aioredis
 
 from zero_tasks.adapters import scripts
+from zero_tasks.adapters.redis_state import read_hash_field_and_snapshot
 from zero_tasks.core import keys
 from zero_tasks.core.record import DecisionRecord
-from zero_tasks.adapters.redis_state import read_hash_field_and_snapshot
 from zero_tasks.core.snapshot import Snapshot
 
 AUDIT_STREAM = "key:execution_audit_stream"
@@ -38,11 +38,13 @@ def _script_args(rec: DecisionRecord) -> tuple[list[str], list[object]]:
 
 
 def _outcome(rec: DecisionRecord, reply: list[object]) -> tuple[DecisionRecord, bool]:
-    stored, published = reply
+    stored, published = reply  # lua/keep_and_announce.lua: {the record, or '', 1 if published now}
+    if not isinstance(stored, bytes | str) or not isinstance(published, int):
+        raise TypeError(f"keep_and_announce replied {reply!r}")
     if isinstance(stored, bytes):
         stored = stored.decode()
     kept = DecisionRecord.from_json(stored) if stored else rec  # '' = the one given was kept
-    return kept, bool(int(published))  # type: ignore[arg-type]
+    return kept, bool(published)
 
 
 def keep_and_announce(r: redis.Redis, rec: DecisionRecord) -> tuple[DecisionRecord, bool]:
@@ -61,7 +63,7 @@ async def keep_and_announce_many(r: aioredis.Redis,
         script_keys, args = _script_args(rec)
         await script(keys=script_keys, args=args, client=pipe)
     replies = await pipe.execute()
-    return [_outcome(rec, reply) for rec, reply in zip(recs, replies)]
+    return [_outcome(rec, reply) for rec, reply in zip(recs, replies, strict=True)]
 
 
 def find(r: redis.Redis, event_key: str) -> DecisionRecord | None:

@@ -12,13 +12,14 @@ from datetime import datetime
 import redis
 import redis.asyncio as aioredis
 
-from zero_tasks.core import keys
 from zero_tasks.adapters import scripts
 from zero_tasks.adapters.risk import BrokerRateLimit
-from zero_tasks.core.session import TradingSession
-from zero_tasks.core.task_auth import Holdings
+from zero_tasks.core import keys
 from zero_tasks.core.checks.admission import Admission, Claim
+from zero_tasks.core.session import TradingSession
 from zero_tasks.core.snapshot import Snapshot
+from zero_tasks.core.task_auth import Holdings
+
 
 def connect(url: str) -> redis.Redis:
     """Short timeouts: a Redis that does not answer is a veto, not a hang."""
@@ -62,7 +63,8 @@ def read_snapshot(r: redis.Redis, ticker: str | None = None) -> Snapshot:
     return snapshot_of(values[:_SHARED], values[_SHARED] if ticker else None)
 
 
-def read_hash_field_and_snapshot(r: redis.Redis, key: str, field: str, ticker: str) -> tuple[str | None, Snapshot]:
+def read_hash_field_and_snapshot(r: redis.Redis, key: str, field: str,
+                                 ticker: str) -> tuple[bytes | str | None, Snapshot]:
     """A hash field (the message's stored decision) and the snapshot, in one round trip.
 
     Raises RedisError when Redis cannot be reached: the caller cannot know whether the
@@ -79,7 +81,7 @@ def read_hash_field_and_snapshot(r: redis.Redis, key: str, field: str, ticker: s
     return stored, snapshot_of(values[:_SHARED], values[_SHARED])
 
 
-async def read_snapshots(r: "aioredis.Redis", tickers: list[str]) -> dict[str, Snapshot]:
+async def read_snapshots(r: aioredis.Redis, tickers: list[str]) -> dict[str, Snapshot]:
     """The bridge's batch read: the shared keys and every ticker's block list, one MGET.
 
     Raises RedisError: the bridge then leaves the batch to the worker (which fails closed).
@@ -87,7 +89,7 @@ async def read_snapshots(r: "aioredis.Redis", tickers: list[str]) -> dict[str, S
     unique = list(dict.fromkeys(tickers))
     values = await r.mget(*SHARED_SNAPSHOT_KEYS, *(keys.blocklist_key(t) for t in unique))
     shared = values[:len(SHARED_SNAPSHOT_KEYS)]
-    return {t: snapshot_of(shared, block) for t, block in zip(unique, values[len(SHARED_SNAPSHOT_KEYS):])}
+    return {t: snapshot_of(shared, block) for t, block in zip(unique, values[len(SHARED_SNAPSHOT_KEYS):], strict=True)}
 
 
 def _owner_key(ticker: str) -> str:
@@ -106,7 +108,7 @@ class ExecutionLocks:
 
     def admit(self, execution_id: str, message_id: str, ticker: str, now: datetime,
               daily_key: str, daily_cap: int, received_at: datetime,
-              budget: "BrokerRateLimit | None" = None, slots: int = 0) -> Admission:
+              budget: BrokerRateLimit | None = None, slots: int = 0) -> Admission:
         """Claim the execution_id, reserve the ticker's cooldown and a slot of the day, or
         say which of them refused. Atomic: two workers at the same instant cannot both win.
 
@@ -149,7 +151,7 @@ class ExecutionLocks:
         return int(pipe.execute()[0])
 
     def confirm_cooldown(self, ticker: str, execution_id: str, submitted_at: datetime,
-                         pipe: "redis.client.Pipeline | None" = None) -> None:
+                         pipe: redis.client.Pipeline | None = None) -> None:
         """The cooldown runs from the order's time, as the contract's value says.
 
         With `pipe`, the commands join it and the caller executes it (one round trip with

@@ -112,7 +112,7 @@ class CircuitBreaker:
                               args=[self._threshold, self._window_s, self.state(reason, now, self._threshold)]))
         return BreakerChange(opened=n < 0, failures=abs(n))
 
-    def success(self, pipe: "redis.client.Pipeline | None" = None) -> None:
+    def success(self, pipe: redis.client.Pipeline | None = None) -> None:
         """A broker call worked: the consecutive-failure count starts again (in `pipe` if given)."""
         (pipe if pipe is not None else self._r).delete(keys.BREAKER_FAILURES_KEY)
 

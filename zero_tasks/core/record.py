@@ -91,7 +91,7 @@ class DecisionRecord:
         return json.dumps(self._fields(), default=_iso)
 
     @classmethod
-    def from_json(cls, text: str) -> DecisionRecord:
+    def from_json(cls, text: str | bytes) -> DecisionRecord:
         data = json.loads(text)
         data["status"] = Status(data["status"])
         for name in ("time", "decided_at", "submitted_at"):

@@ -31,7 +31,7 @@ import socket
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -41,9 +41,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError, S
 
 from zero_tasks.adapters.audit import SchemaNotAtHead, insert_rows, require_schema
 from zero_tasks.adapters.audit_health import FAILURE_TTL_S, failure_key, failure_value, reason_of
-from zero_tasks.worker import schema_gate  # noqa: F401 - its worker_init hook: the schema checked before any task
 from zero_tasks.adapters.outbox import AUDIT_STREAM
 from zero_tasks.core.record import DecisionRecord
+from zero_tasks.worker import schema_gate  # noqa: F401 - its worker_init hook: the schema checked before any task
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +78,14 @@ class AuditWriter:
         while not stop.is_set():
             try:
                 if self.step() and self._failing_since is not None:
-                    self._recovered()
+                    self._recovered(self._failing_since)
                 backoff = 0.0
             except (redis.RedisError, OperationalError, InterfaceError, ProgrammingError, SchemaNotAtHead) as exc:
                 backoff = min(max(backoff * 2, 0.25), BACKOFF_MAX_S)
                 log.warning("audit writer: %s; retrying in %.2fs", reason_of(exc), backoff)
                 self._failed(exc)
                 stop.wait(backoff)
-            except Exception as exc:  # noqa: BLE001 - the writer thread must outlive any one batch
+            except Exception as exc:  # the writer thread must outlive any one batch
                 log.exception("audit writer: unexpected failure; retrying in %.1fs", BACKOFF_MAX_S)
                 self._failed(exc)
                 stop.wait(BACKOFF_MAX_S)
@@ -96,16 +96,16 @@ class AuditWriter:
         if isinstance(exc, redis.RedisError):
             return
         self._schema_ready = False  # a broken or replaced schema: checked again at the next try
-        self._failing_since = self._failing_since or datetime.now(timezone.utc)
+        self._failing_since = self._failing_since or datetime.now(UTC)
         try:
             self._r.set(failure_key(self.name), failure_value(reason_of(exc), self._failing_since, self.name),
                         ex=FAILURE_TTL_S)
         except redis.RedisError as redis_exc:
             log.warning("audit writer: failure not reported (%s)", type(redis_exc).__name__)
 
-    def _recovered(self) -> None:
+    def _recovered(self, since: datetime) -> None:
         self._r.delete(failure_key(self.name))
-        log.warning("audit writer %s: writing again (failing since %s)", self.name, self._failing_since.isoformat())
+        log.warning("audit writer %s: writing again (failing since %s)", self.name, since.isoformat())
         self._failing_since = None
 
     def step(self, block_ms: int | None = BLOCK_MS) -> int:
@@ -238,7 +238,7 @@ _started = False
 
 def start_writer() -> None:
     """One writer thread in this process (made after fork: its own Redis and engine)."""
-    global _started
+    global _started  # noqa: PLW0603 - one writer thread per process, whoever calls first
     if _started:
         return
     from zero_tasks.worker.runtime import get_runtime  # the runtime loads alpaca-py; the ops CLI need not

@@ -23,11 +23,21 @@ import redis
 from celery import Task
 
 from zero_tasks.core import keys
-from zero_tasks.worker.celery_app import app
-from zero_tasks.core.delayed import (DONE, DONE_TTL_S, RUNNING, StepVerdict, hop_max_s, hop_task_id, next_hop, period_index,
-                      running_ttl_s, step_verdict)
-from zero_tasks.worker.runtime import get_runtime
+from zero_tasks.core.delayed import (
+    DONE,
+    DONE_TTL_S,
+    RUNNING,
+    StepVerdict,
+    hop_max_s,
+    hop_task_id,
+    next_hop,
+    period_index,
+    running_ttl_s,
+    step_verdict,
+)
 from zero_tasks.settings import Settings
+from zero_tasks.worker.celery_app import app
+from zero_tasks.worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)
 

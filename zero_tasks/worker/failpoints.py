@@ -1,8 +1,8 @@
 """Named crash points for the fault tests: `ZERO_FAILPOINTS=after_submit:/tmp/marker`.
 
 A failpoint listed in ZERO_FAILPOINTS SIGKILLs the whole process group (a worker, or a
-bridge: `bridge_after_claim`) when reached, once: the marker file records that it fired. Unset (always, in production), a
-failpoint is one dictionary lookup. This is how a test puts a crash exactly between the
+bridge: `bridge_after_claim`) when reached, once: the marker file records that it fired.
+Unset (always, in production), a failpoint is one dictionary lookup. This is how a test puts a crash exactly between the
 broker's accept and the audit write, which no timing trick can hit reliably.
 """
 

@@ -11,9 +11,10 @@ be tried again comes back as `RetryLater`, which the task schedules (tasks.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import redis
 
@@ -46,7 +47,7 @@ SESSION_CALLS = 2  # the clock and the calendar
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,10 @@ class OrderTicket:
     def ticker(self) -> str:
         return self.signal.top.ticker
 
-    def next_attempt(self) -> "OrderTicket":
+    def next_attempt(self) -> OrderTicket:
         return replace(self, broker_attempt=self.broker_attempt + 1, in_decide=False, prepaid=0)
 
-    def after_wait(self, seconds: float) -> "OrderTicket":
+    def after_wait(self, seconds: float) -> OrderTicket:
         return replace(self, waited_s=self.waited_s + seconds, in_decide=False, prepaid=0)
 
     def may_have_reached_the_broker(self, attempts: Callable[[], int]) -> bool:
@@ -113,9 +114,9 @@ def ticket_from_task(rt: Runtime, body: dict[str, Any]) -> OrderTicket | str:
     if not isinstance(subject, Signal):
         return f"payload is not an order-worthy signal ({subject.reason[:120]})"
     attempt, waited = body.get("broker_attempt"), body.get("waited_s")
-    if type(attempt) is not int or not 0 <= attempt <= rt.settings.broker_max_retries:
+    if not (type(attempt) is int and 0 <= attempt <= rt.settings.broker_max_retries):
         return f"broker_attempt {attempt!r} out of range"
-    if type(waited) not in (int, float) or not 0 <= waited <= rt.settings.rate_limit_max_wait_s:
+    if not ((type(waited) is int or type(waited) is float) and 0 <= waited <= rt.settings.rate_limit_max_wait_s):
         return f"waited_s {waited!r} out of range"
     return OrderTicket(msg, subject, reentered=True, broker_attempt=attempt, waited_s=float(waited))
 
@@ -151,7 +152,7 @@ def decide(rt: Runtime, msg: Message, now_fn: Callable[[], datetime] = utcnow) -
         return None
     try:
         outcome = evaluate(rt, msg, subject, snap, now_fn())  # rows 1-8 and the daily cap
-    except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision, not a lost message
+    except Exception as exc:  # ends as one ERROR decision, not a lost message
         log.exception("decide failed for %s", msg.message_id)
         outcome = unexpected(msg, subject, exc, now_fn())
     if isinstance(outcome, OrderTicket):
@@ -175,16 +176,18 @@ def order_round(rt: Runtime, ticket: OrderTicket,
             log.info("rate limit for %s: waiting %.1fs", ticket.execution_id, exc.wait_s)
             return RetryLater(ticket.after_wait(exc.wait_s), exc.wait_s)
         outcome = rate_limited(rt, ticket, f"{settings.broker_requests_per_min} broker calls/min spent; "
-                                           f"waited {ticket.waited_s:.0f}s of {settings.rate_limit_max_wait_s}s", now_fn())
+                                           f"waited {ticket.waited_s:.0f}s of {settings.rate_limit_max_wait_s}s",
+                               now_fn())
     except BrokerTransient as exc:
         if broker_retries_left(ticket.broker_attempt, settings.broker_max_retries):
-            countdown = broker_retry_countdown(ticket.broker_attempt, settings.broker_retry_backoff_max_s, exc.retry_after)
+            countdown = broker_retry_countdown(ticket.broker_attempt, settings.broker_retry_backoff_max_s,
+                                               exc.retry_after)
             log.warning("broker transient for %s (%s); attempt %d in %ss",
                         ticket.execution_id, exc.detail, ticket.broker_attempt + 2, countdown)
             return RetryLater(ticket.next_attempt(), countdown)
         outcome = exhausted(rt, ticket, f"broker unavailable after {ticket.broker_attempt + 1} attempts: {exc.detail}",
                             now_fn())
-    except Exception as exc:  # noqa: BLE001 - ends as one ERROR decision
+    except Exception as exc:  # ends as one ERROR decision
         log.exception("order attempt failed for %s", ticket.execution_id)
         outcome = unexpected(ticket.msg, ticket.signal, exc, now_fn())
     return recorder.record(rt, outcome)
@@ -215,7 +218,8 @@ def evaluate(rt: Runtime, msg: Message, subject: Signal | Invalid, snap: Snapsho
         admission = rt.locks.admit(exec_id, msg.message_id, ticker, now, rt.daily_cap.key(msg.received_at),
                                    rt.daily_cap.cap, msg.received_at, budget=rt.rate_limit, slots=PLACEMENT_CALLS)
     except redis.RedisError as exc:
-        return build_record(msg, subject, deny(Code.ERROR, f"redis unavailable during claim ({type(exc).__name__}); no order"),
+        return build_record(msg, subject,
+                            deny(Code.ERROR, f"redis unavailable during claim ({type(exc).__name__}); no order"),
                             snap.market_state, now)
     refused = check_admission(admission, exec_id, ticker, rt.daily_cap.cap, trading_day(msg.received_at))
     if refused:
@@ -261,8 +265,8 @@ def probe_breaker_if_due(rt: Runtime, snap: Snapshot, ticker: str, now: datetime
 
 
 def place(rt: Runtime, ticket: OrderTicket, now_fn: Callable[[], datetime] = utcnow) -> DecisionRecord:
-    """Rows 9-12: exposure, the veto again, submit. Raises BrokerTransient when the broker's answer is unknown (retry) and
-    RateLimited when the broker budget of this minute is spent (wait, then retry)."""
+    """Rows 9-12: exposure, the veto again, submit. Raises BrokerTransient when the broker's answer is
+    unknown (retry) and RateLimited when the broker budget of this minute is spent (wait, then retry)."""
     msg, subject = ticket.msg, ticket.signal
     ticker, exec_id = ticket.ticker, ticket.execution_id
     cid = client_order_id(exec_id)
@@ -299,7 +303,8 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn: Callable[[], datetime] = utc
         if exc.status == 422:  # a reused client_order_id: it is already placed
             existing = broker.find_order(cid)
             if existing:
-                return _submitted(rt, msg, subject, existing, now_fn(), "already placed (422 on reuse)", snap.market_state)
+                return _submitted(rt, msg, subject, existing, now_fn(), "already placed (422 on reuse)",
+                                  snap.market_state)
         _release(rt, exec_id, ticker, msg, claim=False)
         if exc.status not in EXPECTED_REJECTIONS:
             broker_failed(rt, f"broker rejected {exc.status}: {exc.detail}", now_fn())

@@ -6,6 +6,7 @@ refreshed every few seconds is cheap and tells the truth within HEARTBEAT_TTL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,8 +17,8 @@ from typing import Any
 import redis
 from celery import signals
 
-from zero_tasks.core import keys
 from zero_tasks.adapters.redis_state import connect
+from zero_tasks.core import keys
 from zero_tasks.settings import settings_or_exit
 
 HEARTBEAT_EVERY_S = 2
@@ -36,10 +37,8 @@ def _beat(hostname: str, concurrency: Any) -> None:
         except redis.RedisError as exc:
             log.warning("heartbeat failed: %s", type(exc).__name__)
         _stop.wait(HEARTBEAT_EVERY_S)
-    try:
+    with contextlib.suppress(redis.RedisError):
         r.delete(keys.worker_alive_key(hostname))
-    except redis.RedisError:
-        pass
 
 
 @signals.worker_ready.connect

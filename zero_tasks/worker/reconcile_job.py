@@ -8,19 +8,21 @@ to chan:execution_alert. No order is ever placed or canceled here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import cast
 
 from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.models import Order
 from alpaca.trading.requests import GetOrdersRequest
 from sqlalchemy import select
 
 from zero_tasks.adapters.audit import execution_log, update_order_status
+from zero_tasks.adapters.risk import alert
 from zero_tasks.core.contract import as_utc  # SQLite hands back naive datetimes; the audit stores UTC
 from zero_tasks.core.decision import Code, deny
-from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.reconcile import AuditedOrder, BrokerOrder, Finding, Report, compare
-from zero_tasks.adapters.risk import alert
+from zero_tasks.core.record import DecisionRecord
 from zero_tasks.worker.runtime import Runtime, ensure_audit_schema
 
 Recorder = Callable[[DecisionRecord], DecisionRecord]
@@ -37,8 +39,10 @@ def audited_orders(rt: Runtime, since: datetime) -> list[AuditedOrder]:
 
 def broker_orders(rt: Runtime, since: datetime) -> list[BrokerOrder]:
     client = rt.broker.client
-    orders = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, after=since, limit=500))
-    return [BrokerOrder(str(o.id), o.client_order_id, o.symbol, str(getattr(o.status, "value", o.status)),
+    # cast: alpaca-py types the reply list[Order] | RawData; this client is not raw_data, so Orders
+    orders = cast(list[Order], client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, after=since, limit=500)))
+    # symbol is None only for a multi-leg order, which this gateway never places
+    return [BrokerOrder(str(o.id), o.client_order_id, o.symbol or "", str(getattr(o.status, "value", o.status)),
                         o.submitted_at) for o in orders]
 
 

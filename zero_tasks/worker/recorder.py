@@ -9,15 +9,16 @@ loses nothing: the decision waits in the stream until the writer can write it.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 
 from zero_tasks.adapters import outbox
 from zero_tasks.adapters.metrics import observe_decision
 from zero_tasks.core.record import DecisionRecord, log_decision
-from zero_tasks.worker.runtime import Runtime
 from zero_tasks.core.snapshot import Snapshot
+from zero_tasks.worker.runtime import Runtime
 
 T = TypeVar("T")
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Any, Callable, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import redis
 from celery import Task

@@ -16,6 +16,7 @@ from alembic import context
 from sqlalchemy import Connection, text
 
 from zero_tasks.adapters.migrations import VERSION_TABLE
+
 ADVISORY_LOCK = 727274
 
 

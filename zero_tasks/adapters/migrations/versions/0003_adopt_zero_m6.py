@@ -24,6 +24,9 @@ is left alone.
 Revision ID: 0003
 """
 
+from collections.abc import Mapping
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
@@ -90,14 +93,15 @@ def upgrade() -> None:
 def _drop_unique_execution_id(bind: sa.Connection) -> None:
     inspector = sa.inspect(bind)
     for unique in inspector.get_unique_constraints(TABLE):
-        if unique["column_names"] == ["execution_id"]:
+        if unique["column_names"] == ["execution_id"] and unique["name"]:
             op.drop_constraint(unique["name"], TABLE, type_="unique")
     for index in inspector.get_indexes(TABLE):
-        if index["unique"] and index["column_names"] == ["execution_id"] and not index.get("duplicates_constraint"):
+        if index["unique"] and index["column_names"] == ["execution_id"] and not index.get("duplicates_constraint") \
+                and index["name"]:
             op.drop_index(index["name"], table_name=TABLE)
 
 
-def _widen(columns: dict[str, dict]) -> None:
+def _widen(columns: Mapping[str, Any]) -> None:
     for name, width in WIDTHS.items():
         length = getattr(columns[name]["type"], "length", None)
         if length is not None and length < width:
@@ -112,7 +116,7 @@ def _timescaledb(bind: sa.Connection) -> bool:
 def _primary_key_with_time(bind: sa.Connection) -> None:
     """A hypertable's unique keys must contain `time`: PRIMARY KEY (id) -> (id, time)."""
     primary = sa.inspect(bind).get_pk_constraint(TABLE)
-    if primary["constrained_columns"] and "time" not in primary["constrained_columns"]:
+    if primary["constrained_columns"] and "time" not in primary["constrained_columns"] and primary["name"]:
         op.drop_constraint(primary["name"], TABLE, type_="primary")
         op.create_primary_key(primary["name"], TABLE, [*primary["constrained_columns"], "time"])
 
