@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY, CollectorRegistry, disable_created_metrics, generate_latest
@@ -127,8 +127,9 @@ async def read_stored(redis_url: str, broker_url: str) -> tuple[dict[str, dict[s
     try:
         if not await _hold_exporter_lease(client):
             return {}, {}
-        stored = {key: await client.hgetall(key)
-                  for key in (metrics.DECISIONS, metrics.DECISION_LATENCY, metrics.BROKER_LATENCY)}
+        stored: dict[str, dict[str, str]] = {
+            key: cast(dict[str, str], await client.hgetall(key))  # decode_responses: str, not bytes
+            for key in (metrics.DECISIONS, metrics.DECISION_LATENCY, metrics.BROKER_LATENCY)}
     finally:
         await client.aclose()
     stored[ROLE] = {"exporter": "1"}

@@ -22,10 +22,11 @@ NOW = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
 
 
 def record(**over: object) -> DecisionRecord:
-    base = dict(event_key="e1", time=NOW, decided_at=NOW, execution_id="SPY:H30:2026-11-24T14:30:00",
-                ticker="SPY", horizon="H30", probability=0.95, opportunity_score=95.0, status=Status.SUBMITTED,
-                reason="submitted: 1 share SPY buy market day", why=["submitted: 1 share SPY buy market day"],
-                market_state_snapshot={"state": "GREEN"}, alpaca_order_id="o-1")
+    base: dict[str, object] = {
+        "event_key": "e1", "time": NOW, "decided_at": NOW, "execution_id": "SPY:H30:2026-11-24T14:30:00",
+        "ticker": "SPY", "horizon": "H30", "probability": 0.95, "opportunity_score": 95.0, "status": Status.SUBMITTED,
+        "reason": "submitted: 1 share SPY buy market day", "why": ["submitted: 1 share SPY buy market day"],
+        "market_state_snapshot": {"state": "GREEN"}, "alpaca_order_id": "o-1"}
     base.update(over)
     return DecisionRecord(**base)  # type: ignore[arg-type]
 

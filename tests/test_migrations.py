@@ -12,8 +12,9 @@ import json
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, inspect, text
@@ -97,13 +98,14 @@ def zero_table_with_m6_rows(engine: Engine) -> None:
                 "INSERT INTO execution_log (time, execution_id, ticker, horizon, probability, opportunity_score, "
                 "status, alpaca_order_id, why, market_state_snapshot) VALUES (:t, :e, :tk, :h, :p, :s, :st, :o, "
                 "CAST(:why AS JSONB), CAST(:ms AS JSONB))"),
-                dict(t=row[0], e=row[1], tk=row[2], h=row[3], p=row[4], s=row[5], st=row[6], o=row[7],
-                     why=json.dumps(row[8]), ms=json.dumps(row[9])))
+                {"t": row[0], "e": row[1], "tk": row[2], "h": row[3], "p": row[4], "s": row[5], "st": row[6],
+                 "o": row[7], "why": json.dumps(row[8]), "ms": json.dumps(row[9])})
 
 
 def zero_rows(engine: Engine) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(text(f"SELECT {', '.join(ZERO_COLUMNS)} FROM execution_log ORDER BY id"))]
+        query = text(f"SELECT {', '.join(ZERO_COLUMNS)} FROM execution_log ORDER BY id")
+        return [tuple(r) for r in conn.execute(query)]
 
 
 def table_shape(engine: Engine) -> dict[str, Any]:
@@ -148,9 +150,10 @@ def test_zero_m6_table_is_adopted_with_every_row_kept(pg_url: str, pg: Engine) -
     assert current(pg_url) == f"{HEAD} (head)"
     assert zero_rows(pg) == before  # every M6 row, every ZERO column, unchanged
     with pg.connect() as conn:
-        adopted = conn.execute(text("SELECT id, event_key, reason, decided_at = time FROM execution_log ORDER BY id")).all()
+        adopted = conn.execute(text(
+            "SELECT id, event_key, reason, decided_at = time FROM execution_log ORDER BY id")).all()
     assert [tuple(r) for r in adopted] == [(row[0], f"zero-m6:{row[0]}", m6[8][0], True)
-                                           for row, m6 in zip(before, M6_ROWS)]
+                                           for row, m6 in zip(before, M6_ROWS, strict=True)]
     shape = table_shape(pg)
     constraints = {definition for _, _, definition in shape["constraints"]}
     assert "UNIQUE (execution_id)" not in constraints

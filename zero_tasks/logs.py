@@ -19,6 +19,7 @@ import logging
 import sys
 import threading
 from types import TracebackType
+from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as StandardJsonFormatter
@@ -84,4 +85,5 @@ def configure_logging(level: int | str = "INFO", logfile: str | None = None) -> 
 
 def _log_uncaught(kind: type[BaseException], exc: BaseException | None, tb: TracebackType | None) -> None:
     """An exception nobody caught is logged (scrubbed) instead of printed raw."""
-    logging.getLogger("uncaught").critical("uncaught %s", kind.__name__, exc_info=(kind, exc, tb))
+    info: Any = (kind, exc, tb)  # exc is None for some thread exits: logging prints the type then
+    logging.getLogger("uncaught").critical("uncaught %s", kind.__name__, exc_info=info)
