@@ -26,7 +26,6 @@ import signal
 import threading
 from datetime import date
 from types import FrameType
-from typing import Optional
 
 from .ratelimit import DEFAULT_LIMIT_PER_MIN
 from .server import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, SimServer
@@ -35,7 +34,7 @@ from .state import DEFAULT_FILL_DELAY_S, BrokerState
 from .tls import make_test_tls
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m alpaca_paper_sim", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
@@ -67,7 +66,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     stop = threading.Event()
 
-    def _on_signal(signum: int, frame: Optional[FrameType]) -> None:
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     signal.signal(signal.SIGINT, _on_signal)

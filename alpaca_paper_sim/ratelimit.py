@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 DEFAULT_LIMIT_PER_MIN = 200  # Alpaca's Trading API quota
 WINDOW_S = 60.0

@@ -17,6 +17,7 @@ TCP and TLS handshake. Both are off by default.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import re
@@ -27,10 +28,11 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Optional
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .ratelimit import Quota
@@ -203,10 +205,11 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "alpaca_paper_sim"
     sys_version = ""
-    server: "SimHTTPServer"
+    server: SimHTTPServer
 
     def setup(self) -> None:
-        self.timeout = self.server.idle_timeout_s  # StreamRequestHandler applies it to the socket
+        if self.server.idle_timeout_s is not None:  # a wait for a request line longer than this times out
+            self.request.settimeout(self.server.idle_timeout_s)
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().setup()
         self.server.track(self.request, add=True)
@@ -214,7 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         """One request, or the idle timeout: the stdlib closes the connection when the wait
         for a request line times out, and leaves ``raw_requestline`` unset then."""
-        self.raw_requestline = None  # type: ignore[assignment]
+        self.raw_requestline = None
         super().handle_one_request()
         if self.raw_requestline is None:
             self.server.count("idle_closed")
@@ -225,7 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.track(self.request, add=False)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
 
@@ -245,7 +248,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         state.record_request(method, path)
-        if not self.server.authorized(self.headers.get("APCA-API-KEY-ID", ""), self.headers.get("APCA-API-SECRET-KEY", "")):
+        key_id, secret_key = self.headers.get("APCA-API-KEY-ID", ""), self.headers.get("APCA-API-SECRET-KEY", "")
+        if not self.server.authorized(key_id, secret_key):
             self._send(Reply(401, dict(UNAUTHORIZED), state.rate_limiter.peek().headers()))
             return
         quota = state.rate_limiter.take()
@@ -285,11 +289,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _safe(self, routes: list[Route], method: str, path: str, query: dict[str, str], raw: bytes) -> Reply:
         try:
             return dispatch(routes, self.server.state, method, path, query, raw)
-        except Exception:  # a simulator bug must still answer, not hang the client
+        except Exception:  # noqa: BLE001 - a simulator bug must still answer, not hang the client
             traceback.print_exc(file=sys.stderr)
             return error_reply(500, 50010000, "internal simulator error")
 
-    def _read_body(self) -> Optional[bytes]:
+    def _read_body(self) -> bytes | None:
         """Always consume the body so the next request on this connection parses cleanly."""
         length_header = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -309,10 +313,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _drop(self) -> None:
         """Close the connection without answering (the client sees a connection error)."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.log_message('"%s" dropped', self.requestline)
 
     def _send(self, reply: Reply) -> None:
@@ -368,8 +370,8 @@ class SimHTTPServer(ThreadingHTTPServer):
         state: BrokerState,
         verbose: bool = False,
         keys: tuple[str, str] = (DEFAULT_KEY_ID, DEFAULT_SECRET_KEY),
-        tls: Optional[ssl.SSLContext] = None,
-        idle_timeout_s: Optional[float] = None,
+        tls: ssl.SSLContext | None = None,
+        idle_timeout_s: float | None = None,
         connect_delay_s: float = 0.0,
     ) -> None:
         if idle_timeout_s is not None and idle_timeout_s <= 0:
@@ -453,10 +455,8 @@ class SimHTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             conns = list(self._connections)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class SimServer:
@@ -476,11 +476,11 @@ class SimServer:
         host: str = "127.0.0.1",
         port: int = 0,
         verbose: bool = False,
-        state: Optional[BrokerState] = None,
+        state: BrokerState | None = None,
         key_id: str = DEFAULT_KEY_ID,
         secret_key: str = DEFAULT_SECRET_KEY,
-        tls: Optional[TestTLS] = None,
-        idle_timeout_s: Optional[float] = None,
+        tls: TestTLS | None = None,
+        idle_timeout_s: float | None = None,
         connect_delay_s: float = 0.0,
     ) -> None:
         if not key_id or not secret_key:
@@ -493,7 +493,7 @@ class SimServer:
                                     tls=tls.context if tls is not None else None, idle_timeout_s=idle_timeout_s,
                                     connect_delay_s=connect_delay_s)
         self.port: int = self._httpd.server_address[1]
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._stopped = False
 
     @property
@@ -506,7 +506,7 @@ class SimServer:
         closes, connections open now; also ``GET /_sim/connections``."""
         return self._httpd.connection_stats()
 
-    def start(self) -> "SimServer":
+    def start(self) -> SimServer:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever,
@@ -527,7 +527,7 @@ class SimServer:
         self._httpd.close_connections()
         self._httpd.server_close()
 
-    def __enter__(self) -> "SimServer":
+    def __enter__(self) -> SimServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

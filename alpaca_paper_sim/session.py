@@ -9,9 +9,10 @@ newcomer's demo trades at any hour, and the clock and calendar still answer cons
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any, Iterable, Optional
+from typing import Any
 from zoneinfo import ZoneInfo
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -42,18 +43,18 @@ class TradingSession:
     weekdays: frozenset[int] = WEEKDAYS
 
     @classmethod
-    def new_york(cls, holidays: Iterable[date] = ()) -> "TradingSession":
+    def new_york(cls, holidays: Iterable[date] = ()) -> TradingSession:
         return cls(holidays=frozenset(holidays))
 
     @classmethod
-    def around_the_clock(cls) -> "TradingSession":
+    def around_the_clock(cls) -> TradingSession:
         return cls(always_open=True)
 
     @property
     def name(self) -> str:
         return "always_open" if self.always_open else "new_york"
 
-    def day(self, on: date) -> Optional[SessionDay]:
+    def day(self, on: date) -> SessionDay | None:
         """The session on this New York date, or None when the market does not open."""
         if self.always_open:
             start = datetime.combine(on, time(0), NEW_YORK)
@@ -63,7 +64,7 @@ class TradingSession:
         return SessionDay(on, datetime.combine(on, self.open_at, NEW_YORK),
                           datetime.combine(on, self.close_at, NEW_YORK))
 
-    def current(self, at: datetime) -> Optional[SessionDay]:
+    def current(self, at: datetime) -> SessionDay | None:
         """The session `at` falls in (open inclusive, close exclusive), if any."""
         today = self.day(at.astimezone(NEW_YORK).date())
         return today if today is not None and today.open <= at < today.close else None

@@ -15,9 +15,9 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Optional
+from typing import Any
 
 from .ratelimit import DEFAULT_LIMIT_PER_MIN, RateLimiter
 from .session import TradingSession, calendar_json, clock_json
@@ -84,14 +84,14 @@ POSITION_NOT_FOUND = (404, 40410000, "position does not exist")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def iso(dt: Optional[datetime]) -> Optional[str]:
+def iso(dt: datetime | None) -> str | None:
     """RFC 3339 with a trailing Z, like Alpaca (pydantic parses it as aware UTC)."""
     if dt is None:
         return None
-    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_time(value: str, name: str) -> datetime:
@@ -100,7 +100,7 @@ def parse_time(value: str, name: str) -> datetime:
         dt = datetime.fromisoformat(value.strip().replace(" ", "+").replace("Z", "+00:00"))
     except ValueError:
         raise invalid(f"invalid {name}: {value!r}") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def parse_decimal(value: Any, name: str) -> Decimal:
@@ -149,7 +149,7 @@ def _delay(value: Any) -> float:
     return float(seconds)
 
 
-def _parse_date(value: Optional[str], name: str, default: date) -> date:
+def _parse_date(value: str | None, name: str, default: date) -> date:
     if not value:
         return default
     try:
@@ -164,7 +164,7 @@ def _refuse_unknown(params: dict[str, str], known: frozenset[str]) -> None:
         raise invalid(f"unknown query parameter(s): {', '.join(unknown)}")
 
 
-def _parse_bool(value: Optional[str], name: str) -> bool:
+def _parse_bool(value: str | None, name: str) -> bool:
     """true/false in any case: alpaca-py sends Python's "True"."""
     text = (value or "").strip().lower()
     if text in ("", "false"):
@@ -182,15 +182,15 @@ class _OrderQuery:
     direction: str
     limit: int
     symbols: frozenset[str]
-    side: Optional[str]
-    after: Optional[datetime]
-    until: Optional[datetime]
+    side: str | None
+    after: datetime | None
+    until: datetime | None
     asset_classes: frozenset[str]
-    after_order_id: Optional[str]
-    before_order_id: Optional[str]
+    after_order_id: str | None
+    before_order_id: str | None
 
     @classmethod
-    def parse(cls, params: dict[str, str]) -> "_OrderQuery":
+    def parse(cls, params: dict[str, str]) -> _OrderQuery:
         _refuse_unknown(params, ORDER_QUERY_PARAMS)
         status = params.get("status") or "open"
         if status not in ("open", "closed", "all"):
@@ -225,7 +225,7 @@ class _OrderQuery:
             asset_classes=classes, after_order_id=after_id, before_order_id=before_id,
         )
 
-    def admits(self, order: "SimOrder") -> bool:
+    def admits(self, order: SimOrder) -> bool:
         if (self.status == "open") != order.is_open and self.status != "all":
             return False
         if self.symbols and order.symbol not in self.symbols:
@@ -250,21 +250,21 @@ class SimOrder:
     side: str
     type: str
     time_in_force: str
-    qty: Optional[Decimal]
-    notional: Optional[Decimal]
-    limit_price: Optional[Decimal]
+    qty: Decimal | None
+    notional: Decimal | None
+    limit_price: Decimal | None
     extended_hours: bool
     submitted_at: datetime
     updated_at: datetime
     position_intent: str
     route_at: datetime  # when an order accepted out of session reaches the market ("new")
-    fill_at: Optional[datetime] = None  # when an automatic fill is due (None: manual or limit)
+    fill_at: datetime | None = None  # when an automatic fill is due (None: manual or limit)
     status: str = "new"
     filled_qty: Decimal = Decimal(0)
-    filled_avg_price: Optional[Decimal] = None
-    filled_at: Optional[datetime] = None
-    canceled_at: Optional[datetime] = None
-    failed_at: Optional[datetime] = None
+    filled_avg_price: Decimal | None = None
+    filled_at: datetime | None = None
+    canceled_at: datetime | None = None
+    failed_at: datetime | None = None
 
     asset_class = "us_equity"  # the simulator trades US equities only
 
@@ -356,13 +356,13 @@ class FaultRule:
 
     mode: str
     count: int = 1  # -1 = until cleared
-    method: Optional[str] = None
-    path: Optional[str] = None
+    method: str | None = None
+    path: str | None = None
     delay: float = 2.0
-    retry_after: Optional[float] = 1.0  # None: a 429 without Retry-After (X-RateLimit-Reset only)
-    query: Optional[dict[str, str]] = None  # only requests with these query parameters
+    retry_after: float | None = 1.0  # None: a 429 without Retry-After (X-RateLimit-Reset only)
+    query: dict[str, str] | None = None  # only requests with these query parameters
 
-    def matches(self, method: str, path: str, query: Optional[dict[str, str]] = None) -> bool:
+    def matches(self, method: str, path: str, query: dict[str, str] | None = None) -> bool:
         if self.method is not None and self.method != method:
             return False
         if self.query and any((query or {}).get(k) != v for k, v in self.query.items()):
@@ -387,7 +387,7 @@ class BrokerState:
     def __init__(
         self,
         fill_delay_s: float = DEFAULT_FILL_DELAY_S,
-        session: Optional[TradingSession] = None,
+        session: TradingSession | None = None,
         rate_limit: int = DEFAULT_LIMIT_PER_MIN,
     ) -> None:
         self._lock = threading.RLock()
@@ -404,7 +404,7 @@ class BrokerState:
         with self._lock:
             self.fill_delay_s, self.session, limit = self._initial
             self.rate_limiter = RateLimiter(limit)
-            self._frozen_at: Optional[datetime] = None
+            self._frozen_at: datetime | None = None
             self._cash = STARTING_CASH
             self._orders: dict[str, SimOrder] = {}
             self._by_client_id: dict[str, SimOrder] = {}
@@ -418,8 +418,8 @@ class BrokerState:
 
     def configure(
         self,
-        fill: Optional[str] = None,
-        price: Optional[dict[str, Any]] = None,
+        fill: str | None = None,
+        price: dict[str, Any] | None = None,
         fill_delay_s: Any = None,
         always_open: Any = None,
         rate_limit: Any = None,
@@ -480,7 +480,7 @@ class BrokerState:
         with self._lock:
             self._faults.clear()
 
-    def take_fault(self, method: str, path: str, query: Optional[dict[str, str]] = None) -> Optional[FaultRule]:
+    def take_fault(self, method: str, path: str, query: dict[str, str] | None = None) -> FaultRule | None:
         """Consume one use of the first matching rule (rules apply in the order added)."""
         with self._lock:
             for rule in self._faults:
@@ -489,7 +489,7 @@ class BrokerState:
                         rule.count -= 1
                         if rule.count == 0:
                             self._faults.remove(rule)
-                    return FaultRule(**{**rule.__dict__})
+                    return FaultRule(**rule.__dict__)
             return None
 
     def set_time(self, now: Any) -> dict[str, Any]:
@@ -820,7 +820,7 @@ class BrokerState:
         return order
 
     def _fill(
-        self, order: SimOrder, qty: Optional[Decimal], price: Optional[Decimal], at: Optional[datetime] = None
+        self, order: SimOrder, qty: Decimal | None, price: Decimal | None, at: datetime | None = None
     ) -> None:
         """Execute (part of) an order: update the order, cash and the position."""
         if price is None:

@@ -18,9 +18,9 @@ import shutil
 import ssl
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 LOOPBACK_NAMES = ("127.0.0.1", "::1", "localhost")
 _DAYS = "2"  # a test CA outlives no test run

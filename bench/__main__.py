@@ -18,7 +18,7 @@ import tempfile
 import time
 import traceback
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                        "postgres_burst": (plan.postgres_burst or args.postgres) and not args.no_postgres_burst})
     signal.signal(signal.SIGTERM, _sigterm)
 
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     t_start = time.monotonic()
     log_dir = Path(tempfile.mkdtemp(prefix="zero-bench-"))
     pg_version = postgres_version(PG_BASE_URL)

@@ -9,6 +9,7 @@ pipeline so the flips land in order with the messages.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 from bridge.dedup import content_hash
 from zero_tasks.core import keys
 
-from .common import (OPPORTUNITY_CHANNEL, Signal, Tickers, letters, market, ms, reset_risk_counters, set_green, summary)
+from .common import OPPORTUNITY_CHANNEL, Signal, Tickers, letters, market, ms, reset_risk_counters, set_green, summary
 from .stack import EventCollector, GatewayProcs, Stack, cpu_by_pid, cpu_delta
 
 CHUNK = 250
@@ -37,10 +38,8 @@ class _RiskResetter(threading.Thread):
 
     def run(self) -> None:
         while not self.stop_flag.wait(0.02):
-            try:
+            with contextlib.suppress(Exception):  # best effort: the next round tries again
                 reset_risk_counters(self.r)
-            except Exception:  # noqa: BLE001 - best effort
-                pass
 
 
 def _plan(n: int, rnd: random.Random, prefix: str) -> tuple[list[bytes], list[str], dict[str, Signal]]:
@@ -55,9 +54,10 @@ def _plan(n: int, rnd: random.Random, prefix: str) -> tuple[list[bytes], list[st
     messages: list[bytes] = []
     signals: dict[str, Signal] = {}  # content hash -> the eligible ranking
     earlier: list[int] = []
-    for i, kind in enumerate(kinds):
-        if kind == "duplicate" and not earlier:
-            kind = kinds[i] = "below"
+    for i in range(len(kinds)):
+        if kinds[i] == "duplicate" and not earlier:
+            kinds[i] = "below"
+        kind = kinds[i]
         if kind == "eligible":
             sig = Signal(eligible_tickers.next())
             signals[content_hash(sig.data)] = sig

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
 
-from tests.support.gateway import opportunity  # noqa: F401 - one builder for tests and bench
-from tests.support.procs import wait_for as wait_until  # noqa: F401
+from tests.support.gateway import opportunity
+from tests.support.procs import wait_for as wait_until  # noqa: F401 - the bench modules' one wait helper
 from zero_tasks.core import keys
 from zero_tasks.core.contract import client_order_id, execution_id
 
@@ -55,7 +56,7 @@ def ms(seconds: float) -> float:
 
 # payloads -------------------------------------------------------------------------------
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def market(state: str = "GREEN", age_s: float = 0.0) -> str:
@@ -68,7 +69,7 @@ def market(state: str = "GREEN", age_s: float = 0.0) -> str:
 class Signal:
     """One OpportunityRank as published, with the ids the gateway will derive from it."""
 
-    __slots__ = ("ticker", "rank_time", "data", "execution_id", "client_order_id")
+    __slots__ = ("client_order_id", "data", "execution_id", "rank_time", "ticker")
 
     def __init__(self, ticker: str, probability: float = 0.95, age_s: float = 0.0) -> None:
         self.ticker = ticker

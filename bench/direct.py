@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ SEEN_PREFIX = "key:execution_seen:"
 
 def _utc(value: str) -> datetime:
     t = datetime.fromisoformat(value)
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
 async def run(redis_port: int, sim_url: str, max_seconds: float) -> None:
@@ -71,7 +71,7 @@ async def run(redis_port: int, sim_url: str, max_seconds: float) -> None:
             continue
         try:
             market = json.loads(market_raw)
-            market_age = (datetime.now(timezone.utc) - _utc(market["timestamp"])).total_seconds()
+            market_age = (datetime.now(UTC) - _utc(market["timestamp"])).total_seconds()
         except (ValueError, KeyError, TypeError):
             continue
         if market.get("state") != "GREEN" or market_age > 300:
@@ -80,7 +80,7 @@ async def run(redis_port: int, sim_url: str, max_seconds: float) -> None:
             continue
         if top.get("direction", "LONG") != "LONG":
             continue
-        if (datetime.now(timezone.utc) - rank_time).total_seconds() > 120:
+        if (datetime.now(UTC) - rank_time).total_seconds() > 120:
             continue
         execution_id = f"{ticker}:{horizon}:{rank_time:%Y-%m-%dT%H:%M:%S}"
         if not await r.set(SEEN_PREFIX + execution_id, "direct", nx=True, ex=86400):
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # driven from the bench ------------------------------------------------------------------
-def measure(stack: "Any", n: int, warmup: int, timeout_s: float = 5.0, prefix: str = "DR") -> dict[str, Any]:
+def measure(stack: Any, n: int, warmup: int, timeout_s: float = 5.0, prefix: str = "DR") -> dict[str, Any]:
     from tests.support.procs import PYTHON, ROOT, Proc
 
     from .common import OPPORTUNITY_CHANNEL, Signal, Tickers, ms, set_green, summary, wait_until

@@ -11,8 +11,9 @@ on the gateway's channel, so it cannot run beside a gateway).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from . import direct as direct_mod
 from . import floor as floor_mod

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import random
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
-from .common import (OPPORTUNITY_CHANNEL, Signal, Tickers, letters, ms, reset_risk_counters, set_green, summary)
+from .common import OPPORTUNITY_CHANNEL, Signal, Tickers, letters, ms, reset_risk_counters, set_green, summary
 from .stack import EventCollector, GatewayProcs, Stack, cpu_by_pid, cpu_delta
 
 
@@ -46,7 +46,7 @@ def _as_utc(value: Any) -> datetime | None:
         return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def signal_to_order(stack: Stack, gw: GatewayProcs, collector: EventCollector, n: int, warmup: int,

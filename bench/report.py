@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -160,7 +160,8 @@ def _idle_gap_rows(gap: dict[str, Any] | None) -> list[str]:
             f"{_f(gap.get('connect_delay_ms'), 0)} ms; signals {_f(gap['gap_s'], 1)} s apart, the server closes "
             f"a connection idle {_f(gap['idle_timeout_s'], 1)} s; "
             f"BROKER_KEEP_WARM_S {_f(gap['broker_keep_warm_s'], 1)}",
-            f"  {'warm contract floor SUM (PUBLISH + row 9 + submit)':<50}{'':>6}{_f(fl.get('contract_sum_p50_ms')):>9}",
+            f"  {'warm contract floor SUM (PUBLISH + row 9 + submit)':<50}{'':>6}"
+            f"{_f(fl.get('contract_sum_p50_ms')):>9}",
             _lat_row("gateway sqlite: publish -> order after the gap", gap.get("signal_to_order_ms")),
             f"  ratios: p50 / warm contract floor = {_f(r.get('p50_over_warm_contract_floor'))}x, "
             f"p99 / warm contract floor = {_f(r.get('p99_over_warm_contract_floor'))}x; connections opened "
@@ -317,7 +318,7 @@ def write(result: dict[str, Any], quick: bool) -> list[Path]:
     if quick:
         paths = [RESULTS / "quick-latest.json"]
     else:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         paths = [RESULTS / f"{stamp}.json", RESULTS / "latest.json"]
     for path in paths:
         tmp = path.with_suffix(".json.tmp")

@@ -8,6 +8,7 @@ is started in its own process group and stopped by `Stack.close()` (called from 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -20,8 +21,8 @@ from sqlalchemy import Engine, func, select, text
 
 from alpaca_paper_sim import BrokerState, SimServer, TradingSession
 from tests.support.procs import PrivateRedis, Proc, base_env, bridge_proc, free_port, health, worker_proc
-from zero_tasks.core import keys
 from zero_tasks.adapters.audit import ensure_schema, execution_log, make_engine
+from zero_tasks.core import keys
 
 from .common import OPPORTUNITY_CHANNEL, TRADE_UPDATE_CHANNEL, wait_until
 
@@ -50,7 +51,8 @@ class StampingState(BrokerState):
         self._stamp_cond = threading.Condition()
         self.stamps: dict[str, tuple[float, float]] = {}
         self.lookups: dict[str, list[tuple[str, float]]] = {}  # symbol -> [(call, time.time())]
-        super().__init__(fill_delay_s=0, session=TradingSession.around_the_clock(), rate_limit=10**9)  # fills at once, any hour
+        # fills at once, any hour
+        super().__init__(fill_delay_s=0, session=TradingSession.around_the_clock(), rate_limit=10**9)
 
     def _lookup(self, call: str, symbol: str) -> None:
         self.lookups.setdefault(symbol.strip().upper(), []).append((call, time.time()))
@@ -233,7 +235,7 @@ class Stack:
         self.state = StampingState()
         self.procs: list[Proc] = []  # everything we started, for close()
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         self.redis_server = PrivateRedis(self.log_dir)
         self.procs.append(self.redis_server.proc)
         self.redis_server.start()
@@ -268,10 +270,8 @@ class Stack:
             try:
                 proc.stop(timeout=10)
             except Exception:  # noqa: BLE001 - keep stopping the others
-                try:
+                with contextlib.suppress(Exception):  # killed already or gone: nothing left to stop
                     proc.kill()
-                except Exception:  # noqa: BLE001
-                    pass
         if self.sim is not None:
             self.sim.stop()
 
@@ -310,7 +310,7 @@ class GatewayProcs:
                     os.remove(database + suffix)
         ensure_schema(self.engine)
 
-    def start(self, timeout: float = 60) -> "GatewayProcs":
+    def start(self, timeout: float = 60) -> GatewayProcs:
         self.prepare_database()
         for proc in [*self.workers, self.bridge]:
             self.stack.track(proc).start()

@@ -17,8 +17,16 @@ from typing import Any
 
 from bridge.dedup import content_hash
 
-from .common import (OPPORTUNITY_CHANNEL, TRADE_UPDATE_CHANNEL, Signal, Tickers, ms, reset_risk_counters, set_green,
-                     summary)
+from .common import (
+    OPPORTUNITY_CHANNEL,
+    TRADE_UPDATE_CHANNEL,
+    Signal,
+    Tickers,
+    ms,
+    reset_risk_counters,
+    set_green,
+    summary,
+)
 from .gateway import _publish, next_decision
 from .stack import EventCollector, GatewayProcs, Stack
 

@@ -17,9 +17,10 @@ import subprocess
 import sys
 import threading
 import tomllib
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -55,7 +56,7 @@ class Gate(ThreadingHTTPServer):
             self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.server_address[1]}"
 
-    def __enter__(self) -> "Gate":
+    def __enter__(self) -> Gate:
         threading.Thread(target=self.serve_forever, daemon=True).start()
         return self
 

@@ -6,8 +6,8 @@ The test's own admin calls (reset, orders) go to a plain-HTTP twin of the same s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -5,11 +5,10 @@ broker budget, none when the budget is spent. A real simulator and a real Redis.
 from __future__ import annotations
 
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
-
 from alpaca.trading.client import TradingClient
 
 from alpaca_paper_sim import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, SimServer, open_market

@@ -10,9 +10,9 @@ simulator's counters; the test's admin calls go to a plain-HTTP twin of the same
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

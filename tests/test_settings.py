@@ -24,7 +24,7 @@ def test_base_url_accepts_loopback_and_alpaca_paper(url: str) -> None:
     "http://127.0.0.1?x=1",
 ])
 def test_base_url_refuses_anything_else(url: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"ALPACA_BASE_URL|is only reached over https"):
         check_base_url(url)
 
 

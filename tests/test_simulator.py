@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import socket
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jsonschema
 import pytest
@@ -41,8 +42,15 @@ from alpaca.trading.models import Calendar, Clock, Order, Position, TradeAccount
 from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
 from pydantic import TypeAdapter
 
-from alpaca_paper_sim import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, BrokerState, SimServer, TradingSession, open_market
-from alpaca_paper_sim import schemas
+from alpaca_paper_sim import (
+    DEFAULT_KEY_ID,
+    DEFAULT_SECRET_KEY,
+    BrokerState,
+    SimServer,
+    TradingSession,
+    open_market,
+    schemas,
+)
 from alpaca_paper_sim.session import NEW_YORK
 from zero_tasks.adapters import alpaca_compat
 from zero_tasks.adapters.alpaca_adapter import _retry_after
@@ -82,7 +90,9 @@ def admin(sim: SimServer, method: str, path: str, json: Any = None) -> Any:
     return response.json()
 
 
-def market(symbol: str = "SPY", qty: float = 1, side: OrderSide = OrderSide.BUY, cid: str | None = None) -> MarketOrderRequest:
+def market(
+    symbol: str = "SPY", qty: float = 1, side: OrderSide = OrderSide.BUY, cid: str | None = None
+) -> MarketOrderRequest:
     return MarketOrderRequest(
         symbol=symbol, qty=qty, side=side, time_in_force=TimeInForce.DAY, client_order_id=cid
     )
@@ -269,8 +279,8 @@ def test_get_orders_direction_limit_and_time_window(client: TradingClient) -> No
     assert [o.id for o in desc] == ids[::-1]
     asc = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, direction=Sort.ASC, limit=2))
     assert [o.id for o in asc] == ids[:2]
-    future = datetime.now(timezone.utc) + timedelta(minutes=5)
-    past = datetime.now(timezone.utc) - timedelta(minutes=5)
+    future = datetime.now(UTC) + timedelta(minutes=5)
+    past = datetime.now(UTC) - timedelta(minutes=5)
     assert client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, after=future)) == []
     assert client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, until=past)) == []
     window = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, after=past, until=future, nested=True))
@@ -303,7 +313,8 @@ def test_unknown_path_answers_404_json(sim: SimServer) -> None:
 
 @pytest.mark.parametrize("headers", [
     {}, {"APCA-API-KEY-ID": KEY_ID}, {"APCA-API-KEY-ID": KEY_ID, "APCA-API-SECRET-KEY": ""},
-    {"APCA-API-KEY-ID": KEY_ID, "APCA-API-SECRET-KEY": "wrong"}, {"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": SECRET},
+    {"APCA-API-KEY-ID": KEY_ID, "APCA-API-SECRET-KEY": "wrong"},
+    {"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": SECRET},
     {"APCA-API-KEY-ID": SECRET, "APCA-API-SECRET-KEY": KEY_ID},
 ])
 def test_any_other_key_pair_answers_401(sim: SimServer, headers: dict[str, str]) -> None:
@@ -314,7 +325,8 @@ def test_any_other_key_pair_answers_401(sim: SimServer, headers: dict[str, str])
 
 
 def test_concurrent_submits_with_same_client_order_id_create_one_order(sim: SimServer) -> None:
-    body = {"symbol": "SPY", "qty": 1, "side": "buy", "type": "market", "time_in_force": "day", "client_order_id": "race"}
+    body = {"symbol": "SPY", "qty": 1, "side": "buy", "type": "market", "time_in_force": "day",
+            "client_order_id": "race"}
     codes: list[int] = []
 
     def submit() -> None:
@@ -499,7 +511,8 @@ def test_slow_fault_lets_client_time_out_before_anything_happens(sim: SimServer)
 
 def test_accept_then_slow_creates_order_before_delayed_answer(sim: SimServer) -> None:
     admin(sim, "POST", "/_sim/fault", {"mode": "accept_then_slow", "delay": 0.5, "path": "/v2/orders"})
-    body = {"symbol": "SPY", "qty": 1, "side": "buy", "type": "market", "time_in_force": "day", "client_order_id": "slow-ack"}
+    body = {"symbol": "SPY", "qty": 1, "side": "buy", "type": "market", "time_in_force": "day",
+            "client_order_id": "slow-ack"}
     with pytest.raises(requests.exceptions.Timeout):
         requests.post(sim.url + "/v2/orders", json=body, headers=AUTH, timeout=0.2)
     assert stats(sim)["orders_created"] == 1
@@ -567,7 +580,9 @@ def test_keep_alive_with_content_length_on_one_connection(sim: SimServer) -> Non
         assert first.getheader("Content-Length") and first.getheader("Connection") == "keep-alive"
         sock = conn.sock
         for _ in range(5):
-            conn.request("POST", "/v2/orders", body=b'{"symbol":"SPY","qty":1,"side":"buy","type":"limit","time_in_force":"day","limit_price":1}',
+            conn.request("POST", "/v2/orders",
+                         body=b'{"symbol":"SPY","qty":1,"side":"buy","type":"limit","time_in_force":"day",'
+                              b'"limit_price":1}',
                          headers={**AUTH, "Content-Type": "application/json"})
             response = conn.getresponse()
             response.read()
@@ -667,7 +682,7 @@ def test_cli_reads_its_key_pair_from_the_environment() -> None:
 # 2026-11-26 (Thanksgiving) is a configured holiday; New York is on EST (-05:00) all month.
 THANKSGIVING = date(2026, 11, 26)
 SUNDAY_3AM = "2026-11-22T08:00:00+00:00"
-MONDAY_OPEN = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
+MONDAY_OPEN = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)
 FILL_DELAY_S = 2
 
 
@@ -831,7 +846,8 @@ def test_every_order_answer_matches_alpacas_order_schema_in_every_state(ny: SimS
     client = trading(ny)
     at(ny, SUNDAY_3AM)
     client.submit_order(market("SPY"))  # accepted
-    client.submit_order(MarketOrderRequest(symbol="QQQ", notional=50, side=OrderSide.BUY, time_in_force=TimeInForce.DAY))
+    client.submit_order(MarketOrderRequest(symbol="QQQ", notional=50, side=OrderSide.BUY,
+                                           time_in_force=TimeInForce.DAY))
     canceled = client.submit_order(limit("AAPL"))
     client.cancel_order_by_id(canceled.id)
     at(ny, MONDAY_OPEN)  # the market orders fill, the limit order is new

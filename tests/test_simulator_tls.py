@@ -9,8 +9,9 @@ import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -62,9 +63,8 @@ def test_a_client_that_does_not_trust_the_test_ca_is_refused(https_sim: SimServe
 def test_a_client_speaking_at_most_tls_1_2_is_refused(https_sim: SimServer, ca_file: str) -> None:
     context = ssl.create_default_context(cafile=ca_file)
     context.maximum_version = ssl.TLSVersion.TLSv1_2
-    with socket.create_connection((https_sim.host, https_sim.port), timeout=10) as raw:
-        with pytest.raises(ssl.SSLError):
-            context.wrap_socket(raw, server_hostname=https_sim.host)
+    with socket.create_connection((https_sim.host, https_sim.port), timeout=10) as raw, pytest.raises(ssl.SSLError):
+        context.wrap_socket(raw, server_hostname=https_sim.host)
     wait_for(lambda: https_sim.connection_stats()["tls_refused"] == 1, 10, "the refusal counted")
     assert https_sim.connection_stats()["tls_handshakes"] == 0
 

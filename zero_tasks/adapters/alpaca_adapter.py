@@ -12,29 +12,32 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, TypeVar
+from typing import TypeVar
 from urllib.parse import quote
 
 import requests
 from alpaca.common.exceptions import APIError
+from alpaca.common.types import RawData
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
-from alpaca.trading.models import Order
+from alpaca.trading.models import Order, Position
 from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, MarketOrderRequest
 
 from zero_tasks.adapters import alpaca_compat
-from zero_tasks.core.contract import TICKER_PATTERN
-from zero_tasks.core.checks.exposure import Exposure
 from zero_tasks.adapters.risk import BrokerRateLimit
-from zero_tasks.secrets import scrub
+from zero_tasks.core.checks.exposure import Exposure
+from zero_tasks.core.contract import TICKER_PATTERN
 from zero_tasks.core.session import NEW_YORK, TradingSession
 from zero_tasks.core.session import from_broker as session_from_broker
+from zero_tasks.secrets import scrub
 from zero_tasks.settings import ORDER_QTY, Settings
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 
 class BrokerTransient(Exception):
@@ -125,6 +128,15 @@ def _classified(call: Callable[[], T]) -> T:
         raise BrokerTransient(f"unreadable answer: {type(exc).__name__}") from exc
 
 
+def _model(answer: M | RawData) -> M:
+    """alpaca-py types every answer as its model or the raw JSON; the raw JSON only comes
+    from a client made with raw_data=True, which make_trading_client never makes. A dict
+    here is an answer that is not the model: unreadable (a ValueError, as a bad body is)."""
+    if isinstance(answer, dict):
+        raise ValueError("a raw answer where a model was expected")
+    return answer
+
+
 def _placed(order: Order) -> PlacedOrder:
     return PlacedOrder(
         order_id=str(order.id), client_order_id=order.client_order_id,
@@ -183,7 +195,7 @@ class AlpacaBroker:
     def find_order(self, client_order_id: str) -> PlacedOrder | None:
         """The order placed under this client_order_id, or None if the broker has none."""
         try:
-            return _placed(self._timed("lookup", lambda: self._client.get_order_by_client_id(client_order_id)))
+            return _placed(self._timed("lookup", lambda: _model(self._client.get_order_by_client_id(client_order_id))))
         except BrokerRejected as exc:
             if exc.status == 404:
                 return None
@@ -200,7 +212,7 @@ class AlpacaBroker:
         symbol = url_symbol(ticker)
         request = GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)
         started = time.perf_counter()
-        orders = self._read_thread.submit(self._on, READS, lambda: self._reads.get_orders(request))
+        orders = self._read_thread.submit(self._on, READS, lambda: _model(self._reads.get_orders(request)))
         try:
             position = self._open_position(symbol)
         except BaseException:
@@ -218,10 +230,10 @@ class AlpacaBroker:
         finally:
             self._timings.append((name, 1000 * (time.perf_counter() - started)))
 
-    def _open_position(self, symbol: str) -> Any:
+    def _open_position(self, symbol: str) -> Position | None:
         """The open position, or None when the broker has none (404)."""
         try:
-            return self._timed("position", lambda: self._client.get_open_position(symbol))
+            return self._timed("position", lambda: _model(self._client.get_open_position(symbol)))
         except BrokerRejected as exc:
             if exc.status != 404:
                 raise
@@ -232,16 +244,17 @@ class AlpacaBroker:
         request = MarketOrderRequest(
             symbol=ticker, qty=ORDER_QTY, side=OrderSide.BUY, time_in_force=TimeInForce.DAY,
             client_order_id=client_order_id)
-        return _placed(self._timed("submit", lambda: self._client.submit_order(request)))
+        return _placed(self._timed("submit", lambda: _model(self._client.submit_order(request))))
 
     def trading_session(self, now: datetime) -> TradingSession | str:
         """Alpaca's clock, and while the market is open its calendar for the clock's date
         (when this session opened): the session row 3 judges the market state by."""
-        clock = self._timed("clock", self._client.get_clock)
+        clock = self._timed("clock", lambda: _model(self._client.get_clock()))
         opens: list[datetime] = []
         if clock.is_open:
             day = clock.timestamp.astimezone(NEW_YORK).date()
-            entries = self._timed("calendar", lambda: self._client.get_calendar(GetCalendarRequest(start=day, end=day)))
+            entries = self._timed(
+                "calendar", lambda: _model(self._client.get_calendar(GetCalendarRequest(start=day, end=day))))
             opens = [entry.open.replace(tzinfo=NEW_YORK) for entry in entries if entry.date == day]
         return session_from_broker(now, clock.timestamp, clock.is_open, clock.next_open, clock.next_close, opens)
 
@@ -250,9 +263,10 @@ class AlpacaBroker:
         (warm-up opens both connections; the breaker closes only when both answer)."""
         started = time.perf_counter()
         other = self._read_thread.submit(self._on, READS, self._reads.get_account)  # its connection too
-        account = self._on(MAIN, self._client.get_account)
+        account = self._on(MAIN, lambda: _model(self._client.get_account()))
         other.result()
-        return f"account {getattr(account.status, 'value', account.status)} in {1000 * (time.perf_counter() - started):.0f} ms"
+        status = getattr(account.status, "value", account.status)
+        return f"account {status} in {1000 * (time.perf_counter() - started):.0f} ms"
 
     def idle_connections(self, idle_s: float) -> list[str]:
         """The connections (MAIN, READS) no call has used for `idle_s` seconds."""
@@ -289,7 +303,7 @@ class RateLimitedBroker:
     takes its own slot.
     """
 
-    def __init__(self, broker: AlpacaBroker, limit: "BrokerRateLimit", prepaid: int = 0) -> None:
+    def __init__(self, broker: AlpacaBroker, limit: BrokerRateLimit, prepaid: int = 0) -> None:
         self._broker = broker
         self._limit = limit
         self._prepaid = prepaid  # taken already (by the admission script)

@@ -44,7 +44,7 @@ def once(broker: RateLimitedBroker, idle_s: float) -> list[str]:
         log.warning("broker keep-warm call failed: %s", exc)
     except redis.RedisError as exc:
         log.warning("broker keep-warm skipped: the broker budget cannot be read (%s)", type(exc).__name__)
-    except Exception:  # noqa: BLE001 - a bug here must not end the thread
+    except Exception:  # a bug here must not end the thread (logged with its traceback)
         log.exception("broker keep-warm round failed")
     return []
 

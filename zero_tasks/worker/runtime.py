@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import redis
 from sqlalchemy import Engine, text
@@ -20,9 +20,9 @@ from zero_tasks.adapters.alpaca_adapter import AlpacaBroker, make_trading_client
 from zero_tasks.adapters.audit import make_engine, require_schema
 from zero_tasks.adapters.redis_state import ExecutionLocks, connect
 from zero_tasks.adapters.risk import BrokerRateLimit, CircuitBreaker, DailyCap
-from zero_tasks.settings import Settings, settings_or_exit
 from zero_tasks.core.prejudge import limits_of
 from zero_tasks.core.snapshot import Limits
+from zero_tasks.settings import Settings, settings_or_exit
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,17 @@ class Runtime:
     breaker: CircuitBreaker
 
 
-_runtime: Runtime | None = None
-_pid: int | None = None
-_schema_ready = False
+@dataclass
+class _ThisProcess:
+    """What this process has made: its runtime, the pid it was made in (a forked child makes
+    its own), and whether the audit schema has been checked."""
+
+    runtime: Runtime | None = None
+    pid: int | None = None
+    schema_ready: bool = False
+
+
+_this = _ThisProcess()
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -61,19 +69,17 @@ def build_runtime(settings: Settings) -> Runtime:
 
 
 def get_runtime() -> Runtime:
-    global _runtime, _pid
-    if _runtime is None or _pid != os.getpid():
-        _runtime = build_runtime(settings_or_exit())
-        _pid = os.getpid()
-    return _runtime
+    if _this.runtime is None or _this.pid != os.getpid():
+        _this.runtime = build_runtime(settings_or_exit())
+        _this.pid = os.getpid()
+    return _this.runtime
 
 
 def ensure_audit_schema(rt: Runtime) -> None:
     """Once per process; a database that is down now is retried at the next write."""
-    global _schema_ready
-    if not _schema_ready:
+    if not _this.schema_ready:
         require_schema(rt.engine)  # never migrates: `alembic upgrade head` does
-        _schema_ready = True
+        _this.schema_ready = True
 
 
 def _load_scripts(rt: Runtime) -> None:
@@ -89,12 +95,12 @@ def _open_database(rt: Runtime) -> None:
 
 def _know_session(rt: Runtime) -> None:
     """The trading session row 3 needs, asked of the broker now unless another process has."""
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
-    from zero_tasks.worker.flow import with_session
     from zero_tasks.adapters.redis_state import read_snapshot
+    from zero_tasks.worker.flow import with_session
 
-    snap = with_session(rt, read_snapshot(rt.redis), datetime.now(timezone.utc))
+    snap = with_session(rt, read_snapshot(rt.redis), datetime.now(UTC))
     if snap.session is None:
         raise RuntimeError(snap.session_error or "trading session unknown")
 
