@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alpaca.trading.client import TradingClient
@@ -25,7 +25,8 @@ def test_kill_switch_not_true_means_no_order_ever(gw: Gateway, kill_switch: str 
     assert gw.order_posts() == 0 and gw.orders() == []
 
 
-@pytest.mark.parametrize("state", [market("RED"), market("YELLOW"), None, market("GREEN", age_s=YESTERDAY_S), "{garbage"])
+@pytest.mark.parametrize("state",
+                         [market("RED"), market("YELLOW"), None, market("GREEN", age_s=YESTERDAY_S), "{garbage"])
 def test_market_not_fresh_green_means_no_order(gw: Gateway, state: str | None) -> None:
     gw.r.set("key:execution_enabled", "true")
     if state is not None:
@@ -51,7 +52,7 @@ def test_same_ranking_published_five_times_with_two_workers_gives_one_order(gw: 
 
 def test_every_message_is_one_row_and_one_event(gw: Gateway) -> None:
     gw.green()
-    old = datetime.now(timezone.utc) - timedelta(minutes=5)
+    old = datetime.now(UTC) - timedelta(minutes=5)
     messages = [
         ranking(opportunity("SPY")), ranking(opportunity("SPY")),  # submitted, then duplicate
         ranking(opportunity("QQQ", probability=0.5)), ranking(opportunity("DIA"), rank_time=old),
@@ -71,7 +72,7 @@ def test_every_message_is_one_row_and_one_event(gw: Gateway) -> None:
 
 def test_cooldown_race_two_ids_one_ticker_concurrently_gives_one_order(gw: Gateway) -> None:
     gw.green()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     a = ranking(opportunity("AAPL"), rank_time=now)
     b = ranking(opportunity("AAPL", horizon="H2H"), rank_time=now, horizon="H2H")
     events = gw.decide(a, b)

@@ -4,9 +4,9 @@ losing an entry, never writing one twice. Real Redis, real SQLite and PostgreSQL
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import redis
@@ -14,16 +14,16 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from tests.support.gateway import PG_URL, sqlalchemy_url
-from tests.support.redis_dbs import redis_db
 from tests.support.procs import PrivateRedis
-from zero_tasks.worker import audit_writer
+from tests.support.redis_dbs import redis_db
 from zero_tasks.adapters import outbox
 from zero_tasks.adapters.audit import ensure_schema, execution_log, make_engine
-from zero_tasks.worker.audit_writer import DEAD_LETTER, AuditWriter
 from zero_tasks.core.decision import Status
 from zero_tasks.core.record import DecisionRecord
+from zero_tasks.worker import audit_writer
+from zero_tasks.worker.audit_writer import DEAD_LETTER, AuditWriter
 
-NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
 SCHEMA = "test_audit_writer"
 
 

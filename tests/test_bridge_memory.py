@@ -40,7 +40,7 @@ def test_a_trickle_below_the_burst_size_is_not_worth_a_trim() -> None:
 
 
 def test_the_next_burst_trims_again() -> None:
-    trimmer, calls = counting_trimmer()
+    trimmer, _ = counting_trimmer()
     assert ticks(trimmer, [2000, 2000, 4000, 4000]) == [False, True, False, True]
 
 

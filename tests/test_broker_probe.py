@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import http.server
 import threading
-from typing import Iterator
+from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 
@@ -43,9 +44,9 @@ def test_probe_raises_with_the_http_status_and_no_key_when_the_broker_fails(fres
 
 
 class _Redirector(http.server.BaseHTTPRequestHandler):
-    seen_keys: list[str] = []
+    seen_keys: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:  # http.server's name
         self.send_response(302)
         self.send_header("Location", f"http://127.0.0.1:{self.server.server_port}/elsewhere")
         self.send_header("Content-Length", "0")
@@ -71,5 +72,5 @@ def test_probe_refuses_a_redirect_so_keys_never_follow_it() -> None:
 
 def test_probe_times_out_on_a_silent_broker(fresh_sim: SimServer) -> None:
     fresh_sim.state.add_fault({"mode": "slow", "count": 1, "path": "/v2/account", "delay": 3})
-    with pytest.raises(OSError):  # TimeoutError, or URLError wrapping it: both are OSErrors
+    with pytest.raises(OSError, match="timed out"):  # TimeoutError, or URLError wrapping it: both are OSErrors
         probe_for(fresh_sim.url, timeout_s=0.5)()

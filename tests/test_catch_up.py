@@ -8,15 +8,14 @@ a second time, whatever the kill switch says now.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from bridge.dedup import claim_catch_up, content_hash, mark_handed, take_over
 from bridge.listener import Listener
-from tests.support.procs import PrivateRedis
 from tests.support.bridge_redis import run, subscribed
+from tests.support.procs import PrivateRedis
 from tests.support.redis_dbs import redis_db
 from zero_tasks.core import keys
 
@@ -25,9 +24,9 @@ LIVE_ID = f"{content_hash(RANKING)}:1"  # the first occurrence of these bytes, a
 
 
 @pytest.fixture
-def redis_url(private_redis: PrivateRedis) -> Iterator[str]:
+def redis_url(private_redis: PrivateRedis) -> str:
     private_redis.client(db=redis_db(__name__)).flushdb()
-    yield f"redis://127.0.0.1:{private_redis.port}/{redis_db(__name__)}"
+    return f"redis://127.0.0.1:{private_redis.port}/{redis_db(__name__)}"
 
 
 async def stored(client: aioredis.Redis) -> None:

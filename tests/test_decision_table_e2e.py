@@ -7,14 +7,13 @@ chan:trade_update event and one execution_log row with the contract's status and
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
-from zero_tasks.core.contract import client_order_id, execution_id
-
 from tests.support.gateway import YESTERDAY_S, Gateway, market, now_iso, opportunity, ranking, zero_market
+from zero_tasks.core.contract import client_order_id, execution_id
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +67,8 @@ def test_row2_kill_switch_not_exactly_true_blocks(gw: Gateway, value: str | None
 
 # row 3 ---------------------------------------------------------------------------
 @pytest.mark.parametrize("state", [
-    market("RED"), market("YELLOW"), None, market("GREEN", age_s=YESTERDAY_S), "garbage", json.dumps({"state": "GREEN"}),
+    market("RED"), market("YELLOW"), None, market("GREEN", age_s=YESTERDAY_S), "garbage",
+    json.dumps({"state": "GREEN"}),
 ], ids=["red", "yellow", "missing", "yesterday", "garbage", "no_timestamp"])
 def test_row3_market_state_not_fresh_green_blocks(gw: Gateway, state: str | None) -> None:
     gw.r.set("key:execution_enabled", "true")
@@ -170,7 +170,7 @@ def test_row5_threshold_blocks_and_only_rank1_is_considered(gw: Gateway, opps: l
 # row 6 ---------------------------------------------------------------------------
 def test_row6_old_ranking_is_skipped_expired(gw: Gateway) -> None:
     gw.green()
-    old = datetime.now(timezone.utc) - timedelta(seconds=121)
+    old = datetime.now(UTC) - timedelta(seconds=121)
     event = only_event(gw, ranking(opportunity("META"), rank_time=old))
     assert_decision(event, "SKIPPED", "expired")
     assert gw.order_posts() == 0
@@ -191,7 +191,7 @@ def test_row7_same_execution_id_twice_is_skipped_duplicate(gw: Gateway) -> None:
 def test_row8_same_ticker_within_cooldown_is_skipped(gw: Gateway) -> None:
     gw.green()
     first = only_event(gw, ranking(opportunity("GOOG")))
-    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    later = datetime.now(UTC) + timedelta(seconds=1)
     (second,) = gw.decide(ranking(opportunity("GOOG"), rank_time=later))
     assert first["execution_id"] != second["execution_id"]
     assert_decision(second, "SKIPPED", "cooldown")
@@ -213,7 +213,7 @@ def test_row9_open_order_at_broker_is_skipped(gw: Gateway) -> None:
     gw.sim("POST", "/_sim/config", {"fill": "manual"})
     first = only_event(gw, ranking(opportunity("ORCL")))
     gw.r.delete("key:execution_cooldown:ORCL", "key:execution_cooldown:ORCL:owner")
-    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    later = datetime.now(UTC) + timedelta(seconds=1)
     (second,) = gw.decide(ranking(opportunity("ORCL"), rank_time=later))
     assert_decision(first, "SUBMITTED", "submitted")
     assert_decision(second, "SKIPPED", "open position")
@@ -225,7 +225,7 @@ def test_row9_exposure_that_is_this_decisions_own_order_is_submitted(gw: Gateway
     its exposure read: the open order carries this decision's client_order_id, so the
     decision is SUBMITTED with that order, and its cooldown is kept."""
     gw.green()
-    rank_time = datetime.now(timezone.utc)
+    rank_time = datetime.now(UTC)
     cid = client_order_id(execution_id("AMGN", "H30", rank_time))
     placed = requests.post(gw.sim_url + "/v2/orders", timeout=10, json={
         "symbol": "AMGN", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day",

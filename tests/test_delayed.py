@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from zero_tasks.core.delayed import (DONE, RUNNING, Hop, StepVerdict, hop_max_s, hop_task_id, next_hop, period_index,
-                                running_ttl_s, step_verdict)
+from zero_tasks.core.delayed import (
+    DONE,
+    RUNNING,
+    Hop,
+    StepVerdict,
+    hop_max_s,
+    hop_task_id,
+    next_hop,
+    period_index,
+    running_ttl_s,
+    step_verdict,
+)
 from zero_tasks.settings import load_settings
 
 

@@ -13,10 +13,10 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from kombu import Connection
@@ -165,7 +165,8 @@ def test_broker_failing_every_time_ends_error_and_next_message_is_served(one: Ga
     one.sim("POST", "/_sim/fault", {"mode": mode, "count": -1, "method": "POST", "path": "/v2/orders",
                                     "delay": 2.0, "retry_after": 0})
     # a ticker per mode: a slow POST still sleeping in the simulator must not meet the next test
-    (event,) = one.decide(ranking(opportunity(symbol("XL", ["500", "503", "429", "slow", "drop"].index(mode)))), timeout=60)
+    ticker = symbol("XL", ["500", "503", "429", "slow", "drop"].index(mode))
+    (event,) = one.decide(ranking(opportunity(ticker)), timeout=60)
     if mode == "slow":  # the broker accepts after our timeout: found by client_order_id, never twice
         assert event["status"] == "SUBMITTED" and "found by client_order_id" in event["why"][0]
         assert len([o for o in one.orders() if o["symbol"] == event["ticker"]]) == 1
@@ -229,7 +230,7 @@ def redis_goes_away_with_messages_in_flight(one: Gateway) -> None:
     finally:
         one.sim("DELETE", "/_sim/fault")
         one.redis_server.proc.start()
-        wait_for(lambda: one.r.ping(), 10, "redis back")
+        wait_for(one.r.ping, 10, "redis back")
     back_at = time.monotonic()
     wait_for(lambda: health(one.api_port)[1]["bridge"]["subscribed"], 10, "bridge resubscribed within 10 s")
     wait_for(lambda: one.workers_alive() >= 1, 10, "worker heartbeat within 10 s")
@@ -343,13 +344,14 @@ def test_duplicate_storm_three_bridges_two_workers(many: Gateway) -> None:
     """200 distinct rankings, each published 5 times, 50 tickers: at most one order per
     ticker (cooldown), at most MAX_ORDERS_PER_DAY (10) in all, never two for one id."""
     many.green()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     tickers = [symbol("T", i) for i in range(50)]
     rankings = []
     for i in range(200):
         ticker = tickers[i % 50]
         probability = 0.95 if i < 150 else 0.5  # each ticker's last ranking is below threshold
-        rankings.append(ranking(opportunity(ticker, probability=probability), rank_time=now - timedelta(seconds=i // 50)))
+        rankings.append(ranking(opportunity(ticker, probability=probability),
+                                rank_time=now - timedelta(seconds=i // 50)))
     pubsub = many.subscribe()
     for rank in rankings:
         for _ in range(5):

@@ -17,9 +17,9 @@ import socket
 import stat
 import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
@@ -27,9 +27,9 @@ from flower import urls as flower_urls
 
 from tests.support.procs import CELERY, PYTHON, ROOT, PrivateRedis, Proc, base_env, free_port, wait_for
 from zero_ops import flower_guard
-from zero_tasks.adapters.audit import ensure_schema, make_engine
 from zero_ops.flower_guard import CONFIG_FILE, Refused, check_basic_auth, flower_argv, flower_env, plan
 from zero_ops.flower_proxy import WATCH_PATHS, Forward, Refuse, credential_digests, credentials_match, route
+from zero_tasks.adapters.audit import ensure_schema, make_engine
 
 GUARD = [PYTHON, "-m", "zero_ops.flower_guard"]
 GOOD_AUTH = "zero:Long-enough-1"
@@ -324,9 +324,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                   redis_server, cwd)
     try:
         worker.start()
-        log = open(guard.log_path, "ab")
-        guard.popen = subprocess.Popen(guard.argv, cwd=cwd, env=guard.env, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+        with open(guard.log_path, "ab") as log:  # the child has its own copy of the descriptor
+            guard.popen = subprocess.Popen(guard.argv, cwd=cwd, env=guard.env, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True)
 
         def worker_seen() -> bool:
             assert guard.alive(), guard.output()[-2000:]

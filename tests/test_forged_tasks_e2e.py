@@ -5,8 +5,9 @@ broker call, through a real bridge, worker and simulator."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from celery import Celery
@@ -30,13 +31,13 @@ def queue(gw: Gateway) -> Iterator[Celery]:
 def message_of(rank: dict[str, Any], message_id: str = "forged-msg:1") -> dict[str, Any]:
     import json
 
-    return Message(message_id, datetime.now(timezone.utc), json.dumps(rank)).to_task()
+    return Message(message_id, datetime.now(UTC), json.dumps(rank)).to_task()
 
 
 def old_short_qqq() -> dict[str, Any]:
     """A 3-day-old SHORT ranking at probability 0.01: nothing the veto would ever let through."""
     return ranking(opportunity("QQQ", probability=0.01, direction="SHORT"),
-                   rank_time=datetime.now(timezone.utc) - timedelta(days=3))
+                   rank_time=datetime.now(UTC) - timedelta(days=3))
 
 
 def send(app: Celery, task: str, argument: object) -> None:
@@ -81,7 +82,8 @@ def test_a_task_sealed_with_another_key_places_nothing(gw: Gateway, queue: Celer
     only_forged_decision(gw, pubsub, "zero.decide")
 
 
-@pytest.mark.parametrize("rank", [old_short_qqq(), ranking(opportunity("IWM"))], ids=["vetoed_payload", "eligible_payload"])
+@pytest.mark.parametrize("rank", [old_short_qqq(), ranking(opportunity("IWM"))],
+                         ids=["vetoed_payload", "eligible_payload"])
 def test_a_sealed_order_task_for_a_message_that_never_passed_the_table_places_nothing(
         gw: Gateway, queue: Celery, rank: dict[str, Any]) -> None:
     """Even with the key (a leaked worker environment), an order task must hold its own

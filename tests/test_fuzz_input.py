@@ -1,7 +1,8 @@
 """Malformed input, fuzzed: no payload crashes the bridge or a worker, none leads to an order.
 
-Part 1 (pure, 10,100 hypothesis examples, see EXAMPLES; each test counts the examples that ran): `parse_payload` never raises for any bytes, any
-JSON-ish value or any structured mutation of a valid OpportunityRank; it returns a Signal
+Part 1 (pure, 10,100 hypothesis examples, see EXAMPLES; each test counts the examples that
+ran): `parse_payload` never raises for any bytes, any JSON-ish value or any structured
+mutation of a valid OpportunityRank; it returns a Signal
 that satisfies the contract or an Invalid with a short, clear reason; `veto` over a GREEN
 market with the kill switch on lets a Signal through only when probability >= 0.90,
 direction LONG and the ranking at most 120 s old; the bridge's and the worker's views of a
@@ -26,10 +27,11 @@ import random
 import re
 import string
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, note, settings
@@ -56,7 +58,7 @@ from zero_tasks.core.veto import veto
 T = TypeVar("T")
 
 LIMIT = 1 << 20  # Settings.max_payload_bytes default (and maximum)
-NOW = datetime(2026, 11, 24, 14, 30, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 14, 30, 30, tzinfo=UTC)
 LIMITS = Limits(min_probability=0.90, market_state_max_age_s=None, signal_max_age_s=120)
 
 
@@ -91,8 +93,8 @@ ECHO_PROBE = 32  # a reason must never contain this many characters of a long in
 
 pytestmark = pytest.mark.guarantee  # docs/guarantees.md: malformed input
 
-PURE = dict(deadline=None, database=None, print_blob=True,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PURE = {"deadline": None, "database": None, "print_blob": True,
+        "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 EXAMPLES = {"bytes": 3000, "jsonish": 1200, "mutations": 3800, "extras": 1000, "rank1": 1000, "size": 100}
 RUN: Counter[str] = Counter()  # examples each property actually ran
 
@@ -201,9 +203,9 @@ def iso(p: RandPick, instant: datetime) -> str:
     return instant.astimezone(timezone(timedelta(minutes=minutes))).isoformat()
 
 
-FAR_TIMES = [datetime(1, 1, 1, tzinfo=timezone.utc), datetime(1970, 1, 1, tzinfo=timezone.utc),
-             datetime(1900, 2, 28, 23, 59, 59, tzinfo=timezone.utc), datetime(2200, 1, 1, tzinfo=timezone.utc),
-             datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)]
+FAR_TIMES = [datetime(1, 1, 1, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC),
+             datetime(1900, 2, 28, 23, 59, 59, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC),
+             datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)]
 AGE_EDGES = [0, 1, 119, 119.999, 120, 120.000001, 120.5, 121, -1, -119.999, -120, -120.5, -121, 300, -300,
              3600, -3600, 86400 * 365]
 
@@ -216,7 +218,7 @@ def rank_instant(p: RandPick, now: datetime) -> datetime:
     if p.flip(5):
         return p.choice(FAR_TIMES)
     if p.flip(5):  # any instant of years 2..9998 (iso() may add an offset)
-        return datetime(2, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=p.real(0.0, 315_400_000_000.0))
+        return datetime(2, 1, 1, tzinfo=UTC) + timedelta(seconds=p.real(0.0, 315_400_000_000.0))
     return now - timedelta(seconds=rank_age(p))
 
 
@@ -414,7 +416,8 @@ def m_deep(p: RandPick, rank: dict[str, Any], now: datetime) -> Case:
 
 
 UNKNOWN_ENUMS = ["H5", "h30", "H30 ", " H30", "H1", "HMONTH", "", "LONG", "GREEN", "green", "Green", "BUY",
-                 "long", "short", "NEUTRAL ", "ＬＯＮＧ", "LONG\n", "RED\t", "hday", "H2h", "null"]
+                 "long", "short", "NEUTRAL ", "ＬＯＮＧ", "LONG\n", "RED\t", "hday", "H2h",  # noqa: RUF001 - fullwidth LONG, on purpose
+                 "null"]
 NUL_ENUMS = ["H30\u0000", "LONG\u0000", "\u0000"]
 
 
@@ -907,11 +910,10 @@ def e2e_batch(now: datetime) -> list[tuple[bytes, Verdict]]:
         b"\xff\xfe\x00binary", b"\xc3\x28", b"\xed\xa0\x80", b"\x00" * 64, b"", b" ",
         json.dumps(rank_with(opportunities=[])).encode(),
     ]
-    for data in extra:
-        batch.append((data, decision_of(parse_payload(data, LIMIT), now, snap)))
+    batch.extend((data, decision_of(parse_payload(data, LIMIT), now, snap)) for data in extra)
     batch.append(batch[0])  # identical bytes published twice are two messages
     batch.append(batch[1])
-    for data, verdict in batch:
+    for _, verdict in batch:
         assert verdict is not None
     return batch
 
@@ -937,10 +939,10 @@ def healthy(gw: Gateway) -> bool:
 @pytest.mark.e2e
 def test_e2e_fuzzed_batch_is_decided_once_each_without_an_order(gw: Gateway) -> None:
     gw.green()
-    batch = e2e_batch(datetime.now(timezone.utc))
+    batch = e2e_batch(datetime.now(UTC))
     payloads = [data for data, _ in batch]
     ids = message_ids(payloads)
-    expected = dict(zip(ids, (verdict for _, verdict in batch)))
+    expected = dict(zip(ids, (verdict for _, verdict in batch), strict=True))
     kinds = Counter(verdict.code.value for verdict in expected.values())
     assert {"invalid payload", "no opportunities", "threshold", "expired"} <= set(kinds), kinds
 

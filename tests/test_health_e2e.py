@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
@@ -60,7 +60,7 @@ def test_health_down_and_503_when_redis_stopped_then_recovers(lonely: Gateway) -
         assert body["execution_enabled"] is False
     finally:
         lonely.redis_server.proc.start()
-        wait_for(lambda: lonely.r.ping(), 10, "redis back")
+        wait_for(lonely.r.ping, 10, "redis back")
     # the bridge and the worker come back by themselves and decide the next message
     wait_for(lambda: health(lonely.api_port)[1]["bridge"]["subscribed"], 30, "bridge resubscribed")
     wait_for(lambda: lonely.workers_alive() == 1, 30, "worker heartbeat back")

@@ -5,8 +5,9 @@ queued again, is tests/test_faults_e2e.py::test_tasks_a_dying_worker_took_off_th
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -17,9 +18,9 @@ from tests.support.procs import PrivateRedis
 from tests.support.redis_dbs import redis_db
 from tests.test_message_identity import run as run_on
 from zero_tasks.adapters import in_flight, outbox
+from zero_tasks.adapters.in_flight import Entry
 from zero_tasks.core import keys
 from zero_tasks.core.decision import Status
-from zero_tasks.adapters.in_flight import Entry
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.settings import Settings
 
@@ -40,13 +41,13 @@ def run(private_redis: PrivateRedis, r: redis.Redis) -> Callable[[Callable[[aior
 
 
 def entry(message_id: str, heard: datetime | None = None) -> Entry:
-    heard = heard or datetime.now(timezone.utc)
+    heard = heard or datetime.now(UTC)
     return Entry(f"SPY:H30:{message_id}", {"message_id": message_id, "received_at": heard.isoformat(),
                                            "payload": '{"ranking": 1}'})
 
 
 def decision(message_id: str) -> DecisionRecord:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return DecisionRecord(event_key=message_id, time=now, decided_at=now, execution_id="SPY:H30:2026-11-24T14:30:00",
                           ticker="SPY", horizon="H30", probability=0.5, opportunity_score=95, status=Status.BLOCKED,
                           reason="threshold: probability 0.5 < 0.9", why=["threshold: probability 0.5 < 0.9"],
@@ -100,7 +101,7 @@ def test_an_entry_whose_task_is_gone_is_dropped_by_the_sweep(r: redis.Redis, run
 
 
 def test_a_message_heard_more_than_a_day_ago_is_not_queued_again() -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert entry("m:1", now - timedelta(hours=25)).too_old(now)
     assert not entry("m:1", now - timedelta(hours=23)).too_old(now)
 

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
 
 from tests.support.gateway import PG_URL, sqlalchemy_url
-from tests.support.redis_dbs import redis_db
 from tests.support.procs import PrivateRedis
+from tests.support.redis_dbs import redis_db
 from zero_tasks.adapters.audit import ensure_schema, execution_log, insert_rows, make_engine, update_order_status
-from zero_tasks.core.checks.admission import Claim
 from zero_tasks.adapters.redis_state import ExecutionLocks, connect
 from zero_tasks.adapters.risk import BrokerRateLimit, RateLimited
+from zero_tasks.core.checks.admission import Claim
 
-NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -147,7 +147,8 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path):
         base = sqlalchemy_url(os.environ.get("TEST_POSTGRES_URL", PG_URL))
         with make_engine(base).begin() as conn:
             conn.execute(text("CREATE SCHEMA IF NOT EXISTS audit_unit"))
-            conn.execute(text("DROP TABLE IF EXISTS audit_unit.execution_log, audit_unit.zero_execution_schema_version"))
+            conn.execute(text("DROP TABLE IF EXISTS audit_unit.execution_log, "
+                              "audit_unit.zero_execution_schema_version"))
         eng = make_engine(base + "?options=-csearch_path%3Daudit_unit")
     ensure_schema(eng)
     ensure_schema(eng)  # idempotent

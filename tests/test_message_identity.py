@@ -9,26 +9,25 @@ this bridge subscribed but before it finished subscribing.
 from __future__ import annotations
 
 import asyncio
-from typing import Iterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from bridge.dedup import MessageIdentity, claim_catch_up, content_hash, mark_handed, take_over
 from bridge.listener import Listener
-from tests.support.monitor import commands_during
 from tests.support.bridge_redis import run, subscribed
-from tests.support.redis_dbs import redis_db
+from tests.support.monitor import commands_during
 from tests.support.procs import PrivateRedis
+from tests.support.redis_dbs import redis_db
 from zero_tasks.core import keys
 
 MSG = b'{"ranking": "one"}'
 
 
 @pytest.fixture
-def redis_url(private_redis: PrivateRedis) -> Iterator[str]:
+def redis_url(private_redis: PrivateRedis) -> str:
     private_redis.client(db=redis_db(__name__)).flushdb()
-    yield f"redis://127.0.0.1:{private_redis.port}/{redis_db(__name__)}"
+    return f"redis://127.0.0.1:{private_redis.port}/{redis_db(__name__)}"
 
 
 def test_two_bridges_hearing_one_message_decide_it_once(redis_url: str) -> None:
@@ -115,7 +114,7 @@ def test_a_message_costs_one_round_trip_to_claim(private_redis: PrivateRedis) ->
     assert len(sent) == 1 and sent[0].startswith("EVALSHA"), sent
 
 
-async def running(listener: Listener) -> tuple[asyncio.Event, "asyncio.Task[None]"]:
+async def running(listener: Listener) -> tuple[asyncio.Event, asyncio.Task[None]]:
     """A Listener started and subscribed; set the event and await the task to stop it."""
     stop = asyncio.Event()
     task = asyncio.create_task(listener.run(stop))

@@ -20,7 +20,8 @@ def test_a_block_list_entry_with_an_unusable_time_blocks_only_its_ticker(gw: Gat
     events = gw.decide(ranking(opportunity("NAIV", probability=0.5)), ranking(opportunity("OKAY", probability=0.5)))
     by_ticker = {e["ticker"]: e for e in events}
     assert by_ticker["NAIV"]["status"] == "BLOCKED"
-    assert by_ticker["NAIV"]["why"][0].startswith("blocklist: NAIV blocked (") and "failing closed" in by_ticker["NAIV"]["why"][0]
+    naiv_why = by_ticker["NAIV"]["why"][0]
+    assert naiv_why.startswith("blocklist: NAIV blocked (") and "failing closed" in naiv_why
     assert by_ticker["OKAY"]["why"][0].startswith("threshold")
     (blocked,) = gw.decide(ranking(opportunity("NAIV")))  # eligible: through the worker, same verdict
     assert blocked["status"] == "BLOCKED" and blocked["why"][0].startswith("blocklist")

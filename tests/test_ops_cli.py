@@ -17,9 +17,10 @@ import subprocess
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -70,7 +71,7 @@ def with_search_path(url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
+def pg_url() -> str:
     """DATABASE_URL of the ops_cli_test schema, with execution_log created in it (not in public)."""
     base = os.environ.get("TEST_POSTGRES_URL", PG_URL)
     admin = make_engine(sqlalchemy_url(base))
@@ -86,7 +87,7 @@ def pg_url() -> Iterator[str]:
     assert where == SCHEMA
     admin.dispose()
     engine.dispose()
-    yield url
+    return url
 
 
 @pytest.fixture
@@ -130,7 +131,7 @@ def cli(env: dict[str, str | None], *args: str, input: str | None = None, **over
 
 
 def now_utc(delta_s: float = 0) -> datetime:
-    return datetime.now(timezone.utc) + timedelta(seconds=delta_s)
+    return datetime.now(UTC) + timedelta(seconds=delta_s)
 
 
 def market_json(state: str = "GREEN", age_s: float = 0) -> str:
@@ -227,7 +228,7 @@ def test_disable_is_immediate(env: dict[str, str | None], r: redis.Redis) -> Non
         broker.bind(("127.0.0.1", 0))
         broker.listen(8)
         broker.setblocking(False)
-        result = cli(env, "disable", ALPACA_BASE_URL="http://127.0.0.1:%d" % broker.getsockname()[1])
+        result = cli(env, "disable", ALPACA_BASE_URL=f"http://127.0.0.1:{broker.getsockname()[1]}")
         with pytest.raises(BlockingIOError):  # nobody connected: the broker was never asked
             broker.accept()
     assert result.exit_code == 0, result.output

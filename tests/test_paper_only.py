@@ -11,18 +11,17 @@ is attributed to the process that asked for it.
 from __future__ import annotations
 
 import subprocess
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
-from zero_tasks.adapters.redis_state import store_session
-from zero_tasks.core.session import TradingSession
 
 from tests.support.connect_proxy import RefusingProxy
 from tests.support.gateway import Gateway, opportunity, ranking
 from tests.support.procs import CELERY, PYTHON, ROOT, PrivateRedis, base_env, free_port, health
+from zero_tasks.adapters.redis_state import store_session
+from zero_tasks.core.session import TradingSession
 
 SECRET = "sekrit-do-not-print"
 KEY = "key-id-do-not-print"
@@ -126,7 +125,7 @@ def paper_gateway(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 def test_the_workers_order_attempt_goes_to_alpaca_paper_only(paper_gateway: PaperGateway) -> None:
     gw = paper_gateway.gw
     gw.green()
-    now = datetime.now(timezone.utc)  # the session as a worker kept it before the broker went away
+    now = datetime.now(UTC)  # the session as a worker kept it before the broker went away
     store_session(gw.r, TradingSession(True, now - timedelta(hours=1), now + timedelta(hours=1), None, now), now)
     (event,) = gw.decide(ranking(opportunity("SPY")), timeout=60)
     assert event["status"] == "ERROR" and event["why"][0].startswith("error: broker unavailable"), event

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -72,7 +73,8 @@ def test_a_wrong_password_fails_closed(locked_gateway: Gateway, log_dir: Path, t
     worker = worker_proc(f"w-wrong-{port}", env, log_dir).start()
     try:
         # (a list: a 503 Response is falsy)
-        [response] = wait_for(lambda: [requests.get(f"http://127.0.0.1:{port}/health", timeout=10)], 30, "bridge /health")
+        [response] = wait_for(lambda: [requests.get(f"http://127.0.0.1:{port}/health", timeout=10)], 30,
+                              "bridge /health")
         body = response.json()
         assert response.status_code == 503 and body["status"] == "down", body
         assert body["checks"]["redis"]["ok"] is False and "AuthenticationError" in body["checks"]["redis"]["detail"]

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from zero_tasks.core.retry import (FOLLOW_MAX_DELAY_S, RATE_WAIT_SPREAD_S, broker_retries_left, broker_retry_countdown,
-                              follow_up_delay, may_wait_for_budget)
+from zero_tasks.core.retry import (
+    FOLLOW_MAX_DELAY_S,
+    RATE_WAIT_SPREAD_S,
+    broker_retries_left,
+    broker_retry_countdown,
+    follow_up_delay,
+    may_wait_for_budget,
+)
 
 
 @pytest.mark.parametrize(("tries", "expected"), [(0, 2), (1, 4), (2, 8), (5, 64), (8, 512), (9, 600), (39, 600)])

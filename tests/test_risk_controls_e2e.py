@@ -4,9 +4,9 @@ circuit breaker, per-ticker block list."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from click.testing import CliRunner, Result
@@ -30,13 +30,13 @@ def test_eleventh_eligible_order_of_the_day_is_blocked(gw: Gateway) -> None:
 
 def test_blocklisted_ticker_is_blocked_until_its_expiry(gw: Gateway) -> None:
     gw.green()
-    until = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+    until = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     gw.r.set("key:execution_blocklist:TSLA", json.dumps({"reason": "earnings after close", "until": until}))
     (blocked,) = gw.decide(ranking(opportunity("TSLA")))
     assert blocked["status"] == "BLOCKED" and blocked["why"][0].startswith("blocklist: TSLA blocked until")
-    past = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
     gw.r.set("key:execution_blocklist:TSLA", json.dumps({"reason": "earnings", "until": past}))
-    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    later = datetime.now(UTC) + timedelta(seconds=1)
     (allowed,) = gw.decide(ranking(opportunity("TSLA"), rank_time=later))
     assert allowed["status"] == "SUBMITTED"
 
@@ -84,7 +84,7 @@ def test_three_broker_failures_open_the_breaker_and_a_probe_closes_it(tight: Gat
     assert body["checks"]["circuit_breaker"]["ok"] is False
     # time machine: the cool-off is over; the next decision probes the broker and closes it
     state = json.loads(tight.r.get("key:execution_breaker"))
-    state["until"] = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+    state["until"] = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
     tight.r.set("key:execution_breaker", json.dumps(state))
     (after,) = tight.decide(ranking(opportunity("BK")))
     assert after["status"] == "SUBMITTED"
@@ -94,7 +94,7 @@ def test_three_broker_failures_open_the_breaker_and_a_probe_closes_it(tight: Gat
 
 
 def test_breaker_stays_open_when_the_probe_fails(tight: Gateway) -> None:
-    past = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
     tight.r.set("key:execution_breaker", json.dumps({"state": "OPEN", "since": past, "until": past,
                                                      "reason": "test", "failures": 3}))
     tight.sim("POST", "/_sim/fault", {"mode": "503", "count": -1, "path": "/v2/account"})
@@ -176,7 +176,7 @@ def test_operator_closes_the_breaker_and_blocks_a_ticker_from_the_cli(gw: Gatewa
     assert blocked["why"][0].startswith("circuit open")
     assert run_cli(gw, "breaker", "close", "--yes").exit_code == 0
     assert run_cli(gw, "block", "OPY", "--for", "2h", "--reason", "earnings").exit_code == 0
-    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    later = datetime.now(UTC) + timedelta(seconds=1)
     first, second = gw.decide(ranking(opportunity("OPX"), rank_time=later), ranking(opportunity("OPY")))
     by_ticker = {e["ticker"]: e for e in (first, second)}
     assert by_ticker["OPX"]["status"] == "SUBMITTED"

@@ -7,23 +7,23 @@ an order (cooldown from the order's time, the breaker's failure count) is one.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import redis
 
 from tests.support.monitor import commands_during
-from tests.support.redis_dbs import redis_db
 from tests.support.procs import PrivateRedis
+from tests.support.redis_dbs import redis_db
 from zero_tasks.adapters import outbox
-from zero_tasks.core.decision import Code, Status
-from zero_tasks.core.record import DecisionRecord
 from zero_tasks.adapters.redis_state import ExecutionLocks, connect
 from zero_tasks.adapters.risk import CircuitBreaker
+from zero_tasks.core.decision import Code, Status
+from zero_tasks.core.record import DecisionRecord
 
 DB = redis_db(__name__)
-NOW = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
 
 
 @pytest.fixture

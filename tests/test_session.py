@@ -6,7 +6,7 @@ gateway's own clock, so a gateway a few seconds off Alpaca's still judges consis
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -78,7 +78,7 @@ def test_kept_session_reads_back_as_written() -> None:
     (datetime(2026, 11, 28, 12, 0, tzinfo=NEW_YORK), "2026-11-30"),  # Saturday
     (datetime(2026, 11, 29, 23, 59, tzinfo=NEW_YORK), "2026-11-30"),  # Sunday night
     (datetime(2026, 11, 30, 4, 0, tzinfo=NEW_YORK), "2026-11-30"),  # Monday before the open
-    (datetime(2026, 11, 30, 3, 0, tzinfo=timezone.utc), "2026-11-30"),  # Sunday 22:00 in New York
+    (datetime(2026, 11, 30, 3, 0, tzinfo=UTC), "2026-11-30"),  # Sunday 22:00 in New York
 ], ids=["before_open", "before_close", "at_close", "friday_evening", "saturday", "sunday", "monday_early",
         "utc_input"])
 def test_daily_cap_counts_a_trading_session_not_a_calendar_date(moment: datetime, day: str) -> None:

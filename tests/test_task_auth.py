@@ -58,7 +58,7 @@ def test_an_order_using_reservations_it_does_not_hold_is_forged(holdings: Holdin
 
 @pytest.mark.parametrize("ticker", ["BRK/../ORDERS", "F250117C00012000", "spy", "SPY?x=1", ""])
 def test_no_symbol_but_a_us_equity_reaches_a_broker_url_path(ticker: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a US equity symbol"):
         url_symbol(ticker)
 
 

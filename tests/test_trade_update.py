@@ -7,20 +7,19 @@ the model is tests/support/zero_models.py, written from ZERO's contracts/schemas
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
+from tests.support.gateway import market, opportunity, ranking, zero_market
+from tests.support.zero_models import accepted_by_zero
 from zero_tasks.adapters.alpaca_adapter import PlacedOrder
 from zero_tasks.core.decision import Code, deny
 from zero_tasks.core.message import message_from_bytes
-from zero_tasks.worker.flow import forged_record
 from zero_tasks.core.prejudge import build_record, invalid_record
+from zero_tasks.worker.flow import forged_record
 
-from tests.support.gateway import market, opportunity, ranking, zero_market
-from tests.support.zero_models import accepted_by_zero
-
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def event_of(payload: bytes, code: Code, market_raw: str | None, order: PlacedOrder | None = None) -> dict:

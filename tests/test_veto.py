@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from zero_tasks.core.checks.breaker import breaker_probe_due
 from zero_tasks.core.decision import Code, Status
 from zero_tasks.core.intake import Signal, parse_payload
 from zero_tasks.core.session import TradingSession
-from zero_tasks.core.checks.breaker import breaker_probe_due
 from zero_tasks.core.snapshot import Limits, Snapshot
 from zero_tasks.core.veto import recheck_before_submit, veto
 
-NOW = datetime(2026, 11, 24, 19, 30, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 19, 30, 30, tzinfo=UTC)
 LIMITS = Limits(min_probability=0.90, market_state_max_age_s=None, signal_max_age_s=120)
 
 
@@ -173,17 +173,17 @@ def test_eligible_signal_has_no_objection() -> None:
 
 
 @pytest.mark.parametrize("changed, code", [
-    (dict(enabled="false"), Code.DISABLED),
-    (dict(breaker=json.dumps({"since": NOW.isoformat(), "reason": "3 failures"})), Code.CIRCUIT_OPEN),
-    (dict(state=market("RED")), Code.MARKET_STATE),
-    (dict(kept=CLOSED), Code.MARKET_STATE),
-    (dict(down=stand_down("GLOBAL")), Code.STAND_DOWN),
-    (dict(down=stand_down("TICKER", "SPY")), Code.STAND_DOWN),
-    (dict(blocklist=json.dumps({"until": (NOW + timedelta(hours=1)).isoformat(), "reason": "earnings"})),
+    ({"enabled": "false"}, Code.DISABLED),
+    ({"breaker": json.dumps({"since": NOW.isoformat(), "reason": "3 failures"})}, Code.CIRCUIT_OPEN),
+    ({"state": market("RED")}, Code.MARKET_STATE),
+    ({"kept": CLOSED}, Code.MARKET_STATE),
+    ({"down": stand_down("GLOBAL")}, Code.STAND_DOWN),
+    ({"down": stand_down("TICKER", "SPY")}, Code.STAND_DOWN),
+    ({"blocklist": json.dumps({"until": (NOW + timedelta(hours=1)).isoformat(), "reason": "earnings"})},
      Code.BLOCKLIST),
 ], ids=["kill_switch", "breaker", "market_red", "market_closed", "stand_down_global", "stand_down_ticker", "blocklist"])
 def test_the_whole_veto_runs_again_at_submit(changed: dict[str, str], code: Code) -> None:
-    base = dict(enabled="true", state=market(), down=None, breaker=None, blocklist=None, kept=session())
+    base = {"enabled": "true", "state": market(), "down": None, "breaker": None, "blocklist": None, "kept": session()}
     values = {**base, **changed}
     current = Snapshot(values["enabled"], values["state"], values["down"], breaker=values["breaker"],
                        blocklist=values["blocklist"], session=values["kept"])
@@ -201,7 +201,8 @@ def test_nothing_changed_means_no_objection_at_submit() -> None:
 
 
 # operator keys typed by hand fail closed for the message they concern --------------------
-@pytest.mark.parametrize("until", ["2026-11-24T15:00:00", "tomorrow", "", 1764000000, ["x"], "2026-13-45T00:00:00+00:00"],
+@pytest.mark.parametrize("until", ["2026-11-24T15:00:00", "tomorrow", "", 1764000000, ["x"],
+                                   "2026-13-45T00:00:00+00:00"],
                          ids=["naive", "words", "empty", "number", "list", "impossible_date"])
 def test_a_blocklist_entry_with_an_unusable_time_blocks_with_the_reason(until: object) -> None:
     entry = json.dumps({"until": until, "reason": "earnings"})

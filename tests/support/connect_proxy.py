@@ -75,7 +75,7 @@ class RefusingProxy:
         (Redis, the database, the bridge's own API) is reached directly."""
         names = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
         bypass = "127.0.0.1,localhost"
-        return {**{name: self.url for name in names}, "NO_PROXY": bypass, "no_proxy": bypass}
+        return {**dict.fromkeys(names, self.url), "NO_PROXY": bypass, "no_proxy": bypass}
 
     def requests(self) -> list[str]:
         with self._server._lock:
@@ -84,7 +84,7 @@ class RefusingProxy:
     def hosts(self) -> set[str]:
         return set(self.requests())
 
-    def start(self) -> "RefusingProxy":
+    def start(self) -> RefusingProxy:
         self._thread.start()
         return self
 
@@ -93,7 +93,7 @@ class RefusingProxy:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "RefusingProxy":
+    def __enter__(self) -> RefusingProxy:
         return self.start()
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,

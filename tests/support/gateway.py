@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import redis
 import requests
@@ -24,8 +25,8 @@ from zero_tasks.adapters.redis_state import store_session
 from zero_tasks.core.session import NEW_YORK
 from zero_tasks.core.session import from_broker as session_from_broker
 
-from .zero_models import accepted_by_zero
 from .procs import PrivateRedis, Proc, base_env, bridge_proc, free_port, health, wait_for, worker_proc
+from .zero_models import accepted_by_zero
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -54,7 +55,7 @@ def opportunity(ticker: str = "SPY", probability: float = 0.95, **over: Any) -> 
 
 
 def ranking(*opps: dict[str, Any], rank_time: datetime | None = None, **over: Any) -> dict[str, Any]:
-    rank_time = rank_time or datetime.now(timezone.utc)
+    rank_time = rank_time or datetime.now(UTC)
     rank = {"schema_version": "1.0", "timestamp": rank_time.isoformat(), "horizon": "H30",
             "rank_time": rank_time.isoformat(), "total_candidates": 57,
             "opportunities": list(opps) if opps else [opportunity()]}
@@ -63,7 +64,7 @@ def ranking(*opps: dict[str, Any], rank_time: datetime | None = None, **over: An
 
 
 def now_iso(delta_s: float = 0) -> str:
-    return (datetime.now(timezone.utc) + timedelta(seconds=delta_s)).isoformat()
+    return (datetime.now(UTC) + timedelta(seconds=delta_s)).isoformat()
 
 
 def market(state: str = "GREEN", age_s: float = 0, **over: Any) -> str:
@@ -79,7 +80,7 @@ YESTERDAY_S = 26 * 3600  # older than any session now open (the simulator's day 
 def zero_market(state: str = "GREEN", age_s: float = 0, reason: str | None = "Prime Window") -> str:
     """key:market_state exactly as ZERO's regime service writes it (MarketState.model_dump_json
     at 0a64d61: UTC isoformat with microseconds, the fields it leaves None as null)."""
-    stamp = datetime.now(timezone.utc) - timedelta(seconds=age_s)
+    stamp = datetime.now(UTC) - timedelta(seconds=age_s)
     return json.dumps({"schema_version": "1.0", "timestamp": stamp.isoformat(timespec="microseconds"),
                        "state": state, "vix_level": None, "vixy_price": 28.41, "vix_roc": None,
                        "adv_decl": None, "trin": None, "breadth_score": None, "event_risk": False,
@@ -111,7 +112,7 @@ class Gateway:
         return {**self.env, "EXECUTION_API_PORT": str(port)}
 
     # lifecycle ---------------------------------------------------------------------
-    def start(self) -> "Gateway":
+    def start(self) -> Gateway:
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
                 conn.execute(text("CREATE SCHEMA IF NOT EXISTS " + self.pg_schema()))
@@ -138,7 +139,7 @@ class Gateway:
         proc.env = {**proc.env, **env}
         return proc.start()
 
-    def revive(self) -> "Gateway":
+    def revive(self) -> Gateway:
         """Between tests: start what a test killed, wait until ready, clean slate."""
         for proc in [*self.workers, *self.bridges]:
             if not proc.alive():
@@ -185,11 +186,11 @@ class Gateway:
         entries = requests.get(self.sim_url + "/v2/calendar", params={"start": day, "end": day}, headers=headers,
                                timeout=10).json()
         opens = [datetime.fromisoformat(f"{e['date']}T{e['open']}").replace(tzinfo=NEW_YORK) for e in entries]
-        current = session_from_broker(datetime.now(timezone.utc), at, clock["is_open"],
+        current = session_from_broker(datetime.now(UTC), at, clock["is_open"],
                                       datetime.fromisoformat(clock["next_open"]),
                                       datetime.fromisoformat(clock["next_close"]), opens)
         assert not isinstance(current, str), current
-        store_session(self.r, current, datetime.now(timezone.utc))
+        store_session(self.r, current, datetime.now(UTC))
 
     def market_hours(self, moment: str) -> None:
         """The simulator keeps New York hours and stands at `moment` (frozen); the gateway's

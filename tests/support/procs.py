@@ -13,8 +13,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import redis
 import requests
@@ -62,10 +63,10 @@ class Proc:
         self.log_path = log_dir / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "Proc":
-        log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+    def start(self) -> Proc:
+        with open(self.log_path, "ab") as log:  # the child has its own copy of the descriptor
+            self.popen = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
         return self
 
     @property
@@ -108,7 +109,7 @@ class PrivateRedis:
                                                *(["--requirepass", password] if password else [])],
                          dict(os.environ), log_dir)
 
-    def start(self) -> "PrivateRedis":
+    def start(self) -> PrivateRedis:
         self.proc.start()
         wait_for(lambda: self.client().ping(), 10, "private redis")
         return self

@@ -8,8 +8,8 @@ mode, extra fields ignored), so a test can say "ZERO would accept this event".
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import List, Literal, Optional
+from datetime import UTC, datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -18,31 +18,31 @@ Horizon = Literal["H30", "H2H", "HDAY", "HWEEK"]
 
 class ZeroBase(BaseModel):
     schema_version: str = "1.0"
-    timestamp: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
 class ZeroMarketState(ZeroBase):
     state: Literal["GREEN", "YELLOW", "RED"]
-    vix_level: Optional[float] = None
-    vixy_price: Optional[float] = None
-    vix_roc: Optional[float] = None
-    adv_decl: Optional[float] = None
-    trin: Optional[float] = None
-    breadth_score: Optional[float] = None
+    vix_level: float | None = None
+    vixy_price: float | None = None
+    vix_roc: float | None = None
+    adv_decl: float | None = None
+    trin: float | None = None
+    breadth_score: float | None = None
     event_risk: bool = False
-    reason: Optional[str] = None
+    reason: str | None = None
 
 
 class ZeroTradeUpdate(ZeroBase):
     execution_id: str
-    ticker: Optional[str] = None
-    horizon: Optional[Horizon] = None
-    probability: Optional[float] = Field(None, ge=0.0, le=1.0)
-    opportunity_score: Optional[float] = Field(None, ge=0, le=100)
+    ticker: str | None = None
+    horizon: Horizon | None = None
+    probability: float | None = Field(None, ge=0.0, le=1.0)
+    opportunity_score: float | None = Field(None, ge=0, le=100)
     status: Literal["SUBMITTED", "BLOCKED", "SKIPPED", "REJECTED", "ERROR"]
-    alpaca_order_id: Optional[str] = None
-    market_state: Optional[ZeroMarketState] = None
-    why: Optional[List[str]] = None
+    alpaca_order_id: str | None = None
+    market_state: ZeroMarketState | None = None
+    why: list[str] | None = None
     submitted_at: datetime
 
 
