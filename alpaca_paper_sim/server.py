@@ -41,6 +41,7 @@ from .tls import TestTLS
 
 ADMIN_PREFIX = "/_sim"
 ADMIN_CONNECTIONS = ADMIN_PREFIX + "/connections"  # the server's connection counters (GET)
+PEER_RESETS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)  # the client closed the connection
 HANDSHAKE_TIMEOUT_S = 10.0  # a client that opens a socket and says nothing holds one thread, not for ever
 # The pair the tests' gateways use (tests/support/procs.py base_env); any other is refused.
 DEFAULT_KEY_ID = "test-key-id"
@@ -358,7 +359,7 @@ class SimHTTPServer(ThreadingHTTPServer):
     connection's own thread (a slow or refused client never holds up the accept loop);
     with an idle timeout a connection that sends no request for that long is closed.
     The counters (``connection_stats``) say what the clients cost the server: connections
-    accepted, handshakes completed and refused, TLS versions, idle closes.
+    accepted, handshakes completed and refused, TLS versions, idle closes, resets by the client.
     """
 
     daemon_threads = True
@@ -386,7 +387,8 @@ class SimHTTPServer(ThreadingHTTPServer):
         self._keys = (keys[0].encode(), keys[1].encode())
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
-        self._counters: dict[str, int] = {"accepted": 0, "tls_handshakes": 0, "tls_refused": 0, "idle_closed": 0}
+        self._counters: dict[str, int] = {"accepted": 0, "tls_handshakes": 0, "tls_refused": 0, "idle_closed": 0,
+                                          "reset": 0}
         self._tls_versions: dict[str, int] = {}
         super().__init__(address, _Handler)
 
@@ -403,6 +405,18 @@ class SimHTTPServer(ThreadingHTTPServer):
         if isinstance(request, ssl.SSLSocket) and not self._handshake(request):
             return  # process_request_thread closes the socket
         super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection the client reset (or whose pipe broke under a write) while its handler
+        read or wrote it is a closed connection: counted as ``reset``, reported only when
+        verbose. Anything else is a simulator error: the stdlib prints its traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, PEER_RESETS):
+            self.count("reset")
+            if self.verbose:
+                sys.stderr.write(f"alpaca_paper_sim: connection from {client_address} reset by the client: {exc}\n")
+            return
+        super().handle_error(request, client_address)
 
     def _handshake(self, conn: ssl.SSLSocket) -> bool:
         """The TLS handshake; a client that does not trust the certificate (or speaks less
@@ -503,7 +517,7 @@ class SimServer:
 
     def connection_stats(self) -> dict[str, Any]:
         """Connections accepted, TLS handshakes made and refused (and their versions), idle
-        closes, connections open now; also ``GET /_sim/connections``."""
+        closes, resets by the client, connections open now; also ``GET /_sim/connections``."""
         return self._httpd.connection_stats()
 
     def start(self) -> SimServer:

@@ -1,12 +1,14 @@
 """The simulator's HTTPS and idle close: TLS 1.3 with a throw-away test CA, a client that does
 not trust that CA (or speaks at most TLS 1.2) refused, and a keep-alive connection closed
-after the idle timeout while a busy one is kept. Read from the server's connection counters
-(`/_sim/connections`); no Redis, no gateway."""
+after the idle timeout while a busy one is kept; a connection the client resets is counted,
+not printed. Read from the server's connection counters (`/_sim/connections`); no Redis, no
+gateway."""
 
 from __future__ import annotations
 
 import socket
 import ssl
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -94,13 +96,26 @@ def test_the_idle_timeout_keeps_a_busy_keep_alive_connection(tls: TestTLS, ca_fi
         assert sim.connection_stats()["open"] == 1
 
 
+def test_a_connection_reset_by_the_client_is_counted_without_a_traceback(capfd: pytest.CaptureFixture[str]) -> None:
+    with SimServer(state=open_market()) as sim:
+        before = sim.connection_stats()
+        with socket.create_connection((sim.host, sim.port), timeout=10) as raw:
+            wait_for(lambda: sim.connection_stats()["open"] == 1, 10, "the connection's handler")
+            raw.sendall(b"GET /v2/clo")  # half a request line: the handler waits for the rest
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        wait_for(lambda: grew(sim, before, "reset") == 1, 10, "the reset counted")
+        assert sim.connection_stats()["open"] == 0
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ConnectionResetError" not in err, err
+
+
 def test_the_connection_counters_are_served_at_sim_connections(https_sim: SimServer, ca_file: str) -> None:
     with requests.Session() as session:
         session.verify, session.trust_env = ca_file, False  # REQUESTS_CA_BUNDLE would override verify
         for _ in range(3):
             session.get(https_sim.url + "/v2/clock", headers=HEADERS, timeout=10)
         served = session.get(https_sim.url + "/_sim/connections", timeout=10).json()
-    assert served == {"accepted": 1, "tls_handshakes": 1, "tls_refused": 0, "idle_closed": 0, "open": 1,
+    assert served == {"accepted": 1, "tls_handshakes": 1, "tls_refused": 0, "idle_closed": 0, "reset": 0, "open": 1,
                       "tls_versions": {"TLSv1.3": 1}, "tls": True, "idle_timeout_s": None,
                       "connect_delay_s": 0.0}
 
