@@ -61,4 +61,5 @@ def _restore_unacked(self: Any, client: Any = None) -> Any:
 
 def apply() -> None:
     require_pinned()
-    kombu_redis.QoS.restore_unacked = _restore_unacked
+    # deliberate: the crash fix replaces kombu's method (see the module docstring)
+    kombu_redis.QoS.restore_unacked = _restore_unacked  # type: ignore[method-assign]
