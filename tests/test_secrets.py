@@ -8,7 +8,7 @@ import io
 import json
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -23,11 +23,11 @@ from bridge.metrics import ROLE, Snapshot
 from bridge.metrics import render as render_metrics
 from tests.support.gateway import isolated_gateway, ranking
 from tests.support.procs import PYTHON, Proc, base_env, free_port, wait_for, worker_proc
-from zero_tasks.adapters import metrics
 from zero_tasks import secrets
+from zero_tasks.adapters import metrics
 from zero_tasks.core.decision import Status
-from zero_tasks.logs import JsonFormatter, SecretFilter, TextFormatter
 from zero_tasks.core.record import DecisionRecord
+from zero_tasks.logs import JsonFormatter, SecretFilter, TextFormatter
 from zero_tasks.secrets import MASK, Scrubber, secrets_of
 from zero_tasks.settings import ConfigError, load_settings
 
@@ -63,7 +63,8 @@ def test_the_processes_refuse_a_copy_pasted_newline_secret_with_exit_2(argv: lis
     secret = "sk-Newline0123456789abcdef"
     env = base_env(free_port(), "http://127.0.0.1:9", f"sqlite:///{tmp_path / 'a.db'}", free_port(),
                    ALPACA_SECRET_KEY=secret + "\n")
-    proc = (Proc("newline-bridge", argv, env, tmp_path) if argv else worker_proc("newline-worker", env, tmp_path)).start()
+    proc = Proc("newline-bridge", argv, env, tmp_path) if argv else worker_proc("newline-worker", env, tmp_path)
+    proc.start()
     assert proc.popen is not None
     assert proc.popen.wait(timeout=60) == 2
     out = proc.output()
@@ -79,15 +80,15 @@ def lower_hex(text: str) -> str:
 
 SPELLINGS = {
     "raw": lambda s: s,
-    "json": lambda s: json.dumps(s),
+    "json": json.dumps,
     "json ascii off": lambda s: json.dumps(s, ensure_ascii=False),
     "json twice": lambda s: json.dumps(json.dumps(s)),
     "json in a dict": lambda s: json.dumps({"detail": f"echo {s} end"}),
-    "repr": lambda s: repr(s),
+    "repr": repr,
     "bytes repr": lambda s: repr(s.encode()),
     "url, nothing safe": lambda s: quote(s, safe=""),
-    "url, / safe": lambda s: quote(s),
-    "url, plus": lambda s: quote_plus(s),
+    "url, / safe": quote,
+    "url, plus": quote_plus,
     "url, lower-case hex": lambda s: lower_hex(quote(s, safe="")),
     "in a redis url": lambda s: f"redis://:{quote(s, safe='')}@redis:6379/0",
 }
@@ -163,7 +164,7 @@ def installed() -> None:
 
 
 def record(reason: str, why: list[str]) -> DecisionRecord:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return DecisionRecord(event_key="m-1", time=now, decided_at=now, execution_id="SPY:H30:2026-11-24T14:30:00",
                           ticker="SPY", horizon="H30", probability=0.95, opportunity_score=95.0, status=Status.ERROR,
                           reason=reason, why=why, market_state_snapshot=None, submitted_at=now)
@@ -204,14 +205,16 @@ def log_through(handler: logging.Handler, *args: Any) -> str:
         try:
             raise ValueError(f"Invalid header value b'{SECRET}\\n' for APCA-API-SECRET-KEY")
         except ValueError:
-            logger.error(*args, exc_info=True)
+            logger.exception(*args)
     finally:
         logger.removeHandler(handler)
     return stream.getvalue()
 
 
-@pytest.mark.parametrize("formatter", [JsonFormatter(), TextFormatter("%(levelname)s %(message)s")], ids=["json", "text"])
-def test_every_log_line_is_scrubbed_message_arguments_and_traceback(installed: None, formatter: logging.Formatter) -> None:
+@pytest.mark.parametrize("formatter", [JsonFormatter(), TextFormatter("%(levelname)s %(message)s")],
+                         ids=["json", "text"])
+def test_every_log_line_is_scrubbed_message_arguments_and_traceback(
+        installed: None, formatter: logging.Formatter) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(formatter)
     out = log_through(handler, "broker said %s with %r", f"echo {SECRET}", {"password": ODD})
@@ -245,7 +248,7 @@ def test_a_broker_error_quoting_the_keys_never_shows_them_anywhere(log_dir: Path
         gw.green()
         [event] = gw.decide(ranking(), timeout=60)
         [row] = gw.wait_rows(1)
-        status, body = wait_for(lambda: _health_with_open_breaker(gw.api_port), 20, "breaker open in /health")
+        _status, body = wait_for(lambda: _health_with_open_breaker(gw.api_port), 20, "breaker open in /health")
         metrics_text = requests.get(f"http://127.0.0.1:{gw.api_port}/metrics", timeout=10).text
         alert_texts = _drain(alerts)
         order_posts = gw.order_posts()
