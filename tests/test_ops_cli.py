@@ -461,6 +461,20 @@ def test_log_with_database_down_is_a_clear_exit_2(env: dict[str, str | None]) ->
     assert DB_PASSWORD not in result.output
 
 
+def test_reconcile_on_an_audit_store_not_migrated_says_to_run_alembic_upgrade_head(
+        env: dict[str, str | None], tmp_path: Path) -> None:
+    result = cli(env, "reconcile", DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert result.exit_code == 2
+    assert "schema is behind" in result.output and "alembic upgrade head" in result.output
+
+
+def test_log_on_an_audit_store_not_migrated_says_to_run_alembic_upgrade_head(
+        env: dict[str, str | None], tmp_path: Path) -> None:
+    result = cli(env, "log", DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert result.exit_code == 2
+    assert "alembic upgrade head" in result.output
+
+
 # --- publish-sample ---------------------------------------------------------------------
 
 def test_publish_sample_is_a_valid_opportunity_rank(env: dict[str, str | None], r: redis.Redis) -> None:

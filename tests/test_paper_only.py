@@ -20,6 +20,7 @@ import pytest
 from tests.support.connect_proxy import RefusingProxy
 from tests.support.gateway import Gateway, opportunity, ranking
 from tests.support.procs import CELERY, PYTHON, ROOT, PrivateRedis, base_env, free_port, health
+from zero_tasks.adapters.audit import ensure_schema, make_engine
 from zero_tasks.adapters.redis_state import store_session
 from zero_tasks.core.session import TradingSession
 
@@ -150,9 +151,11 @@ def test_zero_ops_broker_calls_go_to_alpaca_paper_only(paper_gateway: PaperGatew
                                                        argv: list[str], answer: str | None) -> None:
     gw = paper_gateway.gw
     armed = gw.r.get("key:execution_enabled")
+    database_url = f"sqlite:///{tmp_path / 'ops.db'}"
+    ensure_schema(make_engine(database_url))  # reconcile reads the audit store before the broker
     with RefusingProxy() as proxy:
-        env = towards(proxy, base_env(gw.redis_server.port, "http://127.0.0.1:9",
-                                      f"sqlite:///{tmp_path / 'ops.db'}", free_port(), **FAST_BROKER))
+        env = towards(proxy, base_env(gw.redis_server.port, "http://127.0.0.1:9", database_url, free_port(),
+                                      **FAST_BROKER))
         result = subprocess.run([PYTHON, "-m", "zero_ops", *argv], cwd=ROOT, env=env, input=answer,
                                 capture_output=True, text=True, timeout=120)
         assert proxy.requests() != [], result.stdout + result.stderr

@@ -18,12 +18,13 @@ from alpaca.trading.models import TradeAccount
 from sqlalchemy.exc import SQLAlchemyError
 
 from zero_tasks.adapters.alpaca_adapter import make_trading_client
+from zero_tasks.adapters.audit import SchemaNotAtHead
 from zero_tasks.core import keys
 from zero_tasks.core.contract import Direction, Horizon, State, Status
 from zero_tasks.core.intake import Invalid, parse_payload
 
 from . import auditlog, render, risk_cli, samples, state
-from .context import Ops, OpsFailure
+from .context import Ops, OpsError, OpsFailure
 from .pubsub import messages, subscribe, wait_for_decision
 from .status import build_report
 
@@ -54,6 +55,8 @@ class OpsGroup(click.Group):
             raise ops.redis_error(exc) from None
         except SQLAlchemyError as exc:
             raise ops.database_error(exc) from None
+        except SchemaNotAtHead as exc:  # the audit store is not migrated: say what to run
+            raise OpsError(ops.scrub(f"database {ops.database_label()}: {exc}")) from None
         finally:
             ops.close()
 

@@ -99,7 +99,7 @@ class Ops:
     def database_error(self, exc: Exception) -> OpsError:
         detail = self.scrub(describe_db_error(exc))
         if "no such table" in detail or "does not exist" in detail:
-            detail += " (the gateway creates execution_log when it first starts)"
+            detail += " (run `alembic upgrade head` with this DATABASE_URL)"
         return OpsError(f"database {self.database_label()} failed: {detail}")
 
     def scrub(self, text: str) -> str:
