@@ -46,11 +46,17 @@ class Enqueuer:
         return len(self._pending)
 
     def connect(self) -> None:
-        """Opens the connection `send_task` publishes on, so the first signal after a start
-        does not wait for it. Blocking (run it in a thread); never raises."""
+        """Makes now what the first `send_task` would otherwise make while a signal waits:
+        the connection it publishes on, the decide queue declared on it (kombu declares an
+        entity once per connection), Celery's result backend object (resolved through the
+        package entry points, even when disabled) and its task sender (which imports the
+        events machinery). Blocking (run it in a thread); never raises."""
         try:
-            with self._app.producer_or_acquire() as producer:  # a pooled producer on a connected channel
+            _ = self._app.backend, self._app.amqp.send_task_message
+            queue = self._app.amqp.router.route({}, DECIDE_TASK)["queue"]  # where send_task puts it
+            with self._app.producer_or_acquire() as producer:  # the pooled producer send_task takes next
                 producer.connection.ensure_connection(max_retries=1)
+                producer.maybe_declare(queue)
         except Exception as exc:  # noqa: BLE001 - the first message connects the usual way
             log.warning("warm-up: Celery broker not connected (%s)", type(exc).__name__)
 

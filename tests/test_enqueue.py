@@ -15,6 +15,7 @@ from bridge.dedup import content_hash, take_over
 from bridge.enqueue import Enqueuer
 from bridge.listener import Listener
 from tests.support.bridge_redis import run
+from tests.support.monitor import commands_during
 from tests.support.procs import PrivateRedis, free_port
 from tests.support.redis_dbs import redis_db
 from tests.test_message_identity import running
@@ -64,6 +65,20 @@ def test_a_warm_up_against_an_unreachable_broker_only_warns(caplog) -> None:
     enqueuer.connect()
     assert any("warm-up" in r.getMessage() for r in caplog.records)
     assert enqueuer.failures == 0 and enqueuer.pending == 0  # the first message tries again
+
+
+def test_after_the_warm_up_the_first_send_is_the_queue_write_alone(private_redis: PrivateRedis) -> None:
+    """The first signal after a start costs what the next ones do: the decide queue's
+    declaration (kombu's binding, once per connection) is made by the warm-up, not by it."""
+    db = redis_db(__name__, 1)
+    app = Celery("test", broker=f"redis://127.0.0.1:{private_redis.port}/{db}")
+    enqueuer = Enqueuer(app)
+    private_redis.client(db=db).flushdb()
+    warm_up = commands_during(private_redis, db, enqueuer.connect)
+    first = commands_during(private_redis, db, lambda: enqueuer.submit("id-1", {"message_id": "m1"}))
+    second = commands_during(private_redis, db, lambda: enqueuer.submit("id-2", {"message_id": "m2"}))
+    assert any(c.startswith("SADD") and "_KOMBU.BINDING.CELERY" in c for c in warm_up)  # the queue declared
+    assert [c.split()[0] for c in first] == [c.split()[0] for c in second] == ["LPUSH"]
 
 
 @pytest.mark.parametrize("handed_over", [True, False])

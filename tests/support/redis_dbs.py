@@ -16,7 +16,7 @@ REDIS_DATABASES = 16  # redis-server's default `databases`
 OWNERS: dict[str, tuple[int, ...]] = {
     "gateway": (0,),
     "test_locks_and_audit": (1,),
-    "test_enqueue": (2,),
+    "test_enqueue": (2, 7),
     "test_audit_writer": (3,),
     "test_message_identity": (4, 5, 6),
     "test_round_trips": (8,),
