@@ -22,29 +22,23 @@ still read them, then moving `PINNED`.
 from __future__ import annotations
 
 import copy
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import requests
 from alpaca.trading.client import TradingClient
+
+from zero_tasks.adapters.pins import require_version
 
 PINNED = "0.44.0"
 
 
 def require_pinned(installed: str | None = None) -> None:
     """Stop the process unless the installed alpaca-py is the pinned one."""
-    if installed is None:
-        try:
-            installed = version("alpaca-py")
-        except PackageNotFoundError:
-            installed = "none"
-    if installed != PINNED:
-        raise SystemExit(
-            f"alpaca-py {installed} is installed, the gateway needs exactly {PINNED}: "
-            f"zero_tasks/adapters/alpaca_compat.py sets two attributes of alpaca-py's RESTClient that are not "
-            f"public (_session for the request timeout, _retry to turn its own retry off). "
-            f"Install alpaca-py=={PINNED}, or check both in the new version and move PINNED and "
-            f"the pyproject.toml pin together (then `make lock`).")
+    require_version("alpaca-py", PINNED, installed=installed, why=(
+        "zero_tasks/adapters/alpaca_compat.py sets two attributes of alpaca-py's RESTClient that are not "
+        "public (_session for the request timeout, _retry to turn its own retry off). "
+        f"Install alpaca-py=={PINNED}, or check both in the new version and move PINNED and "
+        "the pyproject.toml pin together (then `make lock`)."))
 
 
 require_pinned()

@@ -19,10 +19,11 @@ still the method Celery's channel close calls, then moving PINNED with the lock.
 from __future__ import annotations
 
 import logging
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+
+from zero_tasks.adapters.pins import require_version
 
 log = logging.getLogger(__name__)
 PINNED = "5.7.0"
@@ -31,17 +32,10 @@ _original_restore_unacked = kombu_redis.QoS.restore_unacked
 
 def require_pinned(installed: str | None = None) -> None:
     """Stop the process unless the installed kombu is the pinned one."""
-    if installed is None:
-        try:
-            installed = version("kombu")
-        except PackageNotFoundError:
-            installed = "none"
-    if installed != PINNED:
-        raise SystemExit(
-            f"kombu {installed} is installed, the gateway needs exactly {PINNED}: "
-            f"zero_tasks/adapters/kombu_fixes.py wraps kombu's Redis QoS.restore_unacked, which is not public "
-            f"(a crash fix, celery/kombu#582). Install kombu=={PINNED}, or check the fix against the new "
-            f"version and move PINNED and the lock together.")
+    require_version("kombu", PINNED, installed=installed, why=(
+        "zero_tasks/adapters/kombu_fixes.py wraps kombu's Redis QoS.restore_unacked, which is not public "
+        f"(a crash fix, celery/kombu#582). Install kombu=={PINNED}, or check the fix against the new "
+        "version and move PINNED and the lock together."))
 
 
 def _connection_gone(exc: AttributeError) -> bool:
