@@ -13,10 +13,9 @@ from alpaca.trading.client import TradingClient
 
 from alpaca_paper_sim import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, SimServer, open_market
 from tests.support.procs import PrivateRedis, wait_for
-from tests.support.redis_dbs import redis_db
+from tests.support.redis_dbs import flushed, redis_db
 from zero_tasks.adapters import alpaca_compat
 from zero_tasks.adapters.alpaca_adapter import MAIN, READS, AlpacaBroker, RateLimitedBroker
-from zero_tasks.adapters.redis_state import connect
 from zero_tasks.adapters.risk import BrokerRateLimit
 from zero_tasks.core import keys
 from zero_tasks.worker import keep_warm
@@ -27,10 +26,7 @@ CLOCK = "GET /v2/clock"
 
 @pytest.fixture
 def r(private_redis: PrivateRedis) -> Iterator[redis.Redis]:
-    client = connect(f"redis://127.0.0.1:{private_redis.port}/{DB}")
-    client.flushdb()
-    yield client
-    client.close()
+    yield from flushed(private_redis, DB)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import redis
 
 from tests.support.monitor import commands_during
 from tests.support.procs import PrivateRedis
-from tests.support.redis_dbs import redis_db
+from tests.support.redis_dbs import flushed, redis_db
 from zero_tasks.adapters import outbox
 from zero_tasks.adapters.redis_state import ExecutionLocks, connect
 from zero_tasks.adapters.risk import CircuitBreaker
@@ -28,10 +28,7 @@ NOW = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
 
 @pytest.fixture
 def r(private_redis: PrivateRedis) -> Iterator[redis.Redis]:
-    client = connect(f"redis://127.0.0.1:{private_redis.port}/{DB}")
-    client.flushdb()
-    yield client
-    client.close()
+    yield from flushed(private_redis, DB)
 
 
 def decision(event_key: str) -> DecisionRecord:

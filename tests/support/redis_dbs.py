@@ -10,6 +10,15 @@ server of their own (`isolated_gateway`, the ops CLI) are not listed.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import redis
+
+from zero_tasks.adapters.redis_state import connect
+
+if TYPE_CHECKING:
+    from tests.support.procs import PrivateRedis
 
 REDIS_DATABASES = 16  # redis-server's default `databases`
 
@@ -32,6 +41,14 @@ def shared_numbers() -> list[int]:
     """Numbers given to more than one owner (there must be none)."""
     counts = Counter(db for dbs in OWNERS.values() for db in dbs)
     return sorted(db for db, n in counts.items() if n > 1)
+
+
+def flushed(server: PrivateRedis, db: int) -> Iterator[redis.Redis]:
+    """A fixture body: a client of the gateway's kind on `db` of `server`, emptied first."""
+    client = connect(f"redis://127.0.0.1:{server.port}/{db}")
+    client.flushdb()
+    yield client
+    client.close()
 
 
 def redis_db(owner: str, index: int = 0) -> int:
