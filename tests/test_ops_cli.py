@@ -463,6 +463,9 @@ def test_log_with_database_down_is_a_clear_exit_2(env: dict[str, str | None]) ->
 
 def test_reconcile_on_an_audit_store_not_migrated_says_to_run_alembic_upgrade_head(
         env: dict[str, str | None], tmp_path: Path) -> None:
+    migrated = f"sqlite:///{tmp_path / 'migrated.db'}"
+    ensure_schema(make_engine(migrated))
+    assert cli(env, "reconcile", DATABASE_URL=migrated).exit_code == 0  # a store checked in this process first
     result = cli(env, "reconcile", DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}")
     assert result.exit_code == 2
     assert "schema is behind" in result.output and "alembic upgrade head" in result.output

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 from sqlalchemy import Engine, text
@@ -43,11 +44,12 @@ class Runtime:
 @dataclass
 class _ThisProcess:
     """What this process has made: its runtime, the pid it was made in (a forked child makes
-    its own), and whether the audit schema has been checked."""
+    its own), and the audit stores whose schema it has checked (each engine once: zero-ops
+    builds runtimes of its own, one per command)."""
 
     runtime: Runtime | None = None
     pid: int | None = None
-    schema_ready: bool = False
+    schema_checked: weakref.WeakSet[Engine] = field(default_factory=weakref.WeakSet)
 
 
 _this = _ThisProcess()
@@ -76,10 +78,10 @@ def get_runtime() -> Runtime:
 
 
 def ensure_audit_schema(rt: Runtime) -> None:
-    """Once per process; a database that is down now is retried at the next write."""
-    if not _this.schema_ready:
+    """Once per audit store and process; a database that is down now is retried at the next write."""
+    if rt.engine not in _this.schema_checked:
         require_schema(rt.engine)  # never migrates: `alembic upgrade head` does
-        _this.schema_ready = True
+        _this.schema_checked.add(rt.engine)
 
 
 def _load_scripts(rt: Runtime) -> None:
