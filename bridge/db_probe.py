@@ -16,20 +16,25 @@ from urllib.parse import unquote, urlsplit
 CONNECT_TIMEOUT_S = 2
 
 
-def _sqlite_path(url: str) -> str:
+def sqlite_path(url: str) -> str:
     """`sqlite:///rel.db`, `sqlite:////abs.db` and `sqlite://` (memory), as SQLAlchemy reads them."""
     rest = url.split("://", 1)[1]
     return rest[1:].split("?", 1)[0] if rest.startswith("/") else ":memory:"
 
 
-def _is_postgres(url: str) -> bool:
+def is_postgres(url: str) -> bool:
     return urlsplit(url).scheme in ("postgresql", "postgres", "postgresql+psycopg2")
+
+
+def postgres_dsn(url: str) -> str:
+    """The libpq form of a SQLAlchemy PostgreSQL URL (libpq does not know `+driver`)."""
+    return "postgresql://" + url.split("://", 1)[1]
 
 
 def label(url: str) -> str:
     """The database in use, without credentials."""
     if url.startswith("sqlite"):
-        return f"sqlite:{_sqlite_path(url)}"
+        return f"sqlite:{sqlite_path(url)}"
     parts = urlsplit(url)
     backend = parts.scheme.split("+", 1)[0]
     return f"{backend}://{parts.hostname}:{parts.port or 5432}/{unquote(parts.path.lstrip('/'))}"
@@ -46,8 +51,7 @@ def _ping_sqlite(path: str) -> None:
 def _ping_postgres(url: str) -> None:
     import psycopg2  # only a bridge that audits to PostgreSQL loads the driver
 
-    dsn = "postgresql://" + url.split("://", 1)[1]  # libpq does not know SQLAlchemy's +driver
-    conn = psycopg2.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S)
+    conn = psycopg2.connect(postgres_dsn(url), connect_timeout=CONNECT_TIMEOUT_S)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT 1")
@@ -66,8 +70,8 @@ def _ping_with_sqlalchemy(url: str) -> Callable[[], None]:
 def pinger(url: str) -> Callable[[], None]:
     """A blocking `SELECT 1` on the database at `url` (a SQLAlchemy URL): raises when unreachable."""
     if url.startswith("sqlite"):
-        path = _sqlite_path(url)
+        path = sqlite_path(url)
         return lambda: _ping_sqlite(path)
-    if _is_postgres(url):
+    if is_postgres(url):
         return lambda: _ping_postgres(url)
     return _ping_with_sqlalchemy(url)

@@ -14,7 +14,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from bridge.db_probe import CONNECT_TIMEOUT_S, _is_postgres, _sqlite_path
+from bridge.db_probe import CONNECT_TIMEOUT_S, is_postgres, postgres_dsn, sqlite_path
 from zero_tasks.adapters.migrations import VERSION_TABLE, SchemaVersion, refusal, version_of
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def _current_postgres(url: str) -> tuple[str, ...]:
     from psycopg2 import errors
 
     try:
-        conn = psycopg2.connect("postgresql://" + url.split("://", 1)[1], connect_timeout=CONNECT_TIMEOUT_S)
+        conn = psycopg2.connect(postgres_dsn(url), connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg2.OperationalError as exc:
         raise Unreachable(f"OperationalError: {(str(exc).strip().splitlines() or [''])[0]}") from None
     try:
@@ -63,9 +63,9 @@ def _current_postgres(url: str) -> tuple[str, ...]:
 def schema_version(url: str) -> SchemaVersion:
     """Where the audit database at `url` (a SQLAlchemy URL) is; raises Unreachable."""
     if url.startswith("sqlite"):
-        path = _sqlite_path(url)
+        path = sqlite_path(url)
         return version_of(() if path == ":memory:" else _current_sqlite(path))
-    if _is_postgres(url):
+    if is_postgres(url):
         return version_of(_current_postgres(url))
     from sqlalchemy.exc import InterfaceError, OperationalError  # another database: through SQLAlchemy
 
