@@ -56,6 +56,16 @@ def test_a_keep_warm_call_is_made_on_each_idle_connection_and_paid_from_the_brok
     assert keep_warm_slots(r) == 2
 
 
+def test_a_keep_warm_round_reads_the_clock_and_nothing_else(sim: SimServer, r: redis.Redis) -> None:
+    """The keep-warm thread is a path to the broker outside the decision table: it may only
+    read the clock, never ask for an account change, a position or an order."""
+    broker = RateLimitedBroker(broker_for(sim), BrokerRateLimit(r, 120))
+    keep_warm.once(broker, 0)
+    keep_warm.once(broker, 0)
+    assert sim.state.stats()["requests"] == {CLOCK: 4}
+    assert sim.state.stats()["order_posts"] == 0
+
+
 def test_a_connection_used_within_the_keep_warm_period_gets_no_call(sim: SimServer, r: redis.Redis) -> None:
     alpaca = broker_for(sim)
     alpaca.probe()  # both connections used just now
