@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge
 from redis.exceptions import RedisError
 
 from zero_tasks.adapters import in_flight, outbox, scripts
 from zero_tasks.adapters.metrics import queue_decision_metrics
-from zero_tasks.adapters.redis_state import read_snapshots
+from zero_tasks.adapters.redis_state import connect_async, read_snapshots
 from zero_tasks.core.checks.breaker import breaker_probe_due
 from zero_tasks.core.intake import Invalid, Signal
 from zero_tasks.core.message import Message, message_from_bytes
@@ -53,8 +53,7 @@ class Bridge:
         self.decided = 0
         self.rescued = 0
         self._trimmer = IdleTrimmer()
-        self._redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=False, socket_timeout=2,
-                                              socket_connect_timeout=2, health_check_interval=5)
+        self._redis = connect_async(settings.redis_url)
         self.sources = HealthSources(
             redis_url=settings.redis_url,
             db_ping=db_probe.pinger(settings.sqlalchemy_url),
@@ -203,14 +202,17 @@ class Bridge:
         return 200, CONTENT_TYPE_LATEST, render_metrics(Snapshot(stored, body, queues))
 
     async def _drain_forever(self, stop: asyncio.Event) -> None:
-        """Every second: resend what the queue did not take; after a burst, give memory back.
-        Every RESCUE_EVERY_S: queue again what the worker never decided."""
+        """Every second: resend what the queue did not take, or keep the queue's connection
+        warm while quiet (enqueue.py); after a burst, give memory back. Every RESCUE_EVERY_S:
+        queue again what the worker never decided."""
         ticks = 0
         while not stop.is_set():
             await asyncio.sleep(1.0)
             if self.enqueuer.pending:
                 await self.enqueuer.drain()
                 PENDING.set(self.enqueuer.pending)
+            elif self.enqueuer.due_to_keep_warm(time.monotonic()):
+                await self.enqueuer.keep_warm()
             await self._trimmer.tick(self.listener.received)
             ticks += 1
             if ticks % RESCUE_EVERY_S == 0:

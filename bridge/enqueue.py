@@ -12,11 +12,14 @@ succeeds again. A message whose enqueue fails is kept and retried, never dropped
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
 from collections import deque
 from typing import Any
 
 from celery import Celery
+from kombu import Queue
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ class Enqueuer:
         self.enqueued = 0
         self.failures = 0
         self._healthy = True  # the last send succeeded: the next may go inline
+        self._last_used = time.monotonic()  # the last send or keep-warm on the broker connection
 
     @property
     def pending(self) -> int:
@@ -53,14 +57,59 @@ class Enqueuer:
         events machinery). Blocking (run it in a thread); never raises."""
         try:
             _ = self._app.backend, self._app.amqp.send_task_message
-            queue = self._app.amqp.router.route({}, DECIDE_TASK)["queue"]  # where send_task puts it
             with self._app.producer_or_acquire() as producer:  # the pooled producer send_task takes next
                 producer.connection.ensure_connection(max_retries=1)
-                producer.maybe_declare(queue)
+                producer.maybe_declare(self._decide_queue())
         except Exception as exc:  # noqa: BLE001 - the first message connects the usual way
             log.warning("warm-up: Celery broker not connected (%s)", type(exc).__name__)
 
+    @functools.cached_property
+    def keep_warm_every_s(self) -> float | None:
+        """Half of kombu's Redis health-check interval (its documented default 25 s when
+        unset); None on another transport (AMQP keeps a connection alive by heartbeats)."""
+        with self._app.connection_for_write() as connection:  # not connected: only the URL read
+            if connection.transport.driver_type != "redis":
+                return None
+        options = self._app.conf.broker_transport_options or {}
+        return float(options.get("health_check_interval", 25)) / 2
+
+    def due_to_keep_warm(self, now: float) -> bool:
+        """Idle for half the health-check interval, and nothing kept or being sent."""
+        every = self.keep_warm_every_s
+        return (every is not None and now - self._last_used >= every
+                and not self._pending and not self._lock.locked())
+
+    async def keep_warm(self) -> None:
+        """One command on the connection `send_task` publishes on, while the bridge is quiet.
+
+        kombu's Redis connections PING before a command once idle for its health-check
+        interval: with one ranking a minute, before the queue write of every signal. Declaring
+        the decide queue again (its binding, as the warm-up does) is a command of kombu's
+        public API on the pooled producer's connection, the one the next `send_task` takes,
+        made here from a thread, off the signal's path. It also tells how the connection is:
+        after a failure the next send goes by the threaded path with retries (as after a
+        failed send), after a success inline again."""
+        async with self._lock:  # a send meanwhile goes by the threaded path, after this
+            try:
+                await asyncio.to_thread(self._declare_decide_queue)
+            except Exception as exc:  # noqa: BLE001 - the next send reconnects, with retries
+                if self._healthy:
+                    log.warning("Celery broker connection failed its keep-warm (%s); the next send goes with "
+                                "retries", type(exc).__name__)
+                self._healthy = False
+            else:
+                self._healthy = True
+            self._last_used = time.monotonic()
+
+    def _decide_queue(self) -> Queue:
+        return self._app.amqp.router.route({}, DECIDE_TASK)["queue"]  # where send_task puts it
+
+    def _declare_decide_queue(self) -> None:
+        with self._app.producer_or_acquire() as producer:
+            self._decide_queue().bind(producer.channel).declare()
+
     def _send(self, task_id: str, message: dict[str, Any], retry: bool = True) -> None:
+        self._last_used = time.monotonic()
         self._app.send_task(DECIDE_TASK, args=[message], task_id=task_id, retry=retry, retry_policy=_RETRY_POLICY,
                             argsrepr=_argsrepr(message), kwargsrepr="{}")
 

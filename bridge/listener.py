@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from zero_tasks.adapters.redis_state import connect_async
 from zero_tasks.core import keys
 from zero_tasks.worker import failpoints
 
@@ -74,9 +75,13 @@ class Listener:
                 delay = min(delay * 2, 5.0) * random.uniform(0.8, 1.2)
 
     async def _listen(self, stop: asyncio.Event) -> None:
-        client = aioredis.Redis.from_url(self._url, decode_responses=False, socket_connect_timeout=2,
-                                         health_check_interval=5)
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        # Two clients: the subscription PINGs while it is quiet (a dead one must not leave
+        # the bridge deaf), the claims' connection does not (a PING there would come before
+        # the first claim after every quiet minute, on the signal's path).
+        subscriber = aioredis.Redis.from_url(self._url, decode_responses=False, socket_connect_timeout=2,
+                                             health_check_interval=5)
+        pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+        client = connect_async(self._url)
         try:
             await self._identity.subscribing(client)
             await pubsub.subscribe(keys.OPPORTUNITY_CHANNEL)
@@ -92,6 +97,7 @@ class Listener:
             self.connected = False
             try:
                 await pubsub.aclose()
+                await subscriber.aclose()
                 await client.aclose()
             except (RedisError, OSError):
                 pass

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 import redis.asyncio as aioredis
@@ -110,3 +111,68 @@ def test_a_listener_marks_a_message_it_won_handed_over_only_once_its_handler_han
     assert run(url, scenario) == [not handed_over]
     assert handled == [message_id]
     db.flushdb()
+
+
+def quiet_app(private_redis: PrivateRedis, db: int, health_check_s: int = 1) -> Celery:
+    app = Celery("test", broker=f"redis://127.0.0.1:{private_redis.port}/{db}")
+    app.conf.broker_transport_options = {"health_check_interval": health_check_s}
+    return app
+
+
+def test_a_queue_connection_idle_past_its_health_check_pings_before_the_next_write(
+        private_redis: PrivateRedis) -> None:
+    """kombu's behaviour, the reason for the keep-warm below."""
+    db = redis_db(__name__, 1)
+    enqueuer = Enqueuer(quiet_app(private_redis, db))
+    asyncio.run(enqueuer.submit("id-1", {"message_id": "m1"}))
+    time.sleep(1.5)
+    sent = commands_during(private_redis, db, lambda: enqueuer.submit("id-2", {"message_id": "m2"}))
+    assert [c.split()[0] for c in sent] == ["PING", "LPUSH"]
+
+
+def test_after_a_keep_warm_the_next_write_after_a_quiet_spell_is_the_queue_write_alone(
+        private_redis: PrivateRedis) -> None:
+    db = redis_db(__name__, 1)
+    enqueuer = Enqueuer(quiet_app(private_redis, db))
+    asyncio.run(enqueuer.submit("id-1", {"message_id": "m1"}))
+    time.sleep(1.5)
+    warm = commands_during(private_redis, db, enqueuer.keep_warm)
+    sent = commands_during(private_redis, db, lambda: enqueuer.submit("id-2", {"message_id": "m2"}))
+    assert "PING" in [c.split()[0] for c in warm]  # the check is paid here, off the signal's path
+    assert [c.split()[0] for c in sent] == ["LPUSH"]
+
+
+def test_keep_warm_is_due_after_half_the_health_check_interval_while_nothing_is_kept(
+        private_redis: PrivateRedis) -> None:
+    enqueuer = Enqueuer(quiet_app(private_redis, redis_db(__name__, 1), health_check_s=10))
+    start = time.monotonic()
+    assert enqueuer.keep_warm_every_s == 5.0
+    assert not enqueuer.due_to_keep_warm(start + 4.0)
+    assert enqueuer.due_to_keep_warm(start + 5.0)
+
+
+def test_keep_warm_is_never_due_while_a_message_is_kept() -> None:
+    enqueuer = Enqueuer(unreachable_app())
+    asyncio.run(_submit_all(enqueuer, 1))
+    assert enqueuer.pending == 1
+    assert not enqueuer.due_to_keep_warm(time.monotonic() + 3600)
+
+
+def test_keep_warm_is_never_due_on_an_amqp_broker() -> None:
+    enqueuer = Enqueuer(Celery("test", broker=f"amqp://guest:guest@127.0.0.1:{free_port()}//"))
+    assert enqueuer.keep_warm_every_s is None
+    assert not enqueuer.due_to_keep_warm(time.monotonic() + 3600)
+
+
+def test_a_failed_keep_warm_warns_once_and_the_next_message_is_kept_not_lost(caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="bridge.enqueue")
+    enqueuer = Enqueuer(unreachable_app())
+
+    async def scenario() -> bool:
+        await enqueuer.keep_warm()
+        await enqueuer.keep_warm()
+        return await enqueuer.submit("id-1", {"message_id": "m1"})
+
+    assert asyncio.run(scenario()) is False
+    assert sum("failed its keep-warm" in r.getMessage() for r in caplog.records) == 1
+    assert enqueuer.pending == 1 and enqueuer.dropped == 0

@@ -7,6 +7,7 @@ an order (cooldown from the order's time, the breaker's failure count) is one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -85,3 +86,25 @@ def test_cooldown_and_breaker_reset_after_an_order_are_one_round_trip(private_re
     assert sent[0] == "MULTI" and sent[-1] == "EXEC" and len(sent) == 5, sent
     assert r.get("key:execution_cooldown:SPY") == NOW.isoformat()
     assert r.get("key:execution_breaker_failures") is None
+
+
+def test_a_connection_redis_closed_while_idle_is_reconnected_by_the_next_command(private_redis: PrivateRedis,
+                                                                               r: redis.Redis) -> None:
+    """What lets the gateway's clients go without a health-check PING before a command."""
+    r.set("key:execution_enabled", "true")
+    private_redis.client().client_kill_filter(_id=r.client_id())
+    time.sleep(0.2)  # idle: the server's close has reached the client
+    assert r.get("key:execution_enabled") == "true"
+
+
+def test_the_gateways_command_clients_send_no_health_check_ping(private_redis: PrivateRedis,
+                                                                 r: redis.Redis) -> None:
+    """However long a connection was idle (its health-check time is set far in the past)."""
+    url = f"redis://127.0.0.1:{private_redis.port}/{DB}"
+    sync_client = connect(url)
+    sync_client.get("key:execution_enabled")
+    conn = sync_client.connection_pool.get_connection()
+    conn.next_health_check = 0
+    sync_client.connection_pool.release(conn)
+    sent = commands_during(private_redis, DB, lambda: sync_client.get("key:execution_enabled"))
+    assert sent == ["GET KEY:EXECUTION_ENABLED"], sent

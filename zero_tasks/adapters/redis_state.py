@@ -22,11 +22,23 @@ from zero_tasks.core.task_auth import Holdings
 
 
 def connect(url: str) -> redis.Redis:
-    """Short timeouts: a Redis that does not answer is a veto, not a hang."""
-    return redis.Redis.from_url(
-        url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0,
-        health_check_interval=15,
-    )
+    """Short timeouts: a Redis that does not answer is a veto, not a hang.
+
+    No health-check PING: with one ranking a minute every connection is idle longer than
+    any interval, so a check would put one more round trip before the first command of
+    every signal. A connection the server closed meanwhile is seen closed when the pool
+    hands it out, and opened again (redis-py checks it there); one silently dropped ends in
+    the socket timeout, with or without a check."""
+    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0)
+
+
+def connect_async(url: str) -> aioredis.Redis:
+    """The bridge's command client, as `connect` (bytes: pub/sub payloads need not be UTF-8).
+
+    Here a connection the server closed fails its next command, health check or not (the
+    asyncio pool does not check a RESP3 connection it hands out): the bridge takes any
+    RedisError as Redis away (the listener reconnects, a write falls back to the worker)."""
+    return aioredis.Redis.from_url(url, decode_responses=False, socket_timeout=2.0, socket_connect_timeout=2.0)
 
 
 SHARED_SNAPSHOT_KEYS = (keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.STAND_DOWN_KEY, keys.BREAKER_KEY,
