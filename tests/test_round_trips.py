@@ -2,11 +2,13 @@
 
 Each round trip here is paid on every order, between the signal and the broker: the first
 read of a decision is one (the outbox and the veto's snapshot together), and what follows
-an order (cooldown from the order's time, the breaker's failure count) is one.
+an order (cooldown from the order's time, the breaker's failure count) is one. A decision
+the bridge makes alone (rows 1-6) is kept and announced in one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,7 +20,7 @@ from tests.support.monitor import commands_during
 from tests.support.procs import PrivateRedis
 from tests.support.redis_dbs import flushed, redis_db
 from zero_tasks.adapters import outbox
-from zero_tasks.adapters.redis_state import ExecutionLocks, connect
+from zero_tasks.adapters.redis_state import ExecutionLocks, connect, connect_async
 from zero_tasks.adapters.risk import CircuitBreaker
 from zero_tasks.core.decision import Code, Status
 from zero_tasks.core.record import DecisionRecord
@@ -108,3 +110,36 @@ def test_the_gateways_command_clients_send_no_health_check_ping(private_redis: P
     sync_client.connection_pool.release(conn)
     sent = commands_during(private_redis, DB, lambda: sync_client.get("key:execution_enabled"))
     assert sent == ["GET KEY:EXECUTION_ENABLED"], sent
+
+
+def test_a_decision_the_bridge_makes_alone_is_kept_and_announced_in_one_round_trip(
+        private_redis: PrivateRedis, r: redis.Redis) -> None:
+    url = f"redis://127.0.0.1:{private_redis.port}/{DB}"
+
+    async def keep(event_key: str) -> None:
+        client = connect_async(url)
+        try:
+            await outbox.keep_and_announce_many(client, [decision(event_key)])
+        finally:
+            await client.aclose()
+
+    asyncio.run(keep("m:5"))  # the script loaded
+    sent = commands_during(private_redis, DB, lambda: keep("m:6"))
+    assert [c.split()[0] for c in sent] == ["EVALSHA"], sent
+    assert outbox.find(r, "m:6") is not None
+
+
+def test_a_batch_of_decisions_the_bridge_makes_is_kept_in_one_pipeline(private_redis: PrivateRedis,
+                                                                      r: redis.Redis) -> None:
+    url = f"redis://127.0.0.1:{private_redis.port}/{DB}"
+
+    async def keep() -> list[tuple[DecisionRecord, bool]]:
+        client = connect_async(url)
+        try:
+            return await outbox.keep_and_announce_many(client, [decision("m:7"), decision("m:8"), decision("m:7")])
+        finally:
+            await client.aclose()
+
+    results = asyncio.run(keep())
+    assert [published for _, published in results] == [True, True, False]  # m:7 announced once
+    assert outbox.find(r, "m:7") is not None and outbox.find(r, "m:8") is not None

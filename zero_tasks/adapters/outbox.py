@@ -55,9 +55,13 @@ def keep_and_announce(r: redis.Redis, rec: DecisionRecord) -> tuple[DecisionReco
 
 async def keep_and_announce_many(r: aioredis.Redis,
                                  recs: Iterable[DecisionRecord]) -> list[tuple[DecisionRecord, bool]]:
-    """The bridge's batch: every decision of it in one pipelined round trip."""
+    """The bridge's batch. One decision (messages come one at a time) is one round trip;
+    a larger batch is one pipeline, which redis-py precedes with a SCRIPT EXISTS."""
     recs = list(recs)
     script = scripts.register(r, "keep_and_announce")
+    if len(recs) == 1:
+        script_keys, args = _script_args(recs[0])
+        return [_outcome(recs[0], await script(keys=script_keys, args=args))]
     pipe = r.pipeline(transaction=False)
     for rec in recs:
         script_keys, args = _script_args(rec)
