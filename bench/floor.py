@@ -88,25 +88,36 @@ def submit_floor(stack: Stack, n: int, warmup: int = 10) -> tuple[list[float], l
     return round_trip, one_way
 
 
-def contract_floor(stack: Stack, n: int, warmup: int = 10, url: str | None = None,
-                   ca_file: str | None = None) -> list[float]:
-    """Position read, open-orders read, submit: first call -> the simulator creates the order
-    (at `url`, trusting `ca_file`, when given: the HTTPS endpoint)."""
-    client = trading_client(stack, url, ca_file)
-    broker = AlpacaBroker(client)
-    tickers = Tickers("FC")
-    samples: list[float] = []
-    for i in range(warmup + n):
-        ticker = tickers.next()
-        cid = f"floor-{ticker}"
-        t0 = time.perf_counter()
-        broker.exposure(ticker)  # as the gateway asks them: both at once, no position (404)
-        client.submit_order(MarketOrderRequest(symbol=ticker, qty=1, side=OrderSide.BUY,
-                                               time_in_force=TimeInForce.DAY, client_order_id=cid))
-        stamp = stack.state.stamps.get(cid)
-        if i >= warmup and stamp is not None:
-            samples.append(ms(stamp[0] - t0))
-    return samples
+class ContractFloor:
+    """Position read, open-orders read, submit, on one client kept between samples: first
+    call -> the simulator creates the order (at `url`, trusting `ca_file`, when given: the
+    HTTPS endpoint)."""
+
+    def __init__(self, stack: Stack, url: str | None = None, ca_file: str | None = None,
+                 prefix: str = "FC") -> None:
+        self._stack = stack
+        self._client = trading_client(stack, url, ca_file)
+        self._broker = AlpacaBroker(self._client)
+        self._tickers = Tickers(prefix)  # its orders' client_order_ids: unique in the simulator
+
+    def sample(self, n: int, warmup: int = 0) -> list[float]:
+        samples: list[float] = []
+        for i in range(warmup + n):
+            ticker = self._tickers.next()
+            cid = f"floor-{ticker}"
+            t0 = time.perf_counter()
+            self._broker.exposure(ticker)  # as the gateway asks them: both at once, no position (404)
+            self._client.submit_order(MarketOrderRequest(symbol=ticker, qty=1, side=OrderSide.BUY,
+                                                         time_in_force=TimeInForce.DAY, client_order_id=cid))
+            stamp = self._stack.state.stamps.get(cid)
+            if i >= warmup and stamp is not None:
+                samples.append(ms(stamp[0] - t0))
+        return samples
+
+
+def contract_floor(stack: Stack, n: int, warmup: int = 10) -> list[float]:
+    """The contract floor, `n` samples back to back on a new client."""
+    return ContractFloor(stack).sample(n, warmup)
 
 
 def measure(stack: Stack, n: int) -> dict[str, Any]:

@@ -6,8 +6,10 @@ This phase scales that down: a second simulator endpoint on the same broker stat
 HTTPS (TLS 1.3, a throw-away test CA the gateway trusts through ALPACA_CA_FILE) and closes
 a connection idle for `idle_s`; a gateway of its own (SQLite audit) gets one signal every
 `gap_s`, a little more than that. Its signal-to-order p50 and p99 are read against the
-contract floor (PUBLISH + row 9 + submit) measured in the same phase over a warm HTTPS
-connection at the same distance. The simulator holds every request 20 ms (the `slow`
+contract floor (PUBLISH + row 9 + submit) over a warm HTTPS connection at the same
+distance, sampled a few times right before each signal (on an endpoint of its own, so
+its connections are not counted as the gateway's), so that the floor and the signal
+meet the machine in the same state. The simulator holds every request 20 ms (the `slow`
 fault) and every new connection 40 ms (`connect_delay_s`: the TCP and the TLS 1.3 round
 trips), so a connection closed in a gap costs the next order what it costs across the
 internet. The gateway's BROKER_KEEP_WARM_S is half the idle timeout
@@ -53,21 +55,28 @@ def run(stack: Stack, log_dir: Path, n: int, idle_s: float, gap_s: float, floor_
                       ALPACA_BASE_URL=https.url, ALPACA_CA_FILE=str(ca), BROKER_KEEP_WARM_S=warm)
     collector = EventCollector(stack.port)
     collector.start()
+    # the floor's own endpoint on the same state and terms: its connections are not counted
+    # as the gateway's
+    floor_https = SimServer(state=stack.state, tls=tls, idle_timeout_s=idle_s,
+                            connect_delay_s=2 * delay_ms / 1000).start()
     try:
-        with broker_at(stack, delay_ms):
-            out["floor"] = warm_floor(stack, https.url, str(ca), floor_n)
-        stack.state.reset()  # the floor's orders gone; the reset clears the delay too: held again below
+        pubsub = summary(floor_mod.pubsub_floor(stack, max(floor_n, 30)))
         with broker_at(stack, delay_ms):
             wait_until(lambda: stack.subscribers(TRADE_UPDATE_CHANNEL) >= 1, 10, "trade_update subscriber")
             gw.start()
             # one signal per pool process first, back to back: each process's first order
             # is the first-signal figure's, not this phase's
             gateway_mod.first_signals(stack, gw, collector, 2, prefix + "W", reset_risk=reset_risk)
+            floor = floor_mod.ContractFloor(stack, floor_https.url, str(ca), prefix="FG")
+            floor_samples: list[float] = []
             samples: list[float] = []
             statuses: dict[str, int] = {}
             before = https.connection_stats()
             for i in range(n):
                 time.sleep(gap_s)
+                # the warm floor, right before the signal, so both meet the machine as it is
+                # now: the first call of a burst reopens the connection the gap closed (not kept)
+                floor_samples += floor.sample(max(1, floor_n // n), warmup=1)
                 one = gateway_mod.signal_to_order(stack, gw, collector, 1, 0, f"{prefix}{letters(i, 2)}",
                                                   reset_risk=reset_risk)
                 for status, count in one["statuses"].items():
@@ -75,6 +84,9 @@ def run(stack: Stack, log_dir: Path, n: int, idle_s: float, gap_s: float, floor_
                 if one["signal_to_order_ms"]["p50"] is not None:
                     samples.append(one["signal_to_order_ms"]["p50"])
             after = https.connection_stats()
+        contract = summary(floor_samples)
+        out["floor"] = {"pubsub_ms": pubsub, "contract_calls_to_order_ms": contract,
+                        "contract_sum_p50_ms": round(pubsub["p50"] + contract["p50"], 3)}
         out["signal_to_order_ms"] = summary(samples)
         out["statuses"] = statuses
         out["connections"] = {name: after[name] - before[name]
@@ -86,14 +98,7 @@ def run(stack: Stack, log_dir: Path, n: int, idle_s: float, gap_s: float, floor_
         collector.stop()
         gw.stop()
         https.stop()
-
-
-def warm_floor(stack: Stack, url: str, ca_file: str, n: int) -> dict[str, Any]:
-    """The contract floor over a warm HTTPS connection (calls back to back, never idle)."""
-    pubsub = summary(floor_mod.pubsub_floor(stack, max(n, 30)))
-    contract = summary(floor_mod.contract_floor(stack, n, url=url, ca_file=ca_file))
-    return {"pubsub_ms": pubsub, "contract_calls_to_order_ms": contract,
-            "contract_sum_p50_ms": round(pubsub["p50"] + contract["p50"], 3)}
+        floor_https.stop()
 
 
 def ratios(phase: dict[str, Any]) -> dict[str, Any]:
