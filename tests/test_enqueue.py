@@ -119,13 +119,19 @@ def quiet_app(private_redis: PrivateRedis, db: int, health_check_s: int = 1) -> 
     return app
 
 
+def idle_past_its_health_check(private_redis: PrivateRedis, db: int) -> Enqueuer:
+    """An enqueuer whose queue connection sent a task, then stayed idle past its 1 s check."""
+    enqueuer = Enqueuer(quiet_app(private_redis, db))
+    asyncio.run(enqueuer.submit("id-1", {"message_id": "m1"}))
+    time.sleep(1.5)
+    return enqueuer
+
+
 def test_a_queue_connection_idle_past_its_health_check_pings_before_the_next_write(
         private_redis: PrivateRedis) -> None:
     """kombu's behaviour, the reason for the keep-warm below."""
     db = redis_db(__name__, 1)
-    enqueuer = Enqueuer(quiet_app(private_redis, db))
-    asyncio.run(enqueuer.submit("id-1", {"message_id": "m1"}))
-    time.sleep(1.5)
+    enqueuer = idle_past_its_health_check(private_redis, db)
     sent = commands_during(private_redis, db, lambda: enqueuer.submit("id-2", {"message_id": "m2"}))
     assert [c.split()[0] for c in sent] == ["PING", "LPUSH"]
 
@@ -133,9 +139,7 @@ def test_a_queue_connection_idle_past_its_health_check_pings_before_the_next_wri
 def test_after_a_keep_warm_the_next_write_after_a_quiet_spell_is_the_queue_write_alone(
         private_redis: PrivateRedis) -> None:
     db = redis_db(__name__, 1)
-    enqueuer = Enqueuer(quiet_app(private_redis, db))
-    asyncio.run(enqueuer.submit("id-1", {"message_id": "m1"}))
-    time.sleep(1.5)
+    enqueuer = idle_past_its_health_check(private_redis, db)
     warm = commands_during(private_redis, db, enqueuer.keep_warm)
     sent = commands_during(private_redis, db, lambda: enqueuer.submit("id-2", {"message_id": "m2"}))
     assert "PING" in [c.split()[0] for c in warm]  # the check is paid here, off the signal's path
