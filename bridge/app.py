@@ -82,8 +82,8 @@ class Bridge:
         One snapshot read and one outbox write per batch (`keep_and_announce_many`): in a
         burst most messages are refused (threshold, market state, kill switch) and never
         need the queue. A signal that passes rows 5-6 goes to the worker without that read
-        (the worker reads the snapshot itself). If Redis fails on the way, the batch goes to the worker,
-        which fails closed.
+        (the worker reads the snapshot itself). If Redis fails on the way, the batch goes
+        to the worker, which fails closed.
         """
         parsed = [message_from_bytes(data, message_id, heard, self.settings.max_payload_bytes)
                   for data, message_id, heard in batch]
