@@ -6,12 +6,11 @@ redis-py PINGs a connection before a command once it has been idle longer than i
 health-check interval; kombu's Redis transport sets one (celeryconfig: 10 s), and ZERO
 ranks about once a minute. The gap here (16 s) is longer than every interval the gateway
 ever used on those connections (5, 10 and 15 s). Commands are read with MONITOR, with the
-client that sent each; the subscription's own check (`PING redis-py-health-check`, on the
-pub/sub connection, not on the path) is left out."""
+client that sent each (tests/support/monitor.py); the subscription's own check (`PING
+redis-py-health-check`, on the pub/sub connection, not on the path) is left out."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,46 +20,19 @@ import pytest
 
 from alpaca_paper_sim import SimServer
 from tests.support.gateway import Gateway, isolated_gateway, opportunity, ranking
-from tests.support.procs import PrivateRedis
+from tests.support.monitor import sent_during
 
 QUIET_S = 16.0
 
 
-class Monitor(threading.Thread):
-    """(client address, command) of every command clients sent, until stopped."""
-
-    def __init__(self, server: PrivateRedis) -> None:
-        super().__init__(daemon=True)
-        self._client = server.client()
-        self.seen: list[tuple[str, str]] = []
-        self.ready = threading.Event()
-        self._stop_flag = threading.Event()
-
-    def run(self) -> None:
-        with self._client.monitor() as monitor:
-            self.ready.set()
-            while not self._stop_flag.is_set():
-                command = monitor.next_command()
-                if command.get("client_type") != "lua":
-                    self.seen.append((str(command.get("client_address")) + ":" + str(command.get("client_port")),
-                                      str(command["command"])))
-
-    def stop(self, server: PrivateRedis) -> list[tuple[str, str]]:
-        self._stop_flag.set()
-        server.client().ping()  # wakes the reader
-        self.join(timeout=10)
-        return self.seen
-
-
 def path_of_one_signal(gw: Gateway, ticker: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """The decision, and what clients sent from its PUBLISH to its decision's outbox write."""
-    monitor = Monitor(gw.redis_server)
-    monitor.start()
-    monitor.ready.wait(5)
-    (decision,) = gw.decide(ranking(opportunity(ticker)), timeout=30)
-    seen = monitor.stop(gw.redis_server)
-    start = next(i for i, (_, c) in enumerate(seen) if c.startswith("PUBLISH chan:opportunity_update"))
-    end = next(i for i, (_, c) in enumerate(seen) if i > start and "key:execution_audit_stream" in c)
+    decisions: list[dict[str, Any]] = []
+    seen = sent_during(gw.redis_server, 0, lambda: decisions.extend(gw.decide(ranking(opportunity(ticker)),
+                                                                              timeout=30)))
+    start = next(i for i, (_, c) in enumerate(seen) if c.startswith("PUBLISH CHAN:OPPORTUNITY_UPDATE"))
+    end = next(i for i, (_, c) in enumerate(seen) if i > start and "KEY:EXECUTION_AUDIT_STREAM" in c)
+    (decision,) = decisions
     return decision, seen[start + 1:end + 1]
 
 
@@ -87,8 +59,8 @@ def test_a_signal_after_a_quiet_spell_is_ordered(after_a_quiet_spell: tuple[dict
 def test_no_connection_of_the_path_pings_before_its_command_after_a_quiet_spell(
         after_a_quiet_spell: tuple[dict[str, Any], list[tuple[str, str]]]) -> None:
     _, path = after_a_quiet_spell
-    assert any(c.startswith("LPUSH zero_execution") for _, c in path), path  # the window holds the hand-over
-    assert any(c.startswith("MGET key:execution_enabled") for _, c in path), path  # and the worker's read
-    on_the_path = {client for client, c in path if c.upper() != "PING"}
-    pings = [(client, c) for client, c in path if c.upper() == "PING" and client in on_the_path]
+    assert any(c.startswith("LPUSH ZERO_EXECUTION") for _, c in path), path  # the window holds the hand-over
+    assert any(c.startswith("MGET KEY:EXECUTION_ENABLED") for _, c in path), path  # and the worker's read
+    on_the_path = {client for client, c in path if c != "PING"}
+    pings = [(client, c) for client, c in path if c == "PING" and client in on_the_path]
     assert pings == [], path

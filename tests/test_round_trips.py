@@ -129,8 +129,8 @@ def test_a_decision_the_bridge_makes_alone_is_kept_and_announced_in_one_round_tr
     assert outbox.find(r, "m:6") is not None
 
 
-def test_a_batch_of_decisions_the_bridge_makes_is_kept_in_one_pipeline(private_redis: PrivateRedis,
-                                                                      r: redis.Redis) -> None:
+def test_a_batch_of_decisions_the_bridge_makes_is_kept_and_each_message_announced_once(
+        private_redis: PrivateRedis, r: redis.Redis) -> None:
     url = f"redis://127.0.0.1:{private_redis.port}/{DB}"
 
     async def keep() -> list[tuple[DecisionRecord, bool]]:

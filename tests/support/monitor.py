@@ -16,8 +16,13 @@ def commands_during(server: PrivateRedis, db: int, scenario: Callable[[], Any]) 
     connection set-up (SELECT, HELLO, CLIENT). Other databases are left out: a gateway
     another test left running on the same server (its audit writer polls every second)
     is not the scenario's."""
+    return [command for _, command in sent_during(server, db, scenario)]
+
+
+def sent_during(server: PrivateRedis, db: int, scenario: Callable[[], Any]) -> list[tuple[str, str]]:
+    """`commands_during`, each with the client (address:port) that sent it."""
     monitor_client = server.client(db=db)
-    commands: list[str] = []
+    sent: list[tuple[str, str]] = []
     with monitor_client.monitor() as monitor:
         outcome = scenario()
         if inspect.isawaitable(outcome):
@@ -28,8 +33,8 @@ def commands_during(server: PrivateRedis, db: int, scenario: Callable[[], Any]) 
             seen = monitor.next_command()
             command = seen["command"]
             if command == "ECHO end-of-scenario":
-                return commands
+                return sent
             if seen.get("db") != db or seen.get("client_type") == "lua":
                 continue
             if not command.upper().startswith(("SELECT", "HELLO", "CLIENT")):
-                commands.append(command.upper())
+                sent.append((f"{seen.get('client_address')}:{seen.get('client_port')}", command.upper()))
