@@ -13,6 +13,7 @@ import redis
 
 from tests.support.gateway import opportunity
 from tests.support.procs import wait_for as wait_until  # noqa: F401 - the bench modules' one wait helper
+from zero_tasks.adapters.risk import trading_day
 from zero_tasks.core import keys
 from zero_tasks.core.contract import client_order_id, execution_id
 
@@ -125,8 +126,11 @@ def risk_counter_keys() -> list[str]:
     names = []
     daily = getattr(keys, "DAILY_ORDERS_PREFIX", None)
     if daily:
-        today = datetime.now(NEW_YORK).date()
-        names += [daily + (today + timedelta(days=d)).isoformat() for d in (-1, 0, 1)]
+        now = datetime.now(UTC)
+        today = now.astimezone(NEW_YORK).date()
+        days = {(today + timedelta(days=d)).isoformat() for d in (-1, 0, 1)}
+        days.add(trading_day(now))  # after Friday's close and at the weekend: Monday's
+        names += [daily + day for day in sorted(days)]
     rate = getattr(keys, "BROKER_RATE_KEY", None)
     if rate:
         names.append(rate)
