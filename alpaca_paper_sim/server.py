@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -35,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from . import marketdata
 from .ratelimit import Quota
 from .state import PRE_FAULTS, BrokerState, FaultRule, SimError, invalid
 from .tls import TestTLS
@@ -115,14 +117,39 @@ TRADING_ROUTES: list[Route] = [
     ),
     _route("GET", _ORDER_PATH, lambda s, m, q, b: Reply(200, s.get_order(m["order_id"]))),
     _route("DELETE", _ORDER_PATH, lambda s, m, q, b: _no_content(lambda: s.cancel_order(m["order_id"]))),
+    _route("PATCH", _ORDER_PATH, lambda s, m, q, b: Reply(200, s.replace_order(m["order_id"], _json_body(b)))),
+    _route("DELETE", r"/v2/orders", lambda s, m, q, b: Reply(207, s.cancel_all())),
     _route("GET", r"/v2/positions", lambda s, m, q, b: Reply(200, s.positions_json())),
+    _route("DELETE", r"/v2/positions", lambda s, m, q, b: Reply(207, s.close_all_positions(q))),
     _route("GET", r"/v2/positions/(?P<symbol>[^/]+)", lambda s, m, q, b: Reply(200, s.position_json(m["symbol"]))),
+    _route("DELETE", r"/v2/positions/(?P<symbol>[^/]+)",
+           lambda s, m, q, b: Reply(200, s.close_position(m["symbol"], q))),
+    _route("GET", r"/v2/assets", lambda s, m, q, b: Reply(200, s.assets_json(q))),
+    _route("GET", r"/v2/assets/(?P<symbol>.+)", lambda s, m, q, b: Reply(200, s.asset_json(m["symbol"]))),
+    _route("GET", r"/v2/stocks/bars", lambda s, m, q, b: _market(s, marketdata.bars, q, None)),
+    _route("GET", r"/v2/stocks/(?P<symbol>[^/]+)/bars", lambda s, m, q, b: _market(s, marketdata.bars, q, m["symbol"])),
+    _route("GET", r"/v2/stocks/(?P<kind>trades|quotes|bars)/latest",
+           lambda s, m, q, b: _latest(s, m["kind"], q, None)),
+    _route("GET", r"/v2/stocks/(?P<symbol>[^/]+)/(?P<kind>trades|quotes|bars)/latest",
+           lambda s, m, q, b: _latest(s, m["kind"], q, m["symbol"])),
 ]
+
+
+def _market(state: BrokerState, fn: Callable[..., Any], query: dict[str, str], symbol: str | None) -> Reply:
+    with state.lock:
+        book, now = state.price_book()
+        return Reply(200, fn(book, now, query, symbol))
+
+
+def _latest(state: BrokerState, kind: str, query: dict[str, str], symbol: str | None) -> Reply:
+    with state.lock:
+        book, now = state.price_book()
+        return Reply(200, marketdata.latest(kind, book, now, query, symbol))
 
 _OK = {"ok": True}
 
 
-_CONFIG_KEYS = frozenset({"fill", "price", "fill_delay_s", "always_open", "rate_limit"})
+_CONFIG_KEYS = frozenset({"fill", "price", "fill_delay_s", "always_open", "rate_limit", "seed", "synthetic_assets"})
 
 
 def _admin_config(state: BrokerState, body: dict[str, Any]) -> Reply:
@@ -164,6 +191,13 @@ ADMIN_ROUTES: list[Route] = [
     _route("DELETE", ADMIN_PREFIX + "/fault", lambda s, m, q, b: (s.clear_faults(), Reply(200, _OK))[1]),
     _route("GET", ADMIN_PREFIX + "/stats", lambda s, m, q, b: Reply(200, s.stats())),
     _route("POST", ADMIN_PREFIX + "/clock", lambda s, m, q, b: Reply(200, s.set_time(_dict_body(b).get("now")))),
+    _route("POST", ADMIN_PREFIX + "/clock/advance",
+           lambda s, m, q, b: Reply(200, s.advance_time(_dict_body(b).get("seconds")))),
+    _route("POST", ADMIN_PREFIX + "/prices", lambda s, m, q, b: Reply(200, s.set_prices(_dict_body(b)))),
+    _route("GET", ADMIN_PREFIX + "/prices",
+           lambda s, m, q, b: Reply(200, s.quote_prices([x for x in q.get("symbols", "").split(",") if x]))),
+    _route("POST", ADMIN_PREFIX + "/assets", lambda s, m, q, b: Reply(200, s.add_asset(_dict_body(b)))),
+    _route("GET", ADMIN_PREFIX + "/events", lambda s, m, q, b: Reply(200, s.events())),
     _route("GET", ADMIN_PREFIX + "/orders", lambda s, m, q, b: Reply(200, s.all_orders())),
     _route(
         "POST",
@@ -333,6 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
             lines.append("Content-Type: application/json; charset=utf-8")
             lines.append(f"Content-Length: {len(body)}")
         lines.append("Connection: close" if self.close_connection else "Connection: keep-alive")
+        lines.append(f"X-Request-ID: {uuid.uuid4().hex}")
         lines.extend(f"{name}: {value}" for name, value in reply.headers.items())
         try:
             self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
