@@ -39,10 +39,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from . import marketdata
 from .ratelimit import Quota
 from .state import PRE_FAULTS, BrokerState, FaultRule, SimError, invalid
+from .stream import STREAM_PATH, TradeStream
 from .tls import TestTLS
 
 ADMIN_PREFIX = "/_sim"
 ADMIN_CONNECTIONS = ADMIN_PREFIX + "/connections"  # the server's connection counters (GET)
+ADMIN_STREAM_DROP = ADMIN_PREFIX + "/stream/drop"  # close every trade_updates connection (POST)
 PEER_RESETS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)  # the client closed the connection
 HANDSHAKE_TIMEOUT_S = 10.0  # a client that opens a socket and says nothing holds one thread, not for ever
 # The pair the tests' gateways use (tests/support/procs.py base_env); any other is refused.
@@ -278,6 +280,10 @@ class _Handler(BaseHTTPRequestHandler):
         if path == ADMIN_CONNECTIONS and method == "GET":
             self._send(Reply(200, self.server.connection_stats()))
             return
+        if path == ADMIN_STREAM_DROP and method == "POST":
+            stream = self.server.stream
+            self._send(Reply(200, {"dropped": stream.drop_all() if stream is not None else 0}))
+            return
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             self._send(self._safe(ADMIN_ROUTES, method, path, query, raw))
             return
@@ -425,6 +431,7 @@ class SimHTTPServer(ThreadingHTTPServer):
         self._counters: dict[str, int] = {"accepted": 0, "tls_handshakes": 0, "tls_refused": 0, "idle_closed": 0,
                                           "reset": 0}
         self._tls_versions: dict[str, int] = {}
+        self.stream: TradeStream | None = None  # set by SimServer: its clients are counted here too
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -478,9 +485,12 @@ class SimHTTPServer(ThreadingHTTPServer):
     def connection_stats(self) -> dict[str, Any]:
         """Cumulative since the server started (``/_sim/reset`` leaves them): read differences."""
         with self._connections_lock:
-            return {**self._counters, "open": len(self._connections), "tls_versions": dict(self._tls_versions),
-                    "tls": self.tls is not None, "idle_timeout_s": self.idle_timeout_s,
-                    "connect_delay_s": self.connect_delay_s}
+            stats = {**self._counters, "open": len(self._connections), "tls_versions": dict(self._tls_versions),
+                     "tls": self.tls is not None, "idle_timeout_s": self.idle_timeout_s,
+                     "connect_delay_s": self.connect_delay_s}
+        stats["stream_clients"] = self.stream.client_count() if self.stream is not None else 0
+        stats["stream_listeners"] = self.state.listener_count()  # clients listening to trade_updates
+        return stats
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a reverse-DNS lookup that can
@@ -531,6 +541,7 @@ class SimServer:
         tls: TestTLS | None = None,
         idle_timeout_s: float | None = None,
         connect_delay_s: float = 0.0,
+        stream_port: int | None = 0,
     ) -> None:
         if not key_id or not secret_key:
             raise ValueError("the simulator needs a non-empty key id and secret key")
@@ -542,6 +553,9 @@ class SimServer:
                                     tls=tls.context if tls is not None else None, idle_timeout_s=idle_timeout_s,
                                     connect_delay_s=connect_delay_s)
         self.port: int = self._httpd.server_address[1]
+        self.stream = TradeStream(self.state, host, stream_port, (key_id, secret_key)) \
+            if stream_port is not None else None
+        self._httpd.stream = self.stream
         self._thread: threading.Thread | None = None
         self._stopped = False
 
@@ -549,6 +563,14 @@ class SimServer:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self.tls is not None else 'http'}://{host}:{self.port}"
+
+    @property
+    def stream_url(self) -> str | None:
+        """The trade_updates websocket (``TradingStream(url_override=sim.stream_url)``), if served."""
+        if self.stream is None:
+            return None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.stream.port}{STREAM_PATH}"
 
     def connection_stats(self) -> dict[str, Any]:
         """Connections accepted, TLS handshakes made and refused (and their versions), idle
@@ -564,6 +586,8 @@ class SimServer:
                 daemon=True,
             )
             self._thread.start()
+            if self.stream is not None:
+                self.stream.start()
         return self
 
     def stop(self) -> None:
@@ -573,6 +597,8 @@ class SimServer:
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
+            if self.stream is not None:
+                self.stream.stop()
         self._httpd.close_connections()
         self._httpd.server_close()
 

@@ -481,6 +481,15 @@ class BrokerState:
             self._advance()
             return list(self._events)
 
+    def sync(self) -> None:
+        """Bring the book to now (due fills, triggers, expiries happen and are published)."""
+        with self._lock:
+            self._advance()
+
+    def listener_count(self) -> int:
+        with self._lock:
+            return len(self._subscribers)
+
     def subscribe(self, deliver: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
         """Call `deliver` (which must not block) with every trade update from now on; returns
         the function that ends the subscription."""
