@@ -3,10 +3,11 @@
 Each session day gets its own path, drawn from a generator seeded with the simulator's seed,
 the symbol and the date, so the price at any simulated instant is the same however and
 whenever it is asked for (a test that freezes the clock at 10:31 sees the same price every
-run). The day opens at the symbol's price level times a daily log-normal gap (about 1.5 %
-a day, a liquid US equity) and moves every 20 seconds by a normal step scaled to the same
-daily volatility; between those points the price is linear, so a level is crossed at an exact
-instant (limit and stop triggers, the minute bars' high and low and the fills all agree).
+run). The day opens at the symbol's price level times a daily log-normal gap (about 1.5 % a
+day, a liquid US equity) and moves every 20 seconds by a random step scaled to the same daily
+volatility (a centred uniform byte: cheap to draw, and normal enough once summed); between
+those points the price is linear, so a level is crossed at an exact instant (limit and stop
+triggers, the minute bars' high and low and the fills all agree).
 Out of session the price is the last session's close.
 
 A pinned price (``PriceBook.pin``) holds until it is released: no walk, no noise, so a test
@@ -17,12 +18,15 @@ drives "target first" or "stop first" by pinning. Pure: no clock of its own and 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import random
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import overload
 
 from .session import NEW_YORK, SessionDay, TradingSession
 
@@ -30,7 +34,9 @@ STEP_S = 20  # seconds between two points of the walk
 DAILY_VOL = 0.015  # one standard deviation of a day's move, as a log return
 _CENT = Decimal("0.01")
 _MIN_LEVEL, _MAX_LEVEL = 10.0, 400.0  # a symbol nobody listed: a level derived from its name
-_CACHE_DAYS = 256
+_CACHE_DAYS = 2048  # symbol-days kept (about 35 kB each around the clock)
+_BYTE_MEAN = 127.5  # a uniform byte's mean and standard deviation: one step is (byte - mean) / sd
+_BYTE_SD = math.sqrt((256**2 - 1) / 12)
 
 
 def name_level(symbol: str) -> Decimal:
@@ -76,7 +82,7 @@ class PriceBook:
         self._listed = listed  # the asset's price level, where it has one
         self._levels: dict[str, Decimal] = {}
         self._pins: dict[str, Decimal] = {}
-        self._paths: dict[tuple[str, date], list[float]] = {}
+        self._paths: dict[tuple[str, date], _Walk] = {}
 
     # -------------------------------------------------------------- settings
     def set_level(self, symbol: str, level: Decimal) -> None:
@@ -179,7 +185,7 @@ class PriceBook:
         return Bar(start, cents(path[0]), cents(max(path)), cents(min(path)), cents(path[-1]),
                    volume, trades, Decimal(str(round(mean, 4))))
 
-    def _path(self, symbol: str, day: SessionDay) -> list[float]:
+    def _path(self, symbol: str, day: SessionDay) -> _Walk:
         key = (symbol, day.day)
         path = self._paths.get(key)
         if path is None:
@@ -187,12 +193,36 @@ class PriceBook:
                 self._paths.clear()
             rng = random.Random(f"{self.seed}:{symbol}:{day.day}")
             steps = max(1, int((day.close - day.open).total_seconds()) // STEP_S)
-            step_vol = DAILY_VOL / math.sqrt(steps)
-            price = float(self.level(symbol)) * math.exp(rng.gauss(0.0, DAILY_VOL))
-            path = [price]
-            for _ in range(steps):
-                price *= math.exp(rng.gauss(0.0, step_vol))
-                path.append(price)
+            opening = float(self.level(symbol)) * math.exp(rng.gauss(0.0, DAILY_VOL))
+            path = _Walk(opening, DAILY_VOL / math.sqrt(steps), rng.randbytes(steps))
             self._paths[key] = path
         return path
 
+
+class _Walk:
+    """One session day's walk, cheap to make (a new symbol costs microseconds, not a loop of
+    normal draws): each step is a uniform byte, centred and scaled to the step's volatility, and
+    their running sum (``itertools.accumulate``, in C) is the log price; a price is computed only
+    when asked for. Indexable like a list of floats: element 0 is the open, one per ``STEP_S``."""
+
+    def __init__(self, opening: float, step_vol: float, noise: bytes) -> None:
+        self._opening = opening
+        self._scale = step_vol / _BYTE_SD
+        self._sums = array("l", itertools.accumulate(noise, initial=0))
+
+    def __len__(self) -> int:
+        return len(self._sums)
+
+    def _at(self, index: int) -> float:
+        return self._opening * math.exp(self._scale * (self._sums[index] - _BYTE_MEAN * index))
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[float]: ...
+
+    def __getitem__(self, index: int | slice) -> float | list[float]:
+        if isinstance(index, slice):
+            return [self._at(i) for i in range(*index.indices(len(self)))]
+        return self._at(index if index >= 0 else len(self) + index)

@@ -287,6 +287,7 @@ class BrokerState:
             self._synced_at = utcnow()
             self._cash = STARTING_CASH
             self._orders: dict[str, SimOrder] = {}
+            self._open: list[SimOrder] = []  # the orders not yet done (pruned as they finish): what can move
             self._by_client_id: dict[str, SimOrder] = {}
             self._positions: dict[str, SimPosition] = {}
             self.assets = AssetBook(synthetic=synthetic)
@@ -674,6 +675,7 @@ class BrokerState:
             new.expires_at = self._expiry(new.time_in_force, new.route_at)
             old.status, old.replaced_at, old.replaced_by, old.updated_at = "replaced", now, new.id, now
             self._orders[new.id] = new
+            self._open.append(new)
             self._by_client_id[cid] = new
             self._swap_in_family(old, new)
             self._emit("replaced", old, now)
@@ -729,7 +731,7 @@ class BrokerState:
             self._advance()
             now = self._now()
             answers = []
-            for order in sorted(self._orders.values(), key=lambda o: o.seq):
+            for order in sorted(self._open, key=lambda o: o.seq):
                 if order.is_open and order.parent_id is None:
                     self._cancel(order, now)
                     answers.append({"id": order.id, "status": 200, "body": order.to_json()})
@@ -831,7 +833,7 @@ class BrokerState:
     def _reserving(self, side: str, symbol: str | None = None) -> list[SimOrder]:
         """Open (not held) orders on `side`, one per OCO group (a group's orders share shares)."""
         seen: dict[str, SimOrder] = {}
-        for order in self._orders.values():
+        for order in self._open:
             if order.is_open and order.status != "held" and order.side == side and (
                     symbol is None or order.symbol == symbol):
                 key = order.oco_group or order.id
@@ -892,6 +894,7 @@ class BrokerState:
             due = now + timedelta(seconds=self.fill_delay_s)
             order.fill_at = due if request.asset.asset_class == "crypto" else self.session.fill_time(due)
         self._orders[order.id] = order
+        self._open.append(order)
         self._by_client_id[client_order_id] = order
         return order
 
@@ -976,6 +979,7 @@ class BrokerState:
         """Bring the book to now: play every due event in time order (see the class docstring)."""
         now = self._now()
         start = self._synced_at
+        self._open = [o for o in self._open if o.is_open]
         if now < start:
             return  # the real clock after a frozen future: nothing new until it catches up
         while True:
@@ -997,7 +1001,7 @@ class BrokerState:
             if at <= end and (best is None or (at, seq) < best[:2]):
                 best = (at, seq, action)
 
-        for order in list(self._orders.values()):
+        for order in list(self._open):
             if not order.is_open or order.status == "held":
                 continue
             if order.status == "accepted":
@@ -1092,7 +1096,7 @@ class BrokerState:
         """Cancel an order, its legs, and its OCO partner (a bracket's exits go together)."""
         order.status, order.canceled_at, order.updated_at = "canceled", at, at
         self._emit("canceled", order, at)
-        for other in self._orders.values():
+        for other in list(self._open):
             related = other.parent_id == order.id or (
                 order.oco_group is not None and other.oco_group == order.oco_group and other is not order)
             if related and other.is_open:
@@ -1126,7 +1130,7 @@ class BrokerState:
         if order.status != "filled":
             return
         if order.oco_group is not None:
-            for other in self._orders.values():
+            for other in list(self._open):
                 if other is not order and other.oco_group == order.oco_group and other.is_open:
                     self._cancel_one(other, at)
         for leg in order.legs:
