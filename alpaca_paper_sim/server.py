@@ -604,8 +604,8 @@ class SimServer:
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
-            if self.stream is not None:
-                self.stream.stop()
+        if self.stream is not None:
+            self.stream.stop()
         self._httpd.close_connections()
         self._httpd.server_close()
 

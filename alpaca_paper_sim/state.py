@@ -40,7 +40,6 @@ from .ratelimit import DEFAULT_LIMIT_PER_MIN, RateLimiter
 from .session import TradingSession, calendar_json, clock_json
 
 STARTING_CASH = Decimal("100000")
-DEFAULT_PRICE = Decimal("100.00")
 # "auto": a market order fills by itself, `fill_delay_s` after it is accepted and only in session;
 # "immediate" is its older name. "manual": only the admin API fills.
 FILL_POLICIES = frozenset({"auto", "immediate", "manual"})
@@ -1071,14 +1070,6 @@ class BrokerState:
             _track(order, current, buy)
             previous = (point.at, point.price)
         return None
-
-    def _intent(self, symbol: str, side: str) -> str:
-        """Alpaca's position_intent for a simple equity order: opening or closing what is held."""
-        held = self._positions.get(symbol)
-        qty = held.qty if held is not None else Decimal(0)
-        if side == "buy":
-            return "buy_to_close" if qty < 0 else "buy_to_open"
-        return "sell_to_close" if qty > 0 else "sell_to_open"
 
     def _find(self, order_id: str) -> SimOrder:
         order = self._orders.get(order_id.strip().lower())
