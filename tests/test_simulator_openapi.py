@@ -156,6 +156,9 @@ def test_a_whole_session_through_alpaca_py_has_zero_violations_of_alpacas_openap
         ("GET", "/v2/stocks/bars/latest", 200), ("GET", "/v2/stocks/{symbol}/trades/latest", 200),
         ("GET", "/v2/stocks/{symbol}/quotes/latest", 200), ("GET", "/v2/stocks/{symbol}/bars/latest", 200),
     }
+    events = requests.get(sim.url + "/_sim/events", timeout=5).json()  # the stream's orders: the same Order schema
+    assert {e["data"]["event"] for e in events} >= {"new", "fill", "canceled", "expired", "replaced"}
+    assert [v for e in events for v in spec.schema_violations("Order", e["data"]["order"])] == []
     statuses = {body["status"] for m, p, s, body in sim.journal
                 if m == "GET" and p == "/v2/orders" and isinstance(body, list) for body in body}
     assert statuses >= {"filled", "new", "held", "canceled", "replaced", "expired"}

@@ -85,6 +85,12 @@ class OpenAPI:
         found = [op for op in self.operations if op.method == method and op.pattern.match(path)]
         return max(found, key=lambda op: op.literal_segments) if found else None
 
+    def schema_violations(self, name: str, body: Any, document: str = "trading-api.json") -> list[str]:
+        """What is wrong with `body` as the named component schema (e.g. "Order")."""
+        validator = jsonschema.Draft202012Validator({"$ref": f"urn:alpaca:{document}#/components/schemas/{name}"},
+                                                    registry=self.registry)
+        return [f"{name}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(body)]
+
     def violations(self, method: str, path: str, status: int, body: Any) -> list[str]:
         """What is wrong with this answer by the spec (empty: nothing); an undocumented path or
         status is a violation too."""
