@@ -18,10 +18,8 @@ drives "target first" or "stop first" by pinning. Pure: no clock of its own and 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
 import random
-from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -34,7 +32,7 @@ STEP_S = 20  # seconds between two points of the walk
 DAILY_VOL = 0.015  # one standard deviation of a day's move, as a log return
 _CENT = Decimal("0.01")
 _MIN_LEVEL, _MAX_LEVEL = 10.0, 400.0  # a symbol nobody listed: a level derived from its name
-_CACHE_DAYS = 2048  # symbol-days kept (about 35 kB each around the clock)
+_CACHE_DAYS = 4096  # symbol-days kept (about 5 kB each around the clock)
 _BYTE_MEAN = 127.5  # a uniform byte's mean and standard deviation: one step is (byte - mean) / sd
 _BYTE_SD = math.sqrt((256**2 - 1) / 12)
 
@@ -121,7 +119,8 @@ class PriceBook:
         offset = (at - day.open).total_seconds() / STEP_S
         index = min(int(offset), len(path) - 2)
         fraction = offset - index
-        return cents(path[index] + (path[index + 1] - path[index]) * fraction)
+        here, after = path[index:index + 2]
+        return cents(here + (after - here) * fraction)
 
     def points(self, symbol: str, start: datetime, end: datetime) -> list[Point]:
         """The walk's vertices in (start, end], with `end` itself: where a level can be crossed.
@@ -134,11 +133,9 @@ class PriceBook:
                 continue
             path = self._path(symbol, day)
             first = max(0, math.floor((start - day.open).total_seconds() / STEP_S) + 1)
-            for index in range(first, len(path)):
-                at = day.open + timedelta(seconds=index * STEP_S)
-                if at > end:
-                    break
-                found.append(Point(at, path[index]))
+            last = min(len(path) - 1, math.floor((end - day.open).total_seconds() / STEP_S))
+            for index, price in enumerate(path[first:last + 1], start=first):
+                found.append(Point(day.open + timedelta(seconds=index * STEP_S), price))
         if self.session.is_open(end) and (not found or found[-1].at < end):
             found.append(Point(end, float(self.price(symbol, end))))
         return found
@@ -202,19 +199,31 @@ class PriceBook:
 class _Walk:
     """One session day's walk, cheap to make (a new symbol costs microseconds, not a loop of
     normal draws): each step is a uniform byte, centred and scaled to the step's volatility, and
-    their running sum (``itertools.accumulate``, in C) is the log price; a price is computed only
-    when asked for. Indexable like a list of floats: element 0 is the open, one per ``STEP_S``."""
+    their running sum is the log price. Sums are taken in C (``sum`` over a bytes slice) from
+    block prefixes computed when first needed, so a price costs a few microseconds and nothing
+    past the asked-for instant is summed. Indexable like a list of floats: element 0 is the open,
+    one per ``STEP_S``."""
+
+    _BLOCK = 180  # steps per cached prefix (an hour)
 
     def __init__(self, opening: float, step_vol: float, noise: bytes) -> None:
         self._opening = opening
         self._scale = step_vol / _BYTE_SD
-        self._sums = array("l", itertools.accumulate(noise, initial=0))
+        self._noise = noise
+        self._prefixes = [0]  # the sum of the noise before each block
 
     def __len__(self) -> int:
-        return len(self._sums)
+        return len(self._noise) + 1
 
-    def _at(self, index: int) -> float:
-        return self._opening * math.exp(self._scale * (self._sums[index] - _BYTE_MEAN * index))
+    def _sum_before(self, index: int) -> int:
+        block = index // self._BLOCK
+        while len(self._prefixes) <= block:
+            start = (len(self._prefixes) - 1) * self._BLOCK
+            self._prefixes.append(self._prefixes[-1] + sum(self._noise[start:start + self._BLOCK]))
+        return self._prefixes[block] + sum(self._noise[block * self._BLOCK:index])
+
+    def _price(self, index: int, total: int) -> float:
+        return self._opening * math.exp(self._scale * (total - _BYTE_MEAN * index))
 
     @overload
     def __getitem__(self, index: int) -> float: ...
@@ -223,6 +232,16 @@ class _Walk:
     def __getitem__(self, index: slice) -> list[float]: ...
 
     def __getitem__(self, index: int | slice) -> float | list[float]:
-        if isinstance(index, slice):
-            return [self._at(i) for i in range(*index.indices(len(self)))]
-        return self._at(index if index >= 0 else len(self) + index)
+        if isinstance(index, int):
+            index = index if index >= 0 else len(self) + index
+            return self._price(index, self._sum_before(index))
+        start, stop, step = index.indices(len(self))
+        assert step == 1, "the walk is read in order"
+        if start >= stop:
+            return []
+        total = self._sum_before(start)
+        found = [self._price(start, total)]
+        for offset, step_noise in enumerate(self._noise[start:stop - 1], start=start + 1):
+            total += step_noise
+            found.append(self._price(offset, total))
+        return found

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -293,7 +294,7 @@ class BrokerState:
             self.prices = PriceBook(self.session, seed, self._listed_level)
             self._faults: list[FaultRule] = []
             self._counters = _Counters()
-            self._events: list[dict[str, Any]] = []
+            self._events: deque[_Update] = deque(maxlen=EVENTS_KEPT)
             self._seq = 0
             self.fill_policy = "auto"
 
@@ -479,7 +480,7 @@ class BrokerState:
         """The last trade updates, oldest first, as the stream sent them."""
         with self._lock:
             self._advance()
-            return list(self._events)
+            return [update.message() for update in self._events]
 
     def sync(self) -> None:
         """Bring the book to now (due fills, triggers, expiries happen and are published)."""
@@ -1136,16 +1137,19 @@ class BrokerState:
 
     def _emit(self, event: str, order: SimOrder, at: datetime, price: Decimal | None = None,
               qty: Decimal | None = None, position_qty: Decimal | None = None) -> None:
-        """One trade update, as Alpaca's stream sends it, to every subscriber (and the log)."""
-        data: dict[str, Any] = {"event": event, "timestamp": iso(at), "order": order.to_json()}
+        """One trade update, as Alpaca's stream sends it, to every subscriber (and the log). The
+        order is copied as it is now and rendered only when someone reads it: the bench books
+        thousands of orders a second with nobody listening."""
+        snapshot = replace(order, legs=[replace(leg) for leg in order.legs])
+        fill = None
         if event in ("fill", "partial_fill"):
-            data.update(execution_id=str(uuid.uuid4()), price=fmt_price(price or Decimal(0)),
-                        qty=fmt_num(qty or Decimal(0)), position_qty=fmt_num(position_qty or Decimal(0)))
-        message = {"stream": "trade_updates", "data": data}
-        self._events.append(message)
-        del self._events[:-EVENTS_KEPT]
-        for deliver in list(self._subscribers):
-            deliver(message)
+            fill = (str(uuid.uuid4()), price or Decimal(0), qty or Decimal(0), position_qty or Decimal(0))
+        update = _Update(event, at, snapshot, fill)
+        self._events.append(update)
+        if self._subscribers:
+            message = update.message()
+            for deliver in list(self._subscribers):
+                deliver(message)
 
     def _apply_to_position(self, symbol: str, signed_qty: Decimal, price: Decimal) -> None:
         position = self._positions.get(symbol)
@@ -1162,6 +1166,25 @@ class BrokerState:
         elif position.qty * new_qty < 0:  # flipped long <-> short: the remainder is new
             position.avg_entry_price = price
         position.qty = new_qty
+
+
+@dataclass(frozen=True)
+class _Update:
+    """A trade update as it happened: the event, its instant, the order then, and for a fill the
+    execution id, price, qty and the position's qty after it."""
+
+    event: str
+    at: datetime
+    order: SimOrder
+    fill: tuple[str, Decimal, Decimal, Decimal] | None
+
+    def message(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"event": self.event, "timestamp": iso(self.at), "order": self.order.to_json()}
+        if self.fill is not None:
+            execution_id, price, qty, position_qty = self.fill
+            data.update(execution_id=execution_id, price=fmt_price(price), qty=fmt_num(qty),
+                        position_qty=fmt_num(position_qty))
+        return {"stream": "trade_updates", "data": data}
 
 
 def _level(order: SimOrder, buy: bool) -> Decimal:
