@@ -292,6 +292,7 @@ class BrokerState:
             self._positions: dict[str, SimPosition] = {}
             self.assets = AssetBook(synthetic=synthetic)
             self.prices = PriceBook(self.session, seed, self._listed_level)
+            self.crypto_prices = PriceBook(TradingSession.around_the_clock(), seed, self._listed_level)  # 24/7
             self._faults: list[FaultRule] = []
             self._counters = _Counters()
             self._events: deque[_Update] = deque(maxlen=EVENTS_KEPT)
@@ -338,10 +339,11 @@ class BrokerState:
             self.set_prices(price)
 
     def _new_price_book(self, seed: int) -> None:
-        pins = self.prices.pins()
+        pins = {**self.prices.pins(), **self.crypto_prices.pins()}
         self.prices = PriceBook(self.session, seed, self._listed_level)
+        self.crypto_prices = PriceBook(TradingSession.around_the_clock(), seed, self._listed_level)
         for symbol, value in pins.items():
-            self.prices.pin(symbol, value)
+            self._book_of(symbol).pin(symbol, value)
 
     def set_prices(self, prices: Any) -> dict[str, Any]:
         """Pin symbols at a price (it holds until released with null), then play what it triggers."""
@@ -356,7 +358,8 @@ class BrokerState:
         with self._lock:
             self._advance()
             for symbol, amount in parsed.items():
-                self.prices.pin(self._canonical(symbol), amount)
+                canonical = self._canonical(symbol)
+                self._book_of(canonical).pin(canonical, amount)
             self._advance(force_check=True)
             return self.quote_prices(list(parsed))
 
@@ -375,7 +378,7 @@ class BrokerState:
             raise invalid(str(exc)) from None
         with self._lock:
             self.assets.add(asset)
-            self.prices.set_level(asset.symbol, asset.price)  # also drops the walk cached at the old level
+            self._book_of(asset.symbol).set_level(asset.symbol, asset.price)  # drops the walk at the old level
             return asset.to_json()
 
     def add_fault(self, spec: dict[str, Any]) -> FaultRule:
@@ -810,7 +813,11 @@ class BrokerState:
         return asset.symbol if asset is not None else symbol.strip().upper()
 
     def _price(self, symbol: str, at: datetime) -> Decimal:
-        return self.prices.price(symbol, at)
+        return self._book_of(symbol).price(symbol, at)
+
+    def _book_of(self, symbol: str) -> PriceBook:
+        """Crypto pairs trade around the clock; everything else in the session."""
+        return self.crypto_prices if "/" in symbol else self.prices
 
     def _listed_level(self, symbol: str) -> Decimal | None:
         asset = self.assets.find(symbol)
@@ -1060,7 +1067,7 @@ class BrokerState:
                 return since, first
             _track(order, first, buy)
             previous = (since, float(first))
-        for point in self.prices.points(order.symbol, since, end):
+        for point in self._book_of(order.symbol).points(order.symbol, since, end):
             current = Decimal(str(round(point.price, 2)))
             if previous is None or point.at - previous[0] > timedelta(seconds=STEP_S):  # a session's open
                 if _crosses(order, current, buy):

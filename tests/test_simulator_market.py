@@ -293,3 +293,15 @@ def test_the_clock_on_christmas_says_closed_until_the_next_session(sim: SimServe
     admin(sim, "POST", "/_sim/clock", {"now": "2026-12-25T15:00:00Z"})
     clock = client(sim).get_clock()
     assert clock.is_open is False and clock.next_open == datetime(2026, 12, 28, 14, 30, tzinfo=UTC)
+
+
+def test_crypto_trades_around_the_clock_while_equities_wait_for_the_open(sim: SimServer) -> None:
+    admin(sim, "POST", "/_sim/clock", {"now": "2026-11-29T08:00:00Z"})  # Sunday 03:00 New York
+    trading = client(sim)
+    coin = trading.submit_order(MarketOrderRequest(symbol="BTCUSD", qty=0.01, side=OrderSide.BUY,
+                                                   time_in_force=TimeInForce.GTC))
+    stock = trading.submit_order(buy())
+    assert coin.status == OrderStatus.FILLED and coin.symbol == "BTC/USD" and stock.status == OrderStatus.ACCEPTED
+    before = admin(sim, "GET", "/_sim/prices?symbols=BTC/USD")["BTC/USD"]
+    advance(sim, 3600)
+    assert admin(sim, "GET", "/_sim/prices?symbols=BTC/USD")["BTC/USD"] != before  # it moves on a Sunday
