@@ -360,7 +360,7 @@ class BrokerState:
             for symbol, amount in parsed.items():
                 canonical = self._canonical(symbol)
                 self._book_of(canonical).pin(canonical, amount)
-            self._advance(force_check=True)
+            self._advance()  # what the pin crossed fires now
             return self.quote_prices(list(parsed))
 
     def quote_prices(self, symbols: list[str]) -> dict[str, Any]:
@@ -982,7 +982,7 @@ class BrokerState:
         if new.oco_group == old.id:
             new.oco_group = new.id
 
-    def _advance(self, force_check: bool = False) -> None:
+    def _advance(self) -> None:
         """Bring the book to now: play every due event in time order (see the class docstring)."""
         now = self._now()
         start = self._synced_at
@@ -990,17 +990,17 @@ class BrokerState:
         if now < start:
             return  # the real clock after a frozen future: nothing new until it catches up
         while True:
-            due = self._next_event(start, now, force_check)
+            due = self._next_event(start, now)
             if due is None:
                 break
             at, action = due
             action()
             start = max(start, at)
-            force_check = False
         self._synced_at = now
 
-    def _next_event(self, start: datetime, end: datetime,
-                    force_check: bool) -> tuple[datetime, Callable[[], None]] | None:
+    def _next_event(self, start: datetime, end: datetime) -> tuple[datetime, Callable[[], None]] | None:
+        """The earliest thing due in [start, end] (ties: the older order first), as an instant and
+        the action that makes it happen."""
         best: tuple[datetime, int, Callable[[], None]] | None = None
 
         def consider(at: datetime, seq: int, action: Callable[[], None]) -> None:
