@@ -266,8 +266,10 @@ class BrokerState:
         rate_limit: int = DEFAULT_LIMIT_PER_MIN,
         seed: int = 0,
         synthetic_assets: bool = False,
+        starting_cash: Decimal | int | str = STARTING_CASH,
     ) -> None:
         self._lock = threading.RLock()
+        self._starting_cash = Decimal(str(starting_cash))  # Alpaca paper's default is $100,000
         self.account_id = str(uuid.uuid4())
         self.account_created_at = utcnow()
         self._initial = (_delay(fill_delay_s), session or TradingSession.new_york(), rate_limit, seed,
@@ -285,7 +287,7 @@ class BrokerState:
             self.rate_limiter = RateLimiter(limit)
             self._frozen_at: datetime | None = None
             self._synced_at = utcnow()
-            self._cash = STARTING_CASH
+            self._cash = self._starting_cash
             self._orders: dict[str, SimOrder] = {}
             self._open: list[SimOrder] = []  # the orders not yet done (pruned as they finish): what can move
             self._by_client_id: dict[str, SimOrder] = {}
