@@ -96,3 +96,21 @@ def test_alpaca_py_trading_stream_receives_new_fill_canceled_and_the_drop_is_cou
     finally:
         stream.stop()
         thread.join(timeout=WAIT_S)
+
+
+def test_a_partial_fill_and_a_rejection_are_streamed_with_their_qty(sim: SimServer) -> None:
+    requests.post(sim.url + "/_sim/prices", json={"SPY": 500}, timeout=5)
+    trading(sim).submit_order(MarketOrderRequest(symbol="SPY", qty=1, side=OrderSide.BUY,
+                                                 time_in_force=TimeInForce.DAY))  # one share held
+    with listen(sim) as ws:
+        ws.recv(timeout=WAIT_S)
+        ws.send(json.dumps({"action": "listen", "data": {"streams": ["trade_updates"]}}))
+        ws.recv(timeout=WAIT_S)
+        order = trading(sim).submit_order(LimitOrderRequest(symbol="SPY", qty=3, side=OrderSide.BUY,
+                                                            time_in_force=TimeInForce.GTC, limit_price=400))
+        requests.post(f"{sim.url}/_sim/orders/{order.id}/fill", json={"qty": 1, "price": 400}, timeout=5)
+        requests.post(f"{sim.url}/_sim/orders/{order.id}/reject", timeout=5)
+        events = [json.loads(ws.recv(timeout=WAIT_S))["data"] for _ in range(3)]
+    assert [e["event"] for e in events] == ["new", "partial_fill", "rejected"]
+    assert (events[1]["qty"], events[1]["price"], events[1]["position_qty"]) == ("1", "400.00", "2")
+    assert events[2]["order"]["status"] == "rejected" and events[2]["order"]["filled_qty"] == "1"
