@@ -974,8 +974,19 @@ class BrokerState:
                 break
             at, action = due
             action()
+            self._carry_trails(start, at)
             start = max(start, at)
+        self._carry_trails(start, now)
         self._synced_at = now
+
+    def _carry_trails(self, start: datetime, end: datetime) -> None:
+        """Carry each working trailing stop's high-water mark through [start, end], where nothing
+        fired: a scan that looks ahead for the next event must not move the mark past it."""
+        if self.fill_policy == "manual":
+            return
+        for order in self._open:
+            if order.type == "trailing_stop" and order.is_open and order.status not in ("held", "accepted"):
+                self._crossing(order, max(start, order.active_since or start), end, carry=True)
 
     def _next_event(self, start: datetime, end: datetime) -> tuple[datetime, Callable[[], None]] | None:
         """The earliest thing due in [start, end] (ties: the older order first), as an instant and
@@ -1034,10 +1045,20 @@ class BrokerState:
                 return
         self._fill(order, None, price, at)
 
-    def _crossing(self, order: SimOrder, since: datetime, end: datetime) -> tuple[datetime, Decimal] | None:
+    def _crossing(self, order: SimOrder, since: datetime, end: datetime,
+                  carry: bool = False) -> tuple[datetime, Decimal] | None:
         """The first instant in [since, end] the price reaches the order's level, and the fill price:
         at `since` itself or at a session's first price the current price (a limit fills at it or
-        better, a stop at market); crossed on the walk, the level itself."""
+        better, a stop at market); crossed on the walk, the level itself. A trailing stop's mark
+        moves during the scan and is kept only with `carry` (see _carry_trails)."""
+        kept = order.hwm
+        try:
+            return self._scan(order, since, end)
+        finally:
+            if not carry:
+                order.hwm = kept
+
+    def _scan(self, order: SimOrder, since: datetime, end: datetime) -> tuple[datetime, Decimal] | None:
         buy = order.side == "buy"
         previous: tuple[datetime, float] | None = None
         if self.session.is_open(since) or order.asset_class == "crypto":

@@ -315,3 +315,18 @@ def test_a_made_up_ticker_is_unknown_unless_synthetic_assets_is_on(sim: SimServe
     accepted = requests.post(sim.url + "/v2/orders", json=order, headers=AUTH, timeout=5)
     assert accepted.status_code == 200 and accepted.json()["status"] == "filled"
     assert requests.get(sim.url + "/v2/assets/GAB", headers=AUTH, timeout=5).json()["tradable"] is True
+
+
+def test_a_trailing_stop_on_the_walk_fills_at_the_high_water_mark_less_the_trail(sim: SimServer) -> None:
+    trading = client(sim)
+    trading.submit_order(buy())
+    trail = trading.submit_order(TrailingStopOrderRequest(symbol="SPY", qty=1, side=OrderSide.SELL,
+                                                          time_in_force=TimeInForce.GTC, trail_price=1))
+    advance(sim, 6 * 3600)
+    done = trading.get_order_by_id(trail.id)
+    assert done.status == OrderStatus.FILLED and done.filled_at is not None
+    bars = data(sim).get_stock_bars(StockBarsRequest(symbol_or_symbols="SPY", timeframe=TimeFrame.Minute,
+                                                     start=datetime(2026, 11, 23, 15, 0, tzinfo=UTC),
+                                                     end=done.filled_at)).data["SPY"]
+    high = max(bar.high for bar in bars)
+    assert float(done.filled_avg_price or 0) == round(high - 1, 2) == float(done.hwm or 0) - 1
