@@ -234,3 +234,21 @@ def test_threshold_reasons(sig: Signal, why: str | None) -> None:
 ])
 def test_signal_age_reasons(age_s: float, why: str | None) -> None:
     assert reason(check_signal_age(signal(age_s=age_s), NOW, 120)) == why
+
+
+def test_a_ticker_stand_down_without_a_ticker_applies_to_no_ticker() -> None:
+    assert check_stand_down(snap(stand_down=stand_down("TICKER", None)), "XXXX", NOW) is None
+
+
+def test_a_long_market_state_that_is_not_an_object_is_kept_cut_to_200_characters() -> None:
+    raw = "[" + "1," * 150 + "1]"
+    assert market_state_snapshot(raw) == {"unreadable": raw[:200]}
+
+
+def test_the_veto_names_the_signals_ticker_in_a_block_list_refusal() -> None:
+    from zero_tasks.core.snapshot import Limits
+    from zero_tasks.core.veto import veto
+
+    good = snap(market_state=market(), session=kept(), blocklist=json.dumps({"reason": "earnings"}))
+    verdict = veto(signal(), good, NOW, Limits(0.9, None, 120))
+    assert reason(verdict) == "blocklist: SPY blocked until removed: earnings"

@@ -84,6 +84,35 @@ def test_a_malformed_rank_1_gives_printable_hints_cut_short_or_none(opp: dict, t
     assert isinstance(out, Invalid) and (out.ticker, out.horizon) == (ticker, horizon)
 
 
+@pytest.mark.parametrize(("opp", "ticker", "horizon"), [
+    ({"ticker": "T" * 16 + "\x01", "horizon": "H" * 8 + "\x01"}, "T" * 16, "H" * 8),
+])
+def test_only_the_kept_part_of_a_hint_must_be_printable(opp: dict, ticker: str, horizon: str) -> None:
+    out = parse_payload(payload(opportunities=[opp]), 1 << 20)
+    assert isinstance(out, Invalid) and (out.ticker, out.horizon) == (ticker, horizon)
+
+
+def test_a_reason_names_a_nested_field_by_its_dotted_path_and_the_whole_as_payload() -> None:
+    nested = parse_payload(payload(opportunities=[{**OPP, "why": [1]}]), 1 << 20)
+    assert isinstance(nested, Invalid)
+    assert nested.reason == "invalid payload: rank 1 why.0: Input should be a valid string"
+    whole = parse_payload(payload(opportunities=[5]), 1 << 20)
+    assert isinstance(whole, Invalid)
+    assert whole.reason == ("invalid payload: rank 1 payload: "
+                            "Input should be a valid dictionary or instance of Opportunity")
+
+
+def test_a_number_given_as_text_is_refused_json_types_are_strict() -> None:
+    out = parse_payload(payload(total_candidates="57"), 1 << 20)
+    assert isinstance(out, Invalid)
+    assert out.reason == "invalid payload: total_candidates: Input should be a valid integer"
+
+
+def test_text_with_a_lone_surrogate_is_read_as_the_bytes_it_stands_for() -> None:
+    out = parse_payload('{"a": "\udc80"}', 1 << 20)  # what surrogateescape decoding of byte 0x80 gives
+    assert isinstance(out, Invalid) and out.reason == "invalid payload: not UTF-8 (invalid start byte at byte 7)"
+
+
 def test_no_hints_from_a_ranking_without_a_first_opportunity_object() -> None:
     out = parse_payload(payload(rank_time=5, opportunities=["SPY"]), 1 << 20)
     assert isinstance(out, Invalid) and (out.ticker, out.horizon) == ("", "")
@@ -188,6 +217,22 @@ def test_a_kept_session_reads_back_as_it_was_written_in_utc() -> None:
                                           "until": "2026-11-24T21:00:00+00:00", "next_open": None,
                                           "checked_at": "2026-11-24T19:30:00+00:00"}
     assert parse(kept.to_json()) == kept
+    closed = TradingSession(False, None, NEXT, NEXT, NOW)
+    assert json.loads(closed.to_json())["next_open"] == "2026-11-25T14:30:00+00:00"
+    assert parse(closed.to_json()) == closed
+
+
+def test_a_kept_session_is_written_in_utc_whatever_the_machines_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        written = json.loads(TradingSession(True, OPEN, CLOSE, None, NOW).to_json())
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert written["opened_at"] == "2026-11-24T14:30:00+00:00"
 
 
 @pytest.mark.parametrize(("raw", "why"), [
@@ -210,7 +255,8 @@ def test_a_kept_session_that_cannot_be_read_says_why(raw: str | None, why: str) 
 
 
 @pytest.mark.parametrize(("session", "day"), [
-    (TradingSession(True, datetime(2026, 11, 25, 4, 30, tzinfo=UTC), NOW, None, NOW), "2026-11-24"),
+    (TradingSession(True, datetime(2026, 11, 25, 4, 30, tzinfo=UTC), NOW, None, NOW + timedelta(days=2)),
+     "2026-11-24"),
     (TradingSession(False, None, NOW, datetime(2026, 11, 25, 14, 30, tzinfo=UTC), NOW), "2026-11-25"),
     (TradingSession(False, None, NOW, None, datetime(2026, 11, 25, 3, 0, tzinfo=UTC)), "2026-11-24"),
 ])
@@ -251,7 +297,7 @@ def test_a_sealed_argument_opens_to_its_body_only_for_its_task_and_key() -> None
 
 def test_a_forgery_key_is_stable_prefixed_and_24_hex_characters() -> None:
     text = json.dumps(["zero.decide", {"b": 1, "a": 2}], sort_keys=True)
-    assert forgery_key("zero.decide", {"a": 2, "b": 1}) == "forged:" + hashlib.sha256(text.encode()).hexdigest()[:24]
+    assert forgery_key("zero.decide", {"b": 1, "a": 2}) == "forged:" + hashlib.sha256(text.encode()).hexdigest()[:24]
     as_repr = json.dumps(["zero.decide", {"a": repr({1})}], sort_keys=True)
     assert forgery_key("zero.decide", {"a": {1}}) == "forged:" + hashlib.sha256(as_repr.encode()).hexdigest()[:24]
     circular: list[object] = []
@@ -260,6 +306,14 @@ def test_a_forgery_key_is_stable_prefixed_and_24_hex_characters() -> None:
     assert forgery_key("t", circular) == "forged:" + expected
     lone = hashlib.sha256(json.dumps(["t", "\udc80"], sort_keys=True).encode()).hexdigest()[:24]
     assert forgery_key("t", "\udc80") == "forged:" + lone
+
+
+# -- delayed tasks: the floors ------------------------------------------------------------------------
+def test_a_hop_is_never_shorter_than_half_a_second_and_a_claim_never_shorter_than_a_second() -> None:
+    from zero_tasks.core.delayed import hop_max_s, running_ttl_s
+
+    assert hop_max_s(10, 10) == 0.5
+    assert running_ttl_s(0.5) == 1 and running_ttl_s(30.9) == 30
 
 
 # -- Redis key names (ZERO and operators read and write these) --------------------------------------

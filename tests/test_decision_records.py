@@ -18,6 +18,7 @@ from zero_tasks.core.intake import Invalid, Signal
 from zero_tasks.core.message import Message, message_from_bytes
 from zero_tasks.core.prejudge import build_record, invalid_record, passes_signal_checks, refusal_before_claim
 from zero_tasks.core.record import DecisionRecord, log_decision
+from zero_tasks.core.session import TradingSession
 from zero_tasks.core.snapshot import Limits, Snapshot
 
 NOW = datetime(2026, 11, 24, 19, 30, 30, tzinfo=UTC)
@@ -51,12 +52,15 @@ def test_an_invalid_message_carries_its_verdict_and_hints_instead_of_the_payload
     assert msg == Message("m-1", HEARD, None, BAD_REASON, "invalid:6d27bfb13df14d03", "QQQ", "H30")
 
 
-def test_a_parser_that_raises_still_gives_an_invalid_message(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_parser_that_raises_still_gives_an_invalid_message(monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
     def broken(data: bytes, max_bytes: int) -> Signal:
         raise RecursionError("deep")
 
     monkeypatch.setattr("zero_tasks.core.message.parse_payload", broken)
-    msg, subject = heard(b"{}")
+    with caplog.at_level(logging.ERROR, logger="zero_tasks.core.message"):
+        msg, subject = heard(b"{}")
+    assert caplog.messages == ["intake failed on a message"]
     assert subject == Invalid("invalid payload: unreadable (RecursionError)", "invalid:44136fa355b3678a")
     assert (msg.payload, msg.invalid_reason, msg.invalid_id) == (None, subject.reason, subject.execution_id)
 
@@ -93,6 +97,33 @@ def test_a_signal_nothing_refuses_before_the_claim_gives_no_record() -> None:
     assert refused is not None and refused.reason.startswith("market state: trading session unknown")
     red = Snapshot("false", GREEN, None)  # a refusal for another reason stands at the bridge too
     assert refusal_before_claim(msg, subject, red, NOW, LIMITS, session_from_worker=True) is not None
+
+
+OPEN_SESSION = TradingSession(True, NOW - timedelta(hours=5), NOW + timedelta(hours=1), None, NOW).to_json()
+ALL_CLEAR = Snapshot("true", GREEN, None, session=OPEN_SESSION)
+
+
+def test_a_signal_nothing_refuses_gives_no_record_and_a_refused_one_its_reason() -> None:
+    msg, subject = heard(RANK)
+    assert isinstance(subject, Signal)
+    assert refusal_before_claim(msg, subject, ALL_CLEAR, NOW, LIMITS) is None
+    _, low = heard(RANK, opportunities=[{**OPP, "probability": 0.5}])
+    assert isinstance(low, Signal)
+    refused = refusal_before_claim(msg, low, ALL_CLEAR, NOW, LIMITS)
+    assert refused is not None and refused.reason == "threshold: probability 0.5 < 0.9"
+    expired = Snapshot("true", GREEN, None, session=TradingSession(
+        True, NOW - timedelta(hours=5), NOW, None, NOW).to_json())
+    late = refusal_before_claim(msg, subject, expired, NOW, LIMITS)
+    assert late is not None and late.reason.startswith("market state: trading session answer expired at")
+
+
+def test_the_limits_are_the_settings_own() -> None:
+    from zero_tasks.core.prejudge import limits_of
+    from zero_tasks.settings import load_settings
+
+    settings = load_settings(alpaca_paper="true", alpaca_api_key="k", alpaca_secret_key="s", min_probability=0.93,
+                             market_state_max_age_s=45, signal_max_age_s=90)
+    assert limits_of(settings) == Limits(min_probability=0.93, market_state_max_age_s=45, signal_max_age_s=90)
 
 
 def test_the_signal_checks_let_through_only_what_rows_5_and_6_pass() -> None:
@@ -203,6 +234,10 @@ def test_a_secret_in_the_reason_or_why_never_reaches_the_record() -> None:
     assert rec.why[1] == "plain" and rec.reason == rec.why[0]
     plain = record()
     assert (plain.reason, plain.why) == ("submitted", ["submitted"])
+    only_reason = record(reason="said s3cret-value", why=["plain"])
+    assert (only_reason.reason, only_reason.why) == ("said " + secrets.MASK, ["plain"])
+    only_why = record(reason="plain", why=["said s3cret-value"])
+    assert (only_why.reason, only_why.why) == ("plain", ["said " + secrets.MASK])
 
 
 def test_one_log_line_per_decision_with_its_facts(caplog: pytest.LogCaptureFixture) -> None:
