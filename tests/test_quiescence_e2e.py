@@ -52,6 +52,14 @@ def test_a_probe_that_cannot_look_counts_as_pending() -> None:
     assert Quiescence({"queue": broken}).pending() == {"queue": ["probe failed: ConnectionError('redis away')"]}
 
 
+def test_a_fingerprint_that_cannot_be_read_never_counts_as_unchanged() -> None:
+    def unreadable() -> object:
+        raise ConnectionError("database stopped")
+
+    with pytest.raises(NotQuiescent):
+        Quiescence({"queue": list}, fingerprint=unreadable).wait(timeout=0.3, interval=0.05)
+
+
 def test_a_second_probe_of_the_same_name_is_refused() -> None:
     q = Quiescence().add("due set", list)
     with pytest.raises(ValueError, match="due set"):
