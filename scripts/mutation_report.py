@@ -15,6 +15,7 @@ from pathlib import Path
 
 MUTMUT = str(Path(sys.executable).with_name("mutmut"))
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+TARGET = 90.0  # per cent of mutants killed (issue 24)
 
 # Mutants that survive because no input can tell them apart from the code (equivalent),
 # by mutmut's name for them. Each reason says why.
@@ -107,5 +108,15 @@ def report(found: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def main() -> int:
+    found = results()
+    print(report(found), end="")
+    score = 100 * sum(status in KILLED for status in found.values()) / max(1, len(found))
+    if score < TARGET:
+        print(f"mutation score {score:.1f} % is below the {TARGET:.0f} % target", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    print(report(results()), end="")
+    sys.exit(main())
