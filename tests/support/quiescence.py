@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import redis
 import requests
@@ -127,7 +128,9 @@ def gateway_probes(gw: Gateway) -> Quiescence:
     """Every place of `gw` where something could still happen, and what has come out of it
     so far (events published, rows written, orders posted) as the fingerprint."""
     r = gw.r
-    broker_url = gw.env.get("CELERY_BROKER_URL") or f"redis://127.0.0.1:{gw.redis_server.port}/0"
+    password = gw.redis_server.password
+    auth = f":{quote(password, safe='')}@" if password else ""
+    broker_url = gw.env.get("CELERY_BROKER_URL") or f"redis://{auth}127.0.0.1:{gw.redis_server.port}/0"
     inspector = WorkerTasks(gw, broker_url)
     q = Quiescence(fingerprint=lambda: (_published(r), gw.row_count(), gw.order_posts()))
     if broker_url.startswith("redis"):
