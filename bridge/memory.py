@@ -17,7 +17,7 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 
-def _glibc_trim() -> Callable[[], int] | None:
+def glibc_trim() -> Callable[[], int] | None:
     """glibc's malloc_trim(0), from the symbols the interpreter already has loaded."""
     try:
         trim = ctypes.CDLL(None).malloc_trim
@@ -32,7 +32,7 @@ class IdleTrimmer:
     """Call `tick(received)` every second or so with the count of messages received so far."""
 
     def __init__(self, min_messages: int = 1000, trim: Callable[[], int] | None = None) -> None:
-        self._trim = trim if trim is not None else _glibc_trim()
+        self._trim = trim if trim is not None else glibc_trim()
         self._min_messages = min_messages  # a few messages are not worth a trim
         self._last_seen = 0
         self._since_trim = 0

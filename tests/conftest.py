@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from hypothesis import settings as hypothesis_settings
 from alpaca_paper_sim import SimServer, open_market
 from tests.support.gateway import PG_URL, Gateway
 from tests.support.procs import PrivateRedis
+from zero_tasks import secrets
 
 SQLITE = "sqlite"
 POSTGRES = "postgres"
@@ -34,6 +38,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         why = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"a guarantee test may not skip under CI=true: {why}"
+
+
+@pytest.fixture(autouse=True)
+def process_wide_state_restored() -> Iterator[None]:
+    """What a test may change for the whole process is put back after it: the installed
+    secret scrubber (load_settings installs its settings' secrets), the root logger's
+    handlers and level (configure_logging) and the exception hooks it sets."""
+    scrubber = secrets.active()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    hooks = (sys.excepthook, threading.excepthook)
+    yield
+    secrets.use(scrubber)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    sys.excepthook, threading.excepthook = hooks
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
-from tests.support.gateway import YESTERDAY_S, Gateway, collect, market, now_iso, opportunity, quiet, ranking
+from tests.support.gateway import YESTERDAY_S, Gateway, collect, market, now_iso, opportunity, ranking
 
 pytestmark = [pytest.mark.e2e, pytest.mark.guarantee]
 
@@ -62,7 +62,7 @@ def test_every_message_is_one_row_and_one_event(gw: Gateway) -> None:
     for message in messages:
         gw.publish(message)
     events = collect(pubsub, len(messages), 20, gw)
-    assert quiet(pubsub, 1.0) == []  # nothing more than one event per message
+    assert gw.nothing_more(pubsub) == []  # nothing more than one event per message
     rows = gw.wait_rows(len(messages))
     assert len(rows) == len(messages)
     assert sorted(r["event_key"] for r in rows) == sorted(e["decision_id"] for e in events)

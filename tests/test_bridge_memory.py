@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bridge.memory import IdleTrimmer, _glibc_trim
+from bridge.memory import IdleTrimmer, glibc_trim
 
 
 def ticks(trimmer: IdleTrimmer, counts: list[int]) -> list[bool]:
@@ -46,5 +46,5 @@ def test_the_next_burst_trims_again() -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
 def test_glibc_trim_is_found_and_runs_here() -> None:
-    trim = _glibc_trim()
+    trim = glibc_trim()
     assert trim is not None and trim() in (0, 1)

@@ -7,6 +7,7 @@ a second time, whatever the kill switch says now.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import pytest
@@ -98,14 +99,16 @@ def test_the_same_bytes_heard_after_a_catch_up_are_their_second_occurrence(redis
 def test_the_listener_marks_a_caught_up_ranking_handed_over_only_once_it_is(redis_url: str,
                                                                            handed_over: bool) -> None:
     decided: list[str] = []
+    stop = asyncio.Event()
 
     async def handler(batch: list[tuple[bytes, str, datetime]]) -> set[str]:
         decided.extend(message_id for _, message_id, _ in batch)
+        stop.set()  # the bridge stops once it has handled the caught-up ranking
         return {message_id for _, message_id, _ in batch} if handed_over else set()
 
     async def scenario(client: aioredis.Redis) -> list[bool]:
         await stored(client)
-        await Listener(redis_url, handler)._catch_up(client)
+        await asyncio.wait_for(Listener(redis_url, handler).run(stop), timeout=30)  # subscribe, catch up
         return await take_over(client, [LIVE_ID])
 
     taken = run(redis_url, scenario)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.db_probe import label, pinger
+from bridge.db_probe import label, pinger, postgres_dsn
 from tests.support.gateway import PG_URL
 from tests.support.procs import free_port
 
@@ -28,13 +28,36 @@ def test_the_database_label_names_it_without_credentials(url: str, shown: str) -
     assert "s3cret" not in label(url) and "zero@" not in label(url)
 
 
-def test_a_sqlite_audit_file_is_reachable(tmp_path: Path) -> None:
+def test_a_sqlite_audit_file_is_reachable_and_made_with_its_folder(tmp_path: Path) -> None:
     pinger(f"sqlite:///{tmp_path}/audit/execution_log.db")()  # raises when not
+    assert (tmp_path / "audit" / "execution_log.db").is_file()
+
+
+def with_options(options: str) -> str:
+    url = "postgresql+psycopg2://" + PG.split("://", 1)[1]
+    return url + ("&" if "?" in url else "?") + "options=" + options
 
 
 def test_postgresql_is_asked_through_its_driver_with_the_url_options() -> None:
-    url = "postgresql+psycopg2://" + PG.split("://", 1)[1]
-    pinger(url + ("&" if "?" in url else "?") + "options=-csearch_path%3Dzero_probe")()
+    import psycopg2
+
+    url = with_options("-csearch_path%3Dzero_probe")
+    pinger(url)()
+    conn = psycopg2.connect(postgres_dsn(url))  # the connection string the probe hands its driver
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW search_path")
+            assert cur.fetchone() == ("zero_probe",)
+    finally:
+        conn.close()
+
+
+def test_postgresql_options_the_server_refuses_make_the_probe_raise() -> None:
+    """The options reach the server: one it does not know fails the probe's connection."""
+    import psycopg2
+
+    with pytest.raises(psycopg2.OperationalError, match="no_such_setting"):
+        pinger(with_options("-cno_such_setting%3D1"))()
 
 
 def test_an_unreachable_postgresql_raises() -> None:

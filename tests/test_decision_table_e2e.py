@@ -19,14 +19,17 @@ pytestmark = pytest.mark.e2e
 
 
 def only_event(gw: Gateway, payload: object) -> dict:
+    """The one event of a message, once the gateway has settled: exactly one event, exactly
+    one row for its execution_id saying the same, and at most the one order of that message
+    at the simulator (exactly one when SUBMITTED)."""
     (event,) = gw.decide(payload)
-    rows = gw.wait_rows(1)
-    assert len(rows) == 1
-    row = rows[0]
-    assert row["event_key"] == event["decision_id"]
+    (row,) = gw.wait_rows(1, event_key=event["decision_id"])
+    assert len(gw.rows(execution_id=event["execution_id"])) == 1, "a second row for the message"
     assert row["status"] == event["status"]
     assert row["why"] == event["why"]
     assert row["execution_id"] == event["execution_id"]
+    orders = gw.orders_for(event["execution_id"]) if event["execution_id"] else []
+    assert len(orders) == (1 if event["status"] == "SUBMITTED" else 0), orders
     return event
 
 

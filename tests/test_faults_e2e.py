@@ -22,7 +22,7 @@ import pytest
 from kombu import Connection
 
 from alpaca_paper_sim import SimServer
-from tests.support.gateway import PG_URL, Gateway, collect, market, opportunity, quiet, ranking, symbol
+from tests.support.gateway import PG_URL, Gateway, collect, drain, market, opportunity, ranking, symbol
 from tests.support.procs import PrivateRedis, health, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -131,7 +131,7 @@ def test_worker_killed_while_order_in_flight_gives_one_order(one: Gateway) -> No
     report(f"worker SIGKILL mid-order, broker={one.broker_name}", time.monotonic() - killed_at)
     assert event["status"] == "SUBMITTED"
     assert "found by client_order_id" in event["why"][0]
-    assert quiet(pubsub, 1.0) == []
+    assert one.nothing_more(pubsub) == []
     assert len(one.orders()) == 1 and one.order_posts() == 1
     assert len(one.wait_rows(1)) == 1
 
@@ -151,7 +151,7 @@ def test_worker_killed_between_broker_accept_and_audit_write(one: Gateway, tmp_p
     (event,) = collect(pubsub, 1, 60, one)
     report(f"worker SIGKILL after broker accept, broker={one.broker_name}", time.monotonic() - killed_at)
     assert event["status"] == "SUBMITTED" and event["alpaca_order_id"] == one.orders()[0]["id"]
-    assert quiet(pubsub, 1.0) == []
+    assert one.nothing_more(pubsub) == []
     assert len(one.orders()) == 1 and one.order_posts() == 1
     (row,) = one.wait_rows(1)
     assert row["status"] == "SUBMITTED" and row["event_key"] == event["decision_id"]
@@ -263,7 +263,7 @@ def test_catch_up_decides_a_ranking_published_while_no_bridge_listened(one: Gate
     assert event["status"] == "SUBMITTED" and event["ticker"] == "ARKK"
     one.restart(bridge)  # a second start does not decide the stored ranking again
     wait_for(lambda: health(one.api_port)[1]["bridge"]["subscribed"], 30, "bridge back")
-    assert quiet(pubsub, 1.5) == []
+    assert one.nothing_more(pubsub) == []
     assert len(one.orders()) == 1
 
 
@@ -281,7 +281,7 @@ def test_a_ranking_a_bridge_heard_is_not_decided_again_by_the_catch_up(one: Gate
     one.r.set("key:execution_enabled", "true")
     one.restart(one.bridges[0])
     wait_for(lambda: health(one.api_port)[1]["bridge"]["subscribed"], 30, "bridge back")
-    assert quiet(pubsub, 2.0) == []
+    assert one.nothing_more(pubsub) == []
     assert one.orders() == []
     assert len(one.wait_rows(1, ticker="XBI")) == 1
 
@@ -331,7 +331,7 @@ def test_same_task_delivered_to_two_workers_at_once_gives_one_order(many: Gatewa
     wait_for(lambda: all(received()), 10, "each worker received its copy")
     assert received() == [1, 1]
     assert event["status"] == "SUBMITTED", event
-    assert quiet(pubsub, 2.0) == []  # the second copy completes the same decision, silently
+    assert many.nothing_more(pubsub) == []  # the second copy completes the same decision, silently
     # one order: a copy that finds no order yet may send the same client_order_id again,
     # which the broker refuses (422) and the copy then looks up
     (order,) = many.orders()
@@ -357,7 +357,7 @@ def test_duplicate_storm_three_bridges_two_workers(many: Gateway) -> None:
         for _ in range(5):
             many.publish(rank)
     events = collect(pubsub, 1000, 120, many)
-    assert quiet(pubsub, 2.0) == []  # 3 bridges heard each message; it was decided once
+    assert many.nothing_more(pubsub) == []  # 3 bridges heard each message; it was decided once
     orders = many.orders()
     assert len(orders) == 10  # the daily cap; without it 50, one per ticker
     assert len({o["symbol"] for o in orders}) == 10 and len({o["client_order_id"] for o in orders}) == 10
@@ -389,7 +389,7 @@ def test_bridge_killed_mid_stream_a_second_bridge_loses_and_duplicates_nothing(m
     many.restart(victim)
     sender.join()
     events = collect(pubsub, 150, 60, many)
-    assert quiet(pubsub, 2.0) == []
+    assert many.nothing_more(pubsub) == []
     assert sorted(e["ticker"] for e in events) == [symbol("S", i, 3) for i in range(150)]
     assert len(many.wait_rows(150, timeout=30)) == 150
 
@@ -415,7 +415,7 @@ def test_a_bridge_killed_between_its_claim_and_the_hand_over_loses_nothing(many:
     assert marker.exists(), "the victim bridge never won a claim"
     wait_for(lambda: not victim.alive(), 10, "victim bridge gone")
     events = collect(pubsub, len(published), 30, many)
-    assert quiet(pubsub, 1.0) == []
+    assert many.nothing_more(pubsub) == []
     assert sorted(e["ticker"] for e in events) == published
     # the taken-over message went through the same veto: kill switch off, no order
     assert {e["status"] for e in events} == {"BLOCKED"} and many.orders() == []
@@ -454,7 +454,7 @@ def test_postgres_stopped_60s_under_traffic_loses_no_decision(log_dir: Path, sim
             while time.monotonic() - stopped_at < 60:  # traffic during the outage; events keep flowing
                 gw.publish(ranking(opportunity(symbol("P", sent), probability=0.95 if sent % 2 else 0.5)))
                 sent += 1
-                collect(pubsub, 1, 30, gw)
+                collect(pubsub, 1, 30)  # the event; the gateway cannot settle while its audit is down
                 time.sleep(2)
         finally:
             pg_ctl("start")
@@ -462,7 +462,8 @@ def test_postgres_stopped_60s_under_traffic_loses_no_decision(log_dir: Path, sim
         wait_for(lambda: gw.row_count() >= sent, 60, f"{sent} rows within 60 s of PostgreSQL's return",
                  interval=0.5)
         report(f"PostgreSQL back -> all {sent} rows", time.monotonic() - back_at)
-        assert gw.row_count() == sent
+        assert len(gw.wait_rows(sent)) == sent
+        assert gw.nothing_more(pubsub) == []
         assert len({r["event_key"] for r in gw.rows()}) == sent
     finally:
         gw.stop()
@@ -503,7 +504,9 @@ def test_tasks_a_dying_worker_took_off_the_queue_are_queued_again_and_decided_on
             gw.r.set("key:execution_enabled", "false")
         gw.restart(gw.workers[0])
         gw.wait_ready()
-        assert quiet(pubsub, 2.0) == []  # the queue is empty: without the ledger, nothing ever comes
+        waiting = gw.quiescence.pending()  # the queue is empty: only the ledger can bring them back
+        assert "queues" not in waiting and len(waiting["hand-over ledger"]) == len(tickers), waiting
+        assert drain(pubsub) == []
         events = collect(pubsub, len(tickers), 60, gw)
         report("5 tasks lost between BRPOP and kombu's unacked write, queued again and decided",
                time.monotonic() - lost_at)
@@ -513,7 +516,7 @@ def test_tasks_a_dying_worker_took_off_the_queue_are_queued_again_and_decided_on
         else:
             assert {e["why"][0].split(":")[0] for e in events} == {"execution disabled"}
             assert {e["status"] for e in events} == {"BLOCKED"} and gw.orders() == [] and gw.order_posts() == 0
-        assert quiet(pubsub, 1.0) == []
+        assert gw.nothing_more(pubsub) == []
         assert len(gw.wait_rows(len(tickers))) == len(tickers)
         assert health(gw.api_port)[1]["bridge"]["rescued"] == len(tickers)
         assert gw.r.zcard("key:execution_in_flight") == 0 and gw.r.hlen("key:execution_in_flight_tasks") == 0

@@ -25,7 +25,7 @@ import redis
 from celery import Celery
 
 from alpaca_paper_sim import SimServer, open_market
-from tests.support.gateway import Gateway, isolated_gateway, opportunity, quiet, ranking
+from tests.support.gateway import Gateway, drain, isolated_gateway, opportunity, ranking
 from tests.support.procs import CELERY, Proc, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -157,7 +157,8 @@ def test_two_beats_started_by_mistake_reconcile_once_per_period(short: Gateway, 
             b.stop()
     wait_for(lambda: pending(short.r) == 0, 30, "every reconcile sent was taken")
     sent = sum(sends(b) for b in beats)
-    runs = [e for e in quiet(alerts, 2.0) if e.get("type") == "reconcile"]  # all heard since subscribing
+    short.settle()  # every reconcile run and its alert done
+    runs = [e for e in drain(alerts) if e.get("type") == "reconcile"]  # all heard since subscribing
     alerts.close()
     periods = [math.floor(_epoch(e["at"]) / int(SHORT["RECONCILE_EVERY_S"])) for e in runs]
     assert runs, "no reconcile ran"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from tests.support.gateway import Gateway, collect, opportunity, quiet, ranking
+from tests.support.gateway import Gateway, collect, opportunity, ranking
 from tests.support.procs import TEST_SIGNING_KEY, wait_for
 from zero_tasks.core.message import Message
 from zero_tasks.core.task_auth import seal
@@ -48,7 +48,7 @@ def only_forged_decision(gw: Gateway, pubsub: Any, task: str) -> dict[str, Any]:
     (event,) = collect(pubsub, 1, 30, gw)
     assert event["status"] == "ERROR" and event["why"][0].startswith(f"error: forged task {task}"), event
     assert event["execution_id"].startswith("forged:")
-    assert quiet(pubsub, 1.0) == []
+    assert gw.nothing_more(pubsub) == []
     (row,) = gw.wait_rows(1)
     assert row["status"] == "ERROR" and row["event_key"] == event["decision_id"]
     assert gw.order_posts() == 0 and gw.orders() == []
@@ -136,5 +136,5 @@ def test_a_real_decide_task_replayed_onto_the_queue_is_not_decided_again(gw: Gat
     seen = gw.logs().count("'already decided'")
     send(queue, "zero.decide", replay)
     wait_for(lambda: gw.logs().count("'already decided'") > seen, 30, "the replayed task run by a worker")
-    assert quiet(pubsub, 1.0) == []
+    assert gw.nothing_more(pubsub) == []
     assert len(gw.orders()) == 1 and gw.order_posts() == 1

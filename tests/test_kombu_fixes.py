@@ -21,25 +21,39 @@ def test_the_installed_kombu_is_the_pinned_one() -> None:
     kombu_fixes.require_pinned()
 
 
-def _qos_raising(exc: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
-    def restore(self: object, client: object = None) -> object:
-        raise exc
+class QoSWithConnection:
+    """What kombu's Redis QoS.restore_unacked reaches first: its channel's connection, which
+    here fails as `exc` (a connection gone: kombu looks up the hostname of None)."""
 
-    monkeypatch.setattr(kombu_fixes, "_original_restore_unacked", restore)
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+        self.channel = self
+
+    def conn_or_acquire(self, client: object = None) -> object:
+        raise self.exc
+
+
+GONE = AttributeError("'NoneType' object has no attribute 'hostname'")
+
+
+def restore(qos: QoSWithConnection) -> object:
+    """kombu's own entry point, with the gateway's fix applied (as the app does)."""
+    from kombu.transport import redis as kombu_redis
+
+    kombu_fixes.apply()
+    return kombu_redis.QoS.restore_unacked(qos)  # type: ignore[arg-type]
 
 
 def test_restoring_through_a_connection_that_is_gone_is_a_warning_not_a_crash(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    _qos_raising(AttributeError("'NoneType' object has no attribute 'hostname'"), monkeypatch)
+        caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger=kombu_fixes.__name__):
-        assert kombu_fixes._restore_unacked(object()) == []
+        assert restore(QoSWithConnection(GONE)) == []
     assert "return after the visibility timeout" in caplog.text
 
 
-def test_any_other_attribute_error_while_restoring_still_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    _qos_raising(AttributeError("'QoS' object has no attribute 'something_new'"), monkeypatch)
+def test_any_other_attribute_error_while_restoring_still_raises() -> None:
     with pytest.raises(AttributeError, match="something_new"):
-        kombu_fixes._restore_unacked(object())
+        restore(QoSWithConnection(AttributeError("'QoS' object has no attribute 'something_new'")))
 
 
 def test_the_fix_is_in_place_once_the_app_loads() -> None:
@@ -47,4 +61,4 @@ def test_the_fix_is_in_place_once_the_app_loads() -> None:
 
     from zero_tasks import app  # noqa: F401 - loading the app applies the fix
 
-    assert kombu_redis.QoS.restore_unacked is kombu_fixes._restore_unacked
+    assert kombu_redis.QoS.restore_unacked(QoSWithConnection(GONE)) == []  # type: ignore[arg-type]

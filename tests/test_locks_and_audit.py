@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import func, select, text
 
 from tests.support.gateway import PG_URL, sqlalchemy_url
@@ -22,9 +23,15 @@ NOW = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-def locks(private_redis: PrivateRedis) -> ExecutionLocks:
-    r = connect(f"redis://127.0.0.1:{private_redis.port}/{redis_db(__name__)}")
-    r.flushdb()
+def r(private_redis: PrivateRedis) -> redis.Redis:
+    """This module's Redis database, emptied: what the scripts wrote, read back directly."""
+    client = connect(f"redis://127.0.0.1:{private_redis.port}/{redis_db(__name__)}")
+    client.flushdb()
+    return client
+
+
+@pytest.fixture
+def locks(r: redis.Redis) -> ExecutionLocks:
     return ExecutionLocks(r, cooldown_s=3600)
 
 
@@ -42,9 +49,9 @@ def test_claim_first_sight_then_reentry_then_taken(locks: ExecutionLocks) -> Non
     assert taken.claim is Claim.TAKEN and taken.refused == "duplicate"
 
 
-def test_claim_expires_after_24_hours(locks: ExecutionLocks) -> None:
+def test_claim_expires_after_24_hours(locks: ExecutionLocks, r: redis.Redis) -> None:
     admit(locks, "SPY:H30:x", "m1")
-    assert 86000 < locks._r.ttl("key:execution_seen:SPY:H30:x") <= 86400
+    assert 86000 < r.ttl("key:execution_seen:SPY:H30:x") <= 86400
 
 
 def test_release_claim_only_by_its_owner(locks: ExecutionLocks) -> None:
@@ -55,7 +62,7 @@ def test_release_claim_only_by_its_owner(locks: ExecutionLocks) -> None:
     assert admit(locks, "id", "m3", ticker="A").claim is Claim.CLAIMED
 
 
-def test_cooldown_is_held_by_one_execution_id_under_a_concurrent_race(locks: ExecutionLocks) -> None:
+def test_cooldown_is_held_by_one_execution_id_under_a_concurrent_race(locks: ExecutionLocks, r: redis.Redis) -> None:
     winners: list[str] = []
     barrier = threading.Barrier(16)
 
@@ -70,9 +77,9 @@ def test_cooldown_is_held_by_one_execution_id_under_a_concurrent_race(locks: Exe
     for t in threads:
         t.join()
     assert len(winners) == 1
-    assert locks._r.get("key:execution_cooldown:SPY") == NOW.isoformat()  # the contract's ISO value
-    assert 3500 < locks._r.ttl("key:execution_cooldown:SPY") <= 3600
-    assert locks._r.hlen(DAILY) == 1  # only the winner holds a slot of the day
+    assert r.get("key:execution_cooldown:SPY") == NOW.isoformat()  # the contract's ISO value
+    assert 3500 < r.ttl("key:execution_cooldown:SPY") <= 3600
+    assert r.hlen(DAILY) == 1  # only the winner holds a slot of the day
 
 
 def test_cooldown_refusal_names_the_last_order_time(locks: ExecutionLocks) -> None:
@@ -90,43 +97,43 @@ def test_cooldown_release_by_owner_only(locks: ExecutionLocks) -> None:
     assert admit(locks, "b", "m2").refused is None  # the same message again: its claim re-entered
 
 
-def test_daily_cap_refusal_gives_back_the_claim_and_the_cooldown(locks: ExecutionLocks) -> None:
+def test_daily_cap_refusal_gives_back_the_claim_and_the_cooldown(locks: ExecutionLocks, r: redis.Redis) -> None:
     assert admit(locks, "A:H30:1", "m1", ticker="A", cap=1).refused is None
     refused = admit(locks, "B:H30:1", "m2", ticker="B", cap=1)
     assert refused.refused == "daily cap"
-    assert locks._r.get("key:execution_seen:B:H30:1") is None
-    assert locks._r.get("key:execution_cooldown:B") is None
-    assert locks._r.hlen(DAILY) == 1
+    assert r.get("key:execution_seen:B:H30:1") is None
+    assert r.get("key:execution_cooldown:B") is None
+    assert r.hlen(DAILY) == 1
     assert admit(locks, "A:H30:1", "m1", ticker="A", cap=1).refused is None  # its own slot is kept
 
 
 RATE = "key:execution_broker_rate"
 
 
-def test_an_admitted_order_takes_its_broker_calls_in_the_same_step(locks: ExecutionLocks) -> None:
-    budget = BrokerRateLimit(locks._r, per_minute=5)
+def test_an_admitted_order_takes_its_broker_calls_in_the_same_step(locks: ExecutionLocks, r: redis.Redis) -> None:
+    budget = BrokerRateLimit(r, per_minute=5)
     admitted = locks.admit("A:H30:1", "m1", "A", NOW, DAILY, 10, NOW, budget=budget, slots=3)
     assert (admitted.refused, admitted.prepaid) == (None, 3)
-    assert locks._r.zcard(RATE) == 3
+    assert r.zcard(RATE) == 3
 
 
-def test_a_refused_admission_takes_no_broker_calls(locks: ExecutionLocks) -> None:
-    budget = BrokerRateLimit(locks._r, per_minute=5)
+def test_a_refused_admission_takes_no_broker_calls(locks: ExecutionLocks, r: redis.Redis) -> None:
+    budget = BrokerRateLimit(r, per_minute=5)
     locks.admit("A:H30:1", "m1", "A", NOW, DAILY, 10, NOW, budget=budget, slots=3)
     duplicate = locks.admit("A:H30:1", "m2", "A", NOW, DAILY, 10, NOW, budget=budget, slots=3)
     cooldown = locks.admit("A:H30:2", "m3", "A", NOW, DAILY, 10, NOW, budget=budget, slots=3)
     capped = locks.admit("B:H30:1", "m4", "B", NOW, DAILY, 1, NOW, budget=budget, slots=3)
     assert [a.refused for a in (duplicate, cooldown, capped)] == ["duplicate", "cooldown", "daily cap"]
     assert [a.prepaid for a in (duplicate, cooldown, capped)] == [0, 0, 0]
-    assert locks._r.zcard(RATE) == 3
+    assert r.zcard(RATE) == 3
 
 
-def test_admission_with_the_budget_spent_admits_but_takes_nothing(locks: ExecutionLocks) -> None:
-    budget = BrokerRateLimit(locks._r, per_minute=4)
+def test_admission_with_the_budget_spent_admits_but_takes_nothing(locks: ExecutionLocks, r: redis.Redis) -> None:
+    budget = BrokerRateLimit(r, per_minute=4)
     budget.acquire("other", 2)
     admitted = locks.admit("A:H30:1", "m1", "A", NOW, DAILY, 10, NOW, budget=budget, slots=3)
     assert (admitted.refused, admitted.prepaid) == (None, 0)  # the order task asks again, and waits
-    assert locks._r.zcard(RATE) == 2
+    assert r.zcard(RATE) == 2
     with pytest.raises(RateLimited):
         budget.acquire("placement", 3)
 

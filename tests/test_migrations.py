@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, inspect, text
 
-from tests.support.gateway import PG_URL, Gateway, opportunity, ranking, sqlalchemy_url
+from tests.support.gateway import PG_URL, Gateway, collect, opportunity, ranking, sqlalchemy_url
 from tests.support.procs import CELERY, ROOT, PrivateRedis, health, wait_for
 from zero_tasks.adapters.audit import make_engine
 
@@ -270,7 +270,13 @@ def test_health_degraded_with_the_reason_while_the_audit_cannot_be_written_then_
         assert _status(gw)["checks"]["audit"] == {"ok": True, "detail": "written"}
         with pg.begin() as conn:
             conn.execute(text("ALTER TABLE execution_log RENAME COLUMN event_key TO event_key_gone"))
-        events = gw.decide(ranking(opportunity("SPY")), ranking(opportunity("QQQ")))  # BLOCKED: kill switch off
+        pubsub = gw.subscribe()
+        try:
+            for payload in (ranking(opportunity("SPY")), ranking(opportunity("QQQ"))):  # BLOCKED: kill switch off
+                gw.publish(payload)
+            events = collect(pubsub, 2, 20)  # not settled: the audit cannot be written until it is repaired
+        finally:
+            pubsub.close()
 
         body = wait_for(lambda: (b := _status(gw))["status"] == "degraded" and not b["checks"]["audit"]["ok"] and b,
                         30, "/health degraded by the audit")
@@ -280,7 +286,7 @@ def test_health_degraded_with_the_reason_while_the_audit_cannot_be_written_then_
         with pg.begin() as conn:
             conn.execute(text("ALTER TABLE execution_log RENAME COLUMN event_key_gone TO event_key"))
 
-        rows = gw.wait_rows(2, timeout=30)
+        rows = gw.wait_rows(2, timeout=30)  # settled: exactly the two, nothing more
         assert sorted(r["event_key"] for r in rows) == sorted(e["decision_id"] for e in events)
         wait_for(lambda: _status(gw)["checks"]["audit"]["ok"], 30, "the audit check ok again")
         assert gw.r.lrange("key:execution_audit_dead_letter", 0, -1) == []  # nothing dead-lettered

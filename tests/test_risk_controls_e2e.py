@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from alpaca_paper_sim import SimServer
-from tests.support.gateway import Gateway, collect, isolated_gateway, opportunity, quiet, ranking, symbol
+from tests.support.gateway import Gateway, collect, isolated_gateway, opportunity, ranking, symbol
 from tests.support.procs import health, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -163,7 +163,7 @@ def test_reconcile_finds_an_order_behind_the_gateways_back_and_a_row_without_ord
     assert str(rogue.id) in next(r for r in rows if r["ticker"] == "ROGUE")["reason"]
     again = run_cli(gw, "reconcile", "--json")  # a second run reports the same findings, records none again
     assert len(json.loads(again.output)["findings"]) == 2
-    assert quiet(pubsub, 1.0) == []
+    assert gw.nothing_more(pubsub) == []
     assert len(gw.rows(status="ERROR")) == 2
     assert len(gw.orders()) == 2  # reconcile never places or cancels anything
 

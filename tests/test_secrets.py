@@ -208,6 +208,7 @@ def log_through(handler: logging.Handler, *args: Any) -> str:
             logger.exception(*args)
     finally:
         logger.removeHandler(handler)
+        logger.propagate = True
     return stream.getvalue()
 
 
@@ -275,3 +276,16 @@ def _drain(pubsub: redis.client.PubSub) -> list[str]:
         texts.append(message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"]))
     pubsub.close()
     return texts
+
+
+def test_a_test_that_installs_secrets_leaves_the_scrubber_it_found() -> None:
+    """conftest's process_wide_state_restored: load_settings installs a scrubber for the whole
+    process; the next test must find the one there was before."""
+    before = secrets.active()
+    load_settings(**(SAFE | {"redis_password": "redis-pw-restored"}))
+    assert secrets.active() is not before
+    assert secrets.scrub("redis-pw-restored") == MASK
+
+
+def test_the_scrubber_found_by_the_previous_test_was_put_back() -> None:
+    assert secrets.scrub("redis-pw-restored") == "redis-pw-restored"

@@ -53,7 +53,7 @@ from alpaca_paper_sim import (
 )
 from alpaca_paper_sim.session import NEW_YORK
 from zero_tasks.adapters import alpaca_compat
-from zero_tasks.adapters.alpaca_adapter import _retry_after
+from zero_tasks.adapters.alpaca_adapter import retry_after
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KEY_ID, SECRET = DEFAULT_KEY_ID, DEFAULT_SECRET_KEY
@@ -991,9 +991,9 @@ def test_the_gateway_waits_until_x_ratelimit_reset_when_retry_after_is_absent(cl
     with pytest.raises(APIError) as limited:
         client.get_account()
     reset = int(limited.value.response.headers["X-RateLimit-Reset"])
-    assert _retry_after(limited.value, now=lambda: reset - 7.0) == 7.0
-    assert _retry_after(limited.value, now=lambda: reset + 3.0) == 0.0  # already past: no wait
+    assert retry_after(limited.value, now=lambda: reset - 7.0) == 7.0
+    assert retry_after(limited.value, now=lambda: reset + 3.0) == 0.0  # already past: no wait
     admin(sim, "POST", "/_sim/fault", {"mode": "429", "retry_after": 4})
     with pytest.raises(APIError) as told:
         client.get_account()
-    assert _retry_after(told.value, now=lambda: 0.0) == 4.0  # Retry-After, when sent, wins
+    assert retry_after(told.value, now=lambda: 0.0) == 4.0  # Retry-After, when sent, wins

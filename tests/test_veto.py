@@ -64,13 +64,21 @@ def test_unreadable_redis_blocks_as_execution_disabled() -> None:
     assert verdict and verdict.reason.startswith("execution disabled: kill switch unreadable")
 
 
-@pytest.mark.parametrize("state", [
-    market("RED"), market("YELLOW"), market("GREEN", age_s=-400), "{bad json",
-    json.dumps({"state": "GREEN"}), json.dumps({"timestamp": NOW.isoformat(), "state": "BLUE"}), "null", "[]",
+@pytest.mark.parametrize(("state", "reason"), [
+    (market("RED"), "market state: RED, only GREEN permits an order"),
+    (market("YELLOW"), "market state: YELLOW, only GREEN permits an order"),
+    (market("GREEN", age_s=-400), "market state: timestamp 400s in the future"),
+    ("{bad json", "market state: unreadable (value: Invalid JSON: key must be a string at line 1 column 2)"),
+    (json.dumps({"state": "GREEN"}), "market state: unreadable (timestamp: Field required)"),
+    (json.dumps({"timestamp": NOW.isoformat(), "state": "BLUE"}),
+     "market state: unreadable (state: Input should be 'GREEN', 'YELLOW' or 'RED')"),
+    ("null", "market state: unreadable (value: Input should be an object)"),
+    ("[]", "market state: unreadable (value: Input should be an object)"),
 ])
-def test_market_state_not_green_or_unreadable_blocks(state: str) -> None:
+def test_market_state_not_green_or_unreadable_blocks_with_its_reason(state: str, reason: str) -> None:
     verdict = veto(signal(), snap(state=state), NOW, LIMITS)
     assert verdict and verdict.code is Code.MARKET_STATE and verdict.status is Status.BLOCKED
+    assert verdict.reason == reason
 
 
 def test_missing_market_state_blocks() -> None:

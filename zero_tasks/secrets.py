@@ -146,6 +146,17 @@ def install(settings: Settings, environ: Mapping[str, str] | None = None) -> Scr
     return _active
 
 
+def active() -> Scrubber:
+    """The scrubber `scrub` applies now (what a test keeps to put back after installing its own)."""
+    return _active
+
+
+def use(scrubber: Scrubber) -> None:
+    """Make `scrubber` the one `scrub` applies: a test puts back the one `active` gave it."""
+    global _active  # noqa: PLW0603 - the same one-per-process scrubber `install` replaces
+    _active = scrubber
+
+
 def scrub(text: str) -> str:
     """The installed scrubber on one text (header and URL patterns even before install)."""
     return _active.scrub(text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -22,10 +23,12 @@ from sqlalchemy import Engine, func, select, text
 from zero_tasks.adapters.audit import ensure_schema, execution_log, make_engine
 from zero_tasks.adapters.outbox import AUDIT_STREAM
 from zero_tasks.adapters.redis_state import store_session
+from zero_tasks.core.contract import client_order_id
 from zero_tasks.core.session import NEW_YORK
 from zero_tasks.core.session import from_broker as session_from_broker
 
 from .procs import PrivateRedis, Proc, base_env, bridge_proc, free_port, health, wait_for, worker_proc
+from .quiescence import Quiescence, gateway_probes
 from .zero_models import accepted_by_zero
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -101,6 +104,21 @@ class Gateway:
                         for i in range(bridges)]
         self.engine: Engine = make_engine(sqlalchemy_url(database_url))
         self.r = redis_server.client()
+        self._quiescence: Quiescence | None = None
+
+    @property
+    def quiescence(self) -> Quiescence:
+        """The probes `settle` waits on (tests/support/quiescence.py); add to it with
+        `gw.quiescence.add(name, probe)`."""
+        if self._quiescence is None:
+            self._quiescence = gateway_probes(self)
+        return self._quiescence
+
+    def settle(self, timeout: float = 60) -> None:
+        """Return once nothing more can happen: every queue, worker, hop, the outbox, the
+        audit stream, the hand-over ledger and the bridges seen empty twice in a row with
+        nothing changed. Every "exactly one", "no order" and "nothing more" waits for it."""
+        self.quiescence.wait(timeout)
 
     def pg_schema(self) -> str:
         """The schema named by `options=-csearch_path=...` in the URL, else public."""
@@ -228,7 +246,8 @@ class Gateway:
         assert receivers >= len([b for b in self.bridges if b.alive()]), "bridge not subscribed"
 
     def decide(self, *payloads: Any, timeout: float = 20) -> list[dict[str, Any]]:
-        """Publish each payload; return the TradeUpdate events, one per message."""
+        """Publish each payload; return the TradeUpdate events once the gateway has settled:
+        exactly one per message, or AssertionError (a second event is seen, not left unread)."""
         pubsub = self.subscribe()
         try:
             for payload in payloads:
@@ -249,13 +268,25 @@ class Gateway:
             return conn.execute(select(func.count()).select_from(execution_log)).scalar_one()
 
     def wait_rows(self, count: int, timeout: float = 15, **where: Any) -> list[dict[str, Any]]:
-        """The rows (matching `where`) once there are at least `count`: the audit writer
-        writes them shortly after their events are published."""
-        if not where:
-            wait_for(lambda: self.row_count() >= count, timeout, f"{count} audit rows")
-            return self.rows()
-        wait_for(lambda: len(self.rows(**where)) >= count, timeout, f"{count} audit rows with {where}")
-        return self.rows(**where)
+        """The rows (matching `where`): at least `count` of them, then, once the gateway has
+        settled, exactly `count` (AssertionError on one more)."""
+        what = f"{count} audit rows" + (f" with {where}" if where else "")
+        wait_for(lambda: len(self.rows(**where)) >= count, timeout, what)
+        self.settle()
+        rows = self.rows(**where)
+        assert len(rows) == count, f"expected exactly {what}, found {len(rows)}: {rows}"
+        return rows
+
+    def orders_for(self, execution_id: str) -> list[dict[str, Any]]:
+        """The orders the simulator holds for one message (by its client_order_id)."""
+        wanted = client_order_id(execution_id)
+        return [o for o in self.orders() if o.get("client_order_id") == wanted]
+
+    def nothing_more(self, pubsub: redis.client.PubSub) -> list[dict[str, Any]]:
+        """Once the gateway has settled, every event on `pubsub` not read yet (there should
+        be none): what a test asserts as "nothing more"."""
+        self.settle()
+        return drain(pubsub)
 
 
 @contextmanager
@@ -273,28 +304,47 @@ def isolated_gateway(log_dir: Path, sim_url: str, db_dir: Path, workers: int = 1
         server.stop()
 
 
+def _event(message: dict[str, Any]) -> dict[str, Any]:
+    event = json.loads(message["data"])
+    if message["channel"] in (b"chan:trade_update", "chan:trade_update"):
+        accepted_by_zero(event)  # every event of every test: ZERO's consumer would parse it
+    return event
+
+
 def collect(pubsub: redis.client.PubSub, count: int, timeout: float, gw: Gateway | None = None) -> list[dict[str, Any]]:
+    """Exactly `count` events: the first `count` within `timeout`, then (with `gw`) the
+    gateway settled and every event published until then read: one more is an
+    AssertionError, not an event left unread."""
     events: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while len(events) < count and time.monotonic() < deadline:
         message = pubsub.get_message(timeout=0.2)
         if message and message["type"] == "message":
-            event = json.loads(message["data"])
-            if message["channel"] in (b"chan:trade_update", "chan:trade_update"):
-                accepted_by_zero(event)  # every event of every test: ZERO's consumer would parse it
-            events.append(event)
+            events.append(_event(message))
     if len(events) < count:
         detail = gw.logs() if gw else ""
-        raise AssertionError(f"expected {count} trade updates, got {len(events)}: {events}\n{detail}")
+        raise AssertionError(f"expected {count} events, got {len(events)}: {events}\n{detail}")
+    if gw is not None:
+        gw.settle()
+    events += drain(pubsub)
+    if len(events) > count:
+        raise AssertionError(f"expected exactly {count} events, got {len(events)}: {events}")
     return events
 
 
-def quiet(pubsub: redis.client.PubSub, seconds: float) -> list[dict[str, Any]]:
-    """Events that arrive in the next few seconds (there should be none)."""
-    extra = []
-    deadline = time.monotonic() + seconds
+def drain(pubsub: redis.client.PubSub, timeout: float = 10) -> list[dict[str, Any]]:
+    """Every event published on `pubsub`'s channels before this call: a PING on the same
+    connection is answered after every message sent to it earlier, so its PONG marks the end."""
+    token = uuid.uuid4().hex
+    pubsub.ping(token)
+    events: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        message = pubsub.get_message(timeout=0.1)
-        if message and message["type"] == "message":
-            extra.append(json.loads(message["data"]))
-    return extra
+        message = pubsub.get_message(timeout=0.2)
+        if message is None:
+            continue
+        if message["type"] == "pong" and message["data"] in (token, token.encode()):
+            return events
+        if message["type"] == "message":
+            events.append(_event(message))
+    raise AssertionError(f"no PONG on the subscription within {timeout}s (events so far: {events})")

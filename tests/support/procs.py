@@ -145,14 +145,22 @@ def base_env(redis_port: int, sim_url: str, database_url: str, api_port: int, **
     return env
 
 
+def duplicating(env: dict[str, str]) -> bool:
+    """The duplicate experiment: start the test build that announces every decision twice
+    (tests/support/duplicating.py) instead of the gateway."""
+    return env.get("ZERO_TEST_DUPLICATE", os.environ.get("ZERO_TEST_DUPLICATE", "")) == "1"
+
+
 def worker_proc(name: str, env: dict[str, str], log_dir: Path, concurrency: int = 1) -> Proc:
-    return Proc(name, [CELERY, "-A", "zero_tasks", "worker", "-c", str(concurrency), "-n", f"{name}@%h",
+    app = "tests.support.duplicating" if duplicating(env) else "zero_tasks"
+    return Proc(name, [CELERY, "-A", app, "worker", "-c", str(concurrency), "-n", f"{name}@%h",
                        "-Q", "zero_execution,zero_audit", "--without-gossip", "--without-mingle",
                        "-l", "INFO"], env, log_dir)
 
 
 def bridge_proc(name: str, env: dict[str, str], log_dir: Path) -> Proc:
-    return Proc(name, [PYTHON, "-m", "bridge"], env, log_dir)
+    module = "tests.support.duplicating" if duplicating(env) else "bridge"
+    return Proc(name, [PYTHON, "-m", module], env, log_dir)
 
 
 def health(port: int) -> tuple[int, dict[str, Any]]:

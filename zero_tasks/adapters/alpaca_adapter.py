@@ -96,7 +96,7 @@ def _message(exc: APIError) -> str:
         return scrub(str(exc))[:200]
 
 
-def _retry_after(exc: APIError, now: Callable[[], float] = time.time) -> float | None:
+def retry_after(exc: APIError, now: Callable[[], float] = time.time) -> float | None:
     """Seconds the broker asks us to wait: Retry-After, else until X-RateLimit-Reset (unix
     seconds), which is all Alpaca sends on a 429. None when it says neither (or nonsense)."""
     response = exc.response
@@ -118,7 +118,7 @@ def _classified(call: Callable[[], T]) -> T:
     except APIError as exc:
         status = exc.status_code or 0
         if status == 429 or status >= 500 or status == 0:
-            raise BrokerTransient(f"HTTP {status}: {_message(exc)}", _retry_after(exc)) from exc
+            raise BrokerTransient(f"HTTP {status}: {_message(exc)}", retry_after(exc)) from exc
         raise BrokerRejected(status, _message(exc)) from exc
     except requests.Timeout as exc:
         raise BrokerTransient(f"timeout: {type(exc).__name__}") from exc
