@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, cast
 
-from zero_tasks.core.contract import HORIZONS, Horizon, TradeUpdate, is_market_state
+from zero_tasks.core.contract import HORIZONS, ExitReason, Horizon, Intent, Side, TradeUpdate, is_market_state
 from zero_tasks.core.decision import Status, Verdict
 from zero_tasks.secrets import scrub
 
@@ -37,6 +37,11 @@ class DecisionRecord:
     client_order_id: str | None = None
     submitted_at: datetime | None = None
     payload: dict[str, Any] | None = field(default=None, repr=False)
+    # The position lifecycle (CONTRACT.md "Exits and outcomes"): an exit decision carries its
+    # entry's execution_id with intent protect|exit, side sell and the exit_reason.
+    intent: str = "entry"
+    side: str = "buy"
+    exit_reason: str | None = None
 
     def __post_init__(self) -> None:
         """The reason and `why` may quote a broker's or a library's error text: no
@@ -84,6 +89,9 @@ class DecisionRecord:
             submitted_at=self.submitted_at or self.decided_at,
             client_order_id=self.client_order_id,
             decision_id=self.event_key,
+            intent=cast(Intent, self.intent),
+            side=cast(Side, self.side),
+            exit_reason=cast(ExitReason, self.exit_reason),
         )
         return update.model_dump_json()
 
