@@ -63,6 +63,8 @@ task_routes = {
     "zero.place_order": {"queue": "zero_execution"},
     "zero.follow_order": {"queue": "zero_audit"},
     "zero.reconcile": {"queue": "zero_audit"},
+    "zero.lifecycle_tick": {"queue": "zero_audit"},
+    "zero.lifecycle_step": {"queue": "zero_execution"},
 }
 
 # Celery beat (run one: `celery -A zero_tasks worker -B` or `celery -A zero_tasks beat`). A
@@ -70,6 +72,9 @@ task_routes = {
 beat_schedule = {
     "reconcile-last-24h": {"task": "zero.reconcile", "schedule": float(_settings.reconcile_every_s),
                            "kwargs": {"hours": 24.0}},
+    # The position lifecycle's durable schedule (zero_tasks/worker/lifecycle.py): the tick
+    # hands each due execution to a sealed step task; the schedule itself lives in Redis.
+    "lifecycle-tick": {"task": "zero.lifecycle_tick", "schedule": float(_settings.lifecycle_tick_s)},
 }
 
 # Task events cost the worker's main process a share of every task (a message per state

@@ -65,6 +65,7 @@ class Snapshot(Collector):
         yield from self._dependencies()
         if self.exporter:
             yield from self._decisions()
+            yield from self._outcomes()
             yield from self._latencies()
             yield from self._gauges()
 
@@ -87,6 +88,21 @@ class Snapshot(Collector):
             submitted += float(count) if status == "SUBMITTED" else 0.0
         yield decisions
         yield CounterMetricFamily("zero_orders_submitted", "Orders the broker accepted", value=submitted)
+
+    def _outcomes(self) -> Iterator[Any]:
+        """The position lifecycle: outcomes per horizon, label and exit, and realized P&L."""
+        outcomes = CounterMetricFamily("zero_execution_outcomes", "Executions flat again, by horizon, outcome "
+                                       "(PASS, FAIL, EXPIRED; none when sold by someone else) and exit",
+                                       labels=["horizon", "outcome", "exit_via"])
+        for key, count in self.stored.get(metrics.OUTCOMES, {}).items():
+            horizon, outcome, via = [*key.split("|"), "", ""][:3]
+            outcomes.add_metric([scrub(horizon), scrub(outcome), scrub(via)], float(count))
+        yield outcomes
+        pnl = GaugeMetricFamily("zero_realized_pnl_dollars", "Realized P&L of the gateway's own exits, dollars",
+                                labels=["horizon"])
+        for horizon, total in self.stored.get(metrics.REALIZED_PNL, {}).items():
+            pnl.add_metric([scrub(horizon)], float(total))
+        yield pnl
 
     def _latencies(self) -> Iterator[Any]:
         raw = self.stored.get(metrics.DECISION_LATENCY, {})
@@ -129,7 +145,8 @@ async def read_stored(redis_url: str, broker_url: str) -> tuple[dict[str, dict[s
             return {}, {}
         stored: dict[str, dict[str, str]] = {
             key: cast(dict[str, str], await client.hgetall(key))  # decode_responses: str, not bytes
-            for key in (metrics.DECISIONS, metrics.DECISION_LATENCY, metrics.BROKER_LATENCY)}
+            for key in (metrics.DECISIONS, metrics.DECISION_LATENCY, metrics.BROKER_LATENCY, metrics.OUTCOMES,
+                        metrics.REALIZED_PNL)}
     finally:
         await client.aclose()
     stored[ROLE] = {"exporter": "1"}

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -23,14 +23,25 @@ import requests
 from alpaca.common.exceptions import APIError
 from alpaca.common.types import RawData
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
+from alpaca.trading.enums import OrderClass, OrderSide, PositionIntent, QueryOrderStatus, TimeInForce
 from alpaca.trading.models import Order, Position
-from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, MarketOrderRequest
+from alpaca.trading.requests import (
+    GetCalendarRequest,
+    GetOrderByIdRequest,
+    GetOrdersRequest,
+    LimitOrderRequest,
+    MarketOrderRequest,
+    StopLossRequest,
+    TakeProfitRequest,
+)
 
 from zero_tasks.adapters import alpaca_compat
 from zero_tasks.adapters.risk import BrokerRateLimit
 from zero_tasks.core.checks.exposure import Exposure
 from zero_tasks.core.contract import TICKER_PATTERN
+from zero_tasks.core.lifecycle.horizon import Session
+from zero_tasks.core.lifecycle.prices import ProtectPrices
+from zero_tasks.core.lifecycle.state import OrderFacts, PositionFacts
 from zero_tasks.core.session import NEW_YORK, TradingSession
 from zero_tasks.core.session import from_broker as session_from_broker
 from zero_tasks.secrets import scrub
@@ -293,6 +304,103 @@ class AlpacaBroker:
         finally:
             lock.release()
         return True
+
+
+def _facts(order: Order) -> OrderFacts:
+    return OrderFacts(order_id=str(order.id), status=str(getattr(order.status, "value", order.status)),
+                      filled_qty=int(float(order.filled_qty or 0)),
+                      filled_avg_price=float(order.filled_avg_price) if order.filled_avg_price else None,
+                      filled_at=order.filled_at)
+
+
+def _kind(order: Order) -> str:
+    return str(getattr(order.order_type, "value", order.order_type) or getattr(order.type, "value", order.type))
+
+
+class ExitOrders:
+    """The Trading API calls of the position lifecycle, on the broker's main connection:
+    lookups of the gateway's own orders, the position, the protect OCO, a cancel, the
+    horizon sell and the calendar. Every order is a SELL to close (`position_intent`
+    sell_to_close) with a deterministic client_order_id; nothing here decides (the
+    decision is core/lifecycle/rules.py), it only asks and sends."""
+
+    def __init__(self, broker: AlpacaBroker) -> None:
+        self._broker = broker
+        self._client = broker.client
+
+    def order(self, client_order_id: str) -> OrderFacts | None:
+        """The order under this client_order_id, or None when the broker has none (404)."""
+        try:
+            return _facts(self._broker._timed("lookup", lambda: _model(
+                self._client.get_order_by_client_id(client_order_id))))
+        except BrokerRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def protect(self, client_order_id: str, order_id: str | None) -> tuple[OrderFacts, OrderFacts | None] | None:
+        """The OCO's two legs (target, stop), by its order id with its legs nested (one
+        read); by client_order_id first when the id is not known yet (two reads)."""
+        if order_id is None:
+            parent = self.order(client_order_id)
+            if parent is None:
+                return None
+            order_id = parent.order_id
+        try:
+            order = _model(self._broker._timed("lookup", lambda: self._client.get_order_by_id(
+                order_id, GetOrderByIdRequest(nested=True))))
+        except BrokerRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+        legs = [order, *(order.legs or [])]
+        target = next((o for o in legs if _kind(o) == "limit"), order)
+        stop = next((o for o in legs if _kind(o) in ("stop", "stop_limit")), None)
+        return _facts(target), (_facts(stop) if stop is not None else None)
+
+    def position(self, ticker: str) -> PositionFacts:
+        """The account's long position in `ticker` (0 / 0 when none, or when it is short)."""
+        position = self._broker._open_position(url_symbol(ticker))
+        if position is None:
+            return PositionFacts()
+        qty = int(float(position.qty or 0))
+        available = int(float(position.qty_available or 0)) if position.qty_available is not None else qty
+        return PositionFacts(max(0, qty), max(0, min(available, qty)))
+
+    def submit_protect(self, ticker: str, qty: int, prices: ProtectPrices, client_order_id: str) -> PlacedOrder:
+        """The OCO sell: a take-profit limit and a stop-loss stop, good till canceled, so
+        a horizon past the close keeps its protection overnight (a day OCO would expire
+        at the close and leave the position bare until the next step re-placed it)."""
+        request = LimitOrderRequest(
+            symbol=ticker, qty=qty, side=OrderSide.SELL, time_in_force=TimeInForce.GTC,
+            order_class=OrderClass.OCO, take_profit=TakeProfitRequest(limit_price=float(prices.limit)),
+            stop_loss=StopLossRequest(stop_price=float(prices.stop)), client_order_id=client_order_id,
+            position_intent=PositionIntent.SELL_TO_CLOSE)
+        return _placed(self._broker._timed("submit", lambda: _model(self._client.submit_order(request))))
+
+    def submit_sell(self, ticker: str, qty: int, client_order_id: str) -> PlacedOrder:
+        """The horizon exit: sell `qty` at market, day, to close."""
+        request = MarketOrderRequest(
+            symbol=ticker, qty=qty, side=OrderSide.SELL, time_in_force=TimeInForce.DAY,
+            client_order_id=client_order_id, position_intent=PositionIntent.SELL_TO_CLOSE)
+        return _placed(self._broker._timed("submit", lambda: _model(self._client.submit_order(request))))
+
+    def cancel(self, order_id: str) -> bool:
+        """Cancel one order (an OCO's legs go together); False when it is no longer
+        cancelable (404, or 422: filled or canceled already): the next step reads which."""
+        try:
+            self._broker._timed("cancel", lambda: self._client.cancel_order_by_id(order_id))
+        except BrokerRejected as exc:
+            if exc.status in (404, 422):
+                return False
+            raise
+        return True
+
+    def sessions(self, start: date, end: date) -> list[Session]:
+        """The broker's calendar from `start` to `end`: each session's open and close."""
+        entries = self._broker._timed("calendar", lambda: _model(
+            self._client.get_calendar(GetCalendarRequest(start=start, end=end))))
+        return [Session(e.open.replace(tzinfo=NEW_YORK), e.close.replace(tzinfo=NEW_YORK)) for e in entries]
 
 
 class RateLimitedBroker:

@@ -9,6 +9,7 @@ writer inserts with ON CONFLICT DO NOTHING, so a retried write is a no-op.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -232,6 +233,17 @@ def _insert_ignoring_duplicates(dialect_name: str) -> Any:
 
 
 _INSERTS: dict[str, Any] = {}
+
+
+def outcome_row(message: str | bytes) -> dict[str, Any]:
+    """The execution_outcome row of a chan:execution_outcome message."""
+    data = json.loads(message)
+    row = {c.name: data.get(c.name) for c in execution_outcome.columns if c.name != "created_at"}
+    for name in ("opened_at", "closed_at"):
+        row[name] = datetime.fromisoformat(row[name])
+    if row["execution_id"] is None or row["ticker"] is None:
+        raise ValueError("an outcome without its execution_id or ticker")
+    return row
 
 
 def insert_outcomes(engine: Engine, rows: list[dict[str, Any]]) -> int:

@@ -126,7 +126,7 @@ class ExecutionLocks:
 
         With `budget`, an admitted order also takes its `slots` broker calls in the same
         round trip (`Admission.prepaid`: 0 when this minute's budget is spent)."""
-        per_minute, member = (budget.per_minute, budget.member("placement")) if budget else (0, "")
+        per_minute, member = (budget.entry_limit, budget.member("placement")) if budget else (0, "")
         claim, refused, since, prepaid = self._admit(
             keys=[keys.seen_key(execution_id), keys.cooldown_key(ticker), _owner_key(ticker), daily_key,
                   keys.BROKER_RATE_KEY],

@@ -30,7 +30,7 @@ from zero_tasks.core.message import Message
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.retry import FOLLOW_FIRST_S, FOLLOW_MAX_TRIES, TERMINAL, follow_up_delay
 from zero_tasks.core.task_auth import open_seal, seal
-from zero_tasks.worker import flow, reconcile_job
+from zero_tasks.worker import flow, lifecycle, reconcile_job
 from zero_tasks.worker.celery_app import app
 from zero_tasks.worker.delayed_send import claim_period, send_later, step_guard
 from zero_tasks.worker.flow import RetryLater, foreign_reservations, forged_record, ticket_from_task, utcnow
@@ -40,6 +40,8 @@ from zero_tasks.worker.runtime import Runtime, get_runtime
 DECIDE = "zero.decide"
 PLACE_ORDER = "zero.place_order"
 FOLLOW_ORDER = "zero.follow_order"
+LIFECYCLE_TICK = "zero.lifecycle_tick"
+LIFECYCLE_STEP = "zero.lifecycle_step"
 
 log = logging.getLogger(__name__)
 REDIS_AWAY_PAUSE_S = 1.0  # between two tries of one message while Redis is away
@@ -178,3 +180,32 @@ def reconcile_task(self: Task, hours: float = 24.0) -> dict[str, int]:
         return {"skipped": 1}
     report = reconcile_job.run(rt, utcnow(), hours, lambda rec: record(rt, rec))
     return {"audited": report.audited, "at_broker": report.at_broker, "findings": len(report.findings)}
+
+
+@app.task(name=LIFECYCLE_TICK, bind=True)
+def lifecycle_tick(self: Task) -> int:
+    """Periodic (Celery beat, every LIFECYCLE_TICK_S): one sealed step task per execution
+    whose lifecycle step is due; one tick per period across every worker and host."""
+    rt = get_runtime()
+    if claim_period(rt.redis, "lifecycle", rt.settings.lifecycle_tick_s) is None:
+        return 0
+    key = _signing_key(rt)
+
+    def send(execution_id: str) -> None:
+        app.send_task(LIFECYCLE_STEP, args=[seal(key, LIFECYCLE_STEP, {"execution_id": execution_id})])
+
+    return lifecycle.tick(rt, send)
+
+
+@app.task(name=LIFECYCLE_STEP, bind=True)
+def lifecycle_step(self: Task, sealed: dict[str, Any]) -> str:
+    """One step of one execution's position lifecycle (worker/lifecycle.py), sealed by the
+    tick that sent it. A forged one is refused before anything runs: one ERROR decision,
+    no broker call, no budget spent. A sealed copy only repeats an idempotent step."""
+    rt = get_runtime()
+    body, problem = open_seal(_signing_key(rt), LIFECYCLE_STEP, sealed)
+    execution_id = body.get("execution_id") if body is not None else None
+    if body is None or not isinstance(execution_id, str):
+        return _refuse_forged(rt, LIFECYCLE_STEP, sealed, problem or "no execution_id")
+    result = lifecycle.step(rt, execution_id)
+    return f"{result.action}: {result.reason}"[:200]

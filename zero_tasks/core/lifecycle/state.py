@@ -45,6 +45,7 @@ class LifecycleRecord:
     atr: float | None = None
     atr_note: str | None = None  # why there is no ATR (then no protect)
     protect_skipped: bool = False  # the one `no protect` decision is recorded
+    protect_order_id: str | None = None  # the OCO's order id once placed (one read of both legs)
     limit_price: str | None = None  # the protect's prices as sent (decimal text)
     stop_price: str | None = None
     deferred: bool = False  # the one BLOCKED `exit deferred` is recorded
