@@ -45,7 +45,8 @@ def test_blocklisted_ticker_is_blocked_until_its_expiry(gw: Gateway) -> None:
 def strict(log_dir: Path, sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A gateway with a tiny broker budget and no broker retries, on its own Redis."""
     with isolated_gateway(log_dir, sim.url, tmp_path_factory.mktemp("risk"), workers=2, BROKER_REQUESTS_PER_MIN="12",
-                          EXIT_BROKER_RESERVE="0", RATE_LIMIT_MAX_WAIT_S="0", BROKER_MAX_RETRIES="0", BREAKER_COOLOFF_S="600") as gw:
+                          EXIT_BROKER_RESERVE="0", RATE_LIMIT_MAX_WAIT_S="0", BROKER_MAX_RETRIES="0",
+                          BREAKER_COOLOFF_S="600") as gw:
         yield gw
 
 

@@ -373,7 +373,8 @@ class ExitOrders:
         at the close and leave the position bare until the next step re-placed it)."""
         request = LimitOrderRequest(
             symbol=ticker, qty=qty, side=OrderSide.SELL, time_in_force=TimeInForce.GTC,
-            order_class=OrderClass.OCO, take_profit=TakeProfitRequest(limit_price=float(prices.limit)),
+            order_class=OrderClass.OCO, limit_price=float(prices.limit),  # the target leg is the order itself
+            take_profit=TakeProfitRequest(limit_price=float(prices.limit)),
             stop_loss=StopLossRequest(stop_price=float(prices.stop)), client_order_id=client_order_id,
             position_intent=PositionIntent.SELL_TO_CLOSE)
         return _placed(self._broker._timed("submit", lambda: _model(self._client.submit_order(request))))
@@ -395,6 +396,10 @@ class ExitOrders:
                 return False
             raise
         return True
+
+    def clock(self) -> datetime:
+        """The broker's time now (GET /v2/clock): the lifecycle's clock (worker/lifecycle.py)."""
+        return self._broker._timed("clock", lambda: _model(self._client.get_clock())).timestamp
 
     def sessions(self, start: date, end: date) -> list[Session]:
         """The broker's calendar from `start` to `end`: each session's open and close."""

@@ -39,12 +39,9 @@ def save(r: redis.Redis, rec: LifecycleRecord) -> None:
 
 def seed(r: redis.Redis, rec: LifecycleRecord) -> bool:
     """The record and its first step (due now), unless one exists: True if seeded now."""
-    pipe = r.pipeline()
-    pipe.hsetnx(keys.lifecycle_key(rec.execution_id), "record", rec.to_json())
-    pipe.time()
-    created, (seconds, micros) = pipe.execute()
+    created = r.hsetnx(keys.lifecycle_key(rec.execution_id), "record", rec.to_json())
     if created:
-        r.zadd(keys.LIFECYCLE_DUE_KEY, {rec.execution_id: seconds * 1000 + micros // 1000}, nx=True)
+        r.zadd(keys.LIFECYCLE_DUE_KEY, {rec.execution_id: 0}, nx=True)
     return bool(created)
 
 
@@ -62,9 +59,10 @@ def finish(r: redis.Redis, rec: LifecycleRecord) -> None:
     pipe.execute()
 
 
-def take_due(r: redis.Redis, lease_ms: int, limit: int = 100) -> list[str]:
-    """The executions due now, each leased for `lease_ms` (lua/lifecycle_take_due.lua)."""
-    taken = scripts.register(r, "lifecycle_take_due")(keys=[keys.LIFECYCLE_DUE_KEY], args=[lease_ms, limit])
+def take_due(r: redis.Redis, now: datetime, lease_ms: int, limit: int = 100) -> list[str]:
+    """The executions due at `now`, each leased for `lease_ms` (lua/lifecycle_take_due.lua)."""
+    taken = scripts.register(r, "lifecycle_take_due")(keys=[keys.LIFECYCLE_DUE_KEY],
+                                                      args=[lease_ms, limit, int(now.timestamp() * 1000)])
     return [t.decode() if isinstance(t, bytes) else str(t) for t in taken]
 
 
@@ -102,5 +100,4 @@ def nudge(r: redis.Redis, client_order_id: str) -> None:
     execution_id = execution_of(client_order_id)
     if execution_id is None:
         return
-    seconds, micros = r.time()
-    r.zadd(keys.LIFECYCLE_DUE_KEY, {execution_id: seconds * 1000 + micros // 1000}, xx=True)
+    r.zadd(keys.LIFECYCLE_DUE_KEY, {execution_id: 0}, xx=True)

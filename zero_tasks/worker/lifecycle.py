@@ -50,7 +50,7 @@ from zero_tasks.worker.runtime import Runtime
 log = logging.getLogger(__name__)
 
 CALENDAR_DAYS = 21  # enough sessions for HWEEK (1950 trading minutes) across any holidays
-READS = 4  # the position, the entry, the protect, the horizon sell
+READS = 4  # the position, the entry, the protect, the horizon sell (and the clock: + 1)
 
 
 @dataclass(frozen=True)
@@ -76,12 +76,17 @@ def step(rt: Runtime, execution_id: str, now_fn: Callable[[], datetime] = utcnow
 
 
 def _run(rt: Runtime, rec: LifecycleRecord, now_fn: Callable[[], datetime]) -> StepResult:
+    """The lifecycle keeps the broker's time: the horizon is counted on the broker's
+    calendar and judged by its clock (one GET /v2/clock per step), and the next step is
+    scheduled on the gateway's clock by the same delay. Against Alpaca the two agree; a
+    simulator's clock moved on (tests) moves the lifecycle with it and nothing else."""
     look = timedelta(seconds=rt.settings.lifecycle_look_every_s)
     now = now_fn()
     try:
-        rt.rate_limit.acquire("exit-reads", READS, exit_order=True)
+        rt.rate_limit.acquire("exit-reads", READS + 1, exit_order=True)
+        offset = rt.exits.clock() - now
         rec = _with_due_time(rt, rec)
-        facts = read_facts(rt, rec, now)
+        facts = read_facts(rt, rec, now + offset)
         rec = _with_atr(rt, rec, facts)
     except RateLimited as exc:
         store.schedule(rt.redis, rec.execution_id, now + timedelta(seconds=exc.wait_s))
@@ -92,13 +97,13 @@ def _run(rt: Runtime, rec: LifecycleRecord, now_fn: Callable[[], datetime]) -> S
         return StepResult("wait", f"broker: {exc}")
     snap = with_session(rt, read_snapshot(rt.redis, rec.ticker), now)
     gate = exit_gate(snap, now, rt.settings.market_state_max_age_s)
-    action = decide_exit(rec, facts, gate, now, look)
+    action = decide_exit(rec, facts, gate, now + offset, look)
     log.info("lifecycle %s: %s (%s: %s)", rec.execution_id, action.step.value, action.rule, action.reason)
-    next_at = now + look
+    next_at = now + offset + look
     try:
-        rec, next_at = _act(rt, rec, facts, action, snap, now_fn)
+        rec, next_at = _act(rt, rec, facts, action, snap, now + offset, now_fn)
     except RateLimited as exc:
-        next_at = now + timedelta(seconds=exc.wait_s)
+        next_at = now + offset + timedelta(seconds=exc.wait_s)
     except BrokerTransient as exc:
         log.warning("lifecycle %s: %s not known to have reached the broker (%s); looked up next step",
                     rec.execution_id, action.step.value, exc.detail)
@@ -106,7 +111,7 @@ def _run(rt: Runtime, rec: LifecycleRecord, now_fn: Callable[[], datetime]) -> S
         store.finish(rt.redis, rec)
     else:
         store.save(rt.redis, rec)
-        store.schedule(rt.redis, rec.execution_id, next_at)
+        store.schedule(rt.redis, rec.execution_id, next_at - offset)
     return StepResult(action.step.value, action.reason)
 
 
@@ -147,14 +152,15 @@ def _with_atr(rt: Runtime, rec: LifecycleRecord, facts: Facts) -> LifecycleRecor
 
 
 def _act(rt: Runtime, rec: LifecycleRecord, facts: Facts, action: ExitAction, snap: Snapshot,
-         now_fn: Callable[[], datetime]) -> tuple[LifecycleRecord, datetime]:
+         broker_now: datetime, now_fn: Callable[[], datetime]) -> tuple[LifecycleRecord, datetime]:
+    """Do the action; the record as it is now, and when (broker's time) to step again."""
     now = now_fn()
-    soon = now + timedelta(seconds=rt.settings.lifecycle_tick_s)
-    later = action.at or now + timedelta(seconds=rt.settings.lifecycle_look_every_s)
+    soon = broker_now + timedelta(seconds=rt.settings.lifecycle_tick_s)
+    later = action.at or broker_now + timedelta(seconds=rt.settings.lifecycle_look_every_s)
     if action.step is Step.WAIT:
         return rec, later
     if action.step is Step.DEFER:
-        horizon = rec.due_at is not None and now >= rec.due_at
+        horizon = rec.due_at is not None and broker_now >= rec.due_at
         _record(rt, rec, "deferred", Status.BLOCKED, action.reason, snap, now,
                 intent="exit" if horizon else "protect", exit_reason="horizon" if horizon else "target_stop")
         return rec.but(deferred=True), later
@@ -173,7 +179,7 @@ def _act(rt: Runtime, rec: LifecycleRecord, facts: Facts, action: ExitAction, sn
     if action.step is Step.SELL:
         return _sell(rt, rec, action, snap, now_fn), soon
     if action.step is Step.OUTCOME:
-        outcome = outcome_of(rec, facts, now)
+        outcome = outcome_of(rec, facts, broker_now)
         if isinstance(outcome, str):
             return rec.but(finished=outcome), later
         if outbox.keep_outcome(rt.redis, outcome):
@@ -261,7 +267,7 @@ def tick(rt: Runtime, send: Callable[[str], None]) -> int:
     """Hand every due execution to a step task (`send`), each leased so no other tick
     sends it again before its step reschedules it."""
     lease_ms = (rt.settings.task_time_limit_s + 30) * 1000
-    taken = store.take_due(rt.redis, lease_ms)
+    taken = store.take_due(rt.redis, utcnow(), lease_ms)
     for execution_id in taken:
         send(execution_id)
     return len(taken)

@@ -17,8 +17,7 @@ if not rec then
   redis.call('XADD', KEYS[2], '*', ARGV[8] or 'row', ARGV[1])
   if ARGV[6] and ARGV[6] ~= '' then
     if redis.call('HSETNX', KEYS[5], 'record', ARGV[6]) == 1 then
-      local t = redis.call('TIME')
-      redis.call('ZADD', KEYS[6], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[7])
+      redis.call('ZADD', KEYS[6], 'NX', 0, ARGV[7])  -- due at once
     end
   end
   rec = ''

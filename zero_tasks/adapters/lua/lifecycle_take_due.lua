@@ -3,10 +3,9 @@
 -- does not send it again; the step reschedules it, and a step that died is due again when
 -- the lease runs out.
 -- KEYS[1] the lifecycle due set
--- ARGV[1] lease ms  ARGV[2] at most this many
+-- ARGV[1] lease ms  ARGV[2] at most this many  ARGV[3] now (ms, the gateway's clock, as schedule writes it)
 -- returns the execution_ids taken
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local now = tonumber(ARGV[3])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(due) do
   redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), id)
