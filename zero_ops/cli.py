@@ -23,7 +23,7 @@ from zero_tasks.core import keys
 from zero_tasks.core.contract import Direction, Horizon, State, Status
 from zero_tasks.core.intake import Invalid, parse_payload
 
-from . import auditlog, render, risk_cli, samples, state
+from . import auditlog, lifecycle_cli, render, risk_cli, samples, state
 from .context import Ops, OpsError, OpsFailure
 from .pubsub import messages, subscribe, wait_for_decision
 from .status import build_report
@@ -279,5 +279,6 @@ def market(ops: Ops, state_name: str, reason: str) -> None:
 
 
 risk_cli.register(main)
+lifecycle_cli.register(main)
 
 __all__ = ["main"]
