@@ -114,6 +114,9 @@ def sessions(start: date, days: int = 14) -> list[Session]:
     # 30 on Wednesday, Thanksgiving skipped, 210 on Friday (closes 13:00), the last 150 on Monday
     (ny(2026, 11, 25, 15, 30), "HDAY", ny(2026, 11, 30, 12, 0)),
     (ny(2026, 12, 7, 15, 52), "H30", ny(2026, 12, 8, 9, 52)),  # ranked inside the buffer: 8 today, 22 tomorrow
+    # 60 + 390 + 390, the weekend and Martin Luther King Day, 390 + 390, the last 330 on Thursday
+    # (test_horizon_calendar_e2e.py runs this one through the processes)
+    (ny(2027, 1, 13, 15, 0), "HWEEK", ny(2027, 1, 21, 15, 0)),
 ])
 def test_horizon_due_time_counts_trading_minutes_on_the_nyse_calendar(rank: datetime, horizon: str,
                                                                       due: datetime) -> None:
