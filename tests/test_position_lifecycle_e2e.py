@@ -20,7 +20,7 @@ from celery import Celery
 from sqlalchemy import select
 
 from alpaca_paper_sim import SimServer, open_market
-from tests.support.gateway import Gateway, collect, isolated_gateway, opportunity, quiet, ranking
+from tests.support.gateway import Gateway, collect, isolated_gateway, market, opportunity, quiet, ranking
 from tests.support.procs import CELERY, Proc, wait_for
 from zero_tasks.adapters.audit import execution_outcome
 from zero_tasks.core.contract import exit_client_order_id, protect_client_order_id
@@ -41,8 +41,9 @@ def lifecycle_sim() -> Iterator[SimServer]:
 @pytest.fixture(scope="module")
 def lgw(log_dir: Path, lifecycle_sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     tmp = tmp_path_factory.mktemp("lifecycle")
+    # TASK_TIME_LIMIT_S: a step's claim and lease run out sooner after the SIGKILL test's kill
     with isolated_gateway(log_dir, lifecycle_sim.url, tmp, workers=1, LIFECYCLE_TICK_S="1",
-                          LIFECYCLE_LOOK_EVERY_S="2") as gw:
+                          LIFECYCLE_LOOK_EVERY_S="2", TASK_TIME_LIMIT_S="10") as gw:
         beat = Proc(f"beat-{gw.api_port}", [CELERY, "-A", "zero_tasks", "beat", "-s", str(tmp / "beat-schedule"),
                                            "-l", "INFO"], gw.env, log_dir).start()
         try:
@@ -167,24 +168,52 @@ def test_neither_leg_is_expired_at_the_horizon(gw: Gateway) -> None:
     assert [(r["status"], r["side"], r["exit_reason"]) for r in exits] == [("SUBMITTED", "sell", "horizon")]
 
 
-def test_kill_switch_off_at_the_horizon_defers_once_then_exits_when_allowed(gw: Gateway) -> None:
+@pytest.mark.parametrize("shut, reopen, why", [
+    (("key:execution_enabled", "false"), ("key:execution_enabled", "true"), "execution disabled"),
+    (("key:market_state", market("RED")), ("key:market_state", market("GREEN")), "market state: RED"),
+], ids=["kill switch off", "market RED"])
+def test_a_horizon_exit_the_gate_forbids_is_deferred_once_then_leaves_when_allowed(
+        gw: Gateway, shut: tuple[str, str], reopen: tuple[str, str], why: str) -> None:
     pubsub = outcomes(gw)
     entry = enter(gw, "DIA", 300.0)
     protect_of(gw, entry["execution_id"])
-    gw.r.set("key:execution_enabled", "false")
+    gw.r.set(*shut)
     gw.sim("POST", "/_sim/clock/advance", {"seconds": 31 * 60})
     wait_for(lambda: any(r["status"] == "BLOCKED" for r in exit_events(gw, entry["execution_id"])), 30,
              "the deferral")
-    quiet(gw.subscribe(), 4.0)  # several ticks with the switch still off
+    quiet(gw.subscribe(), 4.0)  # several ticks with the gate still shut
     deferred = [r for r in exit_events(gw, entry["execution_id"]) if r["status"] == "BLOCKED"]
     assert len(deferred) == 1
-    assert deferred[0]["reason"].startswith("exit deferred: horizon exit: execution disabled")
+    assert deferred[0]["reason"].startswith(f"exit deferred: horizon exit: {why}"), deferred[0]["reason"]
+    assert (deferred[0]["intent"], deferred[0]["side"], deferred[0]["exit_reason"]) == ("exit", "sell", "horizon")
     assert orders_with(gw, exit_client_order_id(entry["execution_id"])) == []
-    gw.r.set("key:execution_enabled", "true")
+    (oco,) = orders_with(gw, protect_client_order_id(entry["execution_id"]))
+    assert oco["status"] != "canceled"  # nothing done while the gate is shut, the cancel included
+    gw.r.set(*reopen)
     out = next_outcome(pubsub)
     assert out["outcome"] == "EXPIRED"
     settle(gw)
     assert len(orders_with(gw, exit_client_order_id(entry["execution_id"]))) == 1
+
+
+def test_a_worker_killed_between_the_cancel_and_the_sell_sells_once(gw: Gateway, tmp_path: Path) -> None:
+    marker = tmp_path / "fired"
+    gw.restart(gw.workers[0], ZERO_FAILPOINTS=f"after_exit_cancel:{marker}")
+    gw.wait_ready()
+    pubsub = outcomes(gw)
+    entry = enter(gw, "XLK", 150.0)
+    protect_of(gw, entry["execution_id"])
+    gw.sim("POST", "/_sim/clock/advance", {"seconds": 31 * 60})
+    wait_for(lambda: marker.exists() and not gw.workers[0].alive(), 60, "the failpoint after the cancel")
+    (oco,) = orders_with(gw, protect_client_order_id(entry["execution_id"]))
+    assert oco["status"] == "canceled" and orders_with(gw, exit_client_order_id(entry["execution_id"])) == []
+    gw.restart(gw.workers[0], ZERO_FAILPOINTS="")
+    out = next_outcome(pubsub, timeout=120)
+    assert (out["outcome"], out["exit_via"]) == ("EXPIRED", "horizon")
+    settle(gw)
+    assert len(orders_with(gw, exit_client_order_id(entry["execution_id"]))) == 1
+    exits = [r for r in exit_events(gw, entry["execution_id"]) if r["intent"] == "exit"]
+    assert [r["status"] for r in exits] == ["SUBMITTED"]
 
 
 def test_a_share_sold_by_hand_is_not_sold_again_and_nothing_goes_short(gw: Gateway) -> None:
