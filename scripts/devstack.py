@@ -139,7 +139,7 @@ def main() -> None:
         migrate(env)
         flower_auth = env.get("FLOWER_BASIC_AUTH") or f"zero:{secrets.token_urlsafe(12)}"
         flower_port = env.get("FLOWER_PORT", "5555")
-        # -B: Celery beat in this one worker, for the periodic zero.reconcile.
+        # -B: Celery beat in this one worker, for the periodic zero.reconcile and the lifecycle tick.
         start("worker", [str(BIN / "celery"), "-A", "zero_tasks", "worker", "-B",
                          "-s", str(VAR / "celerybeat-schedule"), "-c", "2", "-n", "worker@%h",
                          "-Q", "zero_execution,zero_audit", "-l", "INFO"], env, children)
