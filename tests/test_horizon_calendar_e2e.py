@@ -25,7 +25,7 @@ import pytest
 
 from alpaca_paper_sim import BrokerState, SimServer, TradingSession
 from tests.support.gateway import Gateway, isolated_gateway, opportunity, ranking
-from tests.support.procs import CELERY, Proc, wait_for
+from tests.support.procs import CELERY, TEST_SIGNING_KEY, Proc, wait_for
 from zero_tasks.adapters import lifecycle_store
 from zero_tasks.core.contract import exit_client_order_id
 
@@ -112,7 +112,7 @@ def test_the_horizon_exit_leaves_at_the_right_trading_minute(
     due = case.due + timedelta(seconds=rank_time.second)  # the ranking's seconds carry to the due time
 
     def due_at() -> datetime | None:
-        rec = lifecycle_store.load(gw.r, exec_id)
+        rec = lifecycle_store.load(gw.r, exec_id, TEST_SIGNING_KEY)
         return rec.due_at if rec else None
 
     assert wait_for(due_at, 30, "the due time") == due

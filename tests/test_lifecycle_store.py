@@ -13,8 +13,9 @@ from typing import Any, cast
 
 import pytest
 import redis
+from pydantic import SecretStr
 
-from tests.support.procs import PrivateRedis
+from tests.support.procs import TEST_SIGNING_KEY, PrivateRedis
 from tests.support.redis_dbs import flushed
 from zero_tasks.adapters import lifecycle_store as store
 from zero_tasks.adapters import outbox
@@ -28,6 +29,7 @@ from zero_tasks.core.record import DecisionRecord
 from zero_tasks.worker.lifecycle import reseed
 
 EXEC = "SPY:H30:2026-12-07T15:00:00"
+KEY = TEST_SIGNING_KEY
 AT = datetime(2026, 12, 7, 15, 0, 1, tzinfo=UTC)
 
 
@@ -53,8 +55,8 @@ def decision(status: Status = Status.SUBMITTED, event_key: str = "msg:1", **over
 
 
 def test_a_submitted_entry_is_kept_with_its_lifecycle_due_at_once(r: redis.Redis) -> None:
-    outbox.keep_and_announce(r, decision())
-    rec = store.load(r, EXEC)
+    outbox.keep_and_announce(r, decision(), KEY)
+    rec = store.load(r, EXEC, KEY)
     assert rec is not None and (rec.ticker, rec.target_atr, rec.stop_atr) == ("SPY", 1.5, 0.75)
     assert rec.rank_time == datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
     assert r.zscore(keys.LIFECYCLE_DUE_KEY, EXEC) == 0
@@ -62,30 +64,30 @@ def test_a_submitted_entry_is_kept_with_its_lifecycle_due_at_once(r: redis.Redis
 
 @pytest.mark.parametrize("status", [Status.BLOCKED, Status.SKIPPED, Status.REJECTED, Status.ERROR])
 def test_no_lifecycle_for_an_entry_that_placed_nothing(r: redis.Redis, status: Status) -> None:
-    outbox.keep_and_announce(r, decision(status))
-    assert store.load(r, EXEC) is None and r.zcard(keys.LIFECYCLE_DUE_KEY) == 0
+    outbox.keep_and_announce(r, decision(status), KEY)
+    assert store.load(r, EXEC, KEY) is None and r.zcard(keys.LIFECYCLE_DUE_KEY) == 0
 
 
 def test_an_exit_decision_seeds_nothing(r: redis.Redis) -> None:
     outbox.keep_and_announce(r, decision(event_key=f"{EXEC}#exit", intent="exit", side="sell",
-                                         exit_reason="horizon"))
-    assert store.load(r, EXEC) is None
+                                         exit_reason="horizon"), KEY)
+    assert store.load(r, EXEC, KEY) is None
 
 
 def test_a_lifecycle_under_way_is_never_seeded_over(r: redis.Redis) -> None:
-    outbox.keep_and_announce(r, decision())
-    rec = store.load(r, EXEC)
+    outbox.keep_and_announce(r, decision(), KEY)
+    rec = store.load(r, EXEC, KEY)
     assert rec is not None
-    store.save(r, rec.but(deferred=True))
+    store.save(r, rec.but(deferred=True), KEY)
     store.schedule(r, EXEC, AT + timedelta(hours=1))
-    outbox.keep_and_announce(r, decision(event_key="msg:2"))  # another message, same execution_id
-    again = store.load(r, EXEC)
+    outbox.keep_and_announce(r, decision(event_key="msg:2"), KEY)  # another message, same execution_id
+    again = store.load(r, EXEC, KEY)
     assert again is not None and again.deferred
     assert r.zscore(keys.LIFECYCLE_DUE_KEY, EXEC) == (AT + timedelta(hours=1)).timestamp() * 1000
 
 
 def test_the_tick_leases_what_it_takes_so_a_second_tick_sends_nothing(r: redis.Redis) -> None:
-    outbox.keep_and_announce(r, decision())
+    outbox.keep_and_announce(r, decision(), KEY)
     now = datetime.now(UTC)
     assert store.take_due(r, now, lease_ms=60_000) == [EXEC]
     assert store.take_due(r, now, lease_ms=60_000) == []
@@ -93,7 +95,7 @@ def test_the_tick_leases_what_it_takes_so_a_second_tick_sends_nothing(r: redis.R
 
 
 def test_nothing_is_due_before_its_time(r: redis.Redis) -> None:
-    outbox.keep_and_announce(r, decision())
+    outbox.keep_and_announce(r, decision(), KEY)
     now = datetime.now(UTC)
     store.schedule(r, EXEC, now + timedelta(seconds=30))
     assert store.take_due(r, now, lease_ms=1000) == []
@@ -102,7 +104,7 @@ def test_nothing_is_due_before_its_time(r: redis.Redis) -> None:
 
 @pytest.mark.parametrize("cid", [client_order_id(EXEC), protect_client_order_id(EXEC), exit_client_order_id(EXEC)])
 def test_a_nudge_by_any_of_the_executions_client_order_ids_makes_its_step_due_now(r: redis.Redis, cid: str) -> None:
-    outbox.keep_and_announce(r, decision())
+    outbox.keep_and_announce(r, decision(), KEY)
     store.schedule(r, EXEC, datetime.now(UTC) + timedelta(hours=1))
     store.nudge(r, cid)
     assert store.take_due(r, datetime.now(UTC), lease_ms=1000) == [EXEC]
@@ -115,10 +117,10 @@ def test_a_nudge_never_creates_a_schedule(r: redis.Redis, cid: str) -> None:
 
 
 def test_a_finished_lifecycle_leaves_the_schedule_and_is_kept_a_week(r: redis.Redis) -> None:
-    outbox.keep_and_announce(r, decision())
-    rec = store.load(r, EXEC)
+    outbox.keep_and_announce(r, decision(), KEY)
+    rec = store.load(r, EXEC, KEY)
     assert rec is not None
-    store.finish(r, rec.but(finished="outcome PASS via target"))
+    store.finish(r, rec.but(finished="outcome PASS via target"), KEY)
     assert r.zcard(keys.LIFECYCLE_DUE_KEY) == 0
     assert 0 < r.ttl(keys.lifecycle_key(EXEC)) <= keys.LIFECYCLE_DONE_TTL_SECONDS
 
@@ -149,7 +151,28 @@ def test_an_outcome_is_kept_published_and_queued_for_its_table_once(r: redis.Red
 def test_the_reconcile_reseeds_an_entry_whose_lifecycle_redis_lost(r: redis.Redis) -> None:
     rec = seed_of(decision())
     assert rec is not None
-    rt = cast(Any, SimpleNamespace(redis=r))
+    rt = cast(Any, SimpleNamespace(redis=r, settings=SimpleNamespace(task_signing_key=SecretStr(KEY))))
     assert reseed(rt, [rec], lambda _: False) == 1
-    assert store.load(r, EXEC) == rec and r.zscore(keys.LIFECYCLE_DUE_KEY, EXEC) == 0
+    assert store.load(r, EXEC, KEY) == rec and r.zscore(keys.LIFECYCLE_DUE_KEY, EXEC) == 0
     assert reseed(rt, [rec], lambda _: False) == 0  # there now: never seeded over
+
+
+def test_a_bridge_keeping_a_decision_without_the_signing_key_seeds_nothing(r: redis.Redis) -> None:
+    outbox.keep_and_announce(r, decision())
+    assert r.exists(keys.lifecycle_key(EXEC)) == 0
+
+
+@pytest.mark.parametrize("tamper", ["unsealed", "altered", "other key"])
+def test_a_lifecycle_record_the_gateway_did_not_seal_is_refused(r: redis.Redis, tamper: str) -> None:
+    outbox.keep_and_announce(r, decision(), KEY)
+    rec = store.load(r, EXEC, KEY)
+    assert rec is not None
+    early = rec.but(due_at=AT)
+    if tamper == "unsealed":
+        r.hdel(keys.lifecycle_key(EXEC), "seal")
+    elif tamper == "altered":
+        r.hset(keys.lifecycle_key(EXEC), "record", early.to_json())
+    else:
+        store.save(r, early, "another-gateways-key-" + "x" * 20)
+    with pytest.raises(store.ForgedRecord):
+        store.load(r, EXEC, KEY)

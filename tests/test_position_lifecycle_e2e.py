@@ -261,3 +261,23 @@ def test_the_ticker_trades_again_after_the_exit_and_the_cooldown(gw: Gateway) ->
     gw.r.delete("key:execution_cooldown:XLE")  # the 60 minutes gone by
     again = enter(gw, "XLE", 81.0)
     assert again["execution_id"] != entry["execution_id"]
+
+
+def test_a_hand_written_lifecycle_record_sells_nothing(gw: Gateway) -> None:
+    """A Redis key has no authority: a record moved to an early horizon by hand, unsealed,
+    is refused (one ERROR decision, off the schedule), and nothing is canceled or sold."""
+    entry = enter(gw, "XLV", 120.0)
+    exec_id = entry["execution_id"]
+    protect_of(gw, exec_id)
+    key = f"key:execution_lifecycle:{exec_id}"
+    record = json.loads(gw.r.hget(key, "record"))
+    record["due_at"] = "2000-01-01T00:00:00+00:00"
+    pubsub = gw.subscribe()
+    gw.r.hset(key, "record", json.dumps(record))
+    gw.r.zadd(DUE_SET, {exec_id: 0})
+    (event,) = collect(pubsub, 1, 30, gw)
+    assert event["status"] == "ERROR" and event["why"][0].startswith("error: forged task lifecycle record"), event
+    settle(gw)
+    assert orders_with(gw, exit_client_order_id(exec_id)) == []
+    (oco,) = orders_with(gw, protect_client_order_id(exec_id))
+    assert oco["status"] != "canceled"

@@ -11,6 +11,10 @@ sorted set of when each execution's next step is due.
   again when its lease runs out.
 - `key:execution_lifecycle_step:<execution_id>`: one step of an execution at a time.
 
+A record is sealed (field `seal`, an HMAC with TASK_SIGNING_KEY: task_auth.record_seal), as
+tasks are: a hand-written or altered record is refused by the step (`ForgedRecord`), so a
+Redis key nobody sealed can neither move a horizon nor make the gateway sell.
+
 `nudge(redis, client_order_id)` is the account mirror's hook (issue 27): any of the
 gateway's client_order_ids (entry `zx-`, protect `zp-`, exit `zs-`) makes that execution's
 step due now. The lifecycle never depends on it: its steps read the broker by REST.
@@ -26,21 +30,47 @@ from zero_tasks.adapters import scripts
 from zero_tasks.core import keys
 from zero_tasks.core.contract import GATEWAY_PREFIXES
 from zero_tasks.core.lifecycle.state import LifecycleRecord
+from zero_tasks.core.task_auth import record_seal, record_sealed
+
+SEAL_KIND = "lifecycle"
 
 
-def load(r: redis.Redis, execution_id: str) -> LifecycleRecord | None:
-    raw = r.hget(keys.lifecycle_key(execution_id), "record")
-    return LifecycleRecord.from_json(raw) if raw else None
+class ForgedRecord(Exception):
+    """A lifecycle record whose seal is missing or does not match: never acted on."""
 
 
-def save(r: redis.Redis, rec: LifecycleRecord) -> None:
-    r.hset(keys.lifecycle_key(rec.execution_id), "record", rec.to_json())
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def seed(r: redis.Redis, rec: LifecycleRecord) -> bool:
+def load(r: redis.Redis, execution_id: str, seal_key: str | None) -> LifecycleRecord | None:
+    """The record (None when there is none). With `seal_key`, raises ForgedRecord unless
+    its seal matches; without (zero-ops, which shows and never acts), unchecked."""
+    raw, given = r.hmget(keys.lifecycle_key(execution_id), ["record", "seal"])
+    if not raw:
+        return None
+    text = _text(raw)
+    if seal_key is not None and not record_sealed(seal_key, SEAL_KIND, text, _text(given) if given else None):
+        raise ForgedRecord(f"lifecycle record of {execution_id[:80]} is not sealed with this gateway's key")
+    return LifecycleRecord.from_json(text)
+
+
+def sealed_fields(rec: LifecycleRecord, seal_key: str) -> dict[str, str]:
+    text = rec.to_json()
+    return {"record": text, "seal": record_seal(seal_key, SEAL_KIND, text)}
+
+
+def save(r: redis.Redis, rec: LifecycleRecord, seal_key: str) -> None:
+    fields = sealed_fields(rec, seal_key)
+    r.hset(keys.lifecycle_key(rec.execution_id), items=["record", fields["record"], "seal", fields["seal"]])
+
+
+def seed(r: redis.Redis, rec: LifecycleRecord, seal_key: str) -> bool:
     """The record and its first step (due now), unless one exists: True if seeded now."""
-    created = r.hsetnx(keys.lifecycle_key(rec.execution_id), "record", rec.to_json())
+    fields = sealed_fields(rec, seal_key)
+    created = r.hsetnx(keys.lifecycle_key(rec.execution_id), "record", fields["record"])
     if created:
+        r.hset(keys.lifecycle_key(rec.execution_id), "seal", fields["seal"])
         r.zadd(keys.LIFECYCLE_DUE_KEY, {rec.execution_id: 0}, nx=True)
     return bool(created)
 
@@ -50,10 +80,11 @@ def schedule(r: redis.Redis, execution_id: str, at: datetime) -> None:
     r.zadd(keys.LIFECYCLE_DUE_KEY, {execution_id: int(at.timestamp() * 1000)})
 
 
-def finish(r: redis.Redis, rec: LifecycleRecord) -> None:
+def finish(r: redis.Redis, rec: LifecycleRecord, seal_key: str) -> None:
     """The lifecycle is over: no further step; the record is kept a week for the operator."""
     pipe = r.pipeline()
-    pipe.hset(keys.lifecycle_key(rec.execution_id), "record", rec.to_json())
+    fields = sealed_fields(rec, seal_key)
+    pipe.hset(keys.lifecycle_key(rec.execution_id), items=["record", fields["record"], "seal", fields["seal"]])
     pipe.expire(keys.lifecycle_key(rec.execution_id), keys.LIFECYCLE_DONE_TTL_SECONDS)
     pipe.zrem(keys.LIFECYCLE_DUE_KEY, rec.execution_id)
     pipe.execute()
@@ -82,6 +113,11 @@ def active(r: redis.Redis) -> list[LifecycleRecord]:
     for execution_id in ids:
         pipe.hget(keys.lifecycle_key(execution_id), "record")
     return [LifecycleRecord.from_json(raw) for raw in pipe.execute() if raw]
+
+
+def drop(r: redis.Redis, execution_id: str) -> None:
+    """Take an execution off the schedule (its record refused): no step is sent for it again."""
+    r.zrem(keys.LIFECYCLE_DUE_KEY, execution_id)
 
 
 def execution_of(client_order_id: str) -> str | None:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 import redis
 import redis.asyncio as aioredis
 
-from zero_tasks.adapters import scripts
+from zero_tasks.adapters import lifecycle_store, scripts
 from zero_tasks.adapters.redis_state import read_hash_field_and_snapshot
 from zero_tasks.core import keys
 from zero_tasks.core.lifecycle.outcome import Outcome
@@ -36,15 +36,17 @@ def decision_key(event_key: str) -> str:
     return keys.DECISION_PREFIX + event_key
 
 
-def _script_args(rec: DecisionRecord) -> tuple[list[str], list[object]]:
-    """The script's keys and arguments; a SUBMITTED entry also seeds its lifecycle."""
+def _script_args(rec: DecisionRecord, seal_key: str | None = None) -> tuple[list[str], list[object]]:
+    """The script's keys and arguments; a SUBMITTED entry kept by a worker (which has the
+    signing key: `seal_key`) also seeds its lifecycle, sealed."""
     script_keys = [decision_key(rec.event_key), AUDIT_STREAM, keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY]
     args: list[object] = [rec.to_json(), keys.CLAIM_TTL_SECONDS, keys.TRADE_UPDATE_CHANNEL, rec.to_trade_update(),
                           rec.event_key]
-    lifecycle = seed_of(rec)
-    if lifecycle is not None:
+    lifecycle = seed_of(rec) if seal_key else None
+    if lifecycle is not None and seal_key:
+        fields = lifecycle_store.sealed_fields(lifecycle, seal_key)
         script_keys += [keys.lifecycle_key(rec.execution_id), keys.LIFECYCLE_DUE_KEY]
-        args += [lifecycle.to_json(), rec.execution_id]
+        args += [fields["record"], rec.execution_id, "row", fields["seal"]]
     return script_keys, args
 
 
@@ -58,9 +60,10 @@ def _outcome(rec: DecisionRecord, reply: list[object]) -> tuple[DecisionRecord, 
     return kept, bool(published)
 
 
-def keep_and_announce(r: redis.Redis, rec: DecisionRecord) -> tuple[DecisionRecord, bool]:
-    """(the decision that counts for this message, True if its event went out now)."""
-    script_keys, args = _script_args(rec)
+def keep_and_announce(r: redis.Redis, rec: DecisionRecord, seal_key: str | None = None) -> tuple[DecisionRecord, bool]:
+    """(the decision that counts for this message, True if its event went out now). With
+    `seal_key` (a worker's TASK_SIGNING_KEY) a SUBMITTED entry's lifecycle is seeded too."""
+    script_keys, args = _script_args(rec, seal_key)
     return _outcome(rec, scripts.register(r, "keep_and_announce")(keys=script_keys, args=args))
 
 

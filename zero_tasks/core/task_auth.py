@@ -56,6 +56,16 @@ def open_seal(key: str, task: str, argument: object) -> tuple[dict[str, Any] | N
     return body, None
 
 
+def record_seal(key: str, kind: str, text: str) -> str:
+    """The seal of a record the gateway keeps in Redis for itself (a lifecycle record): a
+    hand-written or altered one does not match, so it carries no authority either."""
+    return hmac.new(key.encode(), f"{kind}\n{text}".encode(), hashlib.sha256).hexdigest()
+
+
+def record_sealed(key: str, kind: str, text: str, given: str | None) -> bool:
+    return isinstance(given, str) and hmac.compare_digest(given, record_seal(key, kind, text))
+
+
 def forgery_key(task: str, argument: object) -> str:
     """The event key of a refused task: the same forgery sent twice is one decision, and it
     never collides with a real message's id."""

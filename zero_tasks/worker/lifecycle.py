@@ -44,7 +44,7 @@ from zero_tasks.core.lifecycle.state import Facts, LifecycleRecord, Policy
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.snapshot import Snapshot
 from zero_tasks.worker import failpoints, recorder
-from zero_tasks.worker.flow import utcnow, with_session
+from zero_tasks.worker.flow import forged_record, utcnow, with_session
 from zero_tasks.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -66,13 +66,29 @@ def step(rt: Runtime, execution_id: str, now_fn: Callable[[], datetime] = utcnow
     if not store.claim_step(rt.redis, execution_id, ttl_ms):
         return StepResult("busy", "another step of this execution is running")
     try:
-        rec = store.load(rt.redis, execution_id)
+        try:
+            rec = store.load(rt.redis, execution_id, _key(rt))
+        except (store.ForgedRecord, ValueError, TypeError, KeyError) as exc:
+            return _refuse_record(rt, execution_id, str(exc) if isinstance(exc, store.ForgedRecord)
+                                  else f"lifecycle record unreadable ({type(exc).__name__})", now_fn())
         if rec is None or rec.finished:
-            rt.redis.zrem(store.keys.LIFECYCLE_DUE_KEY, execution_id)
+            store.drop(rt.redis, execution_id)
             return StepResult("none", "no lifecycle" if rec is None else f"finished: {rec.finished}")
         return _run(rt, rec.but(policy=Policy(rt.settings.exit_policy)), now_fn)
     finally:
         store.release_step(rt.redis, execution_id)
+
+
+def _key(rt: Runtime) -> str:
+    return rt.settings.task_signing_key.get_secret_value()
+
+
+def _refuse_record(rt: Runtime, execution_id: str, problem: str, now: datetime) -> StepResult:
+    """A record the gateway did not seal: off the schedule, one ERROR decision, no broker call."""
+    log.warning("lifecycle %s refused: %s", execution_id[:80], problem)
+    store.drop(rt.redis, execution_id)
+    recorder.record(rt, forged_record("lifecycle record", execution_id, problem, now))
+    return StepResult("refused", problem)
 
 
 def _run(rt: Runtime, rec: LifecycleRecord, now_fn: Callable[[], datetime]) -> StepResult:
@@ -92,7 +108,7 @@ def _run(rt: Runtime, rec: LifecycleRecord, now_fn: Callable[[], datetime]) -> S
         store.schedule(rt.redis, rec.execution_id, now + timedelta(seconds=exc.wait_s))
         return StepResult("wait", str(exc))
     except (BrokerTransient, BrokerRejected) as exc:
-        store.save(rt.redis, rec)
+        store.save(rt.redis, rec, _key(rt))
         store.schedule(rt.redis, rec.execution_id, now + look)
         return StepResult("wait", f"broker: {exc}")
     snap = with_session(rt, read_snapshot(rt.redis, rec.ticker), now)
@@ -108,9 +124,9 @@ def _run(rt: Runtime, rec: LifecycleRecord, now_fn: Callable[[], datetime]) -> S
         log.warning("lifecycle %s: %s not known to have reached the broker (%s); looked up next step",
                     rec.execution_id, action.step.value, exc.detail)
     if rec.finished:
-        store.finish(rt.redis, rec)
+        store.finish(rt.redis, rec, _key(rt))
     else:
-        store.save(rt.redis, rec)
+        store.save(rt.redis, rec, _key(rt))
         store.schedule(rt.redis, rec.execution_id, next_at - offset)
     return StepResult(action.step.value, action.reason)
 
@@ -281,7 +297,7 @@ def reseed(rt: Runtime, entries: list[LifecycleRecord], has_outcome: Callable[[s
         try:
             if rt.redis.exists(store.keys.lifecycle_key(rec.execution_id)) or has_outcome(rec.execution_id):
                 continue
-            seeded += store.seed(rt.redis, rec)
+            seeded += store.seed(rt.redis, rec, _key(rt))
         except redis.RedisError:
             log.warning("lifecycle of %s not reseeded (redis away); the next reconcile tries again", rec.execution_id)
     return seeded

@@ -7,6 +7,7 @@
 -- ARGV[1] record JSON  ARGV[2] ttl  ARGV[3] channel  ARGV[4] event JSON  ARGV[5] message id
 -- ARGV[6] lifecycle record JSON, or absent  ARGV[7] the execution_id it is due under
 -- ARGV[8] the audit stream's field ('row' for a decision, 'outcome' for an outcome)
+-- ARGV[9] the lifecycle record's seal (with ARGV[6])
 -- returns {the record that counts, or '' when it is the one given, 1 if its event was published now}
 -- needs: ledger
 ledger_forget(KEYS[3], KEYS[4], ARGV[5])
@@ -17,6 +18,7 @@ if not rec then
   redis.call('XADD', KEYS[2], '*', ARGV[8] or 'row', ARGV[1])
   if ARGV[6] and ARGV[6] ~= '' then
     if redis.call('HSETNX', KEYS[5], 'record', ARGV[6]) == 1 then
+      redis.call('HSET', KEYS[5], 'seal', ARGV[9])
       redis.call('ZADD', KEYS[6], 'NX', 0, ARGV[7])  -- due at once
     end
   end
