@@ -17,6 +17,7 @@ from zero_tasks.core.lifecycle.outcome import outcome_of
 from zero_tasks.core.lifecycle.prices import ProtectPrices, protect_prices
 from zero_tasks.core.lifecycle.rules import RULES, Step, decide_exit
 from zero_tasks.core.lifecycle.state import Facts, Gate, LifecycleRecord, OrderFacts, Policy, PositionFacts
+from zero_tasks.core.reconcile import AuditedOrder, BrokerOrder, compare
 
 NY = ZoneInfo("America/New_York")
 BUFFER = timedelta(minutes=5)
@@ -204,6 +205,8 @@ LOOK = timedelta(seconds=15)
 TABLE = [
     ("hold never sells", rec(policy=Policy.HOLD), Facts(ENTRY, HELD), OPEN, AFTER, Step.DONE, 0, "hold"),
     ("entry not found yet waits", rec(), Facts(None, FLAT), OPEN, AFTER, Step.WAIT, 0, "not found"),
+    ("entry never found a day on: done", rec(), Facts(None, FLAT), OPEN, OPENED + timedelta(days=1, seconds=1),
+     Step.DONE, 0, "nothing to close"),
     ("entry still working waits", rec(), Facts(working("entry"), FLAT), OPEN, AFTER, Step.WAIT, 0, "entry order new"),
     ("entry ended unfilled is done", rec(), Facts(CANCELED, FLAT), OPEN, AFTER, Step.DONE, 0, "nothing filled"),
     ("filled and unprotected: protect", rec(), Facts(ENTRY, HELD), OPEN, BEFORE, Step.PROTECT, 1, "protect 1"),
@@ -280,5 +283,23 @@ def test_every_rule_is_named_once_in_the_table() -> None:
 
 
 def test_the_record_survives_its_json() -> None:
-    record = rec(deferred=True, limit_price="513.57", due_at=AFTER)
+    record = rec(deferred=True, limit_price="513.57", due_at=AFTER, entry_fill=ENTRY)
     assert LifecycleRecord.from_json(record.to_json()) == record
+
+
+# --- reconcile knows the exit orders are the gateway's own ---
+
+def audited(cid: str) -> AuditedOrder:
+    return AuditedOrder("evt:" + cid, "SPY:H30:2026-12-07T15:00:00", "SPY", cid, "oid", None, OPENED)
+
+
+@pytest.mark.parametrize("cid, status, findings", [
+    ("zp-SPY:H30:2026-12-07T15:00:00", "canceled", []),  # the lifecycle canceled its protect: expected
+    ("zs-SPY:H30:2026-12-07T15:00:00", "filled", []),
+    ("zs-SPY:H30:2026-12-07T15:00:00", "rejected", ["status drift"]),
+    ("zx-SPY:H30:2026-12-07T15:00:00", "canceled", ["status drift"]),
+])
+def test_reconcile_reports_no_finding_for_a_protect_the_lifecycle_canceled(cid: str, status: str,
+                                                                          findings: list[str]) -> None:
+    report = compare([audited(cid)], [BrokerOrder("oid", cid, "SPY", status, OPENED)])
+    assert [f.kind for f in report.findings] == findings

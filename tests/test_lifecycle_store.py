@@ -19,6 +19,7 @@ from tests.support.procs import TEST_SIGNING_KEY, PrivateRedis
 from tests.support.redis_dbs import flushed
 from zero_tasks.adapters import lifecycle_store as store
 from zero_tasks.adapters import outbox
+from zero_tasks.adapters.risk import BrokerRateLimit, RateLimited
 from zero_tasks.core import keys
 from zero_tasks.core.contract import client_order_id, exit_client_order_id, protect_client_order_id
 from zero_tasks.core.decision import Status
@@ -176,3 +177,14 @@ def test_a_lifecycle_record_the_gateway_did_not_seal_is_refused(r: redis.Redis, 
         store.save(r, early, "another-gateways-key-" + "x" * 20)
     with pytest.raises(store.ForgedRecord):
         store.load(r, EXEC, KEY)
+
+
+def test_exits_go_ahead_of_entries_in_the_broker_budget(r: redis.Redis) -> None:
+    budget = BrokerRateLimit(r, per_minute=8, reserve=2)
+    for _ in range(6):
+        budget.acquire("placement")
+    with pytest.raises(RateLimited):
+        budget.acquire("placement")  # the entries' share is spent
+    budget.acquire("exit-sell", 2, exit_order=True)  # the reserve is the exits'
+    with pytest.raises(RateLimited):
+        budget.acquire("exit-sell", exit_order=True)

@@ -193,7 +193,9 @@ class Settings(BaseSettings):
     lifecycle_tick_s: float = Field(default=2.0, ge=0.5, le=60, description="beat period of the lifecycle schedule")
     # How often an execution whose protect or sell is working is looked at (REST reads);
     # the account mirror's nudge makes it sooner.
-    lifecycle_look_every_s: int = Field(default=15, ge=2, le=600, description="look at a working exit this often")
+    # A look costs 3 broker calls while a protect works (clock, position, protect): 6 a minute per
+    # open position at the default.
+    lifecycle_look_every_s: int = Field(default=30, ge=2, le=600, description="look at a working exit this often")
 
     @field_validator("alpaca_paper")
     @classmethod

@@ -50,7 +50,6 @@ from zero_tasks.worker.runtime import Runtime
 log = logging.getLogger(__name__)
 
 CALENDAR_DAYS = 21  # enough sessions for HWEEK (1950 trading minutes) across any holidays
-READS = 4  # the position, the entry, the protect, the horizon sell (and the clock: + 1)
 
 
 @dataclass(frozen=True)
@@ -99,10 +98,12 @@ def _run(rt: Runtime, rec: LifecycleRecord, now_fn: Callable[[], datetime]) -> S
     look = timedelta(seconds=rt.settings.lifecycle_look_every_s)
     now = now_fn()
     try:
-        rt.rate_limit.acquire("exit-reads", READS + 1, exit_order=True)
+        rt.rate_limit.acquire("exit-reads", _reads(rec, now), exit_order=True)
         offset = rt.exits.clock() - now
         rec = _with_due_time(rt, rec)
         facts = read_facts(rt, rec, now + offset)
+        if facts.entry is not None and not facts.entry.open and rec.entry_fill is None:
+            rec = rec.but(entry_fill=facts.entry)
         rec = _with_atr(rt, rec, facts)
     except RateLimited as exc:
         store.schedule(rt.redis, rec.execution_id, now + timedelta(seconds=exc.wait_s))
@@ -131,6 +132,13 @@ def _run(rt: Runtime, rec: LifecycleRecord, now_fn: Callable[[], datetime]) -> S
     return StepResult(action.step.value, action.reason)
 
 
+def _reads(rec: LifecycleRecord, now: datetime) -> int:
+    """The broker calls this step's reads take from the budget (read_facts, the clock, the calendar)."""
+    protect = rec.protect_order_id is not None or (rec.policy is Policy.ZERO and not rec.protect_skipped)
+    due = rec.due_at is None or now >= rec.due_at - timedelta(minutes=5)
+    return 2 + (rec.entry_fill is None) + protect + due + (rec.due_at is None)
+
+
 def _with_due_time(rt: Runtime, rec: LifecycleRecord) -> LifecycleRecord:
     """The horizon's due time, from the broker's calendar, once."""
     if rec.due_at is not None:
@@ -147,7 +155,7 @@ def read_facts(rt: Runtime, rec: LifecycleRecord, now: datetime) -> Facts:
     """What the broker says now: the position first, then the orders (module docstring)."""
     exits, exec_id = rt.exits, rec.execution_id
     position = exits.position(rec.ticker)
-    entry = exits.order(client_order_id(exec_id))
+    entry = rec.entry_fill or exits.order(client_order_id(exec_id))  # an ended entry is not read again
     target = stop = None
     if rec.protect_order_id or (rec.policy is Policy.ZERO and not rec.protect_skipped):
         legs = exits.protect(protect_client_order_id(exec_id), rec.protect_order_id)

@@ -5,7 +5,7 @@ to bottom, the first that speaks decides, as the entry rules are (CONTRACT.md):
 | # | rule | when | step |
 |---|---|---|---|
 | 1 | hold | EXIT_POLICY=hold | DONE: never sold |
-| 2 | entry unknown | the entry order is not found yet | WAIT |
+| 2 | entry unknown | the entry order is not found (yet; a day after the ranking: DONE) | WAIT |
 | 3 | entry open | the entry order is still working | WAIT |
 | 4 | nothing bought | the entry ended with no fill | DONE |
 | 5 | sold by us | its own exits sold everything it bought | CANCEL a protect leg left, else OUTCOME |
@@ -94,10 +94,16 @@ def _hold(i: Inputs) -> ExitAction | None:
     return None
 
 
+ENTRY_LOOKUP_GIVE_UP = timedelta(days=1)
+
+
 def _entry_unknown(i: Inputs) -> ExitAction | None:
-    if i.facts.entry is None:
-        return ExitAction(Step.WAIT, "entry order not found at the broker yet", "entry unknown", at=i.later())
-    return None
+    if i.facts.entry is not None:
+        return None
+    if i.now - i.rec.rank_time > ENTRY_LOOKUP_GIVE_UP:
+        return ExitAction(Step.DONE, f"entry order not found at the broker {ENTRY_LOOKUP_GIVE_UP} after the "
+                                     "ranking: nothing to close (reconcile reports it)", "entry unknown")
+    return ExitAction(Step.WAIT, "entry order not found at the broker yet", "entry unknown", at=i.later())
 
 
 def _entry_open(i: Inputs) -> ExitAction | None:

@@ -48,6 +48,7 @@ class LifecycleRecord:
     protect_order_id: str | None = None  # the OCO's order id once placed (one read of both legs)
     limit_price: str | None = None  # the protect's prices as sent (decimal text)
     stop_price: str | None = None
+    entry_fill: OrderFacts | None = None  # the entry once it ended (then never read again)
     deferred: bool = False  # the one BLOCKED `exit deferred` is recorded
     finished: str | None = None  # why the lifecycle ended (outcome recorded, nothing bought, policy hold)
 
@@ -56,6 +57,9 @@ class LifecycleRecord:
         data["rank_time"] = self.rank_time.isoformat()
         data["due_at"] = self.due_at.isoformat() if self.due_at else None
         data["policy"] = self.policy.value
+        fill = data["entry_fill"]
+        if fill and fill["filled_at"]:
+            fill["filled_at"] = fill["filled_at"].isoformat()
         return json.dumps(data)
 
     @classmethod
@@ -64,6 +68,10 @@ class LifecycleRecord:
         data["rank_time"] = datetime.fromisoformat(data["rank_time"])
         data["due_at"] = datetime.fromisoformat(data["due_at"]) if data.get("due_at") else None
         data["policy"] = Policy(data["policy"])
+        fill = data.get("entry_fill")
+        if fill:
+            fill["filled_at"] = datetime.fromisoformat(fill["filled_at"]) if fill.get("filled_at") else None
+            data["entry_fill"] = OrderFacts(**fill)
         return cls(**data)
 
     def but(self, **changes: Any) -> LifecycleRecord:
