@@ -22,6 +22,7 @@ from sqlalchemy import select
 from alpaca_paper_sim import SimServer, open_market
 from tests.support.gateway import Gateway, collect, isolated_gateway, market, opportunity, quiet, ranking
 from tests.support.procs import CELERY, Proc, wait_for
+from tests.support.zero_models import accepted_by_zero
 from zero_tasks.adapters.audit import execution_outcome
 from zero_tasks.core.contract import exit_client_order_id, protect_client_order_id
 
@@ -154,6 +155,7 @@ def test_stop_first_is_fail(gw: Gateway) -> None:
 
 def test_neither_leg_is_expired_at_the_horizon(gw: Gateway) -> None:
     pubsub = outcomes(gw)
+    updates = gw.subscribe()
     entry = enter(gw, "IWM", 50.0)
     protect_of(gw, entry["execution_id"])
     gw.sim("POST", "/_sim/clock/advance", {"seconds": 31 * 60})
@@ -166,6 +168,11 @@ def test_neither_leg_is_expired_at_the_horizon(gw: Gateway) -> None:
     assert oco["status"] == "canceled"
     exits = [r for r in exit_events(gw, entry["execution_id"]) if r["intent"] == "exit"]
     assert [(r["status"], r["side"], r["exit_reason"]) for r in exits] == [("SUBMITTED", "sell", "horizon")]
+    events = quiet(updates, 0.5)  # every event of this execution, as published
+    assert [(e["intent"], e["side"], e["exit_reason"]) for e in events] == [
+        ("entry", "buy", None), ("protect", "sell", "target_stop"), ("exit", "sell", "horizon")]
+    for event in events:
+        assert accepted_by_zero(event).execution_id == entry["execution_id"]
 
 
 @pytest.mark.parametrize("shut, reopen, why", [
