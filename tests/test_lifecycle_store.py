@@ -19,6 +19,7 @@ from tests.support.procs import TEST_SIGNING_KEY, PrivateRedis
 from tests.support.redis_dbs import flushed
 from zero_tasks.adapters import lifecycle_store as store
 from zero_tasks.adapters import outbox
+from zero_tasks.adapters.audit import ensure_schema, insert_outcomes, insert_rows, make_engine, outcome_row
 from zero_tasks.adapters.risk import BrokerRateLimit, RateLimited
 from zero_tasks.core import keys
 from zero_tasks.core.contract import client_order_id, exit_client_order_id, protect_client_order_id
@@ -28,6 +29,7 @@ from zero_tasks.core.lifecycle.seed import seed_of
 from zero_tasks.core.lifecycle.state import Facts, OrderFacts, PositionFacts
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.worker.lifecycle import reseed
+from zero_tasks.worker.reconcile_job import unfinished_entries
 
 EXEC = "SPY:H30:2026-12-07T15:00:00"
 KEY = TEST_SIGNING_KEY
@@ -188,3 +190,27 @@ def test_exits_go_ahead_of_entries_in_the_broker_budget(r: redis.Redis) -> None:
     budget.acquire("exit-sell", 2, exit_order=True)  # the reserve is the exits'
     with pytest.raises(RateLimited):
         budget.acquire("exit-sell", exit_order=True)
+
+
+def test_the_reconcile_reseeds_only_submitted_entries_without_an_outcome(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    ensure_schema(engine)
+    now = datetime.now(UTC)
+    open_one, closed, blocked, old = (f"{t}:H30:{(now - timedelta(hours=h)).strftime('%Y-%m-%dT%H:%M:%S')}"
+                                      for t, h in (("SPY", 1), ("QQQ", 2), ("IWM", 3), ("DIA", 24 * 6)))
+    rows = [decision(event_key=f"m:{e}", execution_id=e, time=now - timedelta(hours=1),
+                     client_order_id=client_order_id(e)).to_row() for e in (open_one, closed)]
+    rows.append(decision(Status.BLOCKED, event_key="m:b", execution_id=blocked, client_order_id=None).to_row())
+    rows.append(decision(event_key="m:o", execution_id=old, time=now - timedelta(days=6),
+                         client_order_id=client_order_id(old)).to_row())
+    rows.append(decision(event_key=f"{open_one}#protect", execution_id=open_one, intent="protect", side="sell",
+                         client_order_id=protect_client_order_id(open_one)).to_row())
+    insert_rows(engine, rows)
+    done = seed_of(decision(execution_id=closed))
+    assert done is not None
+    entry = OrderFacts("e", "filled", 1, 100.0, now - timedelta(hours=1))
+    result = outcome_of(done, Facts(entry, PositionFacts(), OrderFacts("t", "filled", 1, 101.0, now)), now)
+    assert not isinstance(result, str)
+    insert_outcomes(engine, [outcome_row(json.dumps(result.to_message()))])
+    rt = cast(Any, SimpleNamespace(engine=engine))
+    assert [rec.execution_id for rec in unfinished_entries(rt, now)] == [open_one]
