@@ -3,10 +3,11 @@
 Each session day gets its own path, drawn from a generator seeded with the simulator's seed,
 the symbol and the date, so the price at any simulated instant is the same however and
 whenever it is asked for (a test that freezes the clock at 10:31 sees the same price every
-run). The day opens at the symbol's price level times a daily log-normal gap (about 1.5 %
-a day, a liquid US equity) and moves every 20 seconds by a normal step scaled to the same
-daily volatility; between those points the price is linear, so a level is crossed at an exact
-instant (limit and stop triggers, the minute bars' high and low and the fills all agree).
+run). The day opens at the symbol's price level times a daily log-normal gap (about 1.5 % a
+day, a liquid US equity) and moves every 20 seconds by a random step scaled to the same daily
+volatility (a centred uniform byte: cheap to draw, and normal enough once summed); between
+those points the price is linear, so a level is crossed at an exact instant (limit and stop
+triggers, the minute bars' high and low and the fills all agree).
 Out of session the price is the last session's close.
 
 A pinned price (``PriceBook.pin``) holds until it is released: no walk, no noise, so a test
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import overload
 
 from .session import NEW_YORK, SessionDay, TradingSession
 
@@ -30,7 +32,9 @@ STEP_S = 20  # seconds between two points of the walk
 DAILY_VOL = 0.015  # one standard deviation of a day's move, as a log return
 _CENT = Decimal("0.01")
 _MIN_LEVEL, _MAX_LEVEL = 10.0, 400.0  # a symbol nobody listed: a level derived from its name
-_CACHE_DAYS = 256
+_CACHE_DAYS = 4096  # symbol-days kept (about 5 kB each around the clock)
+_BYTE_MEAN = 127.5  # a uniform byte's mean and standard deviation: one step is (byte - mean) / sd
+_BYTE_SD = math.sqrt((256**2 - 1) / 12)
 
 
 def name_level(symbol: str) -> Decimal:
@@ -76,7 +80,7 @@ class PriceBook:
         self._listed = listed  # the asset's price level, where it has one
         self._levels: dict[str, Decimal] = {}
         self._pins: dict[str, Decimal] = {}
-        self._paths: dict[tuple[str, date], list[float]] = {}
+        self._paths: dict[tuple[str, date], _Walk] = {}
 
     # -------------------------------------------------------------- settings
     def set_level(self, symbol: str, level: Decimal) -> None:
@@ -115,7 +119,8 @@ class PriceBook:
         offset = (at - day.open).total_seconds() / STEP_S
         index = min(int(offset), len(path) - 2)
         fraction = offset - index
-        return cents(path[index] + (path[index + 1] - path[index]) * fraction)
+        here, after = path[index:index + 2]
+        return cents(here + (after - here) * fraction)
 
     def points(self, symbol: str, start: datetime, end: datetime) -> list[Point]:
         """The walk's vertices in (start, end], with `end` itself: where a level can be crossed.
@@ -128,11 +133,9 @@ class PriceBook:
                 continue
             path = self._path(symbol, day)
             first = max(0, math.floor((start - day.open).total_seconds() / STEP_S) + 1)
-            for index in range(first, len(path)):
-                at = day.open + timedelta(seconds=index * STEP_S)
-                if at > end:
-                    break
-                found.append(Point(at, path[index]))
+            last = min(len(path) - 1, math.floor((end - day.open).total_seconds() / STEP_S))
+            for index, price in enumerate(path[first:last + 1], start=first):
+                found.append(Point(day.open + timedelta(seconds=index * STEP_S), price))
         if self.session.is_open(end) and (not found or found[-1].at < end):
             found.append(Point(end, float(self.price(symbol, end))))
         return found
@@ -179,7 +182,7 @@ class PriceBook:
         return Bar(start, cents(path[0]), cents(max(path)), cents(min(path)), cents(path[-1]),
                    volume, trades, Decimal(str(round(mean, 4))))
 
-    def _path(self, symbol: str, day: SessionDay) -> list[float]:
+    def _path(self, symbol: str, day: SessionDay) -> _Walk:
         key = (symbol, day.day)
         path = self._paths.get(key)
         if path is None:
@@ -187,12 +190,58 @@ class PriceBook:
                 self._paths.clear()
             rng = random.Random(f"{self.seed}:{symbol}:{day.day}")
             steps = max(1, int((day.close - day.open).total_seconds()) // STEP_S)
-            step_vol = DAILY_VOL / math.sqrt(steps)
-            price = float(self.level(symbol)) * math.exp(rng.gauss(0.0, DAILY_VOL))
-            path = [price]
-            for _ in range(steps):
-                price *= math.exp(rng.gauss(0.0, step_vol))
-                path.append(price)
+            opening = float(self.level(symbol)) * math.exp(rng.gauss(0.0, DAILY_VOL))
+            path = _Walk(opening, DAILY_VOL / math.sqrt(steps), rng.randbytes(steps))
             self._paths[key] = path
         return path
 
+
+class _Walk:
+    """One session day's walk, cheap to make (a new symbol costs microseconds, not a loop of
+    normal draws): each step is a uniform byte, centred and scaled to the step's volatility, and
+    their running sum is the log price. Sums are taken in C (``sum`` over a bytes slice) from
+    block prefixes computed when first needed, so a price costs a few microseconds and nothing
+    past the asked-for instant is summed. Indexable like a list of floats: element 0 is the open,
+    one per ``STEP_S``."""
+
+    _BLOCK = 180  # steps per cached prefix (an hour)
+
+    def __init__(self, opening: float, step_vol: float, noise: bytes) -> None:
+        self._opening = opening
+        self._scale = step_vol / _BYTE_SD
+        self._noise = noise
+        self._prefixes = [0]  # the sum of the noise before each block
+
+    def __len__(self) -> int:
+        return len(self._noise) + 1
+
+    def _sum_before(self, index: int) -> int:
+        block = index // self._BLOCK
+        while len(self._prefixes) <= block:
+            start = (len(self._prefixes) - 1) * self._BLOCK
+            self._prefixes.append(self._prefixes[-1] + sum(self._noise[start:start + self._BLOCK]))
+        return self._prefixes[block] + sum(self._noise[block * self._BLOCK:index])
+
+    def _price(self, index: int, total: int) -> float:
+        return self._opening * math.exp(self._scale * (total - _BYTE_MEAN * index))
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[float]: ...
+
+    def __getitem__(self, index: int | slice) -> float | list[float]:
+        if isinstance(index, int):
+            index = index if index >= 0 else len(self) + index
+            return self._price(index, self._sum_before(index))
+        start, stop, step = index.indices(len(self))
+        assert step == 1, "the walk is read in order"
+        if start >= stop:
+            return []
+        total = self._sum_before(start)
+        found = [self._price(start, total)]
+        for offset, step_noise in enumerate(self._noise[start:stop - 1], start=start + 1):
+            total += step_noise
+            found.append(self._price(offset, total))
+        return found

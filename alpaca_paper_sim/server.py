@@ -375,6 +375,9 @@ class _Handler(BaseHTTPRequestHandler):
         lines.append("Connection: close" if self.close_connection else "Connection: keep-alive")
         lines.append(f"X-Request-ID: {uuid.uuid4().hex}")
         lines.extend(f"{name}: {value}" for name, value in reply.headers.items())
+        journal = self.server.journal
+        if journal is not None and not urlsplit(self.path).path.startswith(ADMIN_PREFIX):
+            journal.append((self.command, urlsplit(self.path).path, reply.status, reply.body))
         try:
             self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         except OSError:  # client gave up (e.g. timed out during a slow fault): not our error
@@ -432,6 +435,7 @@ class SimHTTPServer(ThreadingHTTPServer):
                                           "reset": 0}
         self._tls_versions: dict[str, int] = {}
         self.stream: TradeStream | None = None  # set by SimServer: its clients are counted here too
+        self.journal: list[tuple[str, str, int, Any]] | None = None  # (method, path, status, body) if kept
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -542,6 +546,7 @@ class SimServer:
         idle_timeout_s: float | None = None,
         connect_delay_s: float = 0.0,
         stream_port: int | None = 0,
+        journal: bool = False,
     ) -> None:
         if not key_id or not secret_key:
             raise ValueError("the simulator needs a non-empty key id and secret key")
@@ -556,6 +561,8 @@ class SimServer:
         self.stream = TradeStream(self.state, host, stream_port, (key_id, secret_key)) \
             if stream_port is not None else None
         self._httpd.stream = self.stream
+        self.journal: list[tuple[str, str, int, Any]] | None = [] if journal else None
+        self._httpd.journal = self.journal  # every API answer (method, path, status, body): the spec proof
         self._thread: threading.Thread | None = None
         self._stopped = False
 
@@ -597,8 +604,8 @@ class SimServer:
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
-            if self.stream is not None:
-                self.stream.stop()
+        if self.stream is not None:
+            self.stream.stop()
         self._httpd.close_connections()
         self._httpd.server_close()
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -40,7 +41,6 @@ from .ratelimit import DEFAULT_LIMIT_PER_MIN, RateLimiter
 from .session import TradingSession, calendar_json, clock_json
 
 STARTING_CASH = Decimal("100000")
-DEFAULT_PRICE = Decimal("100.00")
 # "auto": a market order fills by itself, `fill_delay_s` after it is accepted and only in session;
 # "immediate" is its older name. "manual": only the admin API fills.
 FILL_POLICIES = frozenset({"auto", "immediate", "manual"})
@@ -287,13 +287,15 @@ class BrokerState:
             self._synced_at = utcnow()
             self._cash = STARTING_CASH
             self._orders: dict[str, SimOrder] = {}
+            self._open: list[SimOrder] = []  # the orders not yet done (pruned as they finish): what can move
             self._by_client_id: dict[str, SimOrder] = {}
             self._positions: dict[str, SimPosition] = {}
             self.assets = AssetBook(synthetic=synthetic)
             self.prices = PriceBook(self.session, seed, self._listed_level)
+            self.crypto_prices = PriceBook(TradingSession.around_the_clock(), seed, self._listed_level)  # 24/7
             self._faults: list[FaultRule] = []
             self._counters = _Counters()
-            self._events: list[dict[str, Any]] = []
+            self._events: deque[_Update] = deque(maxlen=EVENTS_KEPT)
             self._seq = 0
             self.fill_policy = "auto"
 
@@ -337,10 +339,11 @@ class BrokerState:
             self.set_prices(price)
 
     def _new_price_book(self, seed: int) -> None:
-        pins = self.prices.pins()
+        pins = {**self.prices.pins(), **self.crypto_prices.pins()}
         self.prices = PriceBook(self.session, seed, self._listed_level)
+        self.crypto_prices = PriceBook(TradingSession.around_the_clock(), seed, self._listed_level)
         for symbol, value in pins.items():
-            self.prices.pin(symbol, value)
+            self._book_of(symbol).pin(symbol, value)
 
     def set_prices(self, prices: Any) -> dict[str, Any]:
         """Pin symbols at a price (it holds until released with null), then play what it triggers."""
@@ -355,8 +358,9 @@ class BrokerState:
         with self._lock:
             self._advance()
             for symbol, amount in parsed.items():
-                self.prices.pin(self._canonical(symbol), amount)
-            self._advance(force_check=True)
+                canonical = self._canonical(symbol)
+                self._book_of(canonical).pin(canonical, amount)
+            self._advance()  # what the pin crossed fires now
             return self.quote_prices(list(parsed))
 
     def quote_prices(self, symbols: list[str]) -> dict[str, Any]:
@@ -374,7 +378,7 @@ class BrokerState:
             raise invalid(str(exc)) from None
         with self._lock:
             self.assets.add(asset)
-            self.prices.set_level(asset.symbol, asset.price)  # also drops the walk cached at the old level
+            self._book_of(asset.symbol).set_level(asset.symbol, asset.price)  # drops the walk at the old level
             return asset.to_json()
 
     def add_fault(self, spec: dict[str, Any]) -> FaultRule:
@@ -479,7 +483,7 @@ class BrokerState:
         """The last trade updates, oldest first, as the stream sent them."""
         with self._lock:
             self._advance()
-            return list(self._events)
+            return [update.message() for update in self._events]
 
     def sync(self) -> None:
         """Bring the book to now (due fills, triggers, expiries happen and are published)."""
@@ -674,6 +678,7 @@ class BrokerState:
             new.expires_at = self._expiry(new.time_in_force, new.route_at)
             old.status, old.replaced_at, old.replaced_by, old.updated_at = "replaced", now, new.id, now
             self._orders[new.id] = new
+            self._open.append(new)
             self._by_client_id[cid] = new
             self._swap_in_family(old, new)
             self._emit("replaced", old, now)
@@ -729,7 +734,7 @@ class BrokerState:
             self._advance()
             now = self._now()
             answers = []
-            for order in sorted(self._orders.values(), key=lambda o: o.seq):
+            for order in sorted(self._open, key=lambda o: o.seq):
                 if order.is_open and order.parent_id is None:
                     self._cancel(order, now)
                     answers.append({"id": order.id, "status": 200, "body": order.to_json()})
@@ -808,7 +813,11 @@ class BrokerState:
         return asset.symbol if asset is not None else symbol.strip().upper()
 
     def _price(self, symbol: str, at: datetime) -> Decimal:
-        return self.prices.price(symbol, at)
+        return self._book_of(symbol).price(symbol, at)
+
+    def _book_of(self, symbol: str) -> PriceBook:
+        """Crypto pairs trade around the clock; everything else in the session."""
+        return self.crypto_prices if "/" in symbol else self.prices
 
     def _listed_level(self, symbol: str) -> Decimal | None:
         asset = self.assets.find(symbol)
@@ -831,7 +840,7 @@ class BrokerState:
     def _reserving(self, side: str, symbol: str | None = None) -> list[SimOrder]:
         """Open (not held) orders on `side`, one per OCO group (a group's orders share shares)."""
         seen: dict[str, SimOrder] = {}
-        for order in self._orders.values():
+        for order in self._open:
             if order.is_open and order.status != "held" and order.side == side and (
                     symbol is None or order.symbol == symbol):
                 key = order.oco_group or order.id
@@ -892,6 +901,7 @@ class BrokerState:
             due = now + timedelta(seconds=self.fill_delay_s)
             order.fill_at = due if request.asset.asset_class == "crypto" else self.session.fill_time(due)
         self._orders[order.id] = order
+        self._open.append(order)
         self._by_client_id[client_order_id] = order
         return order
 
@@ -972,24 +982,25 @@ class BrokerState:
         if new.oco_group == old.id:
             new.oco_group = new.id
 
-    def _advance(self, force_check: bool = False) -> None:
+    def _advance(self) -> None:
         """Bring the book to now: play every due event in time order (see the class docstring)."""
         now = self._now()
         start = self._synced_at
+        self._open = [o for o in self._open if o.is_open]
         if now < start:
             return  # the real clock after a frozen future: nothing new until it catches up
         while True:
-            due = self._next_event(start, now, force_check)
+            due = self._next_event(start, now)
             if due is None:
                 break
             at, action = due
             action()
             start = max(start, at)
-            force_check = False
         self._synced_at = now
 
-    def _next_event(self, start: datetime, end: datetime,
-                    force_check: bool) -> tuple[datetime, Callable[[], None]] | None:
+    def _next_event(self, start: datetime, end: datetime) -> tuple[datetime, Callable[[], None]] | None:
+        """The earliest thing due in [start, end] (ties: the older order first), as an instant and
+        the action that makes it happen."""
         best: tuple[datetime, int, Callable[[], None]] | None = None
 
         def consider(at: datetime, seq: int, action: Callable[[], None]) -> None:
@@ -997,7 +1008,7 @@ class BrokerState:
             if at <= end and (best is None or (at, seq) < best[:2]):
                 best = (at, seq, action)
 
-        for order in list(self._orders.values()):
+        for order in list(self._open):
             if not order.is_open or order.status == "held":
                 continue
             if order.status == "accepted":
@@ -1056,7 +1067,7 @@ class BrokerState:
                 return since, first
             _track(order, first, buy)
             previous = (since, float(first))
-        for point in self.prices.points(order.symbol, since, end):
+        for point in self._book_of(order.symbol).points(order.symbol, since, end):
             current = Decimal(str(round(point.price, 2)))
             if previous is None or point.at - previous[0] > timedelta(seconds=STEP_S):  # a session's open
                 if _crosses(order, current, buy):
@@ -1067,14 +1078,6 @@ class BrokerState:
             _track(order, current, buy)
             previous = (point.at, point.price)
         return None
-
-    def _intent(self, symbol: str, side: str) -> str:
-        """Alpaca's position_intent for a simple equity order: opening or closing what is held."""
-        held = self._positions.get(symbol)
-        qty = held.qty if held is not None else Decimal(0)
-        if side == "buy":
-            return "buy_to_close" if qty < 0 else "buy_to_open"
-        return "sell_to_close" if qty > 0 else "sell_to_open"
 
     def _find(self, order_id: str) -> SimOrder:
         order = self._orders.get(order_id.strip().lower())
@@ -1092,7 +1095,7 @@ class BrokerState:
         """Cancel an order, its legs, and its OCO partner (a bracket's exits go together)."""
         order.status, order.canceled_at, order.updated_at = "canceled", at, at
         self._emit("canceled", order, at)
-        for other in self._orders.values():
+        for other in list(self._open):
             related = other.parent_id == order.id or (
                 order.oco_group is not None and other.oco_group == order.oco_group and other is not order)
             if related and other.is_open:
@@ -1126,7 +1129,7 @@ class BrokerState:
         if order.status != "filled":
             return
         if order.oco_group is not None:
-            for other in self._orders.values():
+            for other in list(self._open):
                 if other is not order and other.oco_group == order.oco_group and other.is_open:
                     self._cancel_one(other, at)
         for leg in order.legs:
@@ -1141,16 +1144,19 @@ class BrokerState:
 
     def _emit(self, event: str, order: SimOrder, at: datetime, price: Decimal | None = None,
               qty: Decimal | None = None, position_qty: Decimal | None = None) -> None:
-        """One trade update, as Alpaca's stream sends it, to every subscriber (and the log)."""
-        data: dict[str, Any] = {"event": event, "timestamp": iso(at), "order": order.to_json()}
+        """One trade update, as Alpaca's stream sends it, to every subscriber (and the log). The
+        order is copied as it is now and rendered only when someone reads it: the bench books
+        thousands of orders a second with nobody listening."""
+        snapshot = replace(order, legs=[replace(leg) for leg in order.legs])
+        fill = None
         if event in ("fill", "partial_fill"):
-            data.update(execution_id=str(uuid.uuid4()), price=fmt_price(price or Decimal(0)),
-                        qty=fmt_num(qty or Decimal(0)), position_qty=fmt_num(position_qty or Decimal(0)))
-        message = {"stream": "trade_updates", "data": data}
-        self._events.append(message)
-        del self._events[:-EVENTS_KEPT]
-        for deliver in list(self._subscribers):
-            deliver(message)
+            fill = (str(uuid.uuid4()), price or Decimal(0), qty or Decimal(0), position_qty or Decimal(0))
+        update = _Update(event, at, snapshot, fill)
+        self._events.append(update)
+        if self._subscribers:
+            message = update.message()
+            for deliver in list(self._subscribers):
+                deliver(message)
 
     def _apply_to_position(self, symbol: str, signed_qty: Decimal, price: Decimal) -> None:
         position = self._positions.get(symbol)
@@ -1167,6 +1173,25 @@ class BrokerState:
         elif position.qty * new_qty < 0:  # flipped long <-> short: the remainder is new
             position.avg_entry_price = price
         position.qty = new_qty
+
+
+@dataclass(frozen=True)
+class _Update:
+    """A trade update as it happened: the event, its instant, the order then, and for a fill the
+    execution id, price, qty and the position's qty after it."""
+
+    event: str
+    at: datetime
+    order: SimOrder
+    fill: tuple[str, Decimal, Decimal, Decimal] | None
+
+    def message(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"event": self.event, "timestamp": iso(self.at), "order": self.order.to_json()}
+        if self.fill is not None:
+            execution_id, price, qty, position_qty = self.fill
+            data.update(execution_id=execution_id, price=fmt_price(price), qty=fmt_num(qty),
+                        position_qty=fmt_num(position_qty))
+        return {"stream": "trade_updates", "data": data}
 
 
 def _level(order: SimOrder, buy: bool) -> Decimal:

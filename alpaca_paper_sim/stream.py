@@ -50,9 +50,11 @@ class TradeStream:
 
     def stop(self) -> None:
         self.drop_all()
+        if self._thread is None:  # never served: only the listening socket to close
+            self._server.socket.close()
+            return
         self._server.shutdown()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._thread.join(timeout=5)
 
     def client_count(self) -> int:
         with self._lock:

@@ -724,7 +724,7 @@ def new_york(text: str) -> datetime:
     ("2026-11-23T14:29:59+00:00", False, "2026-11-23T09:30", "2026-11-23T16:00"),  # 09:29:59, before the open
     ("2026-11-23T14:30:00+00:00", True, "2026-11-24T09:30", "2026-11-23T16:00"),  # the open: tomorrow's open next
     ("2026-11-23T21:00:00+00:00", False, "2026-11-24T09:30", "2026-11-24T16:00"),  # 16:00, the close
-    ("2026-11-25T22:00:00+00:00", False, "2026-11-27T09:30", "2026-11-27T16:00"),  # Wed evening: Thu is a holiday
+    ("2026-11-25T22:00:00+00:00", False, "2026-11-27T09:30", "2026-11-27T13:00"),  # Thu a holiday, Fri closes early
 ])
 def test_clock_tells_the_new_york_session_as_alpaca_does(
         ny: SimServer, moment: str, is_open: bool, next_open: str, next_close: str) -> None:
@@ -747,14 +747,14 @@ def test_calendar_lists_trading_days_from_start_to_end(ny: SimServer) -> None:
     assert answer == [
         {"date": "2026-11-25", "open": "09:30", "close": "16:00", "session_open": "0400", "session_close": "2000",
          "settlement_date": "2026-11-27"},
-        {"date": "2026-11-27", "open": "09:30", "close": "16:00", "session_open": "0400", "session_close": "2000",
-         "settlement_date": "2026-11-30"},
+        {"date": "2026-11-27", "open": "09:30", "close": "13:00", "session_open": "0400", "session_close": "2000",
+         "settlement_date": "2026-11-30"},  # the NYSE's early close the day after Thanksgiving
     ]
 
 
 def test_calendar_without_bounds_is_alpacas_whole_range(ny: SimServer) -> None:
     days = trading(ny).get_calendar()
-    assert days[0].date == date(1970, 1, 1) and days[-1].date == date(2029, 12, 31)
+    assert days[0].date == date(1970, 1, 2) and days[-1].date == date(2029, 12, 31)  # New Year's Days: closed
 
 
 @pytest.mark.parametrize("params", [{"start": "yesterday"}, {"end": "2026-13-01"}, {"from": "2026-11-20"},

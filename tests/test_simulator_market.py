@@ -278,3 +278,30 @@ def test_advance_and_close_time_expire_day_orders_across_days(sim: SimServer) ->
                                                    time_in_force=TimeInForce.DAY, limit_price=400))
     advance(sim, timedelta(days=3).total_seconds())
     assert trading.get_order_by_id(order.id).status == OrderStatus.EXPIRED
+
+
+# --------------------------------------------------------------- the NYSE calendar
+def test_the_calendar_is_the_nyse_s_christmas_closed_and_the_day_after_thanksgiving_early(sim: SimServer) -> None:
+    days = requests.get(sim.url + "/v2/calendar", params={"start": "2026-11-27", "end": "2026-12-28"},
+                        headers=AUTH, timeout=5).json()
+    by_date = {d["date"]: (d["open"], d["close"]) for d in days}
+    assert by_date["2026-11-27"] == ("09:30", "13:00") and by_date["2026-12-24"] == ("09:30", "13:00")
+    assert "2026-12-25" not in by_date and by_date["2026-12-28"] == ("09:30", "16:00")
+
+
+def test_the_clock_on_christmas_says_closed_until_the_next_session(sim: SimServer) -> None:
+    admin(sim, "POST", "/_sim/clock", {"now": "2026-12-25T15:00:00Z"})
+    clock = client(sim).get_clock()
+    assert clock.is_open is False and clock.next_open == datetime(2026, 12, 28, 14, 30, tzinfo=UTC)
+
+
+def test_crypto_trades_around_the_clock_while_equities_wait_for_the_open(sim: SimServer) -> None:
+    admin(sim, "POST", "/_sim/clock", {"now": "2026-11-29T08:00:00Z"})  # Sunday 03:00 New York
+    trading = client(sim)
+    coin = trading.submit_order(MarketOrderRequest(symbol="BTCUSD", qty=0.01, side=OrderSide.BUY,
+                                                   time_in_force=TimeInForce.GTC))
+    stock = trading.submit_order(buy())
+    assert coin.status == OrderStatus.FILLED and coin.symbol == "BTC/USD" and stock.status == OrderStatus.ACCEPTED
+    before = admin(sim, "GET", "/_sim/prices?symbols=BTC/USD")["BTC/USD"]
+    advance(sim, 3600)
+    assert admin(sim, "GET", "/_sim/prices?symbols=BTC/USD")["BTC/USD"] != before  # it moves on a Sunday
