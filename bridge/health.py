@@ -27,6 +27,7 @@ from zero_tasks.core.snapshot import Snapshot
 from zero_tasks.secrets import scrub
 
 from .metrics import queue_depths  # the same LLEN the metrics use
+from .read_clients import ReadClients
 
 BROKER_CACHE_S = 10.0
 CHECK_TIMEOUT_S = 2.0
@@ -34,11 +35,10 @@ CHECK_TIMEOUT_S = 2.0
 
 @dataclass
 class HealthSources:
-    redis_url: str
+    clients: ReadClients  # pooled, made once (read_clients.py)
     db_ping: Callable[[], None]  # a blocking SELECT 1 (db_probe.pinger)
     broker_probe: Callable[[], str]
     database_label: str
-    broker_url: str = ""
     stats: Callable[[], dict[str, Any]] = dict
     market_state_max_age_s: float | None = None
     _broker_cache: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
@@ -48,9 +48,8 @@ def _check(ok: bool, detail: str, started: float) -> dict[str, Any]:
     return {"ok": ok, "detail": detail, "ms": round(1000 * (time.perf_counter() - started), 1)}
 
 
-async def _redis_view(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+async def _redis_view(client: aioredis.Redis) -> tuple[dict[str, Any], dict[str, Any]]:
     started = time.perf_counter()
-    client = aioredis.Redis.from_url(url, decode_responses=False, socket_connect_timeout=1, socket_timeout=1)
     try:
         await client.ping()
         enabled, market, breaker, last, session_raw = await client.mget(
@@ -67,8 +66,6 @@ async def _redis_view(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
         return _check(True, "ping ok", started), view
     except Exception as exc:  # noqa: BLE001 - any failure means Redis is not usable
         return _check(False, f"unreachable: {type(exc).__name__}", started), {}
-    finally:
-        await client.aclose()
 
 
 async def _database(src: HealthSources) -> dict[str, Any]:
@@ -151,14 +148,14 @@ def _breaker(raw: bytes | None) -> dict[str, Any]:
 
 async def _queues(src: HealthSources) -> dict[str, int] | None:
     try:
-        return await queue_depths(src.broker_url) or None
+        return await queue_depths(src.clients.queues()) or None
     except Exception:  # noqa: BLE001 - part of Redis' own check
         return None
 
 
 async def health(src: HealthSources) -> tuple[int, dict[str, Any]]:
     (redis_check, view), database, broker = await asyncio.gather(
-        _redis_view(src.redis_url), _database(src), _broker(src))
+        _redis_view(src.clients.state()), _database(src), _broker(src))
     workers_alive = view.get("workers", 0)
     workers = {"ok": workers_alive > 0, "detail": f"{workers_alive} worker(s) alive", "alive": workers_alive}
     market, market_age = _market_state(view.get("market_state_raw"))
