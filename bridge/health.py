@@ -24,7 +24,7 @@ from zero_tasks.adapters.outbox import AUDIT_STREAM
 from zero_tasks.core import keys, session
 from zero_tasks.core.checks.market_state import check_market_state, parse_market_state
 from zero_tasks.core.snapshot import Snapshot
-from zero_tasks.secrets import scrub
+from zero_tasks.secrets import cut, scrub
 
 from .metrics import queue_depths  # the same LLEN the metrics use
 from .read_clients import ReadClients
@@ -86,7 +86,7 @@ async def _broker(src: HealthSources) -> dict[str, Any]:
         detail = await asyncio.wait_for(asyncio.to_thread(src.broker_probe), CHECK_TIMEOUT_S + 5)
         result = _check(True, detail, started)
     except Exception as exc:  # noqa: BLE001
-        result = _check(False, f"unreachable: {type(exc).__name__}: {scrub(str(exc))[:120]}", started)
+        result = _check(False, f"unreachable: {type(exc).__name__}: {cut(str(exc), 120)}", started)
     src._broker_cache = (now, result)
     return result
 

@@ -33,7 +33,7 @@ from zero_tasks.core.checks.exposure import Exposure
 from zero_tasks.core.contract import TICKER_PATTERN
 from zero_tasks.core.session import NEW_YORK, TradingSession
 from zero_tasks.core.session import from_broker as session_from_broker
-from zero_tasks.secrets import scrub
+from zero_tasks.secrets import cut
 from zero_tasks.settings import ORDER_QTY, Settings
 
 T = TypeVar("T")
@@ -91,9 +91,9 @@ def make_trading_client(settings: Settings) -> TradingClient:
 
 def _message(exc: APIError) -> str:
     try:
-        return scrub(str(exc.message))[:200]  # an error body may quote a key: scrubbed before the cut
+        return cut(str(exc.message), 200)  # an error body may quote a key: scrubbed before the cut
     except Exception:  # noqa: BLE001 - the body was not Alpaca's JSON
-        return scrub(str(exc))[:200]
+        return cut(str(exc), 200)
 
 
 def _retry_after(exc: APIError, now: Callable[[], float] = time.time) -> float | None:

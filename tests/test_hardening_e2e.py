@@ -1,0 +1,40 @@
+"""Issue 25, a red-team pass: each finding that did not hold, through a real bridge, worker
+and simulator (the operator CLI's are in test_ops_cli.py, /health's in test_health_e2e.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.support.gateway import Gateway, opportunity, ranking
+from tests.support.procs import TEST_SIGNING_KEY
+from zero_tasks.secrets import MASK
+
+pytestmark = pytest.mark.e2e
+
+
+def why_ranking(ticker: str, line: str) -> dict[str, Any]:
+    return ranking(opportunity(ticker, why=[line]))
+
+
+# --- finding 5: the scrubber is no oracle ------------------------------------------------
+
+def test_a_why_line_ending_in_part_of_a_secret_comes_back_unchanged_right_guess_or_wrong(gw: Gateway) -> None:
+    """Guessing a secret's next character would need the masked and the unmasked answer to
+    differ; only a whole secret is masked, so a right and a wrong guess look alike."""
+    guesses = {"ORCA": TEST_SIGNING_KEY[:6], "ORCB": TEST_SIGNING_KEY[:12], "ORCC": TEST_SIGNING_KEY[:-1],
+               "ORCD": "test-tXsk", "ORCE": TEST_SIGNING_KEY[:6] + "X"}
+    events = gw.decide(*(why_ranking(t, f"echoed {g}") for t, g in guesses.items()))
+    by_ticker = {e["ticker"]: e for e in events}
+    for ticker, guess in guesses.items():
+        assert by_ticker[ticker]["why"][1:] == [f"echoed {guess}"], by_ticker[ticker]
+
+
+def test_a_whole_secret_is_masked_in_the_event_and_in_the_stored_payload(gw: Gateway) -> None:
+    [event] = gw.decide(why_ranking("ORCF", f"echoed {TEST_SIGNING_KEY} here"))
+    assert event["why"][1:] == [f"echoed {MASK} here"]
+    [row] = gw.wait_rows(1, ticker="ORCF")
+    stored = json.dumps(row["payload"])
+    assert TEST_SIGNING_KEY not in stored and f"echoed {MASK} here" in stored, stored
