@@ -136,7 +136,8 @@ class Bridge:
 
     def _sealed(self, message: Message) -> dict[str, object]:
         """The decide task's argument, sealed: the worker runs no task it cannot open."""
-        return seal(self.settings.task_signing_key.get_secret_value(), DECIDE_TASK, message.to_task())
+        return seal(self.settings.task_signing_key.get_secret_value(), DECIDE_TASK, message.to_task(),
+                    datetime.now(UTC))
 
     async def _refusals(self, parsed: list[tuple[Message, Signal | Invalid]]) -> dict[str, DecisionRecord]:
         now = datetime.now(UTC)
