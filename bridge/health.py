@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from zero_tasks.adapters import metrics
 from zero_tasks.adapters.audit_health import FAILURE_PREFIX, audit_check
 from zero_tasks.adapters.outbox import AUDIT_STREAM
+from zero_tasks.adapters.redis_state import kept_session
 from zero_tasks.core import keys, session
 from zero_tasks.core.checks.market_state import check_market_state, parse_market_state
 from zero_tasks.core.snapshot import Snapshot
@@ -112,11 +113,13 @@ def _market_view(market_raw: bytes | None, session_raw: bytes | None,
         market, kept = (v.decode("utf-8") if v is not None else None for v in (market_raw, session_raw))
     except UnicodeDecodeError:
         return None, "unreadable (not UTF-8)"
-    current = session.parse(kept)
+    kept, refused = kept_session(kept)  # a session nobody sealed is none (session.py)
+    current = session.parse(kept) if refused is None else refused
     view = None if isinstance(current, str) else {
         "is_open": current.is_open, "opened_at": _iso(current.opened_at), "until": _iso(current.until),
         "next_open": _iso(current.next_open)}
-    verdict = check_market_state(Snapshot("true", market, None, session=kept), datetime.now(UTC), max_age_s)
+    verdict = check_market_state(Snapshot("true", market, None, session=kept, session_error=refused),
+                                 datetime.now(UTC), max_age_s)
     return view, verdict.reason if verdict else None
 
 

@@ -4,12 +4,14 @@ and simulator (the operator CLI's are in test_ops_cli.py, /health's in test_heal
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from tests.support.gateway import Gateway, opportunity, ranking
-from tests.support.procs import TEST_SIGNING_KEY
+from tests.support.procs import TEST_SIGNING_KEY, health
+from zero_tasks.core.session import TradingSession
 from zero_tasks.secrets import MASK
 
 pytestmark = pytest.mark.e2e
@@ -38,3 +40,31 @@ def test_a_whole_secret_is_masked_in_the_event_and_in_the_stored_payload(gw: Gat
     [row] = gw.wait_rows(1, ticker="ORCF")
     stored = json.dumps(row["payload"])
     assert TEST_SIGNING_KEY not in stored and f"echoed {MASK} here" in stored, stored
+
+
+# --- finding 2: a forged trading session ----------------------------------------------------
+
+SATURDAY_NOON = "2026-11-28T17:00:00+00:00"  # the simulator's market is closed
+
+
+def forged_open_session(**extra: Any) -> str:
+    now = datetime.now(UTC)
+    body = json.loads(TradingSession(True, now - timedelta(hours=1), datetime(2030, 1, 1, tzinfo=UTC), None,
+                                     now).to_json())
+    return json.dumps({**body, **extra})
+
+
+@pytest.mark.parametrize("forged", [forged_open_session(),
+                                    forged_open_session(sealed_at=datetime.now(UTC).isoformat(), seal="0" * 64)],
+                         ids=["unsealed", "sealed_with_another_key"])
+def test_a_forged_open_session_neither_opens_the_market_nor_shows_open(gw: Gateway, forged: str) -> None:
+    """The finding: with the broker saying closed, SET key:execution_session to an open
+    session until 2030 gave SUBMITTED, and /health showed the market open."""
+    gw.market_hours(SATURDAY_NOON)
+    gw.r.set("key:execution_session", forged)
+    gw.green()
+    assert health(gw.api_port)[1]["trading_session"] is None  # refused: shown as not known
+    [event] = gw.decide(ranking(opportunity("FAKE")))
+    assert event["status"] == "BLOCKED" and "market closed" in event["why"][0], event
+    assert gw.order_posts() == 0
+    assert health(gw.api_port)[1]["trading_session"]["is_open"] is False  # the broker's own answer, kept sealed

@@ -34,10 +34,11 @@ from sqlalchemy import Engine, text
 
 from alpaca_paper_sim import SimServer
 from tests.support.gateway import PG_URL, sqlalchemy_url
-from tests.support.procs import PYTHON, ROOT, PrivateRedis, free_port, wait_for
+from tests.support.procs import PYTHON, ROOT, TEST_SIGNING_KEY, PrivateRedis, free_port, wait_for
 from zero_ops.cli import main
 from zero_ops.status import REPORT_FIELDS
 from zero_tasks.adapters.audit import ensure_schema, insert_rows, make_engine
+from zero_tasks.adapters.redis_state import store_session
 from zero_tasks.core.contract import MarketState, TradeUpdate
 from zero_tasks.core.intake import Signal, parse_payload
 from zero_tasks.core.session import TradingSession
@@ -119,7 +120,7 @@ def env(ops_redis: PrivateRedis, sim: SimServer, pg_url: str, r: redis.Redis) ->
     values: dict[str, str | None] = {name.upper(): None for name in Settings.model_fields}
     values.update({"ALPACA_PAPER": "true", "ALPACA_API_KEY": KEY, "ALPACA_SECRET_KEY": SECRET,
                    "ALPACA_BASE_URL": sim.url, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(ops_redis.port),
-                   "REDIS_DB": str(REDIS_DB), "DATABASE_URL": pg_url,
+                   "REDIS_DB": str(REDIS_DB), "DATABASE_URL": pg_url, "TASK_SIGNING_KEY": TEST_SIGNING_KEY,
                    "ZERO_ENV_FILE": "/nonexistent/devstack.env"})  # a developer's var/devstack.env must not leak in
     return values
 
@@ -265,7 +266,8 @@ def test_status_json_has_every_field(env: dict[str, str | None], r: redis.Redis,
     """Also the one run as a real process: `python -m zero_ops status --json`."""
     r.set("key:execution_enabled", "true")
     r.set("key:market_state", market_json("GREEN", age_s=400))
-    r.set("key:execution_session", TradingSession(True, now_utc(-3600), now_utc(3600), None, now_utc(-60)).to_json())
+    store_session(r, TradingSession(True, now_utc(-3600), now_utc(3500), None, now_utc(-60)), now_utc(-60),
+                  key=TEST_SIGNING_KEY)
     r.set("key:stand_down_reason", json.dumps({"schema_version": "1.0", "reason": "FOMC in 10 min",
                                                "scope": "GLOBAL", "expires_at": now_utc(600).isoformat()}))
     r.set("key:execution_worker:w1@host", json.dumps({"hostname": "w1@host", "pid": 4242, "concurrency": 2,
@@ -756,3 +758,20 @@ def test_no_option_value_gives_a_traceback(env: dict[str, str | None], verb: tup
     assert "Traceback" not in result.output
     assert result.exit_code in (0, 1, 2), (argv, result.output)
     assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]", result.output), (argv, result.output)
+
+
+
+# --- a forged trading session (issue 25, finding 2) --------------------------------------
+
+@pytest.mark.parametrize("forged", [
+    TradingSession(True, now_utc(-3600), datetime(2030, 1, 1, tzinfo=UTC), None, now_utc(-60)).to_json(),
+    json.dumps({**json.loads(TradingSession(True, now_utc(-3600), now_utc(600), None, now_utc()).to_json()),
+                "sealed_at": now_utc().isoformat(), "seal": "0" * 64}),
+], ids=["unsealed_until_2030", "sealed_with_another_key"])
+def test_status_does_not_show_a_forged_session_as_open(env: dict[str, str | None], r: redis.Redis,
+                                                       forged: str) -> None:
+    r.set("key:market_state", market_json("GREEN"))
+    r.set("key:execution_session", forged)
+    market = json.loads(cli(env, "status", "--json", "--last", "0").stdout)["market_state"]
+    assert market["session"] is None and "refused" in market["session_problem"], market
+    assert market["veto"] and "trading session unknown" in market["veto"]

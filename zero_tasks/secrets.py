@@ -130,13 +130,23 @@ def secrets_of(settings: Settings, environ: Mapping[str, str] | None = None) -> 
 
 
 _active = Scrubber()
+_signing_key = ""
 
 
 def install(settings: Settings, environ: Mapping[str, str] | None = None) -> Scrubber:
-    """Make the settings' secrets the ones `scrub` removes (done by load_settings)."""
-    global _active  # noqa: PLW0603 - one scrubber per process, replaced when load_settings installs the settings
+    """Make the settings' secrets the ones `scrub` removes, and their TASK_SIGNING_KEY the
+    one `signing_key` gives (done by load_settings)."""
+    global _active, _signing_key  # noqa: PLW0603 - one per process, replaced when load_settings installs the settings
     _active = Scrubber(secrets_of(settings, environ))
+    signing = getattr(settings, "task_signing_key", None)
+    _signing_key = signing.get_secret_value() if signing is not None else ""
     return _active
+
+
+def signing_key() -> str:
+    """The installed settings' TASK_SIGNING_KEY ('' before install, or where none is set):
+    what seals and opens the kept trading session (redis_state)."""
+    return _signing_key
 
 
 def scrub(text: str) -> str:
