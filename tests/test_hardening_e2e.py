@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 
 from tests.support.gateway import Gateway, opportunity, ranking
 from tests.support.procs import TEST_SIGNING_KEY, health
@@ -68,3 +69,36 @@ def test_a_forged_open_session_neither_opens_the_market_nor_shows_open(gw: Gatew
     assert event["status"] == "BLOCKED" and "market closed" in event["why"][0], event
     assert gw.order_posts() == 0
     assert health(gw.api_port)[1]["trading_session"]["is_open"] is False  # the broker's own answer, kept sealed
+
+
+# --- finding 3: the daily cap is the broker's count too -------------------------------------
+
+def entries(gw: Gateway, tickers: list[str]) -> list[dict[str, Any]]:
+    return gw.decide(*(ranking(opportunity(t)) for t in tickers), timeout=60)
+
+
+def test_deleting_the_redis_day_count_does_not_lift_the_daily_cap(gw: Gateway) -> None:
+    """The finding: after 10 orders, DEL key:execution_daily_orders:<day> allowed an 11th.
+    The broker's own list of the day's `zx-` orders says 10: BLOCKED `daily cap`."""
+    gw.green()
+    placed = entries(gw, [f"CAP{c}" for c in "ABCDEFGHIJ"])
+    assert [e["status"] for e in placed] == ["SUBMITTED"] * 10, placed
+    for key in gw.r.scan_iter("key:execution_daily_orders:*"):
+        gw.r.delete(key)
+    [eleventh] = gw.decide(ranking(opportunity("CAPK")))
+    assert eleventh["status"] == "BLOCKED", eleventh
+    assert eleventh["why"][0].startswith("daily cap: 10 entry orders at the broker"), eleventh
+    assert len(gw.orders()) == 10
+
+
+def test_exit_orders_at_the_broker_do_not_count_toward_the_daily_cap(gw: Gateway) -> None:
+    """Only entries count: exits (issue 28's `zp-`/`zs-` client_order_ids) and orders the
+    gateway did not place are left out of the broker's count."""
+    headers = {"APCA-API-KEY-ID": gw.env["ALPACA_API_KEY"], "APCA-API-SECRET-KEY": gw.env["ALPACA_SECRET_KEY"]}
+    for i, prefix in enumerate(["zp-", "zs-", "manual-"] * 4):
+        order = {"symbol": f"EXT{chr(65 + i)}", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day",
+                 "client_order_id": f"{prefix}{i}"}
+        requests.post(f"{gw.sim_url}/v2/orders", json=order, headers=headers, timeout=10).raise_for_status()
+    gw.green()
+    placed = entries(gw, [f"ENT{c}" for c in "ABCDEFGHIJ"])
+    assert [e["status"] for e in placed] == ["SUBMITTED"] * 10, placed

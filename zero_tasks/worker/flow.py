@@ -20,10 +20,10 @@ import redis
 
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLimitedBroker
 from zero_tasks.adapters.redis_state import read_snapshot, store_session
-from zero_tasks.adapters.risk import RateLimited, alert, trading_day
+from zero_tasks.adapters.risk import RateLimited, alert, trading_day, trading_day_began
 from zero_tasks.core.checks.admission import Claim, check_admission
 from zero_tasks.core.checks.breaker import breaker_probe_due
-from zero_tasks.core.checks.exposure import check_exposure
+from zero_tasks.core.checks.exposure import check_broker_daily_cap, check_exposure
 from zero_tasks.core.contract import client_order_id
 from zero_tasks.core.decision import Code, deny
 from zero_tasks.core.intake import Invalid, Signal, parse_payload
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 # 403 is the account saying no (buying power, pattern day trader): expected, not a fault.
 # Other 4xx mean the gateway and the broker disagree: they count towards the breaker.
 EXPECTED_REJECTIONS = frozenset({403})
-PLACEMENT_CALLS = 3  # open position, open orders, submit
+PLACEMENT_CALLS = 4  # open position, open orders, the day's orders, submit
 SESSION_CALLS = 2  # the clock and the calendar
 
 
@@ -280,7 +280,11 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn: Callable[[], datetime] = utc
         if existing:
             return _submitted(rt, msg, subject, existing, now_fn(), "found by client_order_id on retry")
 
-    held = check_exposure(broker.exposure(ticker))  # row 9: one position per ticker
+    now = now_fn()
+    exposure = broker.exposure(ticker, trading_day_began(now))  # row 9 and the broker's count of the day
+    held = check_exposure(exposure)  # row 9: one position per ticker
+    if held is None:
+        held = check_broker_daily_cap(exposure, rt.daily_cap.cap, trading_day(now))
     if held:
         # A copy of this very task (a redelivery running beside it) may have placed the
         # order since the lookup: that exposure is this decision's own order, not a reason
