@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from tests.support.connect_proxy import RefusingProxy
 from tests.support.gateway import Gateway, opportunity, ranking
-from tests.support.procs import CELERY, PYTHON, ROOT, PrivateRedis, base_env, free_port, health
+from tests.support.procs import CELERY, PYTHON, ROOT, TEST_SIGNING_KEY, PrivateRedis, base_env, free_port, health
 from zero_tasks.adapters.audit import ensure_schema, make_engine
 from zero_tasks.adapters.market_data import atr_at, make_data_client
 from zero_tasks.adapters.redis_state import store_session
@@ -130,7 +130,8 @@ def test_the_workers_order_attempt_goes_to_alpaca_paper_only(paper_gateway: Pape
     gw = paper_gateway.gw
     gw.green()
     now = datetime.now(UTC)  # the session as a worker kept it before the broker went away
-    store_session(gw.r, TradingSession(True, now - timedelta(hours=1), now + timedelta(hours=1), None, now), now)
+    store_session(gw.r, TradingSession(True, now - timedelta(hours=1), now + timedelta(hours=1), None, now), now,
+                  key=TEST_SIGNING_KEY)
     (event,) = gw.decide(ranking(opportunity("SPY")), timeout=60)
     assert event["status"] == "ERROR" and event["why"][0].startswith("error: broker unavailable"), event
     (row,) = gw.wait_rows(1)

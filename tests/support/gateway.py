@@ -25,7 +25,7 @@ from zero_tasks.adapters.redis_state import store_session
 from zero_tasks.core.session import NEW_YORK
 from zero_tasks.core.session import from_broker as session_from_broker
 
-from .procs import PrivateRedis, Proc, base_env, bridge_proc, free_port, health, wait_for, worker_proc
+from .procs import TEST_SIGNING_KEY, PrivateRedis, Proc, base_env, bridge_proc, free_port, health, wait_for, worker_proc
 from .zero_models import accepted_by_zero
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -190,7 +190,7 @@ class Gateway:
                                       datetime.fromisoformat(clock["next_open"]),
                                       datetime.fromisoformat(clock["next_close"]), opens)
         assert not isinstance(current, str), current
-        store_session(self.r, current, datetime.now(UTC))
+        store_session(self.r, current, datetime.now(UTC), key=TEST_SIGNING_KEY)  # sealed, as a worker keeps it
 
     def market_hours(self, moment: str) -> None:
         """The simulator keeps New York hours and stands at `moment` (frozen); the gateway's

@@ -44,7 +44,7 @@ from zero_tasks.core.lifecycle.prices import ProtectPrices
 from zero_tasks.core.lifecycle.state import OrderFacts, PositionFacts
 from zero_tasks.core.session import NEW_YORK, TradingSession
 from zero_tasks.core.session import from_broker as session_from_broker
-from zero_tasks.secrets import scrub
+from zero_tasks.secrets import cut
 from zero_tasks.settings import ORDER_QTY, Settings
 
 T = TypeVar("T")
@@ -78,7 +78,11 @@ class PlacedOrder:
 
 
 PAPER_URL = "https://paper-api.alpaca.markets"
-MAIN, READS = "main", "reads"  # AlpacaBroker's two connections: the caller's, and the read thread's (row 9)
+# AlpacaBroker's connections: the caller's, the read thread's (row 9's open orders), and
+# the day thread's (the broker's own count of today's entry orders, for the daily cap).
+MAIN, READS, DAY = "main", "reads", "day"
+ENTRY_PREFIX = "zx-"  # the client_order_id prefix of the gateway's entries (contract.client_order_id)
+DAY_ORDERS_LIMIT = 500  # Alpaca's largest page: a fuller day cannot be counted, and fails closed
 
 
 def url_symbol(ticker: str) -> str:
@@ -102,9 +106,9 @@ def make_trading_client(settings: Settings) -> TradingClient:
 
 def _message(exc: APIError) -> str:
     try:
-        return scrub(str(exc.message))[:200]  # an error body may quote a key: scrubbed before the cut
+        return cut(str(exc.message), 200)  # an error body may quote a key: scrubbed before the cut
     except Exception:  # noqa: BLE001 - the body was not Alpaca's JSON
-        return scrub(str(exc))[:200]
+        return cut(str(exc), 200)
 
 
 def _retry_after(exc: APIError, now: Callable[[], float] = time.time) -> float | None:
@@ -167,10 +171,12 @@ class AlpacaBroker:
         # so no requests.Session is ever used by two threads at once.
         self._reads = alpaca_compat.twin(client)
         self._read_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-read")
+        self._day = alpaca_compat.twin(client)
+        self._day_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-day")
         # One lock per connection (client): a keep-warm call (keep_warm.py) is made only on a
         # connection nothing else is using, and never while an order's call is on it.
-        self._locks = {MAIN: threading.Lock(), READS: threading.Lock()}
-        self._last_used = {MAIN: time.monotonic(), READS: time.monotonic()}
+        self._locks = {MAIN: threading.Lock(), READS: threading.Lock(), DAY: threading.Lock()}
+        self._last_used = {MAIN: time.monotonic(), READS: time.monotonic(), DAY: time.monotonic()}
 
     def _on(self, connection: str, call: Callable[[], T]) -> T:
         """A classified call on one connection, which it holds while it runs."""
@@ -212,27 +218,43 @@ class AlpacaBroker:
                 return None
             raise
 
-    def exposure(self, ticker: str) -> Exposure:
-        """Row 9's facts: the ticker's position, or else its open orders.
+    def exposure(self, ticker: str, day_since: datetime | None = None) -> Exposure:
+        """Row 9's facts: the ticker's position, or else its open orders; with `day_since`
+        (when the trading day began), also the gateway's entry orders the broker has
+        since then, which the daily cap is checked against (the Redis count can be deleted).
 
-        Both reads are at the broker at once, so row 9 costs one round trip: the open
-        orders are asked on the read thread while this thread asks the position. Only
-        these two GETs run there; an order is sent by the caller, after row 9, never
-        ahead of it. When a position is found the open-orders answer is not waited for.
+        The reads are at the broker at once, so this costs one round trip: the open
+        orders are asked on the read thread and the day's orders on the day thread while
+        this thread asks the position. Only these GETs run there; an order is sent by the
+        caller, after them, never ahead. When a position is found no other answer is waited for.
         """
         symbol = url_symbol(ticker)
         request = GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)
         started = time.perf_counter()
         orders = self._read_thread.submit(self._on, READS, lambda: _model(self._reads.get_orders(request)))
+        day: Future[list[Order]] | None = None
+        if day_since is not None:
+            today = GetOrdersRequest(status=QueryOrderStatus.ALL, after=day_since, limit=DAY_ORDERS_LIMIT)
+            day = self._day_thread.submit(self._on, DAY, lambda: _model(self._day.get_orders(today)))
         try:
             position = self._open_position(symbol)
         except BaseException:
-            orders.cancel()  # not started yet: never sent; in flight: its answer is dropped
+            for pending in (orders, day):
+                if pending is not None:
+                    pending.cancel()  # not started yet: never sent; in flight: its answer is dropped
             raise
         if position is not None:
-            orders.cancel()
+            for pending in (orders, day):
+                if pending is not None:
+                    pending.cancel()
             return Exposure(ticker, position_qty=str(position.qty))
-        return Exposure(ticker, open_orders=len(self._waited("open_orders", started, orders)))
+        open_orders = len(self._waited("open_orders", started, orders))
+        if day is None:
+            return Exposure(ticker, open_orders=open_orders)
+        placed = self._waited("day_orders", started, day)
+        entries = sum(1 for o in placed if (o.client_order_id or "").startswith(ENTRY_PREFIX))
+        return Exposure(ticker, open_orders=open_orders, entries_today=entries,
+                        day_full=len(placed) >= DAY_ORDERS_LIMIT)
 
     def _waited(self, name: str, started: float, pending: Future[T]) -> T:
         """The answer of a call run on the read thread, timed from when it was handed over."""
@@ -270,12 +292,14 @@ class AlpacaBroker:
         return session_from_broker(now, clock.timestamp, clock.is_open, clock.next_open, clock.next_close, opens)
 
     def probe(self) -> str:
-        """A cheap authenticated call, over both clients' connections: the account status
-        (warm-up opens both connections; the breaker closes only when both answer)."""
+        """A cheap authenticated call, over every client's connection: the account status
+        (warm-up opens all three connections; the breaker closes only when all answer)."""
         started = time.perf_counter()
-        other = self._read_thread.submit(self._on, READS, self._reads.get_account)  # its connection too
+        others = [self._read_thread.submit(self._on, READS, self._reads.get_account),  # its connection too
+                  self._day_thread.submit(self._on, DAY, self._day.get_account)]
         account = self._on(MAIN, lambda: _model(self._client.get_account()))
-        other.result()
+        for other in others:
+            other.result()
         status = getattr(account.status, "value", account.status)
         return f"account {status} in {1000 * (time.perf_counter() - started):.0f} ms"
 
@@ -296,7 +320,7 @@ class AlpacaBroker:
         if not lock.acquire(blocking=False):
             return False
         try:
-            client = self._client if connection == MAIN else self._reads
+            client = {MAIN: self._client, READS: self._reads, DAY: self._day}[connection]
             try:
                 _classified(client.get_clock)
             finally:
@@ -437,9 +461,9 @@ class RateLimitedBroker:
         self._pay("lookup")
         return self._broker.find_order(client_order_id)
 
-    def exposure(self, ticker: str) -> Exposure:
-        self._pay("exposure", 2)  # the position and the open orders
-        return self._broker.exposure(ticker)
+    def exposure(self, ticker: str, day_since: datetime | None = None) -> Exposure:
+        self._pay("exposure", 2 if day_since is None else 3)  # the position, the open orders, the day's orders
+        return self._broker.exposure(ticker, day_since)
 
     def submit_buy(self, ticker: str, client_order_id: str) -> PlacedOrder:
         self._pay("submit")

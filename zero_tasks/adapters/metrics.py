@@ -23,7 +23,7 @@ import redis
 
 from zero_tasks.core.lifecycle.outcome import Outcome
 from zero_tasks.core.record import DecisionRecord
-from zero_tasks.secrets import scrub
+from zero_tasks.secrets import cut
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ LATENCY_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10
 
 def reason_code(reason: str) -> str:
     """The label: the reason's stable code, scrubbed before it is cut."""
-    return scrub(reason.split(":", 1)[0].strip())[:40]
+    return cut(reason.split(":", 1)[0].strip(), 40)
 
 
 class _Tally:

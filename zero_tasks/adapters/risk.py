@@ -25,6 +25,15 @@ NEW_YORK = ZoneInfo("America/New_York")
 REGULAR_CLOSE = time(16, 0)  # New York
 
 
+def trading_day_began(now: datetime) -> datetime:
+    """When the trading day `now` counts towards began: the regular close of the weekday
+    before it (trading_day's own rule, so both counts of the daily cap agree)."""
+    day = datetime.fromisoformat(trading_day(now)).date() - timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return datetime.combine(day, REGULAR_CLOSE, NEW_YORK)
+
+
 def trading_day(now: datetime) -> str:
     """The New York date of the trading session an instant counts towards: its own date on
     a weekday until the regular close, else the next weekday. A Saturday, a Sunday or a

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from zero_tasks.core.contract import HORIZONS, ExitReason, Horizon, Intent, Side, TradeUpdate, is_market_state
 from zero_tasks.core.decision import Status, Verdict
-from zero_tasks.secrets import scrub
+from zero_tasks.secrets import scrub, scrub_any
 
 decision_log = logging.getLogger("zero_tasks.core.decision")
 
@@ -46,11 +46,16 @@ class DecisionRecord:
     def __post_init__(self) -> None:
         """The reason and `why` may quote a broker's or a library's error text: no
         configured secret survives into the audit row, the event or the decision log,
-        whoever built the record."""
+        whoever built the record. The stored payload is scrubbed the same way (whole
+        values only, zero_tasks/secrets.py), so the row says what the event says."""
         reason, why = scrub(self.reason), [scrub(line) for line in self.why]
         if reason != self.reason or why != self.why:
             object.__setattr__(self, "reason", reason)
             object.__setattr__(self, "why", why)
+        if self.payload is not None:
+            payload = scrub_any(self.payload)
+            if payload != self.payload:
+                object.__setattr__(self, "payload", payload)
 
     @property
     def latency_ms(self) -> float:

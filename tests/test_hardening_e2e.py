@@ -1,0 +1,104 @@
+"""Issue 25, a red-team pass: each finding that did not hold, through a real bridge, worker
+and simulator (the operator CLI's are in test_ops_cli.py, /health's in test_health_e2e.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.gateway import Gateway, opportunity, ranking
+from tests.support.procs import TEST_SIGNING_KEY, health
+from zero_tasks.core.session import TradingSession
+from zero_tasks.secrets import MASK
+
+pytestmark = pytest.mark.e2e
+
+
+def why_ranking(ticker: str, line: str) -> dict[str, Any]:
+    return ranking(opportunity(ticker, why=[line]))
+
+
+# --- finding 5: the scrubber is no oracle ------------------------------------------------
+
+def test_a_why_line_ending_in_part_of_a_secret_comes_back_unchanged_right_guess_or_wrong(gw: Gateway) -> None:
+    """Guessing a secret's next character would need the masked and the unmasked answer to
+    differ; only a whole secret is masked, so a right and a wrong guess look alike."""
+    guesses = {"ORCA": TEST_SIGNING_KEY[:6], "ORCB": TEST_SIGNING_KEY[:12], "ORCC": TEST_SIGNING_KEY[:-1],
+               "ORCD": "test-tXsk", "ORCE": TEST_SIGNING_KEY[:6] + "X"}
+    events = gw.decide(*(why_ranking(t, f"echoed {g}") for t, g in guesses.items()))
+    by_ticker = {e["ticker"]: e for e in events}
+    for ticker, guess in guesses.items():
+        assert by_ticker[ticker]["why"][1:] == [f"echoed {guess}"], by_ticker[ticker]
+
+
+def test_a_whole_secret_is_masked_in_the_event_and_in_the_stored_payload(gw: Gateway) -> None:
+    [event] = gw.decide(why_ranking("ORCF", f"echoed {TEST_SIGNING_KEY} here"))
+    assert event["why"][1:] == [f"echoed {MASK} here"]
+    [row] = gw.wait_rows(1, ticker="ORCF")
+    stored = json.dumps(row["payload"])
+    assert TEST_SIGNING_KEY not in stored and f"echoed {MASK} here" in stored, stored
+
+
+# --- finding 2: a forged trading session ----------------------------------------------------
+
+SATURDAY_NOON = "2026-11-28T17:00:00+00:00"  # the simulator's market is closed
+
+
+def forged_open_session(**extra: Any) -> str:
+    now = datetime.now(UTC)
+    body = json.loads(TradingSession(True, now - timedelta(hours=1), datetime(2030, 1, 1, tzinfo=UTC), None,
+                                     now).to_json())
+    return json.dumps({**body, **extra})
+
+
+@pytest.mark.parametrize("forged", [forged_open_session(),
+                                    forged_open_session(sealed_at=datetime.now(UTC).isoformat(), seal="0" * 64)],
+                         ids=["unsealed", "sealed_with_another_key"])
+def test_a_forged_open_session_neither_opens_the_market_nor_shows_open(gw: Gateway, forged: str) -> None:
+    """The finding: with the broker saying closed, SET key:execution_session to an open
+    session until 2030 gave SUBMITTED, and /health showed the market open."""
+    gw.market_hours(SATURDAY_NOON)
+    gw.r.set("key:execution_session", forged)
+    gw.green()
+    assert health(gw.api_port)[1]["trading_session"] is None  # refused: shown as not known
+    [event] = gw.decide(ranking(opportunity("FAKE")))
+    assert event["status"] == "BLOCKED" and "market closed" in event["why"][0], event
+    assert gw.order_posts() == 0
+    assert health(gw.api_port)[1]["trading_session"]["is_open"] is False  # the broker's own answer, kept sealed
+
+
+# --- finding 3: the daily cap is the broker's count too -------------------------------------
+
+def entries(gw: Gateway, tickers: list[str]) -> list[dict[str, Any]]:
+    return gw.decide(*(ranking(opportunity(t)) for t in tickers), timeout=60)
+
+
+def test_deleting_the_redis_day_count_does_not_lift_the_daily_cap(gw: Gateway) -> None:
+    """The finding: after 10 orders, DEL key:execution_daily_orders:<day> allowed an 11th.
+    The broker's own list of the day's `zx-` orders says 10: BLOCKED `daily cap`."""
+    gw.green()
+    placed = entries(gw, [f"CAP{c}" for c in "ABCDEFGHIJ"])
+    assert [e["status"] for e in placed] == ["SUBMITTED"] * 10, placed
+    for key in gw.r.scan_iter("key:execution_daily_orders:*"):
+        gw.r.delete(key)
+    [eleventh] = gw.decide(ranking(opportunity("CAPK")))
+    assert eleventh["status"] == "BLOCKED", eleventh
+    assert eleventh["why"][0].startswith("daily cap: 10 entry orders at the broker"), eleventh
+    assert len(gw.orders()) == 10
+
+
+def test_exit_orders_at_the_broker_do_not_count_toward_the_daily_cap(gw: Gateway) -> None:
+    """Only entries count: exits (issue 28's `zp-`/`zs-` client_order_ids) and orders the
+    gateway did not place are left out of the broker's count."""
+    headers = {"APCA-API-KEY-ID": gw.env["ALPACA_API_KEY"], "APCA-API-SECRET-KEY": gw.env["ALPACA_SECRET_KEY"]}
+    for i, prefix in enumerate(["zp-", "zs-", "manual-"] * 4):
+        order = {"symbol": f"EXT{chr(65 + i)}", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day",
+                 "client_order_id": f"{prefix}{i}"}
+        requests.post(f"{gw.sim_url}/v2/orders", json=order, headers=headers, timeout=10).raise_for_status()
+    gw.green()
+    placed = entries(gw, [f"ENT{c}" for c in "ABCDEFGHIJ"])
+    assert [e["status"] for e in placed] == ["SUBMITTED"] * 10, placed
