@@ -203,6 +203,7 @@ def test_a_horizon_exit_the_gate_forbids_is_deferred_once_then_leaves_when_allow
     assert len(orders_with(gw, exit_client_order_id(entry["execution_id"]))) == 1
 
 
+@pytest.mark.guarantee
 def test_a_worker_killed_between_the_cancel_and_the_sell_sells_once(gw: Gateway, tmp_path: Path) -> None:
     marker = tmp_path / "fired"
     gw.restart(gw.workers[0], ZERO_FAILPOINTS=f"after_exit_cancel:{marker}")
@@ -270,6 +271,7 @@ def test_the_ticker_trades_again_after_the_exit_and_the_cooldown(gw: Gateway) ->
     assert again["execution_id"] != entry["execution_id"]
 
 
+@pytest.mark.guarantee
 def test_a_hand_written_lifecycle_record_sells_nothing(gw: Gateway) -> None:
     """A Redis key has no authority: a record moved to an early horizon by hand, unsealed,
     is refused (one ERROR decision, off the schedule), and nothing is canceled or sold."""
