@@ -204,17 +204,22 @@ def test_a_horizon_exit_the_gate_forbids_is_deferred_once_then_leaves_when_allow
 
 
 @pytest.mark.guarantee
-def test_a_worker_killed_between_the_cancel_and_the_sell_sells_once(gw: Gateway, tmp_path: Path) -> None:
+@pytest.mark.parametrize("failpoint", ["after_exit_cancel", "after_exit_submit"])
+def test_a_worker_killed_between_the_cancel_and_the_sell_sells_once(gw: Gateway, tmp_path: Path,
+                                                                     failpoint: str) -> None:
+    """Killed after the cancel (no sell yet), or after the broker took the sell (not yet
+    recorded): either way one sell, one SUBMITTED exit decision, one outcome."""
     marker = tmp_path / "fired"
-    gw.restart(gw.workers[0], ZERO_FAILPOINTS=f"after_exit_cancel:{marker}")
+    gw.restart(gw.workers[0], ZERO_FAILPOINTS=f"{failpoint}:{marker}")
     gw.wait_ready()
     pubsub = outcomes(gw)
     entry = enter(gw, "XLK", 150.0)
     protect_of(gw, entry["execution_id"])
     gw.sim("POST", "/_sim/clock/advance", {"seconds": 31 * 60})
-    wait_for(lambda: marker.exists() and not gw.workers[0].alive(), 60, "the failpoint after the cancel")
+    wait_for(lambda: marker.exists() and not gw.workers[0].alive(), 60, f"the failpoint {failpoint}")
     (oco,) = orders_with(gw, protect_client_order_id(entry["execution_id"]))
-    assert oco["status"] == "canceled" and orders_with(gw, exit_client_order_id(entry["execution_id"])) == []
+    sold = orders_with(gw, exit_client_order_id(entry["execution_id"]))
+    assert oco["status"] == "canceled" and len(sold) == (failpoint == "after_exit_submit")
     gw.restart(gw.workers[0], ZERO_FAILPOINTS="")
     out = next_outcome(pubsub, timeout=120)
     assert (out["outcome"], out["exit_via"]) == ("EXPIRED", "horizon")

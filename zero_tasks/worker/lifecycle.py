@@ -113,6 +113,7 @@ def _run(rt: Runtime, rec: LifecycleRecord, now_fn: Callable[[], datetime]) -> S
         store.schedule(rt.redis, rec.execution_id, now + look)
         return StepResult("wait", f"broker: {exc}")
     snap = with_session(rt, read_snapshot(rt.redis, rec.ticker), now)
+    rec = _complete(rt, rec, facts, snap, now)
     gate = exit_gate(snap, now, rt.settings.market_state_max_age_s)
     action = decide_exit(rec, facts, gate, now + offset, look)
     log.info("lifecycle %s: %s (%s: %s)", rec.execution_id, action.step.value, action.rule, action.reason)
@@ -124,12 +125,35 @@ def _run(rt: Runtime, rec: LifecycleRecord, now_fn: Callable[[], datetime]) -> S
     except BrokerTransient as exc:
         log.warning("lifecycle %s: %s not known to have reached the broker (%s); looked up next step",
                     rec.execution_id, action.step.value, exc.detail)
+    except BrokerRejected as exc:
+        log.warning("lifecycle %s: %s refused by the broker (%s); looked at again next step",
+                    rec.execution_id, action.step.value, exc)
     if rec.finished:
         store.finish(rt.redis, rec, _key(rt))
     else:
         store.save(rt.redis, rec, _key(rt))
         store.schedule(rt.redis, rec.execution_id, next_at - offset)
     return StepResult(action.step.value, action.reason)
+
+
+def _complete(rt: Runtime, rec: LifecycleRecord, facts: Facts, snap: Snapshot, now: datetime) -> LifecycleRecord:
+    """An order at the broker whose decision a crashed step did not keep (the order went
+    out, the worker died before recording it): recorded now, found by its client_order_id.
+    The outbox keeps the first decision of a key, so this never records one twice."""
+    if facts.target_leg is not None and rec.protect_order_id is None:
+        order = PlacedOrder(facts.target_leg.order_id, protect_client_order_id(rec.execution_id),
+                            facts.target_leg.status, None)
+        _record(rt, rec, "protect", Status.SUBMITTED, f"submitted: protect {rec.ticker} OCO (found by "
+                "client_order_id)", snap, now, intent="protect", exit_reason="target_stop", order=order)
+        rec = rec.but(protect_order_id=order.order_id)
+    if facts.horizon_sell is not None and not rec.sell_recorded:
+        order = PlacedOrder(facts.horizon_sell.order_id, exit_client_order_id(rec.execution_id),
+                            facts.horizon_sell.status, None)
+        _record(rt, rec, "exit", Status.SUBMITTED, f"submitted: {rec.ticker} sell market day (horizon "
+                f"{rec.horizon} reached; found by client_order_id)", snap, now, intent="exit",
+                exit_reason="horizon", order=order)
+        rec = rec.but(sell_recorded=True)
+    return rec
 
 
 def _reads(rec: LifecycleRecord, now: datetime) -> int:
@@ -257,7 +281,7 @@ def _sell(rt: Runtime, rec: LifecycleRecord, action: ExitAction, snap: Snapshot,
         order = found
     _record(rt, rec, "exit", Status.SUBMITTED, f"submitted: {action.qty} share {rec.ticker} sell market day "
             f"(horizon {rec.horizon} reached)", snap, now_fn(), intent="exit", exit_reason="horizon", order=order)
-    return rec
+    return rec.but(sell_recorded=True)
 
 
 def _found_after_422(rt: Runtime, cid: str, exc: BrokerRejected) -> PlacedOrder | None:

@@ -49,6 +49,7 @@ class LifecycleRecord:
     limit_price: str | None = None  # the protect's prices as sent (decimal text)
     stop_price: str | None = None
     entry_fill: OrderFacts | None = None  # the entry once it ended (then never read again)
+    sell_recorded: bool = False  # the horizon sell's SUBMITTED decision is kept
     deferred: bool = False  # the one BLOCKED `exit deferred` is recorded
     finished: str | None = None  # why the lifecycle ended (outcome recorded, nothing bought, policy hold)
 
