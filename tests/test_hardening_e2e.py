@@ -4,14 +4,18 @@ and simulator (the operator CLI's are in test_ops_cli.py, /health's in test_heal
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import yaml
 
-from tests.support.gateway import Gateway, opportunity, ranking
-from tests.support.procs import TEST_SIGNING_KEY, health
+from alpaca_paper_sim import SimServer
+from tests.support.gateway import Gateway, collect, isolated_gateway, opportunity, ranking
+from tests.support.procs import ROOT, TEST_SIGNING_KEY, health, wait_for
 from zero_tasks.core.session import TradingSession
 from zero_tasks.secrets import MASK
 
@@ -102,3 +106,64 @@ def test_exit_orders_at_the_broker_do_not_count_toward_the_daily_cap(gw: Gateway
     gw.green()
     placed = entries(gw, [f"ENT{c}" for c in "ABCDEFGHIJ"])
     assert [e["status"] for e in placed] == ["SUBMITTED"] * 10, placed
+
+
+# --- finding 7: giant messages ----------------------------------------------------------------
+
+GIANT = b"{" + b" " * (10 * 1024 * 1024) + b"}"  # 10 MB: ten times MAX_PAYLOAD_BYTES
+
+
+@pytest.fixture(scope="module")
+def flooded(log_dir: Path, sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway on a Redis of its own: its pub/sub limits are changed here."""
+    with isolated_gateway(log_dir, sim.url, tmp_path_factory.mktemp("flood")) as gw:
+        yield gw
+
+
+def compose_pubsub_limit() -> str:
+    command = yaml.safe_load((ROOT / "infra" / "docker-compose.yml").read_text())["services"]["redis"]["command"]
+    assert "--client-output-buffer-limit" in command, "compose's Redis keeps the 32 MB default"
+    return command[command.index("--client-output-buffer-limit") + 1]
+
+
+def test_six_giant_messages_within_composes_pubsub_limit_each_get_a_decision(flooded: Gateway) -> None:
+    """The finding: six 10 MB messages overflowed Redis's default pub/sub output buffer, the
+    bridge was disconnected, and neither they nor a good ranking right after got a decision.
+    With compose's limit every one is decided: the giants SKIPPED, the ranking as usual."""
+    flooded.reset()
+    flooded.r.config_set("client-output-buffer-limit", compose_pubsub_limit())
+    pubsub = flooded.subscribe()
+    for _ in range(6):
+        flooded.r.publish("chan:opportunity_update", GIANT)
+    flooded.publish(ranking(opportunity("GOOD")))
+    events = collect(pubsub, 7, 60, flooded)
+    assert sorted(e["status"] for e in events) == ["BLOCKED"] + ["SKIPPED"] * 6, events
+    assert all("invalid payload" in e["why"][0] for e in events if e["status"] == "SKIPPED")
+    assert health(flooded.api_port)[1]["bridge"]["subscription_drops"] == 0
+
+
+def test_a_subscription_dropped_by_a_flood_is_counted_shown_and_caught_up(flooded: Gateway) -> None:
+    """Past any limit Redis drops the subscriber: the drop is counted on /health and /metrics,
+    and the ranking ZERO keeps in key:opportunity_rank is decided by the catch-up."""
+    flooded.reset()
+    flooded.r.config_set("client-output-buffer-limit", "pubsub 1mb 512kb 1")
+    try:
+        pubsub = flooded.subscribe()
+        for _ in range(6):
+            flooded.r.publish("chan:opportunity_update", GIANT)
+        kept = json.dumps(ranking(opportunity("KEPT")))
+        flooded.r.set("key:opportunity_rank", kept, ex=60)  # as ZERO does, after the PUBLISH
+        flooded.r.publish("chan:opportunity_update", kept)
+        body = wait_for(lambda: (b := health(flooded.api_port)[1])["bridge"]["subscription_drops"] >= 1 and b, 30,
+                        "the drop counted")
+        assert body["bridge"]["reconnects"] >= 1
+        wait_for(lambda: health(flooded.api_port)[1]["bridge"]["subscribed"], 30, "subscribed again")
+        heard: list[dict[str, Any]] = []
+        while not any(e["ticker"] == "KEPT" for e in heard) and len(heard) < 8:  # giants heard before the drop first
+            heard += collect(pubsub, 1, 30, flooded)
+        assert [e["ticker"] for e in heard].count("KEPT") == 1, heard
+        text = requests.get(f"http://127.0.0.1:{flooded.api_port}/metrics", timeout=10).text
+        assert any(line.startswith("zero_bridge_subscription_drops_total ") and float(line.split()[1]) >= 1
+                   for line in text.splitlines()), text[:2000]
+    finally:
+        flooded.r.config_set("client-output-buffer-limit", "pubsub 32mb 8mb 60")
