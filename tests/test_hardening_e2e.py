@@ -16,6 +16,7 @@ import yaml
 from alpaca_paper_sim import SimServer
 from tests.support.gateway import Gateway, collect, isolated_gateway, opportunity, ranking
 from tests.support.procs import ROOT, TEST_SIGNING_KEY, health, wait_for
+from zero_tasks.adapters.risk import trading_day
 from zero_tasks.core.session import TradingSession
 from zero_tasks.secrets import MASK
 
@@ -167,3 +168,56 @@ def test_a_subscription_dropped_by_a_flood_is_counted_shown_and_caught_up(floode
                    for line in text.splitlines()), text[:2000]
     finally:
         flooded.r.config_set("client-output-buffer-limit", "pubsub 32mb 8mb 60")
+
+
+# --- finding 6: tradable US equities only, as the broker says --------------------------------
+
+def asset_reads(gw: Gateway, symbol: str) -> int:
+    return gw.sim("GET", "/_sim/stats")["requests"].get(f"GET /v2/assets/{symbol}", 0)
+
+
+@pytest.mark.parametrize("ticker, why", [
+    ("BTCUSD", "class crypto"),
+    ("HTBX", "not tradable"),
+    ("OLDCO", "status inactive"),
+    ("ZZZZQ", "unknown to the broker"),
+], ids=["crypto_pair", "not_tradable", "inactive", "unknown"])
+def test_a_symbol_the_broker_does_not_trade_as_a_us_equity_is_skipped_without_an_order(
+        gw: Gateway, ticker: str, why: str) -> None:
+    """The finding: a BTCUSD ranking was SUBMITTED; on Alpaca such symbols come back 4xx,
+    and three of them from upstream would open the breaker."""
+    gw.sim("POST", "/_sim/assets", {"symbol": "HTBX", "tradable": False})
+    gw.sim("POST", "/_sim/assets", {"symbol": "OLDCO", "status": "inactive"})
+    gw.sim("POST", "/_sim/config", {"synthetic_assets": False})
+    gw.green()
+    [event] = gw.decide(ranking(opportunity(ticker)))
+    assert event["status"] == "SKIPPED", event
+    assert event["why"][0].startswith(f"invalid payload: {ticker} is not a tradable US equity ("), event
+    assert why in event["why"][0], event
+    assert gw.order_posts() == 0
+    assert gw.r.get("key:execution_breaker_failures") in (None, b"0")
+
+
+def test_three_untradable_rankings_do_not_open_the_breaker_and_the_verdict_is_kept_for_the_day(gw: Gateway) -> None:
+    gw.sim("POST", "/_sim/config", {"synthetic_assets": False})
+    gw.green()
+    now = datetime.now(UTC)
+    events = gw.decide(*(ranking(opportunity("ZZZZQ"), rank_time=now + timedelta(seconds=i)) for i in range(3)))
+    assert [e["status"] for e in events] == ["SKIPPED"] * 3
+    assert asset_reads(gw, "ZZZZQ") == 1  # asked once, with row 9; then kept in Redis for the trading day
+    [good] = gw.decide(ranking(opportunity("SPY")))
+    assert good["status"] == "SUBMITTED", good
+    assert gw.r.get("key:execution_breaker") is None
+
+
+def test_a_broker_refusal_about_the_asset_itself_is_skipped_and_not_counted_toward_the_breaker(gw: Gateway) -> None:
+    """A verdict forged in Redis ("tradable") reaches the broker, which refuses the symbol:
+    that 4xx is the symbol's, SKIPPED like the verdict would have been, not a broker failure."""
+    gw.sim("POST", "/_sim/config", {"synthetic_assets": False})
+    gw.green()
+    gw.r.hset(f"key:execution_assets:{trading_day(datetime.now(UTC))}", "ZZZZQ",
+              json.dumps({"symbol": "ZZZZQ", "tradable": True, "detail": "forged"}))
+    [event] = gw.decide(ranking(opportunity("ZZZZQ")))
+    assert event["status"] == "SKIPPED", event
+    assert "not a tradable US equity (the broker refused it: 422" in event["why"][0], event
+    assert gw.r.get("key:execution_breaker_failures") in (None, b"0")
