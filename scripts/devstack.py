@@ -199,8 +199,9 @@ def flower_environment(env: dict[str, str]) -> dict[str, str]:
     return {**kept, "ALPACA_API_KEY": NO_ALPACA_KEY, "ALPACA_SECRET_KEY": NO_ALPACA_KEY}
 
 
+# TASK_SIGNING_KEY: zero-ops checks the seal of the kept trading session with it (status).
 OPS_VARS = ("ALPACA_PAPER", "ALPACA_BASE_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD", "DATABASE_URL",
-            "EXECUTION_API_PORT")
+            "EXECUTION_API_PORT", "TASK_SIGNING_KEY")
 
 
 def write_ops_env(env: dict[str, str]) -> None:
