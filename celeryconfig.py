@@ -4,11 +4,16 @@ Read by `zero_tasks.worker.celery_app` through `config_from_object`. The broker 
 the one validated settings object, so the paper-only guard runs before any worker starts.
 """
 
+import sys
+
 from kombu import Exchange, Queue
 
 from zero_tasks.settings import settings_or_exit
 
-_settings = settings_or_exit()
+# Flower (`celery -A zero_tasks flower`, through zero_ops.flower_guard) only watches: it is
+# given no TASK_SIGNING_KEY. Every other process requires it here, and the worker's runtime
+# requires it again whatever its command line says.
+_settings = settings_or_exit(require_signing="flower" not in sys.argv[1:])
 
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True

@@ -6,11 +6,13 @@ error handling, retries) without any outside service, and the /_sim admin API
 injects the failures (5xx, 429, dropped connections, "accepted but the answer
 was lost") that a live paper account can never be made to produce on demand.
 
-It behaves as Alpaca does where the gateway can tell: one key pair, a trading session
-(New York regular hours by default, or always open), market orders that fill a moment
-after they are accepted (at the next open when the market is shut), Alpaca's clock,
-calendar and X-RateLimit-* headers. It can serve HTTPS (TLS 1.3, a throw-away test CA) and
-close idle keep-alive connections, as a server across the internet does.
+It behaves as Alpaca does where a client can tell: one key pair, the NYSE calendar (or always
+open), listed assets, prices that move (a seeded walk per symbol, on a clock tests can freeze
+and advance), every order type and class with the account's checks, market data on the same
+URL, the trade_updates websocket, Alpaca's clock, calendar and X-RateLimit-* headers. It can
+serve HTTPS (TLS 1.3, a throw-away test CA) and close idle keep-alive connections, as a server
+across the internet does. Modules: state (the book), orders, triggers, prices, assets,
+marketdata, session, stream, faults, server.
 """
 
 from .server import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, SimServer

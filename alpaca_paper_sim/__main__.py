@@ -26,12 +26,13 @@ import os
 import signal
 import threading
 from datetime import date
+from decimal import Decimal
 from types import FrameType
 
 from .ratelimit import DEFAULT_LIMIT_PER_MIN
 from .server import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, SimServer
 from .session import TradingSession
-from .state import DEFAULT_FILL_DELAY_S, BrokerState
+from .state import DEFAULT_FILL_DELAY_S, STARTING_CASH, BrokerState
 from .tls import make_test_tls
 
 
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ca-out", default=None, help="with --tls: write the test CA's certificate here")
     parser.add_argument("--stream-port", type=int, default=0,
                         help="port of the trade_updates websocket (default: a free one, printed at start)")
+    parser.add_argument("--starting-cash", type=Decimal, default=STARTING_CASH,
+                        help="the account's cash at start and after /_sim/reset (Alpaca paper: 100000)")
     parser.add_argument("--synthetic-assets", action="store_true",
                         help="answer any plain made-up equity symbol as a listed asset (tests, demos)")
     parser.add_argument("--idle-timeout", type=float, default=None,
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         tls.write_ca(args.ca_out)
     session = TradingSession.around_the_clock() if args.always_open else TradingSession.new_york(args.holiday)
     state = BrokerState(fill_delay_s=args.fill_delay, session=session, rate_limit=args.rate_limit,
-                        synthetic_assets=args.synthetic_assets)
+                        synthetic_assets=args.synthetic_assets, starting_cash=args.starting_cash)
 
     stop = threading.Event()
 

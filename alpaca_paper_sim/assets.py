@@ -23,7 +23,7 @@ from typing import Any
 from .prices import name_level
 
 DATA_FILE = Path(__file__).with_name("data") / "assets.csv"
-EQUITY_PATTERN = re.compile(r"^[A-Z]{1,5}(\.[A-Z])?$")
+EQUITY_PATTERN = re.compile(r"^[A-Z]{1,6}(\.[A-Z]{1,2})?$")  # the tickers the gateway's contract admits
 OCC_PATTERN = re.compile(r"^(?P<root>[A-Z]{1,6})(?P<expiry>\d{6})(?P<right>[CP])(?P<strike>\d{8})$")
 CRYPTO_PAIRS: dict[str, Decimal] = {
     "BTC/USD": Decimal("65000"), "ETH/USD": Decimal("3200"), "SOL/USD": Decimal("150"),

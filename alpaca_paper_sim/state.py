@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any
 
 from .assets import Asset, AssetBook, asset_from_admin, asset_id_for
+from .faults import FAULT_MODES, PRE_FAULTS, FaultRule
 from .orders import (
     OrderRequest,
     SimError,
@@ -39,6 +40,7 @@ from .orders import (
 from .prices import STEP_S, PriceBook
 from .ratelimit import DEFAULT_LIMIT_PER_MIN, RateLimiter
 from .session import TradingSession, calendar_json, clock_json
+from .triggers import cross_time, crosses, level, track
 
 STARTING_CASH = Decimal("100000")
 # "auto": a market order fills by itself, `fill_delay_s` after it is accepted and only in session;
@@ -54,11 +56,6 @@ CALENDAR_RANGE = (date(1970, 1, 1), date(2029, 12, 31))  # Alpaca's calendar wit
 SIDES = frozenset({"buy", "sell"})
 GTC_DAYS = 90  # Alpaca cancels a gtc order 90 days after it was placed
 EVENTS_KEPT = 1000  # the last trade updates GET /_sim/events shows
-# "echo_headers": a 502 whose message quotes the request's key headers, as a misbehaving
-# proxy might: for the tests that prove no secret leaves the gateway.
-PRE_FAULTS = frozenset({"500", "503", "429", "403", "slow", "drop", "echo_headers"})
-POST_FAULTS = frozenset({"accept_then_drop", "accept_then_500", "accept_then_slow"})
-FAULT_MODES = PRE_FAULTS | POST_FAULTS
 _QTY_STEP = Decimal("0.000000001")
 _RATIO_STEP = Decimal("0.0000000001")
 
@@ -224,26 +221,6 @@ class SimPosition:
 
 
 @dataclass
-class FaultRule:
-    """One injected failure: applies to the next ``count`` matching trading requests."""
-
-    mode: str
-    count: int = 1  # -1 = until cleared
-    method: str | None = None
-    path: str | None = None
-    delay: float = 2.0
-    retry_after: float | None = 1.0  # None: a 429 without Retry-After (X-RateLimit-Reset only)
-    query: dict[str, str] | None = None  # only requests with these query parameters
-
-    def matches(self, method: str, path: str, query: dict[str, str] | None = None) -> bool:
-        if self.method is not None and self.method != method:
-            return False
-        if self.query and any((query or {}).get(k) != v for k, v in self.query.items()):
-            return False
-        return self.path is None or path.startswith(self.path)
-
-
-@dataclass
 class _Counters:
     order_posts: int = 0
     requests: dict[str, int] = field(default_factory=dict)
@@ -266,8 +243,10 @@ class BrokerState:
         rate_limit: int = DEFAULT_LIMIT_PER_MIN,
         seed: int = 0,
         synthetic_assets: bool = False,
+        starting_cash: Decimal | int | str = STARTING_CASH,
     ) -> None:
         self._lock = threading.RLock()
+        self._starting_cash = Decimal(str(starting_cash))  # Alpaca paper's default is $100,000
         self.account_id = str(uuid.uuid4())
         self.account_created_at = utcnow()
         self._initial = (_delay(fill_delay_s), session or TradingSession.new_york(), rate_limit, seed,
@@ -285,7 +264,7 @@ class BrokerState:
             self.rate_limiter = RateLimiter(limit)
             self._frozen_at: datetime | None = None
             self._synced_at = utcnow()
-            self._cash = STARTING_CASH
+            self._cash = self._starting_cash
             self._orders: dict[str, SimOrder] = {}
             self._open: list[SimOrder] = []  # the orders not yet done (pruned as they finish): what can move
             self._by_client_id: dict[str, SimOrder] = {}
@@ -1063,19 +1042,19 @@ class BrokerState:
         previous: tuple[datetime, float] | None = None
         if self.session.is_open(since) or order.asset_class == "crypto":
             first = self._price(order.symbol, since)
-            if _crosses(order, first, buy):
+            if crosses(order, first, buy):
                 return since, first
-            _track(order, first, buy)
+            track(order, first, buy)
             previous = (since, float(first))
         for point in self._book_of(order.symbol).points(order.symbol, since, end):
             current = Decimal(str(round(point.price, 2)))
             if previous is None or point.at - previous[0] > timedelta(seconds=STEP_S):  # a session's open
-                if _crosses(order, current, buy):
+                if crosses(order, current, buy):
                     return point.at, current
-            elif _crosses(order, current, buy):
-                level = _level(order, buy)
-                return _cross_time(previous, point.at, point.price, float(level)), level
-            _track(order, current, buy)
+            elif crosses(order, current, buy):
+                mark = level(order, buy)
+                return cross_time(previous, point.at, point.price, float(mark)), mark
+            track(order, current, buy)
             previous = (point.at, point.price)
         return None
 
@@ -1194,45 +1173,4 @@ class _Update:
         return {"stream": "trade_updates", "data": data}
 
 
-def _level(order: SimOrder, buy: bool) -> Decimal:
-    """The price that triggers the order: its limit, its stop, or the trail off the high-water mark."""
-    if order.type == "limit" or (order.type == "stop_limit" and order.triggered):
-        assert order.limit_price is not None
-        return order.limit_price
-    if order.type in ("stop", "stop_limit"):
-        assert order.stop_price is not None
-        return order.stop_price
-    hwm = order.hwm or Decimal(0)
-    offset = hwm * order.trail_percent / 100 if order.trail_percent is not None else order.trail_price or Decimal(0)
-    return (hwm + offset if buy else hwm - offset).quantize(Decimal("0.01"))
-
-
-def _crosses(order: SimOrder, price: Decimal, buy: bool) -> bool:
-    """A buy limit fills at or below its limit, a buy stop triggers at or above its stop (and the
-    reverse for sells); a trailing stop is a stop at its trail level."""
-    if order.type == "trailing_stop" and order.hwm is None:
-        return False
-    level = _level(order, buy)
-    is_limit = order.type == "limit" or (order.type == "stop_limit" and order.triggered)
-    if is_limit:
-        return price <= level if buy else price >= level
-    return price >= level if buy else price <= level
-
-
-def _track(order: SimOrder, price: Decimal, buy: bool) -> None:
-    """A sell trail follows the high-water mark up; a buy trail follows the low down."""
-    if order.type != "trailing_stop":
-        return
-    if order.hwm is None:
-        order.hwm = price
-    else:
-        order.hwm = min(order.hwm, price) if buy else max(order.hwm, price)
-
-
-def _cross_time(previous: tuple[datetime, float], at: datetime, price: float, level: float) -> datetime:
-    """When the straight line from the previous point to this one reaches `level`."""
-    start, before = previous
-    if price == before:
-        return at
-    fraction = min(1.0, max(0.0, (level - before) / (price - before)))
-    return start + (at - start) * fraction
+__all__ = ["PRE_FAULTS", "BrokerState", "FaultRule", "SimError", "SimOrder", "invalid"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import random
+import string
 import subprocess
 import sys
 import time
@@ -41,6 +43,11 @@ def one_order(trading: TradingClient, ticker: str) -> None:
                                             client_order_id=f"bench-{uuid.uuid4().hex}"))
 
 
+def _letters() -> str:
+    """Five random letters: a made-up ticker the simulator lists under --synthetic-assets."""
+    return "".join(random.choice(string.ascii_uppercase) for _ in range(5))
+
+
 def _answers(url: str) -> bool:
     try:
         urllib.request.urlopen(url + "/_sim/stats", timeout=1).read()
@@ -56,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     port = free_port()
     sim = subprocess.Popen([sys.executable, "-m", "alpaca_paper_sim", "--port", str(port), "--always-open",
-                            "--fill-delay", "0", "--rate-limit", str(10**9)])
+                            "--fill-delay", "0", "--rate-limit", str(10**9), "--synthetic-assets",
+                            "--starting-cash", str(10**8)])
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(url), 10, "simulator")
@@ -64,12 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         totals = {name: [0.0, 0.0] for name in clients}
         for trading in clients.values():  # warm: connections, imports
             for _ in range(20):
-                one_order(trading, "W" + uuid.uuid4().hex[:6].upper())
+                one_order(trading, "W" + _letters())
         for _ in range(args.rounds):
             for name, trading in clients.items():
                 cpu0, wall0 = time.process_time(), time.perf_counter()
                 for _ in range(args.n):
-                    one_order(trading, "B" + uuid.uuid4().hex[:6].upper())
+                    one_order(trading, "B" + _letters())
                 totals[name][0] += time.process_time() - cpu0
                 totals[name][1] += time.perf_counter() - wall0
         calls = 3 * args.n * args.rounds

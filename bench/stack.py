@@ -52,8 +52,9 @@ class StampingState(BrokerState):
         self.stamps: dict[str, tuple[float, float]] = {}
         self.lookups: dict[str, list[tuple[str, float]]] = {}  # symbol -> [(call, time.time())]
         # fills at once, any hour
+        # made-up tickers listed, and cash for the thousand orders a phase books (the buying power is checked)
         super().__init__(fill_delay_s=0, session=TradingSession.around_the_clock(), rate_limit=10**9,
-                         synthetic_assets=True)
+                         synthetic_assets=True, starting_cash=100_000_000)
 
     def _lookup(self, call: str, symbol: str) -> None:
         self.lookups.setdefault(symbol.strip().upper(), []).append((call, time.time()))

@@ -71,6 +71,7 @@ class Bridge:
                            "enqueued": self.enqueuer.enqueued, "pending": self.enqueuer.pending,
                            "dropped": self.enqueuer.dropped,
                            "reconnects": self.listener.reconnects,
+                           "subscription_drops": self.listener.dropped,
                            "taken_over": self.listener.taken_over, "rescued": self.rescued,
                            "handler_errors": self.listener.handler_errors}}
 

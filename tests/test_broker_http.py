@@ -219,10 +219,10 @@ def test_row_9_sends_its_two_reads_and_nothing_else(sim: SimServer) -> None:
 
 def test_the_probe_opens_every_connection(sim: SimServer) -> None:
     with Gate(sim.url) as gate:
-        together = threading.Barrier(3, timeout=5)
+        together = threading.Barrier(4, timeout=5)
         gate.holds = {("GET", "/v2/account"): together.wait}
         assert AlpacaBroker(make_trading_client(settings_for(gate.url))).probe().startswith("account ACTIVE")
-        assert gate.most_in_flight == 3
+        assert gate.most_in_flight == 4
 
 
 def test_row_9_and_the_days_orders_are_at_the_broker_at_the_same_time(sim: SimServer) -> None:

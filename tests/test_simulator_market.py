@@ -305,3 +305,13 @@ def test_crypto_trades_around_the_clock_while_equities_wait_for_the_open(sim: Si
     before = admin(sim, "GET", "/_sim/prices?symbols=BTC/USD")["BTC/USD"]
     advance(sim, 3600)
     assert admin(sim, "GET", "/_sim/prices?symbols=BTC/USD")["BTC/USD"] != before  # it moves on a Sunday
+
+
+def test_a_made_up_ticker_is_unknown_unless_synthetic_assets_is_on(sim: SimServer) -> None:
+    order = {"symbol": "GAB", "qty": 1, "side": "buy", "type": "market", "time_in_force": "day"}
+    refused = requests.post(sim.url + "/v2/orders", json=order, headers=AUTH, timeout=5)
+    assert refused.status_code == 422 and "could not find asset" in refused.json()["message"]
+    admin(sim, "POST", "/_sim/config", {"synthetic_assets": True})  # as open_market() has it
+    accepted = requests.post(sim.url + "/v2/orders", json=order, headers=AUTH, timeout=5)
+    assert accepted.status_code == 200 and accepted.json()["status"] == "filled"
+    assert requests.get(sim.url + "/v2/assets/GAB", headers=AUTH, timeout=5).json()["tradable"] is True

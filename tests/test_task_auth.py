@@ -110,3 +110,16 @@ def test_no_symbol_but_a_us_equity_reaches_a_broker_url_path(ticker: str) -> Non
 
 def test_a_class_suffix_symbol_reaches_the_url_path_as_it_is() -> None:
     assert url_symbol("BRK.B") == "BRK.B"
+
+
+def test_no_seal_opens_and_none_is_made_without_a_signing_key() -> None:
+    """Flower runs without TASK_SIGNING_KEY; a process with an empty or short key must not
+    open what anyone could seal with that key."""
+    forged = {**BODY, "sealed_at": NOW.isoformat()}
+    from zero_tasks.core.task_auth import _digest
+
+    forged["seal"] = _digest("", "zero.decide", {k: v for k, v in forged.items() if k != "seal"})
+    body, problem = open_seal("", "zero.decide", forged, NOW)
+    assert body is None and problem and "no TASK_SIGNING_KEY" in problem
+    with pytest.raises(ValueError, match="no TASK_SIGNING_KEY"):
+        seal("short", "zero.decide", BODY, NOW)

@@ -359,11 +359,14 @@ def get_settings() -> Settings:
     return load_settings()
 
 
-def settings_or_exit() -> Settings:
-    """The start-up guard of both processes: unsafe configuration is a clear exit 2."""
+def settings_or_exit(require_signing: bool = True) -> Settings:
+    """The start-up guard of both processes: unsafe configuration is a clear exit 2.
+    `require_signing=False` only for Flower, which never seals nor opens a task and is not
+    given the key (least privilege); a seal never opens with a short key (task_auth)."""
     try:
         settings = get_settings()
-        settings.require_signing_key()
+        if require_signing:
+            settings.require_signing_key()
         return settings
     except ConfigError as exc:
         print(exc.message, file=sys.stderr, flush=True)

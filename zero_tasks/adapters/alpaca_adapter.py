@@ -37,6 +37,7 @@ from alpaca.trading.requests import (
 
 from zero_tasks.adapters import alpaca_compat
 from zero_tasks.adapters.risk import BrokerRateLimit
+from zero_tasks.core.checks.asset import AssetVerdict, asset_verdict, unknown_asset
 from zero_tasks.core.checks.exposure import Exposure
 from zero_tasks.core.contract import TICKER_PATTERN
 from zero_tasks.core.lifecycle.horizon import Session
@@ -80,7 +81,8 @@ class PlacedOrder:
 PAPER_URL = "https://paper-api.alpaca.markets"
 # AlpacaBroker's connections: the caller's, the read thread's (row 9's open orders), and
 # the day thread's (the broker's own count of today's entry orders, for the daily cap).
-MAIN, READS, DAY = "main", "reads", "day"
+# And the asset thread's: the broker's word on a symbol not judged yet this trading day.
+MAIN, READS, DAY, ASSET = "main", "reads", "day", "asset"
 ENTRY_PREFIX = "zx-"  # the client_order_id prefix of the gateway's entries (contract.client_order_id)
 DAY_ORDERS_LIMIT = 500  # Alpaca's largest page: a fuller day cannot be counted, and fails closed
 
@@ -173,10 +175,12 @@ class AlpacaBroker:
         self._read_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-read")
         self._day = alpaca_compat.twin(client)
         self._day_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-day")
+        self._asset = alpaca_compat.twin(client)
+        self._asset_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-asset")
         # One lock per connection (client): a keep-warm call (keep_warm.py) is made only on a
         # connection nothing else is using, and never while an order's call is on it.
-        self._locks = {MAIN: threading.Lock(), READS: threading.Lock(), DAY: threading.Lock()}
-        self._last_used = {MAIN: time.monotonic(), READS: time.monotonic(), DAY: time.monotonic()}
+        self._locks = {name: threading.Lock() for name in (MAIN, READS, DAY, ASSET)}
+        self._last_used = {name: time.monotonic() for name in (MAIN, READS, DAY, ASSET)}
 
     def _on(self, connection: str, call: Callable[[], T]) -> T:
         """A classified call on one connection, which it holds while it runs."""
@@ -218,7 +222,20 @@ class AlpacaBroker:
                 return None
             raise
 
-    def exposure(self, ticker: str, day_since: datetime | None = None) -> Exposure:
+    def asset(self, ticker: str) -> AssetVerdict:
+        """The broker's word on the symbol (GET /v2/assets/{symbol}); a symbol it does not
+        know (404, 422) is not tradable. Other failures raise as every call does."""
+        symbol = url_symbol(ticker)
+        try:
+            asset = self._on(ASSET, lambda: _model(self._asset.get_asset(symbol)))
+        except BrokerRejected as exc:
+            if exc.status in (404, 422):
+                return unknown_asset(ticker, f"unknown to the broker: {exc.status} {exc.detail[:80]}")
+            raise
+        return asset_verdict(ticker, str(getattr(asset.asset_class, "value", asset.asset_class)),
+                             asset.tradable, str(getattr(asset.status, "value", asset.status)))
+
+    def exposure(self, ticker: str, day_since: datetime | None = None, look_up_asset: bool = False) -> Exposure:
         """Row 9's facts: the ticker's position, or else its open orders; with `day_since`
         (when the trading day began), also the gateway's entry orders the broker has
         since then, which the daily cap is checked against (the Redis count can be deleted).
@@ -233,28 +250,32 @@ class AlpacaBroker:
         started = time.perf_counter()
         orders = self._read_thread.submit(self._on, READS, lambda: _model(self._reads.get_orders(request)))
         day: Future[list[Order]] | None = None
+        asset: Future[AssetVerdict] | None = None
+        if look_up_asset:
+            asset = self._asset_thread.submit(self.asset, ticker)
         if day_since is not None:
             today = GetOrdersRequest(status=QueryOrderStatus.ALL, after=day_since, limit=DAY_ORDERS_LIMIT)
             day = self._day_thread.submit(self._on, DAY, lambda: _model(self._day.get_orders(today)))
         try:
             position = self._open_position(symbol)
         except BaseException:
-            for pending in (orders, day):
+            for pending in (orders, day, asset):
                 if pending is not None:
                     pending.cancel()  # not started yet: never sent; in flight: its answer is dropped
             raise
         if position is not None:
-            for pending in (orders, day):
+            for pending in (orders, day, asset):
                 if pending is not None:
                     pending.cancel()
             return Exposure(ticker, position_qty=str(position.qty))
         open_orders = len(self._waited("open_orders", started, orders))
+        verdict = self._waited("asset", started, asset) if asset is not None else None
         if day is None:
-            return Exposure(ticker, open_orders=open_orders)
+            return Exposure(ticker, open_orders=open_orders, asset=verdict)
         placed = self._waited("day_orders", started, day)
         entries = sum(1 for o in placed if (o.client_order_id or "").startswith(ENTRY_PREFIX))
         return Exposure(ticker, open_orders=open_orders, entries_today=entries,
-                        day_full=len(placed) >= DAY_ORDERS_LIMIT)
+                        day_full=len(placed) >= DAY_ORDERS_LIMIT, asset=verdict)
 
     def _waited(self, name: str, started: float, pending: Future[T]) -> T:
         """The answer of a call run on the read thread, timed from when it was handed over."""
@@ -296,7 +317,8 @@ class AlpacaBroker:
         (warm-up opens all three connections; the breaker closes only when all answer)."""
         started = time.perf_counter()
         others = [self._read_thread.submit(self._on, READS, self._reads.get_account),  # its connection too
-                  self._day_thread.submit(self._on, DAY, self._day.get_account)]
+                  self._day_thread.submit(self._on, DAY, self._day.get_account),
+                  self._asset_thread.submit(self._on, ASSET, self._asset.get_account)]
         account = self._on(MAIN, lambda: _model(self._client.get_account()))
         for other in others:
             other.result()
@@ -320,7 +342,7 @@ class AlpacaBroker:
         if not lock.acquire(blocking=False):
             return False
         try:
-            client = {MAIN: self._client, READS: self._reads, DAY: self._day}[connection]
+            client = {MAIN: self._client, READS: self._reads, DAY: self._day, ASSET: self._asset}[connection]
             try:
                 _classified(client.get_clock)
             finally:
@@ -461,9 +483,10 @@ class RateLimitedBroker:
         self._pay("lookup")
         return self._broker.find_order(client_order_id)
 
-    def exposure(self, ticker: str, day_since: datetime | None = None) -> Exposure:
-        self._pay("exposure", 2 if day_since is None else 3)  # the position, the open orders, the day's orders
-        return self._broker.exposure(ticker, day_since)
+    def exposure(self, ticker: str, day_since: datetime | None = None, look_up_asset: bool = False) -> Exposure:
+        # the position, the open orders, the day's orders, the asset
+        self._pay("exposure", 2 + (day_since is not None) + look_up_asset)
+        return self._broker.exposure(ticker, day_since, look_up_asset)
 
     def submit_buy(self, ticker: str, client_order_id: str) -> PlacedOrder:
         self._pay("submit")

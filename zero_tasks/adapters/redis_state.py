@@ -16,6 +16,7 @@ from zero_tasks.adapters import scripts
 from zero_tasks.adapters.risk import BrokerRateLimit
 from zero_tasks.core import keys
 from zero_tasks.core.checks.admission import Admission, Claim
+from zero_tasks.core.checks.asset import AssetVerdict
 from zero_tasks.core.session import TradingSession, opened, sealed
 from zero_tasks.core.snapshot import Snapshot
 from zero_tasks.core.task_auth import Holdings
@@ -63,6 +64,25 @@ def kept_session(raw: str | None, key: str | None = None) -> tuple[str | None, s
     """The kept trading session once its seal is opened (session.opened), with this
     process's TASK_SIGNING_KEY unless `key` is given: a session nobody sealed is none."""
     return opened(raw, signing_key() if key is None else key, datetime.now(UTC))
+
+
+ASSET_VERDICTS_PREFIX = "key:execution_assets:"  # + trading day; hash symbol -> AssetVerdict JSON
+ASSET_VERDICTS_TTL_S = 2 * 86400
+
+
+def kept_asset(r: redis.Redis, day: str, ticker: str) -> AssetVerdict | None:
+    """The broker's word on `ticker` kept for this trading day, or None (ask it, with row 9).
+    A kept verdict can be forged by whoever writes Redis; the broker still refuses the order
+    then, and that refusal is read as the asset's (flow.place), never counted as a failure."""
+    raw = r.hget(ASSET_VERDICTS_PREFIX + day, ticker)
+    return AssetVerdict.from_json(raw) if raw is not None else None
+
+
+def keep_asset(r: redis.Redis, day: str, verdict: AssetVerdict) -> None:
+    pipe = r.pipeline(transaction=False)
+    pipe.hset(ASSET_VERDICTS_PREFIX + day, verdict.symbol, verdict.to_json())
+    pipe.expire(ASSET_VERDICTS_PREFIX + day, ASSET_VERDICTS_TTL_S)
+    pipe.execute()
 
 
 def store_session(r: redis.Redis, current: TradingSession, now: datetime, key: str | None = None) -> None:

@@ -50,6 +50,8 @@ def _digest(key: str, task: str, body: dict[str, Any]) -> str:
 def seal(key: str, task: str, body: dict[str, Any], issued_at: datetime | None = None) -> dict[str, Any]:
     """The task argument with its seal: valid only for `task`, exactly this body, and until
     SEAL_MAX_AGE_S after `issued_at` (a body that carries its `sealed_at` already keeps it)."""
+    if len(key) < MIN_KEY_LENGTH:
+        raise ValueError("no TASK_SIGNING_KEY here: nothing can be sealed")
     unsealed = {k: v for k, v in body.items() if k != SEAL_FIELD}
     if issued_at is not None:
         unsealed[SEALED_AT_FIELD] = issued_at.isoformat()
@@ -62,6 +64,8 @@ def open_seal(key: str, task: str, argument: object, now: datetime,
               max_age_s: float = SEAL_MAX_AGE_S) -> tuple[dict[str, Any] | None, str | None]:
     """(the body without its seal and time, None) when `argument` was sealed for `task`
     with `key` less than `max_age_s` ago; otherwise (None, why it is refused)."""
+    if len(key) < MIN_KEY_LENGTH:  # an empty key would open what anyone sealed with it
+        return None, "this process has no TASK_SIGNING_KEY: no seal opens"
     if not isinstance(argument, dict):
         return None, f"argument is a {type(argument).__name__}, not a sealed object"
     given = argument.get(SEAL_FIELD)

@@ -19,9 +19,10 @@ from typing import Any
 import redis
 
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLimitedBroker
-from zero_tasks.adapters.redis_state import read_snapshot, store_session
+from zero_tasks.adapters.redis_state import keep_asset, kept_asset, read_snapshot, store_session
 from zero_tasks.adapters.risk import RateLimited, alert, trading_day, trading_day_began
 from zero_tasks.core.checks.admission import Claim, check_admission
+from zero_tasks.core.checks.asset import AssetVerdict, check_asset
 from zero_tasks.core.checks.breaker import breaker_probe_due
 from zero_tasks.core.checks.exposure import check_broker_daily_cap, check_exposure
 from zero_tasks.core.contract import client_order_id
@@ -281,10 +282,17 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn: Callable[[], datetime] = utc
             return _submitted(rt, msg, subject, existing, now_fn(), "found by client_order_id on retry")
 
     now = now_fn()
-    exposure = broker.exposure(ticker, trading_day_began(now))  # row 9 and the broker's count of the day
+    day = trading_day(now)
+    known = _kept_asset(rt, day, ticker)
+    # row 9, the broker's count of the day and (not judged yet today) the asset: one round trip
+    exposure = broker.exposure(ticker, trading_day_began(now), look_up_asset=known is None)
+    if known is None and exposure.asset is not None:
+        _keep_asset(rt, day, exposure.asset)
     held = check_exposure(exposure)  # row 9: one position per ticker
     if held is None:
-        held = check_broker_daily_cap(exposure, rt.daily_cap.cap, trading_day(now))
+        held = check_asset(ticker, known or exposure.asset)  # a tradable US equity, as the broker says
+    if held is None:
+        held = check_broker_daily_cap(exposure, rt.daily_cap.cap, day)
     if held:
         # A copy of this very task (a redelivery running beside it) may have placed the
         # order since the lookup: that exposure is this decision's own order, not a reason
@@ -311,11 +319,35 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn: Callable[[], datetime] = utc
                 return _submitted(rt, msg, subject, existing, now_fn(), "already placed (422 on reuse)",
                                   snap.market_state)
         _release(rt, exec_id, ticker, msg, claim=False)
+        if about_the_asset(exc):  # the symbol, not the broker: no failure, never toward the breaker
+            return build_record(msg, subject, deny(Code.INVALID, f"{ticker} is not a tradable US equity "
+                                                                f"(the broker refused it: {exc.status} {exc.detail})"),
+                                snap.market_state, now_fn())
         if exc.status not in EXPECTED_REJECTIONS:
             broker_failed(rt, f"broker rejected {exc.status}: {exc.detail}", now_fn())
         return build_record(msg, subject, deny(Code.BROKER_REJECTED, f"{exc.status} {exc.detail}"),
                             snap.market_state, now_fn())
     return _submitted(rt, msg, subject, order, now_fn(), None, snap.market_state)
+
+
+def about_the_asset(exc: BrokerRejected) -> bool:
+    """A 4xx about the symbol itself (unknown, not tradable, inactive, not an equity): the
+    message's fault, like an invalid payload, not the broker's."""
+    return exc.status in (403, 404, 422) and "asset" in exc.detail.lower()
+
+
+def _kept_asset(rt: Runtime, day: str, ticker: str) -> AssetVerdict | None:
+    try:
+        return kept_asset(rt.redis, day, ticker)
+    except redis.RedisError:  # asked of the broker, with row 9
+        return None
+
+
+def _keep_asset(rt: Runtime, day: str, verdict: AssetVerdict) -> None:
+    try:
+        keep_asset(rt.redis, day, verdict)
+    except redis.RedisError as exc:
+        log.warning("asset verdict of %s not kept (%s); asked again next time", verdict.symbol, type(exc).__name__)
 
 
 def _submitted(rt: Runtime, msg: Message, subject: Signal, order: PlacedOrder, now: datetime,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from zero_tasks.core.checks.asset import AssetVerdict
 from zero_tasks.core.decision import Code, Verdict, deny
 
 
@@ -21,6 +22,7 @@ class Exposure:
     open_orders: int = 0
     entries_today: int | None = None  # the gateway's entry orders at the broker this trading day (None: not read)
     day_full: bool = False  # the day's orders filled a whole page: more may exist than were counted
+    asset: AssetVerdict | None = None  # the broker's word on the symbol, when it was asked with row 9
 
     @property
     def any(self) -> bool:
