@@ -4,11 +4,16 @@ Read by `zero_tasks.worker.celery_app` through `config_from_object`. The broker 
 the one validated settings object, so the paper-only guard runs before any worker starts.
 """
 
+import sys
+
 from kombu import Exchange, Queue
 
 from zero_tasks.settings import settings_or_exit
 
-_settings = settings_or_exit()
+# Flower (`celery -A zero_tasks flower`, through zero_ops.flower_guard) only watches: it is
+# given no TASK_SIGNING_KEY. Every other process requires it here, and the worker's runtime
+# requires it again whatever its command line says.
+_settings = settings_or_exit(require_signing="flower" not in sys.argv[1:])
 
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
@@ -63,6 +68,8 @@ task_routes = {
     "zero.place_order": {"queue": "zero_execution"},
     "zero.follow_order": {"queue": "zero_audit"},
     "zero.reconcile": {"queue": "zero_audit"},
+    "zero.lifecycle_tick": {"queue": "zero_audit"},
+    "zero.lifecycle_step": {"queue": "zero_execution"},
 }
 
 # Celery beat (run one: `celery -A zero_tasks worker -B` or `celery -A zero_tasks beat`). A
@@ -70,6 +77,9 @@ task_routes = {
 beat_schedule = {
     "reconcile-last-24h": {"task": "zero.reconcile", "schedule": float(_settings.reconcile_every_s),
                            "kwargs": {"hours": 24.0}},
+    # The position lifecycle's durable schedule (zero_tasks/worker/lifecycle.py): the tick
+    # hands each due execution to a sealed step task; the schedule itself lives in Redis.
+    "lifecycle-tick": {"task": "zero.lifecycle_tick", "schedule": float(_settings.lifecycle_tick_s)},
 }
 
 # Task events cost the worker's main process a share of every task (a message per state

@@ -31,6 +31,7 @@ from .listener import Listener
 from .memory import IdleTrimmer
 from .metrics import Snapshot, read_stored
 from .metrics import render as render_metrics
+from .read_clients import ReadClients
 
 log = logging.getLogger("bridge")
 
@@ -55,11 +56,10 @@ class Bridge:
         self._trimmer = IdleTrimmer()
         self._redis = connect_async(settings.redis_url)
         self.sources = HealthSources(
-            redis_url=settings.redis_url,
+            clients=ReadClients(settings.redis_url, settings.broker_url),
             db_ping=db_probe.pinger(settings.sqlalchemy_url),
             broker_probe=BrokerProbe(settings),
             database_label=db_probe.label(settings.sqlalchemy_url),
-            broker_url=settings.broker_url,
             stats=self.stats,
             market_state_max_age_s=settings.market_state_max_age_s,
         )
@@ -71,6 +71,7 @@ class Bridge:
                            "enqueued": self.enqueuer.enqueued, "pending": self.enqueuer.pending,
                            "dropped": self.enqueuer.dropped,
                            "reconnects": self.listener.reconnects,
+                           "subscription_drops": self.listener.dropped,
                            "taken_over": self.listener.taken_over, "rescued": self.rescued,
                            "handler_errors": self.listener.handler_errors}}
 
@@ -136,7 +137,8 @@ class Bridge:
 
     def _sealed(self, message: Message) -> dict[str, object]:
         """The decide task's argument, sealed: the worker runs no task it cannot open."""
-        return seal(self.settings.task_signing_key.get_secret_value(), DECIDE_TASK, message.to_task())
+        return seal(self.settings.task_signing_key.get_secret_value(), DECIDE_TASK, message.to_task(),
+                    datetime.now(UTC))
 
     async def _refusals(self, parsed: list[tuple[Message, Signal | Invalid]]) -> dict[str, DecisionRecord]:
         now = datetime.now(UTC)
@@ -196,7 +198,7 @@ class Bridge:
         PENDING.set(self.enqueuer.pending)
         _, body = await health(self.sources)
         try:
-            stored, queues = await read_stored(self.settings.redis_url, self.settings.broker_url)
+            stored, queues = await read_stored(self.sources.clients)
         except Exception:  # noqa: BLE001 - Redis down: the up gauges say so
             stored, queues = {}, {}
         return 200, CONTENT_TYPE_LATEST, render_metrics(Snapshot(stored, body, queues))
@@ -242,4 +244,5 @@ class Bridge:
         async with server:
             await asyncio.gather(self.listener.run(stop), self._drain_forever(stop))
         await self._redis.aclose()
+        await self.sources.clients.aclose()
         log.info("bridge stopped")

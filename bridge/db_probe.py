@@ -32,9 +32,10 @@ def postgres_dsn(url: str) -> str:
 
 
 def label(url: str) -> str:
-    """The database in use, without credentials."""
+    """The database in use, without credentials and without a file path (/health is read by
+    whoever reaches the port: where the audit file lives is not theirs to know)."""
     if url.startswith("sqlite"):
-        return f"sqlite:{sqlite_path(url)}"
+        return "sqlite (in memory)" if sqlite_path(url) == ":memory:" else "sqlite (file)"
     parts = urlsplit(url)
     backend = parts.scheme.split("+", 1)[0]
     return f"{backend}://{parts.hostname}:{parts.port or 5432}/{unquote(parts.path.lstrip('/'))}"

@@ -21,12 +21,14 @@ import redis.asyncio as aioredis
 from zero_tasks.adapters import metrics
 from zero_tasks.adapters.audit_health import FAILURE_PREFIX, audit_check
 from zero_tasks.adapters.outbox import AUDIT_STREAM
+from zero_tasks.adapters.redis_state import kept_session
 from zero_tasks.core import keys, session
 from zero_tasks.core.checks.market_state import check_market_state, parse_market_state
 from zero_tasks.core.snapshot import Snapshot
-from zero_tasks.secrets import scrub
+from zero_tasks.secrets import cut, scrub
 
 from .metrics import queue_depths  # the same LLEN the metrics use
+from .read_clients import ReadClients
 
 BROKER_CACHE_S = 10.0
 CHECK_TIMEOUT_S = 2.0
@@ -34,11 +36,10 @@ CHECK_TIMEOUT_S = 2.0
 
 @dataclass
 class HealthSources:
-    redis_url: str
+    clients: ReadClients  # pooled, made once (read_clients.py)
     db_ping: Callable[[], None]  # a blocking SELECT 1 (db_probe.pinger)
     broker_probe: Callable[[], str]
     database_label: str
-    broker_url: str = ""
     stats: Callable[[], dict[str, Any]] = dict
     market_state_max_age_s: float | None = None
     _broker_cache: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
@@ -48,9 +49,8 @@ def _check(ok: bool, detail: str, started: float) -> dict[str, Any]:
     return {"ok": ok, "detail": detail, "ms": round(1000 * (time.perf_counter() - started), 1)}
 
 
-async def _redis_view(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+async def _redis_view(client: aioredis.Redis) -> tuple[dict[str, Any], dict[str, Any]]:
     started = time.perf_counter()
-    client = aioredis.Redis.from_url(url, decode_responses=False, socket_connect_timeout=1, socket_timeout=1)
     try:
         await client.ping()
         enabled, market, breaker, last, session_raw = await client.mget(
@@ -67,8 +67,6 @@ async def _redis_view(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
         return _check(True, "ping ok", started), view
     except Exception as exc:  # noqa: BLE001 - any failure means Redis is not usable
         return _check(False, f"unreachable: {type(exc).__name__}", started), {}
-    finally:
-        await client.aclose()
 
 
 async def _database(src: HealthSources) -> dict[str, Any]:
@@ -89,7 +87,7 @@ async def _broker(src: HealthSources) -> dict[str, Any]:
         detail = await asyncio.wait_for(asyncio.to_thread(src.broker_probe), CHECK_TIMEOUT_S + 5)
         result = _check(True, detail, started)
     except Exception as exc:  # noqa: BLE001
-        result = _check(False, f"unreachable: {type(exc).__name__}: {scrub(str(exc))[:120]}", started)
+        result = _check(False, f"unreachable: {type(exc).__name__}: {cut(str(exc), 120)}", started)
     src._broker_cache = (now, result)
     return result
 
@@ -115,11 +113,13 @@ def _market_view(market_raw: bytes | None, session_raw: bytes | None,
         market, kept = (v.decode("utf-8") if v is not None else None for v in (market_raw, session_raw))
     except UnicodeDecodeError:
         return None, "unreadable (not UTF-8)"
-    current = session.parse(kept)
+    kept, refused = kept_session(kept)  # a session nobody sealed is none (session.py)
+    current = session.parse(kept) if refused is None else refused
     view = None if isinstance(current, str) else {
         "is_open": current.is_open, "opened_at": _iso(current.opened_at), "until": _iso(current.until),
         "next_open": _iso(current.next_open)}
-    verdict = check_market_state(Snapshot("true", market, None, session=kept), datetime.now(UTC), max_age_s)
+    verdict = check_market_state(Snapshot("true", market, None, session=kept, session_error=refused),
+                                 datetime.now(UTC), max_age_s)
     return view, verdict.reason if verdict else None
 
 
@@ -151,14 +151,14 @@ def _breaker(raw: bytes | None) -> dict[str, Any]:
 
 async def _queues(src: HealthSources) -> dict[str, int] | None:
     try:
-        return await queue_depths(src.broker_url) or None
+        return await queue_depths(src.clients.queues()) or None
     except Exception:  # noqa: BLE001 - part of Redis' own check
         return None
 
 
 async def health(src: HealthSources) -> tuple[int, dict[str, Any]]:
     (redis_check, view), database, broker = await asyncio.gather(
-        _redis_view(src.redis_url), _database(src), _broker(src))
+        _redis_view(src.clients.state()), _database(src), _broker(src))
     workers_alive = view.get("workers", 0)
     workers = {"ok": workers_alive > 0, "detail": f"{workers_alive} worker(s) alive", "alive": workers_alive}
     market, market_age = _market_state(view.get("market_state_raw"))

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from zero_tasks.adapters.redis_state import connect_async
@@ -34,6 +35,9 @@ Handler = Callable[[list[Incoming]], Awaitable["set[str] | None"]]
 # How long a message another bridge claimed may stay unhandled before this bridge takes it
 # over: far above a hand-over's milliseconds, even for a batch of 200 in a burst.
 TAKE_OVER_AFTER_S = 2.0
+DROPS = Counter("zero_bridge_subscription_drops_total",
+                "Subscriptions to chan:opportunity_update lost while subscribed (Redis closed them, e.g. its "
+                "pub/sub output buffer overflowed): what was published meanwhile never reached this bridge")
 BATCH_MAX = 200  # messages already waiting on the socket are taken together. Measured with
 # `python -m bench --quick --postgres --burst 10000`: 200 gives ~1,050/~775 decisions/s
 # (SQLite/PostgreSQL) and a bridge RSS of 82/87 MB after the burst; 32 gives ~865/~785 and 80/84.
@@ -56,9 +60,11 @@ class Listener:
         self.received = 0
         self.won = 0
         self.reconnects = 0
+        self.dropped = 0  # subscriptions lost while subscribed (DROPS)
         self.handler_errors = 0
         self.taken_over = 0
         self._lost: deque[tuple[float, Incoming]] = deque()  # (when to look again, message) claimed elsewhere
+        self._subscribed = False  # a subscription confirmed and not yet lost
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.1
@@ -67,6 +73,16 @@ class Listener:
                 await self._listen(stop)
                 delay = 0.1
             except (RedisError, OSError) as exc:
+                if self._subscribed:
+                    # Redis closed a live subscription (a flood past its pub/sub output buffer
+                    # limit, a restart, a CLIENT KILL): the messages in between are gone; the
+                    # next subscription catches up with key:opportunity_rank.
+                    self.dropped += 1
+                    DROPS.inc()
+                    log.error("subscription to %s dropped (%s): messages published meanwhile are lost; "
+                              "resubscribing and catching up from %s", keys.OPPORTUNITY_CHANNEL,
+                              type(exc).__name__, keys.OPPORTUNITY_RANK_KEY)
+                self._subscribed = False
                 self.connected = False
                 self.reconnects += 1
                 log.warning("redis subscription lost (%s); reconnecting in %.1fs", type(exc).__name__, delay)
@@ -85,7 +101,7 @@ class Listener:
         try:
             await self._identity.subscribing(client)
             await pubsub.subscribe(keys.OPPORTUNITY_CHANNEL)
-            self.connected = True
+            self.connected = self._subscribed = True
             log.info("subscribed to %s", keys.OPPORTUNITY_CHANNEL)
             await self._catch_up(client)
             while not stop.is_set():

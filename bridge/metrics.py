@@ -28,6 +28,8 @@ from prometheus_client.registry import Collector
 from zero_tasks.adapters import metrics
 from zero_tasks.secrets import scrub
 
+from .read_clients import ReadClients
+
 QUEUES = ("zero_execution", "zero_audit")
 EXPORTER_KEY = metrics.PREFIX + "exporter"  # which bridge exports the gateway-wide series
 EXPORTER_TTL_S = 45  # three scrapes at compose's 15 s: a stopped exporter is replaced within 45 s
@@ -65,6 +67,7 @@ class Snapshot(Collector):
         yield from self._dependencies()
         if self.exporter:
             yield from self._decisions()
+            yield from self._outcomes()
             yield from self._latencies()
             yield from self._gauges()
 
@@ -87,6 +90,21 @@ class Snapshot(Collector):
             submitted += float(count) if status == "SUBMITTED" else 0.0
         yield decisions
         yield CounterMetricFamily("zero_orders_submitted", "Orders the broker accepted", value=submitted)
+
+    def _outcomes(self) -> Iterator[Any]:
+        """The position lifecycle: outcomes per horizon, label and exit, and realized P&L."""
+        outcomes = CounterMetricFamily("zero_execution_outcomes", "Executions flat again, by horizon, outcome "
+                                       "(PASS, FAIL, EXPIRED; none when sold by someone else) and exit",
+                                       labels=["horizon", "outcome", "exit_via"])
+        for key, count in self.stored.get(metrics.OUTCOMES, {}).items():
+            horizon, outcome, via = [*key.split("|"), "", ""][:3]
+            outcomes.add_metric([scrub(horizon), scrub(outcome), scrub(via)], float(count))
+        yield outcomes
+        pnl = GaugeMetricFamily("zero_realized_pnl_dollars", "Realized P&L of the gateway's own exits, dollars",
+                                labels=["horizon"])
+        for horizon, total in self.stored.get(metrics.REALIZED_PNL, {}).items():
+            pnl.add_metric([scrub(horizon)], float(total))
+        yield pnl
 
     def _latencies(self) -> Iterator[Any]:
         raw = self.stored.get(metrics.DECISION_LATENCY, {})
@@ -121,19 +139,17 @@ class Snapshot(Collector):
                                 value=float(self.health.get("in_flight") or 0))
 
 
-async def read_stored(redis_url: str, broker_url: str) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
+async def read_stored(clients: ReadClients) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
     """The gateway-wide numbers when this bridge is (or now becomes) the exporter; else none."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=1)
-    try:
-        if not await _hold_exporter_lease(client):
-            return {}, {}
-        stored: dict[str, dict[str, str]] = {
-            key: cast(dict[str, str], await client.hgetall(key))  # decode_responses: str, not bytes
-            for key in (metrics.DECISIONS, metrics.DECISION_LATENCY, metrics.BROKER_LATENCY)}
-    finally:
-        await client.aclose()
+    client = clients.text()
+    if not await _hold_exporter_lease(client):
+        return {}, {}
+    stored: dict[str, dict[str, str]] = {
+        key: cast(dict[str, str], await client.hgetall(key))  # decode_responses: str, not bytes
+        for key in (metrics.DECISIONS, metrics.DECISION_LATENCY, metrics.BROKER_LATENCY, metrics.OUTCOMES,
+                    metrics.REALIZED_PNL)}
     stored[ROLE] = {"exporter": "1"}
-    return stored, await queue_depths(broker_url)
+    return stored, await queue_depths(clients.queues())
 
 
 async def _hold_exporter_lease(client: aioredis.Redis) -> bool:
@@ -149,15 +165,11 @@ async def _hold_exporter_lease(client: aioredis.Redis) -> bool:
     return False
 
 
-async def queue_depths(broker_url: str) -> dict[str, int]:
-    """LLEN of the Celery queues when the broker is Redis (RabbitMQ: use its own metrics)."""
-    if not broker_url.startswith(("redis://", "rediss://")):
+async def queue_depths(client: aioredis.Redis | None) -> dict[str, int]:
+    """LLEN of the Celery queues when the broker is Redis (None: RabbitMQ, use its own metrics)."""
+    if client is None:
         return {}
-    client = aioredis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=1)
-    try:
-        return {queue: int(await client.llen(queue)) for queue in QUEUES}
-    finally:
-        await client.aclose()
+    return {queue: int(await client.llen(queue)) for queue in QUEUES}
 
 
 def render(snapshot: Snapshot) -> bytes:

@@ -130,7 +130,7 @@ def main() -> None:
             env.update(ALPACA_API_KEY="simulator", ALPACA_SECRET_KEY="simulator",
                        ALPACA_BASE_URL=f"http://127.0.0.1:{sim_port}")
             start("simulator", [sys.executable, "-m", "alpaca_paper_sim", "--port", str(sim_port), "--always-open",
-                                "--key-id", "simulator", "--secret-key", "simulator"], env, children)
+                                "--key-id", "simulator", "--secret-key", "simulator"], without_secrets(env), children)
             print(f"  broker     Alpaca paper simulator on http://127.0.0.1:{sim_port} (no ALPACA_API_KEY set; "
                   "always open, so the demo trades at any hour: real Alpaca trades 09:30-16:00 New York, Mon-Fri)")
         else:
@@ -139,14 +139,15 @@ def main() -> None:
         migrate(env)
         flower_auth = env.get("FLOWER_BASIC_AUTH") or f"zero:{secrets.token_urlsafe(12)}"
         flower_port = env.get("FLOWER_PORT", "5555")
-        # -B: Celery beat in this one worker, for the periodic zero.reconcile.
+        # -B: Celery beat in this one worker, for the periodic zero.reconcile and the lifecycle tick.
         start("worker", [str(BIN / "celery"), "-A", "zero_tasks", "worker", "-B",
                          "-s", str(VAR / "celerybeat-schedule"), "-c", "2", "-n", "worker@%h",
                          "-Q", "zero_execution,zero_audit", "-l", "INFO"], env, children)
         start("bridge", [sys.executable, "-m", "bridge"], env, children)
         # Through the guard: no Flower without a usable password, and watching only (see its docstring).
         start("flower", [sys.executable, "-m", "zero_ops.flower_guard"],
-              {**env, "FLOWER_BASIC_AUTH": flower_auth, "FLOWER_PORT": flower_port, "FLOWER_ADDRESS": "127.0.0.1"},
+              {**flower_environment(env), "FLOWER_BASIC_AUTH": flower_auth, "FLOWER_PORT": flower_port,
+               "FLOWER_ADDRESS": "127.0.0.1"},
               children)
         write_ops_env(env)
         health_url = f"http://127.0.0.1:{env['EXECUTION_API_PORT']}/health"
@@ -178,8 +179,29 @@ def main() -> None:
                 child.kill()
 
 
+# Least privilege: a process gets only the secrets its job needs. The simulator needs none
+# (its own key pair is on its command line); Flower needs the Redis password to watch the
+# queue, but neither the signing key (it must not be able to seal a task) nor the Alpaca
+# keys (it never calls the broker; the settings Celery loads want a non-empty value).
+GATEWAY_SECRETS = ("TASK_SIGNING_KEY", "ALPACA_API_KEY", "ALPACA_SECRET_KEY")
+NO_ALPACA_KEY = "flower-holds-no-alpaca-key"
+
+
+def without_secrets(env: dict[str, str]) -> dict[str, str]:
+    """The environment of a process that needs no credential at all."""
+    dropped = (*GATEWAY_SECRETS, "REDIS_PASSWORD", "CELERY_BROKER_URL", "DATABASE_URL", "FLOWER_BASIC_AUTH")
+    return {name: value for name, value in env.items() if name not in dropped}
+
+
+def flower_environment(env: dict[str, str]) -> dict[str, str]:
+    """Flower's: the Redis it watches, no signing key, placeholder Alpaca keys."""
+    kept = {name: value for name, value in env.items() if name not in GATEWAY_SECRETS}
+    return {**kept, "ALPACA_API_KEY": NO_ALPACA_KEY, "ALPACA_SECRET_KEY": NO_ALPACA_KEY}
+
+
+# TASK_SIGNING_KEY: zero-ops checks the seal of the kept trading session with it (status).
 OPS_VARS = ("ALPACA_PAPER", "ALPACA_BASE_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD", "DATABASE_URL",
-            "EXECUTION_API_PORT")
+            "EXECUTION_API_PORT", "TASK_SIGNING_KEY")
 
 
 def write_ops_env(env: dict[str, str]) -> None:

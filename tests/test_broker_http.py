@@ -18,6 +18,7 @@ import sys
 import threading
 import tomllib
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -216,12 +217,22 @@ def test_row_9_sends_its_two_reads_and_nothing_else(sim: SimServer) -> None:
     assert stats(sim)["order_posts"] == 0
 
 
-def test_the_probe_opens_both_connections(sim: SimServer) -> None:
+def test_the_probe_opens_every_connection(sim: SimServer) -> None:
     with Gate(sim.url) as gate:
-        together = threading.Barrier(2, timeout=5)
+        together = threading.Barrier(4, timeout=5)
         gate.holds = {("GET", "/v2/account"): together.wait}
         assert AlpacaBroker(make_trading_client(settings_for(gate.url))).probe().startswith("account ACTIVE")
-        assert gate.most_in_flight == 2
+        assert gate.most_in_flight == 4
+
+
+def test_row_9_and_the_days_orders_are_at_the_broker_at_the_same_time(sim: SimServer) -> None:
+    """The daily cap's broker count adds no round trip: its read is in flight with row 9's two."""
+    with Gate(sim.url) as gate:
+        together = threading.Barrier(3, timeout=5)
+        gate.holds = {POSITION: together.wait, ORDERS: together.wait}
+        broker = AlpacaBroker(make_trading_client(settings_for(gate.url)))
+        assert broker.exposure("SPY", datetime.now(UTC) - timedelta(hours=1)) == Exposure("SPY", entries_today=0)
+        assert gate.most_in_flight == 3
 
 
 # TLS ---------------------------------------------------------------------------------------

@@ -17,13 +17,13 @@ PG = os.environ.get("TEST_POSTGRES_URL", PG_URL)
 
 
 @pytest.mark.parametrize(("url", "shown"), [
-    ("sqlite:///var/execution_log.db", "sqlite:var/execution_log.db"),
-    ("sqlite:////srv/zero/audit.db", "sqlite:/srv/zero/audit.db"),
-    ("sqlite://", "sqlite::memory:"),
+    ("sqlite:///var/execution_log.db", "sqlite (file)"),
+    ("sqlite:////srv/zero/audit.db", "sqlite (file)"),
+    ("sqlite://", "sqlite (in memory)"),
     ("postgresql+psycopg2://zero:s3cret@db.internal:6432/audit?sslmode=require", "postgresql://db.internal:6432/audit"),
     ("postgresql+psycopg2://zero@127.0.0.1/test", "postgresql://127.0.0.1:5432/test"),
 ])
-def test_the_database_label_names_it_without_credentials(url: str, shown: str) -> None:
+def test_the_database_label_names_it_without_credentials_or_a_file_path(url: str, shown: str) -> None:
     assert label(url) == shown
     assert "s3cret" not in label(url) and "zero@" not in label(url)
 

@@ -197,8 +197,10 @@ def test_guard_builds_the_flower_command_line() -> None:
     assert (run_plan.address, run_plan.port, run_plan.credentials) == ("0.0.0.0", 5600,
                                                                        ("a:Long-enough-1", "b:pass:with:colons"))
     assert check_basic_auth("a:Long-enough-1,b:pass:with:colons") == ["a", "b"]
-    assert flower_env({"FLOWER_BASIC_AUTH": GOOD_AUTH, "FLOWER_PORT": "1", "FLOWER_ADDRESS": "x", "PATH": "/bin"}) \
-        == {"FLOWER_BASIC_AUTH": GOOD_AUTH, "PATH": "/bin"}
+    assert flower_env({"FLOWER_BASIC_AUTH": GOOD_AUTH, "FLOWER_PORT": "1", "FLOWER_ADDRESS": "x", "PATH": "/bin",
+                       "TASK_SIGNING_KEY": "k" * 40, "ALPACA_API_KEY": "PKREAL", "ALPACA_SECRET_KEY": "real"}) \
+        == {"FLOWER_BASIC_AUTH": GOOD_AUTH, "PATH": "/bin", "ALPACA_API_KEY": flower_guard.NO_ALPACA_KEY,
+            "ALPACA_SECRET_KEY": flower_guard.NO_ALPACA_KEY}  # least privilege: no signing key, no Alpaca keys
     with pytest.raises(Refused, match="FLOWER_PORT"):
         plan({"FLOWER_BASIC_AUTH": GOOD_AUTH, "FLOWER_PORT": "http"}, [])
     assert flower_guard.EXIT_REFUSED == 2

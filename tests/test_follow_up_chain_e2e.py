@@ -17,6 +17,7 @@ import math
 import os
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from celery import Celery
 
 from alpaca_paper_sim import SimServer, open_market
 from tests.support.gateway import Gateway, drain, isolated_gateway, opportunity, ranking
-from tests.support.procs import CELERY, Proc, wait_for
+from tests.support.procs import CELERY, TEST_SIGNING_KEY, Proc, wait_for
+from zero_tasks.core.task_auth import seal
 
 pytestmark = pytest.mark.e2e
 
@@ -109,7 +111,9 @@ def test_two_copies_of_one_follow_up_step_delivered_at_once_look_up_once(short: 
     before = lookups(short)
     (row,) = short.rows(execution_id=event["execution_id"])
     app = client(short)
-    step, step_id = [row["event_key"], row["client_order_id"], 7], f"follow:{row['event_key']}:7"
+    body = {"event_key": row["event_key"], "client_order_id": row["client_order_id"], "tries": 7}
+    step = [seal(TEST_SIGNING_KEY, "zero.follow_order", body, datetime.now(UTC))]
+    step_id = f"follow:{row['event_key']}:7"
     for _ in range(2):  # one on each worker, at the same instant
         app.send_task("zero.follow_order", args=step, task_id=step_id, queue="zero_audit")
     wait_for(lambda: pending(short.r) == 0, 30, "both copies taken")

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 from celery import Celery
 
 from tests.support.gateway import Gateway, collect, opportunity, ranking
@@ -78,7 +79,7 @@ def test_a_task_sealed_with_another_key_places_nothing(gw: Gateway, queue: Celer
     gw.green()
     pubsub = gw.subscribe()
     send(queue, "zero.decide", seal("not-the-gateways-key-" + "x" * 20, "zero.decide",
-                                    message_of(ranking(opportunity("IWM")))))
+                                    message_of(ranking(opportunity("IWM"))), datetime.now(UTC)))
     only_forged_decision(gw, pubsub, "zero.decide")
 
 
@@ -93,7 +94,7 @@ def test_a_sealed_order_task_for_a_message_that_never_passed_the_table_places_no
     ticket = {"message": message_of(rank), "ticker": "SPY", "execution_id": "SPY:H30:x", "prepaid": 3,
               "in_decide": True, "reentered": False, "broker_attempt": 0, "waited_s": 0.0}
     pubsub = gw.subscribe()
-    send(queue, "zero.place_order", seal(TEST_SIGNING_KEY, "zero.place_order", ticket))
+    send(queue, "zero.place_order", seal(TEST_SIGNING_KEY, "zero.place_order", ticket, datetime.now(UTC)))
     event = only_forged_decision(gw, pubsub, "zero.place_order")
     reason = event["why"][0]
     assert ("not an order-worthy signal" in reason) or ("claim of" in reason), reason
@@ -132,9 +133,86 @@ def test_a_real_decide_task_replayed_onto_the_queue_is_not_decided_again(gw: Gat
     gw.publish(rank)
     (event,) = collect(pubsub, 1, 30, gw)
     assert event["status"] == "SUBMITTED"
-    replay = seal(TEST_SIGNING_KEY, "zero.decide", message_of(rank, message_id=event["decision_id"]))
+    replay = seal(TEST_SIGNING_KEY, "zero.decide", message_of(rank, message_id=event["decision_id"]),
+                  datetime.now(UTC))
     seen = gw.logs().count("'already decided'")
     send(queue, "zero.decide", replay)
     wait_for(lambda: gw.logs().count("'already decided'") > seen, 30, "the replayed task run by a worker")
     assert gw.nothing_more(pubsub) == []
     assert len(gw.orders()) == 1 and gw.order_posts() == 1
+
+
+# --- issue 25: seals expire (finding 8), every task sealed (finding 4) --------------------
+
+def sealed_by_the_bridge(body: dict[str, Any], hours_ago: float) -> dict[str, Any]:
+    """A decide task as this code base's bridge sealed it `hours_ago` (a copy someone kept).
+    Before seals carried their time, the bridge sealed the body alone (the TypeError)."""
+    try:
+        return seal(TEST_SIGNING_KEY, "zero.decide", body, datetime.now(UTC) - timedelta(hours=hours_ago))
+    except TypeError:
+        return seal(TEST_SIGNING_KEY, "zero.decide", body)  # type: ignore[call-arg]
+
+
+def forget_the_day(gw: Gateway) -> None:
+    """What 24 hours do to Redis: every claim, outbox entry and cooldown of a decision has
+    expired (the workers' heartbeats stay)."""
+    doomed = [k for k in gw.r.scan_iter("key:*") if not k.startswith(b"key:execution_worker:")]
+    gw.r.delete(*doomed)
+    gw.keep_session()
+
+
+def test_a_real_task_replayed_after_its_claims_expired_is_refused_under_a_forgery_key(
+        gw: Gateway, queue: Celery) -> None:
+    """The finding: a copy of a real decide task, pushed again once its message's keys had
+    expired, was decided again (SKIPPED `expired`) under the SUBMITTED decision's id, and the
+    audit dropped the row. Its seal has expired by then: one `forged task` ERROR, under a
+    key of its own."""
+    gw.green()
+    pubsub = gw.subscribe()
+    rank = ranking(opportunity("IWM"))
+    gw.publish(rank)
+    (real,) = collect(pubsub, 1, 30, gw)
+    assert real["status"] == "SUBMITTED"
+    gw.wait_rows(1)
+    forget_the_day(gw)
+    gw.green()
+    old = message_of(rank, message_id=real["decision_id"])
+    old["received_at"] = (datetime.now(UTC) - timedelta(hours=21)).isoformat()
+    send(queue, "zero.decide", sealed_by_the_bridge(old, hours_ago=21))
+    (replayed,) = collect(pubsub, 1, 30, gw)
+    assert replayed["decision_id"] != real["decision_id"] and replayed["decision_id"].startswith("forged:"), replayed
+    assert replayed["status"] == "ERROR" and "seal expired" in replayed["why"][0], replayed
+    assert gw.nothing_more(pubsub) == []
+    rows = gw.wait_rows(2)
+    assert sorted(r["event_key"] for r in rows) == sorted([real["decision_id"], replayed["decision_id"]])
+    assert len(gw.orders()) == 1
+
+
+def test_a_hand_written_follow_up_changes_no_row_and_spends_no_budget(gw: Gateway, queue: Celery) -> None:
+    """The finding: unsealed follow-ups naming a filled order's row and another order that
+    was canceled wrote `canceled` on the filled order's row, and their broker lookups spent
+    the whole budget. Now each is refused before it reads or writes anything."""
+    gw.green()
+    pubsub = gw.subscribe()
+    gw.publish(ranking(opportunity("IWM")))
+    (filled,) = collect(pubsub, 1, 30, gw)
+    gw.sim("POST", "/_sim/config", {"fill": "manual"})
+    gw.publish(ranking(opportunity("DIA")))
+    (kept_open,) = collect(pubsub, 1, 30, gw)
+    assert filled["status"] == kept_open["status"] == "SUBMITTED"
+    headers = {"APCA-API-KEY-ID": gw.env["ALPACA_API_KEY"], "APCA-API-SECRET-KEY": gw.env["ALPACA_SECRET_KEY"]}
+    requests.delete(f"{gw.sim_url}/v2/orders/{kept_open['alpaca_order_id']}", headers=headers,
+                    timeout=10).raise_for_status()
+    wait_for(lambda: gw.rows(event_key=filled["decision_id"])[0]["order_status"] == "filled", 30,
+             "the real follow-up found the order filled")
+    lookups = gw.sim("GET", "/_sim/stats")["requests"].get("GET /v2/orders:by_client_order_id", 0)
+    forged = [filled["decision_id"], kept_open["client_order_id"], 0]  # the shape workers sent unsealed
+    for _ in range(50):
+        queue.send_task("zero.follow_order", args=forged, queue="zero_audit")
+    (refused,) = collect(pubsub, 1, 30, gw)
+    assert refused["status"] == "ERROR" and "forged task zero.follow_order" in refused["why"][0], refused
+    wait_for(lambda: gw.r.llen("zero_audit") == 0, 30, "every copy taken")
+    assert gw.nothing_more(pubsub) == []
+    assert gw.rows(event_key=filled["decision_id"])[0]["order_status"] == "filled"
+    now_lookups = gw.sim("GET", "/_sim/stats")["requests"].get("GET /v2/orders:by_client_order_id", 0)
+    assert now_lookups - lookups < 5, now_lookups - lookups  # the real chain of DIA at most

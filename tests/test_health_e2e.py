@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def test_health_reports_ok_with_every_check_and_no_secret(lonely: Gateway) -> No
     assert all(check["ok"] for check in body["checks"].values())
     assert body["checks"]["workers"]["alive"] == 1
     assert body["queue_depth"] == {"zero_execution": 0, "zero_audit": 0} and body["in_flight"] == 0
-    assert body["database"].startswith("sqlite:") and "last_decision_age_s" in body
+    assert body["database"] == "sqlite (file)" and "last_decision_age_s" in body
+    assert "audit.db" not in json.dumps(body) and "/" not in body["database"]  # no file path
     raw = requests.get(f"http://127.0.0.1:{lonely.api_port}/health", timeout=5).text
     assert "test-secret-value" not in raw and "test-key-id" not in raw
 
@@ -99,3 +101,17 @@ def test_metrics_parse_with_prometheus_and_count_a_worker_decision(lonely: Gatew
     assert {s.labels["queue"] for s in found["zero_queue_depth"].samples} == {"zero_execution", "zero_audit"}
     assert found["zero_in_flight"].samples[0].value == 0  # the decision took its message off the ledger
     assert "zero_bridge_messages" in found
+
+
+def test_health_reuses_its_redis_connections(lonely: Gateway) -> None:
+    """/health and /metrics read Redis through the bridge's pooled clients: a burst of
+    requests opens no new connection per request (it did: a client per request)."""
+    for _ in range(3):  # the pools are warm
+        health(lonely.api_port)
+        requests.get(f"http://127.0.0.1:{lonely.api_port}/metrics", timeout=5)
+    before = int(lonely.r.info("stats")["total_connections_received"])
+    for _ in range(30):
+        assert health(lonely.api_port)[0] == 200
+        requests.get(f"http://127.0.0.1:{lonely.api_port}/metrics", timeout=5)
+    opened = int(lonely.r.info("stats")["total_connections_received"]) - before
+    assert opened <= 5, f"{opened} connections for 60 requests"

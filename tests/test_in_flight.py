@@ -22,6 +22,7 @@ from zero_tasks.adapters.in_flight import Entry
 from zero_tasks.core import keys
 from zero_tasks.core.decision import Status
 from zero_tasks.core.record import DecisionRecord
+from zero_tasks.core.task_auth import SEAL_MAX_AGE_S
 from zero_tasks.settings import Settings
 
 DB = redis_db(__name__)  # a database of the session's private Redis no other test uses
@@ -100,10 +101,12 @@ def test_an_entry_whose_task_is_gone_is_dropped_by_the_sweep(r: redis.Redis, run
     assert r.zcard(keys.IN_FLIGHT_KEY) == 0
 
 
-def test_a_message_heard_more_than_a_day_ago_is_not_queued_again() -> None:
+def test_a_message_whose_seal_is_about_to_expire_is_not_queued_again() -> None:
+    """Queued again it would only be refused as a task with an expired seal (task_auth)."""
     now = datetime.now(UTC)
     assert entry("m:1", now - timedelta(hours=25)).too_old(now)
-    assert not entry("m:1", now - timedelta(hours=23)).too_old(now)
+    assert entry("m:1", now - timedelta(seconds=SEAL_MAX_AGE_S)).too_old(now)
+    assert not entry("m:1", now - timedelta(seconds=SEAL_MAX_AGE_S - 3600)).too_old(now)
 
 
 def test_the_rescue_must_wait_out_kombus_redelivery_and_the_retry_chain(monkeypatch: pytest.MonkeyPatch) -> None:

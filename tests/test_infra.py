@@ -270,8 +270,9 @@ def test_compose_forwards_every_setting_with_its_default(monkeypatch: pytest.Mon
         from_compose = Settings(**{k.lower(): v for k, v in env.items() if k.lower() in fields})
         defaults = Settings(alpaca_paper="true")
         differ = {f for f in fields if plain(getattr(from_compose, f)) != plain(getattr(defaults, f))}
+        signed = {"task_signing_key"} if service != "flower" else set()  # Flower gets none (least privilege)
         assert differ == {"alpaca_api_key", "alpaca_secret_key", "database_url", "execution_api_host",
-                          "redis_password", "task_signing_key"}, service
+                          "redis_password"} | signed, service
         assert from_compose.execution_api_host == "0.0.0.0"
         assert plain(from_compose.database_url).startswith("postgresql://zero:zero@timescaledb:5432/")
 
@@ -280,6 +281,22 @@ def plain(value: Any) -> Any:
     if hasattr(value, "get_secret_value"):
         value = value.get_secret_value()
     return "" if value is None else value
+
+
+def test_compose_gives_flower_no_signing_key_and_no_alpaca_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Least privilege (issue 25, finding 9): Flower watches the queue through Redis; it needs
+    neither TASK_SIGNING_KEY (it must not be able to seal a task) nor the Alpaca keys."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    model = load_compose({"ALPACA_PAPER": "true", "POSTGRES_PASSWORD": "zero", **FILLED})
+    flower = model["services"]["flower"]["environment"]
+    assert flower["TASK_SIGNING_KEY"] == ""
+    assert flower["ALPACA_API_KEY"] != FILLED["ALPACA_API_KEY"]
+    assert flower["ALPACA_SECRET_KEY"] != FILLED["ALPACA_SECRET_KEY"]
+    shown = json.dumps(flower)
+    assert FILLED["TASK_SIGNING_KEY"] not in shown and FILLED["ALPACA_SECRET_KEY"] not in shown
+    for service in ("zero-execution", "zero-worker"):
+        assert model["services"][service]["environment"]["TASK_SIGNING_KEY"] == FILLED["TASK_SIGNING_KEY"]
 
 
 # --- (b) .env.example ---------------------------------------------------------------------

@@ -15,7 +15,7 @@ from alpaca_paper_sim import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, SimServer, open
 from tests.support.procs import PrivateRedis, wait_for
 from tests.support.redis_dbs import flushed, redis_db
 from zero_tasks.adapters import alpaca_compat
-from zero_tasks.adapters.alpaca_adapter import MAIN, READS, AlpacaBroker, RateLimitedBroker
+from zero_tasks.adapters.alpaca_adapter import ASSET, DAY, MAIN, READS, AlpacaBroker, RateLimitedBroker
 from zero_tasks.adapters.risk import BrokerRateLimit
 from zero_tasks.core import keys
 from zero_tasks.worker import keep_warm
@@ -51,9 +51,9 @@ def keep_warm_slots(r: redis.Redis) -> int:
 def test_a_keep_warm_call_is_made_on_each_idle_connection_and_paid_from_the_broker_budget(
         sim: SimServer, r: redis.Redis) -> None:
     broker = RateLimitedBroker(broker_for(sim), BrokerRateLimit(r, 120))
-    assert sorted(keep_warm.once(broker, 0)) == [MAIN, READS]
-    assert clock_calls(sim) == 2
-    assert keep_warm_slots(r) == 2
+    assert sorted(keep_warm.once(broker, 0)) == sorted([MAIN, READS, DAY, ASSET])
+    assert clock_calls(sim) == 4
+    assert keep_warm_slots(r) == 4
 
 
 def test_a_keep_warm_round_reads_the_clock_and_nothing_else(sim: SimServer, r: redis.Redis) -> None:
@@ -62,7 +62,7 @@ def test_a_keep_warm_round_reads_the_clock_and_nothing_else(sim: SimServer, r: r
     broker = RateLimitedBroker(broker_for(sim), BrokerRateLimit(r, 120))
     keep_warm.once(broker, 0)
     keep_warm.once(broker, 0)
-    assert sim.state.stats()["requests"] == {CLOCK: 4}
+    assert sim.state.stats()["requests"] == {CLOCK: 8}  # four connections, twice
     assert sim.state.stats()["order_posts"] == 0
 
 
@@ -85,8 +85,8 @@ def test_a_keep_warm_call_skips_the_connection_an_order_call_is_on(sim: SimServe
         assert alpaca.in_use(MAIN)  # still held: the keep-warm round did not wait for it
     finally:
         reading.join(timeout=10)
-    assert warmed == [READS]
-    assert keep_warm_slots(r) == 1  # the busy connection was not paid for either
+    assert warmed == [READS, DAY, ASSET]
+    assert keep_warm_slots(r) == 3  # the busy connection was not paid for either
 
 
 def test_no_keep_warm_call_when_the_broker_budget_is_spent(sim: SimServer, r: redis.Redis) -> None:

@@ -192,7 +192,7 @@ def test_json_columns_round_trip(engine) -> None:
 def test_schema_is_versioned_and_order_status_can_be_recorded(engine) -> None:
     with engine.connect() as conn:
         version = conn.execute(text("SELECT version_num FROM zero_execution_schema_version")).scalar_one()
-    assert version == "0003"
+    assert version == "0004"
     insert_rows(engine, [row("e1") | {"status": "SUBMITTED", "alpaca_order_id": "o1"}])
     assert update_order_status(engine, "e1", "filled", NOW) is True
     assert update_order_status(engine, "nope", "filled", NOW) is False

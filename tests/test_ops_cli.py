@@ -11,7 +11,9 @@ public.execution_log (used by the other tests) is never touched.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -25,14 +27,18 @@ from typing import Any
 import pytest
 import redis
 from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from alpaca_paper_sim import SimServer
 from tests.support.gateway import PG_URL, sqlalchemy_url
-from tests.support.procs import PYTHON, ROOT, PrivateRedis, free_port, wait_for
+from tests.support.procs import PYTHON, ROOT, TEST_SIGNING_KEY, PrivateRedis, free_port, wait_for
 from zero_ops.cli import main
 from zero_ops.status import REPORT_FIELDS
 from zero_tasks.adapters.audit import ensure_schema, insert_rows, make_engine
+from zero_tasks.adapters.redis_state import store_session
 from zero_tasks.core.contract import MarketState, TradeUpdate
 from zero_tasks.core.intake import Signal, parse_payload
 from zero_tasks.core.session import TradingSession
@@ -114,7 +120,7 @@ def env(ops_redis: PrivateRedis, sim: SimServer, pg_url: str, r: redis.Redis) ->
     values: dict[str, str | None] = {name.upper(): None for name in Settings.model_fields}
     values.update({"ALPACA_PAPER": "true", "ALPACA_API_KEY": KEY, "ALPACA_SECRET_KEY": SECRET,
                    "ALPACA_BASE_URL": sim.url, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(ops_redis.port),
-                   "REDIS_DB": str(REDIS_DB), "DATABASE_URL": pg_url,
+                   "REDIS_DB": str(REDIS_DB), "DATABASE_URL": pg_url, "TASK_SIGNING_KEY": TEST_SIGNING_KEY,
                    "ZERO_ENV_FILE": "/nonexistent/devstack.env"})  # a developer's var/devstack.env must not leak in
     return values
 
@@ -260,7 +266,8 @@ def test_status_json_has_every_field(env: dict[str, str | None], r: redis.Redis,
     """Also the one run as a real process: `python -m zero_ops status --json`."""
     r.set("key:execution_enabled", "true")
     r.set("key:market_state", market_json("GREEN", age_s=400))
-    r.set("key:execution_session", TradingSession(True, now_utc(-3600), now_utc(3600), None, now_utc(-60)).to_json())
+    store_session(r, TradingSession(True, now_utc(-3600), now_utc(3500), None, now_utc(-60)), now_utc(-60),
+                  key=TEST_SIGNING_KEY)
     r.set("key:stand_down_reason", json.dumps({"schema_version": "1.0", "reason": "FOMC in 10 min",
                                                "scope": "GLOBAL", "expires_at": now_utc(600).isoformat()}))
     r.set("key:execution_worker:w1@host", json.dumps({"hostname": "w1@host", "pid": 4242, "concurrency": 2,
@@ -627,3 +634,144 @@ def test_no_secret_in_any_output(env: dict[str, str | None], r: redis.Redis, pg_
     for output in outputs:
         for secret in SECRETS:
             assert secret not in output, (secret, output)
+
+
+# --- inert operator output (issue 25, finding 1) -----------------------------------------
+
+# What a hostile writer of a reason puts in it: move up, erase the line, return, a fake line;
+# an OSC window title and hyperlink; a C1 CSI; a right-to-left override.
+HOSTILE = "\x1b[1A\x1b[2K\rGB SUBMITTED\nGA BLOCKED \x1b]0;owned\x07\x1b]8;;http://x\x1b\\link \x9b2J \u202eevil"
+
+
+def assert_inert(output: str) -> None:
+    """No control sequence of the hostile text reaches the operator raw; its words do, escaped."""
+    for raw in ("\x1b[1A", "\x1b[2K", "\r", "\x1b]", "\x07", "\x9b", "\u202e", "GB SUBMITTED\nGA"):
+        assert raw not in output, (raw, output)
+    assert "x1b[1A" in output or "u001b[1A" in output, output  # shown escaped (doubled in JSON)
+
+
+def test_tail_escapes_control_characters_of_a_reason_on_a_terminal(env: dict[str, str | None],
+                                                                    r: redis.Redis) -> None:
+    thread = after_subscribed(r, TRADE, lambda: r.publish(TRADE, trade_update("BLOCKED", why=HOSTILE)))
+    result = CliRunner().invoke(main, ["tail", "--count", "1", "--timeout", "10"], env=env, color=True)
+    thread.join(5)
+    assert result.exit_code == 0, result.output
+    assert_inert(result.stdout)
+    assert len(result.stdout.splitlines()) == 1
+
+
+def test_tail_escapes_a_message_that_is_not_json(env: dict[str, str | None], r: redis.Redis) -> None:
+    thread = after_subscribed(r, TRADE, lambda: r.publish(TRADE, HOSTILE))
+    result = CliRunner().invoke(main, ["tail", "--count", "1", "--timeout", "10"], env=env, color=True)
+    thread.join(5)
+    assert_inert(result.stdout)
+
+
+def test_tail_json_escapes_control_characters_and_still_parses(env: dict[str, str | None], r: redis.Redis) -> None:
+    update = json.dumps({"status": "BLOCKED", "why": [HOSTILE]}, ensure_ascii=False)
+    thread = after_subscribed(r, TRADE, lambda: r.publish(TRADE, update))
+    result = CliRunner().invoke(main, ["tail", "--json", "--count", "1", "--timeout", "10"], env=env, color=True)
+    thread.join(5)
+    assert_inert(result.stdout)
+    assert json.loads(result.stdout) == json.loads(update)
+
+
+def test_status_escapes_the_reasons_other_services_wrote(env: dict[str, str | None], r: redis.Redis) -> None:
+    r.set("key:market_state", json.dumps({"schema_version": "1.0", "timestamp": now_utc().isoformat(),
+                                          "state": "GREEN", "reason": HOSTILE}))
+    r.set("key:stand_down_reason", json.dumps({"reason": HOSTILE, "scope": "ALL",
+                                               "expires_at": now_utc(3600).isoformat()}))
+    r.set("key:execution_blocklist:SPY", json.dumps({"reason": HOSTILE, "until": now_utc(3600).isoformat()}))
+    r.set("key:execution_breaker", json.dumps({"reason": HOSTILE, "since": now_utc().isoformat(),
+                                               "until": now_utc(60).isoformat()}))
+    human = CliRunner().invoke(main, ["status", "--last", "0"], env=env, color=True)
+    assert human.exit_code == 0, human.output
+    assert_inert(human.stdout)
+    assert human.stdout.count("GB SUBMITTED") >= 3  # the market reason may be cut
+    machine = CliRunner().invoke(main, ["status", "--json", "--last", "0"], env=env, color=True)
+    assert_inert(machine.stdout)
+    breaker = CliRunner().invoke(main, ["breaker", "status"], env=env, color=True)
+    assert_inert(breaker.stdout)
+
+
+def test_log_escapes_the_reasons_in_the_audit(env: dict[str, str | None], pg: Engine) -> None:
+    hostile = {**row("SPY", "ERROR", 1), "reason": f"error: broker said {HOSTILE}", "why": [HOSTILE]}
+    insert(pg, hostile)
+    table = CliRunner().invoke(main, ["log"], env=env, color=True)
+    assert table.exit_code == 0, table.output
+    assert "\x1b]" not in table.stdout and "\x9b" not in table.stdout and "\u202e" not in table.stdout
+    lines = CliRunner().invoke(main, ["log", "--json"], env=env, color=True)
+    assert_inert(lines.stdout)
+
+
+def test_a_text_log_line_on_a_terminal_escapes_control_characters() -> None:
+    from zero_tasks.logs import JsonFormatter, TextFormatter
+    record = logging.LogRecord("zero", logging.INFO, __file__, 1, "decision %s", (HOSTILE,), None)
+    assert_inert(TextFormatter("%(levelname)s %(message)s").format(record))
+    assert_inert(JsonFormatter().format(record))
+
+
+# --- bad input is one line and exit 2 (issue 25, finding 10) -----------------------------
+
+@pytest.mark.parametrize("argv", [["log", "--since", "99999999w"], ["log", "--until", "99999999w"],
+                                  ["log", "--since", "9" * 400 + "d"], ["block", "X", "--for", "99999999w",
+                                                                         "--reason", "r"]],
+                         ids=["since", "until", "digits", "block_for"])
+def test_an_out_of_range_time_is_one_line_and_exit_2(env: dict[str, str | None], argv: list[str]) -> None:
+    result = cli(env, *argv)
+    assert result.exit_code == 2, result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) <= 3  # click's usage + error
+
+
+def test_a_garbled_breaker_in_breaker_status_is_shown_not_a_traceback(env: dict[str, str | None],
+                                                                     r: redis.Redis) -> None:
+    for garbage in ("{not json", "[1, 2]", '"text"'):
+        r.set("key:execution_breaker", garbage)
+        result = cli(env, "breaker", "status")
+        assert result.exit_code == 0 and "OPEN" in result.output, result.output
+
+
+OPTION_VALUES = st.one_of(st.text(max_size=30),
+                          st.from_regex(r"-?[0-9]{1,25}(\.[0-9]{1,5})?[smhdwSMHDW]?", fullmatch=True),
+                          st.integers(min_value=10**5, max_value=10**30).map(lambda n: f"{n}w"))
+
+
+@hypothesis_settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(verb=st.sampled_from([("log", "--since"), ("log", "--until"), ("log", "--limit"), ("log", "--status"),
+                             ("status", "--last"), ("tail", "--count"), ("block", "--for"),
+                             ("publish-sample", "--probability"), ("reconcile", "--hours"),
+                             ("market", None)]),
+       value=OPTION_VALUES)
+def test_no_option_value_gives_a_traceback(env: dict[str, str | None], verb: tuple[str, str | None],
+                                           value: str) -> None:
+    """Whatever an option is given, zero-ops answers in words: bad input is exit 2, never a traceback."""
+    name, option = verb
+    argv = [name, value] if option is None else [name, option, value]
+    if name == "block":
+        argv = ["block", "HYPO", option or "", value, "--reason", "hypothesis"]
+    if name in ("tail", "publish-sample"):
+        argv += ["--timeout", "0.1"] if name == "tail" else ["--no-wait"]
+    if name == "reconcile":
+        argv += ["--json"]
+    result = CliRunner().invoke(main, argv, env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (argv, result.exception)
+    assert "Traceback" not in result.output
+    assert result.exit_code in (0, 1, 2), (argv, result.output)
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]", result.output), (argv, result.output)
+
+
+
+# --- a forged trading session (issue 25, finding 2) --------------------------------------
+
+@pytest.mark.parametrize("forged", [
+    TradingSession(True, now_utc(-3600), datetime(2030, 1, 1, tzinfo=UTC), None, now_utc(-60)).to_json(),
+    json.dumps({**json.loads(TradingSession(True, now_utc(-3600), now_utc(600), None, now_utc()).to_json()),
+                "sealed_at": now_utc().isoformat(), "seal": "0" * 64}),
+], ids=["unsealed_until_2030", "sealed_with_another_key"])
+def test_status_does_not_show_a_forged_session_as_open(env: dict[str, str | None], r: redis.Redis,
+                                                       forged: str) -> None:
+    r.set("key:market_state", market_json("GREEN"))
+    r.set("key:execution_session", forged)
+    market = json.loads(cli(env, "status", "--json", "--last", "0").stdout)["market_state"]
+    assert market["session"] is None and "refused" in market["session_problem"], market
+    assert market["veto"] and "trading session unknown" in market["veto"]

@@ -16,13 +16,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from tests.support.connect_proxy import RefusingProxy
 from tests.support.gateway import Gateway, opportunity, ranking
-from tests.support.procs import CELERY, PYTHON, ROOT, PrivateRedis, base_env, free_port, health
+from tests.support.procs import CELERY, PYTHON, ROOT, TEST_SIGNING_KEY, PrivateRedis, base_env, free_port, health
 from zero_tasks.adapters.audit import ensure_schema, make_engine
+from zero_tasks.adapters.market_data import atr_at, make_data_client
 from zero_tasks.adapters.redis_state import store_session
 from zero_tasks.core.session import TradingSession
+from zero_tasks.settings import Settings, market_data_url
 
 SECRET = "sekrit-do-not-print"
 KEY = "key-id-do-not-print"
@@ -127,7 +130,8 @@ def test_the_workers_order_attempt_goes_to_alpaca_paper_only(paper_gateway: Pape
     gw = paper_gateway.gw
     gw.green()
     now = datetime.now(UTC)  # the session as a worker kept it before the broker went away
-    store_session(gw.r, TradingSession(True, now - timedelta(hours=1), now + timedelta(hours=1), None, now), now)
+    store_session(gw.r, TradingSession(True, now - timedelta(hours=1), now + timedelta(hours=1), None, now), now,
+                  key=TEST_SIGNING_KEY)
     (event,) = gw.decide(ranking(opportunity("SPY")), timeout=60)
     assert event["status"] == "ERROR" and event["why"][0].startswith("error: broker unavailable"), event
     (row,) = gw.wait_rows(1)
@@ -161,3 +165,32 @@ def test_zero_ops_broker_calls_go_to_alpaca_paper_only(paper_gateway: PaperGatew
         assert proxy.requests() != [], result.stdout + result.stderr
         assert proxy.hosts() == {PAPER}, result.stdout + result.stderr
     assert gw.r.get("key:execution_enabled") == armed  # `enable` was answered no
+
+
+# --- the market data the ATR reads: the loopback simulator or Alpaca's data host only -----
+
+DATA = "data.alpaca.markets:443"
+
+
+@pytest.mark.parametrize("base_url, data_url", [
+    (None, "https://data.alpaca.markets"),
+    ("https://paper-api.alpaca.markets", "https://data.alpaca.markets"),
+    ("http://127.0.0.1:8100", "http://127.0.0.1:8100"),
+    ("http://localhost:8100", "http://localhost:8100"),
+    ("https://[::1]:8443", "https://[::1]:8443"),
+])
+def test_the_market_data_host_is_the_loopback_simulator_or_alpacas_data_host(base_url: str | None,
+                                                                               data_url: str) -> None:
+    assert market_data_url(base_url) == data_url
+
+
+def test_the_atr_bars_go_to_alpacas_market_data_host_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    with RefusingProxy() as proxy:
+        for name, value in proxy.env().items():
+            monkeypatch.setenv(name, value)
+        settings = Settings(alpaca_paper="true", alpaca_api_key=SecretStr("test-key-id"),
+                            alpaca_secret_key=SecretStr("test-secret-value"), broker_timeout_s=1)
+        answer = atr_at(make_data_client(settings), "SPY", datetime.now(UTC))
+        assert isinstance(answer, str) and answer.startswith("market data unavailable")
+        assert proxy.requests() != []
+        assert proxy.hosts() == {DATA}

@@ -123,12 +123,23 @@ def test_a_header_value_or_url_password_goes_in_any_letter_case_known_or_not(tex
     assert Scrubber().scrub(text) == kept
 
 
-def test_a_message_cut_inside_a_secret_loses_the_part_it_kept() -> None:
+def test_only_a_whole_secret_is_masked_so_no_partial_guess_is_told_apart() -> None:
+    """A part of a secret is left as it is, at the end of a text or anywhere: were it masked,
+    a text of one's own repeated by the gateway would tell a right guess from a wrong one."""
     secret = "sk-Secret_0123456789abcdef"
-    text = f"HTTP 502: upstream echoed {secret} and more"
-    for cut in range(len("HTTP 502: upstream echoed ") + 6, len("HTTP 502: upstream echoed ") + len(secret)):
-        out = Scrubber([secret]).scrub(text[:cut])
-        assert out.endswith(MASK) and "sk-Sec" not in out, out
+    scrubber = Scrubber([secret])
+    for length in range(1, len(secret)):
+        for text in (f"echoed {secret[:length]}", f"echoed {secret[:length]} and more",
+                     f"echoed {secret[:length]}X"):
+            assert scrubber.scrub(text) == text
+    assert scrubber.scrub(f"echoed {secret}") == f"echoed {MASK}"
+
+
+def test_a_text_is_scrubbed_before_it_is_cut(installed: None) -> None:
+    prefix = "HTTP 502: upstream echoed "
+    for length in range(len(prefix) + 1, len(prefix) + len(SECRET) + 4):
+        out = secrets.cut(f"{prefix}{SECRET} and more", length)
+        assert SECRET[:4] not in out and out == f"{prefix}{MASK} and more"[:length], out
 
 
 def test_text_without_a_secret_is_unchanged() -> None:

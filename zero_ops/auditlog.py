@@ -27,19 +27,22 @@ def parse_duration(text: str) -> timedelta | None:
     match = _RELATIVE.match(text)
     if not match:
         return None
-    return timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2).lower()])
+    try:
+        return timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2).lower()])
+    except OverflowError:  # more than timedelta can hold: not a duration anybody means
+        return None
 
 
 def parse_when(text: str, now: datetime) -> datetime:
     """`15m`, `2h`, `1d` (ago) or an ISO 8601 time; no offset means UTC, as in the contract."""
     ago = parse_duration(text)
-    if ago is not None:
-        return now - ago
     try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is neither an ISO time nor a relative time like 15m, 2h, 1d") from None
-    return as_utc(when)
+        if ago is not None:
+            return now - ago
+        return as_utc(datetime.fromisoformat(text.strip()))
+    except (ValueError, OverflowError):
+        raise ValueError(f"{text!r} is neither an ISO time nor a relative time like 15m, 2h, 1d "
+                         "(within the years 1-9999)") from None
 
 
 @dataclass(frozen=True)

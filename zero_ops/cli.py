@@ -21,9 +21,10 @@ from zero_tasks.adapters.alpaca_adapter import make_trading_client
 from zero_tasks.adapters.audit import SchemaNotAtHead
 from zero_tasks.core import keys
 from zero_tasks.core.contract import Direction, Horizon, State, Status
+from zero_tasks.core.inert import inert, inert_any, inert_json_line
 from zero_tasks.core.intake import Invalid, parse_payload
 
-from . import auditlog, render, risk_cli, samples, state
+from . import auditlog, lifecycle_cli, render, risk_cli, samples, state
 from .context import Ops, OpsError, OpsFailure
 from .pubsub import messages, subscribe, wait_for_decision
 from .status import build_report
@@ -72,7 +73,7 @@ class When(click.ParamType):
         try:
             return auditlog.parse_when(str(value), utcnow())
         except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+            self.fail(inert(str(exc)), param, ctx)
 
 
 @click.group(cls=OpsGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,7 +105,7 @@ def enable(ops: Ops, yes: bool) -> None:
 
 def preflight(ops: Ops, market_raw: str | None, enabled_raw: str | None, kept_session: str | None) -> list[str]:
     """What the operator should see before arming: mode, broker, market state, account."""
-    view = state.market_state(market_raw, utcnow(), ops.settings.market_state_max_age_s, kept_session)
+    view = inert_any(state.market_state(market_raw, utcnow(), ops.settings.market_state_max_age_s, kept_session))
     lines = ["About to enable execution:"]
     lines += render.section("mode", "paper")
     lines += render.section("broker", ops.broker_label())
@@ -150,7 +151,7 @@ def disable(ops: Ops) -> None:
 @pass_ops
 def status(ops: Ops, as_json: bool, last: int) -> None:
     """Kill switch, market state, stand-down, cooldowns, queues, workers, last decisions."""
-    report = build_report(ops, utcnow(), last)
+    report = inert_any(build_report(ops, utcnow(), last))  # reasons other services wrote
     if as_json:
         click.echo(render.dumps(report))
         return
@@ -161,7 +162,8 @@ def status(ops: Ops, as_json: bool, last: int) -> None:
 # --- tail -----------------------------------------------------------------------------
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print each message exactly as received.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print each message as received, on one line, control characters escaped.")
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N messages.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Stop after this many seconds.")
 @pass_ops
@@ -172,7 +174,7 @@ def tail(ops: Ops, as_json: bool, count: int | None, timeout: float | None) -> N
     seen = 0
     try:
         for text in messages(pubsub, timeout):
-            click.echo(text if as_json else render.trade_update_line(text))
+            click.echo(inert_json_line(text) if as_json else render.trade_update_line(text))
             seen += 1
             if count is not None and seen >= count:
                 break
@@ -200,7 +202,7 @@ def log(ops: Ops, since: datetime | None, until: datetime | None, ticker: str | 
     query = auditlog.LogQuery(since=since, until=until, ticker=ticker.upper() if ticker else None,
                               statuses=tuple(s.upper() for s in statuses), execution_id=execution_id,
                               limit=limit)
-    rows = auditlog.fetch(ops.engine(), query)
+    rows = inert_any(auditlog.fetch(ops.engine(), query))
     if as_json:
         for row in rows:
             click.echo(render.dumps(row))
@@ -259,6 +261,7 @@ def show_decision(update: dict[str, Any] | None, exec_id: str, timeout: float) -
     if update is None:
         raise OpsFailure(f"no decision for {exec_id} on {keys.TRADE_UPDATE_CHANNEL} within {timeout:g}s: "
                          "are the workers running?")
+    update = inert_any(update)
     click.echo(render.trade_update_line(json.dumps(update)))
     for line in (update.get("why") or [])[1:]:
         click.echo(f"    {line}")
@@ -279,5 +282,6 @@ def market(ops: Ops, state_name: str, reason: str) -> None:
 
 
 risk_cli.register(main)
+lifecycle_cli.register(main)
 
 __all__ = ["main"]

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from zero_tasks import secrets as secret_values
 from zero_tasks.adapters.audit import make_engine
+from zero_tasks.core.inert import inert
 from zero_tasks.settings import ALPACA_PAPER_HOST, ConfigError, Settings, load_settings
 
 REDIS_TIMEOUT_S = 5.0
@@ -103,8 +104,9 @@ class Ops:
         return OpsError(f"database {self.database_label()} failed: {detail}")
 
     def scrub(self, text: str) -> str:
-        """Belt and braces: no configured secret survives in any message we print."""
-        return scrub(text, self._settings)
+        """Belt and braces: no configured secret survives in any message we print, and a
+        driver's or a server's words in it are shown inert (zero_tasks.core.inert)."""
+        return inert(scrub(text, self._settings))
 
 
 def database_label(settings: Settings) -> str:

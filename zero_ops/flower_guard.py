@@ -189,9 +189,18 @@ def flower_argv(socket_path: str, extra: Sequence[str]) -> list[str]:
             f"--unix_socket={socket_path}", "--read_only=True", *extra]
 
 
+NOT_FOR_FLOWER = ("TASK_SIGNING_KEY", "ALPACA_API_KEY", "ALPACA_SECRET_KEY")
+NO_ALPACA_KEY = "flower-holds-no-alpaca-key"  # Celery's settings want a non-empty value; Flower never calls Alpaca
+
+
 def flower_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """Flower's environment: no FLOWER_* option but the credentials (kept off the command line)."""
-    env = {name: value for name, value in environ.items() if not name.startswith("FLOWER_")}
+    """Flower's environment: no FLOWER_* option but the credentials (kept off the command
+    line), and none of the gateway's secrets it has no use for (least privilege: a Flower
+    process that is broken into can neither seal a task nor call the broker), whatever
+    the guard was given."""
+    env = {name: value for name, value in environ.items()
+           if not name.startswith("FLOWER_") and name not in NOT_FOR_FLOWER}
+    env.update(ALPACA_API_KEY=NO_ALPACA_KEY, ALPACA_SECRET_KEY=NO_ALPACA_KEY)
     env["FLOWER_BASIC_AUTH"] = environ["FLOWER_BASIC_AUTH"]
     return env
 

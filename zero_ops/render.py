@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from zero_tasks.core.inert import inert, inert_any
+
 from .auditlog import TABLE_COLUMNS
 
 STATUS_STYLE: dict[str, dict[str, Any]] = {
@@ -72,13 +74,15 @@ def _cell(value: Any) -> str:
 
 
 def trade_update_line(text: str) -> str:
-    """One readable line per TradeUpdate; anything that is not one is returned as it came."""
+    """One readable line per TradeUpdate; anything that is not one is shown as it came,
+    control characters escaped (as every field of one is)."""
     try:
         update = json.loads(text)
     except ValueError:
-        return text
+        return inert(text)
     if not isinstance(update, dict) or "status" not in update:
-        return text
+        return inert(text)
+    update = inert_any(update)
     why = update.get("why")
     first = why[0] if isinstance(why, list) and why else ""
     return " ".join([local_time(update.get("timestamp")), styled_status(str(update["status"])),

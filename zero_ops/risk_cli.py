@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from zero_tasks.adapters.risk import CircuitBreaker, alert
 from zero_tasks.core import keys
+from zero_tasks.core.inert import inert, inert_any
 from zero_tasks.worker.audit_writer import AuditWriter
 from zero_tasks.worker.recorder import record
 from zero_tasks.worker.runtime import build_runtime
@@ -22,6 +23,7 @@ from zero_tasks.worker.runtime import build_runtime
 from . import auditlog, render
 from .context import Ops, OpsError
 from .state import reply_text
+from .status import operator_entry
 
 pass_ops = click.make_pass_decorator(Ops, ensure=True)
 
@@ -30,10 +32,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+MAX_BLOCK = timedelta(days=366)  # a block longer than a year is a typo, not a plan
+
+
 def parse_duration(text: str) -> timedelta:
     duration = auditlog.parse_duration(text)
     if duration is None or duration.total_seconds() <= 0:
-        raise click.BadParameter(f"{text!r}: use a number and s, m, h, d or w (e.g. 90m, 6h, 2d)")
+        raise click.BadParameter(inert(f"{text!r}: use a number and s, m, h, d or w (e.g. 90m, 6h, 2d)"))
+    if duration > MAX_BLOCK:
+        raise click.BadParameter(inert(f"{text!r}: at most {MAX_BLOCK.days} days"))
     return duration
 
 
@@ -50,7 +57,10 @@ def breaker_status(ops: Ops) -> None:
     if raw is None:
         click.echo(f"closed ({reply_text(failures) or 0} consecutive broker failure(s) counted)")
         return
-    state = json.loads(raw)
+    state = inert_any(operator_entry(reply_text(raw)))
+    if "unreadable" in state:
+        click.echo(click.style("OPEN", fg="red", bold=True) + f" (unreadable value {state['unreadable']!r})")
+        return
     click.echo(click.style("OPEN", fg="red", bold=True)
                + f" since {state.get('since')} until at least {state.get('until')}: {state.get('reason')}")
 
@@ -83,7 +93,7 @@ def block(ops: Ops, ticker: str, duration: str, reason: str) -> None:
     until = utcnow() + parse_duration(duration)
     value = json.dumps({"reason": reason, "until": until.isoformat(), "since": utcnow().isoformat()})
     ops.redis().set(keys.blocklist_key(ticker), value, exat=int(until.timestamp()) + 1)
-    click.echo(f"{ticker} blocked until {until.isoformat()}: {reason}")
+    click.echo(inert(f"{ticker} blocked until {until.isoformat()}: {reason}"))
 
 
 @click.command()
@@ -91,7 +101,7 @@ def block(ops: Ops, ticker: str, duration: str, reason: str) -> None:
 @pass_ops
 def unblock(ops: Ops, ticker: str) -> None:
     removed = ops.redis().delete(keys.blocklist_key(ticker.upper()))
-    click.echo(f"{ticker.upper()} unblocked" if removed else f"{ticker.upper()} was not blocked")
+    click.echo(inert(f"{ticker.upper()} unblocked" if removed else f"{ticker.upper()} was not blocked"))
 
 
 @click.command()
@@ -115,13 +125,13 @@ def reconcile(ops: Ops, hours: float, as_json: bool) -> None:
         raise OpsError(f"the audit database is unreachable ({type(exc).__name__}); "
                        "the findings wait in the audit stream for a worker") from exc
     result = {"audited": report.audited, "at_broker": report.at_broker,
-              "findings": [f.as_dict() for f in report.findings]}
+              "findings": inert_any([f.as_dict() for f in report.findings])}
     if as_json:
         click.echo(render.dumps(result))
         return
     click.echo(f"{report.audited} SUBMITTED row(s), {report.at_broker} broker order(s) in the last {hours:g} h")
     for finding in report.findings:
-        click.echo(click.style(f"  {finding.kind:<14}", fg="red") + f" {finding.ticker:<6} {finding.detail}")
+        click.echo(click.style(f"  {finding.kind:<14}", fg="red") + inert(f" {finding.ticker:<6} {finding.detail}"))
     if not report.findings:
         click.echo(click.style("  audit and broker agree", fg="green"))
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from zero_tasks.adapters.redis_state import kept_session as kept_session_of
 from zero_tasks.core import keys, session
 from zero_tasks.core.checks.market_state import check_market_state, parse_market_state
 from zero_tasks.core.contract import StandDownSignal
@@ -41,9 +42,11 @@ def kill_switch(raw: str | None) -> dict[str, Any]:
 
 def market_state(raw: str | None, now: datetime, max_age_s: float | None, kept_session: str | None) -> dict[str, Any]:
     """State, age, the trading session the workers last heard from the broker, and `veto`:
-    the gateway's own objection (row 3), None if it would trade."""
-    verdict = check_market_state(Snapshot("true", raw, None, session=kept_session), now, max_age_s)
-    current = session.parse(kept_session)
+    the gateway's own objection (row 3), None if it would trade. The kept session counts
+    only when its seal opens (redis_state.kept_session), as the workers count it."""
+    kept, refused = kept_session_of(kept_session)
+    verdict = check_market_state(Snapshot("true", raw, None, session=kept, session_error=refused), now, max_age_s)
+    current = session.parse(kept) if refused is None else refused
     view: dict[str, Any] = {"state": None, "timestamp": None, "age_s": None, "max_age_s": max_age_s,
                             "reason": None, "problem": None, "veto": verdict.reason if verdict else None,
                             "session": None if isinstance(current, str) else {

@@ -24,6 +24,7 @@ from typing import Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as StandardJsonFormatter
 
+from zero_tasks.core.inert import inert
 from zero_tasks.secrets import scrub, scrub_any
 
 redact = scrub  # the name earlier callers use
@@ -64,8 +65,24 @@ class JsonFormatter(StandardJsonFormatter):
 
 
 class TextFormatter(logging.Formatter):
+    """The terminal's format: a logged text may quote another service's words, so its control
+    characters are spelled out (zero_tasks.core.inert); only a traceback keeps its line breaks.
+    (The JSON lines escape them already: python-json-logger writes ASCII-only JSON.)"""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return inert(super().formatMessage(record))
+
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        kept = record.exc_text, record.stack_info
+        record.exc_text, record.stack_info = (_inert_lines(kept[0]), _inert_lines(kept[1]))
+        try:
+            return redact(super().format(record))
+        finally:
+            record.exc_text, record.stack_info = kept
+
+
+def _inert_lines(text: str | None) -> str | None:
+    return None if text is None else "\n".join(inert(line) for line in text.split("\n"))
 
 
 def configure_logging(level: int | str = "INFO", logfile: str | None = None) -> None:

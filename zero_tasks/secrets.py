@@ -11,6 +11,13 @@ the settings are loaded (`install`), so a scrub is one regex pass.
 
 A secret shorter than MIN_SCRUB_LEN is not removed by value (it would cut ordinary words
 out of every line); only the header and URL-password patterns protect it.
+
+Only WHOLE values are removed. A text that holds part of a secret comes out unchanged:
+were a partial match masked (say, a line ending in the first characters of a key), anyone
+who can make the gateway repeat a text of theirs (a `why` line of a ranking) could guess
+a secret one character at a time by watching which guesses come back masked. So text is
+never cut before it is scrubbed: `cut` scrubs, then cuts, and every cut of outside text
+goes through it.
 """
 
 from __future__ import annotations
@@ -28,7 +35,6 @@ if TYPE_CHECKING:
 
 MASK = "***"
 MIN_SCRUB_LEN = 4
-MIN_TAIL_LEN = 6  # a text ending in this much of a secret's start was cut inside the secret
 
 # A header name, its separator as any repr/JSON/form spelling writes it, then its value.
 _HEADER = re.compile(
@@ -60,8 +66,6 @@ class Scrubber:
         raw = sorted({s for s in secrets if s and len(s) >= MIN_SCRUB_LEN}, key=len, reverse=True)
         spelled = sorted({v for s in raw for v in variants(s)}, key=len, reverse=True)
         self._values = re.compile("|".join(map(re.escape, spelled))) if spelled else None
-        # Longest first: a cut-off tail is matched against the longest spelling it could start.
-        self._tails = [(v[:MIN_TAIL_LEN], v) for v in spelled if len(v) > MIN_TAIL_LEN]
         self.count = len(raw)
 
     def scrub(self, text: str) -> str:
@@ -71,17 +75,6 @@ class Scrubber:
         text = _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + "@", text)
         if self._values is not None:
             text = self._values.sub(MASK, text)
-            text = self._cut_tail(text)
-        return text
-
-    def _cut_tail(self, text: str) -> str:
-        """A message cut to N characters may end with the first part of a secret."""
-        for start, value in self._tails:
-            at = text.find(start, max(0, len(text) - len(value)))
-            while at != -1:
-                if value.startswith(text[at:]):
-                    return text[:at] + MASK
-                at = text.find(start, at + 1)
         return text
 
     def scrub_any(self, value: Any) -> Any:
@@ -137,12 +130,16 @@ def secrets_of(settings: Settings, environ: Mapping[str, str] | None = None) -> 
 
 
 _active = Scrubber()
+_signing_key = ""
 
 
 def install(settings: Settings, environ: Mapping[str, str] | None = None) -> Scrubber:
-    """Make the settings' secrets the ones `scrub` removes (done by load_settings)."""
-    global _active  # noqa: PLW0603 - one scrubber per process, replaced when load_settings installs the settings
+    """Make the settings' secrets the ones `scrub` removes, and their TASK_SIGNING_KEY the
+    one `signing_key` gives (done by load_settings)."""
+    global _active, _signing_key  # noqa: PLW0603 - one per process, replaced when load_settings installs the settings
     _active = Scrubber(secrets_of(settings, environ))
+    signing = getattr(settings, "task_signing_key", None)
+    _signing_key = signing.get_secret_value() if signing is not None else ""
     return _active
 
 
@@ -157,6 +154,12 @@ def use(scrubber: Scrubber) -> None:
     _active = scrubber
 
 
+def signing_key() -> str:
+    """The installed settings' TASK_SIGNING_KEY ('' before install, or where none is set):
+    what seals and opens the kept trading session (redis_state)."""
+    return _signing_key
+
+
 def scrub(text: str) -> str:
     """The installed scrubber on one text (header and URL patterns even before install)."""
     return _active.scrub(text)
@@ -164,3 +167,9 @@ def scrub(text: str) -> str:
 
 def scrub_any(value: Any) -> Any:
     return _active.scrub_any(value)
+
+
+def cut(text: str, length: int) -> str:
+    """At most `length` characters of `text`, scrubbed BEFORE the cut: a secret cut in two
+    would no longer be a whole value, and only whole values are removed."""
+    return _active.scrub(text)[:length]

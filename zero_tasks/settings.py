@@ -12,6 +12,7 @@ import ipaddress
 import re
 import sys
 from functools import lru_cache
+from typing import Literal
 from urllib.parse import quote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -62,6 +63,20 @@ def check_base_url(url: str) -> str:
         f"ALPACA_BASE_URL host {host!r} is neither loopback nor {ALPACA_PAPER_HOST}: "
         "this gateway only ever talks to a local simulator or Alpaca paper"
     )
+
+
+ALPACA_DATA_URL = "https://data.alpaca.markets"  # Alpaca's market-data host: the only other one
+
+
+def market_data_url(base_url: str | None) -> str:
+    """Where the ATR's bars are read: the loopback simulator that serves the trading API
+    when ALPACA_BASE_URL is one (it serves the market data too), else Alpaca's market-data
+    host. Nothing else, ever: `base_url` has passed `check_base_url`."""
+    if base_url:
+        host = (urlsplit(base_url).hostname or "").lower()
+        if host == "localhost" or _is_loopback_ip(host):
+            return base_url
+    return ALPACA_DATA_URL
 
 
 # Alpaca key ids and secrets are ASCII letters and digits; '-' and '_' are allowed too.
@@ -165,6 +180,22 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(default=3, ge=1, le=10, description="consecutive broker failures that open it")
     breaker_window_s: int = Field(default=600, ge=60, le=86400, description="failures count within this window")
     breaker_cooloff_s: int = Field(default=120, ge=10, le=86400, description="open at least this long")
+    # Broker calls per minute that entries may not take: exits (protect, cancel, sell and
+    # their lookups) go ahead of entries and always find this much of the budget left.
+    exit_broker_reserve: int = Field(default=20, ge=0, le=60, description="calls/min kept for exits")
+
+    # The position lifecycle (CONTRACT.md "Exits and outcomes", docs/how-it-works.md).
+    exit_policy: Literal["zero", "horizon", "hold"] = Field(
+        default="zero", description="zero: protect OCO + horizon exit; horizon: time exit only; hold: never sell")
+    # A horizon exit due within this long of a session's close goes out this long before
+    # it: a market sell must reach a session that still takes it.
+    exit_close_buffer_s: int = Field(default=300, ge=60, le=1800, description="horizon exit at latest close - this")
+    lifecycle_tick_s: float = Field(default=2.0, ge=0.5, le=60, description="beat period of the lifecycle schedule")
+    # How often an execution whose protect or sell is working is looked at (REST reads);
+    # the account mirror's nudge makes it sooner.
+    # A look costs 3 broker calls while a protect works (clock, position, protect): 6 a minute per
+    # open position at the default.
+    lifecycle_look_every_s: int = Field(default=30, ge=2, le=600, description="look at a working exit this often")
 
     @field_validator("alpaca_paper")
     @classmethod
@@ -328,11 +359,14 @@ def get_settings() -> Settings:
     return load_settings()
 
 
-def settings_or_exit() -> Settings:
-    """The start-up guard of both processes: unsafe configuration is a clear exit 2."""
+def settings_or_exit(require_signing: bool = True) -> Settings:
+    """The start-up guard of both processes: unsafe configuration is a clear exit 2.
+    `require_signing=False` only for Flower, which never seals nor opens a task and is not
+    given the key (least privilege); a seal never opens with a short key (task_auth)."""
     try:
         settings = get_settings()
-        settings.require_signing_key()
+        if require_signing:
+            settings.require_signing_key()
         return settings
     except ConfigError as exc:
         print(exc.message, file=sys.stderr, flush=True)

@@ -27,7 +27,7 @@ from zero_tasks.core.contract import client_order_id
 from zero_tasks.core.session import NEW_YORK
 from zero_tasks.core.session import from_broker as session_from_broker
 
-from .procs import PrivateRedis, Proc, base_env, bridge_proc, free_port, health, wait_for, worker_proc
+from .procs import TEST_SIGNING_KEY, PrivateRedis, Proc, base_env, bridge_proc, free_port, health, wait_for, worker_proc
 from .quiescence import Quiescence, gateway_probes
 from .zero_models import accepted_by_zero
 
@@ -208,7 +208,7 @@ class Gateway:
                                       datetime.fromisoformat(clock["next_open"]),
                                       datetime.fromisoformat(clock["next_close"]), opens)
         assert not isinstance(current, str), current
-        store_session(self.r, current, datetime.now(UTC))
+        store_session(self.r, current, datetime.now(UTC), key=TEST_SIGNING_KEY)  # sealed, as a worker keeps it
 
     def market_hours(self, moment: str) -> None:
         """The simulator keeps New York hours and stands at `moment` (frozen); the gateway's

@@ -47,6 +47,7 @@ from kombu import Connection
 
 from zero_tasks.adapters.outbox import AUDIT_STREAM
 from zero_tasks.core import keys
+from zero_tasks.core.keys import LIFECYCLE_DUE_KEY, LIFECYCLE_STEP_PREFIX
 from zero_tasks.worker.audit_writer import GROUP
 
 if TYPE_CHECKING:
@@ -144,6 +145,17 @@ def gateway_probes(gw: Gateway) -> Quiescence:
     q.add("hand-over ledger", lambda: handed_over(r))
     q.add("bridges", lambda: bridge_backlog(gw))
     return q
+
+
+def lifecycle_due(r: redis.Redis) -> list[str]:
+    """Executions whose lifecycle step is due now or running (a position waiting for its
+    next look later is not pending: nothing happens to it before then). Only for a gateway
+    whose beat runs the lifecycle (the suite's shared workers run no beat, so their due
+    set is never taken): `gw.quiescence.add("lifecycle", lambda: lifecycle_due(gw.r))`."""
+    now_ms = int(time.time() * 1000)
+    due = [f"due {k.decode()}" for k in r.zrangebyscore(LIFECYCLE_DUE_KEY, "-inf", now_ms)]
+    running = [f"step {k.decode()}" for k in r.scan_iter(match=LIFECYCLE_STEP_PREFIX + "*", count=1000)]
+    return due + running
 
 
 def _orders_posted(gw: Gateway) -> object:

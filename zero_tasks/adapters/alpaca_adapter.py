@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -23,17 +23,29 @@ import requests
 from alpaca.common.exceptions import APIError
 from alpaca.common.types import RawData
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
+from alpaca.trading.enums import OrderClass, OrderSide, PositionIntent, QueryOrderStatus, TimeInForce
 from alpaca.trading.models import Order, Position
-from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, MarketOrderRequest
+from alpaca.trading.requests import (
+    GetCalendarRequest,
+    GetOrderByIdRequest,
+    GetOrdersRequest,
+    LimitOrderRequest,
+    MarketOrderRequest,
+    StopLossRequest,
+    TakeProfitRequest,
+)
 
 from zero_tasks.adapters import alpaca_compat
 from zero_tasks.adapters.risk import BrokerRateLimit
+from zero_tasks.core.checks.asset import AssetVerdict, asset_verdict, unknown_asset
 from zero_tasks.core.checks.exposure import Exposure
 from zero_tasks.core.contract import TICKER_PATTERN
+from zero_tasks.core.lifecycle.horizon import Session
+from zero_tasks.core.lifecycle.prices import ProtectPrices
+from zero_tasks.core.lifecycle.state import OrderFacts, PositionFacts
 from zero_tasks.core.session import NEW_YORK, TradingSession
 from zero_tasks.core.session import from_broker as session_from_broker
-from zero_tasks.secrets import scrub
+from zero_tasks.secrets import cut
 from zero_tasks.settings import ORDER_QTY, Settings
 
 T = TypeVar("T")
@@ -67,7 +79,12 @@ class PlacedOrder:
 
 
 PAPER_URL = "https://paper-api.alpaca.markets"
-MAIN, READS = "main", "reads"  # AlpacaBroker's two connections: the caller's, and the read thread's (row 9)
+# AlpacaBroker's connections: the caller's, the read thread's (row 9's open orders), and
+# the day thread's (the broker's own count of today's entry orders, for the daily cap).
+# And the asset thread's: the broker's word on a symbol not judged yet this trading day.
+MAIN, READS, DAY, ASSET = "main", "reads", "day", "asset"
+ENTRY_PREFIX = "zx-"  # the client_order_id prefix of the gateway's entries (contract.client_order_id)
+DAY_ORDERS_LIMIT = 500  # Alpaca's largest page: a fuller day cannot be counted, and fails closed
 
 
 def url_symbol(ticker: str) -> str:
@@ -91,9 +108,9 @@ def make_trading_client(settings: Settings) -> TradingClient:
 
 def _message(exc: APIError) -> str:
     try:
-        return scrub(str(exc.message))[:200]  # an error body may quote a key: scrubbed before the cut
+        return cut(str(exc.message), 200)  # an error body may quote a key: scrubbed before the cut
     except Exception:  # noqa: BLE001 - the body was not Alpaca's JSON
-        return scrub(str(exc))[:200]
+        return cut(str(exc), 200)
 
 
 def retry_after(exc: APIError, now: Callable[[], float] = time.time) -> float | None:
@@ -156,10 +173,14 @@ class AlpacaBroker:
         # so no requests.Session is ever used by two threads at once.
         self._reads = alpaca_compat.twin(client)
         self._read_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-read")
+        self._day = alpaca_compat.twin(client)
+        self._day_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-day")
+        self._asset = alpaca_compat.twin(client)
+        self._asset_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-asset")
         # One lock per connection (client): a keep-warm call (keep_warm.py) is made only on a
         # connection nothing else is using, and never while an order's call is on it.
-        self._locks = {MAIN: threading.Lock(), READS: threading.Lock()}
-        self._last_used = {MAIN: time.monotonic(), READS: time.monotonic()}
+        self._locks = {name: threading.Lock() for name in (MAIN, READS, DAY, ASSET)}
+        self._last_used = {name: time.monotonic() for name in (MAIN, READS, DAY, ASSET)}
 
     def _on(self, connection: str, call: Callable[[], T]) -> T:
         """A classified call on one connection, which it holds while it runs."""
@@ -201,27 +222,60 @@ class AlpacaBroker:
                 return None
             raise
 
-    def exposure(self, ticker: str) -> Exposure:
-        """Row 9's facts: the ticker's position, or else its open orders.
+    def asset(self, ticker: str) -> AssetVerdict:
+        """The broker's word on the symbol (GET /v2/assets/{symbol}); a symbol it does not
+        know (404, 422) is not tradable. Other failures raise as every call does."""
+        symbol = url_symbol(ticker)
+        try:
+            asset = self._on(ASSET, lambda: _model(self._asset.get_asset(symbol)))
+        except BrokerRejected as exc:
+            if exc.status in (404, 422):
+                return unknown_asset(ticker, f"unknown to the broker: {exc.status} {exc.detail[:80]}")
+            raise
+        return asset_verdict(ticker, str(getattr(asset.asset_class, "value", asset.asset_class)),
+                             asset.tradable, str(getattr(asset.status, "value", asset.status)))
 
-        Both reads are at the broker at once, so row 9 costs one round trip: the open
-        orders are asked on the read thread while this thread asks the position. Only
-        these two GETs run there; an order is sent by the caller, after row 9, never
-        ahead of it. When a position is found the open-orders answer is not waited for.
+    def exposure(self, ticker: str, day_since: datetime | None = None, look_up_asset: bool = False) -> Exposure:
+        """Row 9's facts: the ticker's position, or else its open orders; with `day_since`
+        (when the trading day began), also the gateway's entry orders the broker has
+        since then, which the daily cap is checked against (the Redis count can be deleted).
+
+        The reads are at the broker at once, so this costs one round trip: the open
+        orders are asked on the read thread and the day's orders on the day thread while
+        this thread asks the position. Only these GETs run there; an order is sent by the
+        caller, after them, never ahead. When a position is found no other answer is waited for.
         """
         symbol = url_symbol(ticker)
         request = GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=[ticker], limit=5)
         started = time.perf_counter()
         orders = self._read_thread.submit(self._on, READS, lambda: _model(self._reads.get_orders(request)))
+        day: Future[list[Order]] | None = None
+        asset: Future[AssetVerdict] | None = None
+        if look_up_asset:
+            asset = self._asset_thread.submit(self.asset, ticker)
+        if day_since is not None:
+            today = GetOrdersRequest(status=QueryOrderStatus.ALL, after=day_since, limit=DAY_ORDERS_LIMIT)
+            day = self._day_thread.submit(self._on, DAY, lambda: _model(self._day.get_orders(today)))
         try:
             position = self._open_position(symbol)
         except BaseException:
-            orders.cancel()  # not started yet: never sent; in flight: its answer is dropped
+            for pending in (orders, day, asset):
+                if pending is not None:
+                    pending.cancel()  # not started yet: never sent; in flight: its answer is dropped
             raise
         if position is not None:
-            orders.cancel()
+            for pending in (orders, day, asset):
+                if pending is not None:
+                    pending.cancel()
             return Exposure(ticker, position_qty=str(position.qty))
-        return Exposure(ticker, open_orders=len(self._waited("open_orders", started, orders)))
+        open_orders = len(self._waited("open_orders", started, orders))
+        verdict = self._waited("asset", started, asset) if asset is not None else None
+        if day is None:
+            return Exposure(ticker, open_orders=open_orders, asset=verdict)
+        placed = self._waited("day_orders", started, day)
+        entries = sum(1 for o in placed if (o.client_order_id or "").startswith(ENTRY_PREFIX))
+        return Exposure(ticker, open_orders=open_orders, entries_today=entries,
+                        day_full=len(placed) >= DAY_ORDERS_LIMIT, asset=verdict)
 
     def _waited(self, name: str, started: float, pending: Future[T]) -> T:
         """The answer of a call run on the read thread, timed from when it was handed over."""
@@ -259,12 +313,15 @@ class AlpacaBroker:
         return session_from_broker(now, clock.timestamp, clock.is_open, clock.next_open, clock.next_close, opens)
 
     def probe(self) -> str:
-        """A cheap authenticated call, over both clients' connections: the account status
-        (warm-up opens both connections; the breaker closes only when both answer)."""
+        """A cheap authenticated call, over every client's connection: the account status
+        (warm-up opens all three connections; the breaker closes only when all answer)."""
         started = time.perf_counter()
-        other = self._read_thread.submit(self._on, READS, self._reads.get_account)  # its connection too
+        others = [self._read_thread.submit(self._on, READS, self._reads.get_account),  # its connection too
+                  self._day_thread.submit(self._on, DAY, self._day.get_account),
+                  self._asset_thread.submit(self._on, ASSET, self._asset.get_account)]
         account = self._on(MAIN, lambda: _model(self._client.get_account()))
-        other.result()
+        for other in others:
+            other.result()
         status = getattr(account.status, "value", account.status)
         return f"account {status} in {1000 * (time.perf_counter() - started):.0f} ms"
 
@@ -285,7 +342,7 @@ class AlpacaBroker:
         if not lock.acquire(blocking=False):
             return False
         try:
-            client = self._client if connection == MAIN else self._reads
+            client = {MAIN: self._client, READS: self._reads, DAY: self._day, ASSET: self._asset}[connection]
             try:
                 _classified(client.get_clock)
             finally:
@@ -293,6 +350,108 @@ class AlpacaBroker:
         finally:
             lock.release()
         return True
+
+
+def _facts(order: Order) -> OrderFacts:
+    return OrderFacts(order_id=str(order.id), status=str(getattr(order.status, "value", order.status)),
+                      filled_qty=int(float(order.filled_qty or 0)),
+                      filled_avg_price=float(order.filled_avg_price) if order.filled_avg_price else None,
+                      filled_at=order.filled_at)
+
+
+def _kind(order: Order) -> str:
+    return str(getattr(order.order_type, "value", order.order_type) or getattr(order.type, "value", order.type))
+
+
+class ExitOrders:
+    """The Trading API calls of the position lifecycle, on the broker's main connection:
+    lookups of the gateway's own orders, the position, the protect OCO, a cancel, the
+    horizon sell and the calendar. Every order is a SELL to close (`position_intent`
+    sell_to_close) with a deterministic client_order_id; nothing here decides (the
+    decision is core/lifecycle/rules.py), it only asks and sends."""
+
+    def __init__(self, broker: AlpacaBroker) -> None:
+        self._broker = broker
+        self._client = broker.client
+
+    def order(self, client_order_id: str) -> OrderFacts | None:
+        """The order under this client_order_id, or None when the broker has none (404)."""
+        try:
+            return _facts(self._broker._timed("lookup", lambda: _model(
+                self._client.get_order_by_client_id(client_order_id))))
+        except BrokerRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def protect(self, client_order_id: str, order_id: str | None) -> tuple[OrderFacts, OrderFacts | None] | None:
+        """The OCO's two legs (target, stop), by its order id with its legs nested (one
+        read); by client_order_id first when the id is not known yet (two reads)."""
+        if order_id is None:
+            parent = self.order(client_order_id)
+            if parent is None:
+                return None
+            order_id = parent.order_id
+        try:
+            order = _model(self._broker._timed("lookup", lambda: self._client.get_order_by_id(
+                order_id, GetOrderByIdRequest(nested=True))))
+        except BrokerRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+        legs = [order, *(order.legs or [])]
+        target = next((o for o in legs if _kind(o) == "limit"), order)
+        stop = next((o for o in legs if _kind(o) in ("stop", "stop_limit")), None)
+        return _facts(target), (_facts(stop) if stop is not None else None)
+
+    def position(self, ticker: str) -> PositionFacts:
+        """The account's long position in `ticker` (0 / 0 when none, or when it is short)."""
+        position = self._broker._open_position(url_symbol(ticker))
+        if position is None:
+            return PositionFacts()
+        qty = int(float(position.qty or 0))
+        available = int(float(position.qty_available or 0)) if position.qty_available is not None else qty
+        return PositionFacts(max(0, qty), max(0, min(available, qty)))
+
+    def submit_protect(self, ticker: str, qty: int, prices: ProtectPrices, client_order_id: str) -> PlacedOrder:
+        """The OCO sell: a take-profit limit and a stop-loss stop, good till canceled, so
+        a horizon past the close keeps its protection overnight (a day OCO would expire
+        at the close and leave the position bare until the next step re-placed it)."""
+        request = LimitOrderRequest(
+            symbol=ticker, qty=qty, side=OrderSide.SELL, time_in_force=TimeInForce.GTC,
+            order_class=OrderClass.OCO, limit_price=float(prices.limit),  # the target leg is the order itself
+            take_profit=TakeProfitRequest(limit_price=float(prices.limit)),
+            stop_loss=StopLossRequest(stop_price=float(prices.stop)), client_order_id=client_order_id,
+            position_intent=PositionIntent.SELL_TO_CLOSE)
+        return _placed(self._broker._timed("submit", lambda: _model(self._client.submit_order(request))))
+
+    def submit_sell(self, ticker: str, qty: int, client_order_id: str) -> PlacedOrder:
+        """The horizon exit: sell `qty` at market, day, to close."""
+        request = MarketOrderRequest(
+            symbol=ticker, qty=qty, side=OrderSide.SELL, time_in_force=TimeInForce.DAY,
+            client_order_id=client_order_id, position_intent=PositionIntent.SELL_TO_CLOSE)
+        return _placed(self._broker._timed("submit", lambda: _model(self._client.submit_order(request))))
+
+    def cancel(self, order_id: str) -> bool:
+        """Cancel one order (an OCO's legs go together); False when it is no longer
+        cancelable (404, or 422: filled or canceled already): the next step reads which."""
+        try:
+            self._broker._timed("cancel", lambda: self._client.cancel_order_by_id(order_id))
+        except BrokerRejected as exc:
+            if exc.status in (404, 422):
+                return False
+            raise
+        return True
+
+    def clock(self) -> datetime:
+        """The broker's time now (GET /v2/clock): the lifecycle's clock (worker/lifecycle.py)."""
+        return self._broker._timed("clock", lambda: _model(self._client.get_clock())).timestamp
+
+    def sessions(self, start: date, end: date) -> list[Session]:
+        """The broker's calendar from `start` to `end`: each session's open and close."""
+        entries = self._broker._timed("calendar", lambda: _model(
+            self._client.get_calendar(GetCalendarRequest(start=start, end=end))))
+        return [Session(e.open.replace(tzinfo=NEW_YORK), e.close.replace(tzinfo=NEW_YORK)) for e in entries]
 
 
 class RateLimitedBroker:
@@ -324,9 +483,10 @@ class RateLimitedBroker:
         self._pay("lookup")
         return self._broker.find_order(client_order_id)
 
-    def exposure(self, ticker: str) -> Exposure:
-        self._pay("exposure", 2)  # the position and the open orders
-        return self._broker.exposure(ticker)
+    def exposure(self, ticker: str, day_since: datetime | None = None, look_up_asset: bool = False) -> Exposure:
+        # the position, the open orders, the day's orders, the asset
+        self._pay("exposure", 2 + (day_since is not None) + look_up_asset)
+        return self._broker.exposure(ticker, day_since, look_up_asset)
 
     def submit_buy(self, ticker: str, client_order_id: str) -> PlacedOrder:
         self._pay("submit")

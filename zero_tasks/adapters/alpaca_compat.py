@@ -22,9 +22,10 @@ still read them, then moving `PINNED`.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
+from alpaca.common.rest import RESTClient
 from alpaca.trading.client import TradingClient
 
 from zero_tasks.adapters.pins import require_version
@@ -66,13 +67,16 @@ class BrokerSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-def without_retry(client: TradingClient) -> TradingClient:
+C = TypeVar("C", bound=RESTClient)  # the trading client, or the market-data client (the ATR's bars)
+
+
+def without_retry(client: C) -> C:
     """alpaca-py's own retry off: a 429 or a 504 reaches the caller at once, never resent."""
     client._retry = 0
     return client
 
 
-def configure(client: TradingClient, timeout: float, base_url: str, ca_file: str | None = None) -> TradingClient:
+def configure(client: C, timeout: float, base_url: str, ca_file: str | None = None) -> C:
     """Every call with a timeout and without alpaca-py's own retry."""
     client._session = BrokerSession(timeout, base_url, ca_file)
     return without_retry(client)

@@ -9,6 +9,7 @@ writer inserts with ON CONFLICT DO NOTHING, so a retried write is a no-op.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -70,10 +71,40 @@ execution_log = Table(
     Column("payload", Json, nullable=True),
     Column("order_status", String(32), nullable=True),  # follow-up: filled, canceled, ...
     Column("order_status_at", DateTime(timezone=True), nullable=True),
+    # The position lifecycle (migration 0004): NULL on ZERO's M6 rows and older gateway rows.
+    Column("intent", String(16), nullable=True),  # entry | protect | exit
+    Column("side", String(8), nullable=True),  # buy | sell
+    Column("exit_reason", String(16), nullable=True),  # target_stop | horizon (exits)
     PrimaryKeyConstraint("event_key", "time", name="execution_log_event_key_time"),
     Index("ix_execution_log_execution_id", "execution_id"),
     Index("ix_execution_log_ticker_time", "ticker", "time"),
     Index("ix_execution_log_status_time", "status", "time"),
+)
+
+
+# One row per execution whose position is flat again (the contract's execution_outcome).
+execution_outcome = Table(
+    "execution_outcome",
+    metadata,
+    Column("execution_id", String(200), nullable=False, unique=True),
+    Column("ticker", String(32), nullable=False),
+    Column("horizon", String(16), nullable=False),
+    Column("probability", Float, nullable=True),
+    Column("target_atr", Float, nullable=True),
+    Column("stop_atr", Float, nullable=True),
+    Column("atr", Float, nullable=True),
+    Column("qty", Float, nullable=False),
+    Column("entry_price", Float, nullable=False),
+    Column("exit_price", Float, nullable=True),
+    Column("realized_pnl", Float, nullable=True),
+    Column("return_pct", Float, nullable=True),
+    Column("outcome", String(16), nullable=True),  # PASS | FAIL | EXPIRED; NULL when exit_via is manual
+    Column("exit_via", String(16), nullable=False),  # target | stop | horizon | manual
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True), nullable=False),
+    Column("held_s", Float, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_execution_outcome_closed_at", "closed_at"),
 )
 
 
@@ -202,6 +233,27 @@ def _insert_ignoring_duplicates(dialect_name: str) -> Any:
 
 
 _INSERTS: dict[str, Any] = {}
+
+
+def outcome_row(message: str | bytes) -> dict[str, Any]:
+    """The execution_outcome row of a chan:execution_outcome message."""
+    data = json.loads(message)
+    row = {c.name: data.get(c.name) for c in execution_outcome.columns if c.name != "created_at"}
+    for name in ("opened_at", "closed_at"):
+        row[name] = datetime.fromisoformat(row[name])
+    if row["execution_id"] is None or row["ticker"] is None:
+        raise ValueError("an outcome without its execution_id or ticker")
+    return row
+
+
+def insert_outcomes(engine: Engine, rows: list[dict[str, Any]]) -> int:
+    """Outcome rows (one per execution: a retried write is a no-op)."""
+    if not rows:
+        return 0
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(execution_outcome).on_conflict_do_nothing(index_elements=["execution_id"])
+    with engine.begin() as conn:
+        return max(conn.execute(stmt, [clean(row) for row in rows]).rowcount, 0)
 
 
 def ping(engine: Engine) -> None:

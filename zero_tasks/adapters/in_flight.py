@@ -26,8 +26,11 @@ import redis.asyncio as aioredis
 
 from zero_tasks.adapters import scripts
 from zero_tasks.core import keys
+from zero_tasks.core.task_auth import SEAL_MAX_AGE_S
 
-GIVE_UP_AFTER = timedelta(seconds=keys.CLAIM_TTL_SECONDS)  # past this the message's claims are gone too
+# Past this its decide task's seal has expired (task_auth.SEAL_MAX_AGE_S, counted from the
+# hand-over, just after the message was heard): queued again it would only be refused.
+GIVE_UP_AFTER = timedelta(seconds=SEAL_MAX_AGE_S - 600)
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class Entry:
             raise ValueError(f"not a hand-over entry ({type(exc).__name__})") from exc
 
     def too_old(self, now: datetime) -> bool:
-        """Heard more than a day ago (its claims have expired), or when is unreadable: not
+        """Heard longer ago than its seal lasts (GIVE_UP_AFTER), or when is unreadable: not
         queued again."""
         try:
             heard = datetime.fromisoformat(str(self.message["received_at"]))

@@ -21,8 +21,9 @@ from typing import Any
 
 import redis
 
+from zero_tasks.core.lifecycle.outcome import Outcome
 from zero_tasks.core.record import DecisionRecord
-from zero_tasks.secrets import scrub
+from zero_tasks.secrets import cut
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,14 @@ DECISIONS = PREFIX + "decisions"  # hash "STATUS|reason code" -> count
 DECISION_LATENCY = PREFIX + "decision_latency_ms"  # histogram hash
 BROKER_LATENCY = PREFIX + "broker_latency_ms"  # histogram hash, field prefix = call name
 LAST_DECISION = PREFIX + "last_decision_at"  # ISO time of the newest decision, for /health
+OUTCOMES = PREFIX + "outcomes"  # hash "horizon|outcome|exit_via" -> count (outcome "none" when manual)
+REALIZED_PNL = PREFIX + "realized_pnl"  # hash horizon -> realized P&L in dollars, summed
 LATENCY_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 
 def reason_code(reason: str) -> str:
     """The label: the reason's stable code, scrubbed before it is cut."""
-    return scrub(reason.split(":", 1)[0].strip())[:40]
+    return cut(reason.split(":", 1)[0].strip(), 40)
 
 
 class _Tally:
@@ -84,6 +87,18 @@ def observe_decision(r: redis.Redis, rec: DecisionRecord, broker_calls: Iterable
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("metrics not recorded: %s", type(exc).__name__)
+
+
+def observe_outcome(r: redis.Redis, outcome: Outcome) -> None:
+    """Count one execution's outcome and add its realized P&L. Never fails the step."""
+    try:
+        pipe = r.pipeline(transaction=False)
+        pipe.hincrby(OUTCOMES, f"{outcome.horizon}|{outcome.outcome or 'none'}|{outcome.exit_via}", 1)
+        if outcome.realized_pnl is not None:
+            pipe.hincrbyfloat(REALIZED_PNL, outcome.horizon, outcome.realized_pnl)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("outcome metrics not recorded: %s", type(exc).__name__)
 
 
 def histogram(raw: dict[str, str], label: str = "") -> tuple[list[tuple[str, float]], float, float]:

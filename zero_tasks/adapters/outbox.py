@@ -15,26 +15,39 @@ kept but never announced, or announced but never audited; and one round trip.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 import redis
 import redis.asyncio as aioredis
 
-from zero_tasks.adapters import scripts
+from zero_tasks.adapters import lifecycle_store, scripts
 from zero_tasks.adapters.redis_state import read_hash_field_and_snapshot
 from zero_tasks.core import keys
+from zero_tasks.core.lifecycle.outcome import Outcome
+from zero_tasks.core.lifecycle.seed import seed_of
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.snapshot import Snapshot
 
 AUDIT_STREAM = "key:execution_audit_stream"
+OUTCOME_KEY_PREFIX = "outcome:"  # an outcome's key in the outbox: never a message id
 
 def decision_key(event_key: str) -> str:
     return keys.DECISION_PREFIX + event_key
 
 
-def _script_args(rec: DecisionRecord) -> tuple[list[str], list[object]]:
-    return ([decision_key(rec.event_key), AUDIT_STREAM, keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY],
-            [rec.to_json(), keys.CLAIM_TTL_SECONDS, keys.TRADE_UPDATE_CHANNEL, rec.to_trade_update(), rec.event_key])
+def _script_args(rec: DecisionRecord, seal_key: str | None = None) -> tuple[list[str], list[object]]:
+    """The script's keys and arguments; a SUBMITTED entry kept by a worker (which has the
+    signing key: `seal_key`) also seeds its lifecycle, sealed."""
+    script_keys = [decision_key(rec.event_key), AUDIT_STREAM, keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY]
+    args: list[object] = [rec.to_json(), keys.CLAIM_TTL_SECONDS, keys.TRADE_UPDATE_CHANNEL, rec.to_trade_update(),
+                          rec.event_key]
+    lifecycle = seed_of(rec) if seal_key else None
+    if lifecycle is not None and seal_key:
+        fields = lifecycle_store.sealed_fields(lifecycle, seal_key)
+        script_keys += [keys.lifecycle_key(rec.execution_id), keys.LIFECYCLE_DUE_KEY]
+        args += [fields["record"], rec.execution_id, "row", fields["seal"]]
+    return script_keys, args
 
 
 def _outcome(rec: DecisionRecord, reply: list[object]) -> tuple[DecisionRecord, bool]:
@@ -47,9 +60,10 @@ def _outcome(rec: DecisionRecord, reply: list[object]) -> tuple[DecisionRecord, 
     return kept, bool(published)
 
 
-def keep_and_announce(r: redis.Redis, rec: DecisionRecord) -> tuple[DecisionRecord, bool]:
-    """(the decision that counts for this message, True if its event went out now)."""
-    script_keys, args = _script_args(rec)
+def keep_and_announce(r: redis.Redis, rec: DecisionRecord, seal_key: str | None = None) -> tuple[DecisionRecord, bool]:
+    """(the decision that counts for this message, True if its event went out now). With
+    `seal_key` (a worker's TASK_SIGNING_KEY) a SUBMITTED entry's lifecycle is seeded too."""
+    script_keys, args = _script_args(rec, seal_key)
     return _outcome(rec, scripts.register(r, "keep_and_announce")(keys=script_keys, args=args))
 
 
@@ -68,6 +82,18 @@ async def keep_and_announce_many(r: aioredis.Redis,
         await script(keys=script_keys, args=args, client=pipe)
     replies = await pipe.execute()
     return [_outcome(rec, reply) for rec, reply in zip(recs, replies, strict=True)]
+
+
+def keep_outcome(r: redis.Redis, outcome: Outcome) -> bool:
+    """Keep an execution's outcome, queue its execution_outcome row and publish it on
+    chan:execution_outcome, once: the same script as a decision, under the outcome's own
+    key (a second call finds it kept and sent, and does nothing). True if published now."""
+    message = json.dumps(outcome.to_message())
+    event_key = OUTCOME_KEY_PREFIX + outcome.execution_id
+    reply = scripts.register(r, "keep_and_announce")(
+        keys=[decision_key(event_key), AUDIT_STREAM, keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY],
+        args=[message, keys.CLAIM_TTL_SECONDS * 7, keys.OUTCOME_CHANNEL, message, event_key, "", "", "outcome"])
+    return bool(reply[1])
 
 
 def find(r: redis.Redis, event_key: str) -> DecisionRecord | None:

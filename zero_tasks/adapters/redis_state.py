@@ -7,7 +7,7 @@ that a redelivered task (same message) can tell its own earlier claim from someb
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import redis
 import redis.asyncio as aioredis
@@ -16,9 +16,11 @@ from zero_tasks.adapters import scripts
 from zero_tasks.adapters.risk import BrokerRateLimit
 from zero_tasks.core import keys
 from zero_tasks.core.checks.admission import Admission, Claim
-from zero_tasks.core.session import TradingSession
+from zero_tasks.core.checks.asset import AssetVerdict
+from zero_tasks.core.session import TradingSession, opened, sealed
 from zero_tasks.core.snapshot import Snapshot
 from zero_tasks.core.task_auth import Holdings
+from zero_tasks.secrets import signing_key
 
 
 def connect(url: str) -> redis.Redis:
@@ -53,12 +55,43 @@ def snapshot_of(shared: list, blocklist: object = None) -> Snapshot:
             v.decode() if isinstance(v, bytes) else v for v in (*shared, blocklist))
     except UnicodeDecodeError as exc:
         return Snapshot(None, None, None, error=f"redis: {type(exc).__name__}")
-    return Snapshot(enabled, market, stand_down, breaker=breaker, blocklist=block, session=session)
+    kept, refused = kept_session(session)
+    return Snapshot(enabled, market, stand_down, breaker=breaker, blocklist=block, session=kept,
+                    session_error=refused)
 
 
-def store_session(r: redis.Redis, current: TradingSession, now: datetime) -> None:
-    """Keep the broker's session answer for every worker and bridge until it runs out."""
-    r.set(keys.SESSION_KEY, current.to_json(), px=current.ttl_ms(now))
+def kept_session(raw: str | None, key: str | None = None) -> tuple[str | None, str | None]:
+    """The kept trading session once its seal is opened (session.opened), with this
+    process's TASK_SIGNING_KEY unless `key` is given: a session nobody sealed is none."""
+    return opened(raw, signing_key() if key is None else key, datetime.now(UTC))
+
+
+ASSET_VERDICTS_PREFIX = "key:execution_assets:"  # + trading day; hash symbol -> AssetVerdict JSON
+ASSET_VERDICTS_TTL_S = 2 * 86400
+
+
+def kept_asset(r: redis.Redis, day: str, ticker: str) -> AssetVerdict | None:
+    """The broker's word on `ticker` kept for this trading day, or None (ask it, with row 9).
+    A kept verdict can be forged by whoever writes Redis; the broker still refuses the order
+    then, and that refusal is read as the asset's (flow.place), never counted as a failure."""
+    raw = r.hget(ASSET_VERDICTS_PREFIX + day, ticker)
+    return AssetVerdict.from_json(raw) if raw is not None else None
+
+
+def keep_asset(r: redis.Redis, day: str, verdict: AssetVerdict) -> None:
+    pipe = r.pipeline(transaction=False)
+    pipe.hset(ASSET_VERDICTS_PREFIX + day, verdict.symbol, verdict.to_json())
+    pipe.expire(ASSET_VERDICTS_PREFIX + day, ASSET_VERDICTS_TTL_S)
+    pipe.execute()
+
+
+def store_session(r: redis.Redis, current: TradingSession, now: datetime, key: str | None = None) -> None:
+    """Keep the broker's session answer, sealed (with this process's TASK_SIGNING_KEY unless
+    `key` is given), for every worker and bridge until it runs out."""
+    key = signing_key() if key is None else key
+    if not key:
+        raise ValueError("the trading session is kept sealed: TASK_SIGNING_KEY is not set here")
+    r.set(keys.SESSION_KEY, sealed(current, key, now), px=current.ttl_ms(now))
 
 
 def _snapshot_keys(ticker: str | None) -> list[str]:
@@ -126,7 +159,7 @@ class ExecutionLocks:
 
         With `budget`, an admitted order also takes its `slots` broker calls in the same
         round trip (`Admission.prepaid`: 0 when this minute's budget is spent)."""
-        per_minute, member = (budget.per_minute, budget.member("placement")) if budget else (0, "")
+        per_minute, member = (budget.entry_limit, budget.member("placement")) if budget else (0, "")
         claim, refused, since, prepaid = self._admit(
             keys=[keys.seen_key(execution_id), keys.cooldown_key(ticker), _owner_key(ticker), daily_key,
                   keys.BROKER_RATE_KEY],

@@ -25,6 +25,15 @@ NEW_YORK = ZoneInfo("America/New_York")
 REGULAR_CLOSE = time(16, 0)  # New York
 
 
+def trading_day_began(now: datetime) -> datetime:
+    """When the trading day `now` counts towards began: the regular close of the weekday
+    before it (trading_day's own rule, so both counts of the daily cap agree)."""
+    day = datetime.fromisoformat(trading_day(now)).date() - timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return datetime.combine(day, REGULAR_CLOSE, NEW_YORK)
+
+
 def trading_day(now: datetime) -> str:
     """The New York date of the trading session an instant counts towards: its own date on
     a weekday until the regular close, else the next weekday. A Saturday, a Sunday or a
@@ -67,10 +76,16 @@ class RateLimited(Exception):
 
 
 class BrokerRateLimit:
-    """Order-path broker calls (lookups included) per rolling minute, across workers."""
+    """Order-path broker calls (lookups included) per rolling minute, across workers.
 
-    def __init__(self, r: redis.Redis, per_minute: int) -> None:
+    Exits go ahead of entries: entries (and everything else that is not an exit) may take
+    the window up to `per_minute - reserve`; an exit's calls up to `per_minute`. So a burst
+    of rankings can never spend the calls a due exit needs. The reserve is at most a
+    quarter of the budget: a small budget still lets entries through."""
+
+    def __init__(self, r: redis.Redis, per_minute: int, reserve: int = 0) -> None:
         self.per_minute = per_minute
+        self.entry_limit = max(1, per_minute - min(reserve, per_minute // 4))
         self._acquire = scripts.register(r, "take_broker_slots")
         self._seq = 0
 
@@ -79,9 +94,10 @@ class BrokerRateLimit:
         self._seq += 1
         return f"{label}:{os.getpid()}:{id(self)}:{self._seq}"
 
-    def acquire(self, label: str, slots: int = 1) -> None:
+    def acquire(self, label: str, slots: int = 1, *, exit_order: bool = False) -> None:
         """Take `slots` calls of this minute's budget together, or raise RateLimited."""
-        wait_ms = int(self._acquire(keys=[keys.BROKER_RATE_KEY], args=[self.per_minute, self.member(label), slots]))
+        limit = self.per_minute if exit_order else self.entry_limit
+        wait_ms = int(self._acquire(keys=[keys.BROKER_RATE_KEY], args=[limit, self.member(label), slots]))
         if wait_ms:
             raise RateLimited(wait_ms / 1000)
 

@@ -21,6 +21,9 @@ HORIZONS = frozenset(get_args(Horizon))
 State = Literal["GREEN", "YELLOW", "RED"]
 Direction = Literal["LONG", "SHORT", "NEUTRAL"]
 Status = Literal["SUBMITTED", "BLOCKED", "SKIPPED", "REJECTED", "ERROR"]
+Intent = Literal["entry", "protect", "exit"]
+Side = Literal["buy", "sell"]
+ExitReason = Literal["target_stop", "horizon"]
 
 
 def as_utc(value: datetime) -> datetime:
@@ -151,6 +154,9 @@ class TradeUpdate(BaseModel):
     submitted_at: datetime  # the attempt time, for every status
     client_order_id: str | None = None
     decision_id: str | None = None  # the execution_log row's event_key
+    intent: Intent = "entry"  # which order of the position lifecycle
+    side: Side = "buy"
+    exit_reason: ExitReason | None = None  # exits only
 
 
 def execution_id(ticker: str, horizon: str, rank_time: datetime) -> str:
@@ -158,13 +164,30 @@ def execution_id(ticker: str, horizon: str, rank_time: datetime) -> str:
     return f"{ticker}:{horizon}:{as_utc(rank_time):%Y-%m-%dT%H:%M:%S}"
 
 
+ENTRY_PREFIX, PROTECT_PREFIX, EXIT_PREFIX = "zx-", "zp-", "zs-"
+GATEWAY_PREFIXES = (ENTRY_PREFIX, PROTECT_PREFIX, EXIT_PREFIX)
+
+
+def _body(exec_id: str) -> str:
+    """What follows the prefix: the execution_id when it fits Alpaca's 128 characters, else its hash."""
+    return exec_id if len(exec_id) <= 125 else hashlib.sha256(exec_id.encode()).hexdigest()
+
+
 def client_order_id(exec_id: str) -> str:
-    """Alpaca's idempotency key for the order, derived from the execution_id.
+    """Alpaca's idempotency key for the entry order, derived from the execution_id.
 
     Readable when it fits Alpaca's 128 characters; a retried or redelivered submit
     sends the same value, so Alpaca answers 422 instead of placing a second order.
+    Only entries start with `zx-`: the daily cap counts the broker's `zx-` orders.
     """
-    candidate = f"zx-{exec_id}"
-    if len(candidate) <= 128:
-        return candidate
-    return "zx-" + hashlib.sha256(exec_id.encode()).hexdigest()
+    return ENTRY_PREFIX + _body(exec_id)
+
+
+def protect_client_order_id(exec_id: str) -> str:
+    """The protect OCO's key: `zp-` and the entry's body (one protect per execution)."""
+    return PROTECT_PREFIX + _body(exec_id)
+
+
+def exit_client_order_id(exec_id: str) -> str:
+    """The horizon sell's key: `zs-` and the entry's body (at most one horizon sell per execution)."""
+    return EXIT_PREFIX + _body(exec_id)

@@ -29,6 +29,11 @@ STEP_PREFIX = "key:execution_step:"  # + task id; a delayed task's step claimed 
 PERIOD_PREFIX = "key:execution_period:"  # + job:period number; a periodic job's run claimed
 SESSION_KEY = "key:execution_session"  # the broker's trading session, kept until it opens or closes (session.py)
 ALERT_CHANNEL = "chan:execution_alert"  # gateway-owned: breaker opened/closed, reconcile findings
+OUTCOME_CHANNEL = "chan:execution_outcome"  # one message per execution flat again (the contract's shape)
+LIFECYCLE_PREFIX = "key:execution_lifecycle:"  # + execution_id; hash: record (the lifecycle's JSON)
+LIFECYCLE_DUE_KEY = "key:execution_lifecycle_due"  # sorted set: execution_id -> when its next step is due (ms)
+LIFECYCLE_STEP_PREFIX = "key:execution_lifecycle_step:"  # + execution_id; one step at a time (SET NX PX)
+LIFECYCLE_DONE_TTL_SECONDS = 7 * 86400  # a finished lifecycle is kept a week (zero-ops, reconcile)
 
 CLAIM_TTL_SECONDS = 24 * 3600
 DAILY_TTL_SECONDS = 5 * 86400  # a session's order hash outlives it, a long weekend included
@@ -52,3 +57,7 @@ def blocklist_key(ticker: str) -> str:
 
 def worker_alive_key(hostname: str) -> str:
     return WORKER_ALIVE_PREFIX + hostname
+
+
+def lifecycle_key(execution_id: str) -> str:
+    return LIFECYCLE_PREFIX + execution_id

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from zero_tasks.core.contract import PROTECT_PREFIX
+
 UNKNOWN_ORDER = "unknown order"
 MISSING_ORDER = "missing order"
 STATUS_DRIFT = "status drift"
@@ -84,7 +86,9 @@ def compare(audited: list[AuditedOrder], broker: list[BrokerOrder]) -> Report:
                                     f"SUBMITTED {row.alpaca_order_id} is not at the broker", row.time))
             continue
         statuses[row.event_key] = order.status
-        if order.status in BAD_ENDINGS:
+        # A protect OCO canceled or expired is the lifecycle's own doing (at the horizon, or
+        # once the position is flat): the expected ending, not a finding.
+        if order.status in BAD_ENDINGS and not row.client_order_id.startswith(PROTECT_PREFIX):
             findings.append(Finding(STATUS_DRIFT, row.client_order_id, row.ticker, row.execution_id,
                                     f"SUBMITTED order {order.order_id} ended {order.status}", row.time))
     return Report(len(audited), len(broker), findings, statuses)

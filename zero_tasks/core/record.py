@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, cast
 
-from zero_tasks.core.contract import HORIZONS, Horizon, TradeUpdate, is_market_state
+from zero_tasks.core.contract import HORIZONS, ExitReason, Horizon, Intent, Side, TradeUpdate, is_market_state
 from zero_tasks.core.decision import Status, Verdict
-from zero_tasks.secrets import scrub
+from zero_tasks.secrets import scrub, scrub_any
 
 decision_log = logging.getLogger("zero_tasks.core.decision")
 
@@ -37,15 +37,25 @@ class DecisionRecord:
     client_order_id: str | None = None
     submitted_at: datetime | None = None
     payload: dict[str, Any] | None = field(default=None, repr=False)
+    # The position lifecycle (CONTRACT.md "Exits and outcomes"): an exit decision carries its
+    # entry's execution_id with intent protect|exit, side sell and the exit_reason.
+    intent: str = "entry"
+    side: str = "buy"
+    exit_reason: str | None = None
 
     def __post_init__(self) -> None:
         """The reason and `why` may quote a broker's or a library's error text: no
         configured secret survives into the audit row, the event or the decision log,
-        whoever built the record."""
+        whoever built the record. The stored payload is scrubbed the same way (whole
+        values only, zero_tasks/secrets.py), so the row says what the event says."""
         reason, why = scrub(self.reason), [scrub(line) for line in self.why]
         if reason != self.reason or why != self.why:
             object.__setattr__(self, "reason", reason)
             object.__setattr__(self, "why", why)
+        if self.payload is not None:
+            payload = scrub_any(self.payload)
+            if payload != self.payload:
+                object.__setattr__(self, "payload", payload)
 
     @property
     def latency_ms(self) -> float:
@@ -84,6 +94,9 @@ class DecisionRecord:
             submitted_at=self.submitted_at or self.decided_at,
             client_order_id=self.client_order_id,
             decision_id=self.event_key,
+            intent=cast(Intent, self.intent),
+            side=cast(Side, self.side),
+            exit_reason=cast(ExitReason, self.exit_reason),
         )
         return update.model_dump_json()
 

@@ -12,6 +12,13 @@ gives (opened so long ago, closes in so long), so a gateway clock a little off A
 still judges consistently. It is good until the session closes (or, while closed, opens),
 and at most MAX_TRUST_S. One answer is kept in Redis for every worker and bridge
 (`key:execution_session`, alpaca_adapter + redis_state); this module is pure.
+
+The kept answer is sealed like a task (task_auth.py: HMAC under TASK_SIGNING_KEY, with the
+time it was sealed) and opened on every read: anyone who can write Redis could otherwise
+keep the market "open" until 2030 with the broker saying closed. A seal older than
+MAX_TRUST_S, or an answer trusted longer than MAX_TRUST_S after it was checked, is refused
+on read, whatever TTL the key has; a refused answer counts as none (the worker asks the
+broker again).
 """
 
 from __future__ import annotations
@@ -22,8 +29,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from zero_tasks.core.task_auth import open_seal, seal
+
 NEW_YORK = ZoneInfo("America/New_York")
 MAX_TRUST_S = 3600.0  # ask the broker again at least this often, whatever it said
+SEAL_NAME = "zero.session"  # what the kept answer's seal is made for (never a task's name)
+TRUST_SLACK_S = 60.0  # clocks of the hosts that seal and open it may differ this much
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,28 @@ def from_broker(now: datetime, clock_at: datetime, is_open: bool, next_open: dat
     return TradingSession(True, now - (clock_at - max(opened)), min(now + (next_close - clock_at), trust), None, now)
 
 
+def sealed(current: TradingSession, key: str, now: datetime) -> str:
+    """The answer as kept in Redis: its JSON with a seal made now."""
+    return json.dumps(seal(key, SEAL_NAME, json.loads(current.to_json()), now))
+
+
+def opened(raw: str | None, key: str, now: datetime) -> tuple[str | None, str | None]:
+    """(the kept answer's JSON, None) when its seal opens with `key` and is younger than
+    MAX_TRUST_S; (None, why it is refused) otherwise; (None, None) when none is kept."""
+    if raw is None:
+        return None, None
+    if not key:
+        return None, "its seal cannot be checked without TASK_SIGNING_KEY"
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None, "kept answer unreadable"
+    body, problem = open_seal(key, SEAL_NAME, value, now, MAX_TRUST_S + TRUST_SLACK_S)
+    if body is None:
+        return None, f"kept answer refused: {problem}"
+    return json.dumps(body), None
+
+
 def parse(raw: str | None) -> TradingSession | str:
     """The session kept in Redis, or why there is none to judge by."""
     if raw is None:
@@ -83,6 +116,8 @@ def parse(raw: str | None) -> TradingSession | str:
         return f"unreadable ({type(exc).__name__})"
     if session.is_open and session.opened_at is None:
         return "unreadable (open with no opening time)"
+    if (session.until - session.checked_at).total_seconds() > MAX_TRUST_S + TRUST_SLACK_S:
+        return f"refused (trusted {session.until - session.checked_at} after it was checked, at most 1 h)"
     return session
 
 

@@ -39,7 +39,7 @@ from celery import signals
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from zero_tasks.adapters.audit import SchemaNotAtHead, insert_rows, require_schema
+from zero_tasks.adapters.audit import SchemaNotAtHead, insert_outcomes, insert_rows, outcome_row, require_schema
 from zero_tasks.adapters.audit_health import FAILURE_TTL_S, failure_key, failure_value, reason_of
 from zero_tasks.adapters.outbox import AUDIT_STREAM
 from zero_tasks.core.record import DecisionRecord
@@ -177,13 +177,17 @@ class AuditWriter:
         if not self._schema_ready:
             require_schema(self._engine)  # never migrates: `alembic upgrade head` does
             self._schema_ready = True
-        rows, refused = [], []
+        rows, outcomes, refused = [], [], []
         for _, fields in entries:
             try:
-                rows.append(DecisionRecord.from_json(fields["row"]).to_row())
+                if "outcome" in fields:  # an execution's outcome (outbox.keep_outcome): its own table
+                    outcomes.append(outcome_row(fields["outcome"]))
+                else:
+                    rows.append(DecisionRecord.from_json(fields["row"]).to_row())
             except (KeyError, ValueError, TypeError) as exc:
                 refused.append((fields.get("row", repr(fields)), f"unreadable: {type(exc).__name__}"))
         try:
+            insert_outcomes(self._engine, outcomes)  # one row per execution: a retry is a no-op
             written = insert_rows(self._engine, rows)
         except (OperationalError, InterfaceError):
             raise  # the database is away: keep the entries pending, retry

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -35,8 +36,11 @@ from zero_tasks.core.delayed import (
     running_ttl_s,
     step_verdict,
 )
+from zero_tasks.core.task_auth import open_seal, seal
 from zero_tasks.settings import Settings
 from zero_tasks.worker.celery_app import app
+from zero_tasks.worker.flow import forged_record
+from zero_tasks.worker.recorder import record
 from zero_tasks.worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)
@@ -67,8 +71,12 @@ def send_later(task_name: str, args: list[Any], task_id: str, countdown: float, 
 
 
 def _send_hop(task_name: str, args: list[Any], task_id: str, due_s: float, index: int, countdown: float) -> None:
-    app.send_task(HOP, args=[task_name, args, task_id, due_s, index], task_id=hop_task_id(task_id, index),
-                  countdown=countdown, queue=queue_of(task_name))
+    """One hop, sealed like every task of the gateway: a forged hop could otherwise claim a
+    real step's id first and break that order's chain."""
+    body = {"target": task_name, "args": args, "target_task_id": task_id, "due_s": due_s, "index": index}
+    sealed = seal(get_runtime().settings.task_signing_key.get_secret_value(), HOP, body, datetime.now(UTC))
+    app.send_task(HOP, args=[sealed], task_id=hop_task_id(task_id, index), countdown=countdown,
+                  queue=queue_of(task_name))
 
 
 class StepGuard:
@@ -88,6 +96,18 @@ class StepGuard:
         self._r.set(keys.STEP_PREFIX + step_id, DONE, ex=DONE_TTL_S)
 
 
+def _hop_body(body: dict[str, Any]) -> tuple[str, list[Any], str, float, int] | str:
+    """The fields of an opened hop, or why it is not one this gateway sends."""
+    target, args, task_id = body.get("target"), body.get("args"), body.get("target_task_id")
+    due_s, index = body.get("due_s"), body.get("index")
+    if target not in HOP_TARGETS:
+        return f"{str(target)[:60]!r} is not a delayed task of the gateway"
+    if not (isinstance(args, list) and isinstance(task_id, str) and type(index) is int and index >= 1
+            and isinstance(due_s, int | float)):
+        return "hop fields missing or of the wrong type"
+    return str(target), args, task_id, float(due_s), index
+
+
 def step_guard() -> StepGuard:
     rt = get_runtime()
     return StepGuard(rt.redis, rt.settings.task_time_limit_s)
@@ -103,13 +123,21 @@ def claim_period(r: redis.Redis, job: str, period_s: float) -> int | None:
 
 
 @app.task(name=HOP, bind=True)
-def hop(self: Task, target: str, args: list[Any], target_task_id: str, due_s: float, index: int) -> str:
-    """One hop of a long wait: the next hop, or the target itself once it is within one."""
-    if target not in HOP_TARGETS:
-        log.warning("hop refused: %r is not a delayed task of the gateway", target)
+def hop(self: Task, *arguments: Any) -> str:
+    """One hop of a long wait: the next hop, or the target itself once it is within one.
+    The hop's claim is taken under its own step id, never the task id a sender chose; any
+    argument but one sealed hop (the unsealed fields of earlier versions) is refused."""
+    rt = get_runtime()
+    argument = arguments[0] if len(arguments) == 1 else list(arguments)
+    body, problem = open_seal(rt.settings.task_signing_key.get_secret_value(), HOP, argument, datetime.now(UTC))
+    opened = _hop_body(body) if body is not None else (problem or "unsealed")
+    if isinstance(opened, str):
+        log.warning("refused a forged %s task: %s", HOP, opened)
+        record(rt, forged_record(HOP, argument, opened, datetime.now(UTC)))
         return "refused"
+    target, args, target_task_id, due_s, index = opened
     guard = step_guard()
-    step = self.request.id or hop_task_id(target_task_id, index)
+    step = hop_task_id(target_task_id, index)
     verdict = guard.claim(step)
     if verdict is not StepVerdict.RUN:
         log.info("hop %s: a copy, not run (%s)", step, verdict.value)

@@ -19,11 +19,12 @@ from typing import Any
 import redis
 
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLimitedBroker
-from zero_tasks.adapters.redis_state import read_snapshot, store_session
-from zero_tasks.adapters.risk import RateLimited, alert, trading_day
+from zero_tasks.adapters.redis_state import keep_asset, kept_asset, read_snapshot, store_session
+from zero_tasks.adapters.risk import RateLimited, alert, trading_day, trading_day_began
 from zero_tasks.core.checks.admission import Claim, check_admission
+from zero_tasks.core.checks.asset import AssetVerdict, check_asset
 from zero_tasks.core.checks.breaker import breaker_probe_due
-from zero_tasks.core.checks.exposure import check_exposure
+from zero_tasks.core.checks.exposure import check_broker_daily_cap, check_exposure
 from zero_tasks.core.contract import client_order_id
 from zero_tasks.core.decision import Code, deny
 from zero_tasks.core.intake import Invalid, Signal, parse_payload
@@ -34,6 +35,7 @@ from zero_tasks.core.retry import broker_retries_left, broker_retry_countdown, m
 from zero_tasks.core.snapshot import Snapshot
 from zero_tasks.core.task_auth import forged_holdings, forgery_key
 from zero_tasks.core.veto import recheck_before_submit
+from zero_tasks.secrets import cut
 from zero_tasks.worker import failpoints, recorder
 from zero_tasks.worker.runtime import Runtime
 
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 # 403 is the account saying no (buying power, pattern day trader): expected, not a fault.
 # Other 4xx mean the gateway and the broker disagree: they count towards the breaker.
 EXPECTED_REJECTIONS = frozenset({403})
-PLACEMENT_CALLS = 3  # open position, open orders, submit
+PLACEMENT_CALLS = 4  # open position, open orders, the day's orders, submit
 SESSION_CALLS = 2  # the clock and the calendar
 
 
@@ -112,7 +114,7 @@ def ticket_from_task(rt: Runtime, body: dict[str, Any]) -> OrderTicket | str:
         return f"message unreadable ({type(exc).__name__})"
     subject = signal_of(rt, msg)
     if not isinstance(subject, Signal):
-        return f"payload is not an order-worthy signal ({subject.reason[:120]})"
+        return f"payload is not an order-worthy signal ({cut(subject.reason, 120)})"
     attempt, waited = body.get("broker_attempt"), body.get("waited_s")
     if not (type(attempt) is int and 0 <= attempt <= rt.settings.broker_max_retries):
         return f"broker_attempt {attempt!r} out of range"
@@ -238,9 +240,9 @@ def with_session(rt: Runtime, snap: Snapshot, now: datetime) -> Snapshot:
         rt.rate_limit.acquire("session", SESSION_CALLS)
         current = rt.broker.trading_session(now)
     except (BrokerTransient, BrokerRejected, RateLimited, redis.RedisError) as exc:
-        return replace(snap, session_error=f"{type(exc).__name__}: {str(exc)[:160]}")
+        return replace(snap, session_error=f"{type(exc).__name__}: {cut(str(exc), 160)}")
     if isinstance(current, str):
-        return replace(snap, session_error=current[:200])
+        return replace(snap, session_error=cut(current, 200))
     try:
         store_session(rt.redis, current, now)
     except redis.RedisError as exc:
@@ -256,7 +258,7 @@ def probe_breaker_if_due(rt: Runtime, snap: Snapshot, ticker: str, now: datetime
         detail = rt.broker.probe()
     except (BrokerTransient, BrokerRejected) as exc:
         rt.breaker.reopen(f"probe failed: {exc}", now)
-        alert(rt.redis, "breaker_probe_failed", detail=str(exc)[:200], at=now)
+        alert(rt.redis, "breaker_probe_failed", detail=cut(str(exc), 200), at=now)
         return read_snapshot(rt.redis, ticker)
     rt.breaker.close()
     alert(rt.redis, "breaker_closed", by="probe", detail=detail, at=now)
@@ -279,7 +281,18 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn: Callable[[], datetime] = utc
         if existing:
             return _submitted(rt, msg, subject, existing, now_fn(), "found by client_order_id on retry")
 
-    held = check_exposure(broker.exposure(ticker))  # row 9: one position per ticker
+    now = now_fn()
+    day = trading_day(now)
+    known = _kept_asset(rt, day, ticker)
+    # row 9, the broker's count of the day and (not judged yet today) the asset: one round trip
+    exposure = broker.exposure(ticker, trading_day_began(now), look_up_asset=known is None)
+    if known is None and exposure.asset is not None:
+        _keep_asset(rt, day, exposure.asset)
+    held = check_exposure(exposure)  # row 9: one position per ticker
+    if held is None:
+        held = check_asset(ticker, known or exposure.asset)  # a tradable US equity, as the broker says
+    if held is None:
+        held = check_broker_daily_cap(exposure, rt.daily_cap.cap, day)
     if held:
         # A copy of this very task (a redelivery running beside it) may have placed the
         # order since the lookup: that exposure is this decision's own order, not a reason
@@ -306,11 +319,35 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn: Callable[[], datetime] = utc
                 return _submitted(rt, msg, subject, existing, now_fn(), "already placed (422 on reuse)",
                                   snap.market_state)
         _release(rt, exec_id, ticker, msg, claim=False)
+        if about_the_asset(exc):  # the symbol, not the broker: no failure, never toward the breaker
+            return build_record(msg, subject, deny(Code.INVALID, f"{ticker} is not a tradable US equity "
+                                                                f"(the broker refused it: {exc.status} {exc.detail})"),
+                                snap.market_state, now_fn())
         if exc.status not in EXPECTED_REJECTIONS:
             broker_failed(rt, f"broker rejected {exc.status}: {exc.detail}", now_fn())
         return build_record(msg, subject, deny(Code.BROKER_REJECTED, f"{exc.status} {exc.detail}"),
                             snap.market_state, now_fn())
     return _submitted(rt, msg, subject, order, now_fn(), None, snap.market_state)
+
+
+def about_the_asset(exc: BrokerRejected) -> bool:
+    """A 4xx about the symbol itself (unknown, not tradable, inactive, not an equity): the
+    message's fault, like an invalid payload, not the broker's."""
+    return exc.status in (403, 404, 422) and "asset" in exc.detail.lower()
+
+
+def _kept_asset(rt: Runtime, day: str, ticker: str) -> AssetVerdict | None:
+    try:
+        return kept_asset(rt.redis, day, ticker)
+    except redis.RedisError:  # asked of the broker, with row 9
+        return None
+
+
+def _keep_asset(rt: Runtime, day: str, verdict: AssetVerdict) -> None:
+    try:
+        keep_asset(rt.redis, day, verdict)
+    except redis.RedisError as exc:
+        log.warning("asset verdict of %s not kept (%s); asked again next time", verdict.symbol, type(exc).__name__)
 
 
 def _submitted(rt: Runtime, msg: Message, subject: Signal, order: PlacedOrder, now: datetime,
@@ -373,11 +410,12 @@ def exhausted(rt: Runtime, ticket: OrderTicket, detail: str, now: datetime) -> D
 
 def unexpected(msg: Message, subject: Signal | Invalid, exc: BaseException, now: datetime) -> DecisionRecord:
     """Any error nobody foresaw still ends as one ERROR decision, not a lost message."""
-    return build_record(msg, subject, deny(Code.ERROR, f"unexpected {type(exc).__name__}: {str(exc)[:200]}"), None, now)
+    reason = f"unexpected {type(exc).__name__}: {cut(str(exc), 200)}"
+    return build_record(msg, subject, deny(Code.ERROR, reason), None, now)
 
 
 def forged_record(task: str, argument: object, problem: str, now: datetime) -> DecisionRecord:
     """The one decision of a refused task, under a key no real message has (task_auth)."""
     key = forgery_key(task, argument)
     msg = Message(key, now, None)
-    return build_record(msg, Invalid("", key), deny(Code.ERROR, f"forged task {task}: {problem[:300]}"), None, now)
+    return build_record(msg, Invalid("", key), deny(Code.ERROR, f"forged task {task}: {cut(problem, 300)}"), None, now)

@@ -4,10 +4,14 @@ Each finding becomes one decision-shaped record (status ERROR, reason `error: re
 ...`), kept, announced on chan:trade_update and audited like any decision; its event key
 is the finding's own, so running reconcile again never reports it twice. A summary goes
 to chan:execution_alert. No order is ever placed or canceled here.
+
+It is also the position lifecycle's backstop: a SUBMITTED entry of the last days with
+neither an outcome nor a lifecycle in Redis (Redis lost its data) gets its lifecycle again.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import cast
@@ -17,15 +21,19 @@ from alpaca.trading.models import Order
 from alpaca.trading.requests import GetOrdersRequest
 from sqlalchemy import select
 
-from zero_tasks.adapters.audit import execution_log, update_order_status
+from zero_tasks.adapters.audit import execution_log, execution_outcome, update_order_status
 from zero_tasks.adapters.risk import alert
-from zero_tasks.core.contract import as_utc  # SQLite hands back naive datetimes; the audit stores UTC
+from zero_tasks.core.contract import ENTRY_PREFIX, as_utc  # SQLite hands back naive datetimes; the audit stores UTC
 from zero_tasks.core.decision import Code, deny
+from zero_tasks.core.lifecycle.seed import seed_from
+from zero_tasks.core.lifecycle.state import LifecycleRecord
 from zero_tasks.core.reconcile import AuditedOrder, BrokerOrder, Finding, Report, compare
 from zero_tasks.core.record import DecisionRecord
+from zero_tasks.worker import lifecycle
 from zero_tasks.worker.runtime import Runtime, ensure_audit_schema
 
 Recorder = Callable[[DecisionRecord], DecisionRecord]
+log = logging.getLogger(__name__)
 
 
 def audited_orders(rt: Runtime, since: datetime) -> list[AuditedOrder]:
@@ -40,8 +48,10 @@ def audited_orders(rt: Runtime, since: datetime) -> list[AuditedOrder]:
 def broker_orders(rt: Runtime, since: datetime) -> list[BrokerOrder]:
     client = rt.broker.client
     # cast: alpaca-py types the reply list[Order] | RawData; this client is not raw_data, so Orders
-    orders = cast(list[Order], client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, after=since, limit=500)))
-    # symbol is None only for a multi-leg order, which this gateway never places
+    request = GetOrdersRequest(status=QueryOrderStatus.ALL, after=since, limit=500, nested=True)
+    orders = cast(list[Order], client.get_orders(request))
+    # nested: an OCO's stop leg rolls up under its protect order (the leg's own client_order_id
+    # is the broker's, not the gateway's); symbol is None only for a multi-leg options order
     return [BrokerOrder(str(o.id), o.client_order_id, o.symbol or "", str(getattr(o.status, "value", o.status)),
                         o.submitted_at) for o in orders]
 
@@ -55,7 +65,29 @@ def finding_record(finding: Finding, now: datetime) -> DecisionRecord:
         client_order_id=finding.client_order_id, payload=finding.as_dict())
 
 
+RESEED_DAYS = 5  # under the week a finished lifecycle is kept: a finished one is never reseeded
+
+
+def unfinished_entries(rt: Runtime, now: datetime) -> list[LifecycleRecord]:
+    """SUBMITTED entries of the last RESEED_DAYS days with no outcome row, as lifecycles."""
+    ensure_audit_schema(rt)
+    log_ = execution_log.c
+    query = (select(log_.execution_id, log_.ticker, log_.horizon, log_.probability, log_.opportunity_score,
+                    log_.payload, log_.event_key)
+             .where(log_.status == "SUBMITTED").where(log_.time >= now - timedelta(days=RESEED_DAYS))
+             .where(log_.client_order_id.like(f"{ENTRY_PREFIX}%"))
+             .where(~log_.execution_id.in_(select(execution_outcome.c.execution_id))))
+    with rt.engine.connect() as conn:
+        rows = [r._mapping for r in conn.execute(query)]
+    made = (seed_from(r["execution_id"], r["ticker"], r["horizon"], r["probability"], r["opportunity_score"],
+                      r["payload"], r["event_key"]) for r in rows)
+    return [rec for rec in made if rec is not None]
+
+
 def run(rt: Runtime, now: datetime, hours: float, record: Recorder) -> Report:
+    reseeded = lifecycle.reseed(rt, unfinished_entries(rt, now), lambda _exec_id: False)
+    if reseeded:
+        log.warning("reconcile: %d lifecycle(s) reseeded from the audit (Redis had lost them)", reseeded)
     since = now - timedelta(hours=hours)
     report = compare(audited_orders(rt, since), broker_orders(rt, since))
     for event_key, status in report.statuses.items():

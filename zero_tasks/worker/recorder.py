@@ -30,7 +30,7 @@ class DecisionNotRecorded(Exception):
 def record(rt: Runtime, rec: DecisionRecord) -> DecisionRecord:
     """Keep, queue for audit and announce one decision; returns the decision that counts."""
     try:
-        rec, published = outbox.keep_and_announce(rt.redis, rec)
+        rec, published = outbox.keep_and_announce(rt.redis, rec, rt.settings.task_signing_key.get_secret_value())
     except redis.RedisError as exc:
         raise DecisionNotRecorded(f"{rec.event_key}: redis unavailable ({type(exc).__name__})") from exc
     if published:

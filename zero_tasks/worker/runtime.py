@@ -14,11 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
+from alpaca.data.historical import StockHistoricalDataClient
 from sqlalchemy import Engine, text
 
 from zero_tasks.adapters import scripts
-from zero_tasks.adapters.alpaca_adapter import AlpacaBroker, make_trading_client
+from zero_tasks.adapters.alpaca_adapter import AlpacaBroker, ExitOrders, make_trading_client
 from zero_tasks.adapters.audit import make_engine, require_schema
+from zero_tasks.adapters.market_data import make_data_client
 from zero_tasks.adapters.redis_state import ExecutionLocks, connect
 from zero_tasks.adapters.risk import BrokerRateLimit, CircuitBreaker, DailyCap
 from zero_tasks.core.prejudge import limits_of
@@ -39,6 +41,8 @@ class Runtime:
     daily_cap: DailyCap
     rate_limit: BrokerRateLimit
     breaker: CircuitBreaker
+    exits: ExitOrders  # the position lifecycle's broker calls (on `broker`'s main connection)
+    market_data: StockHistoricalDataClient  # the ATR's bars
 
 
 @dataclass
@@ -57,16 +61,19 @@ _this = _ThisProcess()
 
 def build_runtime(settings: Settings) -> Runtime:
     r = connect(settings.redis_url)
+    broker = AlpacaBroker(make_trading_client(settings))
     return Runtime(
         settings=settings,
         redis=r,
         locks=ExecutionLocks(r, settings.cooldown_seconds),
-        broker=AlpacaBroker(make_trading_client(settings)),
+        broker=broker,
         engine=make_engine(settings.sqlalchemy_url),
         limits=limits_of(settings),
         daily_cap=DailyCap(r, settings.max_orders_per_day),
-        rate_limit=BrokerRateLimit(r, settings.broker_requests_per_min),
+        rate_limit=BrokerRateLimit(r, settings.broker_requests_per_min, settings.exit_broker_reserve),
         breaker=CircuitBreaker(r, settings.breaker_failures, settings.breaker_window_s, settings.breaker_cooloff_s),
+        exits=ExitOrders(broker),
+        market_data=make_data_client(settings),
     )
 
 

@@ -30,7 +30,7 @@ from zero_tasks.core.message import Message
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.retry import FOLLOW_FIRST_S, FOLLOW_MAX_TRIES, TERMINAL, follow_up_delay
 from zero_tasks.core.task_auth import open_seal, seal
-from zero_tasks.worker import flow, reconcile_job
+from zero_tasks.worker import flow, lifecycle, reconcile_job
 from zero_tasks.worker.celery_app import app
 from zero_tasks.worker.delayed_send import claim_period, send_later, step_guard
 from zero_tasks.worker.flow import RetryLater, foreign_reservations, forged_record, ticket_from_task, utcnow
@@ -40,6 +40,8 @@ from zero_tasks.worker.runtime import Runtime, get_runtime
 DECIDE = "zero.decide"
 PLACE_ORDER = "zero.place_order"
 FOLLOW_ORDER = "zero.follow_order"
+LIFECYCLE_TICK = "zero.lifecycle_tick"
+LIFECYCLE_STEP = "zero.lifecycle_step"
 
 log = logging.getLogger(__name__)
 REDIS_AWAY_PAUSE_S = 1.0  # between two tries of one message while Redis is away
@@ -77,15 +79,35 @@ def _scheduled(rt: Runtime, outcome: DecisionRecord | RetryLater | None) -> str:
         return "already decided"
     if isinstance(outcome, RetryLater):
         ticket = outcome.ticket
-        sealed = seal(_signing_key(rt), PLACE_ORDER, ticket.to_task())
+        sealed = seal(_signing_key(rt), PLACE_ORDER, ticket.to_task(), utcnow())
         # through short hops, claimed one at a time (delayed_send.py): one retry chain per order
         send_later(PLACE_ORDER, [sealed], f"{ticket.execution_id}:order:{ticket.broker_attempt}:{ticket.waited_s:.0f}",
                    outcome.countdown_s, guarded_target=False)
         return "retrying"
     if outcome.status is Status.SUBMITTED and outcome.client_order_id:
-        send_later(FOLLOW_ORDER, [outcome.event_key, outcome.client_order_id, 0], f"follow:{outcome.event_key}:0",
-                   FOLLOW_FIRST_S, guarded_target=True)
+        _follow_later(rt, outcome.event_key, outcome.client_order_id, 0, FOLLOW_FIRST_S)
     return outcome.status.value
+
+
+def _follow_later(rt: Runtime, event_key: str, client_order_id: str, tries: int, countdown: float) -> None:
+    """The order's next follow-up step, sealed: its id is the step's, whoever asks."""
+    body = {"event_key": event_key, "client_order_id": client_order_id, "tries": tries}
+    send_later(FOLLOW_ORDER, [seal(_signing_key(rt), FOLLOW_ORDER, body, utcnow())], follow_step(event_key, tries),
+               countdown, guarded_target=True)
+
+
+def follow_step(event_key: str, tries: int) -> str:
+    return f"follow:{event_key}:{tries}"
+
+
+def _follow_body(body: dict[str, Any]) -> tuple[str, str, int] | str:
+    """(event_key, client_order_id, tries) of an opened follow-up, or why it is not one."""
+    event_key, client_order_id, tries = body.get("event_key"), body.get("client_order_id"), body.get("tries")
+    if not (isinstance(event_key, str) and isinstance(client_order_id, str)):
+        return "follow-up without its order"
+    if not (type(tries) is int and 0 <= tries < FOLLOW_MAX_TRIES):
+        return f"follow-up step {tries!r} out of range"
+    return event_key, client_order_id, tries
 
 
 def _signing_key(rt: Runtime) -> str:
@@ -103,7 +125,7 @@ def _refuse_forged(rt: Runtime, task: str, argument: object, problem: str) -> st
 def decide(self: Task, message: dict[str, Any]) -> str:
     """Entry task, sealed by the bridge (task_auth.py); its Celery task id is the execution_id."""
     rt = get_runtime()
-    body, problem = open_seal(_signing_key(rt), DECIDE, message)
+    body, problem = open_seal(_signing_key(rt), DECIDE, message, utcnow())
     if body is None:
         return _refuse_forged(rt, DECIDE, message, problem or "unsealed")
     try:
@@ -120,7 +142,7 @@ def place_order(self: Task, ticket_data: dict[str, Any]) -> str:
     worker that scheduled it. Only a message that passed the decision table has one: the
     ticket is rebuilt from its payload and must hold that message's own reservations."""
     rt = get_runtime()
-    body, problem = open_seal(_signing_key(rt), PLACE_ORDER, ticket_data)
+    body, problem = open_seal(_signing_key(rt), PLACE_ORDER, ticket_data, utcnow())
     if body is None:
         return _refuse_forged(rt, PLACE_ORDER, ticket_data, problem or "unsealed")
     ticket = ticket_from_task(rt, body)
@@ -139,12 +161,24 @@ def place_order(self: Task, ticket_data: dict[str, Any]) -> str:
 
 
 @app.task(name=FOLLOW_ORDER, bind=True)
-def follow_order(self: Task, event_key: str, client_order_id: str, tries: int) -> str | None:
+def follow_order(self: Task, *arguments: Any) -> str | None:
     """Order status follow-up: what became of a SUBMITTED order, written on its audit row.
-    Each step is claimed first: a copy of it (redelivered, or sent twice) does nothing, so
-    an order has one chain of follow-ups, one broker lookup per step."""
+
+    Sealed by the worker that placed the order (or took the step before): a hand-written
+    one is refused before it reads or writes anything or spends the broker budget. Each
+    step is claimed first, under the step's own id (never the task id a sender chose): a
+    copy of it (redelivered, or sent twice) does nothing, so an order has one chain of
+    follow-ups, one broker lookup per step. Any other shape of arguments (the unsealed
+    `event_key, client_order_id, tries` of earlier versions) is refused the same way."""
     rt = get_runtime()
-    guard, step = step_guard(), self.request.id or f"follow:{event_key}:{tries}"
+    argument = arguments[0] if len(arguments) == 1 else list(arguments)
+    body, problem = open_seal(_signing_key(rt), FOLLOW_ORDER, argument, utcnow())
+    opened = _follow_body(body) if body is not None else (problem or "unsealed")
+    if isinstance(opened, str):
+        _refuse_forged(rt, FOLLOW_ORDER, argument, opened)
+        return None
+    event_key, client_order_id, tries = opened
+    guard, step = step_guard(), follow_step(event_key, tries)
     verdict = guard.claim(step)
     if verdict is not StepVerdict.RUN:
         log.info("follow-up %s: a copy, not run (%s)", step, verdict.value)
@@ -161,16 +195,22 @@ def follow_order(self: Task, event_key: str, client_order_id: str, tries: int) -
     except (BrokerTransient, BrokerRejected, SQLAlchemyError) as exc:
         log.info("follow-up of %s postponed: %s", client_order_id, exc)
     if status not in TERMINAL and tries + 1 < FOLLOW_MAX_TRIES:
-        send_later(FOLLOW_ORDER, [event_key, client_order_id, tries + 1], f"follow:{event_key}:{tries + 1}",
-                   follow_up_delay(tries, rate_wait_s), guarded_target=True)
+        _follow_later(rt, event_key, client_order_id, tries + 1, follow_up_delay(tries, rate_wait_s))
     guard.done(step)
     return status
 
 
+RECONCILE_HOURS = 24.0
+
+
 @app.task(name="zero.reconcile", bind=True)
-def reconcile_task(self: Task, hours: float = 24.0) -> dict[str, int]:
-    """Periodic (Celery beat) reconcile of the last `hours` of SUBMITTED rows; one run per
-    period across every worker and host, however many beats send it (a period claim)."""
+def reconcile_task(self: Task, *_ignored: Any, **_ignored_too: Any) -> dict[str, int]:
+    """Periodic (Celery beat) reconcile of the last RECONCILE_HOURS of SUBMITTED rows; one
+    run per period across every worker and host, however many beats send it (a period
+    claim, on Redis's clock). Not sealed, because it carries nothing to trust: its
+    arguments are ignored, so whoever sends it gets the same job once per period, the one
+    beat would have run."""
+    hours = RECONCILE_HOURS
     rt = get_runtime()
     period = claim_period(rt.redis, "reconcile", rt.settings.reconcile_every_s)
     if period is None:
@@ -178,3 +218,32 @@ def reconcile_task(self: Task, hours: float = 24.0) -> dict[str, int]:
         return {"skipped": 1}
     report = reconcile_job.run(rt, utcnow(), hours, lambda rec: record(rt, rec))
     return {"audited": report.audited, "at_broker": report.at_broker, "findings": len(report.findings)}
+
+
+@app.task(name=LIFECYCLE_TICK, bind=True)
+def lifecycle_tick(self: Task) -> int:
+    """Periodic (Celery beat, every LIFECYCLE_TICK_S): one sealed step task per execution
+    whose lifecycle step is due; one tick per period across every worker and host."""
+    rt = get_runtime()
+    if claim_period(rt.redis, "lifecycle", rt.settings.lifecycle_tick_s) is None:
+        return 0
+    key = _signing_key(rt)
+
+    def send(execution_id: str) -> None:
+        app.send_task(LIFECYCLE_STEP, args=[seal(key, LIFECYCLE_STEP, {"execution_id": execution_id}, utcnow())])
+
+    return lifecycle.tick(rt, send)
+
+
+@app.task(name=LIFECYCLE_STEP, bind=True)
+def lifecycle_step(self: Task, sealed: dict[str, Any]) -> str:
+    """One step of one execution's position lifecycle (worker/lifecycle.py), sealed by the
+    tick that sent it. A forged one is refused before anything runs: one ERROR decision,
+    no broker call, no budget spent. A sealed copy only repeats an idempotent step."""
+    rt = get_runtime()
+    body, problem = open_seal(_signing_key(rt), LIFECYCLE_STEP, sealed, utcnow())
+    execution_id = body.get("execution_id") if body is not None else None
+    if body is None or not isinstance(execution_id, str):
+        return _refuse_forged(rt, LIFECYCLE_STEP, sealed, problem or "no execution_id")
+    result = lifecycle.step(rt, execution_id)
+    return f"{result.action}: {result.reason}"[:200]
