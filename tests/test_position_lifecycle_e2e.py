@@ -122,7 +122,7 @@ def steps_taken(gw: Gateway, execution_id: str, count: int) -> None:
     moves its due time), then settle: a second deferral would have been recorded by then."""
     for n in range(count):
         before = gw.r.zscore(DUE_SET, execution_id)
-        wait_for(lambda: gw.r.zscore(DUE_SET, execution_id) != before, 60, f"step {n + 1} of {count}")
+        wait_for(lambda b=before: gw.r.zscore(DUE_SET, execution_id) != b, 60, f"step {n + 1} of {count}")
     gw.settle()
 
 
