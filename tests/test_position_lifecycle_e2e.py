@@ -83,11 +83,21 @@ def next_outcome(pubsub: redis.client.PubSub, timeout: float = 60) -> dict[str, 
 
 
 def enter(gw: Gateway, ticker: str, price: float) -> dict[str, Any]:
-    """A rank-1 LONG bought at `price`: its SUBMITTED entry event."""
+    """A rank-1 LONG bought at `price`: its SUBMITTED entry event. Once the gateway has
+    settled, the entry's fill has been protected: exactly one more event, its protect."""
     gw.sim("POST", "/_sim/prices", {ticker: price})
-    (entry,) = gw.decide(ranking(opportunity(ticker)))
+    pubsub = gw.subscribe()
+    try:
+        gw.publish(ranking(opportunity(ticker)))
+        (entry,) = collect(pubsub, 1, 30)  # the entry alone: its protect follows the fill
+        gw.settle()
+        after = drain(pubsub)
+    finally:
+        pubsub.close()
     assert entry["status"] == "SUBMITTED", entry
     assert entry["intent"] == "entry" and entry["side"] == "buy"
+    assert [(e["execution_id"], e["intent"], e["status"]) for e in after] == [
+        (entry["execution_id"], "protect", "SUBMITTED")], after
     return entry
 
 
