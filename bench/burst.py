@@ -34,12 +34,13 @@ class _RiskResetter(threading.Thread):
     def __init__(self, stack: Stack) -> None:
         super().__init__(name="bench-risk-reset", daemon=True)
         self.r = stack.client()
+        self.state = stack.state
         self.stop_flag = threading.Event()
 
     def run(self) -> None:
         while not self.stop_flag.wait(0.02):
             with contextlib.suppress(Exception):  # best effort: the next round tries again
-                reset_risk_counters(self.r)
+                reset_risk_counters(self.r, self.state)
 
 
 def _plan(n: int, rnd: random.Random, prefix: str) -> tuple[list[bytes], list[str], dict[str, Signal]]:
@@ -135,7 +136,7 @@ def run(stack: Stack, gw: GatewayProcs, collector: EventCollector, n: int, prefi
     publish_t = [0.0] * n
 
     set_green(r)
-    reset_risk_counters(r)
+    reset_risk_counters(r, stack.state)
     resetter = _RiskResetter(stack) if reset_risk else None
     first_event = collector.count()
     rows_before = gw.row_count()

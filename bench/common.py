@@ -137,9 +137,13 @@ def risk_counter_keys() -> list[str]:
     return names
 
 
-def reset_risk_counters(r: redis.Redis) -> None:
+def reset_risk_counters(r: redis.Redis, state: Any = None) -> None:
+    """The daily cap's and broker rate's counters emptied: in Redis, and (given the bench's
+    simulator state) the broker's own list of the day's entries (StampingState.forget_entries)."""
     names = risk_counter_keys()
     if names:
         r.delete(*names)
+    if state is not None:
+        state.forget_entries()
 
 

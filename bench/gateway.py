@@ -66,7 +66,7 @@ def signal_to_order(stack: Stack, gw: GatewayProcs, collector: EventCollector, n
         if i % 50 == 0:
             set_green(r)
         if reset_risk:
-            reset_risk_counters(r)
+            reset_risk_counters(r, stack.state)
         sig = Signal(tickers.next())
         index = collector.count()
         wall0, t0 = time.time(), time.perf_counter()
@@ -169,7 +169,7 @@ def signal_to_decision(stack: Stack, collector: EventCollector, n: int, prefix: 
     set_green(r)
     # a few rankings that are then re-published (the duplicates); their own decisions are not counted
     for _ in range(3):
-        reset_risk_counters(r)
+        reset_risk_counters(r, stack.state)
         sig = Signal(tickers.next())
         index = collector.count()
         _publish(r, sig.data)

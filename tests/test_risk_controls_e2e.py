@@ -44,7 +44,7 @@ def test_blocklisted_ticker_is_blocked_until_its_expiry(gw: Gateway) -> None:
 @pytest.fixture(scope="module")
 def strict(log_dir: Path, sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A gateway with a tiny broker budget and no broker retries, on its own Redis."""
-    with isolated_gateway(log_dir, sim.url, tmp_path_factory.mktemp("risk"), workers=2, BROKER_REQUESTS_PER_MIN="16",
+    with isolated_gateway(log_dir, sim.url, tmp_path_factory.mktemp("risk"), workers=2, BROKER_REQUESTS_PER_MIN="20",
                           EXIT_BROKER_RESERVE="0", RATE_LIMIT_MAX_WAIT_S="0", BROKER_MAX_RETRIES="0",
                           BREAKER_COOLOFF_S="600") as gw:
         yield gw
@@ -58,8 +58,9 @@ def tight(strict: Gateway) -> Gateway:
 
 
 def test_burst_beyond_the_broker_rate_limit_loses_nothing(tight: Gateway) -> None:
-    """16 broker calls a minute = 4 orders (4 calls each: position, open orders, the day's
-    orders, submit); the rest are BLOCKED, none lost."""
+    """20 broker calls a minute = 4 orders (5 calls each: position, open orders, the day's
+    orders and the asset of a symbol new today, read together, then submit); the rest are
+    BLOCKED, none lost."""
     events = tight.decide(*[ranking(opportunity(symbol("R", i, 1))) for i in range(7)])
     statuses = sorted(e["status"] for e in events)
     assert statuses == ["BLOCKED"] * 3 + ["SUBMITTED"] * 4

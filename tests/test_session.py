@@ -83,3 +83,18 @@ def test_kept_session_reads_back_as_written() -> None:
         "utc_input"])
 def test_daily_cap_counts_a_trading_session_not_a_calendar_date(moment: datetime, day: str) -> None:
     assert trading_day(moment) == day
+
+
+# --- the kept answer is sealed (issue 25, finding 2) -----------------------------------------
+
+def test_a_kept_session_opens_only_with_its_seal_and_within_the_hour() -> None:
+    from zero_tasks.core.session import MAX_TRUST_S, TradingSession, opened, sealed
+
+    key, t0 = "s" * 32, datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+    kept = sealed(TradingSession(True, t0 - timedelta(hours=1), t0 + timedelta(hours=1), None, t0), key, t0)
+    assert opened(kept, key, t0 + timedelta(minutes=59))[0] is not None
+    assert "seal expired" in (opened(kept, key, t0 + timedelta(seconds=MAX_TRUST_S + 61))[1] or "")
+    assert "seal does not match" in (opened(kept, "o" * 32, t0)[1] or "")
+    unsealed = TradingSession(True, t0, datetime(2030, 1, 1, tzinfo=UTC), None, t0).to_json()
+    assert opened(unsealed, key, t0) == (None, "kept answer refused: no seal")
+    assert opened(kept, "", t0)[0] is None  # no key here: nothing is trusted

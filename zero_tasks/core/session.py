@@ -16,9 +16,9 @@ and at most MAX_TRUST_S. One answer is kept in Redis for every worker and bridge
 The kept answer is sealed like a task (task_auth.py: HMAC under TASK_SIGNING_KEY, with the
 time it was sealed) and opened on every read: anyone who can write Redis could otherwise
 keep the market "open" until 2030 with the broker saying closed. A seal older than
-MAX_TRUST_S, or an answer trusted longer than MAX_TRUST_S after it was checked, is refused
-on read, whatever TTL the key has; a refused answer counts as none (the worker asks the
-broker again).
+MAX_TRUST_S (+ TRUST_SLACK_S) is refused on read, whatever TTL the key has and whatever
+`until` it names: the one-hour maximum trust holds on read. A refused answer counts as
+none (the worker asks the broker again).
 """
 
 from __future__ import annotations
@@ -116,8 +116,6 @@ def parse(raw: str | None) -> TradingSession | str:
         return f"unreadable ({type(exc).__name__})"
     if session.is_open and session.opened_at is None:
         return "unreadable (open with no opening time)"
-    if (session.until - session.checked_at).total_seconds() > MAX_TRUST_S + TRUST_SLACK_S:
-        return f"refused (trusted {session.until - session.checked_at} after it was checked, at most 1 h)"
     return session
 
 
