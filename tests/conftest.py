@@ -36,6 +36,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"a guarantee test may not skip under CI=true: {why}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The several-hosts tests (`hosts` marker: root, network namespaces) run only when asked
+    for by marker (`make test-hosts`: -m hosts), so `make test` does not run them twice."""
+    if "hosts" in (config.option.markexpr or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("hosts") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("hosts")])
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("logs")
