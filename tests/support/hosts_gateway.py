@@ -136,6 +136,14 @@ class HostsGateway(Gateway):
         env = {**self.env, "EXECUTION_API_HOST": host.addr}
         return self.topo.proc(host, f"bridge-{host.name}", [PYTHON, "-m", "bridge"], env, self.log_dir)
 
+    def restart_with(self, proc: Proc, **env: str) -> Proc:
+        """The process started again with the gateway's environment plus `env` only (what an
+        earlier restart added is gone)."""
+        proc.stop()
+        base = {**self.env, "EXECUTION_API_HOST": proc.env.get("EXECUTION_API_HOST", self.env["EXECUTION_API_HOST"])}
+        proc.env = {**base, **env}
+        return proc.start()
+
     def worker(self, host: Host) -> Proc:
         return next(p for p in self.workers if self.worker_on[p.name] == host)
 
