@@ -181,6 +181,25 @@ class HostsGateway(Gateway):
                 wait_for(lambda h=host: self.health_of(h)[1]["bridge"]["subscribed"], timeout,
                          f"{proc.name} subscribed")
 
+    def diagnosis(self) -> dict[str, Any]:
+        """What a stuck scenario needs said: the queues, kombu's unacked state, the ledger,
+        each bridge's counters."""
+        out: dict[str, Any] = {}
+        try:
+            out["queues"] = self.queue_depths()
+            out["unacked_mutex"] = self.r.get("unacked_mutex")
+            out["unacked_index"] = self.r.zrange("unacked_index", 0, -1, withscores=True)
+            out["in_flight"] = self.r.zcard(keys.IN_FLIGHT_KEY)
+            out["redis_time"] = self.r.time()
+        except Exception as exc:  # noqa: BLE001 - a diagnosis never raises
+            out["redis"] = repr(exc)
+        for host in self.BRIDGE_HOSTS:
+            try:
+                out[host.name] = self.health_of(host)[1].get("bridge")
+            except Exception as exc:  # noqa: BLE001
+                out[host.name] = repr(exc)
+        return out
+
     # quiescence ------------------------------------------------------------------------
     def queue_depths(self) -> dict[str, int]:
         """Messages waiting or unacknowledged on the Celery broker."""
