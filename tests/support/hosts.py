@@ -29,6 +29,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,8 @@ def remove_leftovers() -> None:
         if name.startswith(f"{PREFIX}-"):
             _kill_namespace_processes(name)
             ip("netns", "delete", name, check=False)
+    for data_dir in Path(tempfile.gettempdir()).glob(f"{PREFIX}-pg-*"):  # hosts_gateway.HostPostgres
+        shutil.rmtree(data_dir, ignore_errors=True)
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, timeout=30).stdout
     for line in links.splitlines():
         name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
