@@ -8,7 +8,7 @@ LOCK_ARGS ?=
 PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
 	--strip-extras --no-emit-index-url --no-emit-find-links --build-deps-for editable $(LOCK_ARGS)
 
-.PHONY: install lock lint run test test-fast bench mutate clean
+.PHONY: install lock lint run test test-fast test-hosts bench mutate clean
 
 # Everything from the hashed lock (pip, setuptools and wheel included: pip checks every file and
 # resolves nothing beyond it), then the project itself without a download (no build isolation).
@@ -35,6 +35,10 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+# The guarantees on several hosts (network namespaces: needs root): tests/test_hosts_e2e.py.
+test-hosts: install
+	$(PY) -m pytest -m hosts tests/test_hosts_e2e.py
 
 bench: install
 	$(PY) -m bench

@@ -29,6 +29,11 @@ broker_transport_options = {
     # after a SIGKILLed worker is visibility_timeout + 2 s.
     "unacked_restore_interval": 2,
     "unacked_restore_throttle": 1,
+    # The sweep's lock (held for one ZRANGE). kombu keeps it 300 s, and a worker that loses
+    # Redis mid-sweep can still take it: its SET, retransmitted by TCP when the link is back,
+    # lands after its client gave up, and nobody releases it. Every sweep then stops for
+    # 5 minutes (seen in tests/test_hosts_e2e.py: a cut-off worker's task not taken over).
+    "unacked_mutex_expire": 10,
     "socket_timeout": 5,
     "socket_connect_timeout": 5,
     "health_check_interval": 10,

@@ -6,12 +6,12 @@ import asyncio
 import logging
 import signal
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge
 from redis.exceptions import RedisError
 
-from zero_tasks.adapters import in_flight, outbox, scripts
+from zero_tasks.adapters import in_flight, outbox, redis_clock, scripts
 from zero_tasks.adapters.metrics import queue_decision_metrics
 from zero_tasks.adapters.redis_state import connect_async, read_snapshots
 from zero_tasks.core.checks.breaker import breaker_probe_due
@@ -119,7 +119,7 @@ class Bridge:
         except ValueError:  # an entry that is not ours: say so, keep the loop alive
             log.exception("hand-over ledger entry unreadable")
             return
-        now = datetime.now(UTC)
+        now = redis_clock.utcnow()  # the Redis host's clock, as the workers judge
         for entry in entries:
             if entry.too_old(now):
                 log.error("message %s (task %s) was never decided and is too old to queue again; "
@@ -138,10 +138,10 @@ class Bridge:
     def _sealed(self, message: Message) -> dict[str, object]:
         """The decide task's argument, sealed: the worker runs no task it cannot open."""
         return seal(self.settings.task_signing_key.get_secret_value(), DECIDE_TASK, message.to_task(),
-                    datetime.now(UTC))
+                    redis_clock.utcnow())  # the clock the workers open it by
 
     async def _refusals(self, parsed: list[tuple[Message, Signal | Invalid]]) -> dict[str, DecisionRecord]:
-        now = datetime.now(UTC)
+        now = redis_clock.utcnow()  # the Redis host's clock, as the workers judge
         refused = {m.message_id: invalid_record(m, s, now) for m, s in parsed if isinstance(s, Invalid)}
         signals = [(m, s) for m, s in parsed
                    if isinstance(s, Signal) and not passes_signal_checks(s, now, self.limits)]
@@ -239,6 +239,7 @@ class Bridge:
             self.settings.execution_api_host, self.settings.execution_api_port)
         log.info("bridge serving /health on http://%s:%d (paper only)",
                  self.settings.execution_api_host, self.settings.execution_api_port)
+        await asyncio.to_thread(redis_clock.CLOCK.start, self.settings.redis_url)
         await asyncio.to_thread(self.enqueuer.connect)
         await self._warm_scripts()
         async with server:

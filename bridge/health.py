@@ -18,9 +18,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from zero_tasks.adapters import metrics
+from zero_tasks.adapters import metrics, redis_clock
 from zero_tasks.adapters.audit_health import FAILURE_PREFIX, audit_check
 from zero_tasks.adapters.outbox import AUDIT_STREAM
+from zero_tasks.adapters.redis_clock import Anchor
 from zero_tasks.adapters.redis_state import kept_session
 from zero_tasks.core import keys, session
 from zero_tasks.core.checks.market_state import check_market_state, parse_market_state
@@ -58,7 +59,9 @@ async def _redis_view(client: aioredis.Redis) -> tuple[dict[str, Any], dict[str,
             keys.SESSION_KEY)
         workers = [k async for k in client.scan_iter(match=keys.WORKER_ALIVE_PREFIX + "*", count=100)]
         failing = [k async for k in client.scan_iter(match=FAILURE_PREFIX + "*", count=100)]
+        beats = await client.mget(workers) if workers else []
         view = {"execution_enabled": enabled == b"true", "market_state_raw": market, "workers": len(workers),
+                "worker_beats": beats,
                 "session_raw": session_raw,
                 "breaker_raw": breaker, "last_decision_age_s": _age(last),
                 "audit_backlog": int(await client.xlen(AUDIT_STREAM)),
@@ -187,10 +190,28 @@ async def health(src: HealthSources) -> tuple[int, dict[str, Any]]:
         "audit_backlog": view.get("audit_backlog"),  # decisions not yet written to execution_log
         "in_flight": view.get("in_flight"),  # messages on the worker queue, not decided yet (in_flight.py)
         "database": src.database_label,
+        "clock": clock_view(view.get("worker_beats", []), redis_clock.CLOCK.anchor),
         "checks": checks,
         **src.stats(),
     }
     return (503 if status == "down" else 200), body
+
+
+def clock_view(beats: list[bytes | None], own: Anchor | None) -> dict[str, Any]:
+    """Each host's wall clock against the Redis host's, in seconds (positive: ahead). The
+    gateway judges time by Redis's clock (redis_clock.py), so a skew here is not a wrong
+    decision; it says which host's NTP to fix (its logs and its Celery ETAs use its own)."""
+    workers: dict[str, float] = {}
+    for raw in beats:
+        try:
+            beat = json.loads(raw) if raw else {}
+        except ValueError:
+            continue
+        if isinstance(beat, dict) and isinstance(beat.get("clock_skew_s"), (int, float)):
+            workers[str(beat.get("hostname"))] = beat["clock_skew_s"]
+    bridge = round(own.skew_s, 3) if own else None
+    known = [abs(s) for s in [*workers.values(), *([bridge] if bridge is not None else [])]]
+    return {"bridge_skew_s": bridge, "workers_skew_s": workers, "max_abs_skew_s": max(known) if known else None}
 
 
 def render(body: dict[str, Any]) -> bytes:

@@ -13,12 +13,13 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
+from zero_tasks.adapters import redis_clock
 from zero_tasks.adapters.redis_state import connect_async
 from zero_tasks.core import keys
 from zero_tasks.worker import failpoints
@@ -124,7 +125,7 @@ class Listener:
         batch = []
         while message is not None:
             data = message["data"]
-            batch.append((data if isinstance(data, bytes) else str(data).encode(), datetime.now(UTC)))
+            batch.append((data if isinstance(data, bytes) else str(data).encode(), redis_clock.utcnow()))
             if len(batch) >= BATCH_MAX:
                 break
             message = await pubsub.get_message(timeout=0)  # only what is already here
@@ -178,5 +179,5 @@ class Listener:
             data, message_id = caught
             self._identity.caught_up(data)
             log.info("deciding the stored ranking from %s (%s)", keys.OPPORTUNITY_RANK_KEY, message_id)
-            handed = await self._handle([(data, message_id, datetime.now(UTC))])
+            handed = await self._handle([(data, message_id, redis_clock.utcnow())])
             await mark_handed(client, sorted(handed))

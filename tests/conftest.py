@@ -56,6 +56,17 @@ def process_wide_state_restored() -> Iterator[None]:
     sys.excepthook, threading.excepthook = hooks
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The several-hosts tests (`hosts` marker: root, network namespaces) run only when asked
+    for by marker (`make test-hosts`: -m hosts), so `make test` does not run them twice."""
+    if "hosts" in (config.option.markexpr or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("hosts") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("hosts")])
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("logs")

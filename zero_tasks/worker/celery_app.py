@@ -36,9 +36,12 @@ def warm_celery() -> None:
 
 def _warm(**_: object) -> None:
     """A pool process is ready before its first message, not at it (runtime.warm; never raises)."""
+    from zero_tasks.adapters.redis_clock import CLOCK
+    from zero_tasks.settings import settings_or_exit
     from zero_tasks.worker import keep_warm
     from zero_tasks.worker.runtime import warm
 
+    CLOCK.start(settings_or_exit().redis_url)  # before warm: the session step judges by it
     failed = warm()
     keep_warm.start()  # BROKER_KEEP_WARM_S: the broker connections stay open through quiet minutes
     try:

@@ -2,6 +2,8 @@
 
 A failpoint listed in ZERO_FAILPOINTS SIGKILLs the whole process group (a worker, or a
 bridge: `bridge_after_claim`) when reached, once: the marker file records that it fired.
+`after_submit:/tmp/marker:pause` holds the process there instead, until `/tmp/marker.go`
+exists: the several-hosts tests cut its host off at that moment, then let it go on.
 Unset (always, in production), a failpoint is one dictionary lookup. This is how a test puts a crash exactly between the
 broker's accept and the audit write, which no timing trick can hit reliably.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 _SPEC = os.environ.get("ZERO_FAILPOINTS", "")
 
@@ -18,7 +21,8 @@ def hit(name: str) -> None:
     if not _SPEC:
         return
     for item in _SPEC.split(","):
-        point, _, marker = item.partition(":")
+        point, _, rest = item.partition(":")
+        marker, _, mode = rest.partition(":")
         if point != name:
             continue
         if marker:
@@ -26,4 +30,12 @@ def hit(name: str) -> None:
                 return
             with open(marker, "w") as fh:
                 fh.write(str(os.getpid()))
+        if mode == "pause" and marker:
+            _hold_until(marker + ".go")
+            return
         os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+def _hold_until(path: str) -> None:
+    while not os.path.exists(path):
+        time.sleep(0.05)

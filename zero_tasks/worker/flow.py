@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import redis
 
+from zero_tasks.adapters import redis_clock
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLimitedBroker
 from zero_tasks.adapters.redis_state import keep_asset, kept_asset, read_snapshot, store_session
 from zero_tasks.adapters.risk import RateLimited, alert, trading_day, trading_day_began
@@ -49,7 +50,9 @@ SESSION_CALLS = 2  # the clock and the calendar
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now by the Redis host's clock (redis_clock.py): a worker host whose own clock is off
+    judges signal age, market-state age and the session as every other host does."""
+    return redis_clock.utcnow()
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,7 @@ def decide(rt: Runtime, msg: Message, now_fn: Callable[[], datetime] = utcnow) -
 
     Raises recorder.DecisionNotRecorded when Redis cannot keep the decision (the task
     requeues the message)."""
+    failpoints.hit("decide_start")  # the several-hosts tests hold a task here (taken, nothing done)
     subject = signal_of(rt, msg)  # the payload, parsed once; it travels in the ticket
     snap = None
     if isinstance(subject, Signal):

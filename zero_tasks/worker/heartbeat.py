@@ -17,6 +17,7 @@ from typing import Any
 import redis
 from celery import signals
 
+from zero_tasks.adapters.redis_clock import read_anchor
 from zero_tasks.adapters.redis_state import connect
 from zero_tasks.core import keys
 from zero_tasks.settings import settings_or_exit
@@ -29,10 +30,13 @@ _stop = threading.Event()
 
 def _beat(hostname: str, concurrency: Any) -> None:
     r = connect(settings_or_exit().redis_url)
-    value = json.dumps({"hostname": hostname, "pid": os.getpid(), "concurrency": concurrency,
-                        "started": time.time()})
+    started = time.time()
     while not _stop.is_set():
         try:
+            # this host's wall clock against Redis's, for /health (decisions use Redis's: redis_clock.py)
+            skew = round(read_anchor(r).skew_s, 3)
+            value = json.dumps({"hostname": hostname, "pid": os.getpid(), "concurrency": concurrency,
+                                "started": started, "clock_skew_s": skew})
             r.set(keys.worker_alive_key(hostname), value, ex=HEARTBEAT_TTL_S)
         except redis.RedisError as exc:
             log.warning("heartbeat failed: %s", type(exc).__name__)

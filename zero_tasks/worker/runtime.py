@@ -104,12 +104,10 @@ def _open_database(rt: Runtime) -> None:
 
 def _know_session(rt: Runtime) -> None:
     """The trading session row 3 needs, asked of the broker now unless another process has."""
-    from datetime import UTC, datetime
-
     from zero_tasks.adapters.redis_state import read_snapshot
-    from zero_tasks.worker.flow import with_session
+    from zero_tasks.worker.flow import utcnow, with_session
 
-    snap = with_session(rt, read_snapshot(rt.redis), datetime.now(UTC))
+    snap = with_session(rt, read_snapshot(rt.redis), utcnow())
     if snap.session is None:
         raise RuntimeError(snap.session_error or "trading session unknown")
 

@@ -1,0 +1,250 @@
+"""The whole gateway spread over the hosts of tests/support/hosts.py.
+
+Redis, a private PostgreSQL cluster (initdb, its own data directory, listening on the db
+host's address only) and the broker simulator each on a host of their own, two worker
+hosts and two bridge hosts. The test drives it as ZERO does, from the root namespace,
+through the bridge address: `HostsGateway` is tests/support/gateway.py's Gateway with its
+processes started inside their namespaces (reset, publish, rows, orders work unchanged).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+from kombu import Connection
+
+from zero_tasks.adapters.outbox import AUDIT_STREAM
+from zero_tasks.core import keys
+
+from .gateway import Gateway
+from .hosts import BRIDGE_A, BRIDGE_B, BROKER, DB, REDIS, ROOT_ADDR, WORKER_A, WORKER_B, Host, Topology, wait_port
+from .procs import CELERY, PYTHON, Proc, base_env, wait_for
+
+REDIS_PORT = 6379
+PG_PORT = 5432
+SIM_PORT = 8100
+API_PORT = 8080
+RABBITMQ_PROXY_PORT = 5672
+PG_BIN = Path("/usr/local/bin")
+QUEUES = ("zero_execution", "zero_audit")
+
+
+class HostRedis:
+    """redis-server on the Redis host; the shape Gateway expects of PrivateRedis."""
+
+    def __init__(self, topo: Topology, log_dir: Path) -> None:
+        self.port = REDIS_PORT
+        binary = shutil.which("redis-server") or "redis-server"
+        self.proc = topo.proc(REDIS, "redis", [binary, "--port", str(REDIS_PORT), "--bind", REDIS.addr,
+                                               "--protected-mode", "no", "--save", "", "--appendonly", "no"],
+                              dict(os.environ), log_dir)
+
+    def start(self) -> HostRedis:
+        self.proc.start()
+        wait_for(lambda: self.client().ping(), 15, "redis host")
+        return self
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis(host=REDIS.addr, port=REDIS_PORT, db=db, socket_timeout=5, socket_connect_timeout=2)
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+class HostPostgres:
+    """A PostgreSQL cluster of its own on the db host (initdb; run as the postgres user,
+    which PostgreSQL requires); removed with its data directory."""
+
+    def __init__(self, topo: Topology, log_dir: Path) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="zh30-pg-"))
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.data = self.dir / "data"
+        as_postgres = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+        self._initdb = [*as_postgres, str(PG_BIN / "initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres",
+                        "--no-sync"]
+        self.proc = topo.proc(DB, "postgres", [*as_postgres, str(PG_BIN / "postgres"), "-D", str(self.data),
+                                               "-c", f"listen_addresses={DB.addr}", "-c", f"port={PG_PORT}",
+                                               "-c", f"unix_socket_directories={self.dir}", "-c", "fsync=off",
+                                               "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+                              dict(os.environ), log_dir)
+        self.url = f"postgresql://postgres@{DB.addr}:{PG_PORT}/postgres"
+
+    def start(self) -> HostPostgres:
+        subprocess.run(self._initdb, check=True, capture_output=True, timeout=120)
+        with open(self.data / "pg_hba.conf", "a") as hba:
+            hba.write(f"host all all {ROOT_ADDR.rsplit('.', 1)[0]}.0/24 trust\n")
+        self.proc.start()
+        wait_port(DB.addr, PG_PORT, 60, "postgres on the db host")
+        return self
+
+    def stop(self) -> None:
+        self.proc.stop(timeout=20)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def simulator(topo: Topology, log_dir: Path) -> Proc:
+    return topo.proc(BROKER, "simulator", [PYTHON, "-m", "alpaca_paper_sim", "--host", BROKER.addr,
+                                           "--port", str(SIM_PORT), "--always-open", "--fill-delay", "0",
+                                           "--rate-limit", "100000"], dict(os.environ), log_dir)
+
+
+class HostsGateway(Gateway):
+    """Two worker hosts and two bridge hosts on the topology's Redis, PostgreSQL and broker.
+
+    `broker_url` None runs Celery on the Redis host; an amqp:// URL (through the root
+    namespace's proxy) runs it on RabbitMQ."""
+
+    WORKER_HOSTS = (WORKER_A, WORKER_B)
+    BRIDGE_HOSTS = (BRIDGE_A, BRIDGE_B)
+
+    def __init__(self, topo: Topology, log_dir: Path, redis_host: HostRedis, database_url: str,
+                 broker_url: str | None = None, **env: str) -> None:
+        self.topo = topo
+        extra = {"REDIS_HOST": REDIS.addr, "EXECUTION_API_PORT": str(API_PORT), **env}
+        if broker_url:
+            extra["CELERY_BROKER_URL"] = broker_url
+        self.broker_url = broker_url
+        super().__init__(log_dir, redis_host, f"http://{BROKER.addr}:{SIM_PORT}", database_url,  # type: ignore[arg-type]
+                         workers=0, bridges=0, **extra)
+        # The gateway's own broker URL is loopback (settings.py accepts nothing else but Alpaca
+        # paper): a forwarder on each worker and bridge host carries it to the broker host.
+        self.env = base_env(REDIS_PORT, f"http://127.0.0.1:{SIM_PORT}", database_url, API_PORT, **extra)
+        self.forwarders = [topo.proc(host, f"forward-{host.name}",
+                                     [PYTHON, "-m", "tests.support.tcp_forward", f"127.0.0.1:{SIM_PORT}",
+                                      f"{BROKER.addr}:{SIM_PORT}"], self.env, log_dir)
+                           for host in (*self.WORKER_HOSTS, *self.BRIDGE_HOSTS)]
+        self.worker_on: dict[str, Host] = {}
+        self.workers = [self._worker(host) for host in self.WORKER_HOSTS]
+        self.bridges = [self._bridge(host) for host in self.BRIDGE_HOSTS]
+
+    def _worker(self, host: Host, **env: str) -> Proc:
+        name = f"worker-{host.name}"
+        self.worker_on[name] = host
+        argv = [CELERY, "-A", "zero_tasks", "worker", "-c", "1", "-n", f"{name}@{host.name}",
+                "-Q", ",".join(QUEUES), "--without-gossip", "--without-mingle", "-l", "INFO"]
+        return self.topo.proc(host, name, argv, {**self.env, **env}, self.log_dir)
+
+    def _bridge(self, host: Host) -> Proc:
+        env = {**self.env, "EXECUTION_API_HOST": host.addr}
+        return self.topo.proc(host, f"bridge-{host.name}", [PYTHON, "-m", "bridge"], env, self.log_dir)
+
+    def restart_with(self, proc: Proc, **env: str) -> Proc:
+        """The process started again with the gateway's environment plus `env` only (what an
+        earlier restart added is gone)."""
+        proc.stop()
+        base = {**self.env, "EXECUTION_API_HOST": proc.env.get("EXECUTION_API_HOST", self.env["EXECUTION_API_HOST"])}
+        proc.env = {**base, **env}
+        return proc.start()
+
+    def worker(self, host: Host) -> Proc:
+        return next(p for p in self.workers if self.worker_on[p.name] == host)
+
+    def bridge(self, host: Host) -> Proc:
+        return next(p for p in self.bridges if p.name == f"bridge-{host.name}")
+
+    def health_of(self, host: Host) -> tuple[int, dict[str, Any]]:
+        response = requests.get(f"http://{host.addr}:{API_PORT}/health", timeout=10)
+        return response.status_code, response.json()
+
+    def start(self) -> HostsGateway:
+        for proc in self.forwarders:
+            proc.start()
+        super().start()
+        return self
+
+    def revive(self) -> HostsGateway:
+        for proc in self.forwarders:
+            if not proc.alive():
+                proc.start()
+        super().revive()
+        return self
+
+    def stop(self) -> None:
+        super().stop()
+        for proc in self.forwarders:
+            proc.stop()
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        alive = [p for p in self.workers if p.alive()]
+        wait_for(lambda: self.workers_alive() >= len(alive), timeout, "workers alive")
+        for proc in self.bridges:
+            if proc.alive():
+                host = BRIDGE_A if proc.name.endswith(BRIDGE_A.name) else BRIDGE_B
+                wait_for(lambda h=host: self.health_of(h)[1]["bridge"]["subscribed"], timeout,
+                         f"{proc.name} subscribed")
+
+    def diagnosis(self) -> dict[str, Any]:
+        """What a stuck scenario needs said: the queues, kombu's unacked state, the ledger,
+        each bridge's counters."""
+        out: dict[str, Any] = {}
+        try:
+            out["queues"] = self.queue_depths()
+            out["unacked_mutex"] = self.r.get("unacked_mutex")
+            out["unacked_index"] = self.r.zrange("unacked_index", 0, -1, withscores=True)
+            out["in_flight"] = self.r.zcard(keys.IN_FLIGHT_KEY)
+            out["redis_time"] = self.r.time()
+        except Exception as exc:  # noqa: BLE001 - a diagnosis never raises
+            out["redis"] = repr(exc)
+        for host in self.BRIDGE_HOSTS:
+            try:
+                out[host.name] = self.health_of(host)[1].get("bridge")
+            except Exception as exc:  # noqa: BLE001
+                out[host.name] = repr(exc)
+        return out
+
+    # quiescence ------------------------------------------------------------------------
+    def queue_depths(self) -> dict[str, int]:
+        """Messages waiting or unacknowledged on the Celery broker."""
+        if self.broker_url:
+            depths = {}
+            with Connection(self.broker_url, connect_timeout=5) as conn:
+                channel = conn.channel()
+                for queue in QUEUES:
+                    try:
+                        _, count, _ = channel.queue_declare(queue, passive=True)
+                    except Exception:  # noqa: BLE001 - not declared yet: empty
+                        channel = conn.channel()
+                        count = 0
+                    depths[queue] = count
+            return depths
+        depths = {q: int(self.r.llen(q)) for q in QUEUES}
+        depths["unacked"] = int(self.r.hlen("unacked"))
+        return depths
+
+    def celery_busy(self) -> int:
+        """Tasks active, reserved or scheduled (ETA) on the live workers, as they answer."""
+        from celery import Celery
+
+        url = self.broker_url or f"redis://{REDIS.addr}:{REDIS_PORT}/0"
+        app = Celery(broker=url)
+        try:
+            inspect = app.control.inspect(timeout=3)
+            busy = 0
+            for answer in (inspect.active(), inspect.reserved(), inspect.scheduled()):
+                busy += sum(len(tasks) for tasks in (answer or {}).values())
+            return busy
+        finally:
+            app.close()
+
+    def quiet_now(self) -> bool:
+        return (all(v == 0 for v in self.queue_depths().values()) and self.r.xlen(AUDIT_STREAM) == 0
+                and self.r.zcard(keys.IN_FLIGHT_KEY) == 0 and self.celery_busy() == 0)
+
+    def wait_quiet(self, timeout: float = 120) -> None:
+        """All queues empty, no task active/reserved/scheduled, the audit stream written and
+        the in-flight ledger empty, twice in a row one second apart (a task between two
+        hops is not on any of them for a moment)."""
+        def twice() -> bool:
+            if not self.quiet_now():
+                return False
+            time.sleep(1)
+            return self.quiet_now()
+        wait_for(twice, timeout, "the gateway quiet", interval=0.5)

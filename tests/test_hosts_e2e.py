@@ -1,0 +1,315 @@
+"""The guarantees on several hosts: partitions and skewed clocks between real namespaces.
+
+Redis, PostgreSQL and the broker simulator on hosts of their own, two worker hosts and two
+bridge hosts (tests/support/hosts.py, hosts_gateway.py); Celery on the Redis host or on
+RabbitMQ (reached through a proxy on the bridge address). A partition is a link taken
+down, or a blackhole route on one host for one other host's address. Every scenario ends
+once the gateway is quiet (queues empty, no task active, reserved or scheduled, audit
+stream written, in-flight ledger empty) with the counts: events on chan:trade_update,
+rows in execution_log, orders at the simulator.
+
+`make test-hosts` runs this file (root needed); the default `make test` leaves it out.
+Times from a cut to the decision are printed (pytest -s) and recorded in docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kombu import Connection
+
+from tests.support.gateway import collect, opportunity, quiet, ranking
+from tests.support.hosts import (
+    BRIDGE_A,
+    BRIDGE_B,
+    BROKER,
+    REDIS,
+    ROOT_ADDR,
+    WORKER_A,
+    WORKER_B,
+    Topology,
+    can_make_hosts,
+    faketime,
+)
+from tests.support.hosts_gateway import HostPostgres, HostRedis, HostsGateway, simulator
+from tests.support.procs import wait_for
+from tests.support.tcp_forward import TcpProxy
+
+pytestmark = [pytest.mark.e2e, pytest.mark.hosts]
+
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+PROXY_PORT = 35672  # on ROOT_ADDR, to RabbitMQ on 127.0.0.1:5672
+FAST_REDELIVERY = {"VISIBILITY_TIMEOUT_S": "10", "TASK_TIME_LIMIT_S": "6", "BROKER_RETRY_BACKOFF_MAX_S": "1"}
+
+
+def report(what: str, seconds: float) -> None:
+    print(f"\n[hosts] {what}: {seconds:.1f} s")
+
+
+def via_proxy(url: str) -> str:
+    return url.replace("127.0.0.1:5672", f"{ROOT_ADDR}:{PROXY_PORT}", 1)
+
+
+def rabbitmq_available() -> bool:
+    try:
+        with Connection(RABBITMQ_URL, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.fixture(scope="module")
+def topology() -> Iterator[Topology]:
+    why = can_make_hosts()
+    if why:
+        pytest.skip(why)
+    topo = Topology().up()
+    yield topo
+    topo.down()
+
+
+@pytest.fixture(scope="module")
+def services(topology: Topology, log_dir: Path) -> Iterator[dict[str, Any]]:
+    """Redis, PostgreSQL and the simulator on their hosts; the RabbitMQ proxy."""
+    redis_host = HostRedis(topology, log_dir).start()
+    postgres = HostPostgres(topology, log_dir).start()
+    sim = simulator(topology, log_dir).start()
+    proxy = TcpProxy((ROOT_ADDR, PROXY_PORT), ("127.0.0.1", 5672)).start()
+    try:
+        yield {"redis": redis_host, "postgres": postgres, "sim": sim, "proxy": proxy}
+    finally:
+        proxy.stop()
+        sim.stop()
+        postgres.stop()
+        redis_host.stop()
+
+
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def spread(request: pytest.FixtureRequest, topology: Topology, services: dict[str, Any],
+           log_dir: Path) -> Iterator[HostsGateway]:
+    broker_url = None
+    if request.param == "rabbitmq":
+        if not rabbitmq_available():
+            pytest.skip(f"RabbitMQ not reachable at {RABBITMQ_URL} (.ci/run starts it)")
+        broker_url = via_proxy(RABBITMQ_URL)
+    gw = HostsGateway(topology, log_dir, services["redis"], services["postgres"].url, broker_url,
+                      **FAST_REDELIVERY)
+    gw.broker_name = request.param  # type: ignore[attr-defined]
+    wait_for(lambda: gw.sim("GET", "/_sim/stats") is not None, 30, "simulator on the broker host")
+    gw.start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def hg(spread: HostsGateway) -> Iterator[HostsGateway]:
+    spread.revive()
+    yield spread
+    for host in (WORKER_A, WORKER_B, BRIDGE_A, BRIDGE_B, REDIS, BROKER):
+        spread.topo.mend(host)
+        for other in (REDIS, BROKER):
+            spread.topo.unblock(host, other)
+        spread.topo.unblock(host, ROOT_ADDR)
+
+
+def decided(gw: HostsGateway, pubsub: Any, count: int, timeout: float) -> list[dict[str, Any]]:
+    """collect(), with the gateway's state printed when the decisions do not come."""
+    try:
+        return collect(pubsub, count, timeout, gw)
+    except AssertionError:
+        print(f"\n[hosts] no decision in {timeout} s: {gw.diagnosis()}")
+        raise
+
+
+def counts(gw: HostsGateway, pubsub: Any, expected_events: int) -> tuple[int, int, int]:
+    """(events, rows, orders) once the gateway is quiet; a second event would be seen."""
+    gw.wait_quiet()
+    events = collect(pubsub, expected_events, 30, gw) if expected_events else []
+    events += quiet(pubsub, 2.0)
+    if len(events) > expected_events:
+        print(f"\n[hosts] unexpected events: {events[expected_events:]}\nrows: {gw.rows()}")
+    return len(events), gw.row_count(), len(gw.orders())
+
+
+@pytest.mark.guarantee
+def test_a_ranking_is_decided_once_across_hosts(hg: HostsGateway) -> None:
+    hg.green()
+    pubsub = hg.subscribe()
+    hg.publish(ranking(opportunity("SPY")))
+    assert counts(hg, pubsub, 1) == (1, 1, 1)
+
+
+def at_worker_a_only(hg: HostsGateway, **env: str) -> None:
+    """Worker B stopped, worker A (re)started with `env`: the next task is A's."""
+    hg.worker(WORKER_B).stop()
+    hg.restart_with(hg.worker(WORKER_A), **env)
+    hg.wait_ready()
+
+
+@pytest.mark.guarantee
+def test_worker_host_cut_off_from_redis_after_the_broker_accepted_gives_one_order(hg: HostsGateway,
+                                                                                   tmp_path: Path) -> None:
+    """Worker A holds its order (accepted by the broker) when its host loses Redis, before
+    the decision is kept; worker B takes the task over once it is safe (visibility timeout
+    on Redis; on RabbitMQ when A's task comes back to the queue) and finds the order by its
+    client_order_id; A comes back 30 s later. One order, one event, one row."""
+    hg.green()
+    marker = tmp_path / "held"
+    at_worker_a_only(hg, ZERO_FAILPOINTS=f"after_submit:{marker}:pause")
+    pubsub = hg.subscribe()
+    hg.publish(ranking(opportunity("SPY")))
+    try:
+        wait_for(marker.exists, 30, "worker A holding an accepted order")
+        assert len(hg.orders()) == 1 and hg.rows() == []
+        hg.topo.block(WORKER_A, REDIS)
+        cut_at = time.monotonic()
+    finally:
+        Path(f"{marker}.go").touch()  # A goes on, towards a Redis it cannot reach
+    hg.worker(WORKER_B).start()
+    (event,) = collect(pubsub, 1, 120, hg)  # B's, or A's once back (RabbitMQ: A still holds the task)
+    report(f"worker host cut off from Redis after accept, decided, broker={hg.broker_name}", time.monotonic() - cut_at)
+    assert event["status"] == "SUBMITTED"
+    time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
+    hg.topo.unblock(WORKER_A, REDIS)  # A comes back after 30 s, its copy still in hand
+    assert counts(hg, pubsub, 0) == (0, 1, 1)
+    assert hg.order_posts() == 1
+
+
+@pytest.mark.guarantee
+@pytest.mark.parametrize("spread", ["redis"], indirect=True)
+def test_worker_host_cut_off_holding_a_task_the_other_takes_it_and_no_order_twice(hg: HostsGateway,
+                                                                                tmp_path: Path) -> None:
+    """Worker A has taken a task (nothing decided yet) when its host is cut off from
+    everything; B takes it over once it is safe (the visibility timeout) and decides it;
+    A comes back and goes on with its copy: nothing more is placed or announced.
+
+    On the Redis broker only: on RabbitMQ the task comes back to the queue when the broker
+    gives A's connection up (AMQP heartbeat: 180 s measured here, docs/deploy.md), by when
+    the ranking is past its 120 s age and B skips it; that run costs more than the
+    10-minute budget of `make test-hosts`."""
+    hg.green()
+    marker = tmp_path / "held"
+    at_worker_a_only(hg, ZERO_FAILPOINTS=f"decide_start:{marker}:pause")
+    try:
+        pubsub = hg.subscribe()
+        hg.publish(ranking(opportunity("QQQ")))
+        wait_for(marker.exists, 30, "worker A holding the task")
+        hg.topo.cut(WORKER_A)
+        cut_at = time.monotonic()
+        hg.worker(WORKER_B).start()
+        (event,) = decided(hg, pubsub, 1, 60)
+        report(f"worker host cut off holding a task, taken over, broker={hg.broker_name}", time.monotonic() - cut_at)
+        assert event["status"] == "SUBMITTED"
+        assert len(hg.orders()) == 1
+        hg.topo.mend(WORKER_A)
+    finally:
+        Path(f"{marker}.go").touch()  # A's copy goes on
+    wait_for(lambda: hg.workers_alive() == 2, 60, "worker A beating again")
+    assert counts(hg, pubsub, 0) == (0, 1, 1)
+    assert hg.order_posts() == 1
+
+
+@pytest.mark.guarantee
+def test_bridge_host_cut_off_rankings_meanwhile_decided_once(hg: HostsGateway) -> None:
+    """Bridge A's host cut off; rankings published meanwhile are decided (by bridge B), and
+    not again when A comes back (its subscription, its catch-up)."""
+    hg.green()
+    pubsub = hg.subscribe()
+    hg.topo.cut(BRIDGE_A)
+    cut_at = time.monotonic()
+    tickers = ["AAPL", "MSFT", "NVDA"]
+    for ticker in tickers:
+        hg.publish(ranking(opportunity(ticker)))
+    events = collect(pubsub, len(tickers), 60, hg)
+    report(f"bridge host cut off, decided by the other, broker={hg.broker_name}", time.monotonic() - cut_at)
+    assert sorted(e["ticker"] for e in events) == sorted(tickers)
+    time.sleep(5)
+    hg.topo.mend(BRIDGE_A)
+    wait_for(lambda: hg.health_of(BRIDGE_A)[1]["bridge"]["subscribed"], 60, "bridge A back")
+    assert counts(hg, pubsub, 0) == (0, 3, 3)
+
+
+LOST_AFTER_REDIS_CUT = pytest.mark.xfail(strict=False, reason=(
+    "open finding: on the Redis broker a decide task queued just after the Redis host came back "
+    "is sometimes in no queue, not unacked and not in the hand-over ledger, and is never decided "
+    "(docs/deploy.md); RabbitMQ passes"))
+
+
+@pytest.mark.parametrize("spread", [pytest.param("redis", marks=LOST_AFTER_REDIS_CUT),
+                                    pytest.param("rabbitmq", marks=pytest.mark.guarantee)], indirect=True)
+def test_redis_host_cut_off_from_everyone_no_order_health_down_and_recovers(hg: HostsGateway) -> None:
+    hg.green()
+    pubsub = hg.subscribe()
+    hg.publish(ranking(opportunity("IWM")))
+    collect(pubsub, 1, 30, hg)
+    pubsub.close()
+    hg.wait_quiet()
+    orders_before = len(hg.orders())
+    hg.topo.cut(REDIS)
+    cut_at = time.monotonic()
+    for host in (BRIDGE_A, BRIDGE_B):
+        wait_for(lambda h=host: hg.health_of(h)[0] == 503 and hg.health_of(h)[1]["status"] == "down", 30,
+                 f"/health down on {host.name}")
+    time.sleep(10)
+    assert len(hg.orders()) == orders_before  # nothing is ordered without Redis
+    hg.topo.mend(REDIS)
+    for host in (BRIDGE_A, BRIDGE_B):
+        wait_for(lambda h=host: hg.health_of(h)[1]["status"] != "down" and hg.health_of(h)[1]["bridge"]["subscribed"],
+                 120, f"/health back on {host.name}")
+    wait_for(lambda: hg.workers_alive() == 2, 60, "both workers beating again")
+    report(f"Redis host cut off 10 s+, all back, broker={hg.broker_name}", time.monotonic() - cut_at)
+    pubsub = hg.subscribe()
+    hg.publish(ranking(opportunity("DIA")))
+    (event,) = decided(hg, pubsub, 1, 30)
+    assert event["status"] == "SUBMITTED"
+    assert counts(hg, pubsub, 0) == (0, 2, 2)
+
+
+@pytest.mark.guarantee
+def test_broker_unreachable_from_one_worker_host_each_message_decided_once(hg: HostsGateway) -> None:
+    """Worker A cannot reach the broker host; B can. Every message is decided exactly once,
+    no order is placed twice, and every order placed is one SUBMITTED decision."""
+    hg.green()
+    hg.topo.block(WORKER_A, BROKER)
+    pubsub = hg.subscribe()
+    tickers = ["XLE", "XLF", "XLK", "XLV"]
+    for ticker in tickers:
+        hg.publish(ranking(opportunity(ticker)))
+    events = collect(pubsub, len(tickers), 120, hg)
+    n_events, n_rows, n_orders = counts(hg, pubsub, 0)
+    assert n_events == 0 and n_rows == len(tickers)
+    submitted = [e for e in events if e["status"] == "SUBMITTED"]
+    assert sorted(o["symbol"] for o in hg.orders()) == sorted(e["ticker"] for e in submitted)
+    assert n_orders == len(submitted)
+    print(f"\n[hosts] broker unreachable from worker A, broker={hg.broker_name}: "
+          f"{len(submitted)}/{len(tickers)} SUBMITTED, others {[e['status'] for e in events if e not in submitted]}")
+
+
+@pytest.mark.guarantee
+@pytest.mark.parametrize("skew_s", [30, -30])
+def test_worker_host_clock_off_by_30s_judges_time_by_the_redis_host(hg: HostsGateway, skew_s: int) -> None:
+    """Worker A's clock 30 s ahead (then behind). A ranking whose rank_time is 100 s before
+    (after) the true time is within the 120 s signal-age bound by the true clock and beyond
+    it by A's own; A judges it by the Redis host's clock (bound: half a TIME round trip plus
+    the monotonic drift over 5 s), so it is SUBMITTED. /health shows A's skew."""
+    hg.green()
+    at_worker_a_only(hg, **faketime(skew_s))
+    try:
+        def shown() -> float:
+            return hg.health_of(BRIDGE_A)[1]["clock"]["workers_skew_s"]["worker-wa@wa"]
+        wait_for(lambda: abs(shown() - skew_s) < 2, 30, "A's skew on /health")
+        pubsub = hg.subscribe()
+        rank_time = datetime.now(UTC) - timedelta(seconds=100 if skew_s > 0 else -100)
+        hg.publish(ranking(opportunity("GLD"), rank_time=rank_time))
+        (event,) = collect(pubsub, 1, 60, hg)
+        assert event["status"] == "SUBMITTED", event
+        assert counts(hg, pubsub, 0) == (0, 1, 1)
+    finally:
+        hg.restart_with(hg.worker(WORKER_A))
