@@ -239,7 +239,8 @@ class Bridge:
             self.settings.execution_api_host, self.settings.execution_api_port)
         log.info("bridge serving /health on http://%s:%d (paper only)",
                  self.settings.execution_api_host, self.settings.execution_api_port)
-        await asyncio.to_thread(redis_clock.CLOCK.start, self.settings.redis_url)
+        if self.settings.gateway_clock == "redis":
+            await asyncio.to_thread(redis_clock.CLOCK.start, self.settings.redis_url)
         await asyncio.to_thread(self.enqueuer.connect)
         await self._warm_scripts()
         async with server:

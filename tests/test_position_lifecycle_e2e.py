@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from alpaca_paper_sim import SimServer, open_market
 from tests.support.gateway import Gateway, collect, drain, isolated_gateway, market, opportunity, ranking
+from tests.support.lifecycle import steps_taken
 from tests.support.procs import CELERY, Proc, wait_for
 from tests.support.quiescence import lifecycle_due
 from tests.support.zero_models import accepted_by_zero
@@ -124,15 +125,6 @@ def settle(gw: Gateway) -> None:
     """The lifecycle finished (nothing left in the due set) and the gateway settled: what a
     test counts afterwards can no longer grow."""
     wait_for(lambda: gw.r.zcard(DUE_SET) == 0, 30, "the lifecycle finished")
-    gw.settle()
-
-
-def steps_taken(gw: Gateway, execution_id: str, count: int) -> None:
-    """Wait until the lifecycle of `execution_id` has stepped `count` more times (each step
-    moves its due time), then settle: a second deferral would have been recorded by then."""
-    for n in range(count):
-        before = gw.r.zscore(DUE_SET, execution_id)
-        wait_for(lambda b=before: gw.r.zscore(DUE_SET, execution_id) != b, 60, f"step {n + 1} of {count}")
     gw.settle()
 
 

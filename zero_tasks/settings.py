@@ -184,6 +184,13 @@ class Settings(BaseSettings):
     # their lookups) go ahead of entries and always find this much of the budget left.
     exit_broker_reserve: int = Field(default=20, ge=0, le=60, description="calls/min kept for exits")
 
+    # Whose clock judges signal age, market-state age and the session (adapters/redis_clock.py):
+    # the Redis host's (one clock for every host), or each process's own wall clock (one host, or
+    # hosts kept in sync by NTP; the tests that move every process's clock with libfaketime use it,
+    # since redis-server does not run under libfaketime).
+    gateway_clock: Literal["redis", "local"] = Field(
+        default="redis", description="redis: Redis TIME for every process; local: each process's own clock")
+
     # The position lifecycle (CONTRACT.md "Exits and outcomes", docs/how-it-works.md).
     exit_policy: Literal["zero", "horizon", "hold"] = Field(
         default="zero", description="zero: protect OCO + horizon exit; horizon: time exit only; hold: never sell")

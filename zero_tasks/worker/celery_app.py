@@ -41,7 +41,9 @@ def _warm(**_: object) -> None:
     from zero_tasks.worker import keep_warm
     from zero_tasks.worker.runtime import warm
 
-    CLOCK.start(settings_or_exit().redis_url)  # before warm: the session step judges by it
+    settings = settings_or_exit()
+    if settings.gateway_clock == "redis":
+        CLOCK.start(settings.redis_url)  # before warm: the session step judges by it
     failed = warm()
     keep_warm.start()  # BROKER_KEEP_WARM_S: the broker connections stay open through quiet minutes
     try:
