@@ -23,11 +23,10 @@ from kombu import Connection
 
 from alpaca_paper_sim import SimServer
 from tests.support.gateway import PG_URL, Gateway, collect, drain, market, opportunity, ranking, symbol
-from tests.support.procs import PrivateRedis, health, wait_for
+from tests.support.procs import RABBITMQ_URL, PrivateRedis, health, rabbitmq_available, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
-RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 FAST_REDELIVERY = {"VISIBILITY_TIMEOUT_S": "10", "TASK_TIME_LIMIT_S": "6", "BROKER_RETRY_BACKOFF_MAX_S": "1"}
 BACKENDS = ["sqlite", "postgres"]
 LONE = [f"{broker}-{backend}" for broker in ("redis", "rabbitmq") for backend in BACKENDS]
@@ -55,13 +54,6 @@ def own_gateway(log_dir: Path, sim: SimServer, database_url: str, workers: int =
         server.stop()
 
 
-def rabbitmq_available() -> bool:
-    try:
-        with Connection(RABBITMQ_URL, connect_timeout=2) as conn:
-            conn.ensure_connection(max_retries=1)
-        return True
-    except Exception:  # noqa: BLE001
-        return False
 
 
 def purge_rabbitmq() -> None:

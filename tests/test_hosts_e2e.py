@@ -14,7 +14,6 @@ Times from a cut to the decision are printed (pytest -s) and recorded in docs/de
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kombu import Connection
 
 from tests.support.gateway import collect, opportunity, quiet, ranking
 from tests.support.hosts import (
@@ -38,12 +36,11 @@ from tests.support.hosts import (
     faketime,
 )
 from tests.support.hosts_gateway import HostPostgres, HostRedis, HostsGateway, simulator
-from tests.support.procs import wait_for
+from tests.support.procs import RABBITMQ_URL, rabbitmq_available, wait_for
 from tests.support.tcp_forward import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.hosts]
 
-RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 PROXY_PORT = 35672  # on ROOT_ADDR, to RabbitMQ on 127.0.0.1:5672
 FAST_REDELIVERY = {"VISIBILITY_TIMEOUT_S": "10", "TASK_TIME_LIMIT_S": "6", "BROKER_RETRY_BACKOFF_MAX_S": "1"}
 
@@ -56,13 +53,6 @@ def via_proxy(url: str) -> str:
     return url.replace("127.0.0.1:5672", f"{ROOT_ADDR}:{PROXY_PORT}", 1)
 
 
-def rabbitmq_available() -> bool:
-    try:
-        with Connection(RABBITMQ_URL, connect_timeout=2) as conn:
-            conn.ensure_connection(max_retries=1)
-        return True
-    except Exception:  # noqa: BLE001
-        return False
 
 
 @pytest.fixture(scope="module")

@@ -202,16 +202,8 @@ def log(ops: Ops, since: datetime | None, until: datetime | None, ticker: str | 
     query = auditlog.LogQuery(since=since, until=until, ticker=ticker.upper() if ticker else None,
                               statuses=tuple(s.upper() for s in statuses), execution_id=execution_id,
                               limit=limit)
-    rows = inert_any(auditlog.fetch(ops.engine(), query))
-    if as_json:
-        for row in rows:
-            click.echo(render.dumps(row))
-        return
-    if not rows:
-        click.echo(f"no decisions match in {ops.database_label()}", err=True)
-        return
-    for line in render.table(rows, auditlog.TABLE_COLUMNS):
-        click.echo(line)
+    render.emit_rows(auditlog.fetch(ops.engine(), query), auditlog.TABLE_COLUMNS, as_json,
+                     f"no decisions match in {ops.database_label()}")
 
 
 # --- demo helpers ---------------------------------------------------------------------

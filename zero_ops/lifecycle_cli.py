@@ -88,15 +88,7 @@ def register(main: click.Group) -> None:
 def positions(ops: Ops, as_json: bool) -> None:
     """What the gateway holds: each lifecycle still open, its protect and its horizon exit."""
     rows = position_rows(lifecycle_store.active(ops.redis(decode=False)), datetime.now(UTC))
-    if as_json:
-        for row in rows:
-            click.echo(render.dumps(row))
-        return
-    if not rows:
-        click.echo(f"no open position lifecycle in {ops.redis_label()}", err=True)
-        return
-    for line in render.table(rows, POSITION_COLUMNS):
-        click.echo(line)
+    render.emit_rows(rows, POSITION_COLUMNS, as_json, f"no open position lifecycle in {ops.redis_label()}")
 
 
 @click.command()
@@ -113,13 +105,5 @@ def outcomes(ops: Ops, since: str, as_json: bool) -> None:
     query = select(execution_outcome).where(execution_outcome.c.closed_at >= start)
     with ops.engine().connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
-    summary = outcome_summary(rows)
-    if as_json:
-        for row in summary:
-            click.echo(render.dumps(row))
-        return
-    if not summary:
-        click.echo(f"no outcomes since {start.isoformat()} in {ops.database_label()}", err=True)
-        return
-    for line in render.table(summary, SUMMARY_COLUMNS):
-        click.echo(line)
+    render.emit_rows(outcome_summary(rows), SUMMARY_COLUMNS, as_json,
+                     f"no outcomes since {start.isoformat()} in {ops.database_label()}")

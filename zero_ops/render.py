@@ -59,6 +59,21 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
     return lines
 
 
+def emit_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool, empty: str) -> None:
+    """What a listing verb prints: JSON lines, or a table (`empty` on stderr when there is no
+    row). Every text cell is made inert first: rows hold text other services wrote."""
+    rows = inert_any(list(rows))
+    if as_json:
+        for row in rows:
+            click.echo(dumps(row))
+        return
+    if not rows:
+        click.echo(empty, err=True)
+        return
+    for line in table(rows, columns):
+        click.echo(line)
+
+
 def _styled_cell(column: str, text: str, width: int) -> str:
     padded = text.ljust(width)
     return click.style(padded, **STATUS_STYLE.get(text, {})) if column == "status" else padded

@@ -166,3 +166,19 @@ def bridge_proc(name: str, env: dict[str, str], log_dir: Path) -> Proc:
 def health(port: int) -> tuple[int, dict[str, Any]]:
     response = requests.get(f"http://127.0.0.1:{port}/health", timeout=10)
     return response.status_code, response.json()
+
+
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def rabbitmq_available(url: str = RABBITMQ_URL) -> bool:
+    """RabbitMQ answers at `url` (the fault and several-hosts suites skip without it, except
+    under CI=true, where .ci/run starts it and a guarantee may not skip)."""
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+        return True
+    except Exception:  # noqa: BLE001 - any failure to connect means not available
+        return False
