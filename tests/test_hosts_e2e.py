@@ -226,10 +226,13 @@ def test_bridge_host_cut_off_rankings_meanwhile_decided_once(hg: HostsGateway) -
     assert counts(hg, pubsub, 0) == (0, 3, 3)
 
 
+# How long the Redis host stays cut off after /health said down. 10 s keeps make test-hosts
+# within its 10 minutes; HOSTS_REDIS_CUT_S=20 reproduced the open finding below in 3 runs of 4.
+REDIS_CUT_S = float(os.environ.get("HOSTS_REDIS_CUT_S", "10"))
 LOST_AFTER_REDIS_CUT = pytest.mark.xfail(strict=False, reason=(
-    "open finding: on the Redis broker a decide task queued just after the Redis host came back "
-    "is sometimes in no queue, not unacked and not in the hand-over ledger, and is never decided "
-    "(docs/deploy.md); RabbitMQ passes"))
+    "open finding: on the Redis broker, after a cut longer than the clients' socket timeout, the "
+    "next decide task queued is in no queue, not unacked and not in the hand-over ledger, and is "
+    "never decided (docs/deploy.md); RabbitMQ passes"))
 
 
 @pytest.mark.parametrize("spread", [pytest.param("redis", marks=LOST_AFTER_REDIS_CUT),
@@ -247,14 +250,14 @@ def test_redis_host_cut_off_from_everyone_no_order_health_down_and_recovers(hg: 
     for host in (BRIDGE_A, BRIDGE_B):
         wait_for(lambda h=host: hg.health_of(h)[0] == 503 and hg.health_of(h)[1]["status"] == "down", 30,
                  f"/health down on {host.name}")
-    time.sleep(10)
+    time.sleep(REDIS_CUT_S)
     assert len(hg.orders()) == orders_before  # nothing is ordered without Redis
     hg.topo.mend(REDIS)
     for host in (BRIDGE_A, BRIDGE_B):
         wait_for(lambda h=host: hg.health_of(h)[1]["status"] != "down" and hg.health_of(h)[1]["bridge"]["subscribed"],
                  120, f"/health back on {host.name}")
     wait_for(lambda: hg.workers_alive() == 2, 60, "both workers beating again")
-    report(f"Redis host cut off 10 s+, all back, broker={hg.broker_name}", time.monotonic() - cut_at)
+    report(f"Redis host cut off {REDIS_CUT_S:.0f} s+, all back, broker={hg.broker_name}", time.monotonic() - cut_at)
     pubsub = hg.subscribe()
     hg.publish(ranking(opportunity("DIA")))
     (event,) = decided(hg, pubsub, 1, 30)

@@ -191,6 +191,8 @@ class HostsGateway(Gateway):
             out["unacked_index"] = self.r.zrange("unacked_index", 0, -1, withscores=True)
             out["in_flight"] = self.r.zcard(keys.IN_FLIGHT_KEY)
             out["redis_time"] = self.r.time()
+            out["blocked_pops"] = [(c.get("addr"), c.get("age"), c.get("idle")) for c in self.r.client_list()
+                                   if c.get("cmd") in ("brpop", "blpop", "brpoplpush", "blmove")]
         except Exception as exc:  # noqa: BLE001 - a diagnosis never raises
             out["redis"] = repr(exc)
         for host in self.BRIDGE_HOSTS:
