@@ -240,6 +240,11 @@ class HostsGateway(Gateway):
         return (all(v == 0 for v in self.queue_depths().values()) and self.r.xlen(AUDIT_STREAM) == 0
                 and self.r.zcard(keys.IN_FLIGHT_KEY) == 0 and self.celery_busy() == 0)
 
+    def settle(self, timeout: float = 120) -> None:
+        """What `collect` and `wait_rows` wait for: this topology's quiescence (the base
+        class's probes reach Redis and the bridges on loopback, not on the hosts' addresses)."""
+        self.wait_quiet(timeout)
+
     def wait_quiet(self, timeout: float = 120) -> None:
         """All queues empty, no task active/reserved/scheduled, the audit stream written and
         the in-flight ledger empty, twice in a row one second apart (a task between two
