@@ -14,6 +14,7 @@ Times from a cut to the decision are printed (pytest -s) and recorded in docs/de
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
