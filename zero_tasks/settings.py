@@ -166,6 +166,13 @@ class Settings(BaseSettings):
     breaker_window_s: int = Field(default=600, ge=60, le=86400, description="failures count within this window")
     breaker_cooloff_s: int = Field(default=120, ge=10, le=86400, description="open at least this long")
 
+    # The account mirror (zero_tasks/mirror): row 9 reads it only while its consumer has
+    # confirmed it in sync within MIRROR_MAX_AGE_S (the stream answered a ping); otherwise
+    # row 9 asks the broker. A consumer leads for MIRROR_LEASE_S after its last renewal.
+    mirror_max_age_s: float = Field(default=3.0, gt=0, le=30,
+                                    description="row 9 trusts a mirror confirmed so recently")
+    mirror_lease_s: float = Field(default=5.0, ge=1, le=60, description="a silent leader is replaced after this long")
+
     @field_validator("alpaca_paper")
     @classmethod
     def _paper_only(cls, value: str) -> str:

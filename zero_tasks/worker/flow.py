@@ -19,15 +19,17 @@ from typing import Any
 import redis
 
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLimitedBroker
-from zero_tasks.adapters.redis_state import read_snapshot, store_session
+from zero_tasks.adapters.mirror_store import count_row9
+from zero_tasks.adapters.redis_state import read_snapshot, read_snapshot_with_mirror, store_session
 from zero_tasks.adapters.risk import RateLimited, alert, trading_day
 from zero_tasks.core.checks.admission import Claim, check_admission
 from zero_tasks.core.checks.breaker import breaker_probe_due
-from zero_tasks.core.checks.exposure import check_exposure
+from zero_tasks.core.checks.exposure import Exposure, check_exposure
 from zero_tasks.core.contract import client_order_id
 from zero_tasks.core.decision import Code, deny
 from zero_tasks.core.intake import Invalid, Signal, parse_payload
 from zero_tasks.core.message import Message
+from zero_tasks.core.mirror import row9_exposure
 from zero_tasks.core.prejudge import build_record, invalid_record, refusal_before_claim
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.retry import broker_retries_left, broker_retry_countdown, may_wait_for_budget
@@ -279,7 +281,21 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn: Callable[[], datetime] = utc
         if existing:
             return _submitted(rt, msg, subject, existing, now_fn(), "found by client_order_id on retry")
 
-    held = check_exposure(broker.exposure(ticker))  # row 9: one position per ticker
+    raw_snap, exposure, row9_source = row9_facts(rt, broker, ticker, now_fn)
+    try:
+        return _veto_and_submit(rt, ticket, broker, raw_snap, exposure, now_fn)
+    finally:
+        _count_row9(rt, row9_source)  # after the order went out: never on its path
+
+
+def _veto_and_submit(rt: Runtime, ticket: OrderTicket, broker: RateLimitedBroker, raw_snap: Snapshot,
+                     exposure: Exposure, now_fn: Callable[[], datetime]) -> DecisionRecord:
+    """Rows 9-12 once row 9's facts and the snapshot are read: exposure, the veto, submit."""
+    msg, subject = ticket.msg, ticket.signal
+    ticker, exec_id = ticket.ticker, ticket.execution_id
+    cid = client_order_id(exec_id)
+    checked_at = now_fn()
+    held = check_exposure(exposure)  # row 9: one position per ticker
     if held:
         # A copy of this very task (a redelivery running beside it) may have placed the
         # order since the lookup: that exposure is this decision's own order, not a reason
@@ -289,8 +305,7 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn: Callable[[], datetime] = utc
             return _submitted(rt, msg, subject, own, now_fn(), "placed by a copy of this task")
         _release(rt, exec_id, ticker, msg, claim=False)
         return build_record(msg, subject, held, None, now_fn())
-    checked_at = now_fn()
-    snap = with_session(rt, read_snapshot(rt.redis, ticker), checked_at)  # after the broker answered: what holds now
+    snap = with_session(rt, raw_snap, checked_at)
     denial = recheck_before_submit(subject, snap, checked_at, rt.limits)
     if denial:
         _release(rt, exec_id, ticker, msg, claim=True)
@@ -311,6 +326,30 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn: Callable[[], datetime] = utc
         return build_record(msg, subject, deny(Code.BROKER_REJECTED, f"{exc.status} {exc.detail}"),
                             snap.market_state, now_fn())
     return _submitted(rt, msg, subject, order, now_fn(), None, snap.market_state)
+
+
+def row9_facts(rt: Runtime, broker: RateLimitedBroker, ticker: str,
+               now_fn: Callable[[], datetime]) -> tuple[Snapshot, Exposure, str]:
+    """The veto's snapshot and row 9's facts, and where row 9 took them (`mirror`, `rest`).
+
+    One Redis round trip reads the snapshot with the account mirror: in sync and fresh
+    (core/mirror.row9_exposure), the mirror answers and the order can go right after the
+    veto. Otherwise the broker is asked (two reads in parallel, one round trip) and the
+    snapshot read again once it has answered: what holds at the submit, as before."""
+    snap, sync, book = read_snapshot_with_mirror(rt.redis, ticker)
+    mirrored = row9_exposure(ticker, sync, book, now_fn(), rt.settings.mirror_max_age_s)
+    if isinstance(mirrored, Exposure):
+        return snap, mirrored, "mirror"
+    log.debug("row 9 for %s from the broker: %s", ticker, mirrored)
+    exposure = broker.exposure(ticker)
+    return read_snapshot(rt.redis, ticker), exposure, "rest"
+
+
+def _count_row9(rt: Runtime, source: str) -> None:
+    try:
+        count_row9(rt.redis, source)
+    except redis.RedisError:
+        log.debug("row 9 answer not counted (redis down)")
 
 
 def _submitted(rt: Runtime, msg: Message, subject: Signal, order: PlacedOrder, now: datetime,

@@ -1,0 +1,227 @@
+"""The account mirror, pure: the account as the broker's trade_updates stream tells it,
+and row 9's answer from it.
+
+The consumer (zero_tasks/mirror) keeps a `Book` per ticker (the position and the open
+orders) and an `OrderState` per client_order_id, built from a REST snapshot at every
+(re)connect and moved on by each trade update (`apply`). The worker reads a ticker's
+book and the sync record in the same Redis round trip as its veto snapshot and asks
+`row9_exposure`: an `Exposure` when the mirror may answer, else the reason it may not
+(then row 9 asks the broker, as it always did). No clock is read here: `now` comes in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from zero_tasks.core.checks.exposure import Exposure
+from zero_tasks.core.snapshot import json_object, operator_time
+
+IN_SYNC, OUT_OF_SYNC = "in_sync", "out_of_sync"
+# An order in one of these states is off the book: it can no longer fill.
+CLOSED_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced", "done_for_day", "stopped",
+                             "suspended"})
+GATEWAY_PREFIXES = ("zx-", "zp-", "zs-")  # entry, protect, horizon sell (the lifecycle's orders)
+ENTRY_PREFIX = "zx-"
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """One order as the mirror knows it (also an open order in its ticker's book)."""
+
+    order_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: str
+    status: str
+    order_class: str = "simple"
+    filled_qty: str = "0"
+    filled_avg_price: str | None = None
+    updated_at: str | None = None  # the broker's time of this state (ISO): an older one never overwrites
+    filled_at: str | None = None
+    legs: tuple[str, ...] = ()  # the legs' order ids (bracket, OCO)
+
+    @property
+    def open(self) -> bool:
+        return self.status not in CLOSED_STATUSES
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Position:
+    qty: str
+    qty_available: str
+    avg_entry_price: str | None
+
+
+@dataclass(frozen=True)
+class Book:
+    """What one ticker holds at the broker: its position (None: flat) and its open orders."""
+
+    ticker: str
+    position: Position | None = None
+    orders: dict[str, OrderState] = field(default_factory=dict)  # order_id -> state
+
+    def to_json(self) -> str:
+        return json.dumps({"ticker": self.ticker, "position": asdict(self.position) if self.position else None,
+                           "orders": {k: asdict(v) for k, v in self.orders.items()}}, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Update:
+    """One trade update, as the stream carries it (alpaca-py's TradeUpdate, flattened)."""
+
+    event: str
+    order: OrderState
+    timestamp: str
+    position_qty: str | None = None
+    price: str | None = None
+    qty: str | None = None
+
+
+def _later_or_equal(new: str | None, old: str | None) -> bool:
+    """Whether a state stamped `new` may replace one stamped `old` (unknown times: yes)."""
+    if not new or not old:
+        return True
+    a, b = operator_time(new), operator_time(old)
+    if isinstance(a, str) or isinstance(b, str):
+        return True
+    return a >= b
+
+
+def _num(value: str | None) -> float:
+    try:
+        return float(value) if value is not None else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.9g}"
+
+
+def _reserved_by_sells(orders: dict[str, OrderState]) -> float:
+    """Shares an open sell order holds back from the position (not available to sell)."""
+    return sum(_num(o.qty) - _num(o.filled_qty) for o in orders.values() if o.side == "sell")
+
+
+def _position_after(book: Book, update: Update, orders: dict[str, OrderState]) -> Position | None:
+    """The position once a fill is in: `position_qty` is the broker's own count after it."""
+    if update.position_qty is None:
+        if book.position is None:
+            return None
+        available = max(0.0, _num(book.position.qty) - _reserved_by_sells(orders))
+        return replace(book.position, qty_available=_fmt(available))
+    qty = _num(update.position_qty)
+    if qty == 0:
+        return None
+    old_qty = _num(book.position.qty) if book.position else 0.0
+    avg = book.position.avg_entry_price if book.position else None
+    if update.event in ("fill", "partial_fill") and update.order.side == "buy" and update.price and update.qty:
+        bought = _num(update.qty)
+        avg = _fmt((old_qty * _num(avg) + bought * _num(update.price)) / (old_qty + bought)) if old_qty > 0 else \
+            update.price
+    return Position(_fmt(qty), _fmt(max(0.0, qty - _reserved_by_sells(orders))), avg)
+
+
+def apply(book: Book, update: Update) -> Book:
+    """The ticker's book after one trade update. An update older than the order's state
+    already known (a replay after the snapshot) changes nothing."""
+    known = book.orders.get(update.order.order_id)
+    if known is not None and not _later_or_equal(update.order.updated_at, known.updated_at):
+        return book
+    orders = dict(book.orders)
+    if update.order.open:
+        orders[update.order.order_id] = update.order
+    else:
+        orders.pop(update.order.order_id, None)
+    return Book(book.ticker, _position_after(book, update, orders), orders)
+
+
+def book_of(ticker: str, position: Position | None, open_orders: list[OrderState]) -> Book:
+    """A ticker's book from the REST snapshot (GET positions, GET open orders)."""
+    orders = {o.order_id: o for o in open_orders if o.symbol == ticker and o.open}
+    if position is not None and _num(position.qty) == 0:
+        position = None
+    return Book(ticker, position, orders)
+
+
+def book_from_json(raw: str | None, ticker: str) -> Book | str:
+    """A stored book, or why it cannot be read (an absent key is a flat ticker)."""
+    if raw is None:
+        return Book(ticker)
+    value = json_object(raw)
+    if value is None or value.get("ticker") != ticker:
+        return "mirror book unreadable"
+    try:
+        pos = value.get("position")
+        position = Position(str(pos["qty"]), str(pos["qty_available"]), pos.get("avg_entry_price")) if pos else None
+        orders = {k: _order_from(v) for k, v in (value.get("orders") or {}).items()}
+    except (KeyError, TypeError, AttributeError):
+        return "mirror book unreadable"
+    return Book(ticker, position, orders)
+
+
+def _order_from(value: dict[str, Any]) -> OrderState:
+    legs = tuple(value.get("legs") or ())
+    return OrderState(**{**value, "legs": legs})
+
+
+@dataclass(frozen=True)
+class SyncRecord:
+    """The consumer's word on the mirror: in sync since `epoch` began, confirmed at
+    `confirmed_at` (the leader confirms while its stream answers pings)."""
+
+    state: str
+    epoch: int
+    leader: str
+    token: int
+    confirmed_at: str
+    last_event_at: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+def sync_from_json(raw: str | None) -> SyncRecord | str:
+    if raw is None:
+        return "mirror has no sync record (no consumer in sync)"
+    value = json_object(raw)
+    try:
+        return SyncRecord(**value) if value is not None else "mirror sync record unreadable"
+    except TypeError:
+        return "mirror sync record unreadable"
+
+
+def row9_exposure(ticker: str, sync_raw: str | None, book_raw: str | None, now: datetime,
+                  max_age_s: float) -> Exposure | str:
+    """Row 9's facts from the mirror, or why the mirror may not answer (REST then).
+
+    The mirror answers only when its sync record says in sync and was confirmed within
+    `max_age_s` of `now` (the record also expires in Redis after that long)."""
+    sync = sync_from_json(sync_raw)
+    if isinstance(sync, str):
+        return sync
+    if sync.state != IN_SYNC:
+        return f"mirror {sync.state}"
+    confirmed = operator_time(sync.confirmed_at)
+    if isinstance(confirmed, str):
+        return f"mirror confirmation {confirmed}"
+    age = (now - confirmed).total_seconds()
+    if not -max_age_s <= age <= max_age_s:
+        return f"mirror stale (confirmed {age:.1f}s ago, bound {max_age_s:g}s)"
+    book = book_from_json(book_raw, ticker)
+    if isinstance(book, str):
+        return book
+    if book.position is not None:
+        return Exposure(ticker, position_qty=book.position.qty)
+    return Exposure(ticker, open_orders=len(book.orders))
+
+
+def is_gateway_order(client_order_id: str | None) -> bool:
+    return bool(client_order_id) and str(client_order_id).startswith(GATEWAY_PREFIXES)
