@@ -239,8 +239,8 @@ def row9_runtime(r: redis.Redis, sim: SimServer, private_redis: PrivateRedis,
 
 
 def broker_reads(sim: SimServer) -> int:
-    return sum(n for k, n in sim.state.stats()["requests"].items() if k.startswith("GET /v2/positions") or
-               k.startswith("GET /v2/orders"))
+    reads = ("GET /v2/positions", "GET /v2/orders")
+    return sum(n for k, n in sim.state.stats()["requests"].items() if k.startswith(reads))
 
 
 def in_sync_now(r: redis.Redis, book: Book | None = None) -> None:
