@@ -62,6 +62,7 @@ class Bridge:
             broker_url=settings.broker_url,
             stats=self.stats,
             market_state_max_age_s=settings.market_state_max_age_s,
+            mirror_max_age_s=settings.mirror_max_age_s,
         )
 
     def stats(self) -> dict[str, object]:

@@ -225,3 +225,38 @@ def row9_exposure(ticker: str, sync_raw: str | None, book_raw: str | None, now: 
 
 def is_gateway_order(client_order_id: str | None) -> bool:
     return bool(client_order_id) and str(client_order_id).startswith(GATEWAY_PREFIXES)
+
+
+def _count(stats: dict[str, str], name: str) -> int:
+    try:
+        return int(stats.get(name, 0))
+    except ValueError:
+        return 0
+
+
+def status_view(lease: dict[str, str], sync_raw: str | None, stats: dict[str, str], now: datetime,
+                max_age_s: float) -> dict[str, Any]:
+    """The mirror as /health, /metrics and `zero-ops status` show it: who leads, whether
+    row 9 may answer from it now, how old its last event is, its counters. The strings in
+    it come from Redis (anyone may write there): the caller escapes them for its output."""
+    sync = sync_from_json(sync_raw)
+    record = sync if isinstance(sync, SyncRecord) else None
+    answer = row9_exposure("-", sync_raw, None, now, max_age_s)
+    confirmed = operator_time(record.confirmed_at) if record else None
+    last_event = operator_time(record.last_event_at) if record and record.last_event_at else None
+    return {
+        "leader": lease.get("holder"),
+        "token": lease.get("token"),
+        "in_sync": isinstance(answer, Exposure),
+        "state": record.state if record else None,
+        "why_not": None if isinstance(answer, Exposure) else answer,
+        "epoch": record.epoch if record else None,
+        "confirmed_age_s": round((now - confirmed).total_seconds(), 1) if isinstance(confirmed, datetime) else None,
+        "last_event_age_s": round((now - last_event).total_seconds(), 1) if isinstance(last_event, datetime)
+        else None,
+        "resyncs": _count(stats, "resyncs"),
+        "events": _count(stats, "events"),
+        "refused_writes": _count(stats, "refused"),
+        "row9_from_mirror": _count(stats, "row9_mirror"),
+        "row9_from_rest": _count(stats, "row9_rest"),
+    }
