@@ -15,6 +15,7 @@ each decision once; `zero_bridge_gateway_exporter` says which bridge exports.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Iterator
@@ -130,16 +131,16 @@ class Snapshot(Collector):
                                 value=1.0 if mirror.get("leader") else 0.0)
         yield GaugeMetricFamily("zero_mirror_in_sync", "1 while row 9 may answer from the mirror",
                                 value=1.0 if mirror.get("in_sync") else 0.0)
-        if mirror.get("last_event_age_s") is not None:
-            age = float(mirror["last_event_age_s"])
-            yield GaugeMetricFamily("zero_mirror_last_event_age_seconds",
-                                    "Seconds since the mirror's last trade update", value=age)
+        last = mirror.get("last_event_age_s")
+        yield GaugeMetricFamily("zero_mirror_last_event_age_seconds",
+                                "Seconds since the mirror's last trade update (NaN: none yet)",
+                                value=float(last) if last is not None else math.nan)
         yield CounterMetricFamily("zero_mirror_resyncs", "REST snapshots taken at a (re)connect",
                                   value=float(mirror.get("resyncs", 0)))
         yield CounterMetricFamily("zero_mirror_events", "Trade updates applied", value=float(mirror.get("events", 0)))
         yield CounterMetricFamily("zero_mirror_refused_writes", "Writes of a deposed leader refused by the fence",
                                   value=float(mirror.get("refused_writes", 0)))
-        answers = CounterMetricFamily("zero_row9_answers", "Row 9 answered from the mirror or by REST reads",
+        answers = CounterMetricFamily("zero_exposure_answers", "Row 9 (exposure) from the mirror or by REST",
                                       labels=["source"])
         answers.add_metric(["mirror"], float(mirror.get("row9_from_mirror", 0)))
         answers.add_metric(["rest"], float(mirror.get("row9_from_rest", 0)))
