@@ -15,15 +15,18 @@ from alpaca.trading.requests import GetOrdersRequest
 
 from zero_tasks.core.mirror import OrderState, Update
 from zero_tasks.core.mirror import Position as MirrorPosition
-from zero_tasks.settings import ALPACA_PAPER_HOST, check_base_url
+from zero_tasks.settings import ALPACA_PAPER_HOST, check_base_url, check_stream_url
 
 PAPER_STREAM_URL = f"wss://{ALPACA_PAPER_HOST}/stream"
 
 
-def stream_url(base_url: str | None) -> str:
-    """The trade_updates stream of the configured paper host: Alpaca's paper stream, or the
-    loopback simulator's `/stream`. The base URL passes the same paper-only check as the
-    REST client's (settings.check_base_url); nothing else is ever connected to."""
+def stream_url(base_url: str | None, configured: str | None = None) -> str:
+    """The trade_updates stream: ALPACA_STREAM_URL when set (checked paper-only again
+    here), else the configured paper host's: Alpaca's paper stream, or the loopback
+    simulator's `/stream`. The base URL passes the same paper-only check as the REST
+    client's (settings.check_base_url); nothing else is ever connected to."""
+    if configured:
+        return check_stream_url(configured)
     if not base_url:
         return PAPER_STREAM_URL
     parts = urlsplit(check_base_url(base_url))

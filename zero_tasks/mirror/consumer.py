@@ -274,7 +274,7 @@ class MirrorConsumer:
     def _new_stream(self) -> ListeningStream:
         s = self.settings
         stream = ListeningStream(s.alpaca_api_key.get_secret_value(), s.alpaca_secret_key.get_secret_value(),
-                                 stream_url(s.alpaca_base_url), self.on_listening, self.on_drop)
+                                 stream_url(s.alpaca_base_url, s.alpaca_stream_url), self.on_listening, self.on_drop)
         stream.subscribe_trade_updates(self.on_update)
         return stream
 
