@@ -68,6 +68,14 @@ def row9(gw: Gateway) -> tuple[int, int]:
     return int(stats.get(b"row9_mirror", 0)), int(stats.get(b"row9_rest", 0))
 
 
+def follow_ups_waiting(gw: Gateway) -> int:
+    """zero.follow_order tasks (and hops) in the Celery broker: queued, or held by a worker for their ETA."""
+    bodies = [*gw.r.lrange("zero_audit", 0, -1), *gw.r.lrange("zero_execution", 0, -1), *gw.r.hvals("unacked")]
+    names = [((json.loads(b)[0] if b.startswith(b"[") else json.loads(b)).get("headers") or {}).get("task")
+             for b in bodies]
+    return sum(1 for n in names if n in ("zero.follow_order", "zero.hop"))
+
+
 def manual_order(gw: Gateway, symbol: str) -> dict[str, Any]:
     """An order placed by hand at the broker (the dashboard), with the account's own keys."""
     headers = {"APCA-API-KEY-ID": gw.env["ALPACA_API_KEY"], "APCA-API-SECRET-KEY": gw.env["ALPACA_SECRET_KEY"]}
@@ -88,6 +96,16 @@ def test_an_order_goes_out_on_the_mirrors_row_9_and_its_fill_reaches_the_row(gw:
     wait_for(lambda: gw.wait_rows(1)[0]["order_status"] == "filled", SYNC_S, "order_status from the stream")
     book = json.loads(gw.r.get(keys.mirror_book_key("SPY")))
     assert book["position"]["qty"] == "1" and book["orders"] == {}
+
+
+def test_with_the_mirror_in_sync_no_follow_up_chain_looks_the_order_up(gw: Gateway) -> None:
+    gw.green()
+    (event,) = gw.decide(ranking(opportunity("TLT")))
+    assert event["status"] == "SUBMITTED", event
+    gw.sim("POST", f"/_sim/orders/{event['alpaca_order_id']}/fill", {})
+    wait_for(lambda: gw.wait_rows(1)[0]["order_status"] == "filled", SYNC_S, "order_status from the stream")
+    assert follow_ups_waiting(gw) == 0
+    assert gw.sim("GET", "/_sim/stats")["requests"].get("GET /v2/orders:by_client_order_id", 0) == 0
 
 
 def test_an_order_placed_by_hand_shows_in_the_mirror_and_stops_row_9(gw: Gateway) -> None:

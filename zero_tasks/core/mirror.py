@@ -223,6 +223,12 @@ def row9_exposure(ticker: str, sync_raw: str | None, book_raw: str | None, now: 
     return Exposure(ticker, open_orders=len(book.orders))
 
 
+def answers(sync_raw: str | None, now: datetime, max_age_s: float) -> bool:
+    """Whether the mirror is in sync and fresh now: it answers row 9, and its consumer
+    writes what becomes of an order (no follow-up chain is needed)."""
+    return isinstance(row9_exposure("-", sync_raw, None, now, max_age_s), Exposure)
+
+
 def is_gateway_order(client_order_id: str | None) -> bool:
     return bool(client_order_id) and str(client_order_id).startswith(GATEWAY_PREFIXES)
 
