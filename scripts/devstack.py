@@ -2,7 +2,8 @@
 
 Starts (as child processes) the Alpaca paper simulator when no Alpaca keys are set, a
 private redis-server when none answers at REDIS_HOST:REDIS_PORT, one Celery worker, the
-bridge and Flower (basic auth, loopback). Prints where everything is; Ctrl-C stops all.
+bridge, the account-mirror consumer and Flower (basic auth, loopback). Prints where everything
+is; Ctrl-C stops all.
 """
 
 from __future__ import annotations
@@ -144,6 +145,9 @@ def main() -> None:
                          "-s", str(VAR / "celerybeat-schedule"), "-c", "2", "-n", "worker@%h",
                          "-Q", "zero_execution,zero_audit", "-l", "INFO"], env, children)
         start("bridge", [sys.executable, "-m", "bridge"], env, children)
+        # The account mirror (row 9 without a broker round trip, order states from the stream);
+        # while it is not in sync (no stream yet, say) row 9 asks the broker as before.
+        start("mirror", [sys.executable, "-m", "zero_tasks.mirror"], env, children)
         # Through the guard: no Flower without a usable password, and watching only (see its docstring).
         start("flower", [sys.executable, "-m", "zero_ops.flower_guard"],
               {**env, "FLOWER_BASIC_AUTH": flower_auth, "FLOWER_PORT": flower_port, "FLOWER_ADDRESS": "127.0.0.1"},
