@@ -21,7 +21,7 @@ from alpaca_paper_sim import DEFAULT_KEY_ID, DEFAULT_SECRET_KEY, SimServer, open
 from tests.support.monitor import commands_during
 from tests.support.procs import PrivateRedis
 from tests.support.redis_dbs import flushed, redis_db
-from zero_tasks.adapters import mirror_store
+from zero_tasks.adapters import mirror_store, outbox
 from zero_tasks.adapters.alpaca_adapter import AlpacaBroker, RateLimitedBroker, make_trading_client
 from zero_tasks.adapters.audit import ensure_schema, execution_log, insert_rows, make_engine
 from zero_tasks.adapters.mirror_store import MirrorStore, Writes
@@ -286,3 +286,28 @@ def test_the_sync_record_expires_unconfirmed_and_row_9_then_asks_the_broker(
         time.sleep(0.05)
     _, _, source = row9_facts(rt, broker, "SPY", lambda: datetime.now(UTC))
     assert source == "rest"
+
+
+def test_a_first_read_with_the_mirror_in_sync_answers_row_9_with_no_other_redis_or_broker_call(
+        r: redis.Redis, private_redis: PrivateRedis, broker_sim: SimServer, tmp_path: Path) -> None:
+    """The message's first round trip read the snapshot with the mirror: the order goes right
+    after the veto and the admission."""
+    rt, broker = row9_runtime(r, broker_sim, private_redis, tmp_path)
+    in_sync_now(r, Book("SPY", Position("1", "1", "100")))
+    _, first = outbox.find_with_snapshot(r, "m:1", "SPY")
+    assert first.mirror_read
+    before = broker_reads(broker_sim)
+    found: list[Any] = []
+    sent = commands_during(private_redis, DB, lambda: found.extend(
+        row9_facts(rt, broker, "SPY", lambda: datetime.now(UTC), first)))
+    assert found[1:] == [Exposure("SPY", position_qty="1"), "mirror"]
+    assert sent == [] and broker_reads(broker_sim) == before
+
+
+def test_a_first_read_with_the_mirror_out_of_sync_reads_again_then_asks_the_broker(
+        r: redis.Redis, private_redis: PrivateRedis, broker_sim: SimServer, tmp_path: Path) -> None:
+    rt, broker = row9_runtime(r, broker_sim, private_redis, tmp_path)
+    broker_sim.state.set_position("SPY", "1", "100")
+    _, first = outbox.find_with_snapshot(r, "m:1", "SPY")  # no sync record: the mirror cannot answer
+    _, exposure, source = row9_facts(rt, broker, "SPY", lambda: datetime.now(UTC), first)
+    assert (exposure, source) == (Exposure("SPY", position_qty="1"), "rest")

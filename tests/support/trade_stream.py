@@ -1,11 +1,12 @@
 """A trade_updates websocket over the in-process simulator's state, as Alpaca speaks it.
 
-Stands in for the simulator's own stream (issue 26) in the account mirror's tests: alpaca-py's
-TradingStream connects to it unchanged (authenticate, listen, then `trade_updates`
-messages whose `data` is a TradeUpdate). It watches the simulator's book every 20 ms and
-sends one event per order whose state changed (the event named by the new status), with
-the position's quantity after a fill. `drop_all` closes every connection (a network cut);
-`hold` refuses new ones until `release` (the consumer stays disconnected meanwhile).
+Stands in for the simulator's own stream (issue 26) in the account mirror's tests and the
+bench: alpaca-py's TradingStream connects to it unchanged (authenticate, listen, then
+`trade_updates` messages whose `data` is a TradeUpdate). It looks at the simulator's book
+(every 20 ms after a request reached the simulator, else every second) and sends one event
+per order whose state changed (the event named by the new status), with the position's
+quantity after a fill. `drop_all` closes every connection (a network cut); `hold` refuses
+new ones until `release` (the consumer stays disconnected meanwhile).
 """
 
 from __future__ import annotations
@@ -119,9 +120,21 @@ class TradeStream:
     def _mark(order: dict[str, Any]) -> tuple[str, str, str]:
         return order["status"], order["filled_qty"], order["updated_at"] or ""
 
+    def _requests(self) -> int:
+        return sum(self.state.stats()["requests"].values())
+
     async def _watch(self) -> None:
+        """Every POLL_S, the book again, when a request reached the simulator since the last
+        look (a fill, a cancel or an order comes with one) or a second has passed: cheap
+        enough to run beside a benchmark."""
+        seen_requests, last_scan = -1, 0.0
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(POLL_S)
+            requests_now = self._requests()
+            if requests_now == seen_requests and loop.time() - last_scan < 1.0:
+                continue
+            seen_requests, last_scan = requests_now, loop.time()
             changed = []
             for order in self.state.all_orders():
                 mark = self._mark(order)

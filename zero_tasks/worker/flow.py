@@ -69,6 +69,9 @@ class OrderTicket:
     # Broker calls already taken from this minute's budget, by the admission (first round
     # only: a later round's slots were spent by the round before it).
     prepaid: int = 0
+    # The first round's snapshot, read with the account mirror before the veto and the
+    # admission: row 9 answered from it sends the order right after them (first round only).
+    first_read: Snapshot | None = None
 
     @property
     def message_id(self) -> str:
@@ -83,10 +86,10 @@ class OrderTicket:
         return self.signal.top.ticker
 
     def next_attempt(self) -> OrderTicket:
-        return replace(self, broker_attempt=self.broker_attempt + 1, in_decide=False, prepaid=0)
+        return replace(self, broker_attempt=self.broker_attempt + 1, in_decide=False, prepaid=0, first_read=None)
 
     def after_wait(self, seconds: float) -> OrderTicket:
-        return replace(self, waited_s=self.waited_s + seconds, in_decide=False, prepaid=0)
+        return replace(self, waited_s=self.waited_s + seconds, in_decide=False, prepaid=0, first_read=None)
 
     def may_have_reached_the_broker(self, attempts: Callable[[], int]) -> bool:
         """Whether an earlier round may have placed the order: then look it up, never resend.
@@ -212,6 +215,7 @@ def evaluate(rt: Runtime, msg: Message, subject: Signal | Invalid, snap: Snapsho
         return invalid_record(msg, subject, now)
     ticker, exec_id = subject.top.ticker, subject.execution_id
     snap = probe_breaker_if_due(rt, snap or read_snapshot(rt.redis, ticker), ticker, now)
+    asks_broker = snap.session is None and not snap.error  # then time passes: row 9 reads again
     snap = with_session(rt, snap, now)
     refusal = refusal_before_claim(msg, subject, snap, now, rt.limits)
     if refusal:
@@ -226,7 +230,8 @@ def evaluate(rt: Runtime, msg: Message, subject: Signal | Invalid, snap: Snapsho
     refused = check_admission(admission, exec_id, ticker, rt.daily_cap.cap, trading_day(msg.received_at))
     if refused:
         return build_record(msg, subject, refused, snap.market_state, now)
-    return OrderTicket(msg, subject, admission.claim is Claim.REENTERED, in_decide=True, prepaid=admission.prepaid)
+    return OrderTicket(msg, subject, admission.claim is Claim.REENTERED, in_decide=True, prepaid=admission.prepaid,
+                       first_read=None if asks_broker else snap)
 
 
 def with_session(rt: Runtime, snap: Snapshot, now: datetime) -> Snapshot:
@@ -281,7 +286,7 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn: Callable[[], datetime] = utc
         if existing:
             return _submitted(rt, msg, subject, existing, now_fn(), "found by client_order_id on retry")
 
-    raw_snap, exposure, row9_source = row9_facts(rt, broker, ticker, now_fn)
+    raw_snap, exposure, row9_source = row9_facts(rt, broker, ticker, now_fn, ticket.first_read)
     try:
         return _veto_and_submit(rt, ticket, broker, raw_snap, exposure, now_fn)
     finally:
@@ -328,14 +333,22 @@ def _veto_and_submit(rt: Runtime, ticket: OrderTicket, broker: RateLimitedBroker
     return _submitted(rt, msg, subject, order, now_fn(), None, snap.market_state)
 
 
-def row9_facts(rt: Runtime, broker: RateLimitedBroker, ticker: str,
-               now_fn: Callable[[], datetime]) -> tuple[Snapshot, Exposure, str]:
+def row9_facts(rt: Runtime, broker: RateLimitedBroker, ticker: str, now_fn: Callable[[], datetime],
+               first_read: Snapshot | None = None) -> tuple[Snapshot, Exposure, str]:
     """The veto's snapshot and row 9's facts, and where row 9 took them (`mirror`, `rest`).
 
-    One Redis round trip reads the snapshot with the account mirror: in sync and fresh
-    (core/mirror.row9_exposure), the mirror answers and the order can go right after the
-    veto. Otherwise the broker is asked (two reads in parallel, one round trip) and the
+    The first round has the snapshot its veto and admission judged, read with the account
+    mirror in the message's first round trip (`first_read`): in sync and fresh
+    (core/mirror.row9_exposure), the mirror answers from it and the order goes right after
+    the admission, without another read. Otherwise one Redis round trip reads the snapshot
+    with the mirror again (a later round, or a first read without it). When the mirror
+    cannot answer, the broker is asked (two reads in parallel, one round trip) and the
     snapshot read again once it has answered: what holds at the submit, as before."""
+    if first_read is not None and first_read.mirror_read and not first_read.error:
+        answer = row9_exposure(ticker, first_read.mirror_sync, first_read.mirror_book, now_fn(),
+                               rt.settings.mirror_max_age_s)
+        if isinstance(answer, Exposure):
+            return first_read, answer, "mirror"
     snap, sync, book = read_snapshot_with_mirror(rt.redis, ticker)
     mirrored = row9_exposure(ticker, sync, book, now_fn(), rt.settings.mirror_max_age_s)
     if isinstance(mirrored, Exposure):
