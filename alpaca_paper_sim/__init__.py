@@ -20,9 +20,11 @@ from .tls import TestTLS, make_test_tls
 
 
 def open_market(**overrides: object) -> BrokerState:
-    """A market that never closes and fills market orders at once: for tests about the gateway,
-    not about the hours (those build their own ``BrokerState``)."""
-    settings: dict = {"fill_delay_s": 0, "session": TradingSession.around_the_clock(), "rate_limit": 1_000_000}
+    """A market that never closes and fills market orders at once, and lists any plain made-up
+    equity symbol (``synthetic_assets``): for tests about the gateway, not about the hours or
+    the assets (those build their own ``BrokerState``)."""
+    settings: dict = {"fill_delay_s": 0, "session": TradingSession.around_the_clock(), "rate_limit": 1_000_000,
+                      "synthetic_assets": True}
     settings.update(overrides)
     return BrokerState(**settings)
 

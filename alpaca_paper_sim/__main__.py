@@ -13,8 +13,9 @@ ALPACA_CA_FILE points (required with ``--tls``: nothing else can trust it);
 ``--idle-timeout 5`` closes a keep-alive connection that sends no request for 5 seconds,
 as servers across the internet do (default: never).
 
-Prints exactly one line with the URL (port 0 picks a free port, so callers read
-the real one from that line) and serves until SIGINT/SIGTERM, then exits 0 so
+Prints one line with the URL (port 0 picks a free port, so callers read the real one
+from that line), then one with the trade_updates websocket's URL (``--stream-port``, a free
+port by default), and serves until SIGINT/SIGTERM, then exits 0 so
 process supervisors and test harnesses see a clean shutdown.
 """
 
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--secret-key", default=os.environ.get("ALPACA_SIM_SECRET_KEY", DEFAULT_SECRET_KEY))
     parser.add_argument("--tls", action="store_true", help="serve HTTPS (TLS 1.3) with a fresh test CA")
     parser.add_argument("--ca-out", default=None, help="with --tls: write the test CA's certificate here")
+    parser.add_argument("--stream-port", type=int, default=0,
+                        help="port of the trade_updates websocket (default: a free one, printed at start)")
+    parser.add_argument("--synthetic-assets", action="store_true",
+                        help="answer any plain made-up equity symbol as a listed asset (tests, demos)")
     parser.add_argument("--idle-timeout", type=float, default=None,
                         help="close a keep-alive connection idle this many seconds (default: never)")
     args = parser.parse_args(argv)
@@ -62,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     if tls is not None:
         tls.write_ca(args.ca_out)
     session = TradingSession.around_the_clock() if args.always_open else TradingSession.new_york(args.holiday)
-    state = BrokerState(fill_delay_s=args.fill_delay, session=session, rate_limit=args.rate_limit)
+    state = BrokerState(fill_delay_s=args.fill_delay, session=session, rate_limit=args.rate_limit,
+                        synthetic_assets=args.synthetic_assets)
 
     stop = threading.Event()
 
@@ -74,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
 
     server = SimServer(args.host, args.port, verbose=args.verbose, state=state,
                        key_id=args.key_id, secret_key=args.secret_key, tls=tls,
-                       idle_timeout_s=args.idle_timeout).start()
+                       idle_timeout_s=args.idle_timeout, stream_port=args.stream_port).start()
     print(f"alpaca_paper_sim listening on {server.url}", flush=True)
+    print(f"alpaca_paper_sim trade_updates stream on {server.stream_url}", flush=True)
     try:
         while not stop.wait(0.2):
             pass

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -35,12 +36,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from . import marketdata
 from .ratelimit import Quota
 from .state import PRE_FAULTS, BrokerState, FaultRule, SimError, invalid
+from .stream import STREAM_PATH, TradeStream
 from .tls import TestTLS
 
 ADMIN_PREFIX = "/_sim"
 ADMIN_CONNECTIONS = ADMIN_PREFIX + "/connections"  # the server's connection counters (GET)
+ADMIN_STREAM_DROP = ADMIN_PREFIX + "/stream/drop"  # close every trade_updates connection (POST)
 PEER_RESETS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)  # the client closed the connection
 HANDSHAKE_TIMEOUT_S = 10.0  # a client that opens a socket and says nothing holds one thread, not for ever
 # The pair the tests' gateways use (tests/support/procs.py base_env); any other is refused.
@@ -115,14 +119,39 @@ TRADING_ROUTES: list[Route] = [
     ),
     _route("GET", _ORDER_PATH, lambda s, m, q, b: Reply(200, s.get_order(m["order_id"]))),
     _route("DELETE", _ORDER_PATH, lambda s, m, q, b: _no_content(lambda: s.cancel_order(m["order_id"]))),
+    _route("PATCH", _ORDER_PATH, lambda s, m, q, b: Reply(200, s.replace_order(m["order_id"], _json_body(b)))),
+    _route("DELETE", r"/v2/orders", lambda s, m, q, b: Reply(207, s.cancel_all())),
     _route("GET", r"/v2/positions", lambda s, m, q, b: Reply(200, s.positions_json())),
+    _route("DELETE", r"/v2/positions", lambda s, m, q, b: Reply(207, s.close_all_positions(q))),
     _route("GET", r"/v2/positions/(?P<symbol>[^/]+)", lambda s, m, q, b: Reply(200, s.position_json(m["symbol"]))),
+    _route("DELETE", r"/v2/positions/(?P<symbol>[^/]+)",
+           lambda s, m, q, b: Reply(200, s.close_position(m["symbol"], q))),
+    _route("GET", r"/v2/assets", lambda s, m, q, b: Reply(200, s.assets_json(q))),
+    _route("GET", r"/v2/assets/(?P<symbol>.+)", lambda s, m, q, b: Reply(200, s.asset_json(m["symbol"]))),
+    _route("GET", r"/v2/stocks/bars", lambda s, m, q, b: _market(s, marketdata.bars, q, None)),
+    _route("GET", r"/v2/stocks/(?P<symbol>[^/]+)/bars", lambda s, m, q, b: _market(s, marketdata.bars, q, m["symbol"])),
+    _route("GET", r"/v2/stocks/(?P<kind>trades|quotes|bars)/latest",
+           lambda s, m, q, b: _latest(s, m["kind"], q, None)),
+    _route("GET", r"/v2/stocks/(?P<symbol>[^/]+)/(?P<kind>trades|quotes|bars)/latest",
+           lambda s, m, q, b: _latest(s, m["kind"], q, m["symbol"])),
 ]
+
+
+def _market(state: BrokerState, fn: Callable[..., Any], query: dict[str, str], symbol: str | None) -> Reply:
+    with state.lock:
+        book, now = state.price_book()
+        return Reply(200, fn(book, now, query, symbol))
+
+
+def _latest(state: BrokerState, kind: str, query: dict[str, str], symbol: str | None) -> Reply:
+    with state.lock:
+        book, now = state.price_book()
+        return Reply(200, marketdata.latest(kind, book, now, query, symbol))
 
 _OK = {"ok": True}
 
 
-_CONFIG_KEYS = frozenset({"fill", "price", "fill_delay_s", "always_open", "rate_limit"})
+_CONFIG_KEYS = frozenset({"fill", "price", "fill_delay_s", "always_open", "rate_limit", "seed", "synthetic_assets"})
 
 
 def _admin_config(state: BrokerState, body: dict[str, Any]) -> Reply:
@@ -164,6 +193,13 @@ ADMIN_ROUTES: list[Route] = [
     _route("DELETE", ADMIN_PREFIX + "/fault", lambda s, m, q, b: (s.clear_faults(), Reply(200, _OK))[1]),
     _route("GET", ADMIN_PREFIX + "/stats", lambda s, m, q, b: Reply(200, s.stats())),
     _route("POST", ADMIN_PREFIX + "/clock", lambda s, m, q, b: Reply(200, s.set_time(_dict_body(b).get("now")))),
+    _route("POST", ADMIN_PREFIX + "/clock/advance",
+           lambda s, m, q, b: Reply(200, s.advance_time(_dict_body(b).get("seconds")))),
+    _route("POST", ADMIN_PREFIX + "/prices", lambda s, m, q, b: Reply(200, s.set_prices(_dict_body(b)))),
+    _route("GET", ADMIN_PREFIX + "/prices",
+           lambda s, m, q, b: Reply(200, s.quote_prices([x for x in q.get("symbols", "").split(",") if x]))),
+    _route("POST", ADMIN_PREFIX + "/assets", lambda s, m, q, b: Reply(200, s.add_asset(_dict_body(b)))),
+    _route("GET", ADMIN_PREFIX + "/events", lambda s, m, q, b: Reply(200, s.events())),
     _route("GET", ADMIN_PREFIX + "/orders", lambda s, m, q, b: Reply(200, s.all_orders())),
     _route(
         "POST",
@@ -243,6 +279,10 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         if path == ADMIN_CONNECTIONS and method == "GET":
             self._send(Reply(200, self.server.connection_stats()))
+            return
+        if path == ADMIN_STREAM_DROP and method == "POST":
+            stream = self.server.stream
+            self._send(Reply(200, {"dropped": stream.drop_all() if stream is not None else 0}))
             return
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             self._send(self._safe(ADMIN_ROUTES, method, path, query, raw))
@@ -333,7 +373,11 @@ class _Handler(BaseHTTPRequestHandler):
             lines.append("Content-Type: application/json; charset=utf-8")
             lines.append(f"Content-Length: {len(body)}")
         lines.append("Connection: close" if self.close_connection else "Connection: keep-alive")
+        lines.append(f"X-Request-ID: {uuid.uuid4().hex}")
         lines.extend(f"{name}: {value}" for name, value in reply.headers.items())
+        journal = self.server.journal
+        if journal is not None and not urlsplit(self.path).path.startswith(ADMIN_PREFIX):
+            journal.append((self.command, urlsplit(self.path).path, reply.status, reply.body))
         try:
             self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         except OSError:  # client gave up (e.g. timed out during a slow fault): not our error
@@ -390,6 +434,8 @@ class SimHTTPServer(ThreadingHTTPServer):
         self._counters: dict[str, int] = {"accepted": 0, "tls_handshakes": 0, "tls_refused": 0, "idle_closed": 0,
                                           "reset": 0}
         self._tls_versions: dict[str, int] = {}
+        self.stream: TradeStream | None = None  # set by SimServer: its clients are counted here too
+        self.journal: list[tuple[str, str, int, Any]] | None = None  # (method, path, status, body) if kept
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -443,9 +489,12 @@ class SimHTTPServer(ThreadingHTTPServer):
     def connection_stats(self) -> dict[str, Any]:
         """Cumulative since the server started (``/_sim/reset`` leaves them): read differences."""
         with self._connections_lock:
-            return {**self._counters, "open": len(self._connections), "tls_versions": dict(self._tls_versions),
-                    "tls": self.tls is not None, "idle_timeout_s": self.idle_timeout_s,
-                    "connect_delay_s": self.connect_delay_s}
+            stats = {**self._counters, "open": len(self._connections), "tls_versions": dict(self._tls_versions),
+                     "tls": self.tls is not None, "idle_timeout_s": self.idle_timeout_s,
+                     "connect_delay_s": self.connect_delay_s}
+        stats["stream_clients"] = self.stream.client_count() if self.stream is not None else 0
+        stats["stream_listeners"] = self.state.listener_count()  # clients listening to trade_updates
+        return stats
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a reverse-DNS lookup that can
@@ -496,6 +545,8 @@ class SimServer:
         tls: TestTLS | None = None,
         idle_timeout_s: float | None = None,
         connect_delay_s: float = 0.0,
+        stream_port: int | None = 0,
+        journal: bool = False,
     ) -> None:
         if not key_id or not secret_key:
             raise ValueError("the simulator needs a non-empty key id and secret key")
@@ -507,6 +558,11 @@ class SimServer:
                                     tls=tls.context if tls is not None else None, idle_timeout_s=idle_timeout_s,
                                     connect_delay_s=connect_delay_s)
         self.port: int = self._httpd.server_address[1]
+        self.stream = TradeStream(self.state, host, stream_port, (key_id, secret_key)) \
+            if stream_port is not None else None
+        self._httpd.stream = self.stream
+        self.journal: list[tuple[str, str, int, Any]] | None = [] if journal else None
+        self._httpd.journal = self.journal  # every API answer (method, path, status, body): the spec proof
         self._thread: threading.Thread | None = None
         self._stopped = False
 
@@ -514,6 +570,14 @@ class SimServer:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self.tls is not None else 'http'}://{host}:{self.port}"
+
+    @property
+    def stream_url(self) -> str | None:
+        """The trade_updates websocket (``TradingStream(url_override=sim.stream_url)``), if served."""
+        if self.stream is None:
+            return None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.stream.port}{STREAM_PATH}"
 
     def connection_stats(self) -> dict[str, Any]:
         """Connections accepted, TLS handshakes made and refused (and their versions), idle
@@ -529,6 +593,8 @@ class SimServer:
                 daemon=True,
             )
             self._thread.start()
+            if self.stream is not None:
+                self.stream.start()
         return self
 
     def stop(self) -> None:
@@ -538,6 +604,8 @@ class SimServer:
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
+        if self.stream is not None:
+            self.stream.stop()
         self._httpd.close_connections()
         self._httpd.server_close()
 

@@ -1,14 +1,17 @@
 """When the simulated market trades: the regular session, as Alpaca's clock and calendar tell it.
 
 Pure time arithmetic, no HTTP and no state, so the clock, the calendar and the order fills
-all agree on one answer. The default is New York regular hours (09:30-16:00
-America/New_York, Monday-Friday, minus a configurable holiday list). "Always open" is a
+all agree on one answer. The default is the New York Stock Exchange's own calendar
+(``exchange_calendars``' "XNYS", 1970-2030: its holidays, and its early closes at 13:00),
+minus any extra holiday given; outside that range, 09:30-16:00 Monday-Friday. "Always open" is a
 session that runs every calendar day from midnight to midnight New York time: the
 newcomer's demo trades at any hour, and the clock and calendar still answer consistently.
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -21,6 +24,25 @@ REGULAR_CLOSE = time(16, 0)
 WEEKDAYS = frozenset(range(5))  # Monday..Friday
 EXTENDED_OPEN, EXTENDED_CLOSE = "0400", "2000"  # Alpaca's calendar session_open / session_close
 _SEARCH_DAYS = 400  # far more than any run of weekends and holidays
+EXCHANGE_CALENDAR = "XNYS"
+CALENDAR_YEARS = (1970, 2030)  # the range read from exchange_calendars (Alpaca's calendar: 1970-2029)
+
+
+@functools.cache
+def nyse_sessions() -> dict[date, tuple[datetime, datetime]]:
+    """Every NYSE session 1970-2030 with its aware open and close, read once per process
+    (exchange_calendars takes about a second to build it)."""
+    import exchange_calendars  # type: ignore[import-untyped]  # imported here: a second, only when needed
+
+    with warnings.catch_warnings():  # a pandas deprecation inside exchange_calendars, not ours to fix
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        calendar = exchange_calendars.get_calendar(
+            EXCHANGE_CALENDAR, start=f"{CALENDAR_YEARS[0]}-01-01", end=f"{CALENDAR_YEARS[1]}-12-31")
+        return {
+            session.date(): (opened.to_pydatetime().astimezone(NEW_YORK),
+                             closed.to_pydatetime().astimezone(NEW_YORK))
+            for session, opened, closed in zip(calendar.sessions, calendar.opens, calendar.closes, strict=True)
+        }
 
 
 @dataclass(frozen=True)
@@ -41,6 +63,7 @@ class TradingSession:
     open_at: time = REGULAR_OPEN
     close_at: time = REGULAR_CLOSE
     weekdays: frozenset[int] = WEEKDAYS
+    exchange: bool = True  # the NYSE calendar's days and hours (False: `weekdays` from open_at to close_at)
 
     @classmethod
     def new_york(cls, holidays: Iterable[date] = ()) -> TradingSession:
@@ -59,7 +82,12 @@ class TradingSession:
         if self.always_open:
             start = datetime.combine(on, time(0), NEW_YORK)
             return SessionDay(on, start, datetime.combine(on + timedelta(days=1), time(0), NEW_YORK))
-        if on.weekday() not in self.weekdays or on in self.holidays:
+        if on in self.holidays:
+            return None
+        if self.exchange and CALENDAR_YEARS[0] <= on.year <= CALENDAR_YEARS[1]:
+            hours = nyse_sessions().get(on)
+            return SessionDay(on, hours[0], hours[1]) if hours is not None else None
+        if on.weekday() not in self.weekdays:
             return None
         return SessionDay(on, datetime.combine(on, self.open_at, NEW_YORK),
                           datetime.combine(on, self.close_at, NEW_YORK))

@@ -62,7 +62,8 @@ class StampingState(BrokerState):
         self.stamps: dict[str, tuple[float, float]] = {}
         self.lookups: dict[str, list[tuple[str, float]]] = {}  # symbol -> [(call, time.time())]
         # fills at once, any hour
-        super().__init__(fill_delay_s=0, session=TradingSession.around_the_clock(), rate_limit=10**9)
+        super().__init__(fill_delay_s=0, session=TradingSession.around_the_clock(), rate_limit=10**9,
+                         synthetic_assets=True)
 
     def _lookup(self, call: str, symbol: str) -> None:
         self.lookups.setdefault(symbol.strip().upper(), []).append((call, time.time()))

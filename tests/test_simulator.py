@@ -129,6 +129,7 @@ def test_clock_reports_market_open(client: TradingClient) -> None:
 
 # ------------------------------------------------------------------- orders
 def test_submit_market_order_fills_into_position(client: TradingClient, sim: SimServer) -> None:
+    admin(sim, "POST", "/_sim/prices", {"SPY": 100})
     order = client.submit_order(market("SPY", 2, cid="buy-1"))
     assert isinstance(order, Order)
     assert order.status == OrderStatus.FILLED
@@ -200,7 +201,8 @@ def test_malformed_json_answers_400(sim: SimServer) -> None:
     assert response.json()["code"] == 40010000
 
 
-def test_notional_order_fills_fractional_qty(client: TradingClient) -> None:
+def test_notional_order_fills_fractional_qty(client: TradingClient, sim: SimServer) -> None:
+    admin(sim, "POST", "/_sim/prices", {"SPY": 100})
     order = client.submit_order(
         MarketOrderRequest(symbol="SPY", notional=50, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
     )
@@ -305,7 +307,7 @@ def test_unknown_order_and_position_raise_api_error_404(client: TradingClient) -
 
 
 def test_unknown_path_answers_404_json(sim: SimServer) -> None:
-    for method, path in (("GET", "/v2/assets"), ("PUT", "/v2/orders"), ("GET", "/nothing")):
+    for method, path in (("GET", "/v2/watchlists"), ("PUT", "/v2/orders"), ("GET", "/nothing")):
         response = requests.request(method, sim.url + path, headers=AUTH, timeout=5)
         assert response.status_code == 404
         assert response.json()["code"] == 40410000
@@ -396,8 +398,8 @@ def test_reset_restores_initial_state(client: TradingClient, sim: SimServer) -> 
     assert client.get_clock().is_open  # fault cleared
     assert client.get_all_positions() == []
     order = client.submit_order(market(cid="before-reset"))  # id history cleared too
-    assert order.status == OrderStatus.FILLED and order.filled_avg_price == "100.00"
-    assert client.get_account().cash == "99900"
+    assert order.status == OrderStatus.FILLED and order.filled_avg_price != "1.00"  # the pin is gone
+    assert client.get_account().cash == str(100000 - float(order.filled_avg_price or 0)).rstrip("0").rstrip(".")
 
 
 def test_admin_rejects_bad_config_and_fault_specs(sim: SimServer) -> None:
@@ -722,7 +724,7 @@ def new_york(text: str) -> datetime:
     ("2026-11-23T14:29:59+00:00", False, "2026-11-23T09:30", "2026-11-23T16:00"),  # 09:29:59, before the open
     ("2026-11-23T14:30:00+00:00", True, "2026-11-24T09:30", "2026-11-23T16:00"),  # the open: tomorrow's open next
     ("2026-11-23T21:00:00+00:00", False, "2026-11-24T09:30", "2026-11-24T16:00"),  # 16:00, the close
-    ("2026-11-25T22:00:00+00:00", False, "2026-11-27T09:30", "2026-11-27T16:00"),  # Wed evening: Thu is a holiday
+    ("2026-11-25T22:00:00+00:00", False, "2026-11-27T09:30", "2026-11-27T13:00"),  # Thu a holiday, Fri closes early
 ])
 def test_clock_tells_the_new_york_session_as_alpaca_does(
         ny: SimServer, moment: str, is_open: bool, next_open: str, next_close: str) -> None:
@@ -745,14 +747,14 @@ def test_calendar_lists_trading_days_from_start_to_end(ny: SimServer) -> None:
     assert answer == [
         {"date": "2026-11-25", "open": "09:30", "close": "16:00", "session_open": "0400", "session_close": "2000",
          "settlement_date": "2026-11-27"},
-        {"date": "2026-11-27", "open": "09:30", "close": "16:00", "session_open": "0400", "session_close": "2000",
-         "settlement_date": "2026-11-30"},
+        {"date": "2026-11-27", "open": "09:30", "close": "13:00", "session_open": "0400", "session_close": "2000",
+         "settlement_date": "2026-11-30"},  # the NYSE's early close the day after Thanksgiving
     ]
 
 
 def test_calendar_without_bounds_is_alpacas_whole_range(ny: SimServer) -> None:
     days = trading(ny).get_calendar()
-    assert days[0].date == date(1970, 1, 1) and days[-1].date == date(2029, 12, 31)
+    assert days[0].date == date(1970, 1, 2) and days[-1].date == date(2029, 12, 31)  # New Year's Days: closed
 
 
 @pytest.mark.parametrize("params", [{"start": "yesterday"}, {"end": "2026-13-01"}, {"from": "2026-11-20"},
@@ -946,7 +948,7 @@ def quota(response: requests.Response) -> tuple[int, int, int]:
 def test_every_trading_answer_carries_the_rate_limit_headers(sim: SimServer) -> None:
     body = {"symbol": "SPY", "qty": 1, "side": "buy", "type": "limit", "limit_price": 1, "time_in_force": "day"}
     answers = [
-        raw(sim, "/v2/account"), raw(sim, "/v2/orders", status="bogus"), raw(sim, "/v2/assets"),
+        raw(sim, "/v2/account"), raw(sim, "/v2/orders", status="bogus"), raw(sim, "/v2/watchlists"),
         requests.post(sim.url + "/v2/orders", json=body, headers=AUTH, timeout=5),
         requests.get(sim.url + "/v2/account", timeout=5),  # 401
     ]

@@ -117,7 +117,7 @@ def test_the_connection_counters_are_served_at_sim_connections(https_sim: SimSer
         served = session.get(https_sim.url + "/_sim/connections", timeout=10).json()
     assert served == {"accepted": 1, "tls_handshakes": 1, "tls_refused": 0, "idle_closed": 0, "reset": 0, "open": 1,
                       "tls_versions": {"TLSv1.3": 1}, "tls": True, "idle_timeout_s": None,
-                      "connect_delay_s": 0.0}
+                      "connect_delay_s": 0.0, "stream_clients": 0, "stream_listeners": 0}
 
 
 def test_the_command_line_serves_https_with_the_ca_it_writes_and_an_idle_timeout(tmp_path: Path) -> None:
