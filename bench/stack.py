@@ -30,7 +30,6 @@ from tests.support.procs import (
     mirror_proc,
     worker_proc,
 )
-from tests.support.trade_stream import TradeStream
 from zero_tasks.adapters.audit import ensure_schema, execution_log, make_engine
 from zero_tasks.core import keys
 
@@ -296,10 +295,10 @@ class GatewayProcs:
         self.label = label
         self.database_url = database_url
         self.api_port = free_port()
-        # the account mirror: a trade_updates stream over the simulator's book, one consumer
-        self.stream = TradeStream(stack.state).start() if mirror else None
-        if self.stream is not None:
-            env = {"ALPACA_STREAM_URL": self.stream.url, **env}
+        # the account mirror: one consumer on the simulator's trade_updates stream
+        if mirror:
+            assert stack.sim is not None and stack.sim.stream_url is not None
+            env = {"ALPACA_STREAM_URL": stack.sim.stream_url, **env}
         self.env = base_env(stack.port, stack.sim_url, database_url, self.api_port, **env)
         self.mirror = mirror_proc(f"{label}-mirror", self.env, stack.log_dir) if mirror else None
         self.workers = [worker_proc(f"{label}-w{i}", self.env, stack.log_dir, concurrency=concurrency)
@@ -374,8 +373,6 @@ class GatewayProcs:
     def stop(self) -> None:
         for proc in [*([self.mirror] if self.mirror else []), self.bridge, *self.workers]:
             proc.stop(timeout=15)
-        if self.stream is not None:
-            self.stream.stop()
         self.engine.dispose()
 
     def logs(self, tail: int = 3000) -> str:

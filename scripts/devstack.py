@@ -128,9 +128,12 @@ def main() -> None:
     try:
         if not env.get("ALPACA_API_KEY"):
             sim_port = int(env.get("SIM_PORT", "8100"))
+            stream_port = int(env.get("SIM_STREAM_PORT", str(sim_port + 1)))  # its trade_updates stream
             env.update(ALPACA_API_KEY="simulator", ALPACA_SECRET_KEY="simulator",
-                       ALPACA_BASE_URL=f"http://127.0.0.1:{sim_port}")
+                       ALPACA_BASE_URL=f"http://127.0.0.1:{sim_port}",
+                       ALPACA_STREAM_URL=f"ws://127.0.0.1:{stream_port}/stream")
             start("simulator", [sys.executable, "-m", "alpaca_paper_sim", "--port", str(sim_port), "--always-open",
+                                "--stream-port", str(stream_port),
                                 "--key-id", "simulator", "--secret-key", "simulator"], env, children)
             print(f"  broker     Alpaca paper simulator on http://127.0.0.1:{sim_port} (no ALPACA_API_KEY set; "
                   "always open, so the demo trades at any hour: real Alpaca trades 09:30-16:00 New York, Mon-Fri)")

@@ -1,8 +1,8 @@
 """The account mirror through the real processes: two consumers (`python -m
 zero_tasks.mirror`), a worker and a bridge on a Redis of their own, alpaca-py's
-TradingStream against a trade_updates stream over the simulator's book
-(tests/support/trade_stream.py). Each fault of issue 27: no order twice, none placed while
-the mirror was wrong, no decision lost."""
+TradingStream on the simulator's trade_updates stream, through a gate the tests can shut
+(tests/support/tcp_gate.py: the consumer stays disconnected while it is held). Each fault
+of issue 27: no order twice, none placed while the mirror was wrong, no decision lost."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import requests
 from alpaca_paper_sim import SimServer
 from tests.support.gateway import Gateway, isolated_gateway, opportunity, ranking
 from tests.support.procs import health, wait_for
-from tests.support.trade_stream import TradeStream
+from tests.support.tcp_gate import TcpGate
 from zero_tasks.core import keys
 
 pytestmark = pytest.mark.e2e
@@ -26,17 +26,19 @@ SYNC_S = 30  # generous: a loaded machine; nothing here asserts a duration
 
 
 @pytest.fixture(scope="module")
-def stream(sim: SimServer) -> Iterator[TradeStream]:
-    server = TradeStream(sim.state).start()
-    yield server
-    server.stop()
+def stream(sim: SimServer) -> Iterator[TcpGate]:
+    """The simulator's stream, behind a gate."""
+    assert sim.stream is not None
+    gate = TcpGate("127.0.0.1", sim.stream.port).start()
+    yield gate
+    gate.stop()
 
 
 @pytest.fixture(scope="module")
-def mirrored(log_dir: Path, sim: SimServer, stream: TradeStream,
+def mirrored(log_dir: Path, sim: SimServer, stream: TcpGate,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     with isolated_gateway(log_dir, sim.url, tmp_path_factory.mktemp("mirror"), workers=1, bridges=1, mirrors=2,
-                          ALPACA_STREAM_URL=stream.url, MIRROR_LEASE_S="3") as gw:
+                          ALPACA_STREAM_URL=stream.url(), MIRROR_LEASE_S="3") as gw:
         yield gw
 
 
@@ -49,7 +51,7 @@ def in_sync(gw: Gateway) -> dict[str, Any]:
 
 
 @pytest.fixture
-def gw(mirrored: Gateway, stream: TradeStream) -> Gateway:
+def gw(mirrored: Gateway, stream: TcpGate) -> Gateway:
     stream.release()
     mirrored.revive()  # wipes every key: the leader loses its lease, leads again and resyncs
     mirrored.sim("POST", "/_sim/config", {"fill": "manual"})  # orders stay open until a test fills them
@@ -118,7 +120,7 @@ def test_an_order_placed_by_hand_shows_in_the_mirror_and_stops_row_9(gw: Gateway
 
 
 def test_with_the_stream_dropped_row_9_asks_the_broker_and_the_order_goes_once(gw: Gateway,
-                                                                              stream: TradeStream) -> None:
+                                                                              stream: TcpGate) -> None:
     stream.hold()
     wait_for(lambda: not mirror(gw)["in_sync"], SYNC_S, "mirror out of sync")
     manual_order(gw, "IWM")  # the mirror cannot see it: REST must
@@ -132,7 +134,7 @@ def test_with_the_stream_dropped_row_9_asks_the_broker_and_the_order_goes_once(g
     in_sync(gw)
 
 
-def test_a_fill_while_nobody_listened_is_found_by_the_resync(gw: Gateway, stream: TradeStream) -> None:
+def test_a_fill_while_nobody_listened_is_found_by_the_resync(gw: Gateway, stream: TcpGate) -> None:
     gw.green()
     (event,) = gw.decide(ranking(opportunity("XLF")))
     assert event["status"] == "SUBMITTED", event
