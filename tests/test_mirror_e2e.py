@@ -21,7 +21,7 @@ from tests.support.procs import health, wait_for
 from tests.support.tcp_gate import TcpGate
 from zero_tasks.core import keys
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 SYNC_S = 30  # generous: a loaded machine; nothing here asserts a duration
 
 
