@@ -7,6 +7,7 @@ of issue 27: no order twice, none placed while the mirror was wrong, no decision
 from __future__ import annotations
 
 import json
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,3 +178,26 @@ def test_redis_restarted_empty_the_mirror_is_out_of_sync_until_it_resyncs(gw: Ga
     gw.green()
     (event,) = gw.decide(ranking(opportunity("GLD")))
     assert event["status"] == "SKIPPED" and "open order" in event["why"][0], event
+
+
+def test_a_paused_leader_is_replaced_and_its_late_writes_are_refused(gw: Gateway) -> None:
+    """SIGSTOP past the lease: another consumer leads and resyncs, and applies the hand-placed
+    order that arrives meanwhile. SIGCONT lets the paused one go on: it finds its lease lost
+    (at its heartbeat, or when the fence refuses its write of the update that waited in its
+    socket: which comes first is the scheduler's) and stands down; nothing of it lands. The
+    fence itself, a late write refused whole, is tests/test_mirror_redis.py's."""
+    leader = mirror(gw)["leader"]
+    (paused,) = [p for p in gw.mirrors if p.pid == int(leader.split(":")[1])]
+    os.kill(paused.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: (m := mirror(gw))["in_sync"] and m["leader"] != leader, SYNC_S,
+                 f"another leader in sync\n{gw.logs()}")
+        manual_order(gw, "EEM")
+        wait_for(lambda: gw.r.get(keys.mirror_book_key("EEM")), SYNC_S, "the new leader's update")
+    finally:
+        os.kill(paused.pid, signal.SIGCONT)
+    wait_for(lambda: "lease lost" in paused.output(), SYNC_S, f"the paused one stood down\n{gw.logs()}")
+    state = mirror(gw)
+    assert state["leader"] != leader and state["in_sync"]
+    book = json.loads(gw.r.get(keys.mirror_book_key("EEM")))
+    assert [o["client_order_id"] for o in book["orders"].values()] == ["by-hand-EEM"]
