@@ -177,6 +177,7 @@ def test_a_fill_on_the_stream_makes_the_position_and_writes_the_submitted_rows_o
     assert isinstance(book, Book) and book.orders == {} and book.position == Position("1", "1", "101.25")
     assert order_status(engine, cid) == "filled"
     assert mirror_store.entries_of_day(r, trading_day(datetime.now(UTC))) == {cid}
+    assert r.get(keys.mirror_entry_count_key(trading_day(datetime.now(UTC)))) == "1"  # new and fill: one entry
 
 
 def test_a_fill_while_nobody_listened_is_found_by_the_resync(
@@ -201,6 +202,7 @@ def test_a_fill_while_nobody_listened_is_found_by_the_resync(
     assert order_status(engine, cid) == "filled"
     state = sync_state(r)
     assert isinstance(state, SyncRecord) and state.state == IN_SYNC and state.epoch == 2
+    assert r.get(keys.mirror_entry_count_key(trading_day(datetime.now(UTC)))) == "1"  # seen three times, counted once
 
 
 def test_a_trade_update_after_the_lease_was_lost_writes_nothing(

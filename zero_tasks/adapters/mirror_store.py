@@ -46,8 +46,10 @@ class Writes:
         self.ops.append((keys.mirror_order_key(state.client_order_id), "set", state.to_json(),
                          keys.MIRROR_ORDER_TTL_S * 1000))
         if trading_day and state.client_order_id.startswith(ENTRY_PREFIX):
-            self.ops.append((keys.mirror_entries_key(trading_day), "sadd", state.client_order_id,
-                             keys.DAILY_TTL_SECONDS * 1000))
+            ttl_ms = keys.DAILY_TTL_SECONDS * 1000
+            self.ops.append((keys.mirror_entries_key(trading_day), "sadd", state.client_order_id, ttl_ms))
+            # the set's size as a string, so a reader can take it in an MGET with its snapshot
+            self.ops.append((keys.mirror_entry_count_key(trading_day), "incr_if_added", "", ttl_ms))
         return self
 
     def sync(self, record: SyncRecord, ttl_ms: int) -> Writes:
@@ -102,7 +104,9 @@ def count_row9(r: redis.Redis, source: str) -> None:
 
 
 def entries_of_day(r: redis.Redis, trading_day: str) -> set[str]:
-    """The gateway's entry orders (zx- client_order_ids) the mirror saw on `trading_day`."""
+    """The gateway's entry orders (zx- client_order_ids) the mirror saw on `trading_day`.
+    Their number is also kept as a string, `keys.mirror_entry_count_key(trading_day)`, for
+    a read that takes it in the same MGET as the snapshot (the daily cap at the broker)."""
     return {m.decode() if isinstance(m, bytes) else m for m in r.smembers(keys.mirror_entries_key(trading_day))}
 
 

@@ -64,6 +64,7 @@ MIRROR_STATS_KEY = "key:execution_mirror_stats"  # hash: resyncs, events, refuse
 MIRROR_BOOK_PREFIX = "key:execution_mirror_book:"  # + ticker; JSON Book (position, open orders)
 MIRROR_ORDER_PREFIX = "key:execution_mirror_order:"  # + client_order_id; JSON OrderState
 MIRROR_ENTRIES_PREFIX = "key:execution_mirror_entries:"  # + New York date; set of zx- client_order_ids
+MIRROR_ENTRY_COUNT_PREFIX = "key:execution_mirror_entry_count:"  # + New York date; the set's size, a string (MGET)
 MIRROR_ORDER_TTL_S = 5 * 86400
 
 
@@ -77,3 +78,7 @@ def mirror_order_key(client_order_id: str) -> str:
 
 def mirror_entries_key(new_york_date: str) -> str:
     return MIRROR_ENTRIES_PREFIX + new_york_date
+
+
+def mirror_entry_count_key(new_york_date: str) -> str:
+    return MIRROR_ENTRY_COUNT_PREFIX + new_york_date
