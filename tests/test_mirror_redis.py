@@ -313,3 +313,14 @@ def test_a_first_read_with_the_mirror_out_of_sync_reads_again_then_asks_the_brok
     _, first = outbox.find_with_snapshot(r, "m:1", "SPY")  # no sync record: the mirror cannot answer
     _, exposure, source = row9_facts(rt, broker, "SPY", lambda: datetime.now(UTC), first)
     assert (exposure, source) == (Exposure("SPY", position_qty="1"), "rest")
+
+
+def test_with_mirror_row9_off_row_9_asks_the_broker_even_when_the_mirror_is_in_sync(
+        r: redis.Redis, private_redis: PrivateRedis, broker_sim: SimServer, tmp_path: Path) -> None:
+    rt, broker = row9_runtime(r, broker_sim, private_redis, tmp_path)
+    rt.settings = settings_for(broker_sim, private_redis, tmp_path / "audit.db", mirror_row9=False)
+    broker_sim.state.set_position("SPY", "1", "100")
+    in_sync_now(r, Book("SPY"))  # the mirror says flat (a book deleted by hand, say)
+    _, first = outbox.find_with_snapshot(r, "m:1", "SPY")
+    _, exposure, source = row9_facts(rt, broker, "SPY", lambda: datetime.now(UTC), first)
+    assert (exposure, source) == (Exposure("SPY", position_qty="1"), "rest")

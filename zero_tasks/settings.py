@@ -196,6 +196,10 @@ class Settings(BaseSettings):
     mirror_max_age_s: float = Field(default=3.0, gt=0, le=30,
                                     description="row 9 trusts a mirror confirmed so recently")
     mirror_lease_s: float = Field(default=5.0, ge=1, le=60, description="a silent leader is replaced after this long")
+    # Off: row 9 always asks the broker (the mirror still keeps order states). The mirror lives
+    # in Redis: whoever can write there can make it say a ticker is flat; the broker cannot be
+    # told so (docs/mirror.md, "Trust").
+    mirror_row9: bool = Field(default=True, description="row 9 may answer from the account mirror")
 
     @field_validator("alpaca_paper")
     @classmethod

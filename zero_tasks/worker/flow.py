@@ -344,6 +344,8 @@ def row9_facts(rt: Runtime, broker: RateLimitedBroker, ticker: str, now_fn: Call
     with the mirror again (a later round, or a first read without it). When the mirror
     cannot answer, the broker is asked (two reads in parallel, one round trip) and the
     snapshot read again once it has answered: what holds at the submit, as before."""
+    if not rt.settings.mirror_row9:  # the operator's choice: the broker answers, always
+        return read_snapshot(rt.redis, ticker), broker.exposure(ticker), "rest"
     if first_read is not None and first_read.mirror_read and not first_read.error:
         answer = row9_exposure(ticker, first_read.mirror_sync, first_read.mirror_book, now_fn(),
                                rt.settings.mirror_max_age_s)
