@@ -56,8 +56,9 @@ DASHBOARD_PROVIDER = GRAFANA / "provisioning" / "dashboards" / "dashboards.yml"
 PROMETHEUS_DATASOURCE = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 PROMETHEUS_CONFIG = INFRA / "prometheus" / "prometheus.yml"
 
-SERVICES = {"redis", "timescaledb", "migrate", "zero-execution", "zero-worker", "flower", "prometheus", "grafana"}
-GATEWAY_SERVICES = ("zero-execution", "zero-worker", "flower")  # built from infra/Dockerfile
+SERVICES = {"redis", "timescaledb", "migrate", "zero-execution", "zero-worker", "zero-mirror", "flower", "prometheus",
+            "grafana"}
+GATEWAY_SERVICES = ("zero-execution", "zero-worker", "zero-mirror", "flower")  # built from infra/Dockerfile
 # Exact versions: no `latest`, no bare major (a new major or minor must be a reviewed change).
 PINNED_IMAGE = re.compile(r"^[a-z0-9./-]+:v?\d+\.\d+\.\d+(-[a-z0-9]+)?$")
 # What .env.example leaves empty on purpose: the operator must fill them in.
@@ -225,6 +226,9 @@ def test_compose_what_matters() -> None:
     assert worker["command"][:4] == ["celery", "-A", "zero_tasks", "worker"] and "-B" in worker["command"]
     assert worker.get("deploy", {}).get("replicas", 1) == 1 and "scale" not in worker
     assert "zero_execution,zero_audit" in worker["command"]
+
+    # The account mirror: its own process; several may run (one leads by a fenced lease).
+    assert services["zero-mirror"]["command"] == ["python", "-m", "zero_tasks.mirror"]
 
     # Flower: through the guard, password required, 0.0.0.0 in the container, loopback on the host.
     flower = services["flower"]

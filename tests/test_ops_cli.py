@@ -338,6 +338,30 @@ def test_status_shows_a_garbled_breaker_or_block_list_as_garbage(env: dict[str, 
     assert report["risk"]["breaker"] and report["risk"]["blocklist"]["SPY"]
 
 
+def test_status_shows_the_account_mirror_with_control_characters_escaped(env: dict[str, str | None],
+                                                                         r: redis.Redis) -> None:
+    r.hset("key:execution_mirror_lease", mapping={"holder": "evil\x1b[2Jhost:1", "token": "4"})
+    r.set("key:execution_mirror_sync", json.dumps({"state": "in_sync", "epoch": 9, "leader": "x", "token": 4,
+                                                   "confirmed_at": now_utc().isoformat()}), px=3000)
+    r.hset("key:execution_mirror_stats", mapping={"resyncs": "2", "row9_mirror": "5", "row9_rest": "1"})
+    result = cli(env, "status", "--last", "0")
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if "account mirror" in line)
+    assert "\x1b" not in line and "evil\\x1b[2Jhost:1" in line
+    assert "in sync" in line and "epoch 9" in line and "5 from the mirror / 1 by REST" in line
+    report = json.loads(cli(env, "status", "--json", "--last", "0").stdout)
+    assert report["mirror"]["in_sync"] is True and report["mirror"]["resyncs"] == 2
+
+
+def test_status_says_row_9_asks_the_broker_while_the_mirror_is_out_of_sync(env: dict[str, str | None],
+                                                                          r: redis.Redis) -> None:
+    r.set("key:execution_mirror_sync", json.dumps({"state": "out_of_sync", "epoch": 9, "leader": "x", "token": 4,
+                                                   "confirmed_at": now_utc().isoformat()}))
+    result = cli(env, "status", "--last", "0")
+    line = next(line for line in result.output.splitlines() if "account mirror" in line)
+    assert "mirror out_of_sync" in line and "row 9 asks the broker" in line and "leader none" in line
+
+
 def test_status_queue_depth_is_na_when_broker_is_not_redis(env: dict[str, str | None], r: redis.Redis) -> None:
     result = cli(env, "status", "--json", "--last", "0",
                  CELERY_BROKER_URL=f"amqp://guest:{BROKER_PASSWORD}@127.0.0.1:5672//")
