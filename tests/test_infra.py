@@ -299,7 +299,7 @@ def test_compose_gives_flower_no_signing_key_and_no_alpaca_keys(monkeypatch: pyt
     assert flower["ALPACA_SECRET_KEY"] != FILLED["ALPACA_SECRET_KEY"]
     shown = json.dumps(flower)
     assert FILLED["TASK_SIGNING_KEY"] not in shown and FILLED["ALPACA_SECRET_KEY"] not in shown
-    for service in ("zero-execution", "zero-worker"):
+    for service in ("zero-execution", "zero-worker", "zero-mirror"):  # the mirror seals its sync record
         assert model["services"][service]["environment"]["TASK_SIGNING_KEY"] == FILLED["TASK_SIGNING_KEY"]
 
 
