@@ -10,6 +10,7 @@ import json
 import os
 import signal
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,48 @@ def test_a_paused_leader_is_replaced_and_its_late_writes_are_refused(gw: Gateway
     assert state["leader"] != leader and state["in_sync"]
     book = json.loads(gw.r.get(keys.mirror_book_key("EEM")))
     assert [o["client_order_id"] for o in book["orders"].values()] == ["by-hand-EEM"]
+
+
+def test_a_book_deleted_by_hand_does_not_make_the_ticker_flat_for_row_9(gw: Gateway) -> None:
+    """The sealed sync record states the hand-placed order: row 9 still sees it from the
+    mirror with the ticker's book gone (absent used to mean flat)."""
+    manual_order(gw, "XLU")
+    wait_for(lambda: gw.r.get(keys.mirror_book_key("XLU")), SYNC_S, "the hand-placed order in the mirror")
+    gw.r.delete(keys.mirror_book_key("XLU"))
+    gw.green()
+    (event,) = gw.decide(ranking(opportunity("XLU")))
+    assert event["status"] == "SKIPPED" and "open order" in event["why"][0], event
+    assert row9(gw) == (1, 0) and [o["symbol"] for o in gw.orders()].count("XLU") == 1  # the hand-placed one
+
+
+@pytest.mark.parametrize(("forgery", "ticker"), [("altered_fresh", "XLV"), ("replayed_stale", "XLP")])
+def test_a_sync_record_written_by_hand_sends_row_9_to_the_broker_which_refuses(gw: Gateway, forgery: str,
+                                                                              ticker: str) -> None:
+    """With the consumers paused (nobody rewrites the record), a record saying the ticker is
+    flat, written by hand or an old sealed one copied back, gives the mirror no answer: row 9
+    asks the broker, which holds the hand-placed order."""
+    before = gw.r.get(keys.MIRROR_SYNC_KEY)  # sealed while the ticker was flat
+    assert before is not None
+    manual_order(gw, ticker)
+    wait_for(lambda: gw.r.get(keys.mirror_book_key(ticker)), SYNC_S, "the hand-placed order in the mirror")
+    for proc in gw.mirrors:
+        os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        if forgery == "altered_fresh":  # made fresh by hand, the old seal kept
+            record = json.loads(json.loads(before)["record"])
+            record["confirmed_at"] = datetime.now(UTC).isoformat()
+            forged = json.dumps({"record": json.dumps(record, separators=(",", ":"), sort_keys=True),
+                                 "seal": json.loads(before)["seal"]})
+        else:
+            confirmed = datetime.fromisoformat(json.loads(json.loads(before)["record"])["confirmed_at"])
+            wait_for(lambda: (datetime.now(UTC) - confirmed).total_seconds() > 3.5, SYNC_S, "the old record stale")
+            forged = before.decode()
+        gw.r.set(keys.MIRROR_SYNC_KEY, forged)
+        gw.r.delete(keys.mirror_book_key(ticker))
+        gw.green()
+        (event,) = gw.decide(ranking(opportunity(ticker)))
+    finally:
+        for proc in gw.mirrors:
+            os.kill(proc.pid, signal.SIGCONT)
+    assert event["status"] == "SKIPPED" and "open order" in event["why"][0], event
+    assert row9(gw) == (0, 1) and [o["symbol"] for o in gw.orders()].count(ticker) == 1  # the hand-placed one
