@@ -121,7 +121,7 @@ def main() -> None:
     env.setdefault("REDIS_PORT", "6379")
     env.setdefault("DATABASE_URL", f"sqlite:///{VAR / 'execution_log.db'}")
     env.setdefault("EXECUTION_API_PORT", "8003")
-    env.setdefault("TASK_SIGNING_KEY", secrets.token_urlsafe(32))  # bridge and workers of this run
+    env.setdefault("TASK_SIGNING_KEY", secrets.token_urlsafe(32))  # bridge, workers and mirror of this run
     env["PYTHONPATH"] = str(ROOT)
     children: list[subprocess.Popen] = []
     print("ZERO execution gateway (paper only)")

@@ -89,6 +89,14 @@ def test_refuses_to_start_without_keys(argv: list[str]) -> None:
     assert "ALPACA_API_KEY and ALPACA_SECRET_KEY must be set" in result.stderr
 
 
+@pytest.mark.parametrize("signing_key", [None, "too-short"], ids=["unset", "short"])
+def test_the_mirror_refuses_to_start_without_the_signing_key_that_seals_its_sync_record(
+        signing_key: str | None) -> None:
+    result = run(MIRROR, TASK_SIGNING_KEY=signing_key)
+    assert result.returncode != 0
+    assert "TASK_SIGNING_KEY must be set" in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("name, value", [
     ("MIN_PROBABILITY", "0.85"), ("COOLDOWN_MINUTES", "30"), ("MARKET_STATE_MAX_AGE_S", "0"),
     ("SIGNAL_MAX_AGE_S", "300"),
