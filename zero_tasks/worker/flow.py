@@ -391,9 +391,9 @@ def row9_facts(rt: Runtime, broker: RateLimitedBroker, ticker: str, now_fn: Call
     (`first_read`); when the mirror answers from it and the asset is known, the order goes
     right after the admission, without another read. Otherwise (a later round, or a first
     read without the mirror) one Redis round trip reads the snapshot with the mirror again
-    (and, with the asset to ask of the broker, once more after it). When the mirror cannot answer, the broker is
-    asked (its reads in parallel, one round trip) and the snapshot read again once it has
-    answered: what holds at the submit, as before."""
+    (and, with the asset to ask of the broker, once more after it). When the mirror cannot
+    answer, the broker is asked (its reads in parallel, one round trip) and the snapshot
+    read again once it has answered: what holds at the submit, as before."""
     now = now_fn()
     day, began = trading_day(now), trading_day_began(now)
     if not rt.settings.mirror_row9:  # the operator's choice: the broker answers, always
