@@ -105,7 +105,8 @@ def run_gateway(stack: Stack, db: str, plan: Plan, args: argparse.Namespace, log
     # Each phase starts from an empty Redis: the previous phase's delayed follow-ups (for
     # orders the simulator reset just forgot) would otherwise run in this phase's worker.
     stack.client().flushall()
-    gw = GatewayProcs(stack, url, f"gw-{db}", workers=args.workers, concurrency=args.concurrency)
+    # with the account mirror, as deployed (row 9 from it); the distant phase runs once more without it
+    gw = GatewayProcs(stack, url, f"gw-{db}", workers=args.workers, concurrency=args.concurrency, mirror=True)
     collector = EventCollector(stack.port)
     collector.start()
     out: dict[str, Any] = {"database": url.split("?")[0] if db == "postgres" else "sqlite (file, WAL)"}
@@ -139,6 +140,11 @@ def run_gateway(stack: Stack, db: str, plan: Plan, args: argparse.Namespace, log
             print(f"[bench] {db}: signal->order x{plan.distant_n}, broker {distant_mod.DELAY_MS:.0f} ms away",
                   flush=True)
             out["distant"] = distant_mod.gateway(stack, gw, collector, plan.distant_n, 3, prefix + "R", reset)
+            out["distant"]["row9"] = gw.mirror_state()
+            print(f"[bench] {db}: the same without the account mirror (row 9 by REST)", flush=True)
+            gw.mirror_off()
+            out["distant_rest"] = distant_mod.gateway(stack, gw, collector, plan.distant_n, 3, prefix + "Q", reset)
+            gw.mirror_on()
         out["burst"] = None
         if plan.burst_n and (db == "sqlite" or plan.postgres_burst):
             print(f"[bench] {db}: burst of {plan.burst_n}", flush=True)
@@ -288,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                 gateway["ratios"] = ratios(gateway, floor, result["direct"] or {})
             if gateway and gateway.get("distant") and result.get("distant"):
                 gateway["distant_ratios"] = distant_mod.ratios(gateway["distant"], result["distant"])
+            if gateway and gateway.get("distant_rest") and result.get("distant"):
+                gateway["distant_rest_ratios"] = distant_mod.ratios(gateway["distant_rest"], result["distant"])
     except Exception as exc:  # noqa: BLE001
         traceback.print_exc()
         result["errors"].append(f"{type(exc).__name__}: {str(exc)[:2000]}")

@@ -96,11 +96,12 @@ def letters(n: int, width: int) -> str:
 
 
 class Tickers:
-    """Distinct US equity symbols (at most 6 letters): no cooldown or position collides."""
+    """Distinct US equity symbols (at most 5 letters, as the simulator lists them): no
+    cooldown or position collides."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self.width = 6 - len(prefix)
+        self.width = 5 - len(prefix)
         self.count = 0
 
     def next(self) -> str:

@@ -94,8 +94,9 @@ class ContractFloor:
     HTTPS endpoint)."""
 
     def __init__(self, stack: Stack, url: str | None = None, ca_file: str | None = None,
-                 prefix: str = "FC") -> None:
+                 prefix: str = "FC", reads: bool = True) -> None:
         self._stack = stack
+        self._reads = reads  # False: the bare floor, the submit alone (row 9 answered without the broker)
         self._client = trading_client(stack, url, ca_file)
         self._broker = AlpacaBroker(self._client)
         self._tickers = Tickers(prefix)  # its orders' client_order_ids: unique in the simulator
@@ -106,7 +107,8 @@ class ContractFloor:
             ticker = self._tickers.next()
             cid = f"floor-{ticker}"
             t0 = time.perf_counter()
-            self._broker.exposure(ticker)  # as the gateway asks them: both at once, no position (404)
+            if self._reads:
+                self._broker.exposure(ticker)  # as the gateway asks them: both at once, no position (404)
             self._client.submit_order(MarketOrderRequest(symbol=ticker, qty=1, side=OrderSide.BUY,
                                                          time_in_force=TimeInForce.DAY, client_order_id=cid))
             stamp = self._stack.state.stamps.get(cid)

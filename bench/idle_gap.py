@@ -51,7 +51,7 @@ def run(stack: Stack, log_dir: Path, n: int, idle_s: float, gap_s: float, floor_
                            "broker_keep_warm_s": float(warm), "n": n}
     stack.state.reset()
     stack.client().flushall()
-    gw = GatewayProcs(stack, f"sqlite:///{log_dir / 'idle-gap.db'}", "gw-idle-gap",
+    gw = GatewayProcs(stack, f"sqlite:///{log_dir / 'idle-gap.db'}", "gw-idle-gap", mirror=True,
                       ALPACA_BASE_URL=https.url, ALPACA_CA_FILE=str(ca), BROKER_KEEP_WARM_S=warm)
     collector = EventCollector(stack.port)
     collector.start()
@@ -68,26 +68,38 @@ def run(stack: Stack, log_dir: Path, n: int, idle_s: float, gap_s: float, floor_
             # is the first-signal figure's, not this phase's
             gateway_mod.first_signals(stack, gw, collector, 2, prefix + "W", reset_risk=reset_risk)
             floor = floor_mod.ContractFloor(stack, floor_https.url, str(ca), prefix="FG")
+            bare = floor_mod.ContractFloor(stack, floor_https.url, str(ca), prefix="FB", reads=False)
             floor_samples: list[float] = []
-            samples: list[float] = []
+            bare_samples: list[float] = []
             statuses: dict[str, int] = {}
+
+            def signals(tag: str) -> list[float]:
+                samples: list[float] = []
+                for i in range(n):
+                    time.sleep(gap_s)
+                    # the warm floors, right before the signal, so both meet the machine as it is
+                    # now: the first call of a burst reopens the connection the gap closed (not kept)
+                    floor_samples.extend(floor.sample(max(1, floor_n // n), warmup=1))
+                    bare_samples.extend(bare.sample(max(1, floor_n // n), warmup=1))
+                    one = gateway_mod.signal_to_order(stack, gw, collector, 1, 0, f"{prefix}{tag}{letters(i, 2)}",
+                                                      reset_risk=reset_risk)
+                    for status, count in one["statuses"].items():
+                        statuses[status] = statuses.get(status, 0) + count
+                    if one["signal_to_order_ms"]["p50"] is not None:
+                        samples.append(one["signal_to_order_ms"]["p50"])
+                return samples
+
             before = https.connection_stats()
-            for i in range(n):
-                time.sleep(gap_s)
-                # the warm floor, right before the signal, so both meet the machine as it is
-                # now: the first call of a burst reopens the connection the gap closed (not kept)
-                floor_samples += floor.sample(max(1, floor_n // n), warmup=1)
-                one = gateway_mod.signal_to_order(stack, gw, collector, 1, 0, f"{prefix}{letters(i, 2)}",
-                                                  reset_risk=reset_risk)
-                for status, count in one["statuses"].items():
-                    statuses[status] = statuses.get(status, 0) + count
-                if one["signal_to_order_ms"]["p50"] is not None:
-                    samples.append(one["signal_to_order_ms"]["p50"])
+            mirrored = signals("M")  # row 9 from the account mirror, as deployed
             after = https.connection_stats()
-        contract = summary(floor_samples)
-        out["floor"] = {"pubsub_ms": pubsub, "contract_calls_to_order_ms": contract,
-                        "contract_sum_p50_ms": round(pubsub["p50"] + contract["p50"], 3)}
-        out["signal_to_order_ms"] = summary(samples)
+            gw.mirror_off()
+            rest = signals("R")  # the same without it: row 9 by REST, as before the mirror
+        contract, submit = summary(floor_samples), summary(bare_samples)
+        out["floor"] = {"pubsub_ms": pubsub, "contract_calls_to_order_ms": contract, "submit_to_order_ms": submit,
+                        "contract_sum_p50_ms": round(pubsub["p50"] + contract["p50"], 3),
+                        "sum_p50_ms": round(pubsub["p50"] + submit["p50"], 3)}
+        out["signal_to_order_ms"] = summary(mirrored)
+        out["rest_signal_to_order_ms"] = summary(rest)
         out["statuses"] = statuses
         out["connections"] = {name: after[name] - before[name]
                               for name in ("accepted", "idle_closed", "tls_handshakes")}
@@ -103,7 +115,14 @@ def run(stack: Stack, log_dir: Path, n: int, idle_s: float, gap_s: float, floor_
 
 def ratios(phase: dict[str, Any]) -> dict[str, Any]:
     s, floor = phase["signal_to_order_ms"], phase["floor"]["contract_sum_p50_ms"]
+    bare, rest = phase["floor"].get("sum_p50_ms"), phase.get("rest_signal_to_order_ms") or {}
     if not s.get("p50") or not floor:
         return {}
-    return {"p50_over_warm_contract_floor": round(s["p50"] / floor, 2),
-            "p99_over_warm_contract_floor": round(s["p99"] / floor, 2)}
+    out = {"p50_over_warm_contract_floor": round(s["p50"] / floor, 2),
+           "p99_over_warm_contract_floor": round(s["p99"] / floor, 2)}
+    if bare:
+        out["p50_over_warm_floor"] = round(s["p50"] / bare, 2)  # PUBLISH + the submit alone
+        if rest.get("p50"):
+            out["rest_p50_over_warm_floor"] = round(rest["p50"] / bare, 2)
+            out["rest_p50_over_warm_contract_floor"] = round(rest["p50"] / floor, 2)
+    return out

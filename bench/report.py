@@ -105,6 +105,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             add("p50 / floor sum" + at, db, away.get("p50_over_floor_sum"), 3)
             add("p50 / direct p50" + at, db, away.get("p50_over_direct_p50"), 1)
             add("p50 / contract floor" + at, db, away.get("p50_over_contract_floor"), 3)
+            add("p50 / floor sum" + at + ", row 9 from the account mirror", db, away.get("p50_over_floor_sum"), 1.25)
         rss = [x for x in (_get(g, "cost", "rest", "bridge_rss_mb"), _get(g, "cost", "after_burst", "bridge_rss_mb"))
                if x is not None]
         add("bridge RSS MB (max)", db, max(rss) if rss else None, 80)
@@ -114,6 +115,8 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
               f"(idle timeout {_f(gap.get('idle_timeout_s'), 0)} s)")
         add("p50 / warm contract floor" + at, "sqlite", gap["ratios"].get("p50_over_warm_contract_floor"), 1.15)
         add("p99 / warm contract floor" + at, "sqlite", gap["ratios"].get("p99_over_warm_contract_floor"), 1.5)
+        add("p50 / warm floor (PUBLISH + submit)" + at + ", row 9 from the account mirror", "sqlite",
+            gap["ratios"].get("p50_over_warm_floor"), 1.25)
     return out
 
 
@@ -143,12 +146,13 @@ def _distant_rows(result: dict[str, Any], gws: dict[str, Any]) -> list[str]:
              f"  {'contract floor SUM (PUBLISH + row 9 + submit)':<50}{'':>6}{_f(fl.get('contract_sum_p50_ms')):>9}",
              _lat_row("direct baseline: publish -> order", (away.get("direct") or {}).get("signal_to_order_ms"))]
     for db, g in gws.items():
-        if g.get("distant"):
-            r = g.get("distant_ratios") or {}
-            lines += [_lat_row(f"gateway {db}: publish -> order", g["distant"].get("signal_to_order_ms")),
-                      f"  ratios {db}: gateway p50 / floor sum = {_f(r.get('p50_over_floor_sum'))}x, "
-                      f"/ direct p50 = {_f(r.get('p50_over_direct_p50'))}x, "
-                      f"/ contract floor = {_f(r.get('p50_over_contract_floor'))}x"]
+        for key, label in (("distant", "row 9 from the mirror"), ("distant_rest", "row 9 by REST")):
+            if g.get(key):
+                r = g.get(f"{key}_ratios") or {}
+                lines += [_lat_row(f"gateway {db}, {label}: publish -> order", g[key].get("signal_to_order_ms")),
+                          f"  ratios {db}, {label}: gateway p50 / floor sum = {_f(r.get('p50_over_floor_sum'))}x, "
+                          f"/ direct p50 = {_f(r.get('p50_over_direct_p50'))}x, "
+                          f"/ contract floor = {_f(r.get('p50_over_contract_floor'))}x"]
     return lines
 
 
@@ -162,8 +166,12 @@ def _idle_gap_rows(gap: dict[str, Any] | None) -> list[str]:
             f"BROKER_KEEP_WARM_S {_f(gap['broker_keep_warm_s'], 1)}",
             f"  {'warm contract floor SUM (PUBLISH + row 9 + submit)':<50}{'':>6}"
             f"{_f(fl.get('contract_sum_p50_ms')):>9}",
-            _lat_row("gateway sqlite: publish -> order after the gap", gap.get("signal_to_order_ms")),
-            f"  ratios: p50 / warm contract floor = {_f(r.get('p50_over_warm_contract_floor'))}x, "
+            f"  {'warm floor SUM (PUBLISH + submit)':<50}{'':>6}{_f(fl.get('sum_p50_ms')):>9}",
+            _lat_row("gateway sqlite, row 9 from the mirror: after the gap", gap.get("signal_to_order_ms")),
+            _lat_row("gateway sqlite, row 9 by REST: after the gap", gap.get("rest_signal_to_order_ms")),
+            f"  ratios: p50 / warm floor = {_f(r.get('p50_over_warm_floor'))}x (by REST "
+            f"{_f(r.get('rest_p50_over_warm_floor'))}x), "
+            f"p50 / warm contract floor = {_f(r.get('p50_over_warm_contract_floor'))}x, "
             f"p99 / warm contract floor = {_f(r.get('p99_over_warm_contract_floor'))}x; connections opened "
             f"during the signals: {c.get('accepted')}, closed idle: {c.get('idle_closed')}"]
 

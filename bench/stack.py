@@ -20,7 +20,16 @@ import redis
 from sqlalchemy import Engine, func, select, text
 
 from alpaca_paper_sim import BrokerState, SimServer, TradingSession
-from tests.support.procs import PrivateRedis, Proc, base_env, bridge_proc, free_port, health, worker_proc
+from tests.support.procs import (
+    PrivateRedis,
+    Proc,
+    base_env,
+    bridge_proc,
+    free_port,
+    health,
+    mirror_proc,
+    worker_proc,
+)
 from zero_tasks.adapters.audit import ensure_schema, execution_log, make_engine
 from zero_tasks.core import keys
 
@@ -297,12 +306,17 @@ class GatewayProcs:
     """One bridge and the Celery worker(s), exactly as the tests start them."""
 
     def __init__(self, stack: Stack, database_url: str, label: str, workers: int = 1, concurrency: int = 2,
-                 **env: str) -> None:
+                 mirror: bool = False, **env: str) -> None:
         self.stack = stack
         self.label = label
         self.database_url = database_url
         self.api_port = free_port()
+        # the account mirror: one consumer on the simulator's trade_updates stream
+        if mirror:
+            assert stack.sim is not None and stack.sim.stream_url is not None
+            env = {"ALPACA_STREAM_URL": stack.sim.stream_url, **env}
         self.env = base_env(stack.port, stack.sim_url, database_url, self.api_port, **env)
+        self.mirror = mirror_proc(f"{label}-mirror", self.env, stack.log_dir) if mirror else None
         self.workers = [worker_proc(f"{label}-w{i}", self.env, stack.log_dir, concurrency=concurrency)
                         for i in range(workers)]
         self.bridge = bridge_proc(f"{label}-bridge", self.env, stack.log_dir)
@@ -342,7 +356,28 @@ class GatewayProcs:
             raise RuntimeError(f"{exc}\n{self.logs()}") from None
         if self._died():
             raise RuntimeError(f"a gateway process exited at start\n{self.logs()}")
+        if self.mirror is not None:
+            self.mirror_on(timeout)
         return self
+
+    def mirror_state(self) -> dict[str, Any]:
+        return dict(health(self.api_port)[1].get("mirror") or {})
+
+    def mirror_on(self, timeout: float = 60) -> None:
+        """The consumer running and the mirror in sync: row 9 answers from it."""
+        assert self.mirror is not None
+        if not self.mirror.alive():
+            self.stack.track(self.mirror).start()
+        try:
+            wait_until(lambda: self.mirror_state().get("in_sync"), timeout, f"{self.label} mirror in sync")
+        except TimeoutError as exc:
+            raise RuntimeError(f"{exc}\n{self.logs()}") from None
+
+    def mirror_off(self, timeout: float = 30) -> None:
+        """The consumer stopped (it says out of sync as it goes): row 9 asks the broker, as before the mirror."""
+        assert self.mirror is not None
+        self.mirror.stop(timeout=15)
+        wait_until(lambda: not self.mirror_state().get("in_sync"), timeout, f"{self.label} mirror out of sync")
 
     def _died(self) -> bool:
         return any(not p.alive() for p in [*self.workers, self.bridge])
@@ -352,12 +387,13 @@ class GatewayProcs:
         return len(list(r.scan_iter(keys.WORKER_ALIVE_PREFIX + "*")))
 
     def stop(self) -> None:
-        for proc in [self.bridge, *self.workers]:
+        for proc in [*([self.mirror] if self.mirror else []), self.bridge, *self.workers]:
             proc.stop(timeout=15)
         self.engine.dispose()
 
     def logs(self, tail: int = 3000) -> str:
-        return "\n".join(f"===== {p.name} ({p.log_path})\n{p.output()[-tail:]}" for p in [self.bridge, *self.workers])
+        procs = [self.bridge, *self.workers, *([self.mirror] if self.mirror else [])]
+        return "\n".join(f"===== {p.name} ({p.log_path})\n{p.output()[-tail:]}" for p in procs)
 
     def row_count(self) -> int:
         with self.engine.connect() as conn:

@@ -62,6 +62,8 @@ class Bridge:
             database_label=db_probe.label(settings.sqlalchemy_url),
             stats=self.stats,
             market_state_max_age_s=settings.market_state_max_age_s,
+            mirror_max_age_s=settings.mirror_max_age_s,
+            mirror_seal_key=settings.task_signing_key.get_secret_value(),
         )
 
     def stats(self) -> dict[str, object]:

@@ -3,7 +3,9 @@
 `down` when Redis is unreachable (nothing can be decided, and nothing will be ordered);
 `degraded` when Redis answers but the database, the broker or the workers do not, or
 when an audit writer reports that it cannot write execution_log (audit_health.py);
-`ok` otherwise. No secret is ever part of the answer.
+`ok` otherwise. No secret is ever part of the answer. The account mirror is shown (who
+leads, in sync or why not, its counters) but is not a check: out of sync, row 9 asks the
+broker as it always did.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import redis.asyncio as aioredis
 
 from zero_tasks.adapters import metrics, redis_clock
 from zero_tasks.adapters.audit_health import FAILURE_PREFIX, audit_check
+from zero_tasks.adapters.mirror_store import read_status_async
 from zero_tasks.adapters.outbox import AUDIT_STREAM
 from zero_tasks.adapters.redis_clock import Anchor
 from zero_tasks.adapters.redis_state import kept_session
 from zero_tasks.core import keys, session
 from zero_tasks.core.checks.market_state import check_market_state, parse_market_state
+from zero_tasks.core.mirror import status_view
 from zero_tasks.core.snapshot import Snapshot
 from zero_tasks.secrets import cut, scrub
 
@@ -43,6 +47,8 @@ class HealthSources:
     database_label: str
     stats: Callable[[], dict[str, Any]] = dict
     market_state_max_age_s: float | None = None
+    mirror_max_age_s: float = 3.0
+    mirror_seal_key: str = ""  # TASK_SIGNING_KEY: a sync record not sealed with it is not in sync
     _broker_cache: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
 
 
@@ -66,7 +72,8 @@ async def _redis_view(client: aioredis.Redis) -> tuple[dict[str, Any], dict[str,
                 "breaker_raw": breaker, "last_decision_age_s": _age(last),
                 "audit_backlog": int(await client.xlen(AUDIT_STREAM)),
                 "in_flight": int(await client.zcard(keys.IN_FLIGHT_KEY)),
-                "audit_failures": await client.mget(failing) if failing else []}
+                "audit_failures": await client.mget(failing) if failing else [],
+                "mirror": await read_status_async(client)}
         return _check(True, "ping ok", started), view
     except Exception as exc:  # noqa: BLE001 - any failure means Redis is not usable
         return _check(False, f"unreachable: {type(exc).__name__}", started), {}
@@ -124,6 +131,13 @@ def _market_view(market_raw: bytes | None, session_raw: bytes | None,
     verdict = check_market_state(Snapshot("true", market, None, session=kept, session_error=refused),
                                  datetime.now(UTC), max_age_s)
     return view, verdict.reason if verdict else None
+
+
+def _mirror(raw: dict[str, Any] | None, max_age_s: float, seal_key: str) -> dict[str, Any] | None:
+    """Not a check: a mirror out of sync only sends row 9 to the broker, as before it existed."""
+    if raw is None:
+        return None
+    return status_view(raw["lease"], raw["sync"], raw["stats"], datetime.now(UTC), max_age_s, seal_key)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -191,6 +205,8 @@ async def health(src: HealthSources) -> tuple[int, dict[str, Any]]:
         "in_flight": view.get("in_flight"),  # messages on the worker queue, not decided yet (in_flight.py)
         "database": src.database_label,
         "clock": clock_view(view.get("worker_beats", []), redis_clock.CLOCK.anchor),
+        # row 9's account mirror (zero_tasks/mirror)
+        "mirror": _mirror(view.get("mirror"), src.mirror_max_age_s, src.mirror_seal_key),
         "checks": checks,
         **src.stats(),
     }

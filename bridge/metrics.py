@@ -15,6 +15,7 @@ each decision once; `zero_bridge_gateway_exporter` says which bridge exports.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Iterator
@@ -137,6 +138,31 @@ class Snapshot(Collector):
                                 value=float(self.health.get("audit_backlog") or 0))
         yield GaugeMetricFamily("zero_in_flight", "Messages handed to the worker queue and not decided yet",
                                 value=float(self.health.get("in_flight") or 0))
+        yield from self._mirror()
+
+    def _mirror(self) -> Iterator[Any]:
+        """The account mirror (core/mirror.status_view), when Redis answered."""
+        mirror = self.health.get("mirror")
+        if not mirror:
+            return
+        yield GaugeMetricFamily("zero_mirror_leader", "1 while a mirror consumer holds the lease",
+                                value=1.0 if mirror.get("leader") else 0.0)
+        yield GaugeMetricFamily("zero_mirror_in_sync", "1 while row 9 may answer from the mirror",
+                                value=1.0 if mirror.get("in_sync") else 0.0)
+        last = mirror.get("last_event_age_s")
+        yield GaugeMetricFamily("zero_mirror_last_event_age_seconds",
+                                "Seconds since the mirror's last trade update (NaN: none yet)",
+                                value=float(last) if last is not None else math.nan)
+        yield CounterMetricFamily("zero_mirror_resyncs", "REST snapshots taken at a (re)connect",
+                                  value=float(mirror.get("resyncs", 0)))
+        yield CounterMetricFamily("zero_mirror_events", "Trade updates applied", value=float(mirror.get("events", 0)))
+        yield CounterMetricFamily("zero_mirror_refused_writes", "Writes of a deposed leader refused by the fence",
+                                  value=float(mirror.get("refused_writes", 0)))
+        answers = CounterMetricFamily("zero_exposure_answers", "Row 9 (exposure) from the mirror or by REST",
+                                      labels=["source"])
+        answers.add_metric(["mirror"], float(mirror.get("row9_from_mirror", 0)))
+        answers.add_metric(["rest"], float(mirror.get("row9_from_rest", 0)))
+        yield answers
 
 
 async def read_stored(clients: ReadClients) -> tuple[dict[str, dict[str, str]], dict[str, int]]:

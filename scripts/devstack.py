@@ -2,7 +2,8 @@
 
 Starts (as child processes) the Alpaca paper simulator when no Alpaca keys are set, a
 private redis-server when none answers at REDIS_HOST:REDIS_PORT, one Celery worker, the
-bridge and Flower (basic auth, loopback). Prints where everything is; Ctrl-C stops all.
+bridge, the account-mirror consumer and Flower (basic auth, loopback). Prints where everything
+is; Ctrl-C stops all.
 """
 
 from __future__ import annotations
@@ -120,16 +121,19 @@ def main() -> None:
     env.setdefault("REDIS_PORT", "6379")
     env.setdefault("DATABASE_URL", f"sqlite:///{VAR / 'execution_log.db'}")
     env.setdefault("EXECUTION_API_PORT", "8003")
-    env.setdefault("TASK_SIGNING_KEY", secrets.token_urlsafe(32))  # bridge and workers of this run
+    env.setdefault("TASK_SIGNING_KEY", secrets.token_urlsafe(32))  # bridge, workers and mirror of this run
     env["PYTHONPATH"] = str(ROOT)
     children: list[subprocess.Popen] = []
     print("ZERO execution gateway (paper only)")
     try:
         if not env.get("ALPACA_API_KEY"):
             sim_port = int(env.get("SIM_PORT", "8100"))
+            stream_port = int(env.get("SIM_STREAM_PORT", str(sim_port + 1)))  # its trade_updates stream
             env.update(ALPACA_API_KEY="simulator", ALPACA_SECRET_KEY="simulator",
-                       ALPACA_BASE_URL=f"http://127.0.0.1:{sim_port}")
+                       ALPACA_BASE_URL=f"http://127.0.0.1:{sim_port}",
+                       ALPACA_STREAM_URL=f"ws://127.0.0.1:{stream_port}/stream")
             start("simulator", [sys.executable, "-m", "alpaca_paper_sim", "--port", str(sim_port), "--always-open",
+                                "--stream-port", str(stream_port),
                                 "--key-id", "simulator", "--secret-key", "simulator"], without_secrets(env), children)
             print(f"  broker     Alpaca paper simulator on http://127.0.0.1:{sim_port} (no ALPACA_API_KEY set; "
                   "always open, so the demo trades at any hour: real Alpaca trades 09:30-16:00 New York, Mon-Fri)")
@@ -144,6 +148,9 @@ def main() -> None:
                          "-s", str(VAR / "celerybeat-schedule"), "-c", "2", "-n", "worker@%h",
                          "-Q", "zero_execution,zero_audit", "-l", "INFO"], env, children)
         start("bridge", [sys.executable, "-m", "bridge"], env, children)
+        # The account mirror (row 9 without a broker round trip, order states from the stream);
+        # while it is not in sync (no stream yet, say) row 9 asks the broker as before.
+        start("mirror", [sys.executable, "-m", "zero_tasks.mirror"], env, children)
         # Through the guard: no Flower without a usable password, and watching only (see its docstring).
         start("flower", [sys.executable, "-m", "zero_ops.flower_guard"],
               {**flower_environment(env), "FLOWER_BASIC_AUTH": flower_auth, "FLOWER_PORT": flower_port,

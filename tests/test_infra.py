@@ -56,8 +56,9 @@ DASHBOARD_PROVIDER = GRAFANA / "provisioning" / "dashboards" / "dashboards.yml"
 PROMETHEUS_DATASOURCE = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 PROMETHEUS_CONFIG = INFRA / "prometheus" / "prometheus.yml"
 
-SERVICES = {"redis", "timescaledb", "migrate", "zero-execution", "zero-worker", "flower", "prometheus", "grafana"}
-GATEWAY_SERVICES = ("zero-execution", "zero-worker", "flower")  # built from infra/Dockerfile
+SERVICES = {"redis", "timescaledb", "migrate", "zero-execution", "zero-worker", "zero-mirror", "flower", "prometheus",
+            "grafana"}
+GATEWAY_SERVICES = ("zero-execution", "zero-worker", "zero-mirror", "flower")  # built from infra/Dockerfile
 # Exact versions: no `latest`, no bare major (a new major or minor must be a reviewed change).
 PINNED_IMAGE = re.compile(r"^[a-z0-9./-]+:v?\d+\.\d+\.\d+(-[a-z0-9]+)?$")
 # What .env.example leaves empty on purpose: the operator must fill them in.
@@ -226,6 +227,9 @@ def test_compose_what_matters() -> None:
     assert worker.get("deploy", {}).get("replicas", 1) == 1 and "scale" not in worker
     assert "zero_execution,zero_audit" in worker["command"]
 
+    # The account mirror: its own process; several may run (one leads by a fenced lease).
+    assert services["zero-mirror"]["command"] == ["python", "-m", "zero_tasks.mirror"]
+
     # Flower: through the guard, password required, 0.0.0.0 in the container, loopback on the host.
     flower = services["flower"]
     assert flower["command"] == ["python", "-m", "zero_ops.flower_guard"]
@@ -295,7 +299,7 @@ def test_compose_gives_flower_no_signing_key_and_no_alpaca_keys(monkeypatch: pyt
     assert flower["ALPACA_SECRET_KEY"] != FILLED["ALPACA_SECRET_KEY"]
     shown = json.dumps(flower)
     assert FILLED["TASK_SIGNING_KEY"] not in shown and FILLED["ALPACA_SECRET_KEY"] not in shown
-    for service in ("zero-execution", "zero-worker"):
+    for service in ("zero-execution", "zero-worker", "zero-mirror"):  # the mirror seals its sync record
         assert model["services"][service]["environment"]["TASK_SIGNING_KEY"] == FILLED["TASK_SIGNING_KEY"]
 
 

@@ -95,6 +95,20 @@ def test_durations_are_served_in_seconds_with_seconds_names(r: redis.Redis) -> N
     assert "zero_decisions_total{" in text and "_ms" not in text
 
 
+def test_the_account_mirror_is_served_with_row_9_answers_by_source() -> None:
+    mirror = {"leader": "host:1", "in_sync": True, "last_event_age_s": 1.5, "resyncs": 2, "events": 7,
+              "refused_writes": 1, "row9_from_mirror": 5, "row9_from_rest": 3}
+    text = render(Snapshot({ROLE: {"exporter": "1"}}, {"mirror": mirror}, {})).decode()
+    samples = {(s.name, s.labels.get("source")): s.value for f in text_string_to_metric_families(text)
+               for s in f.samples if s.name.startswith(("zero_mirror", "zero_exposure"))}
+    assert samples[("zero_mirror_in_sync", None)] == 1 and samples[("zero_mirror_leader", None)] == 1
+    assert samples[("zero_mirror_last_event_age_seconds", None)] == 1.5
+    assert samples[("zero_mirror_resyncs_total", None)] == 2
+    assert samples[("zero_mirror_refused_writes_total", None)] == 1
+    assert samples[("zero_exposure_answers_total", "mirror")] == 5
+    assert samples[("zero_exposure_answers_total", "rest")] == 3
+
+
 # --- a live /metrics -----------------------------------------------------------------------
 
 def documented_metrics() -> set[str]:

@@ -41,6 +41,7 @@ from zero_tasks.adapters.audit import ensure_schema, insert_rows, make_engine
 from zero_tasks.adapters.redis_state import store_session
 from zero_tasks.core.contract import MarketState, TradeUpdate
 from zero_tasks.core.intake import Signal, parse_payload
+from zero_tasks.core.mirror import IN_SYNC, OUT_OF_SYNC, SyncRecord, seal_record
 from zero_tasks.core.session import TradingSession
 from zero_tasks.settings import Settings
 
@@ -336,6 +337,40 @@ def test_status_shows_a_garbled_breaker_or_block_list_as_garbage(env: dict[str, 
     assert result.output.count("orders blocked") == 2
     report = json.loads(cli(env, "status", "--json", "--last", "0").stdout)
     assert report["risk"]["breaker"] and report["risk"]["blocklist"]["SPY"]
+
+
+def test_status_shows_the_account_mirror_with_control_characters_escaped(env: dict[str, str | None],
+                                                                         r: redis.Redis) -> None:
+    r.hset("key:execution_mirror_lease", mapping={"holder": "evil\x1b[2Jhost:1", "token": "4"})
+    r.set("key:execution_mirror_sync", seal_record(SyncRecord(IN_SYNC, 9, "x", 4, now_utc().isoformat()),
+                                                   TEST_SIGNING_KEY), px=3000)
+    r.hset("key:execution_mirror_stats", mapping={"resyncs": "2", "row9_mirror": "5", "row9_rest": "1"})
+    result = cli(env, "status", "--last", "0")
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if "account mirror" in line)
+    assert "\x1b" not in line and "evil\\x1b[2Jhost:1" in line
+    assert "in sync" in line and "epoch 9" in line and "5 from the mirror / 1 by REST" in line
+    report = json.loads(cli(env, "status", "--json", "--last", "0").stdout)
+    assert report["mirror"]["in_sync"] is True and report["mirror"]["resyncs"] == 2
+
+
+def test_status_says_row_9_asks_the_broker_while_the_mirror_is_out_of_sync(env: dict[str, str | None],
+                                                                          r: redis.Redis) -> None:
+    r.set("key:execution_mirror_sync", seal_record(SyncRecord(OUT_OF_SYNC, 9, "x", 4, now_utc().isoformat()),
+                                                   TEST_SIGNING_KEY))
+    result = cli(env, "status", "--last", "0")
+    line = next(line for line in result.output.splitlines() if "account mirror" in line)
+    assert "mirror out_of_sync" in line and "row 9 asks the broker" in line and "leader none" in line
+
+
+def test_status_says_row_9_asks_the_broker_while_the_mirrors_sync_record_is_not_sealed(
+        env: dict[str, str | None], r: redis.Redis) -> None:
+    record = SyncRecord(IN_SYNC, 9, "x", 4, now_utc().isoformat()).to_json()
+    r.set("key:execution_mirror_sync", json.dumps({"record": record, "seal": "0" * 64}), px=3000)
+    result = cli(env, "status", "--last", "0")
+    line = next(line for line in result.output.splitlines() if "account mirror" in line)
+    assert "not sealed" in line and "row 9 asks the broker" in line
+    assert json.loads(cli(env, "status", "--json", "--last", "0").stdout)["mirror"]["in_sync"] is False
 
 
 def test_status_queue_depth_is_na_when_broker_is_not_redis(env: dict[str, str | None], r: redis.Redis) -> None:

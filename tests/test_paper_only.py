@@ -44,9 +44,10 @@ def run(argv: list[str], **env: str | None) -> subprocess.CompletedProcess[str]:
 
 BRIDGE = [PYTHON, "-m", "bridge"]
 WORKER = [CELERY, "-A", "zero_tasks", "worker", "-c", "1"]
+MIRROR = [PYTHON, "-m", "zero_tasks.mirror"]
 
 
-@pytest.mark.parametrize("argv", [BRIDGE, WORKER], ids=["bridge", "worker"])
+@pytest.mark.parametrize("argv", [BRIDGE, WORKER, MIRROR], ids=["bridge", "worker", "mirror"])
 @pytest.mark.parametrize("paper", [None, "false", "TRUE", " true", "1", "True", ""])
 def test_refuses_to_start_unless_alpaca_paper_is_exactly_true(argv: list[str], paper: str | None) -> None:
     result = run(argv, ALPACA_PAPER=paper)
@@ -56,7 +57,7 @@ def test_refuses_to_start_unless_alpaca_paper_is_exactly_true(argv: list[str], p
     assert SECRET not in output and KEY not in output
 
 
-@pytest.mark.parametrize("argv", [BRIDGE, WORKER], ids=["bridge", "worker"])
+@pytest.mark.parametrize("argv", [BRIDGE, WORKER, MIRROR], ids=["bridge", "worker", "mirror"])
 @pytest.mark.parametrize("url", [
     "https://api.alpaca.markets", "http://api.alpaca.markets", "https://paper-api.alpaca.markets.evil.com",
     "http://paper-api.alpaca.markets", "http://10.0.0.5:8100", "http://example.com", "ftp://127.0.0.1",
@@ -70,11 +71,30 @@ def test_refuses_a_base_url_that_is_not_loopback_or_alpaca_paper(argv: list[str]
     assert SECRET not in output and KEY not in output
 
 
-@pytest.mark.parametrize("argv", [BRIDGE, WORKER], ids=["bridge", "worker"])
+@pytest.mark.parametrize("argv", [BRIDGE, WORKER, MIRROR], ids=["bridge", "worker", "mirror"])
+@pytest.mark.parametrize("url", ["wss://api.alpaca.markets/stream", "ws://paper-api.alpaca.markets/stream",
+                                 "wss://stream.data.alpaca.markets/v2/iex", "ws://10.0.0.5:8101/stream"])
+def test_refuses_a_stream_url_that_is_not_loopback_or_alpacas_paper_stream(argv: list[str], url: str) -> None:
+    result = run(argv, ALPACA_STREAM_URL=url)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "ALPACA_STREAM_URL" in output
+    assert SECRET not in output and KEY not in output
+
+
+@pytest.mark.parametrize("argv", [BRIDGE, WORKER, MIRROR], ids=["bridge", "worker", "mirror"])
 def test_refuses_to_start_without_keys(argv: list[str]) -> None:
     result = run(argv, ALPACA_API_KEY=None, ALPACA_SECRET_KEY=None)
     assert result.returncode != 0
     assert "ALPACA_API_KEY and ALPACA_SECRET_KEY must be set" in result.stderr
+
+
+@pytest.mark.parametrize("signing_key", [None, "too-short"], ids=["unset", "short"])
+def test_the_mirror_refuses_to_start_without_the_signing_key_that_seals_its_sync_record(
+        signing_key: str | None) -> None:
+    result = run(MIRROR, TASK_SIGNING_KEY=signing_key)
+    assert result.returncode != 0
+    assert "TASK_SIGNING_KEY must be set" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("name, value", [

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from zero_tasks.settings import ConfigError, check_base_url, load_settings
+from zero_tasks.adapters.mirror_broker import stream_url
+from zero_tasks.settings import ConfigError, check_base_url, check_stream_url, load_settings
 
 SAFE = {"alpaca_paper": "true", "alpaca_api_key": "k", "alpaca_secret_key": "s"}
 
@@ -26,6 +27,36 @@ def test_base_url_accepts_loopback_and_alpaca_paper(url: str) -> None:
 def test_base_url_refuses_anything_else(url: str) -> None:
     with pytest.raises(ValueError, match=r"ALPACA_BASE_URL|is only reached over https"):
         check_base_url(url)
+
+
+@pytest.mark.parametrize(("base", "expected"), [
+    (None, "wss://paper-api.alpaca.markets/stream"),
+    ("https://paper-api.alpaca.markets", "wss://paper-api.alpaca.markets/stream"),
+    ("http://127.0.0.1:8100", "ws://127.0.0.1:8100/stream"),
+    ("https://localhost:8443", "wss://localhost:8443/stream"),
+])
+def test_the_mirrors_stream_is_the_paper_hosts_own(base: str | None, expected: str) -> None:
+    assert stream_url(base) == expected
+
+
+@pytest.mark.parametrize("url", ["ws://127.0.0.1:8101/stream", "wss://[::1]:8101/stream",
+                                 "wss://paper-api.alpaca.markets/stream"])
+def test_stream_url_accepts_loopback_and_alpacas_paper_stream(url: str) -> None:
+    assert check_stream_url(url) == url
+
+
+@pytest.mark.parametrize("url", [
+    "wss://api.alpaca.markets/stream", "ws://paper-api.alpaca.markets/stream",
+    "wss://paper-api.alpaca.markets/v2/stream", "wss://paper-api.alpaca.markets.evil.io/stream",
+    "wss://stream.data.alpaca.markets/v2/iex", "ws://192.168.1.10:8101/stream", "http://127.0.0.1:8101/stream",
+    "ws://u:p@127.0.0.1/stream", "",
+])
+def test_stream_url_refuses_anything_else(url: str) -> None:
+    with pytest.raises(ValueError, match=r"ALPACA_STREAM_URL|paper stream is"):
+        check_stream_url(url)
+    if url:  # an empty ALPACA_STREAM_URL is unset: the base URL's host
+        with pytest.raises(ConfigError):
+            load_settings(**SAFE, alpaca_stream_url=url)
 
 
 @pytest.mark.parametrize("paper", ["", "false", "TRUE", "True", " true", "true ", "1", "yes"])

@@ -210,8 +210,26 @@ def status_lines(report: dict[str, Any]) -> list[str]:
     lines += section("queues", queues_text(report["queues"]))
     lines += section(f"workers ({len(report['workers'])})", workers_text(report["workers"]))
     lines += risk_lines(report["risk"])
+    if "mirror" in report:
+        lines += section("account mirror", mirror_text(report["mirror"]))
     lines += decisions_lines(report)
     return lines
+
+
+def escaped(value: Any) -> str:
+    """Text from outside (a Redis value anyone may write) with its control characters
+    shown as escapes, never sent to the terminal as they are."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(value))
+
+
+def mirror_text(view: dict[str, Any]) -> str:
+    """One line: in sync (row 9 answers from it) or why not, who leads, the counters."""
+    state = click.style("in sync", fg="green") if view["in_sync"] else click.style(
+        f"not used ({escaped(view['why_not'])}): row 9 asks the broker", fg="yellow")
+    leader = escaped(view["leader"]) if view["leader"] else "none"
+    last = age(view["last_event_age_s"]) if view["last_event_age_s"] is not None else "never"
+    return (f"{state}; leader {leader}, epoch {view['epoch']}, last event {last}, {view['resyncs']} resync(s), "
+            f"row 9 {view['row9_from_mirror']} from the mirror / {view['row9_from_rest']} by REST")
 
 
 def _garbled(entry: dict[str, Any]) -> str:

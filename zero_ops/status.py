@@ -12,15 +12,17 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from zero_tasks.adapters.mirror_store import read_status
 from zero_tasks.adapters.risk import DailyCap, trading_day
 from zero_tasks.core import keys
+from zero_tasks.core.mirror import status_view
 from zero_tasks.core.snapshot import operator_time
 
 from . import auditlog, state
 from .context import Ops, describe_db_error
 
 REPORT_FIELDS = ("mode", "now", "broker", "redis", "database", "kill_switch", "market_state", "stand_down",
-                 "cooldowns", "queues", "workers", "decisions", "decisions_error", "risk")
+                 "cooldowns", "queues", "workers", "decisions", "decisions_error", "risk", "mirror")
 
 
 def build_report(ops: Ops, now: datetime, last: int) -> dict[str, Any]:
@@ -43,11 +45,19 @@ def build_report(ops: Ops, now: datetime, last: int) -> dict[str, Any]:
             "queues": state.queue_depths(settings.broker_url),
             "workers": state.workers(r),
             "risk": risk_view(r, now, settings.max_orders_per_day),
+            "mirror": mirror_view(r, now, settings.mirror_max_age_s, settings.task_signing_key.get_secret_value()),
         }
     finally:
         r.close()
     report["decisions"], report["decisions_error"] = last_decisions(ops, last)
     return report
+
+
+def mirror_view(r: Any, now: datetime, max_age_s: float, seal_key: str) -> dict[str, Any]:
+    """The account mirror: who leads, whether row 9 answers from it now (a sync record
+    sealed with TASK_SIGNING_KEY, fresh), its counters."""
+    raw = read_status(r)
+    return status_view(raw["lease"], raw["sync"], raw["stats"], now, max_age_s, seal_key)
 
 
 def risk_view(r: Any, now: datetime, cap: int) -> dict[str, Any]:

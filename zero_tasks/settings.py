@@ -79,6 +79,27 @@ def market_data_url(base_url: str | None) -> str:
     return ALPACA_DATA_URL
 
 
+def check_stream_url(url: str) -> str:
+    """The trade_updates stream: a loopback simulator's (ws or wss) or Alpaca's paper stream
+    (wss://paper-api.alpaca.markets/stream) only: never the live stream."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("ws", "wss") or not host:
+        raise ValueError(f"ALPACA_STREAM_URL must be a ws(s) URL, got scheme {parts.scheme!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("ALPACA_STREAM_URL must not carry credentials, a query or a fragment")
+    if host == ALPACA_PAPER_HOST:
+        if parts.scheme != "wss" or parts.path != "/stream" or parts.port not in (None, 443):
+            raise ValueError(f"Alpaca's paper stream is wss://{ALPACA_PAPER_HOST}/stream")
+        return url.strip()
+    if host == "localhost" or _is_loopback_ip(host):
+        return url.strip()
+    raise ValueError(
+        f"ALPACA_STREAM_URL host {host!r} is neither loopback nor {ALPACA_PAPER_HOST}: "
+        "this gateway only ever listens to a local simulator or Alpaca paper"
+    )
+
+
 # Alpaca key ids and secrets are ASCII letters and digits; '-' and '_' are allowed too.
 # Anything else (a copy-pasted newline, a space, a control or non-ASCII character) would
 # break the HTTP header it is sent in, and the HTTP stack's error would quote the value.
@@ -121,6 +142,9 @@ class Settings(BaseSettings):
     alpaca_api_key: SecretStr = SecretStr("")
     alpaca_secret_key: SecretStr = SecretStr("")
     alpaca_base_url: str | None = Field(default=None, description="simulator or paper host only")
+    # The account mirror's trade_updates stream; unset: the base URL's host (ws[s]://host/stream,
+    # or wss://paper-api.alpaca.markets/stream for Alpaca paper).
+    alpaca_stream_url: str | None = Field(default=None, description="simulator or paper stream only")
     broker_timeout_s: float = Field(default=5.0, gt=0, le=30)
     broker_max_retries: int = Field(default=4, ge=0, le=10)
     broker_retry_backoff_max_s: int = Field(default=20, ge=1, le=120)
@@ -204,6 +228,17 @@ class Settings(BaseSettings):
     # open position at the default.
     lifecycle_look_every_s: int = Field(default=30, ge=2, le=600, description="look at a working exit this often")
 
+    # The account mirror (zero_tasks/mirror): row 9 reads it only while its consumer has
+    # confirmed it in sync within MIRROR_MAX_AGE_S (the stream answered a ping); otherwise
+    # row 9 asks the broker. A consumer leads for MIRROR_LEASE_S after its last renewal.
+    mirror_max_age_s: float = Field(default=3.0, gt=0, le=30,
+                                    description="row 9 trusts a mirror confirmed so recently")
+    mirror_lease_s: float = Field(default=5.0, ge=1, le=60, description="a silent leader is replaced after this long")
+    # Off: row 9 always asks the broker (the mirror still keeps order states). The mirror lives
+    # in Redis: whoever can write there can make it say a ticker is flat; the broker cannot be
+    # told so (docs/mirror.md, "Trust").
+    mirror_row9: bool = Field(default=True, description="row 9 may answer from the account mirror")
+
     @field_validator("alpaca_paper")
     @classmethod
     def _paper_only(cls, value: str) -> str:
@@ -220,6 +255,11 @@ class Settings(BaseSettings):
         if problem:
             raise ValueError(problem)
         return value
+
+    @field_validator("alpaca_stream_url")
+    @classmethod
+    def _stream_url_is_paper(cls, value: str | None) -> str | None:
+        return check_stream_url(value) if value else None
 
     @field_validator("alpaca_base_url")
     @classmethod

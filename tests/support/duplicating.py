@@ -31,10 +31,11 @@ def twin(rec: DecisionRecord) -> DecisionRecord:
     return dataclasses.replace(rec, event_key=str(uuid.uuid5(uuid.NAMESPACE_OID, rec.event_key)))
 
 
-def keep_and_announce_twice(r: redis.Redis, rec: DecisionRecord) -> tuple[DecisionRecord, bool]:
-    kept, published = _keep_and_announce(r, rec)
+def keep_and_announce_twice(r: redis.Redis, rec: DecisionRecord,
+                            seal_key: str | None = None) -> tuple[DecisionRecord, bool]:
+    kept, published = _keep_and_announce(r, rec, seal_key)
     if published:
-        _keep_and_announce(r, twin(kept))
+        _keep_and_announce(r, twin(kept))  # the twin seeds no lifecycle: one entry, one lifecycle
     return kept, published
 
 

@@ -27,7 +27,18 @@ from zero_tasks.core.contract import client_order_id
 from zero_tasks.core.session import NEW_YORK
 from zero_tasks.core.session import from_broker as session_from_broker
 
-from .procs import TEST_SIGNING_KEY, PrivateRedis, Proc, base_env, bridge_proc, free_port, health, wait_for, worker_proc
+from .procs import (
+    TEST_SIGNING_KEY,
+    PrivateRedis,
+    Proc,
+    base_env,
+    bridge_proc,
+    free_port,
+    health,
+    mirror_proc,
+    wait_for,
+    worker_proc,
+)
 from .quiescence import Quiescence, gateway_probes
 from .zero_models import accepted_by_zero
 
@@ -92,7 +103,7 @@ def zero_market(state: str = "GREEN", age_s: float = 0, reason: str | None = "Pr
 
 class Gateway:
     def __init__(self, log_dir: Path, redis_server: PrivateRedis, sim_url: str, database_url: str,
-                 workers: int = 2, bridges: int = 1, **env: str) -> None:
+                 workers: int = 2, bridges: int = 1, mirrors: int = 0, **env: str) -> None:
         self.redis_server = redis_server
         self.sim_url = sim_url
         self.database_url = database_url
@@ -102,6 +113,8 @@ class Gateway:
         self.workers = [worker_proc(f"w{i}-{self.api_port}", self.env, log_dir) for i in range(workers)]
         self.bridges = [bridge_proc(f"bridge{i}-{self.api_port}", self.env_for_bridge(i), log_dir)
                         for i in range(bridges)]
+        # account-mirror consumers (they need a trade_updates stream: ALPACA_STREAM_URL in env)
+        self.mirrors = [mirror_proc(f"mirror{i}-{self.api_port}", self.env, log_dir) for i in range(mirrors)]
         self.engine: Engine = make_engine(sqlalchemy_url(database_url))
         self.r = redis_server.client()
         self._quiescence: Quiescence | None = None
@@ -137,7 +150,7 @@ class Gateway:
             conn.execute(text("DROP TABLE IF EXISTS execution_log"))
             conn.execute(text("DROP TABLE IF EXISTS zero_execution_schema_version"))
         ensure_schema(self.engine)
-        for proc in [*self.workers, *self.bridges]:
+        for proc in [*self.workers, *self.bridges, *self.mirrors]:
             proc.start()
         self.wait_ready()
         return self
@@ -159,7 +172,7 @@ class Gateway:
 
     def revive(self) -> Gateway:
         """Between tests: start what a test killed, wait until ready, clean slate."""
-        for proc in [*self.workers, *self.bridges]:
+        for proc in [*self.workers, *self.bridges, *self.mirrors]:
             if not proc.alive():
                 proc.start()
         self.wait_ready()
@@ -170,12 +183,12 @@ class Gateway:
         return len(list(self.r.scan_iter("key:execution_worker:*")))
 
     def stop(self) -> None:
-        for proc in [*self.bridges, *self.workers]:
+        for proc in [*self.mirrors, *self.bridges, *self.workers]:
             proc.stop()
         self.engine.dispose()
 
     def logs(self) -> str:
-        return "\n".join(f"===== {p.name}\n{p.output()[-4000:]}" for p in [*self.bridges, *self.workers])
+        return "\n".join(f"===== {p.name}\n{p.output()[-4000:]}" for p in [*self.bridges, *self.workers, *self.mirrors])
 
     # state -------------------------------------------------------------------------
     def reset(self) -> None:
@@ -291,12 +304,12 @@ class Gateway:
 
 @contextmanager
 def isolated_gateway(log_dir: Path, sim_url: str, db_dir: Path, workers: int = 1, bridges: int = 1,
-                     **env: str) -> Iterator[Gateway]:
+                     mirrors: int = 0, **env: str) -> Iterator[Gateway]:
     """A gateway on a Redis of its own (SQLite audit): what a test stops or kills there
     harms no other test."""
     server = PrivateRedis(log_dir).start()
     gw = Gateway(log_dir, server, sim_url, f"sqlite:///{db_dir / 'audit.db'}", workers=workers,
-                 bridges=bridges, **env).start()
+                 bridges=bridges, mirrors=mirrors, **env).start()
     try:
         yield gw
     finally:

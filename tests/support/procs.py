@@ -163,6 +163,11 @@ def bridge_proc(name: str, env: dict[str, str], log_dir: Path) -> Proc:
     return Proc(name, [PYTHON, "-m", module], env, log_dir)
 
 
+def mirror_proc(name: str, env: dict[str, str], log_dir: Path) -> Proc:
+    """An account-mirror consumer (`python -m zero_tasks.mirror`)."""
+    return Proc(name, [PYTHON, "-m", "zero_tasks.mirror"], env, log_dir)
+
+
 def health(port: int) -> tuple[int, dict[str, Any]]:
     response = requests.get(f"http://127.0.0.1:{port}/health", timeout=10)
     return response.status_code, response.json()

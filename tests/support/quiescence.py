@@ -47,7 +47,7 @@ from kombu import Connection
 
 from zero_tasks.adapters.outbox import AUDIT_STREAM
 from zero_tasks.core import keys
-from zero_tasks.core.keys import LIFECYCLE_DUE_KEY, LIFECYCLE_STEP_PREFIX
+from zero_tasks.core.keys import LIFECYCLE_DUE_KEY, LIFECYCLE_STEP_PREFIX, MIRROR_ORDER_PREFIX
 from zero_tasks.worker.audit_writer import GROUP
 
 if TYPE_CHECKING:
@@ -144,7 +144,22 @@ def gateway_probes(gw: Gateway) -> Quiescence:
     q.add("audit stream", lambda: audit_backlog(r))
     q.add("hand-over ledger", lambda: handed_over(r))
     q.add("bridges", lambda: bridge_backlog(gw))
+    if gw.mirrors:
+        q.add("mirror", lambda: mirror_statuses_owed(gw))
     return q
+
+
+def mirror_statuses_owed(gw: Gateway) -> list[str]:
+    """The account mirror's pending writes: a gateway entry order whose state the mirror
+    holds (key:execution_mirror_order:zx-...) while its SUBMITTED row has no order_status
+    yet (the consumer writes it within a second, or tries again from its heartbeat)."""
+    owed = []
+    for key in gw.r.scan_iter(match=MIRROR_ORDER_PREFIX + "zx-*", count=1000):
+        cid = key.decode()[len(MIRROR_ORDER_PREFIX):]
+        rows = gw.rows(client_order_id=cid, status="SUBMITTED")
+        if rows and rows[0].get("order_status") is None:
+            owed.append(f"order_status of {cid}")
+    return owed
 
 
 def lifecycle_due(r: redis.Redis) -> list[str]:

@@ -34,6 +34,7 @@ OWNERS: dict[str, tuple[int, ...]] = {
     "test_catch_up": (11,),
     "test_scripts": (12,),
     "test_keep_warm": (13,),
+    "test_mirror_redis": (14,),
 }
 
 

@@ -488,6 +488,11 @@ class RateLimitedBroker:
         self._pay("exposure", 2 + (day_since is not None) + look_up_asset)
         return self._broker.exposure(ticker, day_since, look_up_asset)
 
+    def asset(self, ticker: str) -> AssetVerdict:
+        """The broker's word on the symbol alone (row 9 answered by the account mirror)."""
+        self._pay("asset")
+        return self._broker.asset(ticker)
+
     def submit_buy(self, ticker: str, client_order_id: str) -> PlacedOrder:
         self._pay("submit")
         return self._broker.submit_buy(ticker, client_order_id)

@@ -21,12 +21,15 @@ still read them, then moving `PINNED`.
 
 from __future__ import annotations
 
+import asyncio
 import copy
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import requests
 from alpaca.common.rest import RESTClient
 from alpaca.trading.client import TradingClient
+from alpaca.trading.stream import TradingStream
 
 from zero_tasks.adapters.pins import require_version
 
@@ -89,3 +92,57 @@ def twin(client: TradingClient) -> TradingClient:
     if not isinstance(session, BrokerSession):
         raise TypeError("twin() needs a client made by configure()")
     return configure(copy.copy(client), session.timeout, session.base_url, session.ca_file)
+
+
+class ListeningStream(TradingStream):
+    """alpaca-py's TradingStream, telling the account mirror when it listens and when it drops.
+
+    The mirror must know the moment the stream listens (then, and only then, it takes its
+    REST snapshot) and the moment it drops (it is out of sync at once); TradingStream
+    reconnects by itself and says neither. Three of its methods are not public and are
+    extended or used here, pinned with the rest of this module: `_run_forever` (`listen`
+    runs it in the caller's loop), `_dispatch` (the server's
+    `listening` answer to the subscription goes to `on_listening`), `close` (every drop,
+    error or stop, goes through it: `on_drop`), and `_ws` is pinged by `alive`.
+    `on_listening` runs inside the receive loop: events that arrive meanwhile wait in the
+    websocket's queue and are handed over after it, in order."""
+
+    def __init__(self, api_key: str, secret_key: str, url: str,
+                 on_listening: Callable[[], Awaitable[None]], on_drop: Callable[[], Awaitable[None]]) -> None:
+        # ping every 2 s, dead after 4 s unanswered: a silently dropped connection is seen
+        super().__init__(api_key, secret_key, paper=True, url_override=url,
+                         websocket_params={"ping_interval": 2, "ping_timeout": 4, "max_queue": 1024})
+        self._on_listening = on_listening
+        self._on_drop = on_drop
+
+    async def _dispatch(self, msg: dict[str, Any]) -> None:
+        if msg.get("stream") == "listening" and "trade_updates" in ((msg.get("data") or {}).get("streams") or []):
+            await self._on_listening()
+            return
+        await super()._dispatch(msg)
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            await self._on_drop()
+
+    async def alive(self, timeout_s: float) -> bool:
+        """Whether the connection answers a ping within `timeout_s` (none open: False)."""
+        ws = self._ws
+        if ws is None or not self._running:
+            return False
+        try:
+            pong = await ws.ping()
+            await asyncio.wait_for(pong, timeout_s)
+        except Exception:  # noqa: BLE001 - closed, timed out, broken: not alive, whatever the cause
+            return False
+        return True
+
+    async def listen(self) -> None:
+        """TradingStream.run's loop, inside the caller's event loop (run() makes its own)."""
+        await self._run_forever()
+
+    async def drop(self) -> None:
+        """Close the connection; TradingStream opens a new one (the mirror resyncs)."""
+        await self.close()

@@ -210,6 +210,15 @@ def update_order_status(engine: Engine, event_key: str, status: str, at: datetim
         return conn.execute(stmt).rowcount > 0
 
 
+def update_order_status_by_client_id(engine: Engine, client_order_id: str, status: str, at: datetime) -> bool:
+    """The account mirror's word on a SUBMITTED order, found by its client_order_id (no new
+    row). False when no such row is written yet (the audit writer may still have it)."""
+    stmt = (execution_log.update().where(execution_log.c.client_order_id == client_order_id)
+            .where(execution_log.c.status == "SUBMITTED").values(order_status=status, order_status_at=at))
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount > 0
+
+
 def insert_rows(engine: Engine, rows: list[dict[str, Any]]) -> int:
     """Many rows in one transaction (one multi-row INSERT); rows already there are skipped.
 

@@ -7,6 +7,7 @@ that a redelivered task (same message) can tell its own earlier claim from someb
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import redis
@@ -108,9 +109,37 @@ def read_snapshot(r: redis.Redis, ticker: str | None = None) -> Snapshot:
     return snapshot_of(values[:_SHARED], values[_SHARED] if ticker else None)
 
 
+def _mirror_keys(ticker: str) -> list[str]:
+    return [keys.MIRROR_SYNC_KEY, keys.mirror_book_key(ticker)]
+
+
+def with_mirror(snap: Snapshot, values: list) -> Snapshot:
+    """The snapshot with the mirror's two raw values (sync record, book) read beside it;
+    values that are not UTF-8 leave the mirror unread (row 9 then asks the broker)."""
+    try:
+        sync, book = (v.decode() if isinstance(v, bytes) else v for v in values)
+    except UnicodeDecodeError:
+        return snap
+    return replace(snap, mirror_read=True, mirror_sync=sync, mirror_book=book)
+
+
+def read_snapshot_with_mirror(r: redis.Redis, ticker: str) -> tuple[Snapshot, str | None, str | None]:
+    """The veto's snapshot, the mirror's sync record and the ticker's book, in one MGET:
+    row 9 and the veto read at one moment, in one round trip, right before the submit.
+    An unreadable read gives the snapshot's error and no mirror (row 9 then asks the broker)."""
+    names = [*_snapshot_keys(ticker), *_mirror_keys(ticker)]
+    try:
+        values = r.mget(*names)
+        sync, book = (v.decode() if isinstance(v, bytes) else v for v in values[_SHARED + 1:])
+    except (redis.RedisError, UnicodeDecodeError) as exc:
+        return Snapshot(None, None, None, error=f"redis: {type(exc).__name__}"), None, None
+    return snapshot_of(values[:_SHARED], values[_SHARED]), sync, book
+
+
 def read_hash_field_and_snapshot(r: redis.Redis, key: str, field: str,
                                  ticker: str) -> tuple[bytes | str | None, Snapshot]:
-    """A hash field (the message's stored decision) and the snapshot, in one round trip.
+    """A hash field (the message's stored decision) and the snapshot with the account
+    mirror for `ticker` (row 9's facts, when the mirror may answer), in one round trip.
 
     Raises RedisError when Redis cannot be reached: the caller cannot know whether the
     message is decided yet. Values that are not UTF-8 are read again one by one, so the
@@ -118,12 +147,12 @@ def read_hash_field_and_snapshot(r: redis.Redis, key: str, field: str,
     """
     pipe = r.pipeline(transaction=False)
     pipe.hget(key, field)
-    pipe.mget(*_snapshot_keys(ticker))
+    pipe.mget(*_snapshot_keys(ticker), *_mirror_keys(ticker))
     try:
         stored, values = pipe.execute()
     except UnicodeDecodeError:
         return r.hget(key, field), read_snapshot(r, ticker)
-    return stored, snapshot_of(values[:_SHARED], values[_SHARED])
+    return stored, with_mirror(snapshot_of(values[:_SHARED], values[_SHARED]), values[_SHARED + 1:])
 
 
 async def read_snapshots(r: aioredis.Redis, tickers: list[str]) -> dict[str, Snapshot]:

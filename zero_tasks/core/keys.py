@@ -61,3 +61,33 @@ def worker_alive_key(hostname: str) -> str:
 
 def lifecycle_key(execution_id: str) -> str:
     return LIFECYCLE_PREFIX + execution_id
+
+
+# The account mirror (core/mirror.py, adapters/mirror_store.py; written by zero_tasks/mirror).
+MIRROR_LEASE_KEY = "key:execution_mirror_lease"  # hash holder, token: the consumer that leads
+MIRROR_TOKEN_KEY = "key:execution_mirror_token"  # fencing token counter (one per new leadership)
+MIRROR_SYNC_KEY = "key:execution_mirror_sync"  # JSON SyncRecord; expires when not confirmed
+MIRROR_EPOCH_KEY = "key:execution_mirror_epoch"  # counter: one per (re)sync
+MIRROR_TICKERS_KEY = "key:execution_mirror_tickers"  # set of tickers with a book
+MIRROR_STATS_KEY = "key:execution_mirror_stats"  # hash: resyncs, events, refused, row9_mirror, row9_rest
+MIRROR_BOOK_PREFIX = "key:execution_mirror_book:"  # + ticker; JSON Book (position, open orders)
+MIRROR_ORDER_PREFIX = "key:execution_mirror_order:"  # + client_order_id; JSON OrderState
+MIRROR_ENTRIES_PREFIX = "key:execution_mirror_entries:"  # + New York date; set of zx- client_order_ids
+MIRROR_ENTRY_COUNT_PREFIX = "key:execution_mirror_entry_count:"  # + New York date; the set's size, a string (MGET)
+MIRROR_ORDER_TTL_S = 5 * 86400
+
+
+def mirror_book_key(ticker: str) -> str:
+    return MIRROR_BOOK_PREFIX + ticker
+
+
+def mirror_order_key(client_order_id: str) -> str:
+    return MIRROR_ORDER_PREFIX + client_order_id
+
+
+def mirror_entries_key(new_york_date: str) -> str:
+    return MIRROR_ENTRIES_PREFIX + new_york_date
+
+
+def mirror_entry_count_key(new_york_date: str) -> str:
+    return MIRROR_ENTRY_COUNT_PREFIX + new_york_date

@@ -28,6 +28,11 @@ class Snapshot:
     blocklist: str | None = None  # key:execution_blocklist:<ticker> of the signal's ticker
     session: str | None = None  # key:execution_session: the broker's trading session (session.py)
     session_error: str | None = None  # why the broker could not tell the session just now
+    # The account mirror (core/mirror.py), read in the same round trip by the worker's reads
+    # that ask for it (`mirror_read`): its sync record and the ticker's book, raw.
+    mirror_read: bool = False
+    mirror_sync: str | None = None
+    mirror_book: str | None = None
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,24 @@ import redis
 
 from zero_tasks.adapters import redis_clock
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLimitedBroker
-from zero_tasks.adapters.redis_state import keep_asset, kept_asset, read_snapshot, store_session
+from zero_tasks.adapters.mirror_store import count_row9
+from zero_tasks.adapters.redis_state import (
+    keep_asset,
+    kept_asset,
+    read_snapshot,
+    read_snapshot_with_mirror,
+    store_session,
+)
 from zero_tasks.adapters.risk import RateLimited, alert, trading_day, trading_day_began
 from zero_tasks.core.checks.admission import Claim, check_admission
 from zero_tasks.core.checks.asset import AssetVerdict, check_asset
 from zero_tasks.core.checks.breaker import breaker_probe_due
-from zero_tasks.core.checks.exposure import check_broker_daily_cap, check_exposure
+from zero_tasks.core.checks.exposure import Exposure, check_broker_daily_cap, check_exposure
 from zero_tasks.core.contract import client_order_id
 from zero_tasks.core.decision import Code, deny
 from zero_tasks.core.intake import Invalid, Signal, parse_payload
 from zero_tasks.core.message import Message
+from zero_tasks.core.mirror import row9_exposure
 from zero_tasks.core.prejudge import build_record, invalid_record, refusal_before_claim
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.retry import broker_retries_left, broker_retry_countdown, may_wait_for_budget
@@ -72,6 +80,9 @@ class OrderTicket:
     # Broker calls already taken from this minute's budget, by the admission (first round
     # only: a later round's slots were spent by the round before it).
     prepaid: int = 0
+    # The first round's snapshot, read with the account mirror before the veto and the
+    # admission: row 9 answered from it sends the order right after them (first round only).
+    first_read: Snapshot | None = None
 
     @property
     def message_id(self) -> str:
@@ -86,10 +97,10 @@ class OrderTicket:
         return self.signal.top.ticker
 
     def next_attempt(self) -> OrderTicket:
-        return replace(self, broker_attempt=self.broker_attempt + 1, in_decide=False, prepaid=0)
+        return replace(self, broker_attempt=self.broker_attempt + 1, in_decide=False, prepaid=0, first_read=None)
 
     def after_wait(self, seconds: float) -> OrderTicket:
-        return replace(self, waited_s=self.waited_s + seconds, in_decide=False, prepaid=0)
+        return replace(self, waited_s=self.waited_s + seconds, in_decide=False, prepaid=0, first_read=None)
 
     def may_have_reached_the_broker(self, attempts: Callable[[], int]) -> bool:
         """Whether an earlier round may have placed the order: then look it up, never resend.
@@ -216,6 +227,7 @@ def evaluate(rt: Runtime, msg: Message, subject: Signal | Invalid, snap: Snapsho
         return invalid_record(msg, subject, now)
     ticker, exec_id = subject.top.ticker, subject.execution_id
     snap = probe_breaker_if_due(rt, snap or read_snapshot(rt.redis, ticker), ticker, now)
+    asks_broker = snap.session is None and not snap.error  # then time passes: row 9 reads again
     snap = with_session(rt, snap, now)
     refusal = refusal_before_claim(msg, subject, snap, now, rt.limits)
     if refusal:
@@ -230,7 +242,8 @@ def evaluate(rt: Runtime, msg: Message, subject: Signal | Invalid, snap: Snapsho
     refused = check_admission(admission, exec_id, ticker, rt.daily_cap.cap, trading_day(msg.received_at))
     if refused:
         return build_record(msg, subject, refused, snap.market_state, now)
-    return OrderTicket(msg, subject, admission.claim is Claim.REENTERED, in_decide=True, prepaid=admission.prepaid)
+    return OrderTicket(msg, subject, admission.claim is Claim.REENTERED, in_decide=True, prepaid=admission.prepaid,
+                       first_read=None if asks_broker else snap)
 
 
 def with_session(rt: Runtime, snap: Snapshot, now: datetime) -> Snapshot:
@@ -288,8 +301,23 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn: Callable[[], datetime] = utc
     now = now_fn()
     day = trading_day(now)
     known = _kept_asset(rt, day, ticker)
-    # row 9, the broker's count of the day and (not judged yet today) the asset: one round trip
-    exposure = broker.exposure(ticker, trading_day_began(now), look_up_asset=known is None)
+    raw_snap, exposure, row9_source = row9_facts(rt, broker, ticker, now_fn, ticket.first_read, known)
+    try:
+        return _veto_and_submit(rt, ticket, broker, raw_snap, exposure, known, now_fn)
+    finally:
+        _count_row9(rt, row9_source)  # after the order went out: never on its path
+
+
+def _veto_and_submit(rt: Runtime, ticket: OrderTicket, broker: RateLimitedBroker, raw_snap: Snapshot,
+                     exposure: Exposure, known: AssetVerdict | None,
+                     now_fn: Callable[[], datetime]) -> DecisionRecord:
+    """Rows 9-12 once row 9's facts and the snapshot are read: exposure, the asset, the
+    broker's count of the day, the veto, submit."""
+    msg, subject = ticket.msg, ticket.signal
+    ticker, exec_id = ticket.ticker, ticket.execution_id
+    cid = client_order_id(exec_id)
+    checked_at = now_fn()
+    day = trading_day(checked_at)
     if known is None and exposure.asset is not None:
         _keep_asset(rt, day, exposure.asset)
     held = check_exposure(exposure)  # row 9: one position per ticker
@@ -306,8 +334,7 @@ def place(rt: Runtime, ticket: OrderTicket, now_fn: Callable[[], datetime] = utc
             return _submitted(rt, msg, subject, own, now_fn(), "placed by a copy of this task")
         _release(rt, exec_id, ticker, msg, claim=False)
         return build_record(msg, subject, held, None, now_fn())
-    checked_at = now_fn()
-    snap = with_session(rt, read_snapshot(rt.redis, ticker), checked_at)  # after the broker answered: what holds now
+    snap = with_session(rt, raw_snap, checked_at)
     denial = recheck_before_submit(subject, snap, checked_at, rt.limits)
     if denial:
         _release(rt, exec_id, ticker, msg, claim=True)
@@ -352,6 +379,52 @@ def _keep_asset(rt: Runtime, day: str, verdict: AssetVerdict) -> None:
         keep_asset(rt.redis, day, verdict)
     except redis.RedisError as exc:
         log.warning("asset verdict of %s not kept (%s); asked again next time", verdict.symbol, type(exc).__name__)
+
+
+def row9_facts(rt: Runtime, broker: RateLimitedBroker, ticker: str, now_fn: Callable[[], datetime],
+               first_read: Snapshot | None = None, known: AssetVerdict | None = None) -> tuple[Snapshot, Exposure, str]:
+    """The veto's snapshot and row 9's facts, and where row 9 took them (`mirror`, `rest`).
+
+    Row 9's facts are the ticker's exposure, the broker's count of the trading day's entry
+    orders (the daily cap) and, when no verdict on the asset is kept (`known`), the
+    broker's word on the symbol: every path has all three.
+
+    From the account mirror only through a sync record sealed with TASK_SIGNING_KEY, in
+    sync, fresh (core/mirror.row9_exposure): the first round has the snapshot its veto and
+    admission judged, read with the mirror in the message's first round trip
+    (`first_read`); when the mirror answers from it and the asset is known, the order goes
+    right after the admission, without another read. Otherwise (a later round, or a first
+    read without the mirror) one Redis round trip reads the snapshot with the mirror again
+    (and, with the asset to ask of the broker, once more after it). When the mirror cannot
+    answer, the broker is asked (its reads in parallel, one round trip) and the snapshot
+    read again once it has answered: what holds at the submit, as before."""
+    now = now_fn()
+    day, began = trading_day(now), trading_day_began(now)
+    if not rt.settings.mirror_row9:  # the operator's choice: the broker answers, always
+        exposure = broker.exposure(ticker, began, look_up_asset=known is None)
+        return read_snapshot(rt.redis, ticker), exposure, "rest"
+    seal_key, max_age_s = rt.settings.task_signing_key.get_secret_value(), rt.settings.mirror_max_age_s
+    if known is not None and first_read is not None and first_read.mirror_read and not first_read.error:
+        answer = row9_exposure(ticker, first_read.mirror_sync, first_read.mirror_book, now_fn(), max_age_s,
+                               seal_key, day)
+        if isinstance(answer, Exposure):
+            return first_read, answer, "mirror"
+    snap, sync, book = read_snapshot_with_mirror(rt.redis, ticker)
+    mirrored = row9_exposure(ticker, sync, book, now_fn(), max_age_s, seal_key, day)
+    if isinstance(mirrored, Exposure):
+        if known is None:  # the asset from the broker (once a day per ticker); then what holds now
+            return read_snapshot(rt.redis, ticker), replace(mirrored, asset=broker.asset(ticker)), "mirror"
+        return snap, mirrored, "mirror"
+    log.debug("row 9 for %s from the broker: %s", ticker, mirrored)
+    exposure = broker.exposure(ticker, began, look_up_asset=known is None)
+    return read_snapshot(rt.redis, ticker), exposure, "rest"
+
+
+def _count_row9(rt: Runtime, source: str) -> None:
+    try:
+        count_row9(rt.redis, source)
+    except redis.RedisError:
+        log.debug("row 9 answer not counted (redis down)")
 
 
 def _submitted(rt: Runtime, msg: Message, subject: Signal, order: PlacedOrder, now: datetime,

@@ -1,4 +1,5 @@
-"""The Celery tasks: decide -> place_order (later broker rounds); follow_order and reconcile afterwards.
+"""The Celery tasks: decide -> place_order (later broker rounds); follow_order (only while no
+account mirror is in sync: zero_tasks/mirror writes order states then) and reconcile afterwards.
 
 Each task opens its seal (task_auth.py), rebuilds what it needs from the message, runs the
 flow (flow.py: the decision, top to bottom) and schedules what the flow asks for: a broker
@@ -24,9 +25,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient
 from zero_tasks.adapters.audit import update_order_status
 from zero_tasks.adapters.risk import RateLimited
+from zero_tasks.core import keys
 from zero_tasks.core.decision import Status
 from zero_tasks.core.delayed import StepVerdict
 from zero_tasks.core.message import Message
+from zero_tasks.core.mirror import answers as mirror_answers
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.retry import FOLLOW_FIRST_S, FOLLOW_MAX_TRIES, TERMINAL, follow_up_delay
 from zero_tasks.core.task_auth import open_seal, seal
@@ -84,7 +87,7 @@ def _scheduled(rt: Runtime, outcome: DecisionRecord | RetryLater | None) -> str:
         send_later(PLACE_ORDER, [sealed], f"{ticket.execution_id}:order:{ticket.broker_attempt}:{ticket.waited_s:.0f}",
                    outcome.countdown_s, guarded_target=False)
         return "retrying"
-    if outcome.status is Status.SUBMITTED and outcome.client_order_id:
+    if outcome.status is Status.SUBMITTED and outcome.client_order_id and not _mirror_follows(rt):
         _follow_later(rt, outcome.event_key, outcome.client_order_id, 0, FOLLOW_FIRST_S)
     return outcome.status.value
 
@@ -108,6 +111,21 @@ def _follow_body(body: dict[str, Any]) -> tuple[str, str, int] | str:
     if not (type(tries) is int and 0 <= tries < FOLLOW_MAX_TRIES):
         return f"follow-up step {tries!r} out of range"
     return event_key, client_order_id, tries
+
+
+def _mirror_follows(rt: Runtime) -> bool:
+    """Whether the account mirror will write what becomes of the order: in sync and fresh,
+    its consumer writes the SUBMITTED row's order_status from the stream (and from its REST
+    snapshot after a drop), so no follow-up chain is sent (only a sync record sealed with
+    TASK_SIGNING_KEY says so: a hand-written one does not stop the chain); the reconcile stays the backstop.
+    Without a mirror in sync (none deployed, stream down, Redis unreadable) the chain goes
+    as before."""
+    try:
+        raw = rt.redis.get(keys.MIRROR_SYNC_KEY)
+    except redis.RedisError:
+        return False
+    return mirror_answers(raw if isinstance(raw, str) else None, utcnow(), rt.settings.mirror_max_age_s,
+                          _signing_key(rt))
 
 
 def _signing_key(rt: Runtime) -> str:

@@ -1,0 +1,1 @@
+"""The account mirror's consumer: `python -m zero_tasks.mirror` (consumer.py)."""
