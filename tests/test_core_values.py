@@ -15,7 +15,7 @@ from zero_tasks.core import keys
 from zero_tasks.core.contract import MarketState, as_utc, client_order_id, execution_id, is_market_state
 from zero_tasks.core.intake import Invalid, Signal, parse_payload
 from zero_tasks.core.session import NEW_YORK, TradingSession, from_broker, parse
-from zero_tasks.core.task_auth import SEAL_FIELD, forgery_key, open_seal, seal
+from zero_tasks.core.task_auth import SEAL_FIELD, SEALED_AT_FIELD, forgery_key, open_seal, seal
 
 OPP = {"ticker": "SPY", "horizon": "H30", "opportunity_score": 95, "probability": 0.95, "target_atr": 1.5,
        "stop_atr": 0.75, "market_state": "GREEN", "attention_stability_score": 80, "direction": "LONG"}
@@ -268,12 +268,22 @@ def test_a_sessions_day_is_the_new_york_date_of_its_open_or_next_open(session: T
 KEY = "k" * 32
 
 
-def test_a_seal_is_the_hmac_of_the_task_and_its_body_in_canonical_json() -> None:
+SEALED = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
+
+
+def test_a_seal_is_the_hmac_of_the_task_and_its_body_with_its_time_in_canonical_json() -> None:
     body = {"b": [1, "é"], "a": 1}
-    text = json.dumps(["zero.decide", body], sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    timed = {**body, SEALED_AT_FIELD: SEALED.isoformat()}
+    text = json.dumps(["zero.decide", timed], sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     digest = hmac.new(KEY.encode(), text.encode(), hashlib.sha256).hexdigest()
-    assert seal(KEY, "zero.decide", body) == {**body, SEAL_FIELD: digest}
-    assert seal(KEY, "zero.decide", {**body, SEAL_FIELD: "old"}) == {**body, SEAL_FIELD: digest}
+    assert seal(KEY, "zero.decide", body, SEALED) == {**timed, SEAL_FIELD: digest}
+    assert seal(KEY, "zero.decide", {**body, SEAL_FIELD: "old"}, SEALED) == {**timed, SEAL_FIELD: digest}
+    assert seal(KEY, "zero.decide", timed) == {**timed, SEAL_FIELD: digest}  # a body that carries its time keeps it
+
+
+def test_a_seal_without_its_time_is_refused_when_made() -> None:
+    with pytest.raises(ValueError, match="a seal needs the time it is made"):
+        seal(KEY, "zero.decide", {"a": 1})
 
 
 @pytest.mark.parametrize(("argument", "why"), [
@@ -285,14 +295,14 @@ def test_a_seal_is_the_hmac_of_the_task_and_its_body_in_canonical_json() -> None
      "seal does not match (not made with this gateway's TASK_SIGNING_KEY for this task)"),
 ])
 def test_an_argument_that_is_not_sealed_for_the_task_says_why(argument: object, why: str) -> None:
-    assert open_seal(KEY, "zero.decide", argument) == (None, why)
+    assert open_seal(KEY, "zero.decide", argument, SEALED) == (None, why)
 
 
 def test_a_sealed_argument_opens_to_its_body_only_for_its_task_and_key() -> None:
-    sealed = seal(KEY, "zero.decide", {"a": 1})
-    assert open_seal(KEY, "zero.decide", sealed) == ({"a": 1}, None)
-    assert open_seal(KEY, "zero.place_order", sealed)[0] is None
-    assert open_seal("j" * 32, "zero.decide", sealed)[0] is None
+    sealed = seal(KEY, "zero.decide", {"a": 1}, SEALED)
+    assert open_seal(KEY, "zero.decide", sealed, SEALED) == ({"a": 1}, None)
+    assert open_seal(KEY, "zero.place_order", sealed, SEALED)[0] is None
+    assert open_seal("j" * 32, "zero.decide", sealed, SEALED)[0] is None
 
 
 def test_a_forgery_key_is_stable_prefixed_and_24_hex_characters() -> None:

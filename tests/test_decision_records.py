@@ -203,7 +203,8 @@ def test_the_event_says_what_the_record_says() -> None:
                      "status": "SUBMITTED", "alpaca_order_id": "ord-1", "why": ["submitted"],
                      "market_state_snapshot": json.loads(GREEN),
                      "market_state": json.loads(GREEN),
-                     "submitted_at": "2026-11-24T19:30:31Z", "client_order_id": "zx-1", "decision_id": "m-1"}
+                     "submitted_at": "2026-11-24T19:30:31Z", "client_order_id": "zx-1", "decision_id": "m-1",
+                     "intent": "entry", "side": "buy", "exit_reason": None}
 
 
 @pytest.mark.parametrize(("over", "field", "shown"), [
