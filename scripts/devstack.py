@@ -159,7 +159,7 @@ def main() -> None:
         write_ops_env(env)
         health_url = f"http://127.0.0.1:{env['EXECUTION_API_PORT']}/health"
         body = wait_healthy(health_url, children)
-        print(f"  audit      {env['DATABASE_URL'].split('://')[0]} ({body.get('database')})")
+        print(f"  audit      {body.get('database')}")
         print(f"  health     {health_url}  -> {body.get('status')}")
         print(f"  metrics    http://127.0.0.1:{env['EXECUTION_API_PORT']}/metrics")
         print(f"  flower     http://127.0.0.1:{flower_port}  (user {flower_auth.split(':')[0]}, "

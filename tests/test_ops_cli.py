@@ -347,7 +347,7 @@ def test_status_shows_the_account_mirror_with_control_characters_escaped(env: di
     r.hset("key:execution_mirror_stats", mapping={"resyncs": "2", "row9_mirror": "5", "row9_rest": "1"})
     result = cli(env, "status", "--last", "0")
     assert result.exit_code == 0, result.output
-    line = next(line for line in result.output.splitlines() if "account mirror" in line)
+    line = next(line for line in result.output.splitlines() if line.strip().startswith("mirror "))
     assert "\x1b" not in line and "evil\\x1b[2Jhost:1" in line
     assert "in sync" in line and "epoch 9" in line and "5 from the mirror / 1 by REST" in line
     report = json.loads(cli(env, "status", "--json", "--last", "0").stdout)
@@ -359,7 +359,7 @@ def test_status_says_row_9_asks_the_broker_while_the_mirror_is_out_of_sync(env: 
     r.set("key:execution_mirror_sync", seal_record(SyncRecord(OUT_OF_SYNC, 9, "x", 4, now_utc().isoformat()),
                                                    TEST_SIGNING_KEY))
     result = cli(env, "status", "--last", "0")
-    line = next(line for line in result.output.splitlines() if "account mirror" in line)
+    line = next(line for line in result.output.splitlines() if line.strip().startswith("mirror "))
     assert "mirror out_of_sync" in line and "row 9 asks the broker" in line and "leader none" in line
 
 
@@ -368,7 +368,7 @@ def test_status_says_row_9_asks_the_broker_while_the_mirrors_sync_record_is_not_
     record = SyncRecord(IN_SYNC, 9, "x", 4, now_utc().isoformat()).to_json()
     r.set("key:execution_mirror_sync", json.dumps({"record": record, "seal": "0" * 64}), px=3000)
     result = cli(env, "status", "--last", "0")
-    line = next(line for line in result.output.splitlines() if "account mirror" in line)
+    line = next(line for line in result.output.splitlines() if line.strip().startswith("mirror "))
     assert "not sealed" in line and "row 9 asks the broker" in line
     assert json.loads(cli(env, "status", "--json", "--last", "0").stdout)["mirror"]["in_sync"] is False
 

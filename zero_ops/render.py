@@ -211,7 +211,7 @@ def status_lines(report: dict[str, Any]) -> list[str]:
     lines += section(f"workers ({len(report['workers'])})", workers_text(report["workers"]))
     lines += risk_lines(report["risk"])
     if "mirror" in report:
-        lines += section("account mirror", mirror_text(report["mirror"]))
+        lines += section("mirror", mirror_text(report["mirror"]))
     lines += decisions_lines(report)
     return lines
 
