@@ -66,7 +66,7 @@ def signal_to_order(stack: Stack, gw: GatewayProcs, collector: EventCollector, n
         if i % 50 == 0:
             set_green(r)
         if reset_risk:
-            reset_risk_counters(r, stack.state)
+            reset_risk_counters(r, stack.state, gw)
         sig = Signal(tickers.next())
         index = collector.count()
         wall0, t0 = time.time(), time.perf_counter()

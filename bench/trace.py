@@ -91,7 +91,7 @@ def run(stack: Stack, gw: GatewayProcs, collector: EventCollector, n: int, prefi
     try:
         for _ in range(n):
             if reset_risk:
-                reset_risk_counters(r, stack.state)
+                reset_risk_counters(r, stack.state, gw)
             sig = Signal(tickers.next())
             index = collector.count()
             _publish(r, sig.data)
