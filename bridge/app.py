@@ -74,6 +74,7 @@ class Bridge:
                            "dropped": self.enqueuer.dropped,
                            "reconnects": self.listener.reconnects,
                            "subscription_drops": self.listener.dropped,
+                           "watching": self.listener.watching,  # claimed elsewhere, looked at again soon
                            "taken_over": self.listener.taken_over, "rescued": self.rescued,
                            "handler_errors": self.listener.handler_errors}}
 

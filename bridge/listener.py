@@ -144,6 +144,11 @@ class Listener:
             failpoints.hit("bridge_after_claim")  # fault tests: die holding claims
             await mark_handed(client, sorted(await self._handle(won)))
 
+    @property
+    def watching(self) -> int:
+        """Messages another bridge claimed, to be looked at again (taken over if never handed over)."""
+        return len(self._lost)
+
     async def _take_over_due(self, client: aioredis.Redis) -> None:
         """Messages another bridge claimed and never marked handed over (it died in between):
         decided here, by the first bridge to ask."""

@@ -328,4 +328,6 @@ def bridge_backlog(gw: Gateway) -> list[str]:
         body = requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
         if pending := body["bridge"]["pending"]:
             out.append(f"{proc.name}: {pending} message(s) kept for the queue")
+        if watching := body["bridge"].get("watching"):
+            out.append(f"{proc.name}: {watching} message(s) claimed elsewhere, to be looked at again")
     return out
