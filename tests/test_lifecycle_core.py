@@ -298,6 +298,7 @@ def test_a_reseeded_lifecycle_takes_the_exit_decisions_the_audit_holds() -> None
                                          (f"{exec_id}#exit", "SUBMITTED", "sell-1")])
     assert (seeded.protect_order_id, seeded.deferred, seeded.sell_recorded) == ("oco-1", True, True)
     assert with_exits_recorded(rec(), [(f"{exec_id}#protect", "SKIPPED", None)]).protect_skipped
+    assert with_exits_recorded(rec(), [(f"{exec_id}#exit", "REJECTED", None)]).finished
     assert with_exits_recorded(rec(), []) == rec()
 
 

@@ -65,6 +65,8 @@ def with_exits_recorded(rec: LifecycleRecord, decisions: list[tuple[str, str, st
             rec = rec.but(protect_skipped=True)
         elif kind == "exit" and status == Status.SUBMITTED.value:
             rec = rec.but(sell_recorded=True)
+        elif kind == "exit" and status == Status.REJECTED.value:  # the broker refused the sale: not sent again
+            rec = rec.but(finished="horizon sell refused by the broker: the position is the operator's")
         elif kind == "deferred":
             rec = rec.but(deferred=True)
     return rec
