@@ -16,6 +16,7 @@ from zero_tasks.core.lifecycle.horizon import Session, due_time
 from zero_tasks.core.lifecycle.outcome import outcome_of
 from zero_tasks.core.lifecycle.prices import ProtectPrices, protect_prices
 from zero_tasks.core.lifecycle.rules import RULES, Step, decide_exit
+from zero_tasks.core.lifecycle.seed import with_exits_recorded
 from zero_tasks.core.lifecycle.state import Facts, Gate, LifecycleRecord, OrderFacts, Policy, PositionFacts
 from zero_tasks.core.reconcile import AuditedOrder, BrokerOrder, compare
 
@@ -285,6 +286,20 @@ def test_every_rule_is_named_once_in_the_table() -> None:
 def test_the_record_survives_its_json() -> None:
     record = rec(deferred=True, limit_price="513.57", due_at=AFTER, entry_fill=ENTRY)
     assert LifecycleRecord.from_json(record.to_json()) == record
+
+
+# --- a reseeded lifecycle knows the exit decisions its audit holds ---
+
+def test_a_reseeded_lifecycle_takes_the_exit_decisions_the_audit_holds() -> None:
+    """Redis lost the outbox: the audit's rows say what was recorded, so nothing is recorded twice."""
+    exec_id = rec().execution_id
+    seeded = with_exits_recorded(rec(), [(f"{exec_id}#protect", "SUBMITTED", "oco-1"),
+                                         (f"{exec_id}#deferred", "BLOCKED", None),
+                                         (f"{exec_id}#exit", "SUBMITTED", "sell-1")])
+    assert (seeded.protect_order_id, seeded.deferred, seeded.sell_recorded) == ("oco-1", True, True)
+    assert with_exits_recorded(rec(), [(f"{exec_id}#protect", "SKIPPED", None)]).protect_skipped
+    assert with_exits_recorded(rec(), [(f"{exec_id}#exit", "REJECTED", None)]).finished
+    assert with_exits_recorded(rec(), []) == rec()
 
 
 # --- reconcile knows the exit orders are the gateway's own ---

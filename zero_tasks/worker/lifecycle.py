@@ -277,7 +277,10 @@ def _sell(rt: Runtime, rec: LifecycleRecord, action: ExitAction, snap: Snapshot,
         if found is None:
             _record(rt, rec, "exit", Status.REJECTED, f"broker rejected: horizon sell {exc.status} {exc.detail}",
                     snap, now_fn(), intent="exit", exit_reason="horizon")
-            return rec
+            # the broker's answer stands: sent again every step it would be refused again (a loop
+            # of POSTs against the budget); what is left is the operator's, as after rule 11
+            return rec.but(finished=f"horizon sell refused by the broker ({exc.status}): the position is "
+                                    "the operator's")
         order = found
     _record(rt, rec, "exit", Status.SUBMITTED, f"submitted: {action.qty} share {rec.ticker} sell market day "
             f"(horizon {rec.horizon} reached)", snap, now_fn(), intent="exit", exit_reason="horizon", order=order)

@@ -25,7 +25,7 @@ from zero_tasks.adapters.audit import execution_log, execution_outcome, update_o
 from zero_tasks.adapters.risk import alert
 from zero_tasks.core.contract import ENTRY_PREFIX, as_utc  # SQLite hands back naive datetimes; the audit stores UTC
 from zero_tasks.core.decision import Code, deny
-from zero_tasks.core.lifecycle.seed import seed_from
+from zero_tasks.core.lifecycle.seed import seed_from, with_exits_recorded
 from zero_tasks.core.lifecycle.state import LifecycleRecord
 from zero_tasks.core.reconcile import AuditedOrder, BrokerOrder, Finding, Report, compare
 from zero_tasks.core.record import DecisionRecord
@@ -81,7 +81,18 @@ def unfinished_entries(rt: Runtime, now: datetime) -> list[LifecycleRecord]:
         rows = [r._mapping for r in conn.execute(query)]
     made = (seed_from(r["execution_id"], r["ticker"], r["horizon"], r["probability"], r["opportunity_score"],
                       r["payload"], r["event_key"]) for r in rows)
-    return [rec for rec in made if rec is not None]
+    seeded = [rec for rec in made if rec is not None]
+    return [with_exits_recorded(rec, exit_decisions(rt, rec.execution_id)) for rec in seeded]
+
+
+def exit_decisions(rt: Runtime, execution_id: str) -> list[tuple[str, str, str | None]]:
+    """The exit decisions (`<execution_id>#protect`, `#exit`, `#deferred`) the audit holds, oldest first."""
+    log_ = execution_log.c
+    query = (select(log_.event_key, log_.status, log_.alpaca_order_id)
+             .where(log_.execution_id == execution_id).where(log_.event_key.like(f"{execution_id}#%"))
+             .order_by(log_.time))
+    with rt.engine.connect() as conn:
+        return [(r.event_key, r.status, r.alpaca_order_id) for r in conn.execute(query)]
 
 
 def run(rt: Runtime, now: datetime, hours: float, record: Recorder) -> Report:

@@ -50,3 +50,23 @@ def seed_from(execution_id: str, ticker: str, horizon: str, probability: float |
         return None
     return LifecycleRecord(execution_id, ticker, horizon, probability, opportunity_score, target_atr, stop_atr,
                            rank_time, policy, event_key)
+
+
+def with_exits_recorded(rec: LifecycleRecord, decisions: list[tuple[str, str, str | None]]) -> LifecycleRecord:
+    """A reseeded lifecycle told what its exit decisions already recorded in the audit
+    (`(event_key, status, alpaca_order_id)` of its `#protect`, `#exit`, `#deferred` rows):
+    Redis lost the outbox that keeps each decision once, so a decision the record did not
+    know of would be recorded (and announced) a second time when its order is found."""
+    for event_key, status, order_id in decisions:
+        kind = event_key.rsplit("#", 1)[-1] if "#" in event_key else ""
+        if kind == "protect" and status == Status.SUBMITTED.value and order_id:
+            rec = rec.but(protect_order_id=order_id)
+        elif kind == "protect" and status in (Status.SKIPPED.value, Status.REJECTED.value):
+            rec = rec.but(protect_skipped=True)
+        elif kind == "exit" and status == Status.SUBMITTED.value:
+            rec = rec.but(sell_recorded=True)
+        elif kind == "exit" and status == Status.REJECTED.value:  # the broker refused the sale: not sent again
+            rec = rec.but(finished="horizon sell refused by the broker: the position is the operator's")
+        elif kind == "deferred":
+            rec = rec.but(deferred=True)
+    return rec
