@@ -50,8 +50,8 @@ SURVIVORS: dict[str, str] = {
         "equivalent: valid non-ASCII text also goes through the rewrite, which gives the same text (only slower)"),
     **{f"zero_tasks.core.record.x_clean__mutmut_{n}": "equivalent: codec names are case-insensitive"
        for n in (23, 27)},
-    "zero_tasks.core.record.xǁDecisionRecordǁto_trade_update__mutmut_34": (
-        "equivalent: typing.cast does nothing at run time"),
+    **{f"zero_tasks.core.record.xǁDecisionRecordǁto_trade_update__mutmut_{n}": (
+        "equivalent: typing.cast does nothing at run time") for n in (40, 69, 73, 77)},
     **{f"zero_tasks.core.session.x__bool__mutmut_{n}": (
         "equivalent: `parse` reports only the exception's type, never its message") for n in (2, 3, 4)},
     **{f"zero_tasks.core.session.x__required__mutmut_{n}": (
@@ -59,6 +59,29 @@ SURVIVORS: dict[str, str] = {
     **{f"zero_tasks.core.session.x__time__mutmut_{n}": (
         "equivalent: `parse` reports only the exception's type, never its message") for n in (3, 4, 5, 9, 10, 11)},
     "zero_tasks.core.task_auth.x__digest__mutmut_9": "equivalent: `ensure_ascii=True` is json.dumps's default",
+    **{f"zero_tasks.core.inert.x__spelled__mutmut_{n}": (
+        "equivalent: every character the pattern matches is at most 0x9f or at least 0x200e, so the 0xff "
+        "boundary is never met") for n in (7, 8)},
+    "zero_tasks.core.lifecycle.horizon.x_due_time__mutmut_6": (
+        "equivalent: `last_close` starts falsy either way (None or ''), and only its truth is read before a "
+        "session sets it"),
+    "zero_tasks.core.lifecycle.horizon.x_trading_minutes_between__mutmut_11": (
+        "equivalent: a session that ends where the span starts adds zero minutes"),
+    **{f"zero_tasks.core.lifecycle.outcome.x__via__mutmut_{n}": (
+        "unreached: `_via` is asked only with an entry fill, so all of it sold means an exit filled something "
+        "and the loop returns; the final `manual` is a fail-safe") for n in (14, 15)},
+    "zero_tasks.core.lifecycle.outcome.x_exits_of__mutmut_3": (
+        "equivalent: an exit that filled nothing adds 0 shares and 0 proceeds, and the broker gives it no "
+        "filled_at"),
+    "zero_tasks.core.mirror.x__later_or_equal__mutmut_1": (
+        "equivalent: an absent time alone falls through to operator_time, which reads it as not a time, and "
+        "that also lets the update in"),
+    "zero_tasks.core.mirror.x_sync_from_json__mutmut_18": (
+        "equivalent: a None envelope has no record text and already returned `unreadable` above"),
+    "zero_tasks.core.mirror.x_sync_from_json__mutmut_33": (
+        "equivalent: record_sealed checks that the seal is a string itself"),
+    "zero_tasks.core.mirror.x_sync_from_json__mutmut_39": (
+        "equivalent: SyncRecord(**None) raises TypeError, which gives the same `unreadable`"),
     **{f"zero_tasks.core.task_auth.x_forgery_key__mutmut_{n}": (
         "equivalent: json.dumps (ASCII by default) and repr both give ASCII text, so neither the codec's "
         "spelling nor its error handler is ever used") for n in (18, 20, 21, 22)},

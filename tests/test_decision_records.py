@@ -250,3 +250,17 @@ def test_one_log_line_per_decision_with_its_facts(caplog: pytest.LogCaptureFixtu
                                             "alpaca_order_id", "event_key")}
     assert facts == {"event": "decision", "execution_id": EXEC_ID, "ticker": "SPY", "status": "SUBMITTED",
                      "reason": "submitted", "latency_ms": 250.0, "alpaca_order_id": "ord-1", "event_key": "m-1"}
+
+
+def test_an_exit_decisions_event_carries_its_intent_side_and_exit_reason() -> None:
+    event = json.loads(record(intent="exit", side="sell", exit_reason="horizon").to_trade_update())
+    assert (event["intent"], event["side"], event["exit_reason"]) == ("exit", "sell", "horizon")
+
+
+def test_a_secret_in_the_payload_never_reaches_the_record_and_a_clean_payload_is_kept() -> None:
+    secrets.use(secrets.Scrubber(["s3cret-value"]))  # put back by conftest's fixture
+    rec = record(payload={"ticker": "SPY", "note": "s3cret-value"})
+    assert rec.payload == {"ticker": "SPY", "note": secrets.MASK}
+    clean = {"ticker": "SPY", "note": "plain"}
+    assert record(payload=clean).payload is clean
+    assert record(payload=None).payload is None

@@ -4,7 +4,9 @@ test_decision_table_e2e.py)."""
 
 from __future__ import annotations
 
-from zero_tasks.core.checks.exposure import Exposure, check_exposure
+import pytest
+
+from zero_tasks.core.checks.exposure import Exposure, check_broker_daily_cap, check_exposure
 from zero_tasks.core.decision import Code, Status
 
 
@@ -28,3 +30,26 @@ def test_a_short_position_is_exposure_too() -> None:
 def test_no_position_and_no_open_order_is_no_objection() -> None:
     assert check_exposure(Exposure("SPY")) is None
     assert not Exposure("SPY").any
+
+
+@pytest.mark.parametrize(("exposure", "why"), [
+    (Exposure("SPY"), None),
+    (Exposure("SPY", entries_today=None, day_full=True), None),
+    (Exposure("SPY", entries_today=2), None),
+    (Exposure("SPY", entries_today=3),
+     "daily cap: 3 entry orders at the broker on trading day 2026-11-24 (MAX_ORDERS_PER_DAY 3)"),
+    (Exposure("SPY", entries_today=4),
+     "daily cap: 4 entry orders at the broker on trading day 2026-11-24 (MAX_ORDERS_PER_DAY 3)"),
+    (Exposure("SPY", entries_today=2, day_full=True),
+     "daily cap: the broker's orders of trading day 2026-11-24 fill a whole page; the gateway's entries cannot "
+     "all be counted, failing closed"),
+    (Exposure("SPY", entries_today=3, day_full=True),
+     "daily cap: 3 entry orders at the broker on trading day 2026-11-24 (MAX_ORDERS_PER_DAY 3)"),
+])
+def test_the_daily_cap_counted_by_the_broker_blocks_at_the_cap_and_fails_closed_on_a_full_page(
+        exposure: Exposure, why: str | None) -> None:
+    verdict = check_broker_daily_cap(exposure, 3, "2026-11-24")
+    assert (verdict.reason if verdict else None) == why
+    if verdict is not None:
+        assert verdict.code is Code.DAILY_CAP
+        assert verdict.status is Status.BLOCKED

@@ -4,21 +4,33 @@ calendar, the outcome and the exit decision table."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import exchange_calendars as xcals
 import pytest
 
+from zero_tasks.core.contract import exit_client_order_id, protect_client_order_id
+from zero_tasks.core.decision import Status
+from zero_tasks.core.keys import lifecycle_key
 from zero_tasks.core.lifecycle.atr import Bar, atr
-from zero_tasks.core.lifecycle.horizon import Session, due_time
-from zero_tasks.core.lifecycle.outcome import outcome_of
-from zero_tasks.core.lifecycle.prices import ProtectPrices, protect_prices
+from zero_tasks.core.lifecycle.gate import exit_gate
+from zero_tasks.core.lifecycle.horizon import Session, due_time, trading_minutes_between
+from zero_tasks.core.lifecycle.outcome import Outcome, outcome_of
+from zero_tasks.core.lifecycle.prices import ProtectPrices, protect_prices, tick
 from zero_tasks.core.lifecycle.rules import RULES, Step, decide_exit
-from zero_tasks.core.lifecycle.seed import with_exits_recorded
+from zero_tasks.core.lifecycle.seed import rank_time_of, seed_from, seed_of, with_exits_recorded
 from zero_tasks.core.lifecycle.state import Facts, Gate, LifecycleRecord, OrderFacts, Policy, PositionFacts
 from zero_tasks.core.reconcile import AuditedOrder, BrokerOrder, compare
+from zero_tasks.core.record import DecisionRecord
+from zero_tasks.core.session import TradingSession
+from zero_tasks.core.snapshot import Snapshot
 
 NY = ZoneInfo("America/New_York")
 BUFFER = timedelta(minutes=5)
@@ -252,6 +264,24 @@ TABLE = [
      OPEN, AFTER, Step.SELL, 1, "sell 1"),
     ("stand-down, cooldown and the cap are not consulted: the gate alone", rec(), Facts(ENTRY, HELD), OPEN, AFTER,
      Step.SELL, 1, "sell 1"),
+    ("entry not found exactly a day on: still waits", rec(), Facts(None, FLAT), OPEN,
+     OPENED + timedelta(days=1), Step.WAIT, 0, "not found"),
+    ("flat by another with the horizon sell working: cancel it, never short", rec(),
+     Facts(ENTRY, FLAT, CANCELED, CANCELED, working("x")), OPEN, AFTER, Step.CANCEL, 0, "never short"),
+    ("half sold by us, the rest by hand: manual outcome of the rest", rec(),
+     Facts(filled(512.31, qty=2, oid="entry"), FLAT, filled(513.57), CANCELED), OPEN, BEFORE, Step.OUTCOME, 0,
+     "1 share(s)"),
+    ("two held, one free: protects the one", rec(), Facts(filled(512.31, qty=2, oid="entry"), PositionFacts(2, 1)),
+     OPEN, BEFORE, Step.PROTECT, 1, "protect 1"),
+    ("protected, gate shut, not due: nothing to defer", rec(), Facts(ENTRY, HELD_IN_ORDERS, working("t"), working("s")),
+     SHUT, BEFORE, Step.WAIT, 0, "holding 1"),
+    ("no ATR and no note: no protect, ATR unknown", rec(atr=None), Facts(ENTRY, HELD), OPEN, BEFORE,
+     Step.NO_PROTECT, 0, "ATR unknown"),
+    ("horizon sell working at the very due time: looks again after the look interval", rec(),
+     Facts(ENTRY, HELD_IN_ORDERS, CANCELED, CANCELED, working("x")), OPEN, OPENED + timedelta(minutes=30), Step.WAIT,
+     0, "horizon sell new"),
+    ("protect with nothing free waits", rec(), Facts(ENTRY, HELD_IN_ORDERS), OPEN, BEFORE, Step.WAIT, 0,
+     "no share free"),
 ]
 
 
@@ -262,6 +292,107 @@ def test_exit_decision_table(record: LifecycleRecord, facts: Facts, gate: Gate, 
     action = decide_exit(record, facts, gate, now, LOOK)
     assert (action.step, action.qty) == (step, qty), action
     assert reason in action.reason
+
+
+# case -> (rule, the whole reason, the order to cancel, when to look again in minutes after OPENED)
+EXACT: dict[str, tuple[str, str, str | None, float | None]] = {
+    'hold never sells': ('hold',
+        'EXIT_POLICY hold: the position is never sold by the gateway', None, None),
+    'entry not found yet waits': ('entry unknown',
+        'entry order not found at the broker yet', None, 31.25),
+    'entry never found a day on: done': ('entry unknown',
+        'entry order not found at the broker 1 day, 0:00:00 after the ranking: nothing to'
+        ' close (reconcile reports it)', None, None),
+    'entry still working waits': ('entry open',
+        'entry order new (0 filled)', None, 31.25),
+    'entry ended unfilled is done': ('nothing bought',
+        'entry order canceled with nothing filled: no position', None, None),
+    'filled and unprotected: protect': ('protect',
+        'protect 1: OCO target 1.5 x ATR, stop 0.75 x ATR', None, None),
+    'protect needs the gate: deferred once': ('gate shut',
+        "exit deferred: protect: execution disabled: key:execution_enabled is 'false'", None, 10.25),
+    'a second deferral only waits': ('gate shut',
+        "exit deferred: protect: execution disabled: key:execution_enabled is 'false'", None, 10.25),
+    'no ATR: no protect, said once': ('no protect',
+        'no protect: too few 5-minute bars; horizon exit alone', None, None),
+    'no protect said: waits for the horizon': ('wait',
+        'holding 1 until the horizon at 2026-12-07T15:30:00+00:00', None, 10.25),
+    'horizon policy never protects': ('wait',
+        'holding 1 until the horizon at 2026-12-07T15:30:00+00:00', None, 10.25),
+    'protected: waits': ('wait',
+        'holding 1 until the horizon at 2026-12-07T15:30:00+00:00', None, 10.25),
+    'target filled: outcome': ('sold by us',
+        "flat: 1 sold by the gateway's own exits", None, None),
+    'stop filled, gate shut: outcome all the same': ('sold by us',
+        "flat: 1 sold by the gateway's own exits", None, None),
+    'sold by us with a leg left: cancel it': ('sold by us',
+        "everything bought is sold: the protect's leg left is canceled", 's', None),
+    'sold by hand with the protect working: cancel, never short': ('flat by another',
+        'the account holds no shares: the exit order left is canceled (never short)', 't', None),
+    'sold by hand: manual outcome': ('flat by another',
+        "flat: 1 share(s) sold by an order not the gateway's", None, None),
+    'horizon: cancel the protect first': ('horizon',
+        'horizon H30 reached: the protect is canceled before the sale', 't', None),
+    'horizon with the gate shut: deferred': ('gate shut',
+        'exit deferred: horizon exit: execution disabled: key:execution_enabled is '
+        "'false'", None, 31.25),
+    'horizon, protect canceled: sell': ('horizon',
+        'horizon H30 reached: sell 1 at market', None, None),
+    'horizon, nothing free: no sale': ('horizon',
+        'horizon reached but no share free to sell (held 1, qty_available 0)', None, 31.25),
+    'horizon sell working: waits': ('horizon sell working',
+        'horizon sell new', None, 31.25),
+    'horizon sell ended with a share left: never a second sell': ('horizon sell ended',
+        'horizon sell ended rejected with 1 share(s) left: at most one horizon sell per '
+        "execution; the rest is the operator's", None, None),
+    'horizon sold: outcome': ('sold by us',
+        "flat: 1 sold by the gateway's own exits", None, None),
+    'two more bought by hand: sells only its own one': ('horizon',
+        'horizon H30 reached: sell 1 at market', None, None),
+    'stand-down, cooldown and the cap are not consulted: the gate alone': ('horizon',
+        'horizon H30 reached: sell 1 at market', None, None),
+    'entry not found exactly a day on: still waits': ('entry unknown',
+        'entry order not found at the broker yet', None, 1440.25),
+    'flat by another with the horizon sell working: cancel it, never short': ('flat by another',
+        'the account holds no shares: the exit order left is canceled (never short)', 'x', None),
+    'half sold by us, the rest by hand: manual outcome of the rest': ('flat by another',
+        "flat: 1 share(s) sold by an order not the gateway's", None, None),
+    'two held, one free: protects the one': ('protect', 'protect 1: OCO target 1.5 x ATR, stop 0.75 x ATR', None,
+                                             None),
+    'protected, gate shut, not due: nothing to defer': ('wait',
+        'holding 1 until the horizon at 2026-12-07T15:30:00+00:00', None, 10.25),
+    'no ATR and no note: no protect, ATR unknown': ('no protect',
+        'no protect: ATR unknown; horizon exit alone', None, None),
+    'horizon sell working at the very due time: looks again after the look interval': ('horizon sell working',
+        'horizon sell new', None, 30.25),
+    'protect with nothing free waits': ('protect', 'protect: no share free (qty_available 0)', None, 10.25),
+}
+
+
+@pytest.mark.parametrize("record, facts, gate, now", [t[1:5] for t in TABLE], ids=[t[0] for t in TABLE])
+def test_every_exit_decision_names_its_rule_its_whole_reason_its_order_and_when_to_look_again(
+        request: pytest.FixtureRequest, record: LifecycleRecord, facts: Facts, gate: Gate, now: datetime) -> None:
+    rule, reason, order_id, at = EXACT[request.node.callspec.id]
+    action = decide_exit(record, facts, gate, now, LOOK)
+    assert (action.rule, action.reason, action.order_id) == (rule, reason, order_id)
+    assert action.at == (None if at is None else OPENED + timedelta(minutes=at))
+
+
+@pytest.mark.parametrize(("now", "at"), [
+    (OPENED + timedelta(minutes=29, seconds=50), OPENED + timedelta(minutes=30)),  # the horizon comes first
+    (OPENED + timedelta(minutes=29, seconds=45), OPENED + timedelta(minutes=30)),
+    (OPENED + timedelta(minutes=29), OPENED + timedelta(minutes=29, seconds=15)),
+])
+def test_a_wait_looks_again_at_the_horizon_when_it_comes_before_the_next_look(now: datetime, at: datetime) -> None:
+    action = decide_exit(rec(), Facts(ENTRY, HELD_IN_ORDERS, working("t"), working("s")), OPEN, now, LOOK)
+    assert (action.step, action.at) == (Step.WAIT, at)
+
+
+def test_a_wait_without_a_due_time_says_so_and_looks_again_soon() -> None:
+    action = decide_exit(rec(due_at=None), Facts(ENTRY, HELD_IN_ORDERS, working("t"), working("s")), OPEN, BEFORE,
+                         LOOK)
+    assert (action.step, action.reason, action.at) == (Step.WAIT, "holding 1 until the horizon at unknown",
+                                                       BEFORE + LOOK)
 
 
 @pytest.mark.parametrize("bought, sold_by_us, position, qty_available", [
@@ -318,3 +449,245 @@ def test_reconcile_reports_no_finding_for_a_protect_the_lifecycle_canceled(cid: 
                                                                           findings: list[str]) -> None:
     report = compare([audited(cid)], [BrokerOrder("oid", cid, "SPY", status, OPENED)])
     assert [f.kind for f in report.findings] == findings
+
+
+# --- the lifecycle an entry starts with (seed.py) -----------------------------------------------
+SEED_EXEC = "SPY:H30:2026-11-24T14:30:00"
+SEED_RANK = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
+
+
+def entry_decision(status: Status = Status.SUBMITTED, **over: Any) -> DecisionRecord:
+    values: dict[str, Any] = {
+        "event_key": "msg:1", "time": SEED_RANK, "decided_at": SEED_RANK, "execution_id": SEED_EXEC,
+        "ticker": "SPY", "horizon": "H30", "probability": 0.95, "opportunity_score": 95.0, "status": status,
+        "reason": "x", "why": ["x"], "market_state_snapshot": None,
+        "payload": {"ticker": "SPY", "target_atr": 1.5, "stop_atr": 0.75}}
+    return DecisionRecord(**{**values, **over})
+
+
+@pytest.mark.parametrize(("execution_id", "rank_time"), [
+    (SEED_EXEC, SEED_RANK),
+    ("SPY:H30:2026-11-24T14:30:00:extra", None),
+    ("SPY:H30", None),
+    ("SPY:H30:2026-11-24 14:30:00", None),
+    ("SPY:H30:not a time", None),
+    ("SPY-H30-2026-11-24T14:30:00", None),
+])
+def test_the_rank_time_is_the_execution_ids_last_part_in_utc(execution_id: str, rank_time: datetime | None) -> None:
+    assert rank_time_of(execution_id) == rank_time
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+def test_a_submitted_entry_starts_its_lifecycle_from_its_decisions_fields(policy: Policy) -> None:
+    assert seed_of(entry_decision(), policy) == LifecycleRecord(
+        SEED_EXEC, "SPY", "H30", 0.95, 95.0, 1.5, 0.75, SEED_RANK, policy, "msg:1")
+
+
+def test_a_lifecycle_starts_under_zeros_policy_unless_told() -> None:
+    rec = seed_of(entry_decision())
+    assert rec is not None
+    assert rec.policy is Policy.ZERO
+    again = seed_from(SEED_EXEC, "SPY", "H30", None, None, {"target_atr": 2, "stop_atr": 1}, "msg:2")
+    assert again == LifecycleRecord(SEED_EXEC, "SPY", "H30", None, None, 2.0, 1.0, SEED_RANK, Policy.ZERO, "msg:2")
+
+
+@pytest.mark.parametrize("decision", [
+    entry_decision(Status.BLOCKED),
+    entry_decision(Status.SKIPPED),
+    entry_decision(intent="exit", side="sell", exit_reason="horizon"),
+    entry_decision(intent="protect", side="sell"),
+])
+def test_only_a_submitted_entry_starts_a_lifecycle(decision: DecisionRecord) -> None:
+    assert seed_of(decision) is None
+
+
+@pytest.mark.parametrize("payload", [
+    None,
+    {},
+    {"target_atr": 1.5},
+    {"stop_atr": 0.75},
+    {"target_atr": "1.5", "stop_atr": 0.75},
+    {"target_atr": 1.5, "stop_atr": True},
+    {"target_atr": None, "stop_atr": 0.75},
+])
+def test_an_entry_without_numeric_atr_multiples_starts_no_lifecycle(payload: dict[str, Any] | None) -> None:
+    assert seed_from(SEED_EXEC, "SPY", "H30", 0.95, 95.0, payload, "msg:1") is None
+
+
+def test_an_entry_whose_execution_id_has_no_rank_time_starts_no_lifecycle() -> None:
+    assert seed_from("SPY:H30", "SPY", "H30", 0.95, 95.0, {"target_atr": 1.5, "stop_atr": 0.75}, "msg:1") is None
+
+
+# --- the exit gate (gate.py): kill switch and market state only ---------------------------------
+GATE_NOW = datetime(2026, 11, 24, 19, 30, tzinfo=UTC)
+
+
+def gate_snap(**over: str | None) -> Snapshot:
+    session = TradingSession(True, GATE_NOW - timedelta(hours=5), GATE_NOW + timedelta(hours=1), None,
+                             GATE_NOW - timedelta(minutes=5))
+    fields: dict[str, Any] = {
+        "execution_enabled": "true", "stand_down": json.dumps({"active": True, "reason": "x"}),
+        "market_state": json.dumps({"timestamp": (GATE_NOW - timedelta(minutes=1)).isoformat(), "state": "GREEN",
+                                    "reason": None}),
+        "session": session.to_json(), "blocklist": json.dumps({"reason": "earnings"})}
+    return Snapshot(**{**fields, **over})
+
+
+@pytest.mark.parametrize(("over", "max_age", "gate"), [
+    ({}, None, Gate(True)),
+    ({}, 600.0, Gate(True)),
+    ({"execution_enabled": "false"}, None, Gate(False, "execution disabled: key:execution_enabled is 'false', "
+                                                     "not 'true'")),
+    ({"market_state": None}, None, Gate(False, "market state: key:market_state is not set")),
+    ({}, 30.0, Gate(False, "market state: stale: GREEN is 60s old (MARKET_STATE_MAX_AGE_S 30s)")),
+    ({"execution_enabled": "false", "market_state": None}, None,
+     Gate(False, "execution disabled: key:execution_enabled is 'false', not 'true'")),
+])
+def test_an_exit_goes_out_only_with_the_kill_switch_true_and_the_market_green_whatever_the_entry_rules_say(
+        over: dict[str, str | None], max_age: float | None, gate: Gate) -> None:
+    assert exit_gate(gate_snap(**over), GATE_NOW, max_age) == gate
+
+
+def test_an_outcome_message_reads_back_as_the_outcome_it_was() -> None:
+    result = outcome_of(rec(), Facts(ENTRY, PositionFacts(), target_leg=filled(513.57, 21)), OPENED)
+    assert not isinstance(result, str)
+    assert Outcome.from_message(json.loads(json.dumps(result.to_message()))) == result
+
+
+@pytest.mark.parametrize(("start", "end", "minutes"), [
+    (ny(2026, 11, 24, 9, 30), ny(2026, 11, 24, 16, 0), 390.0),
+    (ny(2026, 11, 24, 15, 30), ny(2026, 11, 25, 10, 0), 60.0),  # the night between sessions is not counted
+    (ny(2026, 11, 24, 8, 0), ny(2026, 11, 24, 9, 45), 15.0),
+    (ny(2026, 11, 24, 16, 0), ny(2026, 11, 25, 9, 30), 0.0),
+    (ny(2026, 11, 24, 12, 0), ny(2026, 11, 24, 11, 0), 0.0),
+    (ny(2026, 11, 24, 12, 0), ny(2026, 11, 24, 12, 0, ) + timedelta(seconds=30), 0.5),
+])
+def test_the_trading_minutes_left_count_only_time_inside_sessions(start: datetime, end: datetime,
+                                                                 minutes: float) -> None:
+    sessions = [Session(ny(2026, 11, 24, 9, 30), ny(2026, 11, 24, 16, 0)),
+                Session(ny(2026, 11, 25, 9, 30), ny(2026, 11, 25, 13, 0))]
+    assert trading_minutes_between(start, end, sessions) == minutes
+
+
+@pytest.mark.parametrize(("make", "key"), [
+    (lambda: lifecycle_key("SPY:H30:2026-11-24T14:30:00"), "key:execution_lifecycle:SPY:H30:2026-11-24T14:30:00"),
+    (lambda: protect_client_order_id("SPY:H30:2026-11-24T14:30:00"), "zp-SPY:H30:2026-11-24T14:30:00"),
+    (lambda: exit_client_order_id("SPY:H30:2026-11-24T14:30:00"), "zs-SPY:H30:2026-11-24T14:30:00"),
+    (lambda: protect_client_order_id("X" * 126), "zp-" + hashlib.sha256(b"X" * 126).hexdigest()),
+    (lambda: exit_client_order_id("X" * 126), "zs-" + hashlib.sha256(b"X" * 126).hexdigest()),
+])
+def test_an_executions_lifecycle_key_and_exit_order_ids_are_its_execution_id_behind_their_prefix(
+        make: Callable[[], str], key: str) -> None:
+    assert make() == key
+
+
+def test_an_outcome_carries_its_executions_signal_and_the_entrys_fill() -> None:
+    result = outcome_of(rec(), Facts(filled(512.31, oid="entry", qty=2), PositionFacts(), CANCELED,
+                                     filled(511.0, 20, qty=1), filled(513.0, 21, qty=1)), OPENED)
+    assert result == Outcome("SPY:H30:2026-12-07T15:00:00", "SPY", "H30", 0.95, 1.5, 0.75, 0.84, 2, 512.31, 512.0,
+                             -0.62, -0.061, "EXPIRED", "horizon", OPENED, OPENED + timedelta(minutes=21), 1260)
+
+
+@pytest.mark.parametrize("entry", [None, OrderFacts("entry", "canceled", 0, 512.31, OPENED),
+                                   OrderFacts("entry", "filled", 1, None, OPENED),
+                                   OrderFacts("entry", "filled", 1, 0.0, OPENED)])
+def test_an_entry_without_a_fill_has_no_outcome(entry: OrderFacts | None) -> None:
+    assert outcome_of(rec(), Facts(entry, PositionFacts()), OPENED) == "the entry has no fill: no outcome"
+
+
+def test_an_entry_fill_without_its_time_is_held_from_the_ranking_and_never_for_less_than_nothing() -> None:
+    entry = OrderFacts("entry", "filled", 1, 512.31, None)
+    result = outcome_of(rec(), Facts(entry, PositionFacts()), OPENED - timedelta(minutes=1))
+    assert not isinstance(result, str)
+    assert (result.opened_at, result.closed_at, result.held_s, result.exit_via, result.outcome) == (
+        OPENED, OPENED - timedelta(minutes=1), 0, "manual", None)
+
+
+def test_a_realized_pnl_and_exit_price_are_rounded_to_four_places() -> None:
+    result = outcome_of(rec(), Facts(filled(100.00002, oid="entry"), PositionFacts(), filled(100.00001, 1)), OPENED)
+    assert not isinstance(result, str)
+    assert (result.realized_pnl, result.exit_price) == (0.0, 100.0)
+
+
+def test_atr_counts_a_bar_exactly_at_the_start_of_the_lookback() -> None:
+    first = Bar(AS_OF - timedelta(hours=3, minutes=10), 100.5, 99.5, 100.0)
+    assert atr([first, *bars(14)], AS_OF) == pytest.approx(1.0)
+
+
+def test_atr_with_too_few_bars_says_how_many_of_how_many_before_when() -> None:
+    assert atr(bars(14), AS_OF) == "too few 5-minute bars: 14 of 15 before 2026-12-07T17:00:00+00:00"
+
+
+@pytest.mark.parametrize(("high", "low"), [(math.inf, 99.5), (math.nan, 99.5), (100.5, 0.0), (100.5, -1.0)])
+def test_atr_of_a_bar_whose_price_is_not_a_positive_number_is_none_with_a_reason(high: float, low: float) -> None:
+    series = bars(15)
+    series[3] = Bar(series[3].t, high, low, 100.0)
+    assert atr(series, AS_OF) == f"bar at {series[3].t.isoformat()} has a price that is not a positive number"
+
+
+def test_atr_reads_only_the_15_most_recent_bars_prices() -> None:
+    series = bars(16)
+    series[0] = Bar(series[0].t, math.nan, 99.5, 100.0)  # the 16th most recent: not read
+    assert atr(series, AS_OF) == pytest.approx(1.0)
+
+
+def test_atr_of_a_penny_stock_below_one_dollar_is_its_true_range() -> None:
+    series = [Bar(b.t, 0.55, 0.45, 0.5) for b in bars(15)]
+    assert atr(series, AS_OF) == pytest.approx(0.1)
+
+
+def test_atr_of_bars_that_never_moved_is_none_with_a_reason() -> None:
+    assert atr(bars(15, step_high=0.0), AS_OF) == "ATR is 0 (no price movement in the bars)"
+
+
+@pytest.mark.parametrize(("fill", "atr_value", "target_atr", "stop_atr", "why"), [
+    (0.0, 1.0, 1.5, 0.75, "fill 0.0 and ATR 1.0 must both be positive"),
+    (100.0, 1.0, 1.5, 0.0, "target_atr 1.5 and stop_atr 0.0 must both be positive"),
+    (1.0, 1.0, 1.5, 1.0, "stop 0.0000 at or below zero (fill 1.0, stop_atr 1.0 x ATR 1.0000)"),
+])
+def test_protect_prices_say_exactly_why_there_is_no_oco(fill: float, atr_value: float, target_atr: float,
+                                                       stop_atr: float, why: str) -> None:
+    assert protect_prices(fill, atr_value, target_atr, stop_atr) == why
+
+
+@pytest.mark.parametrize(("price", "step"), [("1", "0.01"), ("1.5", "0.01"), ("0.9999", "0.0001")])
+def test_alpacas_tick_is_a_cent_from_one_dollar_up_and_a_hundredth_of_a_cent_below(price: str, step: str) -> None:
+    assert tick(Decimal(price)) == Decimal(step)
+
+
+DEC7_OPEN, DEC7_CLOSE = ny(2026, 12, 7, 9, 30), ny(2026, 12, 7, 16, 0)
+
+
+@pytest.mark.parametrize(("rank", "calendar", "why"), [
+    (DEC7_CLOSE, [Session(DEC7_OPEN, DEC7_CLOSE)],
+     "the calendar has too few sessions after 2026-12-07T21:00:00+00:00 for H30"),
+    (ny(2026, 12, 7, 8, 0), [Session(DEC7_OPEN, DEC7_OPEN)],
+     "the calendar has too few sessions after 2026-12-07T13:00:00+00:00 for H30"),
+    (ny(2026, 12, 7, 15, 50), [Session(DEC7_OPEN, DEC7_CLOSE)],
+     "the calendar has too few sessions after 2026-12-07T20:50:00+00:00 for H30 (it ends 2026-12-07T21:00:00+00:00)"),
+])
+def test_a_calendar_too_short_says_after_when_and_where_it_ends(rank: datetime, calendar: list[Session],
+                                                                why: str) -> None:
+    assert due_time(rank, "H30", calendar, BUFFER) == why
+
+
+def test_a_ranking_at_a_sessions_close_is_due_in_the_next_session() -> None:
+    calendar = [Session(DEC7_OPEN, DEC7_CLOSE), Session(ny(2026, 12, 8, 9, 30), ny(2026, 12, 8, 16, 0))]
+    assert due_time(DEC7_CLOSE, "H30", calendar, BUFFER) == ny(2026, 12, 8, 10, 0)
+
+
+def test_a_lifecycle_record_changes_only_what_it_is_told() -> None:
+    assert rec().but(deferred=True) == LifecycleRecord(
+        "SPY:H30:2026-12-07T15:00:00", "SPY", "H30", 0.95, 95, 1.5, 0.75, OPENED, Policy.ZERO, "evt",
+        due_at=OPENED + timedelta(minutes=30), atr=0.84, deferred=True)
+
+
+def test_a_record_without_a_due_time_or_fill_times_survives_its_json() -> None:
+    for record in (rec(due_at=None), rec(entry_fill=OrderFacts("entry", "filled", 1, 512.31, None))):
+        assert LifecycleRecord.from_json(record.to_json()) == record
+
+
+def test_atr_true_range_of_a_gap_down_reaches_the_previous_close() -> None:
+    series = bars(15)
+    series[-1] = Bar(series[-1].t, 95.0, 90.0, 92.0)  # gap down: |low - prev close| = 10
+    assert atr(series, AS_OF) == pytest.approx((13 * 1.0 + 10.0) / 14)

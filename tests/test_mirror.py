@@ -12,21 +12,28 @@ import pytest
 
 from zero_tasks.core.checks.exposure import Exposure, check_exposure
 from zero_tasks.core.decision import Code
+from zero_tasks.core.keys import mirror_book_key, mirror_entries_key, mirror_entry_count_key, mirror_order_key
 from zero_tasks.core.mirror import (
     IN_SYNC,
     OUT_OF_SYNC,
+    SEAL_KIND,
     Book,
     OrderState,
     Position,
     SyncRecord,
     Update,
+    answers,
     apply,
     book_from_json,
     book_of,
+    exposure_of,
     is_gateway_order,
     row9_exposure,
     seal_record,
+    status_view,
+    sync_from_json,
 )
+from zero_tasks.core.task_auth import record_seal
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 MAX_AGE_S = 3.0
@@ -200,3 +207,178 @@ def test_open_orders_the_sealed_record_states_skip_row_9_with_the_book_written_f
 def test_the_days_entry_count_comes_from_the_sealed_record() -> None:
     facts = row9_exposure("SPY", sync(entries_today=4), None, NOW, MAX_AGE_S, KEY, DAY)
     assert isinstance(facts, Exposure) and facts.entries_today == 4
+
+
+# what /health, /metrics and `zero-ops status` show ----------------------------------------
+LEASE = {"holder": "host:1", "token": "3"}
+STATS = {"resyncs": "2", "events": "40", "refused": "1", "row9_mirror": "5", "row9_rest": "6"}
+
+
+def test_the_status_of_a_mirror_in_sync_says_who_leads_its_ages_and_its_counters() -> None:
+    raw = sync(confirmed=NOW - timedelta(seconds=1.25), last_event_at=(NOW - timedelta(seconds=2.55)).isoformat())
+    assert status_view(LEASE, raw, STATS, NOW, MAX_AGE_S, KEY) == {
+        "leader": "host:1", "token": "3", "in_sync": True, "state": IN_SYNC, "why_not": None, "epoch": 7,
+        "confirmed_age_s": 1.2, "last_event_age_s": 2.5, "resyncs": 2, "events": 40, "refused_writes": 1,
+        "row9_from_mirror": 5, "row9_from_rest": 6}
+
+
+def test_the_status_without_a_trusted_sync_record_says_why_and_shows_no_record() -> None:
+    assert status_view({}, None, {}, NOW, MAX_AGE_S, KEY) == {
+        "leader": None, "token": None, "in_sync": False, "state": None,
+        "why_not": "mirror has no sync record (no consumer in sync)", "epoch": None, "confirmed_age_s": None,
+        "last_event_age_s": None, "resyncs": 0, "events": 0, "refused_writes": 0, "row9_from_mirror": 0,
+        "row9_from_rest": 0}
+
+
+def test_the_status_of_a_stale_record_shows_it_with_why_it_does_not_answer() -> None:
+    view = status_view(LEASE, sync(confirmed=NOW - timedelta(seconds=10)), STATS, NOW, MAX_AGE_S, KEY)
+    assert (view["in_sync"], view["state"], view["why_not"], view["confirmed_age_s"], view["last_event_age_s"]) == (
+        False, IN_SYNC, "mirror stale (confirmed 10.0s ago, bound 3s)", 10.0, None)
+
+
+def test_the_status_shows_a_record_with_an_unreadable_time_without_its_age() -> None:
+    view = status_view(LEASE, sync(confirmed_at="garbage", last_event_at="garbage"), STATS, NOW, MAX_AGE_S, KEY)
+    assert (view["in_sync"], view["confirmed_age_s"], view["last_event_age_s"]) == (False, None, None)
+    assert view["why_not"].startswith("mirror confirmation ")
+
+
+@pytest.mark.parametrize("value", ["x", "", "1.5"])
+def test_a_counter_that_is_not_a_whole_number_counts_as_zero(value: str) -> None:
+    assert status_view(LEASE, None, {**STATS, "events": value}, NOW, MAX_AGE_S, KEY)["events"] == 0
+
+
+@pytest.mark.parametrize(("raw", "answer"), [
+    (sync(), True),
+    (sync(state=OUT_OF_SYNC), False),
+    (sync(confirmed=NOW - timedelta(seconds=MAX_AGE_S + 0.1)), False),
+    (sync(confirmed=NOW - timedelta(seconds=MAX_AGE_S)), True),
+    (sync(confirmed=NOW + timedelta(seconds=MAX_AGE_S)), True),
+    (seal_record(record(), "other" * 8), False),
+    (None, False),
+])
+def test_the_mirror_answers_only_in_sync_sealed_and_fresh(raw: str | None, answer: bool) -> None:
+    assert answers(raw, NOW, MAX_AGE_S, KEY) is answer
+
+
+def test_the_sync_record_states_the_positions_and_open_order_counts_of_the_books() -> None:
+    books = {"QQQ": Book("QQQ", None, {"o-2": order(oid="o-2"), "o-3": order(oid="o-3")}),
+             "SPY": Book("SPY", Position("2", "2", "500"), {}), "IWM": Book("IWM")}
+    assert exposure_of(books) == ({"SPY": "2"}, {"QQQ": 2})
+
+
+def test_an_order_state_is_stored_as_compact_json_of_all_its_fields() -> None:
+    o = replace(order(), legs=("l-1",))
+    assert o.to_json() == json.dumps({
+        "order_id": "o-1", "client_order_id": "zx-SPY:H30:1", "symbol": "SPY", "side": "buy", "qty": "1",
+        "status": "new", "order_class": "simple", "filled_qty": "0", "filled_avg_price": None,
+        "updated_at": NOW.isoformat(), "filled_at": None, "legs": ["l-1"]}, separators=(",", ":"))
+
+
+def test_a_sealed_sync_record_reads_back_as_written() -> None:
+    rec = record(positions={"SPY": "1"}, open_orders={"QQQ": 1}, last_event_at=NOW.isoformat())
+    assert sync_from_json(seal_record(rec, KEY), KEY) == rec
+
+
+def test_the_mirrors_keys_name_what_they_hold() -> None:
+    assert (mirror_book_key("SPY"), mirror_order_key("zx-1"), mirror_entries_key(DAY), mirror_entry_count_key(DAY)) == (
+        "key:execution_mirror_book:SPY", "key:execution_mirror_order:zx-1", "key:execution_mirror_entries:2026-11-24",
+        "key:execution_mirror_entry_count:2026-11-24")
+
+
+def sealed_text(text: str) -> str:
+    """`text` sealed as the consumer seals a sync record, whatever it holds."""
+    return json.dumps({"record": text, "seal": record_seal(KEY, SEAL_KIND, text)})
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    (None, "mirror has no sync record (no consumer in sync)"),
+    ("{not json", "mirror sync record unreadable"),
+    ("[1]", "mirror sync record unreadable"),
+    (json.dumps({"record": 5, "seal": "x"}), "mirror sync record unreadable"),
+    (json.dumps({"record": record().to_json()}), "mirror sync record not sealed with this gateway's key"),
+    (json.dumps({"record": record().to_json(), "seal": 5}), "mirror sync record not sealed with this gateway's key"),
+    (sealed_text("[1]"), "mirror sync record unreadable"),
+    (sealed_text('{"state": "in_sync"}'), "mirror sync record unreadable"),
+    (sealed_text('{"unknown": 1}'), "mirror sync record unreadable"),
+])
+def test_a_sync_record_that_cannot_be_trusted_says_exactly_why(raw: str | None, why: str) -> None:
+    assert sync_from_json(raw, KEY) == why
+
+
+def test_an_update_stamped_as_the_state_known_replaces_it() -> None:
+    book = apply(Book("SPY"), update(order("new")))
+    book = apply(book, update(order("partially_filled", qty="2", filled="1"), "partial_fill"))
+    assert book.orders["o-1"].status == "partially_filled"
+
+
+@pytest.mark.parametrize(("known_at", "new_at"), [(None, NOW.isoformat()), (NOW.isoformat(), None),
+                                                  ("garbage", NOW.isoformat()), (NOW.isoformat(), "garbage")])
+def test_an_update_whose_time_or_the_known_ones_cannot_be_read_replaces_the_state(known_at: str | None,
+                                                                                 new_at: str | None) -> None:
+    book = Book("SPY", None, {"o-1": replace(order("new"), updated_at=known_at)})
+    newer = replace(order("partially_filled", qty="2", filled="1"), updated_at=new_at)
+    assert apply(book, Update("partial_fill", newer, NOW.isoformat())).orders["o-1"].status == "partially_filled"
+
+
+def test_a_sell_fill_leaves_the_average_entry_price_as_it_was() -> None:
+    book = Book("SPY", Position("3", "3", "500"))
+    sold = order("partially_filled", side="sell", qty="2", filled="1", cid="zs-SPY:1", oid="o-2")
+    after = apply(book, update(sold, "partial_fill", position_qty="2", price="510", qty="1"))
+    assert after.position == Position("2", "1", "500")
+    no_price = apply(book, update(sold, "partial_fill", position_qty="2", qty="1"))
+    assert no_price.position == Position("2", "1", "500")
+
+
+def test_a_first_buy_fills_average_is_its_price_as_the_broker_wrote_it() -> None:
+    book = apply(Book("SPY"), update(order("filled", filled="1"), "fill", position_qty="1", price="512.10", qty="1"))
+    assert book.position == Position("1", "1", "512.10")
+
+
+def test_shares_all_held_back_by_sells_leave_none_available() -> None:
+    book = Book("SPY", Position("1", "1", "100"))
+    held = apply(book, update(order("new", side="sell", qty="1", cid="zp-SPY:1", oid="o-2")))
+    assert held.position == Position("1", "0", "100")
+    bought = apply(held, update(order("filled", filled="1", oid="o-3"), "fill", position_qty="2", price="100",
+                                qty="1"))
+    assert bought.position == Position("2", "1", "100")
+
+
+def test_a_sell_order_whose_quantity_cannot_be_read_holds_nothing_back() -> None:
+    book = apply(Book("SPY", Position("3", "3", "100")), update(order("new", side="sell", qty="abc", oid="o-2")))
+    assert book.position == Position("3", "3", "100")
+
+
+def test_an_absent_book_is_the_ticker_flat_and_a_position_without_its_count_is_unreadable() -> None:
+    assert book_from_json(None, "SPY") == Book("SPY")
+    raw = json.dumps({"ticker": "SPY", "position": {"qty_available": "1"}, "orders": {}})
+    assert book_from_json(raw, "SPY") == "mirror book unreadable"
+
+
+@pytest.mark.parametrize(("position", "kept"), [(None, None), (Position("2", "1", "100"), Position("2", "1", "100")),
+                                                (Position("0", "0", None), None)])
+def test_a_book_from_the_snapshot_keeps_a_position_that_holds_shares(position: Position | None,
+                                                                     kept: Position | None) -> None:
+    assert book_of("SPY", position, [order("new")]) == Book("SPY", kept, {"o-1": order("new")})
+
+
+def test_a_position_the_sealed_record_states_leaves_its_open_orders_out_of_row_9() -> None:
+    facts = row9_exposure("SPY", sync(positions={"SPY": "1"}, open_orders={"SPY": 1}), None, NOW, MAX_AGE_S, KEY,
+                          DAY)
+    assert facts == Exposure("SPY", position_qty="1", open_orders=0, entries_today=0)
+
+
+def test_a_partly_filled_sell_holds_back_only_what_it_has_left_to_sell() -> None:
+    book = Book("SPY", Position("3", "3", "100"))
+    selling = order("partially_filled", side="sell", qty="3", filled="1", cid="zs-SPY:1", oid="o-2")
+    assert apply(book, update(selling, "partial_fill", position_qty="2", price="101", qty="1")).position == Position(
+        "2", "0", "100")
+
+
+def test_books_and_sync_records_are_stored_as_compact_json_with_sorted_record_keys() -> None:
+    book = Book("SPY", Position("1", "1", "100"), {"o-1": order("new")})
+    assert book.to_json() == json.dumps(json.loads(book.to_json()), separators=(",", ":"))
+    rec = record(positions={"SPY": "1"})
+    assert rec.to_json() == json.dumps(json.loads(rec.to_json()), separators=(",", ":"), sort_keys=True)
+    assert list(json.loads(rec.to_json())) == sorted(json.loads(rec.to_json()))
+    stored = seal_record(rec, KEY)
+    assert stored == json.dumps(json.loads(stored), separators=(",", ":"))

@@ -6,6 +6,7 @@ gateway's own clock, so a gateway a few seconds off Alpaca's still judges consis
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -98,3 +99,17 @@ def test_a_kept_session_opens_only_with_its_seal_and_within_the_hour() -> None:
     unsealed = TradingSession(True, t0, datetime(2030, 1, 1, tzinfo=UTC), None, t0).to_json()
     assert opened(unsealed, key, t0) == (None, "kept answer refused: no seal")
     assert opened(kept, "", t0)[0] is None  # no key here: nothing is trusted
+
+
+def test_a_kept_session_opens_as_the_json_sealed_trusted_for_an_hour_and_the_clocks_slack() -> None:
+    from zero_tasks.core.session import TRUST_SLACK_S, opened, sealed
+
+    key, t0 = "s" * 32, datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+    session = TradingSession(True, t0 - timedelta(hours=1), t0 + timedelta(hours=1), None, t0)
+    kept = sealed(session, key, t0)
+    body, why = opened(kept, key, t0 + timedelta(seconds=MAX_TRUST_S + TRUST_SLACK_S - 1))
+    assert why is None and body is not None and parse(body) == session
+    assert json.loads(body) == json.loads(session.to_json())
+    assert opened(None, key, t0) == (None, None)
+    assert opened(kept, "", t0) == (None, "its seal cannot be checked without TASK_SIGNING_KEY")
+    assert opened("{not json", key, t0) == (None, "kept answer unreadable")

@@ -123,3 +123,30 @@ def test_no_seal_opens_and_none_is_made_without_a_signing_key() -> None:
     assert body is None and problem and "no TASK_SIGNING_KEY" in problem
     with pytest.raises(ValueError, match="no TASK_SIGNING_KEY"):
         seal("short", "zero.decide", BODY, NOW)
+
+
+@pytest.mark.parametrize(("argument", "now", "why"), [
+    ({"x": 1, "sealed_at": None}, NOW, "seal has no time (made before seals expired)"),
+    ({"x": 1, "sealed_at": "not a time " + "x" * 40}, NOW,
+     f"seal time {('not a time ' + 'x' * 40)[:40]!r} is not an ISO time with an offset"),
+    ({"x": 1, "sealed_at": (NOW + timedelta(seconds=301)).isoformat()}, NOW, "seal made 301 s in the future"),
+])
+def test_a_seal_without_a_good_time_is_refused_saying_why(argument: dict[str, object], now: datetime,
+                                                          why: str) -> None:
+    from zero_tasks.core.task_auth import SEAL_FIELD, _digest
+
+    body = {k: v for k, v in argument.items() if v is not None}
+    assert open_seal(KEY, "t", {**body, SEAL_FIELD: _digest(KEY, "t", body)}, now) == (None, why)
+
+
+def test_a_seal_made_as_far_ahead_as_the_clocks_may_differ_opens() -> None:
+    sealed = seal(KEY, "t", {"x": 1}, NOW + timedelta(seconds=300))
+    assert open_seal(KEY, "t", sealed, NOW) == ({"x": 1}, None)
+
+
+def test_sealing_and_opening_without_a_key_or_a_time_say_why() -> None:
+    with pytest.raises(ValueError, match=r"^no TASK_SIGNING_KEY here: nothing can be sealed$"):
+        seal("", "t", {"x": 1}, NOW)
+    with pytest.raises(ValueError, match=r"^a seal needs the time it is made$"):
+        seal(KEY, "t", {"x": 1})
+    assert open_seal("", "t", {"x": 1}, NOW) == (None, "this process has no TASK_SIGNING_KEY: no seal opens")

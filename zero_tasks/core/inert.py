@@ -4,7 +4,7 @@ A reason written by another service (the market state's, a stand-down's, a block
 entry's, a broker's error) is data, but a terminal obeys the control characters in it:
 `ESC[1A ESC[2K CR` rewrites the line above, OSC sets the window title or plants a link,
 a newline fakes a second line. So every such text is shown with its control characters
-spelled out (`\\x1b`, `\\r`, `\\u202e`), on a terminal or not: C0, DEL, C1, and the
+spelled out (`\\x1b`, `\\x0d`, `\\u202e`), on a terminal or not: C0, DEL, C1, and the
 Unicode line separators and bidirectional overrides that reorder what is read.
 
 Pure: strings in, strings out.
