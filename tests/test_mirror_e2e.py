@@ -56,8 +56,14 @@ def in_sync(gw: Gateway) -> dict[str, Any]:
 @pytest.fixture
 def gw(mirrored: Gateway, stream: TcpGate) -> Gateway:
     stream.release()
-    mirrored.revive()  # wipes every key: the leader loses its lease, leads again and resyncs
+    mirrored.revive()  # wipes every key and resets the simulator: the leader loses its lease and leads again
     mirrored.sim("POST", "/_sim/config", {"fill": "manual"})  # orders stay open until a test fills them
+    # The simulator's reset sends no stream event: a resync that ran before it (between the key
+    # wipe and the reset) would keep the previous test's positions. The mirror's keys wiped once
+    # more, after it: the leader loses its lease again, and only a resync from now writes a record.
+    mirror_keys = list(mirrored.r.scan_iter(match="key:execution_mirror*"))
+    if mirror_keys:
+        mirrored.r.delete(*mirror_keys)
     in_sync(mirrored)
     return mirrored
 
