@@ -128,7 +128,36 @@ def test_one_consumer_leads_and_another_waits_while_its_lease_holds(r: redis.Red
         b = MirrorStore(connect_async(f"redis://127.0.0.1:{private_redis.port}/{DB}"), "b", 5000)
         return await a.lead(), await b.lead(), await a.lead()
     first, other, renewed = run(body)
-    assert first == 1 and other is None and renewed == 1
+    assert first is not None and other is None and renewed == first
+
+
+def test_a_lease_that_vanished_gives_its_old_holder_a_new_token(r: redis.Redis, private_redis: PrivateRedis) -> None:
+    """Redis restarted empty (or the keys deleted by hand): the token counter is gone with the
+    lease, and still the next token differs from every earlier one, so the holder sees it was
+    not leading all along."""
+    async def body() -> tuple[int | None, int | None]:
+        a = MirrorStore(connect_async(f"redis://127.0.0.1:{private_redis.port}/{DB}"), "a", 5000)
+        before = await a.lead()
+        r.delete(keys.MIRROR_LEASE_KEY, keys.MIRROR_TOKEN_KEY)
+        return before, await a.lead()
+    before, after = run(body)
+    assert before is not None and after is not None and after > before
+
+
+def test_a_leader_whose_lease_vanished_stops_leading_and_writes_nothing_more(
+        r: redis.Redis, private_redis: PrivateRedis, broker_sim: SimServer, engine: Engine, tmp_path: Path) -> None:
+    """Its books may be stale (whatever happened while the lease was gone): it leads again
+    only through a new resync."""
+    async def body() -> tuple[int | None, bool]:
+        c = consumer(broker_sim, private_redis, engine, tmp_path)
+        c.token = await c.store.lead()
+        await c.on_listening()
+        r.delete(*r.keys("key:execution_mirror*"))
+        await c.heartbeat()
+        return c.token, c.synced
+    token, synced = run(body)
+    assert token is None and synced is False
+    assert r.get(keys.MIRROR_SYNC_KEY) is None
 
 
 def test_a_deposed_leaders_late_write_is_refused_whole(r: redis.Redis, private_redis: PrivateRedis) -> None:
@@ -232,7 +261,8 @@ def test_a_trade_update_after_the_lease_was_lost_writes_nothing(
         await c.on_listening()
         r.delete(keys.MIRROR_LEASE_KEY)  # the lease ran out while it was paused ...
         other = MirrorStore(connect_async(c.settings.redis_url), "host-b:2", 5000)
-        assert await other.lead() == 2  # ... and another consumer leads now
+        new = await other.lead()
+        assert new is not None and c.token is not None and new > c.token  # ... and another consumer leads now
         await c.on_update(trade_update(place(broker_sim), "new"))
         return c
     c = run(body)
