@@ -55,6 +55,7 @@ class Bridge:
         self.rescued = 0
         self._trimmer = IdleTrimmer()
         self._redis = connect_async(settings.redis_url)
+        self._unrecorded: list[in_flight.Entry] = []  # not in the hand-over ledger yet: not queued either
         self.sources = HealthSources(
             clients=ReadClients(settings.redis_url, settings.broker_url),
             db_ping=db_probe.pinger(settings.sqlalchemy_url),
@@ -66,11 +67,16 @@ class Bridge:
             mirror_seal_key=settings.task_signing_key.get_secret_value(),
         )
 
+    @property
+    def pending(self) -> int:
+        """Messages this bridge keeps, not on the queue yet: waiting for the ledger or the queue."""
+        return len(self._unrecorded) + self.enqueuer.pending
+
     def stats(self) -> dict[str, object]:
         return {"bridge": {"subscribed": self.listener.connected, "received": self.listener.received,
                            "won": self.listener.won,
                            "decided": self.decided,
-                           "enqueued": self.enqueuer.enqueued, "pending": self.enqueuer.pending,
+                           "enqueued": self.enqueuer.enqueued, "pending": self.pending,
                            "dropped": self.enqueuer.dropped,
                            "reconnects": self.listener.reconnects,
                            "subscription_drops": self.listener.dropped,
@@ -97,20 +103,48 @@ class Bridge:
         handed = await self._keep(list(refused.values()))
         to_queue = [in_flight.Entry(subject.execution_id, self._sealed(message))
                     for message, subject in parsed if message.message_id not in handed]
-        await self._record_in_flight(to_queue)
-        for entry in to_queue:
+        handed |= await self._hand_over(to_queue)
+        PENDING.set(self.pending)
+        return handed
+
+    async def _hand_over(self, entries: list[in_flight.Entry]) -> set[str]:
+        """The hand-over ledger first, then the queue: the ids now on the queue.
+
+        A task is put on the queue only once its ledger entry is written: kombu's Redis
+        transport can lose a task between its BRPOP and its unacked hash (a worker whose
+        connection broke, a BRPOP left blocked by a client that gave up during a partition),
+        and the ledger is what queues it again. Entries the ledger did not take wait here
+        (`_unrecorded`, shown as pending) and go once it does; meanwhile another bridge may
+        take their messages over, which is harmless."""
+        if not entries:
+            return set()
+        if not await self._record_in_flight(entries):
+            self._unrecorded.extend(entries)
+            return set()
+        handed = set()
+        for entry in entries:
             if await self.enqueuer.submit(entry.task_id, entry.message):
                 ENQUEUED.inc()
                 handed.add(entry.message_id)
-        PENDING.set(self.enqueuer.pending)
         return handed
 
-    async def _record_in_flight(self, entries: list[in_flight.Entry]) -> None:
-        """Into the hand-over ledger before the queue: a task lost after this is queued again."""
-        try:
-            await in_flight.record(self._redis, entries)
-        except RedisError as exc:  # the queue is this Redis too: those tasks are kept and retried
-            log.warning("hand-over ledger not written for %d message(s) (%s)", len(entries), type(exc).__name__)
+    async def _record_in_flight(self, entries: list[in_flight.Entry]) -> bool:
+        """Into the hand-over ledger; tried twice, since a connection the server closed (Redis
+        restarted or cut off) fails its next command and the second goes on a new one."""
+        for attempt in (1, 2):
+            try:
+                await in_flight.record(self._redis, entries)
+                return True
+            except RedisError as exc:
+                log.warning("hand-over ledger not written for %d message(s) (%s, attempt %d); not queued yet",
+                            len(entries), type(exc).__name__, attempt)
+        return False
+
+    async def _hand_over_unrecorded(self) -> None:
+        """What waits for the ledger, handed over once Redis takes it."""
+        entries, self._unrecorded = self._unrecorded, []
+        await self._hand_over(entries)
+        PENDING.set(self.pending)
 
     async def _rescue(self) -> None:
         """Queue again what was handed over long ago and still has no decision (in_flight.py)."""
@@ -198,7 +232,7 @@ class Bridge:
         return status, "application/json", render(body)
 
     async def _metrics(self) -> tuple[int, str, bytes]:
-        PENDING.set(self.enqueuer.pending)
+        PENDING.set(self.pending)
         _, body = await health(self.sources)
         try:
             stored, queues = await read_stored(self.sources.clients)
@@ -207,15 +241,17 @@ class Bridge:
         return 200, CONTENT_TYPE_LATEST, render_metrics(Snapshot(stored, body, queues))
 
     async def _drain_forever(self, stop: asyncio.Event) -> None:
-        """Every second: resend what the queue did not take, or keep the queue's connection
-        warm while quiet (enqueue.py); after a burst, give memory back. Every RESCUE_EVERY_S:
-        queue again what the worker never decided."""
+        """Every second: hand over what the ledger did not take, resend what the queue did not
+        take, or keep the queue's connection warm while quiet (enqueue.py); after a burst, give
+        memory back. Every RESCUE_EVERY_S: queue again what the worker never decided."""
         ticks = 0
         while not stop.is_set():
             await asyncio.sleep(1.0)
+            if self._unrecorded:
+                await self._hand_over_unrecorded()
             if self.enqueuer.pending:
                 await self.enqueuer.drain()
-                PENDING.set(self.enqueuer.pending)
+                PENDING.set(self.pending)
             elif self.enqueuer.due_to_keep_warm(time.monotonic()):
                 await self.enqueuer.keep_warm()
             await self._trimmer.tick(self.listener.received)

@@ -24,6 +24,7 @@ from kombu import Connection
 from alpaca_paper_sim import SimServer
 from tests.support.gateway import PG_URL, Gateway, collect, drain, market, opportunity, ranking, symbol
 from tests.support.procs import RABBITMQ_URL, PrivateRedis, health, rabbitmq_available, wait_for
+from zero_tasks.core import keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
@@ -126,6 +127,29 @@ def test_worker_killed_while_order_in_flight_gives_one_order(one: Gateway) -> No
     assert one.nothing_more(pubsub) == []
     assert len(one.orders()) == 1 and one.order_posts() == 1
     assert len(one.wait_rows(1)) == 1
+
+
+@pytest.mark.guarantee
+def test_a_message_the_hand_over_ledger_refused_is_not_queued_until_it_takes_it(one: Gateway) -> None:
+    """kombu can lose a task between its BRPOP and its unacked write (a partition, a worker
+    that dies); the hand-over ledger is what queues it again, so no task goes on the queue
+    without its entry. A ledger write Redis refuses (here its entries' hash made a string: a
+    real WRONGTYPE, the stand-in for a connection the server closed) keeps the message in the
+    bridge; it is queued, and decided once, when the ledger takes it."""
+    one.green()
+    one.r.set(keys.IN_FLIGHT_TASKS_KEY, "not a hash")
+    before = health(one.api_port)[1]["bridge"]["enqueued"]
+    pubsub = one.subscribe()
+    one.publish(ranking(opportunity("SPY")))
+    wait_for(lambda: health(one.api_port)[1]["bridge"]["pending"] == 1, 20, "the message kept by the bridge")
+    assert health(one.api_port)[1]["bridge"]["enqueued"] == before  # nothing went on the queue
+    assert drain(pubsub) == [] and one.orders() == []
+    one.r.delete(keys.IN_FLIGHT_TASKS_KEY)
+    (event,) = collect(pubsub, 1, 30, one)
+    assert event["status"] == "SUBMITTED", event
+    assert one.nothing_more(pubsub) == []
+    assert len(one.orders()) == 1 and len(one.wait_rows(1)) == 1
+    assert one.r.zcard(keys.IN_FLIGHT_KEY) == 0
 
 
 @pytest.mark.guarantee
