@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 
+from zero_tasks import failpoints
 from zero_tasks.adapters import redis_clock
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLimitedBroker
 from zero_tasks.adapters.mirror_store import count_row9
@@ -45,7 +46,7 @@ from zero_tasks.core.snapshot import Snapshot
 from zero_tasks.core.task_auth import forged_holdings, forgery_key
 from zero_tasks.core.veto import recheck_before_submit
 from zero_tasks.secrets import cut
-from zero_tasks.worker import failpoints, recorder
+from zero_tasks.worker import recorder
 from zero_tasks.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)

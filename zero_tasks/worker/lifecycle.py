@@ -25,6 +25,7 @@ from typing import Any
 
 import redis
 
+from zero_tasks import failpoints
 from zero_tasks.adapters import lifecycle_store as store
 from zero_tasks.adapters import outbox
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder
@@ -43,7 +44,7 @@ from zero_tasks.core.lifecycle.rules import ExitAction, Step, decide_exit
 from zero_tasks.core.lifecycle.state import Facts, LifecycleRecord, Policy
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.snapshot import Snapshot
-from zero_tasks.worker import failpoints, recorder
+from zero_tasks.worker import recorder
 from zero_tasks.worker.flow import forged_record, utcnow, with_session
 from zero_tasks.worker.runtime import Runtime
 
