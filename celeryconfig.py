@@ -1,6 +1,6 @@
 """Celery settings for a money-moving queue. Each choice is explained in docs/how-it-works.md.
 
-Read by `zero_tasks.worker.celery_app` through `config_from_object`. The broker URL comes from
+Read by `zero_tasks.celery_app` through `config_from_object`. The broker URL comes from
 the one validated settings object, so the paper-only guard runs before any worker starts.
 """
 
@@ -47,7 +47,7 @@ task_reject_on_worker_lost = True
 # decision, and a decision that cannot be kept (Redis away) is requeued (tasks.py).
 task_acks_on_failure_or_timeout = False
 worker_prefetch_multiplier = 1  # a dead worker holds at most one unacked message per process
-# A pool process warms its runtime before it reports up (zero_tasks/worker/runtime.py warm: each step
+# A pool process warms its runtime before it reports up (zero_tasks/worker/warm.py: each step
 # bounded by its own timeout, the broker's at most 30 s); Celery's 4 s would kill it when a
 # dependency is slow to answer at start.
 worker_proc_alive_timeout = 60.0

@@ -10,7 +10,7 @@ from zero_tasks.settings import settings_or_exit
 def main() -> None:
     settings = settings_or_exit()
     configure_logging()
-    from .schema_check import check_or_exit
+    from zero_tasks.adapters.schema_check import check_or_exit
 
     check_or_exit(settings.sqlalchemy_url)
     from .app import Bridge

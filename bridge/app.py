@@ -11,7 +11,7 @@ from datetime import datetime
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge
 from redis.exceptions import RedisError
 
-from zero_tasks.adapters import in_flight, outbox, redis_clock, scripts
+from zero_tasks.adapters import db_probe, in_flight, outbox, redis_clock, scripts
 from zero_tasks.adapters.metrics import queue_decision_metrics
 from zero_tasks.adapters.redis_state import connect_async, read_snapshots
 from zero_tasks.core.checks.breaker import breaker_probe_due
@@ -22,7 +22,6 @@ from zero_tasks.core.record import DecisionRecord, log_decision
 from zero_tasks.core.task_auth import seal
 from zero_tasks.settings import Settings
 
-from . import db_probe
 from .broker_probe import BrokerProbe
 from .enqueue import DECIDE_TASK, Enqueuer
 from .health import HealthSources, health, render
@@ -45,7 +44,7 @@ RESCUE_EVERY_S = 5
 
 class Bridge:
     def __init__(self, settings: Settings) -> None:
-        from zero_tasks.worker.celery_app import app  # loads celeryconfig: the paper guard has run
+        from zero_tasks.celery_app import app  # loads celeryconfig: the paper guard has run
 
         self.settings = settings
         self.enqueuer = Enqueuer(app)

@@ -19,10 +19,10 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
+from zero_tasks import failpoints
 from zero_tasks.adapters import redis_clock
 from zero_tasks.adapters.redis_state import connect_async
 from zero_tasks.core import keys
-from zero_tasks.worker import failpoints
 
 from .dedup import MessageIdentity, claim_catch_up, mark_handed, take_over
 

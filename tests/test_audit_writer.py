@@ -16,12 +16,11 @@ from sqlalchemy.exc import OperationalError
 from tests.support.gateway import PG_URL, sqlalchemy_url
 from tests.support.procs import PrivateRedis
 from tests.support.redis_dbs import redis_db
-from zero_tasks.adapters import outbox
+from zero_tasks.adapters import audit_writer, outbox
 from zero_tasks.adapters.audit import ensure_schema, execution_log, insert_rows, make_engine
+from zero_tasks.adapters.audit_writer import DEAD_LETTER, AuditWriter
 from zero_tasks.core.decision import Status
 from zero_tasks.core.record import DecisionRecord
-from zero_tasks.worker import audit_writer
-from zero_tasks.worker.audit_writer import DEAD_LETTER, AuditWriter
 
 NOW = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
 SCHEMA = "test_audit_writer"

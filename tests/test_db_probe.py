@@ -1,4 +1,4 @@
-"""The bridge's /health look at the audit database (bridge/db_probe.py), without SQLAlchemy."""
+"""The bridge's /health look at the audit database (zero_tasks/adapters/db_probe.py), without SQLAlchemy."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.db_probe import label, pinger, postgres_dsn
 from tests.support.gateway import PG_URL
 from tests.support.procs import free_port
+from zero_tasks.adapters.db_probe import label, pinger, postgres_dsn
 
 PG = os.environ.get("TEST_POSTGRES_URL", PG_URL)
 

@@ -20,6 +20,7 @@ from tests.support.redis_dbs import flushed
 from zero_tasks.adapters import lifecycle_store as store
 from zero_tasks.adapters import outbox
 from zero_tasks.adapters.audit import ensure_schema, insert_outcomes, insert_rows, make_engine, outcome_row
+from zero_tasks.adapters.reconcile_job import reseed, unfinished_entries
 from zero_tasks.adapters.risk import BrokerRateLimit, RateLimited
 from zero_tasks.core import keys
 from zero_tasks.core.contract import client_order_id, exit_client_order_id, protect_client_order_id
@@ -28,8 +29,6 @@ from zero_tasks.core.lifecycle.outcome import outcome_of
 from zero_tasks.core.lifecycle.seed import seed_of
 from zero_tasks.core.lifecycle.state import Facts, OrderFacts, PositionFacts
 from zero_tasks.core.record import DecisionRecord
-from zero_tasks.worker.lifecycle import reseed
-from zero_tasks.worker.reconcile_job import unfinished_entries
 
 EXEC = "SPY:H30:2026-12-07T15:00:00"
 KEY = TEST_SIGNING_KEY

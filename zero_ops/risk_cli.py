@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from zero_tasks.adapters.audit_writer import AuditWriter
+from zero_tasks.adapters.recorder import record
 from zero_tasks.adapters.risk import CircuitBreaker, alert
+from zero_tasks.adapters.runtime import build_runtime
 from zero_tasks.core import keys
 from zero_tasks.core.inert import inert, inert_any
-from zero_tasks.worker.audit_writer import AuditWriter
-from zero_tasks.worker.recorder import record
-from zero_tasks.worker.runtime import build_runtime
 
 from . import auditlog, render
 from .context import Ops, OpsError
@@ -114,7 +114,7 @@ def reconcile(ops: Ops, hours: float, as_json: bool) -> None:
     Never places or cancels an order. Findings are written as ERROR rows and events
     (reason `error: reconcile: ...`), once each however often this runs.
     """
-    from zero_tasks.worker import reconcile_job  # imports alpaca models: only when used
+    from zero_tasks.adapters import reconcile_job  # imports alpaca models: only when used
 
     rt = build_runtime(ops.settings)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name in ("app", "celery"):
-        from zero_tasks.worker.celery_app import app
+        from zero_tasks.celery_app import app
 
         return app
     raise AttributeError(name)

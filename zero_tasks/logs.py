@@ -5,7 +5,7 @@ The JSON is python-json-logger's standard formatter: `time`, `level`, `logger`, 
 top-level key (`log.info("decision", extra={"ticker": "SPY"})` gives `"ticker": "SPY"`).
 
 The level is the caller's: the bridge's default INFO, and in a worker the `-l/--loglevel`
-Celery passes to its `setup_logging` signal (celery_app.py), so `-l DEBUG` shows DEBUG.
+Celery passes to its `setup_logging` signal (zero_tasks/celery_app.py), so `-l DEBUG` shows DEBUG.
 
 Secrets never reach a log: a filter on the one handler scrubs every record (message,
 arguments, traceback, extra fields) of every configured secret by value

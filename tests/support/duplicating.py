@@ -51,7 +51,7 @@ async def keep_and_announce_many_twice(r: aioredis.Redis,
 outbox.keep_and_announce = keep_and_announce_twice  # type: ignore[assignment]
 outbox.keep_and_announce_many = keep_and_announce_many_twice  # type: ignore[assignment]
 
-from zero_tasks.worker.celery_app import app  # noqa: E402 - the worker's app, after the patch
+from zero_tasks.celery_app import app  # noqa: E402 - the worker's app, after the patch
 
 __all__ = ["app"]
 

@@ -25,7 +25,7 @@ a lookup at the broker or leaves an order open would otherwise never settle. A t
 the order's status waits for that status itself.
 - `outbox`: a decision kept but its event not published (adapters/outbox.py).
 - `audit stream`: decisions not yet written to execution_log, or read and not acknowledged
-  (worker/audit_writer.py).
+  (adapters/audit_writer.py).
 - `hand-over ledger`: messages handed to the queue and not decided (adapters/in_flight.py).
 - `bridges`: messages a live bridge keeps while its queue is unreachable (its /health).
 """
@@ -45,10 +45,10 @@ from amqp.exceptions import NotFound
 from celery import Celery
 from kombu import Connection
 
+from zero_tasks.adapters.audit_writer import GROUP
 from zero_tasks.adapters.outbox import AUDIT_STREAM
 from zero_tasks.core import keys
 from zero_tasks.core.keys import LIFECYCLE_DUE_KEY, LIFECYCLE_STEP_PREFIX, MIRROR_ORDER_PREFIX
-from zero_tasks.worker.audit_writer import GROUP
 
 if TYPE_CHECKING:
     from .gateway import Gateway

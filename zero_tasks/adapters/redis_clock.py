@@ -96,7 +96,7 @@ class RedisClock:
         self._stop.set()
 
 
-CLOCK = RedisClock()  # one per process (a prefork pool process starts its own: worker/celery_app.py)
+CLOCK = RedisClock()  # one per process (a prefork pool process starts its own: worker/warm.py)
 
 
 def utcnow() -> datetime:

@@ -27,7 +27,7 @@ async def _main() -> None:
 def main() -> None:
     configure_logging()
     settings = settings_or_exit()
-    from bridge.schema_check import check_or_exit
+    from zero_tasks.adapters.schema_check import check_or_exit
 
     check_or_exit(settings.sqlalchemy_url)
     if settings.gateway_clock == "redis":

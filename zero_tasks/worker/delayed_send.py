@@ -23,6 +23,8 @@ from typing import Any
 import redis
 from celery import Task
 
+from zero_tasks.adapters.recorder import record
+from zero_tasks.celery_app import app
 from zero_tasks.core import keys
 from zero_tasks.core.delayed import (
     DONE,
@@ -38,9 +40,7 @@ from zero_tasks.core.delayed import (
 )
 from zero_tasks.core.task_auth import open_seal, seal
 from zero_tasks.settings import Settings
-from zero_tasks.worker.celery_app import app
 from zero_tasks.worker.flow import forged_record
-from zero_tasks.worker.recorder import record
 from zero_tasks.worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)

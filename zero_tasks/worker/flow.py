@@ -18,7 +18,8 @@ from typing import Any
 
 import redis
 
-from zero_tasks.adapters import redis_clock
+from zero_tasks import failpoints
+from zero_tasks.adapters import recorder, redis_clock
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLimitedBroker
 from zero_tasks.adapters.mirror_store import count_row9
 from zero_tasks.adapters.redis_state import (
@@ -29,6 +30,7 @@ from zero_tasks.adapters.redis_state import (
     store_session,
 )
 from zero_tasks.adapters.risk import RateLimited, alert, trading_day, trading_day_began
+from zero_tasks.adapters.runtime import Runtime
 from zero_tasks.core.checks.admission import Claim, check_admission
 from zero_tasks.core.checks.asset import AssetVerdict, check_asset
 from zero_tasks.core.checks.breaker import breaker_probe_due
@@ -45,8 +47,6 @@ from zero_tasks.core.snapshot import Snapshot
 from zero_tasks.core.task_auth import forged_holdings, forgery_key
 from zero_tasks.core.veto import recheck_before_submit
 from zero_tasks.secrets import cut
-from zero_tasks.worker import failpoints, recorder
-from zero_tasks.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

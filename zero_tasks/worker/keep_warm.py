@@ -57,7 +57,7 @@ def run(broker: RateLimitedBroker, every_s: float, stop: threading.Event) -> Non
 
 
 def start() -> threading.Thread | None:
-    """In a worker process, once it is warm (celery_app.py): the keep-warm thread, or None
+    """In a worker process, once it is warm (warm.py): the keep-warm thread, or None
     when BROKER_KEEP_WARM_S is 0 or the runtime cannot be built (the first message builds
     it then, and this process keeps no connection warm)."""
     from zero_tasks.worker.runtime import get_runtime

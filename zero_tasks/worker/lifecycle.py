@@ -23,15 +23,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import redis
-
+from zero_tasks import failpoints
 from zero_tasks.adapters import lifecycle_store as store
-from zero_tasks.adapters import outbox
+from zero_tasks.adapters import outbox, recorder
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder
 from zero_tasks.adapters.market_data import atr_at
 from zero_tasks.adapters.metrics import observe_outcome
 from zero_tasks.adapters.redis_state import read_snapshot
 from zero_tasks.adapters.risk import RateLimited
+from zero_tasks.adapters.runtime import Runtime
 from zero_tasks.core.checks.market_state import market_state_snapshot
 from zero_tasks.core.contract import client_order_id, exit_client_order_id, protect_client_order_id
 from zero_tasks.core.decision import Status
@@ -43,9 +43,7 @@ from zero_tasks.core.lifecycle.rules import ExitAction, Step, decide_exit
 from zero_tasks.core.lifecycle.state import Facts, LifecycleRecord, Policy
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.snapshot import Snapshot
-from zero_tasks.worker import failpoints, recorder
 from zero_tasks.worker.flow import forged_record, utcnow, with_session
-from zero_tasks.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -323,16 +321,3 @@ def tick(rt: Runtime, send: Callable[[str], None]) -> int:
         send(execution_id)
     return len(taken)
 
-
-def reseed(rt: Runtime, entries: list[LifecycleRecord], has_outcome: Callable[[str], bool]) -> int:
-    """The reconcile's backstop: a SUBMITTED entry with neither a lifecycle in Redis nor an
-    outcome gets its lifecycle again (Redis lost its data)."""
-    seeded = 0
-    for rec in entries:
-        try:
-            if rt.redis.exists(store.keys.lifecycle_key(rec.execution_id)) or has_outcome(rec.execution_id):
-                continue
-            seeded += store.seed(rt.redis, rec, _key(rt))
-        except redis.RedisError:
-            log.warning("lifecycle of %s not reseeded (redis away); the next reconcile tries again", rec.execution_id)
-    return seeded

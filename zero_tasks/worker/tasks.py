@@ -4,7 +4,7 @@ account mirror is in sync: zero_tasks/mirror writes order states then) and recon
 Each task opens its seal (task_auth.py), rebuilds what it needs from the message, runs the
 flow (flow.py: the decision, top to bottom) and schedules what the flow asks for: a broker
 round again (`RetryLater`, through short delayed hops) or the order's follow-ups. Audit
-rows are written by the audit writer thread of every pool process (audit_writer.py), not
+rows are written by the audit writer thread of every pool process (audit_thread.py), not
 by a task. A decision that cannot be kept (Redis away, DecisionNotRecorded) puts the
 message back on the queue (`requeue_while_redis_is_away`); it is decided once Redis is back.
 """
@@ -22,9 +22,13 @@ from celery import Task
 from celery.exceptions import Reject
 from sqlalchemy.exc import SQLAlchemyError
 
+from zero_tasks.adapters import reconcile_job
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient
 from zero_tasks.adapters.audit import update_order_status
+from zero_tasks.adapters.recorder import DecisionNotRecorded, complete_if_decided, record
 from zero_tasks.adapters.risk import RateLimited
+from zero_tasks.adapters.runtime import Runtime
+from zero_tasks.celery_app import app
 from zero_tasks.core import keys
 from zero_tasks.core.decision import Status
 from zero_tasks.core.delayed import StepVerdict
@@ -33,12 +37,10 @@ from zero_tasks.core.mirror import answers as mirror_answers
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.retry import FOLLOW_FIRST_S, FOLLOW_MAX_TRIES, TERMINAL, follow_up_delay
 from zero_tasks.core.task_auth import open_seal, seal
-from zero_tasks.worker import flow, lifecycle, reconcile_job
-from zero_tasks.worker.celery_app import app
+from zero_tasks.worker import flow, lifecycle
 from zero_tasks.worker.delayed_send import claim_period, send_later, step_guard
 from zero_tasks.worker.flow import RetryLater, foreign_reservations, forged_record, ticket_from_task, utcnow
-from zero_tasks.worker.recorder import DecisionNotRecorded, complete_if_decided, record
-from zero_tasks.worker.runtime import Runtime, get_runtime
+from zero_tasks.worker.runtime import get_runtime
 
 DECIDE = "zero.decide"
 PLACE_ORDER = "zero.place_order"

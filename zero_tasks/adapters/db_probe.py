@@ -1,4 +1,5 @@
-"""The bridge's look at the audit database for /health: reachable or not, and which one.
+"""The bridge's look at the audit database for /health: reachable or not, and which one;
+and the URL helpers schema_check.py reads the version table with.
 
 The workers write the audit through SQLAlchemy; the bridge only asks `SELECT 1`. Loading
 SQLAlchemy for that cost the bridge ~18 MB of its 80 MB budget (docs/benchmark.md), so

@@ -20,6 +20,9 @@ BATCH_MAX rows); only then are the entries acknowledged and deleted. So:
   makes /health degraded; the key is deleted when it writes again.
 
 One row per decision used to be one transaction per decision; a batch of 500 is one.
+
+The thread in every worker process is started by zero_tasks/worker/audit_thread.py;
+`zero-ops reconcile` drains the stream itself (`AuditWriter.drain`).
 """
 
 from __future__ import annotations
@@ -28,14 +31,12 @@ import json
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from celery import signals
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
 
@@ -43,7 +44,6 @@ from zero_tasks.adapters.audit import SchemaNotAtHead, insert_outcomes, insert_r
 from zero_tasks.adapters.audit_health import FAILURE_TTL_S, failure_key, failure_value, reason_of
 from zero_tasks.adapters.outbox import AUDIT_STREAM
 from zero_tasks.core.record import DecisionRecord
-from zero_tasks.worker import schema_gate  # noqa: F401 - its worker_init hook: the schema checked before any task
 
 log = logging.getLogger(__name__)
 
@@ -234,38 +234,3 @@ class AuditWriter:
 def backlog(r: redis.Redis) -> int:
     """Decisions not yet written to execution_log (for /health and /metrics)."""
     return int(r.xlen(AUDIT_STREAM))
-
-
-_stop = threading.Event()
-_started = False
-
-
-def start_writer() -> None:
-    """One writer thread in this process (made after fork: its own Redis and engine)."""
-    global _started  # noqa: PLW0603 - one writer thread per process, whoever calls first
-    if _started:
-        return
-    from zero_tasks.worker.runtime import get_runtime  # the runtime loads alpaca-py; the ops CLI need not
-
-    rt = get_runtime()
-    # The task thread must get the interpreter back within 0.5 ms of needing it, not after
-    # CPython's default 5 ms: a batch being written must not delay an order.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    writer = AuditWriter(rt.redis, rt.engine)
-    threading.Thread(target=writer.run, args=(_stop,), daemon=True, name="audit-writer").start()
-    _started = True
-
-
-@signals.worker_process_init.connect
-def _start_in_pool_process(**_: Any) -> None:
-    start_writer()
-
-
-@signals.worker_ready.connect
-def _start_without_pool_processes(sender: Any = None, **_: Any) -> None:
-    """The solo and threads pools fork no pool process: the worker itself writes.
-
-    The sender is the worker's Consumer; its controller knows the pool."""
-    pool = getattr(getattr(sender, "controller", None), "pool_cls", "")
-    if "prefork" not in str(getattr(pool, "__module__", pool)):
-        start_writer()

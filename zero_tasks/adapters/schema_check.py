@@ -1,10 +1,12 @@
-"""The bridge checks the audit schema at its start, as a worker does (zero_tasks/worker/schema_gate.py).
+"""The bridge and the account mirror check the audit schema at their start, as a worker
+does (zero_tasks/worker/schema_gate.py); here, so that neither process imports the other.
 
 The bridge writes no execution_log row itself, but it hands decisions to writers that
-would refuse them: a bridge on a schema that is not at head refuses to start (exit 2),
-naming `alembic upgrade head`. A database that does not answer lets it start: /health
-says so, and the rows wait in Redis. The version table is read with the standard
-library's sqlite3 or psycopg2 (db_probe.py: the bridge never loads SQLAlchemy for them).
+would refuse them; the mirror writes order_status on execution_log rows. A process on a
+schema that is not at head refuses to start (exit 2), naming `alembic upgrade head`. A
+database that does not answer lets it start: /health says so, and the rows wait in Redis.
+The version table is read with the standard library's sqlite3 or psycopg2 (db_probe.py:
+the bridge never loads SQLAlchemy for them).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from bridge.db_probe import CONNECT_TIMEOUT_S, is_postgres, postgres_dsn, sqlite_path
+from zero_tasks.adapters.db_probe import CONNECT_TIMEOUT_S, is_postgres, postgres_dsn, sqlite_path
 from zero_tasks.adapters.migrations import VERSION_TABLE, SchemaVersion, refusal, version_of
 
 log = logging.getLogger(__name__)

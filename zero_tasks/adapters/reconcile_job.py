@@ -7,6 +7,8 @@ to chan:execution_alert. No order is ever placed or canceled here.
 
 It is also the position lifecycle's backstop: a SUBMITTED entry of the last days with
 neither an outcome nor a lifecycle in Redis (Redis lost its data) gets its lifecycle again.
+
+No Celery here: the worker's periodic task (worker/tasks.py) and `zero-ops reconcile` both run it.
 """
 
 from __future__ import annotations
@@ -16,21 +18,22 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import cast
 
+import redis
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.models import Order
 from alpaca.trading.requests import GetOrdersRequest
 from sqlalchemy import select
 
+from zero_tasks.adapters import lifecycle_store as store
 from zero_tasks.adapters.audit import execution_log, execution_outcome, update_order_status
 from zero_tasks.adapters.risk import alert
+from zero_tasks.adapters.runtime import Runtime, ensure_audit_schema
 from zero_tasks.core.contract import ENTRY_PREFIX, as_utc  # SQLite hands back naive datetimes; the audit stores UTC
 from zero_tasks.core.decision import Code, deny
 from zero_tasks.core.lifecycle.seed import seed_from, with_exits_recorded
 from zero_tasks.core.lifecycle.state import LifecycleRecord
 from zero_tasks.core.reconcile import AuditedOrder, BrokerOrder, Finding, Report, compare
 from zero_tasks.core.record import DecisionRecord
-from zero_tasks.worker import lifecycle
-from zero_tasks.worker.runtime import Runtime, ensure_audit_schema
 
 Recorder = Callable[[DecisionRecord], DecisionRecord]
 log = logging.getLogger(__name__)
@@ -95,8 +98,22 @@ def exit_decisions(rt: Runtime, execution_id: str) -> list[tuple[str, str, str |
         return [(r.event_key, r.status, r.alpaca_order_id) for r in conn.execute(query)]
 
 
+def reseed(rt: Runtime, entries: list[LifecycleRecord], has_outcome: Callable[[str], bool]) -> int:
+    """The reconcile's backstop: a SUBMITTED entry with neither a lifecycle in Redis nor an
+    outcome gets its lifecycle again (Redis lost its data)."""
+    seeded = 0
+    for rec in entries:
+        try:
+            if rt.redis.exists(store.keys.lifecycle_key(rec.execution_id)) or has_outcome(rec.execution_id):
+                continue
+            seeded += store.seed(rt.redis, rec, rt.settings.task_signing_key.get_secret_value())
+        except redis.RedisError:
+            log.warning("lifecycle of %s not reseeded (redis away); the next reconcile tries again", rec.execution_id)
+    return seeded
+
+
 def run(rt: Runtime, now: datetime, hours: float, record: Recorder) -> Report:
-    reseeded = lifecycle.reseed(rt, unfinished_entries(rt, now), lambda _exec_id: False)
+    reseeded = reseed(rt, unfinished_entries(rt, now), lambda _exec_id: False)
     if reseeded:
         log.warning("reconcile: %d lifecycle(s) reseeded from the audit (Redis had lost them)", reseeded)
     since = now - timedelta(hours=hours)

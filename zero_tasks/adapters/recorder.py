@@ -16,9 +16,9 @@ import redis
 
 from zero_tasks.adapters import outbox
 from zero_tasks.adapters.metrics import observe_decision
+from zero_tasks.adapters.runtime import Runtime
 from zero_tasks.core.record import DecisionRecord, log_decision
 from zero_tasks.core.snapshot import Snapshot
-from zero_tasks.worker.runtime import Runtime
 
 T = TypeVar("T")
 
