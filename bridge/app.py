@@ -44,7 +44,7 @@ RESCUE_EVERY_S = 5
 
 class Bridge:
     def __init__(self, settings: Settings) -> None:
-        from zero_tasks.celery_app import app  # loads celeryconfig: the paper guard has run
+        from zero_tasks.celery_app import app  # celeryconfig (and its paper guard) loads at its first use
 
         self.settings = settings
         self.enqueuer = Enqueuer(app)
