@@ -18,6 +18,7 @@ _settings = settings_or_exit(require_signing="flower" not in sys.argv[1:])
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None  # keep trying: the worker must come back by itself
+broker_heartbeat = _settings.broker_heartbeat_s  # RabbitMQ: a cut-off worker's task comes back this soon (x2-3)
 broker_transport_options = {
     # An unacked task (its worker died) is redelivered after this. It exceeds the task time
     # limit plus the longest retry countdown (checked by Settings), and no task is ever sent

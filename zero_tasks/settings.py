@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     # timeout on Redis; it must outlast the longest legitimate run plus a retry countdown.
     task_time_limit_s: int = Field(default=60, ge=2, le=600)
     visibility_timeout_s: int = Field(default=90, ge=5, le=3600)
+    # RabbitMQ: the AMQP heartbeat. A worker host cut off while it holds a task gives it back
+    # once the broker has missed its heartbeats (two to three of these): with Celery's 120 s
+    # (the broker's 60 s negotiated) that took 180 s, past a ranking's 120 s age, so the task
+    # came back only to be SKIPPED. Not used on the Redis broker.
+    broker_heartbeat_s: int = Field(default=15, ge=5, le=120)
     # A message on the queue this long without a decision is queued again by a bridge
     # (in_flight.py): it must outlast the visibility timeout and the longest retry chain.
     handover_rescue_after_s: int = Field(default=600, ge=5, le=86400)

@@ -31,6 +31,7 @@ from .procs import CELERY, PYTHON, Proc, base_env, wait_for
 REDIS_PORT = 6379
 PG_PORT = 5432
 SIM_PORT = 8100
+STREAM_PORT = 8101  # the simulator's trade_updates websocket
 API_PORT = 8080
 RABBITMQ_PROXY_PORT = 5672
 PG_BIN = Path("/usr/local/bin")
@@ -92,7 +93,8 @@ class HostPostgres:
 
 def simulator(topo: Topology, log_dir: Path) -> Proc:
     return topo.proc(BROKER, "simulator", [PYTHON, "-m", "alpaca_paper_sim", "--host", BROKER.addr,
-                                           "--port", str(SIM_PORT), "--always-open", "--fill-delay", "0",
+                                           "--port", str(SIM_PORT), "--stream-port", str(STREAM_PORT),
+                                           "--always-open", "--fill-delay", "0",
                                            "--rate-limit", "100000"], dict(os.environ), log_dir)
 
 
@@ -121,6 +123,11 @@ class HostsGateway(Gateway):
                                      [PYTHON, "-m", "tests.support.tcp_forward", f"127.0.0.1:{SIM_PORT}",
                                       f"{BROKER.addr}:{SIM_PORT}"], self.env, log_dir)
                            for host in (*self.WORKER_HOSTS, *self.BRIDGE_HOSTS)]
+        # and the trade_updates stream, for an account-mirror consumer on a worker host
+        self.forwarders += [topo.proc(host, f"forward-stream-{host.name}",
+                                      [PYTHON, "-m", "tests.support.tcp_forward", f"127.0.0.1:{STREAM_PORT}",
+                                       f"{BROKER.addr}:{STREAM_PORT}"], self.env, log_dir)
+                            for host in self.WORKER_HOSTS]
         self.worker_on: dict[str, Host] = {}
         self.workers = [self._worker(host) for host in self.WORKER_HOSTS]
         self.bridges = [self._bridge(host) for host in self.BRIDGE_HOSTS]
@@ -143,6 +150,12 @@ class HostsGateway(Gateway):
         base = {**self.env, "EXECUTION_API_HOST": proc.env.get("EXECUTION_API_HOST", self.env["EXECUTION_API_HOST"])}
         proc.env = {**base, **env}
         return proc.start()
+
+    def mirror(self, host: Host) -> Proc:
+        """An account-mirror consumer on a worker host (not started): the test starts and
+        stops it. While one leads and is in sync, row 9 is answered from the mirror."""
+        env = {**self.env, "ALPACA_STREAM_URL": f"ws://127.0.0.1:{STREAM_PORT}/stream"}
+        return self.topo.proc(host, f"mirror-{host.name}", [PYTHON, "-m", "zero_tasks.mirror"], env, self.log_dir)
 
     def worker(self, host: Host) -> Proc:
         return next(p for p in self.workers if self.worker_on[p.name] == host)
@@ -236,9 +249,14 @@ class HostsGateway(Gateway):
         finally:
             app.close()
 
+    def pending(self) -> dict[str, int]:
+        """What is still pending, by probe (empty when quiet)."""
+        found = {**self.queue_depths(), "audit stream": int(self.r.xlen(AUDIT_STREAM)),
+                 "hand-over ledger": int(self.r.zcard(keys.IN_FLIGHT_KEY)), "celery busy": self.celery_busy()}
+        return {k: v for k, v in found.items() if v}
+
     def quiet_now(self) -> bool:
-        return (all(v == 0 for v in self.queue_depths().values()) and self.r.xlen(AUDIT_STREAM) == 0
-                and self.r.zcard(keys.IN_FLIGHT_KEY) == 0 and self.celery_busy() == 0)
+        return not self.pending()
 
     def settle(self, timeout: float = 120) -> None:
         """What `collect` and `wait_rows` wait for: this topology's quiescence (the base
@@ -254,4 +272,11 @@ class HostsGateway(Gateway):
                 return False
             time.sleep(1)
             return self.quiet_now()
-        wait_for(twice, timeout, "the gateway quiet", interval=0.5)
+        try:
+            wait_for(twice, timeout, "the gateway quiet", interval=0.5)
+        except TimeoutError as exc:
+            try:
+                still: object = self.pending()
+            except Exception as probe_error:  # noqa: BLE001 - the timeout is the failure; this only explains it
+                still = repr(probe_error)
+            raise TimeoutError(f"{exc}; still pending: {still}") from exc
