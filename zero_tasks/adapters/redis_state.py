@@ -86,6 +86,22 @@ def keep_asset(r: redis.Redis, day: str, verdict: AssetVerdict) -> None:
     pipe.execute()
 
 
+ASSET_VERDICTS_CHUNK = 1000  # fields per HSET: a list of 12,000 equities never holds Redis up in one command
+
+
+def keep_assets(r: redis.Redis, day: str, verdicts: list[AssetVerdict]) -> None:
+    """Many verdicts for the trading day at once (the broker's list of its equities, kept by
+    the account mirror's leader): one pipeline, the hash's TTL set as `keep_asset` sets it."""
+    if not verdicts:
+        return
+    pipe = r.pipeline(transaction=False)
+    for i in range(0, len(verdicts), ASSET_VERDICTS_CHUNK):
+        pipe.hset(ASSET_VERDICTS_PREFIX + day,
+                  mapping={v.symbol: v.to_json() for v in verdicts[i:i + ASSET_VERDICTS_CHUNK]})
+    pipe.expire(ASSET_VERDICTS_PREFIX + day, ASSET_VERDICTS_TTL_S)
+    pipe.execute()
+
+
 def store_session(r: redis.Redis, current: TradingSession, now: datetime, key: str | None = None) -> None:
     """Keep the broker's session answer, sealed (with this process's TASK_SIGNING_KEY unless
     `key` is given), for every worker and bridge until it runs out."""
