@@ -466,6 +466,17 @@ def test_a_leader_in_sync_keeps_the_brokers_word_on_every_listed_equity_for_the_
     assert assets_asked(broker_sim) == 1  # one call, not one per symbol
 
 
+def test_a_new_leader_of_the_same_trading_day_does_not_ask_for_the_list_again(
+        r: redis.Redis, private_redis: PrivateRedis, broker_sim: SimServer, engine: Engine, tmp_path: Path) -> None:
+    run(lambda: consumer(broker_sim, private_redis, engine, tmp_path, holder="host-a:1").keep_assets())
+    successor = consumer(broker_sim, private_redis, engine, tmp_path, holder="host-b:1")
+    run(successor.keep_assets)
+    assert successor.assets_day == trading_day(datetime.now(UTC)) and assets_asked(broker_sim) == 1
+    r.delete(ASSET_VERDICTS_PREFIX + trading_day(datetime.now(UTC)))  # Redis lost them: asked again
+    run(consumer(broker_sim, private_redis, engine, tmp_path, holder="host-c:1").keep_assets)
+    assert kept_asset(r, trading_day(datetime.now(UTC)), "SPY") == SPY_TRADABLE and assets_asked(broker_sim) == 2
+
+
 def test_a_list_the_broker_does_not_give_keeps_no_verdict_and_is_asked_again_later(
         r: redis.Redis, private_redis: PrivateRedis, broker_sim: SimServer, engine: Engine, tmp_path: Path) -> None:
     broker_sim.state.add_fault({"mode": "500", "path": "/v2/assets", "count": 1})

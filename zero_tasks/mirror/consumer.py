@@ -14,11 +14,12 @@ the others wait to take over. The leader:
    gateway order (zx-, zp-, zs-);
 5. every second renews the lease and, while the stream answers a ping, confirms the sync
    record (it expires after MIRROR_MAX_AGE_S unconfirmed: row 9 then asks the broker);
-6. once per trading day (and again a minute after a failure) keeps the broker's word on
-   every active US equity it lists (one GET /v2/assets, on a connection of its own) as the
-   day's asset verdicts, the ones a worker keeps after asking about one symbol: a
-   ticker's first order of the day then needs no broker call before its submit. A symbol
-   the list leaves out is asked about by the worker, as before.
+6. once per trading day (unless a leader before it did: a mark in Redis; and again a
+   minute after a failure) keeps the broker's word on every active US equity it lists (one
+   GET /v2/assets, on a connection of its own) as the day's asset verdicts, the ones a
+   worker keeps after asking about one symbol: a ticker's first order of the day then needs
+   no broker call before its submit. A symbol the list leaves out is asked about by the
+   worker, as before.
 
 The sync record states what row 9 needs (the tickers with a position or open orders, the
 day's count of the gateway's entry orders) and is sealed with TASK_SIGNING_KEY: a book
@@ -61,7 +62,7 @@ from zero_tasks.adapters.mirror_broker import (
     update_of,
 )
 from zero_tasks.adapters.mirror_store import MirrorStore, Writes
-from zero_tasks.adapters.redis_state import keep_assets
+from zero_tasks.adapters.redis_state import assets_listed, keep_assets
 from zero_tasks.adapters.risk import trading_day, trading_day_began
 from zero_tasks.core.mirror import (
     IN_SYNC,
@@ -257,12 +258,16 @@ class MirrorConsumer:
     async def keep_assets(self) -> None:
         """The broker's word on every US equity it lists, kept as the trading day's verdicts.
         A failure keeps none (the workers ask about each symbol, as before)."""
-        day = trading_day(self.now())
+        now = self.now()
+        day = trading_day(now)
         try:
+            if await asyncio.to_thread(assets_listed, self.sync_r, day):
+                self.assets_day = day  # a leader before this one kept them
+                return
             if self.assets_client is None:
                 self.assets_client = twin(self.client)  # its own connection: the snapshot may run meanwhile
             verdicts = await asyncio.to_thread(listed_equities, self.assets_client)
-            await asyncio.to_thread(keep_assets, self.sync_r, day, verdicts)
+            await asyncio.to_thread(keep_assets, self.sync_r, day, verdicts, now)
         except Exception as exc:  # noqa: BLE001 - broker or Redis: try again later, never stop leading
             log.warning("asset verdicts of %s not kept (%s: %s)", day, type(exc).__name__, str(exc)[:200])
             return
