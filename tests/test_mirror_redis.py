@@ -28,7 +28,14 @@ from zero_tasks.adapters import mirror_store, outbox
 from zero_tasks.adapters.alpaca_adapter import AlpacaBroker, RateLimitedBroker, make_trading_client
 from zero_tasks.adapters.audit import ensure_schema, execution_log, insert_rows, make_engine
 from zero_tasks.adapters.mirror_store import MirrorStore, Writes
-from zero_tasks.adapters.redis_state import connect, connect_async, read_snapshot_with_mirror
+from zero_tasks.adapters.redis_state import (
+    ASSET_VERDICTS_PREFIX,
+    ASSET_VERDICTS_TTL_S,
+    connect,
+    connect_async,
+    kept_asset,
+    read_snapshot_with_mirror,
+)
 from zero_tasks.adapters.risk import BrokerRateLimit, trading_day
 from zero_tasks.core import keys
 from zero_tasks.core.checks.asset import AssetVerdict
@@ -44,7 +51,7 @@ from zero_tasks.core.mirror import (
     seal_record,
     sync_from_json,
 )
-from zero_tasks.mirror.consumer import MirrorConsumer
+from zero_tasks.mirror.consumer import ASSETS_RETRY_S, MirrorConsumer
 from zero_tasks.settings import Settings
 from zero_tasks.worker.flow import row9_facts
 
@@ -428,3 +435,79 @@ def test_row_9_from_the_mirror_still_asks_the_broker_about_an_asset_not_judged_t
     in_sync_now(r, Book("SPY"))
     _, exposure, source = row9_facts(rt, broker, "SPY", lambda: datetime.now(UTC))
     assert source == "mirror" and exposure.asset is not None and exposure.asset.tradable
+
+
+# the asset verdicts: the broker's list of its equities, kept by the leader --------------------
+def assets_asked(sim: SimServer) -> int:
+    return sum(n for k, n in sim.state.stats()["requests"].items() if k.startswith("GET /v2/assets"))
+
+
+def test_a_leader_in_sync_keeps_the_brokers_word_on_every_listed_equity_for_the_trading_day(
+        r: redis.Redis, private_redis: PrivateRedis, broker_sim: SimServer, engine: Engine, tmp_path: Path) -> None:
+    broker_sim.state.add_asset({"symbol": "HALTD", "tradable": False})
+    broker_sim.state.add_asset({"symbol": "GONEX", "status": "inactive"})
+
+    async def body() -> None:
+        c = consumer(broker_sim, private_redis, engine, tmp_path)
+        c.token = await c.store.lead()
+        await c.on_listening()
+        assert c.assets_task is not None
+        await c.assets_task
+        c.keep_assets_if_due()  # kept for the day: not asked again
+        assert c.assets_task.done()
+    run(body)
+    day = trading_day(datetime.now(UTC))
+    assert kept_asset(r, day, "SPY") == SPY_TRADABLE
+    halted = kept_asset(r, day, "HALTD")
+    assert halted is not None and not halted.tradable and "not tradable" in halted.detail
+    assert kept_asset(r, day, "GONEX") is None  # not in the list of active equities: the worker asks
+    assert kept_asset(r, day, "BTCUSD") is None  # not a US equity: the worker asks (and check_asset refuses)
+    assert 0 < r.ttl(ASSET_VERDICTS_PREFIX + day) <= ASSET_VERDICTS_TTL_S
+    assert assets_asked(broker_sim) == 1  # one call, not one per symbol
+
+
+def test_a_new_leader_of_the_same_trading_day_does_not_ask_for_the_list_again(
+        r: redis.Redis, private_redis: PrivateRedis, broker_sim: SimServer, engine: Engine, tmp_path: Path) -> None:
+    run(lambda: consumer(broker_sim, private_redis, engine, tmp_path, holder="host-a:1").keep_assets())
+    successor = consumer(broker_sim, private_redis, engine, tmp_path, holder="host-b:1")
+    run(successor.keep_assets)
+    assert successor.assets_day == trading_day(datetime.now(UTC)) and assets_asked(broker_sim) == 1
+    r.delete(ASSET_VERDICTS_PREFIX + trading_day(datetime.now(UTC)))  # Redis lost them: asked again
+    run(consumer(broker_sim, private_redis, engine, tmp_path, holder="host-c:1").keep_assets)
+    assert kept_asset(r, trading_day(datetime.now(UTC)), "SPY") == SPY_TRADABLE and assets_asked(broker_sim) == 2
+
+
+def test_a_list_the_broker_does_not_give_keeps_no_verdict_and_is_asked_again_later(
+        r: redis.Redis, private_redis: PrivateRedis, broker_sim: SimServer, engine: Engine, tmp_path: Path) -> None:
+    broker_sim.state.add_fault({"mode": "500", "path": "/v2/assets", "count": 1})
+
+    async def body() -> MirrorConsumer:
+        c = consumer(broker_sim, private_redis, engine, tmp_path)
+        c.keep_assets_if_due()
+        assert c.assets_task is not None
+        await c.assets_task
+        c.keep_assets_if_due()  # within ASSETS_RETRY_S of the failure: not yet
+        assert c.assets_task.done()
+        c.assets_tried = asyncio.get_running_loop().time() - ASSETS_RETRY_S
+        c.keep_assets_if_due()
+        await c.assets_task
+        return c
+    c = run(body)
+    assert kept_asset(r, trading_day(datetime.now(UTC)), "SPY") == SPY_TRADABLE
+    assert c.assets_day == trading_day(datetime.now(UTC)) and assets_asked(broker_sim) == 2
+
+
+def test_row_9_from_the_mirror_asks_the_broker_nothing_for_a_listed_equity_once_the_list_is_kept(
+        r: redis.Redis, private_redis: PrivateRedis, broker_sim: SimServer, engine: Engine, tmp_path: Path) -> None:
+    """A ticker's first order of the day: the worker finds the leader's verdict (flow.place
+    reads it before row 9) and sends the order with no broker call before it."""
+    rt, broker = row9_runtime(r, broker_sim, private_redis, tmp_path)
+    run(lambda: consumer(broker_sim, private_redis, engine, tmp_path).keep_assets())
+    in_sync_now(r, Book("SPY"))
+    before = (broker_reads(broker_sim), assets_asked(broker_sim))
+    now = datetime.now(UTC)
+    known = kept_asset(r, trading_day(now), "SPY")
+    assert known == SPY_TRADABLE
+    _, exposure, source = row9_facts(rt, broker, "SPY", lambda: now, known=known)
+    assert source == "mirror" and check_exposure(exposure) is None
+    assert (broker_reads(broker_sim), assets_asked(broker_sim)) == before

@@ -1,18 +1,22 @@
 """The account mirror's broker edge: alpaca-py's models as the mirror's plain data, the
-REST snapshot taken at every (re)connect, and the stream's address (paper only)."""
+REST snapshot taken at every (re)connect, the broker's list of its US equities, and the
+stream's address (paper only)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import QueryOrderStatus
-from alpaca.trading.models import Order, Position, TradeUpdate
-from alpaca.trading.requests import GetOrdersRequest
+from alpaca.trading.enums import AssetClass, AssetStatus, QueryOrderStatus
+from alpaca.trading.models import Asset, Order, Position, TradeUpdate
+from alpaca.trading.requests import GetAssetsRequest, GetOrdersRequest
 
+from zero_tasks.core.checks.asset import AssetVerdict, asset_verdict
+from zero_tasks.core.contract import TICKER_PATTERN
 from zero_tasks.core.mirror import OrderState, Update
 from zero_tasks.core.mirror import Position as MirrorPosition
 from zero_tasks.settings import ALPACA_PAPER_HOST, check_base_url, check_stream_url
@@ -87,3 +91,16 @@ def take_snapshot(client: TradingClient, since: datetime) -> AccountSnapshot:
                                                                   limit=PAGE)))
     return AccountSnapshot({p.symbol: position_of(p) for p in positions},
                            [order_state(o) for o in opened], [order_state(o) for o in recent])
+
+
+def listed_equities(client: TradingClient) -> list[AssetVerdict]:
+    """The broker's word on every active US equity it lists, in one call (GET
+    /v2/assets?status=active&asset_class=us_equity), judged as a lookup of one symbol is
+    (core/checks/asset.asset_verdict): a listed symbol that is not tradable is judged so.
+    Only symbols the contract's ticker pattern admits; a symbol the list leaves out gets no
+    verdict here (the worker asks the broker about it, as before). Blocking; alpaca-py's
+    errors are raised as they come."""
+    assets = cast(list[Asset], client.get_all_assets(GetAssetsRequest(status=AssetStatus.ACTIVE,
+                                                                      asset_class=AssetClass.US_EQUITY)))
+    return [asset_verdict(a.symbol, _text(a.asset_class), a.tradable, _text(a.status))
+            for a in assets if re.fullmatch(TICKER_PATTERN, a.symbol or "")]

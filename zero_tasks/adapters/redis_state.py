@@ -7,6 +7,7 @@ that a redelivered task (same message) can tell its own earlier claim from someb
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -84,6 +85,30 @@ def keep_asset(r: redis.Redis, day: str, verdict: AssetVerdict) -> None:
     pipe.hset(ASSET_VERDICTS_PREFIX + day, verdict.symbol, verdict.to_json())
     pipe.expire(ASSET_VERDICTS_PREFIX + day, ASSET_VERDICTS_TTL_S)
     pipe.execute()
+
+
+ASSET_VERDICTS_CHUNK = 1000  # fields per HSET: a list of 12,000 equities never holds Redis up in one command
+ASSETS_LISTED_FIELD = "_listed"  # in the day's hash: the broker's list is kept (no ticker is spelt so)
+
+
+def keep_assets(r: redis.Redis, day: str, verdicts: list[AssetVerdict], at: datetime) -> None:
+    """Many verdicts for the trading day at once (the broker's list of its equities, kept by
+    the account mirror's leader), then the mark that the list is kept: one pipeline, the
+    hash's TTL set as `keep_asset` sets it."""
+    pipe = r.pipeline(transaction=False)
+    for i in range(0, len(verdicts), ASSET_VERDICTS_CHUNK):
+        pipe.hset(ASSET_VERDICTS_PREFIX + day,
+                  mapping={v.symbol: v.to_json() for v in verdicts[i:i + ASSET_VERDICTS_CHUNK]})
+    pipe.hset(ASSET_VERDICTS_PREFIX + day, ASSETS_LISTED_FIELD,
+              json.dumps({"symbols": len(verdicts), "at": at.isoformat()}))
+    pipe.expire(ASSET_VERDICTS_PREFIX + day, ASSET_VERDICTS_TTL_S)
+    pipe.execute()
+
+
+def assets_listed(r: redis.Redis, day: str) -> bool:
+    """Whether the broker's list is kept for `day` (by this leader or one before it). A mark
+    written by hand only makes the workers ask about each symbol, as without the list."""
+    return bool(r.hexists(ASSET_VERDICTS_PREFIX + day, ASSETS_LISTED_FIELD))
 
 
 def store_session(r: redis.Redis, current: TradingSession, now: datetime, key: str | None = None) -> None:

@@ -13,7 +13,13 @@ the others wait to take over. The leader:
    the SUBMITTED row's order_status (within a second), and nudges the lifecycle of a
    gateway order (zx-, zp-, zs-);
 5. every second renews the lease and, while the stream answers a ping, confirms the sync
-   record (it expires after MIRROR_MAX_AGE_S unconfirmed: row 9 then asks the broker).
+   record (it expires after MIRROR_MAX_AGE_S unconfirmed: row 9 then asks the broker);
+6. once per trading day (unless a leader before it did: a mark in Redis; and again a
+   minute after a failure) keeps the broker's word on every active US equity it lists (one
+   GET /v2/assets, on a connection of its own) as the day's asset verdicts, the ones a
+   worker keeps after asking about one symbol: a ticker's first order of the day then needs
+   no broker call before its submit. A symbol the list leaves out is asked about by the
+   worker, as before.
 
 The sync record states what row 9 needs (the tickers with a position or open orders, the
 day's count of the gateway's entry orders) and is sealed with TASK_SIGNING_KEY: a book
@@ -45,10 +51,18 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from zero_tasks.adapters import lifecycle_store, redis_clock
-from zero_tasks.adapters.alpaca_compat import ListeningStream
+from zero_tasks.adapters.alpaca_compat import ListeningStream, twin
 from zero_tasks.adapters.audit import update_order_status_by_client_id
-from zero_tasks.adapters.mirror_broker import PAGE, AccountSnapshot, stream_url, take_snapshot, update_of
+from zero_tasks.adapters.mirror_broker import (
+    PAGE,
+    AccountSnapshot,
+    listed_equities,
+    stream_url,
+    take_snapshot,
+    update_of,
+)
 from zero_tasks.adapters.mirror_store import MirrorStore, Writes
+from zero_tasks.adapters.redis_state import assets_listed, keep_assets
 from zero_tasks.adapters.risk import trading_day, trading_day_began
 from zero_tasks.core.mirror import (
     IN_SYNC,
@@ -71,6 +85,7 @@ OUT_OF_SYNC_TTL_MS = 86_400_000
 FIRST_LOOKBACK = timedelta(hours=24)  # the orders a first snapshot looks back on
 LOOKBACK_MARGIN = timedelta(minutes=5)  # before the last event seen, at a resync
 PENDING_STATUS_S = 30.0  # an order_status whose row is not written yet is tried again this long
+ASSETS_RETRY_S = 60.0  # the broker's list of equities, not kept: asked again after this long
 
 
 def holder_id() -> str:
@@ -114,10 +129,15 @@ class MirrorConsumer:
     last_event_at: datetime | None = None
     pending: dict[str, _PendingStatus] = field(default_factory=dict)
     stream: ListeningStream | None = None
+    assets_client: TradingClient | None = None
     # the gateway's entry orders (zx-) by trading day, and whether the last resync read all
     # of the day's orders (a full page may have left some out: the count is then unknown)
     entries: dict[str, set[str]] = field(default_factory=dict)
     entries_complete: bool = False
+    # the trading day whose asset verdicts this leader kept, and its loop time of the last try
+    assets_day: str | None = None
+    assets_tried: float | None = None
+    assets_task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.store = MirrorStore(self.r, self.holder, int(self.settings.mirror_lease_s * 1000))
@@ -218,9 +238,41 @@ class MirrorConsumer:
         self.synced = True
         log.info("mirror in sync (epoch %d): %d tickers, %d open orders", self.epoch, len(books),
                  len(snap.open_orders))
+        self.keep_assets_if_due()
         for order in snap.recent_orders:  # what became of the gateway's orders while nobody listened
             if order.client_order_id.startswith("zx-"):
                 await self._order_status(order)
+
+    # the asset verdicts ------------------------------------------------------------------
+    def keep_assets_if_due(self) -> None:
+        """Start keeping today's asset verdicts, unless kept, under way, or tried within
+        ASSETS_RETRY_S. Never on the stream's path: a task of its own, off the event loop."""
+        if self.assets_day == trading_day(self.now()) or (self.assets_task and not self.assets_task.done()):
+            return
+        loop_now = asyncio.get_running_loop().time()
+        if self.assets_tried is not None and loop_now - self.assets_tried < ASSETS_RETRY_S:
+            return
+        self.assets_tried = loop_now
+        self.assets_task = asyncio.create_task(self.keep_assets())
+
+    async def keep_assets(self) -> None:
+        """The broker's word on every US equity it lists, kept as the trading day's verdicts.
+        A failure keeps none (the workers ask about each symbol, as before)."""
+        now = self.now()
+        day = trading_day(now)
+        try:
+            if await asyncio.to_thread(assets_listed, self.sync_r, day):
+                self.assets_day = day  # a leader before this one kept them
+                return
+            if self.assets_client is None:
+                self.assets_client = twin(self.client)  # its own connection: the snapshot may run meanwhile
+            verdicts = await asyncio.to_thread(listed_equities, self.assets_client)
+            await asyncio.to_thread(keep_assets, self.sync_r, day, verdicts, now)
+        except Exception as exc:  # noqa: BLE001 - broker or Redis: try again later, never stop leading
+            log.warning("asset verdicts of %s not kept (%s: %s)", day, type(exc).__name__, str(exc)[:200])
+            return
+        self.assets_day = day
+        log.info("asset verdicts of %s kept: %d listed US equities", day, len(verdicts))
 
     def _day_of(self, order: OrderState) -> str | None:
         when = order.updated_at
@@ -297,6 +349,8 @@ class MirrorConsumer:
                 await self.out_of_sync("stream did not answer a ping")
                 await self.stream.drop()
         await self._retry_pending()
+        if self.synced:
+            self.keep_assets_if_due()
 
     def _new_stream(self) -> ListeningStream:
         s = self.settings
@@ -321,6 +375,8 @@ class MirrorConsumer:
                     self.synced = False
                     await self.stream.drop()  # resync once Redis answers
         finally:
+            if self.assets_task is not None:
+                self.assets_task.cancel()
             await self.stream.stop_ws()
             listening.cancel()
             await asyncio.gather(listening, return_exceptions=True)
