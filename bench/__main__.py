@@ -29,7 +29,7 @@ from . import floor as floor_mod
 from . import gateway as gateway_mod
 from . import idle_gap as idle_gap_mod
 from . import trace as trace_mod
-from .common import TRADE_UPDATE_CHANNEL, wait_until
+from .common import TRADE_UPDATE_CHANNEL, list_at_broker, wait_until
 from .report import machine, postgres_version, render, targets, write
 from .stack import PG_BASE_URL, EventCollector, GatewayProcs, Stack, pg_url
 
@@ -105,6 +105,8 @@ def run_gateway(stack: Stack, db: str, plan: Plan, args: argparse.Namespace, log
     # Each phase starts from an empty Redis: the previous phase's delayed follow-ups (for
     # orders the simulator reset just forgot) would otherwise run in this phase's worker.
     stack.client().flushall()
+    # the signal-to-order phases' tickers, listed at the broker as ZERO's are (common.list_at_broker)
+    list_at_broker(stack.state, *(prefix + phase for phase in ("F", "W", "L", "T", "R", "Q")))
     # with the account mirror, as deployed (row 9 from it); the distant phase runs once more without it
     gw = GatewayProcs(stack, url, f"gw-{db}", workers=args.workers, concurrency=args.concurrency, mirror=True)
     collector = EventCollector(stack.port)

@@ -109,6 +109,24 @@ class Tickers:
         return f"{self.prefix}{letters(self.count, self.width)}"
 
 
+def list_at_broker(state: Any, *prefixes: str) -> int:
+    """Every symbol of at most 5 letters that starts with one of these prefixes (the names
+    `Tickers` and `first_signals` make), listed at the simulator as an active, tradable US
+    equity; how many.
+
+    ZERO ranks listed equities, and the account mirror's leader keeps the day's verdict of
+    every equity the broker lists before their first signal: the latency phases measure that
+    path. A made-up symbol the broker does not list costs its first order one `GET
+    /v2/assets/{symbol}` more (a round trip to the broker), which no deployment pays for
+    ZERO's names. List before the gateway starts: the leader reads the list at its first
+    resync of the day."""
+    symbols = [prefix + letters(k, width) for prefix in prefixes
+               for width in range(1, 6 - len(prefix)) for k in range(26 ** width)]
+    for symbol in symbols:
+        state.add_asset({"symbol": symbol})
+    return len(symbols)
+
+
 # gateway state --------------------------------------------------------------------------
 def set_green(r: redis.Redis, enabled: bool = True) -> None:
     if enabled:

@@ -28,7 +28,7 @@ from alpaca_paper_sim import SimServer, make_test_tls
 
 from . import floor as floor_mod
 from . import gateway as gateway_mod
-from .common import TRADE_UPDATE_CHANNEL, letters, summary, wait_until
+from .common import TRADE_UPDATE_CHANNEL, letters, list_at_broker, summary, wait_until
 from .distant import DELAY_MS, broker_at
 from .stack import EventCollector, GatewayProcs, Stack
 
@@ -51,6 +51,7 @@ def run(stack: Stack, log_dir: Path, n: int, idle_s: float, gap_s: float, floor_
                            "broker_keep_warm_s": float(warm), "n": n}
     stack.state.reset()
     stack.client().flushall()
+    list_at_broker(stack.state, prefix + "W", prefix + "M", prefix + "R")  # listed, as ZERO's tickers are
     gw = GatewayProcs(stack, f"sqlite:///{log_dir / 'idle-gap.db'}", "gw-idle-gap", mirror=True,
                       ALPACA_BASE_URL=https.url, ALPACA_CA_FILE=str(ca), BROKER_KEEP_WARM_S=warm)
     collector = EventCollector(stack.port)
