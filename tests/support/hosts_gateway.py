@@ -249,14 +249,17 @@ class HostsGateway(Gateway):
         finally:
             app.close()
 
-    def pending(self) -> dict[str, int]:
-        """What is still pending, by probe (empty when quiet)."""
+    def pending(self, ask_workers: bool = True) -> dict[str, int]:
+        """What is still pending, by probe (empty when quiet). The workers are asked (a
+        broadcast `inspect`, up to 3 s) only when `ask_workers` or nothing else is pending."""
         found = {**self.queue_depths(), "audit stream": int(self.r.xlen(AUDIT_STREAM)),
-                 "hand-over ledger": int(self.r.zcard(keys.IN_FLIGHT_KEY)), "celery busy": self.celery_busy()}
+                 "hand-over ledger": int(self.r.zcard(keys.IN_FLIGHT_KEY))}
+        if ask_workers or not any(found.values()):
+            found["celery busy"] = self.celery_busy()
         return {k: v for k, v in found.items() if v}
 
     def quiet_now(self) -> bool:
-        return not self.pending()
+        return not self.pending(ask_workers=False)
 
     def settle(self, timeout: float = 120) -> None:
         """What `collect` and `wait_rows` wait for: this topology's quiescence (the base
