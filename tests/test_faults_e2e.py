@@ -174,6 +174,33 @@ def test_worker_killed_between_broker_accept_and_audit_write(one: Gateway, tmp_p
 
 
 @pytest.mark.guarantee
+def test_a_run_stopped_by_its_soft_time_limit_before_deciding_is_requeued_and_decided_once(
+        one: Gateway, tmp_path: Path) -> None:
+    """A decide run held at its start until the soft time limit strikes (TASK_TIME_LIMIT_S
+    6 s: soft at 4 s) has decided nothing. Celery would reject it without requeueing it:
+    gone from the Redis broker's unacked set, dropped by RabbitMQ, back only by the hand-over
+    ledger's rescue (HANDOVER_RESCUE_AFTER_S, 600 s here). It goes back on the queue at
+    once, and the next run decides it: one event, one row, one order, nothing rescued."""
+    one.green()
+    marker = tmp_path / "held"
+    one.restart(one.workers[0], ZERO_FAILPOINTS=f"decide_start:{marker}:pause")
+    try:
+        one.wait_ready()
+        rescued_before = health(one.api_port)[1]["bridge"]["rescued"]
+        pubsub = one.subscribe()
+        one.publish(ranking(opportunity("DIA")))
+        (event,) = collect(pubsub, 1, 60, one)
+        assert marker.exists()  # the first run was held, and stopped by the limit
+        assert event["status"] == "SUBMITTED", event
+        assert one.nothing_more(pubsub) == []
+        assert len(one.orders()) == 1 and len(one.wait_rows(1)) == 1
+        assert health(one.api_port)[1]["bridge"]["rescued"] == rescued_before
+        assert "soft time limit reached before a decision" in one.workers[0].output()
+    finally:
+        one.restart(one.workers[0], ZERO_FAILPOINTS="")
+
+
+@pytest.mark.guarantee
 @pytest.mark.parametrize("lone", LONE_ON_REDIS, indirect=True)  # Alpaca's faults do not depend on the Celery broker
 @pytest.mark.parametrize("mode", ["500", "503", "429", "slow", "drop"])
 def test_broker_failing_every_time_ends_error_and_next_message_is_served(one: Gateway, mode: str) -> None:

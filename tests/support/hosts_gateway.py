@@ -157,6 +157,14 @@ class HostsGateway(Gateway):
         env = {**self.env, "ALPACA_STREAM_URL": f"ws://127.0.0.1:{STREAM_PORT}/stream"}
         return self.topo.proc(host, f"mirror-{host.name}", [PYTHON, "-m", "zero_tasks.mirror"], env, self.log_dir)
 
+    def beat(self, host: Host, **env: str) -> Proc:
+        """Celery beat on a worker host (not started; one per deployment): it drives the
+        position lifecycle (zero.lifecycle_tick). Only a test about exits runs one, so the
+        other scenarios' entries are never protected or sold."""
+        schedule = Path(tempfile.mkdtemp(prefix="zh30-beat-")) / "beat-schedule"
+        argv = [CELERY, "-A", "zero_tasks", "beat", "-s", str(schedule), "-l", "INFO"]
+        return self.topo.proc(host, f"beat-{host.name}", argv, {**self.env, **env}, self.log_dir)
+
     def worker(self, host: Host) -> Proc:
         return next(p for p in self.workers if self.worker_on[p.name] == host)
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from celery import Task
 
+from zero_tasks.adapters import redis_clock
 from zero_tasks.adapters.recorder import record
 from zero_tasks.celery_app import app
 from zero_tasks.core import keys
@@ -49,6 +49,12 @@ HOP = "zero.hop"
 HOP_TARGETS = frozenset({"zero.place_order", "zero.follow_order"})  # a hop forwards nothing else
 
 
+def _now_s() -> float:
+    """Now by the Redis host's clock (redis_clock.py): a hop's due time is set on one worker
+    host and judged on another, so both read the one clock, not their own."""
+    return redis_clock.utcnow().timestamp()
+
+
 def queue_of(task_name: str) -> str:
     """The queue `task_routes` names for a task: its hops wait where the task will run."""
     route = (app.conf.task_routes or {}).get(task_name) or {}
@@ -67,14 +73,14 @@ def send_later(task_name: str, args: list[Any], task_id: str, countdown: float, 
     if guarded_target and countdown <= longest:
         app.send_task(task_name, args=args, task_id=task_id, countdown=countdown)
         return
-    _send_hop(task_name, args, task_id, time.time() + countdown, 1, min(countdown, longest))
+    _send_hop(task_name, args, task_id, _now_s() + countdown, 1, min(countdown, longest))
 
 
 def _send_hop(task_name: str, args: list[Any], task_id: str, due_s: float, index: int, countdown: float) -> None:
     """One hop, sealed like every task of the gateway: a forged hop could otherwise claim a
     real step's id first and break that order's chain."""
     body = {"target": task_name, "args": args, "target_task_id": task_id, "due_s": due_s, "index": index}
-    sealed = seal(get_runtime().settings.task_signing_key.get_secret_value(), HOP, body, datetime.now(UTC))
+    sealed = seal(get_runtime().settings.task_signing_key.get_secret_value(), HOP, body, redis_clock.utcnow())
     app.send_task(HOP, args=[sealed], task_id=hop_task_id(task_id, index), countdown=countdown,
                   queue=queue_of(task_name))
 
@@ -129,11 +135,11 @@ def hop(self: Task, *arguments: Any) -> str:
     argument but one sealed hop (the unsealed fields of earlier versions) is refused."""
     rt = get_runtime()
     argument = arguments[0] if len(arguments) == 1 else list(arguments)
-    body, problem = open_seal(rt.settings.task_signing_key.get_secret_value(), HOP, argument, datetime.now(UTC))
+    body, problem = open_seal(rt.settings.task_signing_key.get_secret_value(), HOP, argument, redis_clock.utcnow())
     opened = _hop_body(body) if body is not None else (problem or "unsealed")
     if isinstance(opened, str):
         log.warning("refused a forged %s task: %s", HOP, opened)
-        record(rt, forged_record(HOP, argument, opened, datetime.now(UTC)))
+        record(rt, forged_record(HOP, argument, opened, redis_clock.utcnow()))
         return "refused"
     target, args, target_task_id, due_s, index = opened
     guard = step_guard()
@@ -142,7 +148,7 @@ def hop(self: Task, *arguments: Any) -> str:
     if verdict is not StepVerdict.RUN:
         log.info("hop %s: a copy, not run (%s)", step, verdict.value)
         return verdict.value
-    nxt = next_hop(time.time(), due_s, hop_s(get_runtime().settings))
+    nxt = next_hop(_now_s(), due_s, hop_s(get_runtime().settings))
     if nxt.final:
         app.send_task(target, args=args, task_id=target_task_id, countdown=nxt.countdown)
     else:

@@ -5,8 +5,9 @@ Each task opens its seal (task_auth.py), rebuilds what it needs from the message
 flow (flow.py: the decision, top to bottom) and schedules what the flow asks for: a broker
 round again (`RetryLater`, through short delayed hops) or the order's follow-ups. Audit
 rows are written by the audit writer thread of every pool process (audit_thread.py), not
-by a task. A decision that cannot be kept (Redis away, DecisionNotRecorded) puts the
-message back on the queue (`requeue_while_redis_is_away`); it is decided once Redis is back.
+by a task. A run that ends without a decision (Redis away: DecisionNotRecorded; the soft
+time limit reached outside the flow's own ERROR path) puts the message back on the queue
+(`requeue_if_undecided`); it is decided by a later run.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, NoReturn
 
 import redis
 from celery import Task
-from celery.exceptions import Reject
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from sqlalchemy.exc import SQLAlchemyError
 
 from zero_tasks.adapters import reconcile_job
@@ -52,15 +53,19 @@ log = logging.getLogger(__name__)
 REDIS_AWAY_PAUSE_S = 1.0  # between two tries of one message while Redis is away
 
 
-def requeue_while_redis_is_away(task: Callable[..., str]) -> Callable[..., str]:
-    """A message whose decision cannot be kept (Redis away) goes back on the queue.
+def requeue_if_undecided(task: Callable[..., str]) -> Callable[..., str]:
+    """A message whose run ended without a decision goes back on the queue.
 
-    Celery would reject a failed task without requeueing it, which RabbitMQ drops (then
-    only the hand-over ledger brings it back, after HANDOVER_RESCUE_AFTER_S). Requeued
-    after a short pause, it is tried again until Redis is back; on the Redis broker the
-    requeue itself cannot reach Redis, and the message comes back from kombu's unacked set
-    after the visibility timeout. A copy that runs again finds what the first attempt did
-    (the outbox, the claim, the order by client_order_id)."""
+    Two ways a run ends so: the decision cannot be kept (Redis away), or the task's soft
+    time limit strikes outside the flow's own `except Exception` (reading the outbox,
+    keeping the decision, sending the next round). Celery would reject either without
+    requeueing it: the Redis transport then drops the message from its unacked set and
+    RabbitMQ drops it, and only the hand-over ledger brings it back, after
+    HANDOVER_RESCUE_AFTER_S. Requeued (after a short pause while Redis is away), it is tried
+    again; on the Redis
+    broker a requeue that cannot reach Redis leaves the message in kombu's unacked set,
+    from which it comes back after the visibility timeout. A copy that runs again finds
+    what the first attempt did (the outbox, the claim, the order by client_order_id)."""
 
     @functools.wraps(task)
     def run(self: Task, *args: Any) -> str:
@@ -68,13 +73,16 @@ def requeue_while_redis_is_away(task: Callable[..., str]) -> Callable[..., str]:
             return task(self, *args)
         except DecisionNotRecorded as exc:
             _requeue(str(exc))
+        except SoftTimeLimitExceeded:
+            # no pause: the hard limit is near, and a run this long is no busy loop
+            _requeue(f"{self.name}[{self.request.id}]: soft time limit reached before a decision", pause_s=0.0)
 
     return run
 
 
-def _requeue(reason: str) -> NoReturn:
-    log.warning("decision not kept, back on the queue: %s", reason)
-    time.sleep(REDIS_AWAY_PAUSE_S)
+def _requeue(reason: str, pause_s: float = REDIS_AWAY_PAUSE_S) -> NoReturn:
+    log.warning("no decision yet, back on the queue: %s", reason)
+    time.sleep(pause_s)
     raise Reject(reason, requeue=True)
 
 
@@ -141,7 +149,7 @@ def _refuse_forged(rt: Runtime, task: str, argument: object, problem: str) -> st
 
 
 @app.task(name=DECIDE, bind=True)
-@requeue_while_redis_is_away
+@requeue_if_undecided
 def decide(self: Task, message: dict[str, Any]) -> str:
     """Entry task, sealed by the bridge (task_auth.py); its Celery task id is the execution_id."""
     rt = get_runtime()
@@ -156,7 +164,7 @@ def decide(self: Task, message: dict[str, Any]) -> str:
 
 
 @app.task(name=PLACE_ORDER, bind=True)
-@requeue_while_redis_is_away
+@requeue_if_undecided
 def place_order(self: Task, ticket_data: dict[str, Any]) -> str:
     """A later broker round of one order (the first runs inside decide), sealed by the
     worker that scheduled it. Only a message that passed the decision table has one: the
