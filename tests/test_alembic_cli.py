@@ -22,7 +22,7 @@ from tests.support.procs import CELERY, PYTHON, ROOT, base_env, free_port
 from zero_tasks.adapters.audit import make_engine
 
 ALEMBIC = str(Path(CELERY).with_name("alembic"))
-HEAD = "0004"
+HEAD = "0005"
 
 
 @pytest.fixture
@@ -82,9 +82,9 @@ def test_alembic_upgrade_current_history_downgrade(database_url: str) -> None:
     history = alembic(database_url, "history")
     assert history.returncode == 0
     assert [line.split(",")[0] for line in history.stdout.strip().splitlines()] == [
-        "0003 -> 0004 (head)", "0002 -> 0003", "0001 -> 0002", "<base> -> 0001"]
+        "0004 -> 0005 (head)", "0003 -> 0004", "0002 -> 0003", "0001 -> 0002", "<base> -> 0001"]
     assert alembic(database_url, "downgrade", "-1").returncode == 0
-    assert current(database_url) == "0003"
+    assert current(database_url) == "0004"
     assert alembic(database_url, "upgrade", "head").returncode == 0
     assert current(database_url) == f"{HEAD} (head)"
 
@@ -111,14 +111,14 @@ def test_processes_refuse_a_schema_that_is_behind_naming_alembic_upgrade_head(ar
                                                                                 database_url: str) -> None:
     never_migrated = start(argv, database_url)
     assert never_migrated.returncode == 2, never_migrated.stderr[-2000:]
-    assert ("refusing to start: execution_log schema is behind: at no revision, this gateway needs 0004. "
+    assert ("refusing to start: execution_log schema is behind: at no revision, this gateway needs 0005. "
             "Run `alembic upgrade head`") in never_migrated.stderr
 
-    assert alembic(database_url, "upgrade", "0003").returncode == 0
+    assert alembic(database_url, "upgrade", "0004").returncode == 0
     one_behind = start(argv, database_url)
     assert one_behind.returncode == 2
-    assert "schema is behind: at 0003, this gateway needs 0004" in one_behind.stderr
-    assert current(database_url) == "0003"  # the process did not migrate it
+    assert "schema is behind: at 0004, this gateway needs 0005" in one_behind.stderr
+    assert current(database_url) == "0004"  # the process did not migrate it
 
 
 @pytest.mark.parametrize("argv", [WORKER, BRIDGE], ids=["worker", "bridge"])

@@ -100,6 +100,9 @@ def test_an_order_open_past_several_visibility_timeouts_is_followed_by_one_chain
     wait_for(lambda: pending(short.r) == 0, 60, "no delayed task left: the chain ended")
     assert before_fill == 4
     assert lookups(short) == before_fill + 1
+    (row,) = short.rows(execution_id=event["execution_id"])  # the fill, from the lookup that saw it
+    filled = next(o for o in short.orders() if o["id"] == event["alpaca_order_id"])
+    assert row["filled_avg_price"] == float(filled["filled_avg_price"]) and row["filled_at"] is not None
 
 
 def test_two_copies_of_one_follow_up_step_delivered_at_once_look_up_once(short: Gateway) -> None:

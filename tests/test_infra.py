@@ -39,7 +39,14 @@ from sqlalchemy import Engine, text
 
 from tests.support.gateway import PG_URL, sqlalchemy_url
 from tests.support.procs import CELERY, PYTHON, PrivateRedis, Proc, free_port
-from zero_tasks.adapters.audit import ensure_schema, execution_log, insert_rows, make_engine, update_order_status
+from zero_tasks.adapters.audit import (
+    OrderFate,
+    ensure_schema,
+    execution_log,
+    insert_rows,
+    make_engine,
+    update_order_status,
+)
 from zero_tasks.core.decision import Status
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.settings import Settings
@@ -747,8 +754,8 @@ def test_dashboard_sql_runs_on_postgresql(grafana_pg: Engine, timescaledb: bool)
     ]
     for row in rows:
         assert insert_rows(grafana_pg, [row.to_row()]) == 1
-    assert update_order_status(grafana_pg, "grafana-test-1", "filled", now - timedelta(minutes=29))
-    assert update_order_status(grafana_pg, "grafana-test-2", "canceled", now - timedelta(minutes=15))
+    assert update_order_status(grafana_pg, "grafana-test-1", OrderFate("filled"), now - timedelta(minutes=29))
+    assert update_order_status(grafana_pg, "grafana-test-2", OrderFate("canceled"), now - timedelta(minutes=15))
 
     results = {}
     for title, fmt, sql in panel_sql():

@@ -14,7 +14,14 @@ from sqlalchemy import func, select, text
 from tests.support.gateway import PG_URL, sqlalchemy_url
 from tests.support.procs import PrivateRedis
 from tests.support.redis_dbs import redis_db
-from zero_tasks.adapters.audit import ensure_schema, execution_log, insert_rows, make_engine, update_order_status
+from zero_tasks.adapters.audit import (
+    OrderFate,
+    ensure_schema,
+    execution_log,
+    insert_rows,
+    make_engine,
+    update_order_status,
+)
 from zero_tasks.adapters.redis_state import ExecutionLocks, connect
 from zero_tasks.adapters.risk import BrokerRateLimit, RateLimited
 from zero_tasks.core.checks.admission import Claim
@@ -192,10 +199,10 @@ def test_json_columns_round_trip(engine) -> None:
 def test_schema_is_versioned_and_order_status_can_be_recorded(engine) -> None:
     with engine.connect() as conn:
         version = conn.execute(text("SELECT version_num FROM zero_execution_schema_version")).scalar_one()
-    assert version == "0004"
+    assert version == "0005"
     insert_rows(engine, [row("e1") | {"status": "SUBMITTED", "alpaca_order_id": "o1"}])
-    assert update_order_status(engine, "e1", "filled", NOW) is True
-    assert update_order_status(engine, "nope", "filled", NOW) is False
+    assert update_order_status(engine, "e1", OrderFate("filled"), NOW) is True
+    assert update_order_status(engine, "nope", OrderFate("filled"), NOW) is False
     with engine.connect() as conn:
         stored = conn.execute(select(execution_log)).one()._mapping
     assert stored["order_status"] == "filled"
@@ -212,3 +219,30 @@ def test_a_table_made_before_migrations_is_adopted(tmp_path: Path) -> None:
     ensure_schema(eng)
     insert_rows(eng, [row("e1")])
     assert count(eng) == 1
+
+
+def fill_columns(engine, event_key: str) -> tuple[object, ...]:
+    with engine.connect() as conn:
+        return tuple(conn.execute(select(execution_log.c.order_status, execution_log.c.filled_avg_price,
+                                         execution_log.c.filled_at)
+                                  .where(execution_log.c.event_key == event_key)).one())
+
+
+def test_a_fill_is_written_on_the_submitted_row_and_a_later_status_without_one_keeps_it(engine) -> None:
+    insert_rows(engine, [row("e1") | {"status": "SUBMITTED", "alpaca_order_id": "o1"}])
+    filled_at = "2026-11-24T15:00:01.5Z"
+    assert update_order_status(engine, "e1", OrderFate("filled", "101.25", filled_at), NOW)
+    status, price, when = fill_columns(engine, "e1")
+    assert (status, price) == ("filled", 101.25)
+    assert when.replace(tzinfo=UTC) == datetime(2026, 11, 24, 15, 0, 1, 500000, tzinfo=UTC)
+    assert update_order_status(engine, "e1", OrderFate("filled"), NOW)  # the reconcile's word: a status only
+    assert fill_columns(engine, "e1")[1] == 101.25
+
+
+@pytest.mark.parametrize("price, at", [("not a number", "yesterday"), ("nan", "2026-11-24T15:00:01"),
+                                       ("-1", None), (None, None)])
+def test_an_unreadable_fill_is_left_out_not_written(engine, price: str | None, at: str | None) -> None:
+    """A price that is no positive number, a time without its offset: not written."""
+    insert_rows(engine, [row("e1") | {"status": "SUBMITTED", "alpaca_order_id": "o1"}])
+    assert update_order_status(engine, "e1", OrderFate("filled", price, at), NOW)
+    assert fill_columns(engine, "e1") == ("filled", None, None)

@@ -24,7 +24,7 @@ from tests.support.procs import CELERY, ROOT, PrivateRedis, health, wait_for
 from zero_tasks.adapters.audit import make_engine
 
 ALEMBIC = str(Path(CELERY).with_name("alembic"))
-HEAD = "0004"
+HEAD = "0005"
 
 # ZERO's infra/db/init.sql (and migrations/001_add_execution_log.sql) at 0a64d61, as is.
 ZERO_EXECUTION_LOG = """

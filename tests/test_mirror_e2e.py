@@ -105,6 +105,9 @@ def test_an_order_goes_out_on_the_mirrors_row_9_and_its_fill_reaches_the_row(gw:
     (order,) = gw.orders()
     gw.sim("POST", f"/_sim/orders/{order['id']}/fill", {})
     wait_for(lambda: gw.wait_rows(1)[0]["order_status"] == "filled", SYNC_S, "order_status from the stream")
+    (row,) = gw.wait_rows(1)
+    filled = next(o for o in gw.orders() if o["id"] == order["id"])
+    assert row["filled_avg_price"] == float(filled["filled_avg_price"]) and row["filled_at"] is not None
     book = json.loads(gw.r.get(keys.mirror_book_key("SPY")))
     assert book["position"]["qty"] == "1" and book["orders"] == {}
 

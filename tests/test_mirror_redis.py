@@ -123,6 +123,13 @@ def order_status(engine: Engine, cid: str) -> str | None:
                             .where(execution_log.c.client_order_id == cid)).scalar_one()
 
 
+def fill_of(engine: Engine, cid: str) -> tuple[float | None, datetime | None]:
+    with engine.connect() as conn:
+        price, at = conn.execute(select(execution_log.c.filled_avg_price, execution_log.c.filled_at)
+                                 .where(execution_log.c.client_order_id == cid)).one()
+    return price, at
+
+
 def sync_state(r: redis.Redis) -> SyncRecord | str:
     return sync_from_json(r.get(keys.MIRROR_SYNC_KEY), KEY)
 
@@ -229,6 +236,8 @@ def test_a_fill_on_the_stream_makes_the_position_and_writes_the_submitted_rows_o
     book = book_from_json(r.get(keys.mirror_book_key("SPY")), "SPY")
     assert isinstance(book, Book) and book.orders == {} and book.position == Position("1", "1", "101.25")
     assert order_status(engine, cid) == "filled"
+    price, filled_at = fill_of(engine, cid)  # the fill on the row, from the stream: no lookup at the broker
+    assert price == 101.25 and filled_at is not None
     assert mirror_store.entries_of_day(r, trading_day(datetime.now(UTC))) == {cid}
     assert r.get(keys.mirror_entry_count_key(trading_day(datetime.now(UTC)))) == "1"  # new and fill: one entry
     state = sync_state(r)

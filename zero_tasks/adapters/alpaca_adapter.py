@@ -76,6 +76,8 @@ class PlacedOrder:
     client_order_id: str
     status: str
     submitted_at: str | None
+    filled_avg_price: str | None = None  # once it filled (partly): the broker's average price
+    filled_at: str | None = None  # ISO, the broker's
 
 
 PAPER_URL = "https://paper-api.alpaca.markets"
@@ -159,6 +161,8 @@ def _placed(order: Order) -> PlacedOrder:
         order_id=str(order.id), client_order_id=order.client_order_id,
         status=str(getattr(order.status, "value", order.status)),
         submitted_at=order.submitted_at.isoformat() if order.submitted_at else None,
+        filled_avg_price=str(order.filled_avg_price) if order.filled_avg_price is not None else None,
+        filled_at=order.filled_at.isoformat() if order.filled_at else None,
     )
 
 
@@ -208,10 +212,6 @@ class AlpacaBroker:
     def client(self) -> TradingClient:
         """For read-only reports (reconcile); orders go through submit_buy only."""
         return self._client
-
-    def order_status(self, client_order_id: str) -> str | None:
-        order = self.find_order(client_order_id)
-        return order.status if order else None
 
     def find_order(self, client_order_id: str) -> PlacedOrder | None:
         """The order placed under this client_order_id, or None if the broker has none."""

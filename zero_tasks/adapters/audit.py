@@ -11,9 +11,11 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,9 @@ execution_log = Table(
     Column("intent", String(16), nullable=True),  # entry | protect | exit
     Column("side", String(8), nullable=True),  # buy | sell
     Column("exit_reason", String(16), nullable=True),  # target_stop | horizon (exits)
+    # The order's fill (migration 0005), written with order_status once it filled.
+    Column("filled_avg_price", Float, nullable=True),
+    Column("filled_at", DateTime(timezone=True), nullable=True),
     PrimaryKeyConstraint("event_key", "time", name="execution_log_event_key_time"),
     Index("ix_execution_log_execution_id", "execution_id"),
     Index("ix_execution_log_ticker_time", "ticker", "time"),
@@ -202,19 +207,59 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def update_order_status(engine: Engine, event_key: str, status: str, at: datetime) -> bool:
+@dataclass(frozen=True)
+class OrderFate:
+    """What became of a SUBMITTED order, as the broker says: its status and, once it filled,
+    the average fill price and the time of the fill (ISO, the broker's)."""
+
+    status: str
+    filled_avg_price: str | float | None = None
+    filled_at: str | datetime | None = None
+
+    def values(self, at: datetime) -> dict[str, Any]:
+        """The row's columns to set: a fill only where the broker gave one (a later status
+        without it never erases it); an unreadable price or time is left out."""
+        out: dict[str, Any] = {"order_status": self.status, "order_status_at": at}
+        price = _number(self.filled_avg_price)
+        when = _moment(self.filled_at)
+        if price is not None:
+            out["filled_avg_price"] = price
+        if when is not None:
+            out["filled_at"] = when
+        return out
+
+
+def _number(value: str | float | None) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    return number if number is not None and math.isfinite(number) and number > 0 else None
+
+
+def _moment(value: str | datetime | None) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo else None
+
+
+def update_order_status(engine: Engine, event_key: str, fate: OrderFate, at: datetime) -> bool:
     """Record what became of a SUBMITTED order on its own row (no new row)."""
     stmt = (execution_log.update().where(execution_log.c.event_key == event_key)
-            .where(execution_log.c.status == "SUBMITTED").values(order_status=status, order_status_at=at))
+            .where(execution_log.c.status == "SUBMITTED").values(**fate.values(at)))
     with engine.begin() as conn:
         return conn.execute(stmt).rowcount > 0
 
 
-def update_order_status_by_client_id(engine: Engine, client_order_id: str, status: str, at: datetime) -> bool:
+def update_order_status_by_client_id(engine: Engine, client_order_id: str, fate: OrderFate, at: datetime) -> bool:
     """The account mirror's word on a SUBMITTED order, found by its client_order_id (no new
     row). False when no such row is written yet (the audit writer may still have it)."""
     stmt = (execution_log.update().where(execution_log.c.client_order_id == client_order_id)
-            .where(execution_log.c.status == "SUBMITTED").values(order_status=status, order_status_at=at))
+            .where(execution_log.c.status == "SUBMITTED").values(**fate.values(at)))
     with engine.begin() as conn:
         return conn.execute(stmt).rowcount > 0
 

@@ -25,7 +25,7 @@ from alpaca.trading.requests import GetOrdersRequest
 from sqlalchemy import select
 
 from zero_tasks.adapters import lifecycle_store as store
-from zero_tasks.adapters.audit import execution_log, execution_outcome, update_order_status
+from zero_tasks.adapters.audit import OrderFate, execution_log, execution_outcome, update_order_status
 from zero_tasks.adapters.risk import alert
 from zero_tasks.adapters.runtime import Runtime, ensure_audit_schema
 from zero_tasks.core.contract import ENTRY_PREFIX, as_utc  # SQLite hands back naive datetimes; the audit stores UTC
@@ -119,7 +119,7 @@ def run(rt: Runtime, now: datetime, hours: float, record: Recorder) -> Report:
     since = now - timedelta(hours=hours)
     report = compare(audited_orders(rt, since), broker_orders(rt, since))
     for event_key, status in report.statuses.items():
-        update_order_status(rt.engine, event_key, status, now)
+        update_order_status(rt.engine, event_key, OrderFate(status), now)
     for finding in report.findings:
         record(finding_record(finding, now))
     alert(rt.redis, "reconcile", audited=report.audited, at_broker=report.at_broker,

@@ -52,7 +52,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from zero_tasks.adapters import lifecycle_store, redis_clock
 from zero_tasks.adapters.alpaca_compat import ListeningStream, twin
-from zero_tasks.adapters.audit import update_order_status_by_client_id
+from zero_tasks.adapters.audit import OrderFate, update_order_status_by_client_id
 from zero_tasks.adapters.mirror_broker import (
     PAGE,
     AccountSnapshot,
@@ -106,7 +106,7 @@ def _now() -> datetime:
 
 @dataclass
 class _PendingStatus:
-    status: str
+    fate: OrderFate
     at: datetime
     first_tried: float
 
@@ -301,9 +301,10 @@ class MirrorConsumer:
     async def _order_status(self, order: OrderState) -> None:
         """The SUBMITTED row's order_status; a row not written yet is tried again (heartbeat)."""
         at = self.now()
+        fate = OrderFate(order.status, order.filled_avg_price, order.filled_at)
         try:
             written = await asyncio.to_thread(update_order_status_by_client_id, self.engine, order.client_order_id,
-                                              order.status, at)
+                                              fate, at)
         except SQLAlchemyError as exc:
             log.info("order_status of %s not written yet (%s)", order.client_order_id, type(exc).__name__)
             written = False
@@ -311,7 +312,7 @@ class MirrorConsumer:
             self.pending.pop(order.client_order_id, None)
         else:
             first = self.pending.get(order.client_order_id)
-            self.pending[order.client_order_id] = _PendingStatus(order.status, at, first.first_tried if first
+            self.pending[order.client_order_id] = _PendingStatus(fate, at, first.first_tried if first
                                                                  else asyncio.get_running_loop().time())
 
     async def _retry_pending(self) -> None:
@@ -322,7 +323,7 @@ class MirrorConsumer:
                 self.pending.pop(cid, None)
                 continue
             try:
-                if await asyncio.to_thread(update_order_status_by_client_id, self.engine, cid, pending.status,
+                if await asyncio.to_thread(update_order_status_by_client_id, self.engine, cid, pending.fate,
                                            pending.at):
                     self.pending.pop(cid, None)
             except SQLAlchemyError:

@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from zero_tasks.adapters import reconcile_job
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient
-from zero_tasks.adapters.audit import update_order_status
+from zero_tasks.adapters.audit import OrderFate, update_order_status
 from zero_tasks.adapters.recorder import DecisionNotRecorded, complete_if_decided, record
 from zero_tasks.adapters.risk import RateLimited
 from zero_tasks.adapters.runtime import Runtime
@@ -214,9 +214,11 @@ def follow_order(self: Task, *arguments: Any) -> str | None:
     status, rate_wait_s = None, None
     try:
         rt.rate_limit.acquire("follow-up")
-        status = rt.broker.order_status(client_order_id)
-        if status:
-            update_order_status(rt.engine, event_key, status, utcnow())
+        order = rt.broker.find_order(client_order_id)
+        if order:
+            status = order.status
+            update_order_status(rt.engine, event_key, OrderFate(order.status, order.filled_avg_price, order.filled_at),
+                                utcnow())
     except RateLimited as exc:
         log.info("follow-up of %s postponed: %s", client_order_id, exc)
         rate_wait_s = exc.wait_s
