@@ -27,6 +27,7 @@ from tests.support.redis_dbs import flushed, redis_db
 from zero_tasks.adapters import mirror_store, outbox
 from zero_tasks.adapters.alpaca_adapter import AlpacaBroker, RateLimitedBroker, make_trading_client
 from zero_tasks.adapters.audit import ensure_schema, execution_log, insert_rows, make_engine
+from zero_tasks.adapters.mirror_broker import SNAPSHOT_CALLS
 from zero_tasks.adapters.mirror_store import MirrorStore, Writes
 from zero_tasks.adapters.redis_state import (
     ASSET_VERDICTS_PREFIX,
@@ -520,3 +521,18 @@ def test_row_9_from_the_mirror_asks_the_broker_nothing_for_a_listed_equity_once_
     _, exposure, source = row9_facts(rt, broker, "SPY", lambda: now, known=known)
     assert source == "mirror" and check_exposure(exposure) is None
     assert (broker_reads(broker_sim), assets_asked(broker_sim)) == before
+
+
+def test_the_resync_and_the_asset_list_take_their_calls_from_the_shared_broker_budget(
+        r: redis.Redis, private_redis: PrivateRedis, broker_sim: SimServer, engine: Engine, tmp_path: Path) -> None:
+    """Alpaca's limit is per account: the consumer's GETs (the snapshot's three, the day's
+    asset list) are taken from the window every worker takes its calls from."""
+    async def body() -> None:
+        c = consumer(broker_sim, private_redis, engine, tmp_path)
+        c.token = await c.store.lead()
+        await c.on_listening()
+        assert c.assets_task is not None
+        await c.assets_task
+    run(body)
+    taken = [str(m).split(":")[0] for m in r.zrange(keys.BROKER_RATE_KEY, 0, -1)]
+    assert (taken.count("mirror-resync"), taken.count("mirror-assets")) == (SNAPSHOT_CALLS, 1)

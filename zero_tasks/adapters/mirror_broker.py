@@ -23,6 +23,7 @@ from zero_tasks.settings import ALPACA_PAPER_HOST, check_base_url, check_stream_
 
 PAPER_STREAM_URL = f"wss://{ALPACA_PAPER_HOST}/stream"
 PAGE = 500  # orders per snapshot read: a full page may have left some out
+SNAPSHOT_CALLS = 3  # take_snapshot's GETs: positions, open orders, the orders since
 
 
 def stream_url(base_url: str | None, configured: str | None = None) -> str:

@@ -55,6 +55,7 @@ from zero_tasks.adapters.alpaca_compat import ListeningStream, twin
 from zero_tasks.adapters.audit import OrderFate, update_order_status_by_client_id
 from zero_tasks.adapters.mirror_broker import (
     PAGE,
+    SNAPSHOT_CALLS,
     AccountSnapshot,
     listed_equities,
     stream_url,
@@ -63,7 +64,7 @@ from zero_tasks.adapters.mirror_broker import (
 )
 from zero_tasks.adapters.mirror_store import MirrorStore, Writes
 from zero_tasks.adapters.redis_state import assets_listed, keep_assets
-from zero_tasks.adapters.risk import trading_day, trading_day_began
+from zero_tasks.adapters.risk import BrokerRateLimit, RateLimited, trading_day, trading_day_began
 from zero_tasks.core.mirror import (
     IN_SYNC,
     OUT_OF_SYNC,
@@ -141,6 +142,10 @@ class MirrorConsumer:
 
     def __post_init__(self) -> None:
         self.store = MirrorStore(self.r, self.holder, int(self.settings.mirror_lease_s * 1000))
+        # Alpaca's limit is per account: the consumer's REST calls come out of the budget
+        # every worker takes its calls from (BROKER_REQUESTS_PER_MIN), as an entry's do.
+        self.budget = BrokerRateLimit(self.sync_r, self.settings.broker_requests_per_min,
+                                      self.settings.exit_broker_reserve)
         self.max_age_ms = int(self.settings.mirror_max_age_s * 1000)
         self.seal_key = self.settings.task_signing_key.get_secret_value()
 
@@ -216,6 +221,7 @@ class MirrorConsumer:
         await self.out_of_sync("resync")
         since = (self.last_event_at - LOOKBACK_MARGIN) if self.last_event_at else self.now() - FIRST_LOOKBACK
         since = min(since, trading_day_began(self.now()))  # the whole trading day: its entries are counted
+        await self._spend("mirror-resync", SNAPSHOT_CALLS)
         snap: AccountSnapshot = await asyncio.to_thread(take_snapshot, self.client, since)
         for order in snap.recent_orders + snap.open_orders:
             self._count_entry(order)
@@ -243,6 +249,18 @@ class MirrorConsumer:
             if order.client_order_id.startswith("zx-"):
                 await self._order_status(order)
 
+    async def _spend(self, label: str, calls: int) -> None:
+        """Take the broker calls about to be made from this minute's shared budget, waiting
+        while it is spent (the mirror is out of sync meanwhile: row 9 asks the broker, from
+        the same budget). Redis errors are raised: the caller's failure path handles them."""
+        while True:
+            try:
+                await asyncio.to_thread(self.budget.acquire, label, calls)
+                return
+            except RateLimited as exc:
+                log.info("mirror: %s waits %.1f s for this minute's broker budget", label, exc.wait_s)
+                await asyncio.sleep(exc.wait_s)
+
     # the asset verdicts ------------------------------------------------------------------
     def keep_assets_if_due(self) -> None:
         """Start keeping today's asset verdicts, unless kept, under way, or tried within
@@ -266,6 +284,7 @@ class MirrorConsumer:
                 return
             if self.assets_client is None:
                 self.assets_client = twin(self.client)  # its own connection: the snapshot may run meanwhile
+            await self._spend("mirror-assets", 1)
             verdicts = await asyncio.to_thread(listed_equities, self.assets_client)
             await asyncio.to_thread(keep_assets, self.sync_r, day, verdicts, now)
         except Exception as exc:  # noqa: BLE001 - broker or Redis: try again later, never stop leading
