@@ -22,7 +22,17 @@ import pytest
 from kombu import Connection
 
 from alpaca_paper_sim import SimServer
-from tests.support.gateway import PG_URL, Gateway, collect, drain, market, opportunity, ranking, symbol
+from tests.support.gateway import (
+    PG_URL,
+    Gateway,
+    collect,
+    drain,
+    market,
+    opportunity,
+    postgres_schema_url,
+    ranking,
+    symbol,
+)
 from tests.support.procs import RABBITMQ_URL, PrivateRedis, health, rabbitmq_available, wait_for
 from zero_tasks.core import keys
 
@@ -38,7 +48,7 @@ def audit_url(backend: str, tmp: Path, schema: str) -> str:
     """SQLite in `tmp`, or a PostgreSQL schema of this gateway's own (a gateway drops and
     makes its table at start, which must not touch another running gateway's)."""
     if backend == "postgres":
-        return os.environ.get("TEST_POSTGRES_URL", PG_URL) + f"?options=-csearch_path%3D{schema}"
+        return postgres_schema_url(schema)
     return f"sqlite:///{tmp / 'audit.db'}"
 
 

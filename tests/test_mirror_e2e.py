@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from alpaca_paper_sim import SimServer
-from tests.support.gateway import Gateway, isolated_gateway, opportunity, ranking
+from tests.support.gateway import Gateway, isolated_gateway, opportunity, postgres_schema_url, ranking
 from tests.support.procs import health, wait_for
 from tests.support.tcp_gate import TcpGate
 from zero_tasks.core import keys
@@ -37,11 +37,14 @@ def stream(sim: SimServer) -> Iterator[TcpGate]:
     gate.stop()
 
 
-@pytest.fixture(scope="module")
-def mirrored(log_dir: Path, sim: SimServer, stream: TcpGate,
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def mirrored(request: pytest.FixtureRequest, log_dir: Path, sim: SimServer, stream: TcpGate,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """The audit on SQLite, then on PostgreSQL: the consumer writes order states to either."""
+    database = postgres_schema_url("zero_mirror") if request.param == "postgres" else None
     with isolated_gateway(log_dir, sim.url, tmp_path_factory.mktemp("mirror"), workers=1, bridges=1, mirrors=2,
-                          ALPACA_STREAM_URL=stream.url(), MIRROR_LEASE_S="3", MIRROR_MAX_AGE_S=str(MAX_AGE_S)) as gw:
+                          database_url=database, ALPACA_STREAM_URL=stream.url(), MIRROR_LEASE_S="3",
+                          MIRROR_MAX_AGE_S=str(MAX_AGE_S)) as gw:
         yield gw
 
 

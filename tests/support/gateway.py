@@ -8,6 +8,7 @@ chan:trade_update, in execution_log and at the simulator.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -304,17 +305,23 @@ class Gateway:
 
 @contextmanager
 def isolated_gateway(log_dir: Path, sim_url: str, db_dir: Path, workers: int = 1, bridges: int = 1,
-                     mirrors: int = 0, **env: str) -> Iterator[Gateway]:
-    """A gateway on a Redis of its own (SQLite audit): what a test stops or kills there
-    harms no other test."""
+                     mirrors: int = 0, database_url: str | None = None, **env: str) -> Iterator[Gateway]:
+    """A gateway on a Redis of its own (a SQLite audit in `db_dir` unless `database_url`):
+    what a test stops or kills there harms no other test."""
     server = PrivateRedis(log_dir).start()
-    gw = Gateway(log_dir, server, sim_url, f"sqlite:///{db_dir / 'audit.db'}", workers=workers,
+    gw = Gateway(log_dir, server, sim_url, database_url or f"sqlite:///{db_dir / 'audit.db'}", workers=workers,
                  bridges=bridges, mirrors=mirrors, **env).start()
     try:
         yield gw
     finally:
         gw.stop()
         server.stop()
+
+
+def postgres_schema_url(schema: str) -> str:
+    """The suite's PostgreSQL (TEST_POSTGRES_URL), in a schema of its own (the gateway
+    creates it at start)."""
+    return os.environ.get("TEST_POSTGRES_URL", PG_URL) + f"?options=-csearch_path%3D{schema}"
 
 
 def _event(message: dict[str, Any]) -> dict[str, Any]:
