@@ -246,8 +246,8 @@ def test_a_long_market_state_that_is_not_an_object_is_kept_cut_to_200_characters
 
 
 def test_the_veto_names_the_signals_ticker_in_a_block_list_refusal() -> None:
+    from zero_tasks.core.pipeline import veto
     from zero_tasks.core.snapshot import Limits
-    from zero_tasks.core.veto import veto
 
     good = snap(market_state=market(), session=kept(), blocklist=json.dumps({"reason": "earnings"}))
     verdict = veto(signal(), good, NOW, Limits(0.9, None, 120))

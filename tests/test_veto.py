@@ -10,9 +10,9 @@ import pytest
 from zero_tasks.core.checks.breaker import breaker_probe_due
 from zero_tasks.core.decision import Code, Status
 from zero_tasks.core.intake import Signal, parse_payload
+from zero_tasks.core.pipeline import recheck_before_submit, veto
 from zero_tasks.core.session import TradingSession
 from zero_tasks.core.snapshot import Limits, Snapshot
-from zero_tasks.core.veto import recheck_before_submit, veto
 
 NOW = datetime(2026, 11, 24, 19, 30, 30, tzinfo=UTC)
 LIMITS = Limits(min_probability=0.90, market_state_max_age_s=None, signal_max_age_s=120)

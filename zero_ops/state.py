@@ -1,7 +1,7 @@
 """What the gateway would see right now: the Redis side of `status` and `enable`, as plain dicts.
 
 Every function returns JSON-ready values, so `status --json` and the human view are the
-same facts. The market-state and stand-down rules are the gateway's own (zero_tasks.core.veto),
+same facts. The market-state and stand-down rules are the gateway's own (zero_tasks.core.pipeline),
 not a re-implementation that could drift.
 """
 

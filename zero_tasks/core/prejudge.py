@@ -21,9 +21,9 @@ from zero_tasks.core.checks.threshold import check_threshold
 from zero_tasks.core.decision import Code, Verdict
 from zero_tasks.core.intake import Invalid, Signal
 from zero_tasks.core.message import Message
+from zero_tasks.core.pipeline import veto
 from zero_tasks.core.record import DecisionRecord, clean, why_lines
 from zero_tasks.core.snapshot import Limits, Snapshot
-from zero_tasks.core.veto import veto
 
 if TYPE_CHECKING:  # the bridge imports this module and must not load alpaca-py
     from zero_tasks.adapters.alpaca_adapter import PlacedOrder

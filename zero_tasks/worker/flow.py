@@ -40,12 +40,12 @@ from zero_tasks.core.decision import Code, deny
 from zero_tasks.core.intake import Invalid, Signal, parse_payload
 from zero_tasks.core.message import Message
 from zero_tasks.core.mirror import row9_exposure
+from zero_tasks.core.pipeline import AT_SUBMIT, recheck_before_submit
 from zero_tasks.core.prejudge import build_record, invalid_record, refusal_before_claim
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.retry import broker_retries_left, broker_retry_countdown, may_wait_for_budget
 from zero_tasks.core.snapshot import Snapshot
 from zero_tasks.core.task_auth import forged_holdings, forgery_key
-from zero_tasks.core.veto import recheck_before_submit
 from zero_tasks.secrets import cut
 
 log = logging.getLogger(__name__)
@@ -338,7 +338,8 @@ def _veto_and_submit(rt: Runtime, ticket: OrderTicket, broker: RateLimitedBroker
     denial = recheck_before_submit(subject, snap, checked_at, rt.limits)
     if denial:
         _release(rt, exec_id, ticker, msg, claim=True)
-        return build_record(msg, subject, deny(denial.code, f"at submit: {denial.detail}"), snap.market_state, now_fn())
+        return build_record(msg, subject, deny(denial.code, f"{AT_SUBMIT}: {denial.detail}"), snap.market_state,
+                            now_fn())
 
     try:
         order = broker.submit_buy(ticker, cid)
