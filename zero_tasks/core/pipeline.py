@@ -12,7 +12,10 @@ and the phase it needs:
 - `broker`: judged from what the broker answered, or the broker's answer itself (9-12).
 
 Row 9a is rows 2-6 again over a snapshot read after the broker answered row 9: its
-refusal carries the row's own code, then `at submit`.
+refusal carries the row's own code, then `at submit`. Beyond the contract's rows, the
+gateway's lettered ones sit where an operator expects them: the circuit breaker right after
+the kill switch, the block list right after the stand-down, the daily cap and the broker
+budget with the claim.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class Row:
     check: Callable[..., Any] | None  # None: the broker's answer (10-12) is the decision itself
     codes: tuple[Code, ...]  # what its reason starts with; none for 9a (the code of the row it repeats)
     phase: Phase
-    # For the rows the worker runs from here (2-6): the check's arguments, taken from the facts.
+    # For the rows `veto` runs from here (2-6): the check's arguments, taken from the facts.
     inputs: Callable[[Facts], tuple[Any, ...]] | None = None
 
     @property
@@ -111,5 +114,5 @@ ROWS: tuple[Row, ...] = (
     Row("12", None, (Code.SUBMITTED,), Phase.BROKER),
 )
 
-# The rows the worker runs from this declaration, over the message and one snapshot.
+# The rows `veto` runs from this declaration, over the message and one snapshot.
 VETO: tuple[Row, ...] = tuple(row for row in ROWS if row.inputs is not None)
