@@ -444,7 +444,7 @@ def moves_until(hg: HostsGateway, execution_id: str, done: Callable[[], bool], m
 def test_a_position_on_a_skewed_worker_host_exits_once_at_its_horizon_by_the_brokers_clock(
         hg: HostsGateway, skew_s: int) -> None:
     """Worker A alone, its host's clock 30 s ahead (then behind); the one beat on B's host
-    (beat's own sleep fails under libfaketime: EINVAL from the faked absolute-time sleep).
+    (under libfaketime beat's own `time.sleep` fails with EINVAL and beat exits).
     An H30 position is bought and protected; the broker's clock is stopped 25 s before the
     horizon: three lifecycle steps sell nothing. Stopped 1 s past it, the share is sold once
     within three steps (the bound: the step under way, the cancel of what is left of the
