@@ -452,6 +452,14 @@ def assets_asked(sim: SimServer) -> int:
     return sum(n for k, n in sim.state.stats()["requests"].items() if k.startswith("GET /v2/assets"))
 
 
+async def lead_in_sync_with_assets(c: MirrorConsumer) -> None:
+    """`c` leads, has resynced, and has kept the trading day's asset verdicts."""
+    c.token = await c.store.lead()
+    await c.on_listening()
+    assert c.assets_task is not None
+    await c.assets_task
+
+
 def test_a_leader_in_sync_keeps_the_brokers_word_on_every_listed_equity_for_the_trading_day(
         r: redis.Redis, private_redis: PrivateRedis, broker_sim: SimServer, engine: Engine, tmp_path: Path) -> None:
     broker_sim.state.add_asset({"symbol": "HALTD", "tradable": False})
@@ -459,12 +467,9 @@ def test_a_leader_in_sync_keeps_the_brokers_word_on_every_listed_equity_for_the_
 
     async def body() -> None:
         c = consumer(broker_sim, private_redis, engine, tmp_path)
-        c.token = await c.store.lead()
-        await c.on_listening()
-        assert c.assets_task is not None
-        await c.assets_task
+        await lead_in_sync_with_assets(c)
         c.keep_assets_if_due()  # kept for the day: not asked again
-        assert c.assets_task.done()
+        assert c.assets_task is not None and c.assets_task.done()
     run(body)
     day = trading_day(datetime.now(UTC))
     assert kept_asset(r, day, "SPY") == SPY_TRADABLE
@@ -529,10 +534,7 @@ def test_the_resync_and_the_asset_list_take_their_calls_from_the_shared_broker_b
     asset list) are taken from the window every worker takes its calls from."""
     async def body() -> None:
         c = consumer(broker_sim, private_redis, engine, tmp_path)
-        c.token = await c.store.lead()
-        await c.on_listening()
-        assert c.assets_task is not None
-        await c.assets_task
+        await lead_in_sync_with_assets(c)
     run(body)
     taken = [str(m).split(":")[0] for m in r.zrange(keys.BROKER_RATE_KEY, 0, -1)]
     assert (taken.count("mirror-resync"), taken.count("mirror-assets")) == (SNAPSHOT_CALLS, 1)
