@@ -241,7 +241,7 @@ def _moment(value: str | datetime | None) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else None
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None  # 3.11 reads "Z"
     except ValueError:
         return None
     return moment if moment is not None and moment.tzinfo else None
