@@ -30,7 +30,7 @@ from zero_tasks.core.lifecycle.state import Facts, Gate, LifecycleRecord, OrderF
 from zero_tasks.core.reconcile import AuditedOrder, BrokerOrder, compare
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.session import TradingSession
-from zero_tasks.core.snapshot import Snapshot
+from zero_tasks.core.snapshot import Limits, Snapshot
 
 NY = ZoneInfo("America/New_York")
 BUFFER = timedelta(minutes=5)
@@ -545,7 +545,8 @@ def gate_snap(**over: str | None) -> Snapshot:
 ])
 def test_an_exit_goes_out_only_with_the_kill_switch_true_and_the_market_green_whatever_the_entry_rules_say(
         over: dict[str, str | None], max_age: float | None, gate: Gate) -> None:
-    assert exit_gate(gate_snap(**over), GATE_NOW, max_age) == gate
+    limits = Limits(min_probability=0.99, market_state_max_age_s=max_age, signal_max_age_s=1.0)
+    assert exit_gate(gate_snap(**over), GATE_NOW, limits) == gate
 
 
 def test_an_outcome_message_reads_back_as_the_outcome_it_was() -> None:

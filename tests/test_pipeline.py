@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from zero_tasks.core.checks import admission, exposure
-from zero_tasks.core.pipeline import AT_SUBMIT, ROWS, VETO, Phase
+from zero_tasks.core.pipeline import AT_SUBMIT, EXIT_GATE, ROWS, VETO, Facts, Phase
+from zero_tasks.core.snapshot import Limits, Snapshot
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+LIMITS = Limits(min_probability=0.9, market_state_max_age_s=None, signal_max_age_s=120.0)
 
 
 def readme_decisions() -> list[tuple[str, str, list[str]]]:
@@ -45,3 +51,19 @@ def test_the_claim_rows_are_judged_by_the_admission_and_row_9_by_the_exposure() 
     by_number = {row.number: row for row in ROWS}
     assert {by_number[n].check for n in ("7", "8", "8a", "8b")} == {admission.check_admission}
     assert by_number["9"].check is exposure.check_exposure
+
+
+def test_exit_orders_pass_the_rows_marked_for_exits_the_kill_switch_and_the_market_state_as_the_readme_says() -> None:
+    numbers = [row.number for row in EXIT_GATE]
+    assert numbers == ["2", "3"]
+    exits = README.read_text().split("## Exits and outcomes", 1)[1].split("\n## ", 1)[0]
+    assert f"passes rows {' and '.join(numbers)} of the decision table" in " ".join(exits.split())
+
+
+def test_the_rows_that_judge_the_signal_cannot_be_asked_of_an_exit_which_has_none() -> None:
+    facts = Facts(None, Snapshot("true", None, None), NOW, LIMITS)
+    entry_only = [row for row in VETO if row.number in ("4", "4a", "5", "6")]
+    for row in entry_only:
+        with pytest.raises(ValueError, match="entry-only row"):
+            row.judge(facts)
+    assert not set(EXIT_GATE) & set(entry_only)

@@ -12,7 +12,10 @@ and the phase it needs:
 - `broker`: judged from what the broker answered, or the broker's answer itself (9-12).
 
 Row 9a is rows 2-6 again over a snapshot read after the broker answered row 9: its
-refusal carries the row's own code, then `at submit`. Beyond the contract's rows, the
+refusal carries the row's own code, then `at submit`. Exits go through the same
+declaration: the rows marked `exits` (the kill switch and the market state, the seed's rule
+for every order) are the gate of every exit order (`exit_veto`, lifecycle/gate.py), and no
+other entry row ever stops an exit. Beyond the contract's rows, the
 gateway's lettered ones sit where an operator expects them: the circuit breaker right after
 the kill switch, the block list right after the stand-down, the daily cap and the broker
 budget with the claim.
@@ -49,12 +52,19 @@ class Phase(StrEnum):
 
 
 class Facts(NamedTuple):
-    """What the pure rows judge: the signal, the snapshot, the time and the limits."""
+    """What the pure rows judge: the signal (none for an exit), the snapshot, the time and the limits."""
 
-    signal: Signal
+    signal: Signal | None
     snap: Snapshot
     now: datetime
     limits: Limits
+
+    @property
+    def entry(self) -> Signal:
+        """The signal, for the rows only an entry passes; an exit row asking for it is a bug."""
+        if self.signal is None:
+            raise ValueError("an entry-only row was judged for an exit")
+        return self.signal
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class Row:
     phase: Phase
     # For the rows `veto` runs from here (2-6): the check's arguments, taken from the facts.
     inputs: Callable[[Facts], tuple[Any, ...]] | None = None
+    exits: bool = False  # it also gates every exit order (protect, horizon sell): `exit_veto`
 
     @property
     def status(self) -> Status | None:
@@ -76,14 +87,24 @@ class Row:
         return verdict
 
 
-def veto(signal: Signal, snap: Snapshot, now: datetime, limits: Limits) -> Verdict | None:
-    """Rows 2-6, in the declared order; the first denial is the decision."""
-    facts = Facts(signal, snap, now, limits)
-    for row in VETO:
+def _first_denial(rows: tuple[Row, ...], facts: Facts) -> Verdict | None:
+    for row in rows:
         verdict = row.judge(facts)
         if verdict is not None:
             return verdict
     return None
+
+
+def veto(signal: Signal, snap: Snapshot, now: datetime, limits: Limits) -> Verdict | None:
+    """Rows 2-6, in the declared order; the first denial is the decision."""
+    return _first_denial(VETO, Facts(signal, snap, now, limits))
+
+
+def exit_veto(snap: Snapshot, now: datetime, limits: Limits) -> Verdict | None:
+    """The rows marked `exits` (2 and 3), in the declared order: what may stop an exit order.
+    The entry-only rows (the stand-down, the block list, the threshold, the signal's age, the
+    claim's) never do: a position once opened is always allowed out."""
+    return _first_denial(EXIT_GATE, Facts(None, snap, now, limits))
 
 
 def recheck_before_submit(signal: Signal, snap: Snapshot, now: datetime, limits: Limits) -> Verdict | None:
@@ -95,14 +116,14 @@ def recheck_before_submit(signal: Signal, snap: Snapshot, now: datetime, limits:
 
 ROWS: tuple[Row, ...] = (
     Row("1", parse_payload, (Code.INVALID, Code.NO_OPPORTUNITIES), Phase.PURE),
-    Row("2", check_kill_switch, (Code.DISABLED,), Phase.PURE, lambda f: (f.snap,)),
+    Row("2", check_kill_switch, (Code.DISABLED,), Phase.PURE, lambda f: (f.snap,), exits=True),
     Row("2a", check_breaker, (Code.CIRCUIT_OPEN,), Phase.PURE, lambda f: (f.snap,)),
     Row("3", check_market_state, (Code.MARKET_STATE,), Phase.PURE,
-        lambda f: (f.snap, f.now, f.limits.market_state_max_age_s)),
-    Row("4", check_stand_down, (Code.STAND_DOWN,), Phase.PURE, lambda f: (f.snap, f.signal.top.ticker, f.now)),
-    Row("4a", check_blocklist, (Code.BLOCKLIST,), Phase.PURE, lambda f: (f.snap, f.signal.top.ticker, f.now)),
-    Row("5", check_threshold, (Code.THRESHOLD,), Phase.PURE, lambda f: (f.signal, f.limits.min_probability)),
-    Row("6", check_signal_age, (Code.EXPIRED,), Phase.PURE, lambda f: (f.signal, f.now, f.limits.signal_max_age_s)),
+        lambda f: (f.snap, f.now, f.limits.market_state_max_age_s), exits=True),
+    Row("4", check_stand_down, (Code.STAND_DOWN,), Phase.PURE, lambda f: (f.snap, f.entry.top.ticker, f.now)),
+    Row("4a", check_blocklist, (Code.BLOCKLIST,), Phase.PURE, lambda f: (f.snap, f.entry.top.ticker, f.now)),
+    Row("5", check_threshold, (Code.THRESHOLD,), Phase.PURE, lambda f: (f.entry, f.limits.min_probability)),
+    Row("6", check_signal_age, (Code.EXPIRED,), Phase.PURE, lambda f: (f.entry, f.now, f.limits.signal_max_age_s)),
     Row("7", check_admission, (Code.DUPLICATE,), Phase.CLAIM),
     Row("8", check_admission, (Code.COOLDOWN,), Phase.CLAIM),
     Row("8a", check_admission, (Code.DAILY_CAP,), Phase.CLAIM),
@@ -116,3 +137,5 @@ ROWS: tuple[Row, ...] = (
 
 # The rows `veto` runs from this declaration, over the message and one snapshot.
 VETO: tuple[Row, ...] = tuple(row for row in ROWS if row.inputs is not None)
+# The rows `exit_veto` runs: the gate of every exit order.
+EXIT_GATE: tuple[Row, ...] = tuple(row for row in VETO if row.exits)

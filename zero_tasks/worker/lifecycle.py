@@ -112,7 +112,7 @@ def _run(rt: Runtime, rec: LifecycleRecord, now_fn: Callable[[], datetime]) -> S
         return StepResult("wait", f"broker: {exc}")
     snap = with_session(rt, read_snapshot(rt.redis, rec.ticker), now)
     rec = _complete(rt, rec, facts, snap, now)
-    gate = exit_gate(snap, now, rt.settings.market_state_max_age_s)
+    gate = exit_gate(snap, now, rt.limits)
     action = decide_exit(rec, facts, gate, now + offset, look)
     log.info("lifecycle %s: %s (%s: %s)", rec.execution_id, action.step.value, action.rule, action.reason)
     next_at = now + offset + look
