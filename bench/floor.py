@@ -101,7 +101,9 @@ class ContractFloor:
         self._broker = AlpacaBroker(self._client)
         self._tickers = Tickers(prefix)  # its orders' client_order_ids: unique in the simulator
 
-    def sample(self, n: int, warmup: int = 0) -> list[float]:
+    def sample(self, n: int, warmup: int = 0, round_trips: list[float] | None = None) -> list[float]:
+        """First call -> the order created at the simulator, ms; with `round_trips`, each
+        sample's first call -> the submit's answer back at the client is added to it too."""
         samples: list[float] = []
         for i in range(warmup + n):
             ticker = self._tickers.next()
@@ -111,9 +113,12 @@ class ContractFloor:
                 self._broker.exposure(ticker)  # as the gateway asks them: both at once, no position (404)
             self._client.submit_order(MarketOrderRequest(symbol=ticker, qty=1, side=OrderSide.BUY,
                                                          time_in_force=TimeInForce.DAY, client_order_id=cid))
+            answered = time.perf_counter()
             stamp = self._stack.state.stamps.get(cid)
             if i >= warmup and stamp is not None:
                 samples.append(ms(stamp[0] - t0))
+                if round_trips is not None:
+                    round_trips.append(ms(answered - t0))
         return samples
 
 

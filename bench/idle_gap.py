@@ -6,8 +6,9 @@ This phase scales that down: a second simulator endpoint on the same broker stat
 HTTPS (TLS 1.3, a throw-away test CA the gateway trusts through ALPACA_CA_FILE) and closes
 a connection idle for `idle_s`; a gateway of its own (SQLite audit) gets one signal every
 `gap_s`, a little more than that. Its signal-to-order p50 and p99 are read against the
-contract floor (PUBLISH + row 9 + submit) over a warm HTTPS connection at the same
-distance, sampled a few times right before each signal (on an endpoint of its own, so
+contract floor (PUBLISH + row 9 + submit) and the bare floor (PUBLISH + one submit round
+trip, as the 20 ms phase's floor; also to the order's creation, the strict one) over a warm
+HTTPS connection at the same distance, sampled a few times right before each signal (on an endpoint of its own, so
 its connections are not counted as the gateway's), so that the floor and the signal
 meet the machine in the same state. The simulator holds every request 20 ms (the `slow`
 fault) and every new connection 40 ms (`connect_delay_s`: the TCP and the TLS 1.3 round
@@ -72,6 +73,7 @@ def run(stack: Stack, log_dir: Path, n: int, idle_s: float, gap_s: float, floor_
             bare = floor_mod.ContractFloor(stack, floor_https.url, str(ca), prefix="FB", reads=False)
             floor_samples: list[float] = []
             bare_samples: list[float] = []
+            bare_round_trips: list[float] = []
             statuses: dict[str, int] = {}
 
             def signals(tag: str) -> list[float]:
@@ -81,7 +83,7 @@ def run(stack: Stack, log_dir: Path, n: int, idle_s: float, gap_s: float, floor_
                     # the warm floors, right before the signal, so both meet the machine as it is
                     # now: the first call of a burst reopens the connection the gap closed (not kept)
                     floor_samples.extend(floor.sample(max(1, floor_n // n), warmup=1))
-                    bare_samples.extend(bare.sample(max(1, floor_n // n), warmup=1))
+                    bare_samples.extend(bare.sample(max(1, floor_n // n), warmup=1, round_trips=bare_round_trips))
                     one = gateway_mod.signal_to_order(stack, gw, collector, 1, 0, f"{prefix}{tag}{letters(i, 2)}",
                                                       reset_risk=reset_risk)
                     for status, count in one["statuses"].items():
@@ -95,10 +97,14 @@ def run(stack: Stack, log_dir: Path, n: int, idle_s: float, gap_s: float, floor_
             after = https.connection_stats()
             gw.mirror_off()
             rest = signals("R")  # the same without it: row 9 by REST, as before the mirror
-        contract, submit = summary(floor_samples), summary(bare_samples)
+        contract, submit, round_trip = summary(floor_samples), summary(bare_samples), summary(bare_round_trips)
         out["floor"] = {"pubsub_ms": pubsub, "contract_calls_to_order_ms": contract, "submit_to_order_ms": submit,
+                        "submit_rt_ms": round_trip,
                         "contract_sum_p50_ms": round(pubsub["p50"] + contract["p50"], 3),
-                        "sum_p50_ms": round(pubsub["p50"] + submit["p50"], 3)}
+                        # the floor of the issue and of the 20 ms phase: PUBLISH + one submit round trip
+                        "sum_p50_ms": round(pubsub["p50"] + round_trip["p50"], 3),
+                        # PUBLISH + the submit until the order exists (its answer not back yet)
+                        "strict_sum_p50_ms": round(pubsub["p50"] + submit["p50"], 3)}
         out["signal_to_order_ms"] = summary(mirrored)
         out["rest_signal_to_order_ms"] = summary(rest)
         out["statuses"] = statuses
@@ -121,9 +127,12 @@ def ratios(phase: dict[str, Any]) -> dict[str, Any]:
         return {}
     out = {"p50_over_warm_contract_floor": round(s["p50"] / floor, 2),
            "p99_over_warm_contract_floor": round(s["p99"] / floor, 2)}
+    strict = phase["floor"].get("strict_sum_p50_ms")
     if bare:
-        out["p50_over_warm_floor"] = round(s["p50"] / bare, 2)  # PUBLISH + the submit alone
+        out["p50_over_warm_floor"] = round(s["p50"] / bare, 2)  # PUBLISH + one submit round trip
         if rest.get("p50"):
             out["rest_p50_over_warm_floor"] = round(rest["p50"] / bare, 2)
             out["rest_p50_over_warm_contract_floor"] = round(rest["p50"] / floor, 2)
+    if strict:
+        out["p50_over_strict_warm_floor"] = round(s["p50"] / strict, 2)  # to the order's creation only
     return out

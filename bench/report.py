@@ -115,7 +115,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
               f"(idle timeout {_f(gap.get('idle_timeout_s'), 0)} s)")
         add("p50 / warm contract floor" + at, "sqlite", gap["ratios"].get("p50_over_warm_contract_floor"), 1.15)
         add("p99 / warm contract floor" + at, "sqlite", gap["ratios"].get("p99_over_warm_contract_floor"), 1.5)
-        add("p50 / warm floor (PUBLISH + submit)" + at + ", row 9 from the account mirror", "sqlite",
+        add("p50 / warm floor (PUBLISH + submit round trip)" + at + ", row 9 from the account mirror", "sqlite",
             gap["ratios"].get("p50_over_warm_floor"), 1.25)
     return out
 
@@ -166,11 +166,14 @@ def _idle_gap_rows(gap: dict[str, Any] | None) -> list[str]:
             f"BROKER_KEEP_WARM_S {_f(gap['broker_keep_warm_s'], 1)}",
             f"  {'warm contract floor SUM (PUBLISH + row 9 + submit)':<50}{'':>6}"
             f"{_f(fl.get('contract_sum_p50_ms')):>9}",
-            f"  {'warm floor SUM (PUBLISH + submit)':<50}{'':>6}{_f(fl.get('sum_p50_ms')):>9}",
+            f"  {'warm floor SUM (PUBLISH + submit round trip)':<50}{'':>6}{_f(fl.get('sum_p50_ms')):>9}",
+            f"  {'strict warm floor SUM (PUBLISH + submit to order)':<50}{'':>6}"
+            f"{_f(fl.get('strict_sum_p50_ms')):>9}",
             _lat_row("gateway sqlite, row 9 from the mirror: after the gap", gap.get("signal_to_order_ms")),
             _lat_row("gateway sqlite, row 9 by REST: after the gap", gap.get("rest_signal_to_order_ms")),
             f"  ratios: p50 / warm floor = {_f(r.get('p50_over_warm_floor'))}x (by REST "
-            f"{_f(r.get('rest_p50_over_warm_floor'))}x), "
+            f"{_f(r.get('rest_p50_over_warm_floor'))}x), p50 / strict warm floor = "
+            f"{_f(r.get('p50_over_strict_warm_floor'))}x, "
             f"p50 / warm contract floor = {_f(r.get('p50_over_warm_contract_floor'))}x, "
             f"p99 / warm contract floor = {_f(r.get('p99_over_warm_contract_floor'))}x; connections opened "
             f"during the signals: {c.get('accepted')}, closed idle: {c.get('idle_closed')}"]

@@ -45,6 +45,9 @@ REQUIRED = [
     *(f"https_20ms_idle_gap.signal_to_order_ms.{k}" for k in SUMMARY),
     "https_20ms_idle_gap.connections.accepted", "https_20ms_idle_gap.ratios.p50_over_warm_contract_floor",
     "https_20ms_idle_gap.ratios.p99_over_warm_contract_floor",
+    "https_20ms_idle_gap.floor.sum_p50_ms", "https_20ms_idle_gap.floor.strict_sum_p50_ms",
+    *(f"https_20ms_idle_gap.floor.submit_rt_ms.{k}" for k in SUMMARY),
+    "https_20ms_idle_gap.ratios.p50_over_warm_floor", "https_20ms_idle_gap.ratios.p50_over_strict_warm_floor",
     "gateway.postgres", "targets",
 ]
 
