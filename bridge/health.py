@@ -20,8 +20,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from zero_tasks.adapters import metrics, redis_clock
-from zero_tasks.adapters.audit_health import FAILURE_PREFIX, audit_check
+from zero_tasks.adapters import metrics, redis_clock, registry
+from zero_tasks.adapters.audit_health import FAILING_KEY, audit_check, failure_key
 from zero_tasks.adapters.mirror_store import read_status_async
 from zero_tasks.adapters.outbox import AUDIT_STREAM
 from zero_tasks.adapters.redis_clock import Anchor
@@ -63,16 +63,15 @@ async def _redis_view(client: aioredis.Redis) -> tuple[dict[str, Any], dict[str,
         enabled, market, breaker, last, session_raw = await client.mget(
             keys.EXECUTION_ENABLED_KEY, keys.MARKET_STATE_KEY, keys.BREAKER_KEY, metrics.LAST_DECISION,
             keys.SESSION_KEY)
-        workers = [k async for k in client.scan_iter(match=keys.WORKER_ALIVE_PREFIX + "*", count=100)]
-        failing = [k async for k in client.scan_iter(match=FAILURE_PREFIX + "*", count=100)]
-        beats = await client.mget(workers) if workers else []
-        view = {"execution_enabled": enabled == b"true", "market_state_raw": market, "workers": len(workers),
+        beats = await registry.present_async(client, keys.WORKERS_KEY, keys.worker_alive_key)
+        failing = await registry.present_async(client, FAILING_KEY, failure_key)
+        view = {"execution_enabled": enabled == b"true", "market_state_raw": market, "workers": len(beats),
                 "worker_beats": beats,
                 "session_raw": session_raw,
                 "breaker_raw": breaker, "last_decision_age_s": _age(last),
                 "audit_backlog": int(await client.xlen(AUDIT_STREAM)),
                 "in_flight": int(await client.zcard(keys.IN_FLIGHT_KEY)),
-                "audit_failures": await client.mget(failing) if failing else [],
+                "audit_failures": failing,
                 "mirror": await read_status_async(client)}
         return _check(True, "ping ok", started), view
     except Exception as exc:  # noqa: BLE001 - any failure means Redis is not usable

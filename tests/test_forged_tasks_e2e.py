@@ -13,7 +13,7 @@ import pytest
 import requests
 from celery import Celery
 
-from tests.support.gateway import Gateway, collect, opportunity, ranking
+from tests.support.gateway import WORKER_KEYS, Gateway, collect, opportunity, ranking
 from tests.support.procs import TEST_SIGNING_KEY, wait_for
 from zero_tasks.core.message import Message
 from zero_tasks.core.task_auth import seal
@@ -156,7 +156,7 @@ def sealed_by_the_bridge(body: dict[str, Any], hours_ago: float) -> dict[str, An
 def forget_the_day(gw: Gateway) -> None:
     """What 24 hours do to Redis: every claim, outbox entry and cooldown of a decision has
     expired (the workers' heartbeats stay)."""
-    doomed = [k for k in gw.r.scan_iter("key:*") if not k.startswith(b"key:execution_worker:")]
+    doomed = [k for k in gw.r.scan_iter("key:*") if not k.startswith(WORKER_KEYS)]
     gw.r.delete(*doomed)
     gw.keep_session()
 

@@ -37,8 +37,10 @@ from tests.support.gateway import PG_URL, sqlalchemy_url
 from tests.support.procs import PYTHON, ROOT, TEST_SIGNING_KEY, PrivateRedis, free_port, wait_for
 from zero_ops.cli import main
 from zero_ops.status import REPORT_FIELDS
+from zero_tasks.adapters import registry
 from zero_tasks.adapters.audit import ensure_schema, insert_rows, make_engine
 from zero_tasks.adapters.redis_state import store_session
+from zero_tasks.core import keys
 from zero_tasks.core.contract import MarketState, TradeUpdate
 from zero_tasks.core.intake import Signal, parse_payload
 from zero_tasks.core.mirror import IN_SYNC, OUT_OF_SYNC, SyncRecord, seal_record
@@ -271,8 +273,11 @@ def test_status_json_has_every_field(env: dict[str, str | None], r: redis.Redis,
                   key=TEST_SIGNING_KEY)
     r.set("key:stand_down_reason", json.dumps({"schema_version": "1.0", "reason": "FOMC in 10 min",
                                                "scope": "GLOBAL", "expires_at": now_utc(600).isoformat()}))
-    r.set("key:execution_worker:w1@host", json.dumps({"hostname": "w1@host", "pid": 4242, "concurrency": 2,
-                                                      "started": time.time()}), ex=15)
+    beat = r.pipeline()
+    beat.set("key:execution_worker:w1@host", json.dumps({"hostname": "w1@host", "pid": 4242, "concurrency": 2,
+                                                         "started": time.time()}), ex=15)
+    registry.register(beat, keys.WORKERS_KEY, "w1@host", time.time())  # as the heartbeat does
+    beat.execute()
     r.rpush("zero_execution", "a", "b")
     r.rpush("zero_audit", "c")
     insert(pg, row("SPY", "SUBMITTED", 1, order_id="ord-1"), row("QQQ", "BLOCKED", 2), row("IWM", "SKIPPED", 3))

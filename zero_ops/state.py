@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from zero_tasks.adapters import registry
 from zero_tasks.adapters.redis_state import kept_session as kept_session_of
 from zero_tasks.core import keys, session
 from zero_tasks.core.checks.market_state import check_market_state, parse_market_state
@@ -91,12 +92,13 @@ def cooldowns(r: redis.Redis) -> list[dict[str, Any]]:
 
 
 def workers(r: redis.Redis) -> list[dict[str, Any]]:
-    """Worker heartbeats (key:execution_worker:<hostname>, TTL 15 s): present means alive."""
-    names = sorted(r.scan_iter(match=keys.WORKER_ALIVE_PREFIX + "*", count=500))
+    """Worker heartbeats (key:execution_worker:<hostname>, TTL 10 s, the names in the workers'
+    registry): present means alive."""
+    names = [keys.worker_alive_key(name) for name in registry.names(r, keys.WORKERS_KEY)]
     alive = []
     for name, (value, ttl) in zip(names, _values_and_ttls(r, names), strict=True):
         if value is None:
-            continue  # expired between SCAN and GET
+            continue  # registered, but its heartbeat has expired: not alive
         info = _json_object(value)
         alive.append({"hostname": info.get("hostname", name[len(keys.WORKER_ALIVE_PREFIX):]),
                       "pid": info.get("pid"), "concurrency": info.get("concurrency"),

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, func, select, text
 
 from zero_tasks.adapters.audit import ensure_schema, execution_log, make_engine
 from zero_tasks.adapters.redis_state import store_session
+from zero_tasks.core import keys
 from zero_tasks.core.contract import client_order_id
 from zero_tasks.core.session import NEW_YORK
 from zero_tasks.core.session import from_broker as session_from_broker
@@ -43,6 +44,8 @@ from .quiescence import Quiescence, gateway_probes
 from .zero_models import accepted_by_zero
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# kept when a test empties Redis: the workers' heartbeats and their registry
+WORKER_KEYS = (keys.WORKER_ALIVE_PREFIX.encode(), keys.WORKERS_KEY.encode())
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -198,7 +201,7 @@ class Gateway:
         table, no bridge still watching a claim): a bridge that looked at a claim after its
         keys were deleted here would decide that message a second time."""
         self.settle()
-        doomed = [k for k in self.r.scan_iter("key:*") if not k.startswith(b"key:execution_worker:")]
+        doomed = [k for k in self.r.scan_iter("key:*") if not k.startswith(WORKER_KEYS)]
         if doomed:
             self.r.delete(*doomed)
         self.sim("POST", "/_sim/reset")

@@ -6,7 +6,8 @@ refused, permission denied) says so in a small Redis key of its own, with the re
 when the failure began; the key is deleted when that writer writes again. A writer that
 died while failing stops refreshing its key, which then expires (its pending entries are
 taken over by another writer, which reports for itself). One key per writer, so one
-writer's recovery does not hide another's failure.
+writer's recovery does not hide another's failure; the writers' names are in a registry
+(adapters/registry.py), so /health finds the keys without a SCAN.
 
 Light on purpose: the bridge imports this module, and must not load SQLAlchemy.
 """
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 FAILURE_PREFIX = "key:execution_audit_failure:"  # + writer name; JSON while that writer cannot write
+FAILING_KEY = "key:execution_audit_failing"  # sorted set: the writers that reported (adapters/registry.py)
 FAILURE_TTL_S = 60  # refreshed at every failed attempt (the writer retries within 5 s)
 MAX_REASON = 200
 

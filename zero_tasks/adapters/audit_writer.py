@@ -40,8 +40,9 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
 
+from zero_tasks.adapters import registry
 from zero_tasks.adapters.audit import SchemaNotAtHead, insert_outcomes, insert_rows, outcome_row, require_schema
-from zero_tasks.adapters.audit_health import FAILURE_TTL_S, failure_key, failure_value, reason_of
+from zero_tasks.adapters.audit_health import FAILING_KEY, FAILURE_TTL_S, failure_key, failure_value, reason_of
 from zero_tasks.adapters.outbox import AUDIT_STREAM
 from zero_tasks.core.record import DecisionRecord
 
@@ -98,13 +99,19 @@ class AuditWriter:
         self._schema_ready = False  # a broken or replaced schema: checked again at the next try
         self._failing_since = self._failing_since or datetime.now(UTC)
         try:
-            self._r.set(failure_key(self.name), failure_value(reason_of(exc), self._failing_since, self.name),
-                        ex=FAILURE_TTL_S)
+            pipe = self._r.pipeline(transaction=False)
+            pipe.set(failure_key(self.name), failure_value(reason_of(exc), self._failing_since, self.name),
+                     ex=FAILURE_TTL_S)
+            registry.register(pipe, FAILING_KEY, self.name, time.time())
+            pipe.execute()
         except redis.RedisError as redis_exc:
             log.warning("audit writer: failure not reported (%s)", type(redis_exc).__name__)
 
     def _recovered(self, since: datetime) -> None:
-        self._r.delete(failure_key(self.name))
+        pipe = self._r.pipeline(transaction=False)
+        pipe.delete(failure_key(self.name))
+        registry.unregister(pipe, FAILING_KEY, self.name)
+        pipe.execute()
         log.warning("audit writer %s: writing again (failing since %s)", self.name, since.isoformat())
         self._failing_since = None
 

@@ -14,6 +14,7 @@ STAND_DOWN_KEY = "key:stand_down_reason"
 SEEN_PREFIX = "key:execution_seen:"  # + execution_id; the idempotency claim
 COOLDOWN_PREFIX = "key:execution_cooldown:"  # + ticker; ISO time of the last order
 WORKER_ALIVE_PREFIX = "key:execution_worker:"  # + hostname; worker heartbeat for /health
+WORKERS_KEY = "key:execution_workers"  # sorted set: the workers that beat (adapters/registry.py)
 DECISION_PREFIX = "key:execution_decision:"  # + event key; the decision outbox (hash: record, event, sent)
 ATTEMPT_PREFIX = "key:execution_attempts:"  # + execution_id; order attempts (lookup first when > 1)
 BRIDGE_MSG_PREFIX = "key:execution_bridge_msg:"  # + payload hash; occurrences claimed by bridges

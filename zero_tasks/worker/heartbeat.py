@@ -1,7 +1,8 @@
 """Workers announce themselves in Redis so /health can count them without a broadcast.
 
 `celery inspect ping` costs a round of pidbox messages and a timeout; a key with a TTL
-refreshed every few seconds is cheap and tells the truth within HEARTBEAT_TTL.
+refreshed every few seconds is cheap and tells the truth within HEARTBEAT_TTL; the name goes
+into the workers' registry beside it (adapters/registry.py), so /health reads, never scans.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import redis
 from celery import signals
 
+from zero_tasks.adapters import registry
 from zero_tasks.adapters.redis_clock import read_anchor
 from zero_tasks.adapters.redis_state import connect
 from zero_tasks.core import keys
@@ -37,12 +39,18 @@ def _beat(hostname: str, concurrency: Any) -> None:
             skew = round(read_anchor(r).skew_s, 3)
             value = json.dumps({"hostname": hostname, "pid": os.getpid(), "concurrency": concurrency,
                                 "started": started, "clock_skew_s": skew})
-            r.set(keys.worker_alive_key(hostname), value, ex=HEARTBEAT_TTL_S)
+            pipe = r.pipeline(transaction=False)
+            pipe.set(keys.worker_alive_key(hostname), value, ex=HEARTBEAT_TTL_S)
+            registry.register(pipe, keys.WORKERS_KEY, hostname, time.time())
+            pipe.execute()
         except redis.RedisError as exc:
             log.warning("heartbeat failed: %s", type(exc).__name__)
         _stop.wait(HEARTBEAT_EVERY_S)
     with contextlib.suppress(redis.RedisError):
-        r.delete(keys.worker_alive_key(hostname))
+        pipe = r.pipeline(transaction=False)
+        pipe.delete(keys.worker_alive_key(hostname))
+        registry.unregister(pipe, keys.WORKERS_KEY, hostname)
+        pipe.execute()
 
 
 @signals.worker_ready.connect
