@@ -102,8 +102,9 @@ def veto(signal: Signal, snap: Snapshot, now: datetime, limits: Limits) -> Verdi
 
 def exit_veto(snap: Snapshot, now: datetime, limits: Limits) -> Verdict | None:
     """The rows marked `exits` (2 and 3), in the declared order: what may stop an exit order.
-    The entry-only rows (the stand-down, the block list, the threshold, the signal's age, the
-    claim's) never do: a position once opened is always allowed out."""
+    The entry-only rows (the breaker, the stand-down, the block list, the threshold, the
+    signal's age, the claim's) never do: they judge whether to open a position, not whether
+    one already open may be closed."""
     return _first_denial(EXIT_GATE, Facts(None, snap, now, limits))
 
 
