@@ -71,6 +71,7 @@ task_queues = tuple(Queue(name, Exchange(name, type="direct"), routing_key=name)
                     for name in ("zero_execution", "zero_audit"))
 task_routes = {
     "zero.decide": {"queue": "zero_execution"},
+    "zero.decide_many": {"queue": "zero_execution"},
     "zero.place_order": {"queue": "zero_execution"},
     "zero.follow_order": {"queue": "zero_audit"},
     "zero.reconcile": {"queue": "zero_audit"},

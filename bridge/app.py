@@ -11,14 +11,9 @@ from datetime import datetime
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge
 from redis.exceptions import RedisError
 
-from zero_tasks.adapters import db_probe, in_flight, outbox, redis_clock, scripts
-from zero_tasks.adapters.metrics import queue_decision_metrics
-from zero_tasks.adapters.redis_state import connect_async, read_snapshots
-from zero_tasks.core.checks.breaker import breaker_probe_due
-from zero_tasks.core.intake import Invalid, Signal
+from zero_tasks.adapters import db_probe, in_flight, redis_clock, scripts
+from zero_tasks.adapters.redis_state import connect_async
 from zero_tasks.core.message import Message, message_from_bytes
-from zero_tasks.core.prejudge import invalid_record, limits_of, passes_signal_checks, refusal_before_claim
-from zero_tasks.core.record import DecisionRecord, log_decision
 from zero_tasks.core.task_auth import seal
 from zero_tasks.settings import Settings
 
@@ -35,8 +30,7 @@ from .read_clients import ReadClients
 log = logging.getLogger("bridge")
 
 MESSAGES = Counter("zero_bridge_messages_total", "Messages received on chan:opportunity_update", ["verdict"])
-ENQUEUED = Counter("zero_bridge_enqueued_total", "Decide tasks handed to the worker queue")
-DECIDED = Counter("zero_bridge_decided_total", "Messages the bridge decided itself (rows 1-6 refusals)")
+ENQUEUED = Counter("zero_bridge_enqueued_total", "Messages handed to the worker queue")
 PENDING = Gauge("zero_bridge_pending", "Messages kept by the bridge while the queue is unreachable")
 RESCUED = Counter("zero_bridge_rescued_total", "Messages queued again: handed over long ago, never decided")
 RESCUE_EVERY_S = 5
@@ -49,8 +43,6 @@ class Bridge:
         self.settings = settings
         self.enqueuer = Enqueuer(app)
         self.listener = Listener(settings.redis_url, self.on_batch)
-        self.limits = limits_of(settings)
-        self.decided = 0
         self.rescued = 0
         self._trimmer = IdleTrimmer()
         self._redis = connect_async(settings.redis_url)
@@ -74,7 +66,6 @@ class Bridge:
     def stats(self) -> dict[str, object]:
         return {"bridge": {"subscribed": self.listener.connected, "received": self.listener.received,
                            "won": self.listener.won,
-                           "decided": self.decided,
                            "enqueued": self.enqueuer.enqueued, "pending": self.pending,
                            "dropped": self.enqueuer.dropped,
                            "reconnects": self.listener.reconnects,
@@ -84,25 +75,17 @@ class Bridge:
                            "handler_errors": self.listener.handler_errors}}
 
     async def on_batch(self, batch: list[tuple[bytes, str, datetime]]) -> set[str]:
-        """Decide what rows 1-6 refuse right here; hand the rest to the worker, in order.
-        Returns the message ids handed over: decided, or on the queue (not those kept for
-        a broker that is away: until they are sent, another bridge may take them over).
-
-        One snapshot read and one outbox write per batch (`keep_and_announce_many`): in a
-        burst most messages are refused (threshold, market state, kill switch) and never
-        need the queue. A signal that passes rows 5-6 goes to the worker without that read
-        (the worker reads the snapshot itself). If Redis fails on the way, the batch goes
-        to the worker, which fails closed.
-        """
-        parsed = [message_from_bytes(data, message_id, heard, self.settings.max_payload_bytes)
-                  for data, message_id, heard in batch]
-        for message, _ in parsed:
+        """Hand a batch to the worker, in order: one task (`decide` for a message heard alone,
+        `decide_many` for a burst's batch), each message sealed. The bridge decides nothing,
+        not even an invalid message: it bounds and reads the bytes only to name the task by
+        the execution_id. Returns the message ids on the queue (not those kept for a broker
+        that is away: until they are sent, another bridge may take them over)."""
+        entries = []
+        for data, message_id, heard in batch:
+            message, subject = message_from_bytes(data, message_id, heard, self.settings.max_payload_bytes)
             MESSAGES.labels("invalid" if message.invalid_reason else "valid").inc()
-        refused = await self._refusals(parsed)
-        handed = await self._keep(list(refused.values()))
-        to_queue = [in_flight.Entry(subject.execution_id, self._sealed(message))
-                    for message, subject in parsed if message.message_id not in handed]
-        handed |= await self._hand_over(to_queue)
+            entries.append(in_flight.Entry(subject.execution_id, self._sealed(message)))
+        handed = await self._hand_over(entries)
         PENDING.set(self.pending)
         return handed
 
@@ -120,12 +103,10 @@ class Bridge:
         if not await self._record_in_flight(entries):
             self._unrecorded.extend(entries)
             return set()
-        handed = set()
-        for entry in entries:
-            if await self.enqueuer.submit(entry.task_id, entry.message):
-                ENQUEUED.inc()
-                handed.add(entry.message_id)
-        return handed
+        if not await self.enqueuer.submit(entries):
+            return set()
+        ENQUEUED.inc(len(entries))
+        return {entry.message_id for entry in entries}
 
     async def _record_in_flight(self, entries: list[in_flight.Entry]) -> bool:
         """Into the hand-over ledger; tried twice, since a connection the server closed (Redis
@@ -169,62 +150,12 @@ class Bridge:
                         entry.message_id, self.settings.handover_rescue_after_s, entry.task_id)
             self.rescued += 1
             RESCUED.inc()
-            await self.enqueuer.submit(entry.task_id, entry.message)
+            await self.enqueuer.submit([entry])
 
     def _sealed(self, message: Message) -> dict[str, object]:
         """The decide task's argument, sealed: the worker runs no task it cannot open."""
         return seal(self.settings.task_signing_key.get_secret_value(), DECIDE_TASK, message.to_task(),
                     redis_clock.utcnow())  # the clock the workers open it by
-
-    async def _refusals(self, parsed: list[tuple[Message, Signal | Invalid]]) -> dict[str, DecisionRecord]:
-        now = redis_clock.utcnow()  # the Redis host's clock, as the workers judge
-        refused = {m.message_id: invalid_record(m, s, now) for m, s in parsed if isinstance(s, Invalid)}
-        signals = [(m, s) for m, s in parsed
-                   if isinstance(s, Signal) and not passes_signal_checks(s, now, self.limits)]
-        if not signals:
-            return refused
-        try:
-            snapshots = await read_snapshots(self._redis, [s.top.ticker for _, s in signals])
-        except RedisError as exc:
-            log.warning("snapshot read failed (%s): the worker decides this batch", type(exc).__name__)
-            return {}
-        for message, subject in signals:
-            snap = snapshots[subject.top.ticker]
-            try:
-                if breaker_probe_due(snap.breaker, now):
-                    continue  # the worker probes the broker
-                record = refusal_before_claim(message, subject, snap, now, self.limits, session_from_worker=True)
-            except Exception:  # one message's trouble never takes the batch: the worker decides it
-                log.exception("refusal check failed for %s; the worker decides it", message.message_id)
-                continue
-            if record:
-                refused[message.message_id] = record
-        return refused
-
-    async def _keep(self, records: list[DecisionRecord]) -> set[str]:
-        """Keep, queue for audit and announce; the message ids now decided."""
-        if not records:
-            return set()
-        try:
-            results = await outbox.keep_and_announce_many(self._redis, records)
-        except RedisError as exc:
-            log.warning("outbox write failed (%s): the worker decides this batch", type(exc).__name__)
-            return set()
-        published = [rec for rec, sent in results if sent]
-        await self._observe(published)
-        for rec in published:
-            log_decision(rec)
-        self.decided += len(results)
-        DECIDED.inc(len(results))
-        return {rec.event_key for rec in records}
-
-    async def _observe(self, records: list[DecisionRecord]) -> None:
-        try:
-            pipe = self._redis.pipeline(transaction=False)
-            queue_decision_metrics(pipe, records)
-            await pipe.execute()
-        except RedisError as exc:
-            log.warning("metrics not recorded: %s", type(exc).__name__)
 
     async def _health(self) -> tuple[int, str, bytes]:
         status, body = await health(self.sources)

@@ -1,4 +1,5 @@
-"""Handing a message to the worker: one Celery task, its id the execution_id.
+"""Handing messages to the worker: one Celery task, its id the execution_id; a batch heard
+together (a burst) as one `decide_many` task, each message in it sealed and decided alone.
 
 The path is the public one: claim, hand-over ledger, Celery's `send_task`, mark handed
 over (bridge/app.py, listener.py). Celery's publish is synchronous. While the queue is
@@ -21,22 +22,34 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
+from zero_tasks.adapters.in_flight import Entry
+
 log = logging.getLogger(__name__)
 
 DECIDE_TASK = "zero.decide"
+DECIDE_MANY_TASK = "zero.decide_many"
 _RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
-def _argsrepr(message: dict[str, Any]) -> str:
+def _argsrepr(entries: list[Entry]) -> str:
     # Celery would otherwise build a safe repr of the whole payload on every publish; what a
-    # log or monitor needs to find the task is its message id.
-    return f"[{message['message_id']!r}]"
+    # log or monitor needs to find the task is its message ids.
+    return repr([entry.message_id for entry in entries])
+
+
+def task_of(entries: list[Entry]) -> tuple[str, str, list[Any]]:
+    """(task name, task id, arguments) of the task that hands `entries` over: a message alone
+    goes as `decide` under its execution_id, a batch as `decide_many` under an id of its first
+    message and its size (a batch sent again is the same task)."""
+    if len(entries) == 1:
+        return DECIDE_TASK, entries[0].task_id, [entries[0].message]
+    return DECIDE_MANY_TASK, f"batch:{entries[0].message_id}+{len(entries)}", [[e.message for e in entries]]
 
 
 class Enqueuer:
     def __init__(self, app: Celery, max_pending: int = 10_000) -> None:
         self._app = app
-        self._pending: deque[tuple[str, dict[str, Any]]] = deque()
+        self._pending: deque[list[Entry]] = deque()
         self._max_pending = max_pending
         self.dropped = 0
         self._lock = asyncio.Lock()  # one sender at a time, or a message could go twice
@@ -47,7 +60,8 @@ class Enqueuer:
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        """Messages kept, not on the queue yet."""
+        return sum(len(entries) for entries in self._pending)
 
     def connect(self) -> None:
         """Makes now what the first `send_task` would otherwise make while a signal waits:
@@ -108,38 +122,41 @@ class Enqueuer:
         with self._app.producer_or_acquire() as producer:
             self._decide_queue().bind(producer.channel).declare()
 
-    def _send(self, task_id: str, message: dict[str, Any], retry: bool = True) -> None:
+    def _send(self, entries: list[Entry], retry: bool = True) -> None:
         self._last_used = time.monotonic()
-        self._app.send_task(DECIDE_TASK, args=[message], task_id=task_id, retry=retry, retry_policy=_RETRY_POLICY,
-                            argsrepr=_argsrepr(message), kwargsrepr="{}")
+        name, task_id, args = task_of(entries)
+        self._app.send_task(name, args=args, task_id=task_id, retry=retry, retry_policy=_RETRY_POLICY,
+                            argsrepr=_argsrepr(entries), kwargsrepr="{}")
 
-    def _send_inline(self, task_id: str, message: dict[str, Any]) -> bool:
+    def _send_inline(self, entries: list[Entry]) -> bool:
         """The hot path: only when nothing is kept or being sent, so order is preserved."""
         if not self._healthy or self._pending or self._lock.locked():
             return False
         try:
-            self._send(task_id, message, retry=False)
+            self._send(entries, retry=False)
         except Exception as exc:  # noqa: BLE001 - kept, sent by the threaded path
             self._healthy = False
             self.failures += 1
-            log.warning("enqueue of %s failed (%s); sending from a thread with retries", task_id, type(exc).__name__)
+            log.warning("enqueue of %s failed (%s); sending from a thread with retries", _argsrepr(entries),
+                        type(exc).__name__)
             return False
-        self.enqueued += 1
+        self.enqueued += len(entries)
         return True
 
-    async def submit(self, task_id: str, message: dict[str, Any]) -> bool:
-        """True when on the queue now; False when kept for `drain` to retry.
+    async def submit(self, entries: list[Entry]) -> bool:
+        """True when on the queue now (as one task); False when kept for `drain` to retry.
 
-        Past `max_pending` (the Celery broker unreachable for a long time) the oldest kept
-        message is dropped: counted, logged as an error and shown in /health, never silently.
+        Past `max_pending` messages (the Celery broker unreachable for a long time) the oldest
+        kept are dropped: counted, logged as an error and shown in /health, never silently.
         """
-        if self._send_inline(task_id, message):
+        if self._send_inline(entries):
             return True
-        if len(self._pending) >= self._max_pending:
-            lost_id, _ = self._pending.popleft()
-            self.dropped += 1
-            log.error("enqueue backlog full (%d): message %s dropped undecided", self._max_pending, lost_id)
-        self._pending.append((task_id, message))
+        while self._pending and self.pending + len(entries) > self._max_pending:
+            lost = self._pending.popleft()
+            self.dropped += len(lost)
+            log.error("enqueue backlog full (%d): message(s) %s dropped undecided", self._max_pending,
+                      _argsrepr(lost))
+        self._pending.append(entries)
         return await self.drain()
 
     async def drain(self) -> bool:
@@ -148,14 +165,15 @@ class Enqueuer:
 
     async def _drain_locked(self) -> bool:
         while self._pending:
-            task_id, message = self._pending[0]
+            entries = self._pending[0]
             try:
-                await asyncio.to_thread(self._send, task_id, message)
+                await asyncio.to_thread(self._send, entries)
             except Exception as exc:  # noqa: BLE001 - kept, retried by the next drain
                 self.failures += 1
-                log.warning("enqueue of %s failed (%s); %d pending", task_id, type(exc).__name__, len(self._pending))
+                log.warning("enqueue of %s failed (%s); %d pending", _argsrepr(entries), type(exc).__name__,
+                            self.pending)
                 return False
             self._pending.popleft()
-            self.enqueued += 1
+            self.enqueued += len(entries)
             self._healthy = True
         return True

@@ -23,13 +23,14 @@ from zero_tasks import failpoints
 from zero_tasks.adapters import redis_clock
 from zero_tasks.adapters.redis_state import connect_async
 from zero_tasks.core import keys
+from zero_tasks.core.message import BATCH_MAX
 
 from .dedup import MessageIdentity, claim_catch_up, mark_handed, take_over
 
 log = logging.getLogger(__name__)
 
 Incoming = tuple[bytes, str, datetime]  # the bytes, the message id, when heard
-# Takes a batch; returns the ids it handed over (decided, or on the Celery queue).
+# Takes a batch; returns the ids it handed over (on the Celery queue).
 Handler = Callable[[list[Incoming]], Awaitable["set[str] | None"]]
 
 
@@ -39,9 +40,6 @@ TAKE_OVER_AFTER_S = 2.0
 DROPS = Counter("zero_bridge_subscription_drops_total",
                 "Subscriptions to chan:opportunity_update lost while subscribed (Redis closed them, e.g. its "
                 "pub/sub output buffer overflowed): what was published meanwhile never reached this bridge")
-BATCH_MAX = 200  # messages already waiting on the socket are taken together. Measured with
-# `python -m bench --quick --postgres --burst 10000`: 200 gives ~1,050/~775 decisions/s
-# (SQLite/PostgreSQL) and a bridge RSS of 82/87 MB after the burst; 32 gives ~865/~785 and 80/84.
 
 
 class Listener:

@@ -16,7 +16,7 @@ from zero_tasks.adapters.alpaca_adapter import PlacedOrder
 from zero_tasks.core.decision import Code, Status, Verdict, deny
 from zero_tasks.core.intake import Invalid, Signal
 from zero_tasks.core.message import Message, message_from_bytes
-from zero_tasks.core.prejudge import build_record, invalid_record, passes_signal_checks, refusal_before_claim
+from zero_tasks.core.prejudge import build_record, invalid_record, refusal_before_claim
 from zero_tasks.core.record import DecisionRecord, log_decision
 from zero_tasks.core.session import TradingSession
 from zero_tasks.core.snapshot import Limits, Snapshot
@@ -88,15 +88,11 @@ def test_a_refused_signal_is_recorded_with_every_field() -> None:
     assert rec.to_row()["latency_ms"] == 250.0 and rec.to_row()["status"] == "BLOCKED"
 
 
-def test_a_signal_nothing_refuses_before_the_claim_gives_no_record() -> None:
+def test_a_signal_with_no_trading_session_kept_is_refused_by_row_3() -> None:
     msg, subject = heard(RANK)
     assert isinstance(subject, Signal)
-    session_open = Snapshot("true", GREEN, None)  # no session kept
-    assert refusal_before_claim(msg, subject, session_open, NOW, LIMITS, session_from_worker=True) is None
-    refused = refusal_before_claim(msg, subject, session_open, NOW, LIMITS)
+    refused = refusal_before_claim(msg, subject, Snapshot("true", GREEN, None), NOW, LIMITS)  # no session kept
     assert refused is not None and refused.reason.startswith("market state: trading session unknown")
-    red = Snapshot("false", GREEN, None)  # a refusal for another reason stands at the bridge too
-    assert refusal_before_claim(msg, subject, red, NOW, LIMITS, session_from_worker=True) is not None
 
 
 OPEN_SESSION = TradingSession(True, NOW - timedelta(hours=5), NOW + timedelta(hours=1), None, NOW).to_json()
@@ -124,14 +120,6 @@ def test_the_limits_are_the_settings_own() -> None:
     settings = load_settings(alpaca_paper="true", alpaca_api_key="k", alpaca_secret_key="s", min_probability=0.93,
                              market_state_max_age_s=45, signal_max_age_s=90)
     assert limits_of(settings) == Limits(min_probability=0.93, market_state_max_age_s=45, signal_max_age_s=90)
-
-
-def test_the_signal_checks_let_through_only_what_rows_5_and_6_pass() -> None:
-    assert passes_signal_checks(heard(RANK)[1], NOW, LIMITS)  # type: ignore[arg-type]
-    low = heard(RANK, opportunities=[{**OPP, "probability": 0.5}])[1]
-    old = heard(RANK, rank_time="2026-11-24T19:20:00+00:00")[1]
-    assert not passes_signal_checks(low, NOW, LIMITS)  # type: ignore[arg-type]
-    assert not passes_signal_checks(old, NOW, LIMITS)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("payload", "code", "detail"), [

@@ -5,10 +5,13 @@ to the Celery broker, and never drops a message silently when that backlog is fu
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import time
 
 import pytest
+import redis as redis_sync
 import redis.asyncio as aioredis
 from celery import Celery
 
@@ -20,6 +23,7 @@ from tests.support.monitor import commands_during
 from tests.support.procs import PrivateRedis, free_port
 from tests.support.redis_dbs import redis_db
 from tests.test_message_identity import running
+from zero_tasks.adapters.in_flight import Entry
 from zero_tasks.core import keys
 
 
@@ -41,11 +45,11 @@ def test_full_backlog_drops_the_oldest_with_an_error(caplog) -> None:
     enqueuer = Enqueuer(unreachable_app(), max_pending=2)
     asyncio.run(_submit_all(enqueuer, 3))
     assert enqueuer.pending == 2 and enqueuer.dropped == 1
-    assert any("dropped undecided" in r.getMessage() and "id-0" in r.getMessage() for r in caplog.records)
+    assert any("dropped undecided" in r.getMessage() and "m0" in r.getMessage() for r in caplog.records)
 
 
 async def _submit_all(enqueuer: Enqueuer, n: int) -> list[bool]:
-    return [await enqueuer.submit(f"id-{i}", {"message_id": f"m{i}"}) for i in range(n)]
+    return [await enqueuer.submit([Entry(f"id-{i}", {"message_id": f"m{i}"})]) for i in range(n)]
 
 
 def test_reachable_broker_takes_messages_inline_in_order(private_redis) -> None:
@@ -54,11 +58,26 @@ def test_reachable_broker_takes_messages_inline_in_order(private_redis) -> None:
     import redis
 
     app = Celery("test", broker=f"redis://127.0.0.1:{private_redis.port}/{redis_db(__name__)}")
+    redis.Redis(port=private_redis.port, db=redis_db(__name__)).flushdb()
     enqueuer = Enqueuer(app)
     assert asyncio.run(_submit_all(enqueuer, 3)) == [True, True, True]
     assert enqueuer.pending == 0 and enqueuer.enqueued == 3 and enqueuer.failures == 0
     queued = redis.Redis(port=private_redis.port, db=redis_db(__name__)).lrange("celery", 0, -1)
     assert [json.loads(m)["headers"]["id"] for m in reversed(queued)] == ["id-0", "id-1", "id-2"]
+
+
+def test_a_batch_heard_together_goes_as_one_decide_many_task_with_every_message_in_order(private_redis) -> None:
+    db = redis_db(__name__)
+    redis_sync.Redis(port=private_redis.port, db=db).flushdb()
+    enqueuer = Enqueuer(Celery("test", broker=f"redis://127.0.0.1:{private_redis.port}/{db}"))
+    batch = [Entry(f"id-{i}", {"message_id": f"m{i}"}) for i in range(3)]
+    assert asyncio.run(enqueuer.submit(batch)) is True
+    assert enqueuer.enqueued == 3 and enqueuer.pending == 0
+    (queued,) = redis_sync.Redis(port=private_redis.port, db=db).lrange("celery", 0, -1)
+    task = json.loads(queued)
+    assert (task["headers"]["task"], task["headers"]["id"]) == ("zero.decide_many", "batch:m0+3")
+    body = json.loads(base64.b64decode(task["body"]))
+    assert body[0] == [[{"message_id": "m0"}, {"message_id": "m1"}, {"message_id": "m2"}]]
 
 
 def test_a_warm_up_against_an_unreachable_broker_only_warns(caplog) -> None:
@@ -76,8 +95,8 @@ def test_after_the_warm_up_the_first_send_is_the_queue_write_alone(private_redis
     enqueuer = Enqueuer(app)
     private_redis.client(db=db).flushdb()
     warm_up = commands_during(private_redis, db, enqueuer.connect)
-    first = commands_during(private_redis, db, lambda: enqueuer.submit("id-1", {"message_id": "m1"}))
-    second = commands_during(private_redis, db, lambda: enqueuer.submit("id-2", {"message_id": "m2"}))
+    first = commands_during(private_redis, db, lambda: enqueuer.submit([Entry("id-1", {"message_id": "m1"})]))
+    second = commands_during(private_redis, db, lambda: enqueuer.submit([Entry("id-2", {"message_id": "m2"})]))
     assert any(c.startswith("SADD") and "_KOMBU.BINDING.CELERY" in c for c in warm_up)  # the queue declared
     assert [c.split()[0] for c in first] == [c.split()[0] for c in second] == ["LPUSH"]
 
@@ -122,7 +141,7 @@ def quiet_app(private_redis: PrivateRedis, db: int, health_check_s: int = 1) -> 
 def idle_past_its_health_check(private_redis: PrivateRedis, db: int) -> Enqueuer:
     """An enqueuer whose queue connection sent a task, then stayed idle past its 1 s check."""
     enqueuer = Enqueuer(quiet_app(private_redis, db))
-    asyncio.run(enqueuer.submit("id-1", {"message_id": "m1"}))
+    asyncio.run(enqueuer.submit([Entry("id-1", {"message_id": "m1"})]))
     time.sleep(1.5)
     return enqueuer
 
@@ -132,7 +151,7 @@ def test_a_queue_connection_idle_past_its_health_check_pings_before_the_next_wri
     """kombu's behaviour, the reason for the keep-warm below."""
     db = redis_db(__name__, 1)
     enqueuer = idle_past_its_health_check(private_redis, db)
-    sent = commands_during(private_redis, db, lambda: enqueuer.submit("id-2", {"message_id": "m2"}))
+    sent = commands_during(private_redis, db, lambda: enqueuer.submit([Entry("id-2", {"message_id": "m2"})]))
     assert [c.split()[0] for c in sent] == ["PING", "LPUSH"]
 
 
@@ -141,7 +160,7 @@ def test_after_a_keep_warm_the_next_write_after_a_quiet_spell_is_the_queue_write
     db = redis_db(__name__, 1)
     enqueuer = idle_past_its_health_check(private_redis, db)
     warm = commands_during(private_redis, db, enqueuer.keep_warm)
-    sent = commands_during(private_redis, db, lambda: enqueuer.submit("id-2", {"message_id": "m2"}))
+    sent = commands_during(private_redis, db, lambda: enqueuer.submit([Entry("id-2", {"message_id": "m2"})]))
     assert "PING" in [c.split()[0] for c in warm]  # the check is paid here, off the signal's path
     assert [c.split()[0] for c in sent] == ["LPUSH"]
 
@@ -175,7 +194,7 @@ def test_a_failed_keep_warm_warns_once_and_the_next_message_is_kept_not_lost(cap
     async def scenario() -> bool:
         await enqueuer.keep_warm()
         await enqueuer.keep_warm()
-        return await enqueuer.submit("id-1", {"message_id": "m1"})
+        return await enqueuer.submit([Entry("id-1", {"message_id": "m1"})])
 
     assert asyncio.run(scenario()) is False
     assert sum("failed its keep-warm" in r.getMessage() for r in caplog.records) == 1

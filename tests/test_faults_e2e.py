@@ -451,7 +451,7 @@ def test_bridge_killed_mid_stream_a_second_bridge_loses_and_duplicates_nothing(m
 def test_a_bridge_killed_between_its_claim_and_the_hand_over_loses_nothing(many: Gateway, tmp_path: Path) -> None:
     """The bridge wins a message's claim and dies before deciding or enqueueing it (a
     failpoint, so the crash lands exactly there): another bridge takes it over. The signals
-    are below the threshold, decided by the bridge after its claim."""
+    are below the threshold: BLOCKED by the worker."""
     marker = tmp_path / "bridge-claim-failpoint"
     victim = many.restart(many.bridges[0], ZERO_FAILPOINTS=f"bridge_after_claim:{marker}")
     many.wait_ready()

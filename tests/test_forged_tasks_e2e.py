@@ -100,6 +100,40 @@ def test_a_sealed_order_task_for_a_message_that_never_passed_the_table_places_no
     assert ("not an order-worthy signal" in reason) or ("claim of" in reason), reason
 
 
+def test_a_batch_s_unsealed_message_is_refused_alone_and_its_sealed_ones_decided_once(
+        gw: Gateway, queue: Celery) -> None:
+    """A `decide_many` task is no authority of its own: each message in it is opened as a
+    `decide` would open it. The forged one (eligible IWM, unsealed) is one ERROR with no
+    order; the sealed ones (an order, a refusal, and the order's message again) one
+    decision each, one order in all."""
+    gw.green()
+    spy = seal(TEST_SIGNING_KEY, "zero.decide", message_of(ranking(opportunity("SPY")), "batch-msg:1"),
+               datetime.now(UTC))
+    low = seal(TEST_SIGNING_KEY, "zero.decide",
+               message_of(ranking(opportunity("QQQ", probability=0.5)), "batch-msg:2"), datetime.now(UTC))
+    forged = message_of(ranking(opportunity("IWM")), "batch-msg:3")
+    pubsub = gw.subscribe()
+    send(queue, "zero.decide_many", [spy, forged, low, spy])
+    events = collect(pubsub, 3, 30, gw)
+    assert gw.nothing_more(pubsub) == []
+    by_ticker = {e["ticker"]: e for e in events}
+    assert by_ticker["SPY"]["status"] == "SUBMITTED" and by_ticker["QQQ"]["status"] == "BLOCKED"
+    (forgery,) = [e for e in events if e["execution_id"].startswith("forged:")]
+    assert forgery["status"] == "ERROR" and forgery["why"][0].startswith("error: forged task zero.decide:")
+    assert len(gw.wait_rows(3)) == 3
+    assert gw.order_posts() == 1 and [o["symbol"] for o in gw.orders()] == ["SPY"]
+
+
+@pytest.mark.parametrize("argument", [{"not": "a list"}, [], ["x"] * 201], ids=["object", "empty", "too_long"])
+def test_a_decide_many_task_that_is_no_batch_is_one_error_and_places_nothing(
+        gw: Gateway, queue: Celery, argument: object) -> None:
+    gw.green()
+    pubsub = gw.subscribe()
+    send(queue, "zero.decide_many", argument)
+    event = only_forged_decision(gw, pubsub, "zero.decide_many")
+    assert "not a list of 1 to 200 messages" in event["why"][0]
+
+
 def test_the_same_forgery_sent_twice_is_one_decision(gw: Gateway, queue: Celery) -> None:
     gw.green()
     pubsub = gw.subscribe()

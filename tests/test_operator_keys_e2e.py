@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.guarantee]
 def test_a_block_list_entry_with_an_unusable_time_blocks_only_its_ticker(gw: Gateway, until: object) -> None:
     gw.green()
     gw.r.set("key:execution_blocklist:NAIV", json.dumps({"until": until, "reason": "earnings"}))
-    # below the threshold, so the bridge decides both in one batch with one snapshot read
+    # below the threshold: the block list (row 4b) still comes before it (row 5)
     events = gw.decide(ranking(opportunity("NAIV", probability=0.5)), ranking(opportunity("OKAY", probability=0.5)))
     by_ticker = {e["ticker"]: e for e in events}
     assert by_ticker["NAIV"]["status"] == "BLOCKED"

@@ -88,8 +88,8 @@ def test_decide_refuses_a_second_event_for_one_message(twice: Gateway) -> None:
 
 
 @pytest.mark.e2e
-def test_decide_refuses_a_second_event_for_a_message_decided_by_the_bridge(twice: Gateway) -> None:
-    twice.revive()  # the kill switch off: row 1, decided by the bridge itself
+def test_decide_refuses_a_second_event_for_a_refused_message(twice: Gateway) -> None:
+    twice.revive()  # the kill switch off: row 2, BLOCKED
     with pytest.raises(AssertionError, match="expected exactly 1 events, got 2"):
         twice.decide(ranking(opportunity("DUPB")))
 

@@ -3,12 +3,11 @@
 Each round trip here is paid on every order, between the signal and the broker: the first
 read of a decision is one (the outbox and the veto's snapshot together), and what follows
 an order (cooldown from the order's time, the breaker's failure count) is one. A decision
-the bridge makes alone (rows 1-6) is kept and announced in one.
+is kept and announced in one; a batch's first read is one, and its decisions are kept in one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from tests.support.monitor import commands_during
 from tests.support.procs import PrivateRedis
 from tests.support.redis_dbs import flushed, redis_db
 from zero_tasks.adapters import outbox
-from zero_tasks.adapters.redis_state import ExecutionLocks, connect, connect_async
+from zero_tasks.adapters.redis_state import ExecutionLocks, connect, read_hash_fields_and_snapshots
 from zero_tasks.adapters.risk import CircuitBreaker
 from zero_tasks.core.decision import Code, Status
 from zero_tasks.core.record import DecisionRecord
@@ -112,34 +111,32 @@ def test_the_gateways_command_clients_send_no_health_check_ping(private_redis: P
     assert sent == ["GET KEY:EXECUTION_ENABLED"], sent
 
 
-def test_a_decision_the_bridge_makes_alone_is_kept_and_announced_in_one_round_trip(
+def test_a_decision_kept_alone_is_kept_and_announced_in_one_round_trip(
         private_redis: PrivateRedis, r: redis.Redis) -> None:
-    url = f"redis://127.0.0.1:{private_redis.port}/{DB}"
-
-    async def keep(event_key: str) -> None:
-        client = connect_async(url)
-        try:
-            await outbox.keep_and_announce_many(client, [decision(event_key)])
-        finally:
-            await client.aclose()
-
-    asyncio.run(keep("m:5"))  # the script loaded
-    sent = commands_during(private_redis, DB, lambda: keep("m:6"))
+    outbox.keep_and_announce_many(r, [decision("m:5")])  # the script loaded
+    sent = commands_during(private_redis, DB, lambda: outbox.keep_and_announce_many(r, [decision("m:6")]))
     assert [c.split()[0] for c in sent] == ["EVALSHA"], sent
     assert outbox.find(r, "m:6") is not None
 
 
-def test_a_batch_of_decisions_the_bridge_makes_is_kept_and_each_message_announced_once(
+def test_a_batch_of_decisions_is_kept_in_one_round_trip_and_each_message_announced_once(
         private_redis: PrivateRedis, r: redis.Redis) -> None:
-    url = f"redis://127.0.0.1:{private_redis.port}/{DB}"
-
-    async def keep() -> list[tuple[DecisionRecord, bool]]:
-        client = connect_async(url)
-        try:
-            return await outbox.keep_and_announce_many(client, [decision("m:7"), decision("m:8"), decision("m:7")])
-        finally:
-            await client.aclose()
-
-    results = asyncio.run(keep())
+    results: list[tuple[DecisionRecord, bool]] = []
+    sent = commands_during(private_redis, DB, lambda: results.extend(
+        outbox.keep_and_announce_many(r, [decision("m:7"), decision("m:8"), decision("m:7")])))
     assert [published for _, published in results] == [True, True, False]  # m:7 announced once
     assert outbox.find(r, "m:7") is not None and outbox.find(r, "m:8") is not None
+    assert [c.split()[0] for c in sent if not c.startswith("SCRIPT")] == ["EVALSHA"] * 3, sent  # one pipeline
+
+
+def test_a_batch_s_first_read_is_one_round_trip_for_every_message_and_snapshot(private_redis: PrivateRedis,
+                                                                             r: redis.Redis) -> None:
+    r.mset({"key:execution_enabled": "true", "key:execution_blocklist:QQQ": "manual"})
+    outbox.keep_and_announce(r, decision("m:10"))
+    found: list[tuple[object, object]] = []
+    sent = commands_during(private_redis, DB, lambda: found.extend(read_hash_fields_and_snapshots(
+        r, [(outbox.decision_key(k), "record") for k in ("m:9", "m:10", "m:11")], ["SPY", "QQQ", None])))
+    (none, spy), (kept, qqq), (invalid, no_snap) = found
+    assert none is None and kept is not None and invalid is None and no_snap is None
+    assert (spy.execution_enabled, spy.blocklist, qqq.blocklist) == ("true", None, "manual")  # type: ignore[union-attr]
+    assert [c.split()[0] for c in sent] == ["HGET", "MGET", "HGET", "MGET", "HGET"], sent  # pipelined

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterable
 
 import redis
-import redis.asyncio as aioredis
 
 from zero_tasks.adapters import outbox
 from zero_tasks.core.record import DecisionRecord
@@ -39,12 +37,12 @@ def keep_and_announce_twice(r: redis.Redis, rec: DecisionRecord,
     return kept, published
 
 
-async def keep_and_announce_many_twice(r: aioredis.Redis,
-                                       recs: Iterable[DecisionRecord]) -> list[tuple[DecisionRecord, bool]]:
-    results = await _keep_and_announce_many(r, recs)
+def keep_and_announce_many_twice(r: redis.Redis, recs: list[DecisionRecord],
+                                 seal_key: str | None = None) -> list[tuple[DecisionRecord, bool]]:
+    results = _keep_and_announce_many(r, recs, seal_key)
     twins = [twin(kept) for kept, published in results if published]
     if twins:
-        await _keep_and_announce_many(r, twins)
+        _keep_and_announce_many(r, twins)
     return results
 
 

@@ -16,10 +16,8 @@ kept but never announced, or announced but never audited; and one round trip.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 
 import redis
-import redis.asyncio as aioredis
 
 from zero_tasks.adapters import lifecycle_store, scripts
 from zero_tasks.adapters.redis_state import read_hash_field_and_snapshot
@@ -67,20 +65,19 @@ def keep_and_announce(r: redis.Redis, rec: DecisionRecord, seal_key: str | None 
     return _outcome(rec, scripts.register(r, "keep_and_announce")(keys=script_keys, args=args))
 
 
-async def keep_and_announce_many(r: aioredis.Redis,
-                                 recs: Iterable[DecisionRecord]) -> list[tuple[DecisionRecord, bool]]:
-    """The bridge's batch. One decision (messages come one at a time) is one round trip;
-    a larger batch is one pipeline, which redis-py precedes with a SCRIPT EXISTS."""
-    recs = list(recs)
+def keep_and_announce_many(r: redis.Redis, recs: list[DecisionRecord],
+                           seal_key: str | None = None) -> list[tuple[DecisionRecord, bool]]:
+    """`keep_and_announce` for a batch of decisions (a burst decided together), in one
+    pipeline: each is still its own atomic script, so each keeps its first decision."""
     script = scripts.register(r, "keep_and_announce")
-    if len(recs) == 1:
-        script_keys, args = _script_args(recs[0])
-        return [_outcome(recs[0], await script(keys=script_keys, args=args))]
+    if len(recs) == 1:  # one round trip without a pipeline's SCRIPT EXISTS
+        script_keys, args = _script_args(recs[0], seal_key)
+        return [_outcome(recs[0], script(keys=script_keys, args=args))]
     pipe = r.pipeline(transaction=False)
     for rec in recs:
-        script_keys, args = _script_args(rec)
-        await script(keys=script_keys, args=args, client=pipe)
-    replies = await pipe.execute()
+        script_keys, args = _script_args(rec, seal_key)
+        script(keys=script_keys, args=args, client=pipe)
+    replies = pipe.execute()
     return [_outcome(rec, reply) for rec, reply in zip(recs, replies, strict=True)]
 
 

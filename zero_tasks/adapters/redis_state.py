@@ -180,15 +180,32 @@ def read_hash_field_and_snapshot(r: redis.Redis, key: str, field: str,
     return stored, with_mirror(snapshot_of(values[:_SHARED], values[_SHARED]), values[_SHARED + 1:])
 
 
-async def read_snapshots(r: aioredis.Redis, tickers: list[str]) -> dict[str, Snapshot]:
-    """The bridge's batch read: the shared keys and every ticker's block list, one MGET.
-
-    Raises RedisError: the bridge then leaves the batch to the worker (which fails closed).
-    """
-    unique = list(dict.fromkeys(tickers))
-    values = await r.mget(*SHARED_SNAPSHOT_KEYS, *(keys.blocklist_key(t) for t in unique))
-    shared = values[:len(SHARED_SNAPSHOT_KEYS)]
-    return {t: snapshot_of(shared, block) for t, block in zip(unique, values[len(SHARED_SNAPSHOT_KEYS):], strict=True)}
+def read_hash_fields_and_snapshots(r: redis.Redis, key_field: list[tuple[str, str]],
+                                   tickers: list[str | None]) -> list[tuple[bytes | str | None, Snapshot | None]]:
+    """`read_hash_field_and_snapshot` for a batch, in one round trip: for each item its hash
+    field and, where it names a ticker, its snapshot with the mirror (None where it names
+    none: an invalid message needs no snapshot). Raises RedisError as the single read does;
+    a batch holding a value that is not UTF-8 is read again item by item."""
+    pipe = r.pipeline(transaction=False)
+    for (key, field), ticker in zip(key_field, tickers, strict=True):
+        pipe.hget(key, field)
+        if ticker is not None:
+            pipe.mget(*_snapshot_keys(ticker), *_mirror_keys(ticker))
+    try:
+        replies = iter(pipe.execute())
+    except UnicodeDecodeError:
+        return [read_hash_field_and_snapshot(r, key, field, ticker) if ticker is not None
+                else (r.hget(key, field), None)
+                for (key, field), ticker in zip(key_field, tickers, strict=True)]
+    out: list[tuple[bytes | str | None, Snapshot | None]] = []
+    for ticker in tickers:
+        stored = next(replies)
+        if ticker is None:
+            out.append((stored, None))
+            continue
+        values = next(replies)
+        out.append((stored, with_mirror(snapshot_of(values[:_SHARED], values[_SHARED]), values[_SHARED + 1:])))
+    return out
 
 
 def _owner_key(ticker: str) -> str:

@@ -17,6 +17,10 @@ from zero_tasks.core.intake import Invalid, Signal, parse_payload
 
 log = logging.getLogger(__name__)
 
+# Messages already waiting on a bridge's socket are taken together, up to this many, and go
+# to the worker as one task (tasks.decide_many); a batch of more is no bridge's.
+BATCH_MAX = 200
+
 
 @dataclass(frozen=True)
 class Message:

@@ -6,8 +6,8 @@ one against the other). Each row names the check that judges it (one file per ch
 and the phase it needs:
 
 - `pure`: judged over the message and one snapshot, no I/O (rows 1-6); rows 2-6 run from
-  this declaration (`veto`), in this order, the first objection decides: in the worker, and
-  in the bridge over a batch (`prejudge.py`: only a refusal can come out of there);
+  this declaration (`veto`), in this order, the first objection decides, in the worker only
+  (the bridge decides nothing);
 - `claim`: judged from what one atomic Redis script found (rows 7-8b, `admit.lua`);
 - `broker`: judged from what the broker answered, or the broker's answer itself (9-12).
 

@@ -1,13 +1,8 @@
 """Rows 1-6 as a decision: what the message and one snapshot settle before any claim.
 
-Pure: no Redis, SQL or broker. The worker runs it first in `flow.evaluate`; the
-bridge runs it over a whole batch with one snapshot read, so the messages the veto
-refuses (in a burst, nearly all of them) are decided without a trip through the queue.
-A signal that rows 5-6 let through can only be refused by the snapshot, which the worker
-reads anyway: the bridge sends it on without reading it (`passes_signal_checks`), so an
-order-worthy signal costs the bridge no Redis round trip of its own. Only a refusal can
-come out of here; an order is only ever placed by the worker, after
-the claim, the cooldown, the day's cap and a fresh read of the kill switch.
+Pure: no Redis, SQL or broker. The worker runs it first (`flow.evaluate`), for a message
+alone or for each of a batch; only a refusal can come out of here. An order is only ever
+placed after the claim, the cooldown, the day's cap and a fresh read of the kill switch.
 """
 
 from __future__ import annotations
@@ -16,8 +11,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from zero_tasks.core.checks.market_state import market_state_snapshot
-from zero_tasks.core.checks.signal_age import check_signal_age
-from zero_tasks.core.checks.threshold import check_threshold
 from zero_tasks.core.decision import Code, Verdict
 from zero_tasks.core.intake import Invalid, Signal
 from zero_tasks.core.message import Message
@@ -25,7 +18,7 @@ from zero_tasks.core.pipeline import veto
 from zero_tasks.core.record import DecisionRecord, clean, why_lines
 from zero_tasks.core.snapshot import Limits, Snapshot
 
-if TYPE_CHECKING:  # the bridge imports this module and must not load alpaca-py
+if TYPE_CHECKING:  # alpaca-py is the worker's, loaded by the adapters
     from zero_tasks.adapters.alpaca_adapter import PlacedOrder
     from zero_tasks.settings import Settings
 
@@ -65,19 +58,7 @@ def invalid_record(msg: Message, subject: Invalid, now: datetime) -> DecisionRec
 
 
 def refusal_before_claim(msg: Message, subject: Signal, snap: Snapshot, now: datetime,
-                         limits: Limits, *, session_from_worker: bool = False) -> DecisionRecord | None:
-    """Rows 2-6 (with the breaker and the block list): the refusal, or None to go on.
-
-    With `session_from_worker` (the bridge, which never calls the broker), a row-3 refusal
-    made only because no trading session is kept yet is no refusal: the worker asks the
-    broker for the session and decides."""
+                         limits: Limits) -> DecisionRecord | None:
+    """Rows 2-6 (with the breaker and the block list): the refusal, or None to go on."""
     denial = veto(subject, snap, now, limits)
-    if denial and session_from_worker and snap.session is None and denial.code is Code.MARKET_STATE:
-        return None
     return build_record(msg, subject, denial, snap.market_state, now) if denial else None
-
-
-def passes_signal_checks(subject: Signal, now: datetime, limits: Limits) -> bool:
-    """Rows 5-6 (threshold, age), which need no snapshot, let the signal through."""
-    return (check_threshold(subject, limits.min_probability) is None
-            and check_signal_age(subject, now, limits.signal_max_age_s) is None)

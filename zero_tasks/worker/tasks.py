@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -33,7 +34,7 @@ from zero_tasks.celery_app import app
 from zero_tasks.core import keys
 from zero_tasks.core.decision import Status
 from zero_tasks.core.delayed import StepVerdict
-from zero_tasks.core.message import Message
+from zero_tasks.core.message import BATCH_MAX, Message
 from zero_tasks.core.mirror import answers as mirror_answers
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.retry import FOLLOW_FIRST_S, FOLLOW_MAX_TRIES, TERMINAL, follow_up_delay
@@ -44,6 +45,7 @@ from zero_tasks.worker.flow import RetryLater, foreign_reservations, forged_reco
 from zero_tasks.worker.runtime import get_runtime
 
 DECIDE = "zero.decide"
+DECIDE_MANY = "zero.decide_many"
 PLACE_ORDER = "zero.place_order"
 FOLLOW_ORDER = "zero.follow_order"
 LIFECYCLE_TICK = "zero.lifecycle_tick"
@@ -153,14 +155,43 @@ def _refuse_forged(rt: Runtime, task: str, argument: object, problem: str) -> st
 def decide(self: Task, message: dict[str, Any]) -> str:
     """Entry task, sealed by the bridge (task_auth.py); its Celery task id is the execution_id."""
     rt = get_runtime()
+    msg = _opened(rt, message)
+    return msg if isinstance(msg, str) else _scheduled(rt, flow.decide(rt, msg))
+
+
+@app.task(name=DECIDE_MANY, bind=True)
+@requeue_if_undecided
+def decide_many(self: Task, messages: list[Any]) -> str:
+    """The messages a bridge heard together (a burst), each sealed by it for `decide`: each
+    opened and decided as `decide` would, in order, with their reads and writes shared
+    (flow.decide_many). The batch is no authority of its own: a message whose seal does not
+    open is refused as a forged `decide`, alone, and the others are decided as usual.
+    Reports how many of each outcome."""
+    rt = get_runtime()
+    if not (isinstance(messages, list) and 1 <= len(messages) <= BATCH_MAX):
+        return _refuse_forged(rt, DECIDE_MANY, messages, f"not a list of 1 to {BATCH_MAX} messages")
+    results, opened = [], []
+    for message in messages:
+        msg = _opened(rt, message)
+        if isinstance(msg, str):
+            results.append(msg)
+        else:
+            opened.append(msg)
+    if opened:
+        results += [_scheduled(rt, outcome) for outcome in flow.decide_many(rt, opened)]
+    return " ".join(f"{name}={count}" for name, count in sorted(Counter(results).items()))
+
+
+def _opened(rt: Runtime, message: object) -> Message | str:
+    """The message a bridge sealed for `decide`; or, for anything else, the forged task's
+    refusal, decided and recorded (what the task then reports)."""
     body, problem = open_seal(_signing_key(rt), DECIDE, message, utcnow())
     if body is None:
         return _refuse_forged(rt, DECIDE, message, problem or "unsealed")
     try:
-        msg = Message.from_task(body)
+        return Message.from_task(body)
     except (KeyError, TypeError, ValueError) as exc:
         return _refuse_forged(rt, DECIDE, message, f"message unreadable ({type(exc).__name__})")
-    return _scheduled(rt, flow.decide(rt, msg))
 
 
 @app.task(name=PLACE_ORDER, bind=True)
