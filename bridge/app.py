@@ -11,14 +11,15 @@ from datetime import datetime
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge
 from redis.exceptions import RedisError
 
-from zero_tasks.adapters import db_probe, in_flight, redis_clock, scripts
+from zero_tasks.adapters import db_probe, redis_clock, scripts
 from zero_tasks.adapters.redis_state import connect_async
-from zero_tasks.core.message import Message, message_from_bytes
+from zero_tasks.core.intake import Message, message_from_bytes
 from zero_tasks.core.task_auth import seal
 from zero_tasks.settings import Settings
 
+from . import handover
 from .broker_probe import BrokerProbe
-from .enqueue import DECIDE_TASK, Enqueuer
+from .handover import DECIDE_TASK, Enqueuer
 from .health import HealthSources, health, render
 from .http import HttpServer
 from .listener import Listener
@@ -46,7 +47,7 @@ class Bridge:
         self.rescued = 0
         self._trimmer = IdleTrimmer()
         self._redis = connect_async(settings.redis_url)
-        self._unrecorded: list[in_flight.Entry] = []  # not in the hand-over ledger yet: not queued either
+        self._unrecorded: list[handover.Entry] = []  # not in the hand-over ledger yet: not queued either
         self.sources = HealthSources(
             clients=ReadClients(settings.redis_url, settings.broker_url),
             db_ping=db_probe.pinger(settings.sqlalchemy_url),
@@ -84,12 +85,12 @@ class Bridge:
         for data, message_id, heard in batch:
             message, subject = message_from_bytes(data, message_id, heard, self.settings.max_payload_bytes)
             MESSAGES.labels("invalid" if message.invalid_reason else "valid").inc()
-            entries.append(in_flight.Entry(subject.execution_id, self._sealed(message)))
+            entries.append(handover.Entry(subject.execution_id, self._sealed(message)))
         handed = await self._hand_over(entries)
         PENDING.set(self.pending)
         return handed
 
-    async def _hand_over(self, entries: list[in_flight.Entry]) -> set[str]:
+    async def _hand_over(self, entries: list[handover.Entry]) -> set[str]:
         """The hand-over ledger first, then the queue: the ids now on the queue.
 
         A task is put on the queue only once its ledger entry is written: kombu's Redis
@@ -108,12 +109,12 @@ class Bridge:
         ENQUEUED.inc(len(entries))
         return {entry.message_id for entry in entries}
 
-    async def _record_in_flight(self, entries: list[in_flight.Entry]) -> bool:
+    async def _record_in_flight(self, entries: list[handover.Entry]) -> bool:
         """Into the hand-over ledger; tried twice, since a connection the server closed (Redis
         restarted or cut off) fails its next command and the second goes on a new one."""
         for attempt in (1, 2):
             try:
-                await in_flight.record(self._redis, entries)
+                await handover.record(self._redis, entries)
                 return True
             except RedisError as exc:
                 log.warning("hand-over ledger not written for %d message(s) (%s, attempt %d); not queued yet",
@@ -127,9 +128,9 @@ class Bridge:
         PENDING.set(self.pending)
 
     async def _rescue(self) -> None:
-        """Queue again what was handed over long ago and still has no decision (in_flight.py)."""
+        """Queue again what was handed over long ago and still has no decision (handover.py)."""
         try:
-            entries = await in_flight.due(self._redis, self.settings.handover_rescue_after_s)
+            entries = await handover.due(self._redis, self.settings.handover_rescue_after_s)
         except RedisError as exc:
             log.warning("hand-over ledger not read (%s)", type(exc).__name__)
             return
@@ -142,7 +143,7 @@ class Bridge:
                 log.error("message %s (task %s) was never decided and is too old to queue again; "
                           "dropped from the hand-over ledger", entry.message_id, entry.task_id)
                 try:
-                    await in_flight.forget(self._redis, entry.message_id)
+                    await handover.forget(self._redis, entry.message_id)
                 except RedisError as exc:
                     log.warning("hand-over ledger entry %s not dropped (%s)", entry.message_id, type(exc).__name__)
                 continue
@@ -172,7 +173,7 @@ class Bridge:
 
     async def _drain_forever(self, stop: asyncio.Event) -> None:
         """Every second: hand over what the ledger did not take, resend what the queue did not
-        take, or keep the queue's connection warm while quiet (enqueue.py); after a burst, give
+        take, or keep the queue's connection warm while quiet (handover.py); after a burst, give
         memory back. Every RESCUE_EVERY_S: queue again what the worker never decided."""
         ticks = 0
         while not stop.is_set():

@@ -201,7 +201,7 @@ async def health(src: HealthSources) -> tuple[int, dict[str, Any]]:
         "last_decision_age_s": view.get("last_decision_age_s"),
         "queue_depth": await _queues(src),
         "audit_backlog": view.get("audit_backlog"),  # decisions not yet written to execution_log
-        "in_flight": view.get("in_flight"),  # messages on the worker queue, not decided yet (in_flight.py)
+        "in_flight": view.get("in_flight"),  # messages on the worker queue, not decided yet (handover.py)
         "database": src.database_label,
         "clock": clock_view(view.get("worker_beats", []), redis_clock.CLOCK.anchor),
         # row 9's account mirror (zero_tasks/mirror)

@@ -23,7 +23,7 @@ from zero_tasks import failpoints
 from zero_tasks.adapters import redis_clock
 from zero_tasks.adapters.redis_state import connect_async
 from zero_tasks.core import keys
-from zero_tasks.core.message import BATCH_MAX
+from zero_tasks.core.intake import BATCH_MAX
 
 from .dedup import MessageIdentity, claim_catch_up, mark_handed, take_over
 

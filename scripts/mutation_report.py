@@ -36,8 +36,8 @@ SURVIVORS: dict[str, str] = {
         "input found reaches it (pydantic reports its parser's limits, deep nesting included, as a "
         "ValidationError; test_fuzz_input's 10,100 cases neither) - kept as a fail-safe")
        for n in (44, 45, 46, 47, 48)},
-    "zero_tasks.core.message.x_message_from_bytes__mutmut_41": "equivalent: codec names are case-insensitive",
-    "zero_tasks.core.prejudge.x_invalid_record__mutmut_25": (
+    "zero_tasks.core.intake.x_message_from_bytes__mutmut_41": "equivalent: codec names are case-insensitive",
+    "zero_tasks.core.record.x_invalid_record__mutmut_25": (
         "equivalent: every Invalid reason is `<code>: <detail>`, so `split(': ', 1)` has two parts and [1] is "
         "[-1]"),
     "zero_tasks.core.delayed.x_period_index__mutmut_2": (

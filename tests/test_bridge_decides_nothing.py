@@ -1,9 +1,8 @@
 """The design card's bridge: it hears, claims, seals and hands over; the worker decides.
 
 Read from the bridge's source (every `import` of every module in bridge/): no module of
-the bridge imports the decision table (`core/pipeline.py`), the worker's first rows
-(`core/prejudge.py`), a worker module, or a check. One view is the exception, named
-here: /health shows what row 3 would say about the market state now
+the bridge imports the decision table (`core/pipeline.py`), a worker module, or a check.
+One view is the exception, named here: /health shows what row 3 would say about the market state now
 (`check_market_state`), which decides nothing, since nothing the bridge hands over depends
 on it. That the bridge hands every message over is tested end to end
 (test_acceptance_e2e.py: `test_the_bridge_decides_nothing_every_message_goes_to_the_worker`).
@@ -15,8 +14,7 @@ import ast
 from pathlib import Path
 
 BRIDGE = Path(__file__).resolve().parents[1] / "bridge"
-DECISION_MODULES = ("zero_tasks.core.pipeline", "zero_tasks.core.prejudge", "zero_tasks.core.checks",
-                    "zero_tasks.worker")
+DECISION_MODULES = ("zero_tasks.core.pipeline", "zero_tasks.core.checks", "zero_tasks.worker")
 VIEWS = {("health.py", "zero_tasks.core.checks.market_state"): {"check_market_state", "parse_market_state"}}
 
 
@@ -47,16 +45,16 @@ def test_the_bridge_imports_no_decision_code() -> None:
 
 
 def test_the_check_reports_a_bridge_module_that_takes_decision_code(tmp_path: Path) -> None:
-    """The test above can fail: the veto, the first rows, a worker module, or a second name
+    """The test above can fail: the veto, the table, a worker module, or a second name
     from the one view's module, each is reported."""
     (tmp_path / "app.py").write_text("from zero_tasks.core.pipeline import veto\n"
-                                     "def f():\n    from zero_tasks.core import prejudge\n"
+                                     "def f():\n    from zero_tasks.core import pipeline\n"
                                      "import zero_tasks.worker.flow\n")
     (tmp_path / "health.py").write_text("from zero_tasks.core.checks.market_state import check_market_state, "
                                         "market_state_snapshot\n")
     assert decision_imports(tmp_path) == [
         "app.py: zero_tasks.core.pipeline.veto",
         "app.py: zero_tasks.worker.flow",
-        "app.py: zero_tasks.core.prejudge",
+        "app.py: zero_tasks.core.pipeline",
         "health.py: zero_tasks.core.checks.market_state.market_state_snapshot",
     ]

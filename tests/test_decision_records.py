@@ -1,4 +1,4 @@
-"""What a decision is recorded as (zero_tasks/core/message.py, prejudge.py, record.py): the
+"""What a decision is recorded as (zero_tasks/core/intake.py, record.py): the
 message the bridge hands over, the record of a refusal, its audit row, its event and its
 log line, field by field."""
 
@@ -14,10 +14,9 @@ import pytest
 from zero_tasks import secrets
 from zero_tasks.adapters.alpaca_adapter import PlacedOrder
 from zero_tasks.core.decision import Code, Status, Verdict, deny
-from zero_tasks.core.intake import Invalid, Signal
-from zero_tasks.core.message import Message, message_from_bytes
-from zero_tasks.core.prejudge import build_record, invalid_record, refusal_before_claim
-from zero_tasks.core.record import DecisionRecord, log_decision
+from zero_tasks.core.intake import Invalid, Message, Signal, message_from_bytes
+from zero_tasks.core.pipeline import veto
+from zero_tasks.core.record import DecisionRecord, build_record, invalid_record, log_decision
 from zero_tasks.core.session import TradingSession
 from zero_tasks.core.snapshot import Limits, Snapshot
 
@@ -57,8 +56,8 @@ def test_a_parser_that_raises_still_gives_an_invalid_message(monkeypatch: pytest
     def broken(data: bytes, max_bytes: int) -> Signal:
         raise RecursionError("deep")
 
-    monkeypatch.setattr("zero_tasks.core.message.parse_payload", broken)
-    with caplog.at_level(logging.ERROR, logger="zero_tasks.core.message"):
+    monkeypatch.setattr("zero_tasks.core.intake.parse_payload", broken)
+    with caplog.at_level(logging.ERROR, logger="zero_tasks.core.intake"):
         msg, subject = heard(b"{}")
     assert caplog.messages == ["intake failed on a message"]
     assert subject == Invalid("invalid payload: unreadable (RecursionError)", "invalid:44136fa355b3678a")
@@ -88,6 +87,13 @@ def test_a_refused_signal_is_recorded_with_every_field() -> None:
     assert rec.to_row()["latency_ms"] == 250.0 and rec.to_row()["status"] == "BLOCKED"
 
 
+def refusal_before_claim(msg: Message, subject: Signal, snap: Snapshot, now: datetime,
+                         limits: Limits) -> DecisionRecord | None:
+    """What the worker records for rows 2-6 (flow.evaluate): the veto's refusal, or nothing."""
+    denial = veto(subject, snap, now, limits)
+    return build_record(msg, subject, denial, snap.market_state, now) if denial else None
+
+
 def test_a_signal_with_no_trading_session_kept_is_refused_by_row_3() -> None:
     msg, subject = heard(RANK)
     assert isinstance(subject, Signal)
@@ -114,7 +120,7 @@ def test_a_signal_nothing_refuses_gives_no_record_and_a_refused_one_its_reason()
 
 
 def test_the_limits_are_the_settings_own() -> None:
-    from zero_tasks.core.prejudge import limits_of
+    from zero_tasks.adapters.runtime import limits_of
     from zero_tasks.settings import load_settings
 
     settings = load_settings(alpaca_paper="true", alpaca_api_key="k", alpaca_secret_key="s", min_probability=0.93,

@@ -16,14 +16,13 @@ import redis.asyncio as aioredis
 from celery import Celery
 
 from bridge.dedup import content_hash, take_over
-from bridge.enqueue import Enqueuer
+from bridge.handover import Enqueuer, Entry
 from bridge.listener import Listener
 from tests.support.bridge_redis import run
 from tests.support.monitor import commands_during
 from tests.support.procs import PrivateRedis, free_port
 from tests.support.redis_dbs import redis_db
 from tests.test_message_identity import running
-from zero_tasks.adapters.in_flight import Entry
 from zero_tasks.core import keys
 
 

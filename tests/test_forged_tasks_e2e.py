@@ -15,7 +15,7 @@ from celery import Celery
 
 from tests.support.gateway import WORKER_KEYS, Gateway, collect, opportunity, ranking
 from tests.support.procs import TEST_SIGNING_KEY, wait_for
-from zero_tasks.core.message import Message
+from zero_tasks.core.intake import Message
 from zero_tasks.core.task_auth import seal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.guarantee]

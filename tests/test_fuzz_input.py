@@ -47,11 +47,9 @@ from tests.support.zero_models import accepted_by_zero
 from zero_tasks.adapters.audit import insert_rows
 from zero_tasks.core.contract import TradeUpdate
 from zero_tasks.core.decision import STATUS_OF, Code, Status, Verdict
-from zero_tasks.core.intake import Invalid, Signal, parse_payload
-from zero_tasks.core.message import message_from_bytes
+from zero_tasks.core.intake import Invalid, Signal, message_from_bytes, parse_payload
 from zero_tasks.core.pipeline import veto
-from zero_tasks.core.prejudge import build_record
-from zero_tasks.core.record import DecisionRecord
+from zero_tasks.core.record import DecisionRecord, build_record
 from zero_tasks.core.session import TradingSession
 from zero_tasks.core.snapshot import Limits, Snapshot
 

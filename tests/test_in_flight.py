@@ -1,4 +1,4 @@
-"""The hand-over ledger (zero_tasks/adapters/in_flight.py) on a real Redis: what is recorded, what
+"""The hand-over ledger (bridge/handover.py) on a real Redis: what is recorded, what
 removes it, what a sweep takes. The end-to-end case, a task lost inside a dying worker and
 queued again, is tests/test_faults_e2e.py::test_tasks_a_dying_worker_took_off_the_queue_*.
 """
@@ -14,11 +14,12 @@ import redis
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
+from bridge import handover as in_flight
+from bridge.handover import Entry
 from tests.support.procs import PrivateRedis
 from tests.support.redis_dbs import redis_db
 from tests.test_message_identity import run as run_on
-from zero_tasks.adapters import in_flight, outbox
-from zero_tasks.adapters.in_flight import Entry
+from zero_tasks.adapters import outbox
 from zero_tasks.core import keys
 from zero_tasks.core.decision import Status
 from zero_tasks.core.record import DecisionRecord

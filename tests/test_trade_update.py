@@ -15,8 +15,8 @@ from tests.support.gateway import market, opportunity, ranking, zero_market
 from tests.support.zero_models import accepted_by_zero
 from zero_tasks.adapters.alpaca_adapter import PlacedOrder
 from zero_tasks.core.decision import Code, deny
-from zero_tasks.core.message import message_from_bytes
-from zero_tasks.core.prejudge import build_record, invalid_record
+from zero_tasks.core.intake import message_from_bytes
+from zero_tasks.core.record import build_record, invalid_record
 from zero_tasks.worker.flow import forged_record
 
 NOW = datetime.now(UTC)

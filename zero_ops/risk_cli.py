@@ -14,7 +14,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from zero_tasks.adapters.audit_writer import AuditWriter
-from zero_tasks.adapters.recorder import record
+from zero_tasks.adapters.outbox import record
 from zero_tasks.adapters.risk import CircuitBreaker, alert
 from zero_tasks.adapters.runtime import build_runtime
 from zero_tasks.core import keys

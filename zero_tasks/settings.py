@@ -168,7 +168,7 @@ class Settings(BaseSettings):
     # came back only to be SKIPPED. Not used on the Redis broker.
     broker_heartbeat_s: int = Field(default=15, ge=5, le=120)
     # A message on the queue this long without a decision is queued again by a bridge
-    # (in_flight.py): it must outlast the visibility timeout and the longest retry chain.
+    # (bridge/handover.py): it must outlast the visibility timeout and the longest retry chain.
     handover_rescue_after_s: int = Field(default=600, ge=5, le=86400)
     # Seals every task the bridge and the worker queue (task_auth.py): a task without a
     # valid seal is refused, whoever wrote it onto the queue. Bridges and workers only.

@@ -26,7 +26,7 @@ the order's status waits for that status itself.
 - `outbox`: a decision kept but its event not published (adapters/outbox.py).
 - `audit stream`: decisions not yet written to execution_log, or read and not acknowledged
   (adapters/audit_writer.py).
-- `hand-over ledger`: messages handed to the queue and not decided (adapters/in_flight.py).
+- `hand-over ledger`: messages handed to the queue and not decided (bridge/handover.py).
 - `bridges`: messages a live bridge keeps while its queue is unreachable (its /health).
 """
 

@@ -18,9 +18,15 @@ from zero_tasks.adapters.audit import make_engine, require_schema
 from zero_tasks.adapters.market_data import make_data_client
 from zero_tasks.adapters.redis_state import ExecutionLocks, connect
 from zero_tasks.adapters.risk import BrokerRateLimit, CircuitBreaker, DailyCap
-from zero_tasks.core.prejudge import limits_of
 from zero_tasks.core.snapshot import Limits
 from zero_tasks.settings import Settings
+
+
+def limits_of(settings: Settings) -> Limits:
+    """The veto's limits, from the settings."""
+    return Limits(min_probability=settings.min_probability,
+                  market_state_max_age_s=settings.market_state_max_age_s,
+                  signal_max_age_s=settings.signal_max_age_s)
 
 
 @dataclass

@@ -10,11 +10,16 @@ import json
 import logging
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from zero_tasks.core.checks.market_state import market_state_snapshot
 from zero_tasks.core.contract import HORIZONS, ExitReason, Horizon, Intent, Side, TradeUpdate, is_market_state
-from zero_tasks.core.decision import Status, Verdict
+from zero_tasks.core.decision import Code, Status, Verdict
+from zero_tasks.core.intake import Invalid, Message, Signal
 from zero_tasks.secrets import scrub, scrub_any
+
+if TYPE_CHECKING:  # alpaca-py is the worker's, loaded by the adapters
+    from zero_tasks.adapters.alpaca_adapter import PlacedOrder
 
 decision_log = logging.getLogger("zero_tasks.core.decision")
 
@@ -156,3 +161,33 @@ def log_decision(rec: DecisionRecord) -> None:
         "status": rec.status.value, "reason": rec.reason, "latency_ms": rec.latency_ms,
         "alpaca_order_id": rec.alpaca_order_id, "event_key": rec.event_key,
     })
+
+
+def build_record(msg: Message, subject: Signal | Invalid, verdict: Verdict, market_raw: str | None,
+                 now: datetime, order: PlacedOrder | None = None) -> DecisionRecord:
+    """The record of a message's decision: what the signal (or the invalid message) names,
+    the verdict, the market state as read, and the order when one was placed."""
+    if isinstance(subject, Signal):
+        top = subject.top
+        ident = {"execution_id": subject.execution_id, "ticker": top.ticker, "horizon": top.horizon,
+                 "probability": top.probability, "opportunity_score": float(top.opportunity_score),
+                 "why": why_lines(verdict, top.why), "payload": subject.audit_copy}
+    else:
+        ident = {"execution_id": subject.execution_id, "ticker": subject.ticker, "horizon": subject.horizon,
+                 "probability": None, "opportunity_score": None, "why": why_lines(verdict, None), "payload": None}
+    ident = clean(ident)
+    return DecisionRecord(
+        event_key=msg.message_id, time=msg.received_at, decided_at=now, status=verdict.status,
+        reason=clean(verdict.reason), market_state_snapshot=clean(market_state_snapshot(market_raw)),
+        alpaca_order_id=order.order_id if order else None,
+        client_order_id=order.client_order_id if order else None,
+        submitted_at=(datetime.fromisoformat(order.submitted_at) if order and order.submitted_at
+                      else (now if order else None)),
+        **ident,
+    )
+
+
+def invalid_record(msg: Message, subject: Invalid, now: datetime) -> DecisionRecord:
+    """Row 1: SKIPPED `invalid payload` or `no opportunities`."""
+    code = Code.NO_OPPORTUNITIES if subject.reason.startswith(Code.NO_OPPORTUNITIES) else Code.INVALID
+    return build_record(msg, subject, Verdict(code, subject.reason.split(": ", 1)[-1]), None, now)

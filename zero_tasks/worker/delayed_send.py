@@ -23,7 +23,7 @@ import redis
 from celery import Task
 
 from zero_tasks.adapters import redis_clock
-from zero_tasks.adapters.recorder import record
+from zero_tasks.adapters.outbox import record
 from zero_tasks.celery_app import app
 from zero_tasks.core import keys
 from zero_tasks.core.delayed import (

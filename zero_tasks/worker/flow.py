@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from zero_tasks import failpoints
-from zero_tasks.adapters import recorder, redis_clock
+from zero_tasks.adapters import outbox, redis_clock
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder, RateLimitedBroker
 from zero_tasks.adapters.mirror_store import count_row9
 from zero_tasks.adapters.redis_state import (
@@ -37,12 +37,10 @@ from zero_tasks.core.checks.breaker import breaker_probe_due
 from zero_tasks.core.checks.exposure import Exposure, check_broker_daily_cap, check_exposure
 from zero_tasks.core.contract import client_order_id
 from zero_tasks.core.decision import Code, deny
-from zero_tasks.core.intake import Invalid, Signal, parse_payload
-from zero_tasks.core.message import Message
+from zero_tasks.core.intake import Invalid, Message, Signal, parse_payload
 from zero_tasks.core.mirror import row9_exposure
-from zero_tasks.core.pipeline import AT_SUBMIT, recheck_before_submit
-from zero_tasks.core.prejudge import build_record, invalid_record, refusal_before_claim
-from zero_tasks.core.record import DecisionRecord
+from zero_tasks.core.pipeline import AT_SUBMIT, recheck_before_submit, veto
+from zero_tasks.core.record import DecisionRecord, build_record, invalid_record
 from zero_tasks.core.retry import broker_retries_left, broker_retry_countdown, may_wait_for_budget
 from zero_tasks.core.snapshot import Snapshot
 from zero_tasks.core.task_auth import forged_holdings, forgery_key
@@ -156,21 +154,21 @@ def decide(rt: Runtime, msg: Message, now_fn: Callable[[], datetime] = utcnow) -
     """One message, top to bottom: read, veto and admit, exposure, the veto again, submit,
     record. None: the message is decided already (this is a copy of its task).
 
-    Raises recorder.DecisionNotRecorded when Redis cannot keep the decision (the task
+    Raises outbox.DecisionNotRecorded when Redis cannot keep the decision (the task
     requeues the message)."""
     failpoints.hit("decide_start")  # the several-hosts tests hold a task here (taken, nothing done)
     subject = signal_of(rt, msg)  # the payload, parsed once; it travels in the ticket
     snap = None
     if isinstance(subject, Signal):
-        snap = recorder.complete_or_snapshot(rt, msg.message_id, subject.top.ticker)  # read, with the outbox
+        snap = outbox.complete_or_snapshot(rt, msg.message_id, subject.top.ticker)  # read, with the outbox
         if snap is None:
             return None
-    elif recorder.complete_if_decided(rt, msg.message_id):
+    elif outbox.complete_if_decided(rt, msg.message_id):
         return None
     outcome = judged(rt, msg, subject, snap, now_fn)
     if isinstance(outcome, OrderTicket):
         return order_round(rt, outcome, now_fn)  # rows 9-12, and the decision recorded
-    return recorder.record(rt, outcome)
+    return outbox.record(rt, outcome)
 
 
 def decide_many(rt: Runtime, msgs: list[Message],
@@ -180,11 +178,11 @@ def decide_many(rt: Runtime, msgs: list[Message],
     in one round trip, the final decisions kept in one. An admitted message has its first
     broker round right where it stands, as in `decide`. None for a message decided already.
 
-    Raises recorder.DecisionNotRecorded as `decide` does: the batch runs again, and what
+    Raises outbox.DecisionNotRecorded as `decide` does: the batch runs again, and what
     this run decided is then only completed."""
     failpoints.hit("decide_start")
     subjects = [signal_of(rt, msg) for msg in msgs]
-    reads = recorder.complete_or_snapshots(rt, [(msg.message_id, s.top.ticker if isinstance(s, Signal) else None)
+    reads = outbox.complete_or_snapshots(rt, [(msg.message_id, s.top.ticker if isinstance(s, Signal) else None)
                                                 for msg, s in zip(msgs, subjects, strict=True)])
     outcomes: list[DecisionRecord | RetryLater | None] = [None] * len(msgs)
     final: list[tuple[int, DecisionRecord]] = []
@@ -200,7 +198,7 @@ def decide_many(rt: Runtime, msgs: list[Message],
             outcomes[i] = order_round(rt, outcome, now_fn)
         else:
             final.append((i, outcome))
-    for (i, _), kept in zip(final, recorder.record_many(rt, [rec for _, rec in final]), strict=True):
+    for (i, _), kept in zip(final, outbox.record_many(rt, [rec for _, rec in final]), strict=True):
         outcomes[i] = kept
     return outcomes
 
@@ -245,7 +243,7 @@ def order_round(rt: Runtime, ticket: OrderTicket,
     except Exception as exc:  # ends as one ERROR decision
         log.exception("order attempt failed for %s", ticket.execution_id)
         outcome = unexpected(ticket.msg, ticket.signal, exc, now_fn())
-    return recorder.record(rt, outcome)
+    return outbox.record(rt, outcome)
 
 
 def signal_of(rt: Runtime, msg: Message) -> Signal | Invalid:
@@ -259,7 +257,7 @@ def evaluate(rt: Runtime, msg: Message, subject: Signal | Invalid, snap: Snapsho
              now: datetime) -> DecisionRecord | OrderTicket:
     """Rows 1-8 and the daily cap. A record is a final decision; a ticket goes to the broker.
 
-    `snap` is the snapshot read together with the outbox check (recorder.complete_or_snapshot);
+    `snap` is the snapshot read together with the outbox check (outbox.complete_or_snapshot);
     None only for an invalid message, which needs none."""
     if isinstance(subject, Invalid):
         return invalid_record(msg, subject, now)
@@ -267,9 +265,9 @@ def evaluate(rt: Runtime, msg: Message, subject: Signal | Invalid, snap: Snapsho
     snap = probe_breaker_if_due(rt, snap or read_snapshot(rt.redis, ticker), ticker, now)
     asks_broker = snap.session is None and not snap.error  # then time passes: row 9 reads again
     snap = with_session(rt, snap, now)
-    refusal = refusal_before_claim(msg, subject, snap, now, rt.limits)
-    if refusal:
-        return refusal
+    denial = veto(subject, snap, now, rt.limits)  # rows 2-6
+    if denial:
+        return build_record(msg, subject, denial, snap.market_state, now)
     try:
         admission = rt.locks.admit(exec_id, msg.message_id, ticker, now, rt.daily_cap.key(msg.received_at),
                                    rt.daily_cap.cap, msg.received_at, budget=rt.rate_limit, slots=PLACEMENT_CALLS)

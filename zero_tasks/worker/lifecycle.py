@@ -25,7 +25,7 @@ from typing import Any
 
 from zero_tasks import failpoints
 from zero_tasks.adapters import lifecycle_store as store
-from zero_tasks.adapters import outbox, recorder
+from zero_tasks.adapters import outbox
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient, PlacedOrder
 from zero_tasks.adapters.market_data import atr_at
 from zero_tasks.adapters.metrics import observe_outcome
@@ -84,7 +84,7 @@ def _refuse_record(rt: Runtime, execution_id: str, problem: str, now: datetime) 
     """A record the gateway did not seal: off the schedule, one ERROR decision, no broker call."""
     log.warning("lifecycle %s refused: %s", execution_id[:80], problem)
     store.drop(rt.redis, execution_id)
-    recorder.record(rt, forged_record("lifecycle record", execution_id, problem, now))
+    outbox.record(rt, forged_record("lifecycle record", execution_id, problem, now))
     return StepResult("refused", problem)
 
 
@@ -304,7 +304,7 @@ def _record(rt: Runtime, rec: LifecycleRecord, kind: str, status: Status, reason
         alpaca_order_id=order.order_id if order else None, client_order_id=order.client_order_id if order else None,
         submitted_at=datetime.fromisoformat(order.submitted_at) if order and order.submitted_at else now,
         payload=_payload(rec), intent=intent, side="sell", exit_reason=exit_reason)
-    return recorder.record(rt, decision)
+    return outbox.record(rt, decision)
 
 
 def _payload(rec: LifecycleRecord) -> dict[str, Any]:

@@ -27,14 +27,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from zero_tasks.adapters import reconcile_job
 from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient
 from zero_tasks.adapters.audit import OrderFate, update_order_status
-from zero_tasks.adapters.recorder import DecisionNotRecorded, complete_if_decided, record
+from zero_tasks.adapters.outbox import DecisionNotRecorded, complete_if_decided, record
 from zero_tasks.adapters.risk import RateLimited
 from zero_tasks.adapters.runtime import Runtime
 from zero_tasks.celery_app import app
 from zero_tasks.core import keys
 from zero_tasks.core.decision import Status
 from zero_tasks.core.delayed import StepVerdict
-from zero_tasks.core.message import BATCH_MAX, Message
+from zero_tasks.core.intake import BATCH_MAX, Message
 from zero_tasks.core.mirror import answers as mirror_answers
 from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.retry import FOLLOW_FIRST_S, FOLLOW_MAX_TRIES, TERMINAL, follow_up_delay

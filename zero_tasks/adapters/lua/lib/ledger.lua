@@ -1,4 +1,4 @@
--- ledger: the hand-over ledger (in_flight.py), a sorted set of message ids by hand-over
+-- ledger: the hand-over ledger (bridge/handover.py), a sorted set of message ids by hand-over
 -- time and a hash of their entries.
 -- ledger_record(zset, tasks, ms, message_id, entry) records one message handed over at `ms`;
 -- ledger_forget(zset, tasks, message_id) takes it off (its decision is kept).
