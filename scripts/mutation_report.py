@@ -40,6 +40,15 @@ SURVIVORS: dict[str, str] = {
     "zero_tasks.core.record.x_invalid_record__mutmut_25": (
         "equivalent: every Invalid reason is `<code>: <detail>`, so `split(': ', 1)` has two parts and [1] is "
         "[-1]"),
+    **{f"zero_tasks.core.lifecycle.seed.x_with_exits_recorded__mutmut_{n}": (
+        "equivalent: an execution_id holds no `#` (ticker, horizon, rank time), so an exit decision's key has "
+        "one, and every split of it gives the same last part") for n in (7, 8, 10, 11)},
+    **{f"zero_tasks.core.lifecycle.seed.x_with_exits_recorded__mutmut_{n}": (
+        "equivalent: a key without `#` is the entry's own message id (`<hash>:<n>`), never `protect`, `exit` "
+        "or `deferred`") for n in (3, 15)},
+    "zero_tasks.core.pipeline.xǁRowǁjudge__mutmut_1": (
+        "equivalent: the assert names a row declared without its check or inputs; with `or`, such a row still "
+        "raises (calling None), and every declared row has both"),
     "zero_tasks.core.delayed.x_period_index__mutmut_2": (
         "equivalent for the clock times it is given (non-negative): int() truncates as // floors"),
     "zero_tasks.core.record.x__utf8_encodable__mutmut_3": "equivalent: codec names are case-insensitive",

@@ -429,8 +429,17 @@ def test_a_reseeded_lifecycle_takes_the_exit_decisions_the_audit_holds() -> None
                                          (f"{exec_id}#exit", "SUBMITTED", "sell-1")])
     assert (seeded.protect_order_id, seeded.deferred, seeded.sell_recorded) == ("oco-1", True, True)
     assert with_exits_recorded(rec(), [(f"{exec_id}#protect", "SKIPPED", None)]).protect_skipped
-    assert with_exits_recorded(rec(), [(f"{exec_id}#exit", "REJECTED", None)]).finished
+    refused = with_exits_recorded(rec(), [(f"{exec_id}#exit", "REJECTED", None)])
+    assert refused.finished == "horizon sell refused by the broker: the position is the operator's"
     assert with_exits_recorded(rec(), []) == rec()
+
+
+@pytest.mark.parametrize("status", ["BLOCKED", "ERROR"])
+def test_an_exit_that_was_not_sent_leaves_the_reseeded_lifecycle_to_sell_again(status: str) -> None:
+    """A horizon sell the kill switch held (BLOCKED) or that failed (ERROR) placed nothing:
+    the lifecycle neither counts it as sold nor gives the position up."""
+    exec_id = rec().execution_id
+    assert with_exits_recorded(rec(), [(f"{exec_id}#exit", status, None)]) == rec()
 
 
 # --- reconcile knows the exit orders are the gateway's own ---

@@ -65,7 +65,7 @@ class _Tally:
 
 def queue_decision_metrics(pipe: Any, recs: Iterable[DecisionRecord],
                            broker_calls: Iterable[tuple[str, float]] = ()) -> None:
-    """Add the counts of some decisions to a pipeline (sync, or the bridge's asyncio one)."""
+    """Add the counts of some decisions to a pipeline."""
     tally, newest = _Tally(), None
     for rec in recs:
         tally.counts[(DECISIONS, f"{rec.status.value}|{reason_code(rec.reason)}")] += 1

@@ -140,7 +140,9 @@ class Message:
 
 def message_from_bytes(data: bytes, message_id: str, received_at: datetime,
                        max_bytes: int) -> tuple[Message, Signal | Invalid]:
-    """The bridge's half of row 1: never raises, whatever the bytes are."""
+    """The message to hand over, and what its bytes are: the bridge names the task by the
+    execution_id found here, and the worker's row 1 decides on an Invalid. Never raises,
+    whatever the bytes are."""
     try:
         parsed: Signal | Invalid = parse_payload(data, max_bytes)
     except Exception as exc:  # a parser bug must still end as a SKIPPED decision

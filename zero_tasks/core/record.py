@@ -145,8 +145,7 @@ def clean(value: Any) -> Any:
 
 
 def _utf8_encodable(text: str) -> bool:
-    """False for a lone surrogate; checked in C (a per-character loop was 15 % of the
-    bridge's time in a burst)."""
+    """False for a lone surrogate; checked in C (a per-character loop costs a burst dearly)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
