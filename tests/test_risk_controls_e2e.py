@@ -110,6 +110,30 @@ def test_breaker_stays_open_when_the_probe_fails(tight: Gateway) -> None:
     assert tight.orders() == []
 
 
+def test_a_burst_while_the_probe_is_due_probes_the_broker_once(tight: Gateway) -> None:
+    """Every ranking of a burst (published in one write, so the bridge hears them as one
+    batch) finds the open breaker past its cool-off. The first one's probe fails and opens
+    it for a new cool-off; the others are refused by it without probing again."""
+    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    tight.r.set("key:execution_breaker", json.dumps({"state": "OPEN", "since": past, "until": past,
+                                                     "reason": "test", "failures": 3}))
+    alerts = tight.r.pubsub(ignore_subscribe_messages=True)
+    alerts.subscribe("chan:execution_alert")
+    tight.sim("POST", "/_sim/fault", {"mode": "503", "count": -1, "path": "/v2/account"})
+    pubsub = tight.subscribe()
+    try:
+        pipe = tight.r.pipeline(transaction=False)
+        for i in range(8):
+            pipe.publish("chan:opportunity_update", json.dumps(ranking(opportunity(symbol("P", i, 1)))))
+        pipe.execute()
+        events = collect(pubsub, 8, 20, tight)
+    finally:
+        tight.sim("DELETE", "/_sim/fault")
+    assert all(e["status"] == "BLOCKED" and e["why"][0].startswith("circuit open") for e in events)
+    probes = [a for a in collect(alerts, 1, 10) + tight.nothing_more(alerts) if a["type"] == "breaker_probe_failed"]
+    assert len(probes) == 1 and tight.orders() == []
+
+
 # order status follow-up and reconcile ------------------------------------------------
 def test_filled_status_reaches_the_audit(gw: Gateway) -> None:
     gw.green()
