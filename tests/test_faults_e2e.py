@@ -8,6 +8,7 @@ and recorded in docs/guarantees.md.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -524,6 +525,13 @@ def test_postgres_stopped_60s_under_traffic_loses_no_decision(log_dir: Path, sim
 
 
 # A task lost inside the Celery worker ------------------------------------------------
+def messages_in(task: bytes) -> int:
+    """How many messages a decide task taken off the Redis queue carries (kombu's JSON envelope)."""
+    envelope = json.loads(task)
+    args = json.loads(base64.b64decode(envelope["body"]))[0]
+    return len(args[0]) if envelope["headers"]["task"] == "zero.decide_many" else 1
+
+
 @pytest.mark.guarantee
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("switch_on_at_rescue", [True, False], ids=["enabled", "kill_switch_off_meanwhile"])
@@ -535,7 +543,7 @@ def test_tasks_a_dying_worker_took_off_the_queue_are_queued_again_and_decided_on
     worker: it pops the tasks and drops them. The bridge queues them again from the
     hand-over ledger once HANDOVER_RESCUE_AFTER_S has passed, and each message is decided
     once. Five rankings published at once, so that the bridge may take them as one batch
-    as well as one by one. A message queued
+    (one decide_many task) as well as one by one; each is queued again alone. A message queued
     again meets the whole decision again: with the kill switch turned off while it waited,
     it ends BLOCKED and nothing is ordered."""
     env = {**FAST_REDELIVERY, "RATE_LIMIT_MAX_WAIT_S": "0", "HANDOVER_RESCUE_AFTER_S": "15"}
@@ -549,8 +557,12 @@ def test_tasks_a_dying_worker_took_off_the_queue_are_queued_again_and_decided_on
         for ticker in tickers:
             pipe.publish("chan:opportunity_update", json.dumps(ranking(opportunity(ticker))))
         pipe.execute()
-        for _ in tickers:
-            assert gw.r.brpop(["zero_execution"], timeout=10) is not None, "the task never reached the queue"
+        taken = 0  # messages in the tasks taken: one decide each, or a decide_many of several
+        while taken < len(tickers):
+            popped = gw.r.brpop(["zero_execution"], timeout=10)
+            assert popped is not None, "the tasks never reached the queue"
+            taken += messages_in(popped[1])
+        assert taken == len(tickers)
         lost_at = time.monotonic()
         assert health(gw.api_port)[1]["in_flight"] == len(tickers)  # what an operator sees meanwhile
         if not switch_on_at_rescue:
