@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
-from tests.support.gateway import YESTERDAY_S, Gateway, collect, market, now_iso, opportunity, ranking
+from alpaca_paper_sim import SimServer
+from tests.support.gateway import (
+    YESTERDAY_S,
+    Gateway,
+    collect,
+    isolated_gateway,
+    market,
+    now_iso,
+    opportunity,
+    ranking,
+)
+from tests.support.procs import wait_for
+from zero_tasks.core.pipeline import AT_SUBMIT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.guarantee]
 
@@ -213,6 +226,35 @@ def test_an_eligible_signal_goes_to_the_worker_and_is_ordered(gw: Gateway) -> No
     assert event["status"] == "SUBMITTED"
     after = health(gw.api_port)[1]["bridge"]
     assert after["enqueued"] - before["enqueued"] == 1
+
+
+def test_the_kill_switch_turned_off_while_a_burst_is_at_the_broker_stops_its_later_orders(
+        log_dir: Path, sim: SimServer, tmp_path: Path) -> None:
+    """Two eligible rankings heard together (one batch, or two tasks one after the other on
+    a single worker process): while the first one's order is at the broker (its answer held
+    1 s), the operator turns the kill switch off. The second is BLOCKED by the veto before
+    its claim: it is judged on a snapshot read after the first order's round, never on the
+    batch's first read (row 9a's read at the submit would catch it here, but not where the
+    account mirror answers row 9 from that first read)."""
+    with isolated_gateway(log_dir, sim.url, tmp_path, workers=1) as gw:
+        gw.reset()
+        gw.green()
+        posts = gw.order_posts()
+        gw.sim("POST", "/_sim/fault", {"mode": "accept_then_slow", "count": 1, "method": "POST",
+                                       "path": "/v2/orders", "delay": 1.0})
+        pubsub = gw.subscribe()
+        pipe = gw.r.pipeline(transaction=False)
+        for ticker in ("KSWA", "KSWB"):
+            pipe.publish("chan:opportunity_update", json.dumps(ranking(opportunity(ticker))))
+        pipe.execute()
+        wait_for(lambda: gw.order_posts() > posts, 10, "the first order at the broker")
+        gw.r.set("key:execution_enabled", "false")
+        by_ticker = {e["ticker"]: e for e in collect(pubsub, 2, 30, gw)}
+        assert by_ticker["KSWA"]["status"] == "SUBMITTED"
+        assert by_ticker["KSWB"]["status"] == "BLOCKED"
+        why = by_ticker["KSWB"]["why"][0]
+        assert why.startswith("execution disabled") and AT_SUBMIT not in why, why  # refused before its claim
+        assert gw.order_posts() == posts + 1 and [o["symbol"] for o in gw.orders()] == ["KSWA"]
 
 
 def test_audit_writers_run_in_the_pool_processes_not_in_the_worker_main_process(gw: Gateway) -> None:

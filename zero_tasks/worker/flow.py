@@ -175,8 +175,14 @@ def decide_many(rt: Runtime, msgs: list[Message],
                 now_fn: Callable[[], datetime] = utcnow) -> list[DecisionRecord | RetryLater | None]:
     """A batch of messages (those a bridge heard together, in a burst), each decided as by
     `decide` and in their order; only the I/O is shared: the outbox and every snapshot read
-    in one round trip, the final decisions kept in one. An admitted message has its first
-    broker round right where it stands, as in `decide`. None for a message decided already.
+    in one round trip, the final decisions kept in one. None for a message decided already.
+
+    The batch's read is trusted only while no time has passed at the broker: an admitted
+    message has its first broker round right where it stands, with row 9 and the veto
+    again over a snapshot read just before its submit (never the batch's), and every
+    message after it reads its own snapshot; so a kill switch turned off, or a breaker
+    opened, while a batch is at the broker stops the batch's later orders as it would stop
+    the next task's.
 
     Raises outbox.DecisionNotRecorded as `decide` does: the batch runs again, and what
     this run decided is then only completed."""
@@ -187,15 +193,17 @@ def decide_many(rt: Runtime, msgs: list[Message],
     outcomes: list[DecisionRecord | RetryLater | None] = [None] * len(msgs)
     final: list[tuple[int, DecisionRecord]] = []
     seen: set[str] = set()
+    at_broker = False  # a broker round (or probe) ran in this batch: its read is old now
     for i, (msg, subject, (decided, read)) in enumerate(zip(msgs, subjects, reads, strict=True)):
         if decided or msg.message_id in seen:
             continue  # completed by the read; or a copy of a message of this batch
         seen.add(msg.message_id)
-        # a probe due: read again, after the probe an earlier message of the batch made
-        snap = None if read is not None and breaker_probe_due(read.breaker, now_fn()) else read
-        outcome = judged(rt, msg, subject, snap, now_fn)
+        probe_due = read is not None and breaker_probe_due(read.breaker, now_fn())
+        at_broker = at_broker or probe_due
+        outcome = judged(rt, msg, subject, None if at_broker else read, now_fn)  # None: its own read
         if isinstance(outcome, OrderTicket):
-            outcomes[i] = order_round(rt, outcome, now_fn)
+            outcomes[i] = order_round(rt, replace(outcome, first_read=None), now_fn)
+            at_broker = True
         else:
             final.append((i, outcome))
     for (i, _), kept in zip(final, outbox.record_many(rt, [rec for _, rec in final]), strict=True):
