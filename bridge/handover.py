@@ -43,6 +43,8 @@ from zero_tasks.adapters import scripts
 from zero_tasks.core import keys
 from zero_tasks.core.task_auth import SEAL_MAX_AGE_S
 
+log = logging.getLogger(__name__)
+
 # Past this its decide task's seal has expired (task_auth.SEAL_MAX_AGE_S, counted from the
 # hand-over, just after the message was heard): queued again it would only be refused.
 GIVE_UP_AFTER = timedelta(seconds=SEAL_MAX_AGE_S - 600)
@@ -99,8 +101,6 @@ async def forget(client: aioredis.Redis, message_id: str) -> None:
     await client.zrem(keys.IN_FLIGHT_KEY, message_id)
     await client.hdel(keys.IN_FLIGHT_TASKS_KEY, message_id)
 
-
-log = logging.getLogger(__name__)
 
 DECIDE_TASK = "zero.decide"
 DECIDE_MANY_TASK = "zero.decide_many"

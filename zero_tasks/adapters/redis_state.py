@@ -177,7 +177,12 @@ def read_hash_field_and_snapshot(r: redis.Redis, key: str, field: str,
         stored, values = pipe.execute()
     except UnicodeDecodeError:
         return r.hget(key, field), read_snapshot(r, ticker)
-    return stored, with_mirror(snapshot_of(values[:_SHARED], values[_SHARED]), values[_SHARED + 1:])
+    return stored, _snapshot_with_mirror(values)
+
+
+def _snapshot_with_mirror(values: list) -> Snapshot:
+    """The snapshot of one MGET of `_snapshot_keys(ticker)` then `_mirror_keys(ticker)`."""
+    return with_mirror(snapshot_of(values[:_SHARED], values[_SHARED]), values[_SHARED + 1:])
 
 
 def read_hash_fields_and_snapshots(r: redis.Redis, key_field: list[tuple[str, str]],
@@ -203,8 +208,7 @@ def read_hash_fields_and_snapshots(r: redis.Redis, key_field: list[tuple[str, st
         if ticker is None:
             out.append((stored, None))
             continue
-        values = next(replies)
-        out.append((stored, with_mirror(snapshot_of(values[:_SHARED], values[_SHARED]), values[_SHARED + 1:])))
+        out.append((stored, _snapshot_with_mirror(next(replies))))
     return out
 
 
