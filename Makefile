@@ -36,9 +36,10 @@ run: install
 test: install
 	$(PY) -m pytest
 
-# The guarantees on several hosts (network namespaces: needs root): tests/test_hosts_e2e.py.
+# The guarantees on several hosts (network namespaces: needs root): tests/test_hosts_e2e.py,
+# its Redis-broker and RabbitMQ halves side by side (scripts/test_hosts.py); ARGS go to pytest.
 test-hosts: install
-	$(PY) -m pytest -m hosts tests/test_hosts_e2e.py
+	$(PY) scripts/test_hosts.py $(ARGS)
 
 bench: install
 	$(PY) -m bench

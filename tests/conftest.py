@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,13 +58,27 @@ def process_wide_state_restored() -> Iterator[None]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The several-hosts tests (`hosts` marker: root, network namespaces) run only when asked
-    for by marker (`make test-hosts`: -m hosts), so `make test` does not run them twice."""
+    for by marker (`make test-hosts`: -m hosts), so `make test` does not run them twice; and
+    with HOSTS_BROKER set, only that Celery broker's half of them (scripts/test_hosts.py runs
+    the two halves side by side)."""
     if "hosts" in (config.option.markexpr or ""):
-        return
-    kept = [item for item in items if item.get_closest_marker("hosts") is None]
-    if len(kept) != len(items):
-        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("hosts")])
-        items[:] = kept
+        broker = os.environ.get("HOSTS_BROKER")
+        _deselect(config, items, lambda item: broker is not None and _spread_of(item) not in (None, broker))
+    else:
+        _deselect(config, items, lambda item: item.get_closest_marker("hosts") is not None)
+
+
+def _spread_of(item: pytest.Item) -> object:
+    """The Celery broker a several-hosts test runs on (its `spread` parameter), if any."""
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("spread") if callspec else None
+
+
+def _deselect(config: pytest.Config, items: list[pytest.Item], out: Callable[[pytest.Item], bool]) -> None:
+    dropped = [item for item in items if out(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not out(item)]
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import redis
 import requests
@@ -105,6 +106,8 @@ def zero_market(state: str = "GREEN", age_s: float = 0, reason: str | None = "Pr
 
 
 class Gateway:
+    KEPT_KEYS: tuple[bytes, ...] = WORKER_KEYS  # what a clean slate between tests leaves in Redis
+
     def __init__(self, log_dir: Path, redis_server: PrivateRedis, sim_url: str, database_url: str,
                  workers: int = 2, bridges: int = 1, mirrors: int = 0, **env: str) -> None:
         self.redis_server = redis_server
@@ -135,6 +138,12 @@ class Gateway:
         audit stream, the hand-over ledger and the bridges seen empty twice in a row with
         nothing changed. Every "exactly one", "no order" and "nothing more" waits for it."""
         self.quiescence.wait(timeout)
+
+    def celery_broker_url(self) -> str:
+        """The Celery broker of the gateway's processes, as the test reaches it."""
+        password = self.redis_server.password
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return self.env.get("CELERY_BROKER_URL") or f"redis://{auth}127.0.0.1:{self.redis_server.port}/0"
 
     def pg_schema(self) -> str:
         """The schema named by `options=-csearch_path=...` in the URL, else public."""
@@ -201,7 +210,7 @@ class Gateway:
         table, no bridge still watching a claim): a bridge that looked at a claim after its
         keys were deleted here would decide that message a second time."""
         self.settle()
-        doomed = [k for k in self.r.scan_iter("key:*") if not k.startswith(WORKER_KEYS)]
+        doomed = [k for k in self.r.scan_iter("key:*") if not k.startswith(self.KEPT_KEYS)]
         if doomed:
             self.r.delete(*doomed)
         self.sim("POST", "/_sim/reset")

@@ -2,10 +2,11 @@
 
 Each role of the gateway (Redis, PostgreSQL, the broker simulator, two worker hosts, two
 bridge hosts) gets a network namespace of its own with one address on a private test
-subnet (SUBNET, 10.231.7.0/24), joined to the root namespace by a veth pair on a bridge
-device. A process is started inside its namespace (`ip netns exec`) and is given the
-topology's addresses only, so everything it contacts is one of these hosts. The test
-process (root namespace) reaches every host through the bridge address ROOT_ADDR.
+subnet (SUBNET, 10.231.<HOSTS_NET>.0/24; HOSTS_NET is 17 unless the environment says),
+joined to the root namespace by a veth pair on a bridge device. A process is started
+inside its namespace (`ip netns exec`) and is given the topology's addresses only, so
+everything it contacts is one of these hosts. The test process (root namespace) reaches
+every host through the bridge address ROOT_ADDR.
 
 Faults are made with the kernel, not with mocks:
 - `cut(host)`: the host's link taken down (it reaches nothing, nothing reaches it);
@@ -16,8 +17,10 @@ Faults are made with the kernel, not with mocks:
 - a skewed clock: `faketime(offset)` is the environment that runs a process under
   libfaketime (Debian's `libfaketime`).
 
-Everything made here carries PREFIX in its name; `remove_leftovers()` deletes whatever a
-crashed run left behind (it runs before a topology is made and after it is removed).
+Everything made here carries PREFIX (zh<HOSTS_NET>) in its name; `remove_leftovers()`
+deletes whatever a crashed run of the same HOSTS_NET left behind (it runs before a topology
+is made and after it is removed). Two runs with different HOSTS_NET do not meet: that is
+how `make test-hosts` runs its two halves side by side (scripts/test_hosts.py).
 Needs root and `ip` (iproute2); .ci/run runs `make test-hosts` as root.
 """
 
@@ -35,8 +38,11 @@ from pathlib import Path
 
 from .procs import Proc, wait_for
 
-PREFIX = "zh30"  # every namespace and link made here: zh30-<host>, zh30v<host>, zh30br
-SUBNET = "10.231.7"
+NET = int(os.environ.get("HOSTS_NET", "17"))
+if not 10 <= NET <= 99:  # two digits: no run's PREFIX is the start of another's
+    raise ValueError(f"HOSTS_NET={NET}: a number from 10 to 99")
+PREFIX = f"zh{NET}"  # every namespace and link made here: zh<NET>-<host>, zh<NET>v<host>, zh<NET>br
+SUBNET = f"10.231.{NET}"
 ROOT_ADDR = f"{SUBNET}.1"  # the bridge device: the test process, the RabbitMQ proxy
 BRIDGE_DEV = f"{PREFIX}br"
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"

@@ -13,20 +13,31 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import redis
 import requests
-from kombu import Connection
 
-from zero_tasks.adapters.outbox import AUDIT_STREAM
 from zero_tasks.core import keys
 
-from .gateway import Gateway
-from .hosts import BRIDGE_A, BRIDGE_B, BROKER, DB, REDIS, ROOT_ADDR, WORKER_A, WORKER_B, Host, Topology, wait_port
+from .gateway import WORKER_KEYS, Gateway
+from .hosts import (
+    BRIDGE_A,
+    BRIDGE_B,
+    BROKER,
+    DB,
+    PREFIX,
+    REDIS,
+    ROOT_ADDR,
+    WORKER_A,
+    WORKER_B,
+    Host,
+    Topology,
+    wait_port,
+)
 from .procs import CELERY, PYTHON, Proc, base_env, wait_for
+from .quiescence import QUEUES
 
 REDIS_PORT = 6379
 PG_PORT = 5432
@@ -35,7 +46,7 @@ STREAM_PORT = 8101  # the simulator's trade_updates websocket
 API_PORT = 8080
 RABBITMQ_PROXY_PORT = 5672
 PG_BIN = Path("/usr/local/bin")
-QUEUES = ("zero_execution", "zero_audit")
+
 
 
 class HostRedis:
@@ -65,7 +76,7 @@ class HostPostgres:
     which PostgreSQL requires); removed with its data directory."""
 
     def __init__(self, topo: Topology, log_dir: Path) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="zh30-pg-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-pg-"))
         shutil.chown(self.dir, "postgres", "postgres")
         self.data = self.dir / "data"
         as_postgres = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
@@ -106,6 +117,14 @@ class HostsGateway(Gateway):
 
     WORKER_HOSTS = (WORKER_A, WORKER_B)
     BRIDGE_HOSTS = (BRIDGE_A, BRIDGE_B)
+    # A clean slate also keeps what names the messages already decided (their claims on the
+    # bridges, their execution_id claims, their outbox): after a partition, bytes given up by
+    # a process can still sit in its kernel's send queue and arrive once the link is back,
+    # after the next test has begun (pub/sub messages to a bridge that was cut off, a
+    # worker's last writes). They then meet their message's claims and change nothing, as in
+    # production, where those claims live a day.
+    KEPT_KEYS = (*WORKER_KEYS, *(prefix.encode() for prefix in (
+        keys.BRIDGE_MSG_PREFIX, keys.SEEN_PREFIX, keys.DECISION_PREFIX, keys.STEP_PREFIX)))
 
     def __init__(self, topo: Topology, log_dir: Path, redis_host: HostRedis, database_url: str,
                  broker_url: str | None = None, **env: str) -> None:
@@ -161,7 +180,7 @@ class HostsGateway(Gateway):
         """Celery beat on a worker host (not started; one per deployment): it drives the
         position lifecycle (zero.lifecycle_tick). Only a test about exits runs one, so the
         other scenarios' entries are never protected or sold."""
-        schedule = Path(tempfile.mkdtemp(prefix="zh30-beat-")) / "beat-schedule"
+        schedule = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-beat-")) / "beat-schedule"
         argv = [CELERY, "-A", "zero_tasks", "beat", "-s", str(schedule), "-l", "INFO"]
         return self.topo.proc(host, f"beat-{host.name}", argv, {**self.env, **env}, self.log_dir)
 
@@ -202,15 +221,16 @@ class HostsGateway(Gateway):
                 wait_for(lambda h=host: self.health_of(h)[1]["bridge"]["subscribed"], timeout,
                          f"{proc.name} subscribed")
 
+    def celery_broker_url(self) -> str:
+        return self.broker_url or f"redis://{REDIS.addr}:{REDIS_PORT}/0"
+
     def diagnosis(self) -> dict[str, Any]:
-        """What a stuck scenario needs said: the queues, kombu's unacked state, the ledger,
-        each bridge's counters."""
-        out: dict[str, Any] = {}
+        """What a stuck scenario needs said: what each quiescence probe still sees, kombu's
+        unacked state, each bridge's counters."""
+        out: dict[str, Any] = {"pending": self.quiescence.pending()}
         try:
-            out["queues"] = self.queue_depths()
             out["unacked_mutex"] = self.r.get("unacked_mutex")
             out["unacked_index"] = self.r.zrange("unacked_index", 0, -1, withscores=True)
-            out["in_flight"] = self.r.zcard(keys.IN_FLIGHT_KEY)
             out["redis_time"] = self.r.time()
             out["blocked_pops"] = [(c.get("addr"), c.get("age"), c.get("idle")) for c in self.r.client_list()
                                    if c.get("cmd") in ("brpop", "blpop", "brpoplpush", "blmove")]
@@ -223,71 +243,7 @@ class HostsGateway(Gateway):
                 out[host.name] = repr(exc)
         return out
 
-    # quiescence ------------------------------------------------------------------------
-    def queue_depths(self) -> dict[str, int]:
-        """Messages waiting or unacknowledged on the Celery broker."""
-        if self.broker_url:
-            depths = {}
-            with Connection(self.broker_url, connect_timeout=5) as conn:
-                channel = conn.channel()
-                for queue in QUEUES:
-                    try:
-                        _, count, _ = channel.queue_declare(queue, passive=True)
-                    except Exception:  # noqa: BLE001 - not declared yet: empty
-                        channel = conn.channel()
-                        count = 0
-                    depths[queue] = count
-            return depths
-        depths = {q: int(self.r.llen(q)) for q in QUEUES}
-        depths["unacked"] = int(self.r.hlen("unacked"))
-        return depths
-
-    def celery_busy(self) -> int:
-        """Tasks active, reserved or scheduled (ETA) on the live workers, as they answer."""
-        from celery import Celery
-
-        url = self.broker_url or f"redis://{REDIS.addr}:{REDIS_PORT}/0"
-        app = Celery(broker=url)
-        try:
-            inspect = app.control.inspect(timeout=3)
-            busy = 0
-            for answer in (inspect.active(), inspect.reserved(), inspect.scheduled()):
-                busy += sum(len(tasks) for tasks in (answer or {}).values())
-            return busy
-        finally:
-            app.close()
-
-    def pending(self, ask_workers: bool = True) -> dict[str, int]:
-        """What is still pending, by probe (empty when quiet). The workers are asked (a
-        broadcast `inspect`, up to 3 s) only when `ask_workers` or nothing else is pending."""
-        found = {**self.queue_depths(), "audit stream": int(self.r.xlen(AUDIT_STREAM)),
-                 "hand-over ledger": int(self.r.zcard(keys.IN_FLIGHT_KEY))}
-        if ask_workers or not any(found.values()):
-            found["celery busy"] = self.celery_busy()
-        return {k: v for k, v in found.items() if v}
-
-    def quiet_now(self) -> bool:
-        return not self.pending(ask_workers=False)
-
     def settle(self, timeout: float = 120) -> None:
-        """What `collect` and `wait_rows` wait for: this topology's quiescence (the base
-        class's probes reach Redis and the bridges on loopback, not on the hosts' addresses)."""
-        self.wait_quiet(timeout)
-
-    def wait_quiet(self, timeout: float = 120) -> None:
-        """All queues empty, no task active/reserved/scheduled, the audit stream written and
-        the in-flight ledger empty, twice in a row one second apart (a task between two
-        hops is not on any of them for a moment)."""
-        def twice() -> bool:
-            if not self.quiet_now():
-                return False
-            time.sleep(1)
-            return self.quiet_now()
-        try:
-            wait_for(twice, timeout, "the gateway quiet", interval=0.5)
-        except TimeoutError as exc:
-            try:
-                still: object = self.pending()
-            except Exception as probe_error:  # noqa: BLE001 - the timeout is the failure; this only explains it
-                still = repr(probe_error)
-            raise TimeoutError(f"{exc}; still pending: {still}") from exc
+        """The base gateway's quiescence (tests/support/quiescence.py), with the longer wait
+        a scenario needs after a partition (a worker back from a cut answers again)."""
+        super().settle(timeout)

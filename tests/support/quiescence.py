@@ -37,7 +37,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import redis
 import requests
@@ -129,9 +128,7 @@ def gateway_probes(gw: Gateway) -> Quiescence:
     """Every place of `gw` where something could still happen, and what has come out of it
     so far (events published, rows written, orders posted) as the fingerprint."""
     r = gw.r
-    password = gw.redis_server.password
-    auth = f":{quote(password, safe='')}@" if password else ""
-    broker_url = gw.env.get("CELERY_BROKER_URL") or f"redis://{auth}127.0.0.1:{gw.redis_server.port}/0"
+    broker_url = gw.celery_broker_url()
     inspector = WorkerTasks(gw, broker_url)
     q = Quiescence(fingerprint=lambda: (_published(r), gw.row_count(), _orders_posted(gw)))
     if broker_url.startswith("redis"):
@@ -324,8 +321,8 @@ def bridge_backlog(gw: Gateway) -> list[str]:
     for proc in gw.bridges:
         if not proc.alive():
             continue
-        port = proc.env["EXECUTION_API_PORT"]
-        body = requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+        host, port = proc.env["EXECUTION_API_HOST"], proc.env["EXECUTION_API_PORT"]
+        body = requests.get(f"http://{host}:{port}/health", timeout=5).json()
         if pending := body["bridge"]["pending"]:
             out.append(f"{proc.name}: {pending} message(s) kept for the queue")
         if watching := body["bridge"].get("watching"):
