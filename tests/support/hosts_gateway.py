@@ -21,21 +21,9 @@ import requests
 
 from zero_tasks.core import keys
 
+from . import hosts
 from .gateway import WORKER_KEYS, Gateway
-from .hosts import (
-    BRIDGE_A,
-    BRIDGE_B,
-    BROKER,
-    DB,
-    PREFIX,
-    REDIS,
-    ROOT_ADDR,
-    WORKER_A,
-    WORKER_B,
-    Host,
-    Topology,
-    wait_port,
-)
+from .hosts import BRIDGE_A, BRIDGE_B, BROKER, DB, REDIS, ROOT_ADDR, WORKER_A, WORKER_B, Host, Topology, wait_port
 from .procs import CELERY, PYTHON, Proc, base_env, wait_for
 from .quiescence import QUEUES
 
@@ -76,7 +64,7 @@ class HostPostgres:
     which PostgreSQL requires); removed with its data directory."""
 
     def __init__(self, topo: Topology, log_dir: Path) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-pg-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{hosts.PREFIX}-pg-"))
         shutil.chown(self.dir, "postgres", "postgres")
         self.data = self.dir / "data"
         as_postgres = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
@@ -180,7 +168,7 @@ class HostsGateway(Gateway):
         """Celery beat on a worker host (not started; one per deployment): it drives the
         position lifecycle (zero.lifecycle_tick). Only a test about exits runs one, so the
         other scenarios' entries are never protected or sold."""
-        schedule = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-beat-")) / "beat-schedule"
+        schedule = Path(tempfile.mkdtemp(prefix=f"{hosts.PREFIX}-beat-")) / "beat-schedule"
         argv = [CELERY, "-A", "zero_tasks", "beat", "-s", str(schedule), "-l", "INFO"]
         return self.topo.proc(host, f"beat-{host.name}", argv, {**self.env, **env}, self.log_dir)
 
