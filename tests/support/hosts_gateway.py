@@ -36,7 +36,6 @@ RABBITMQ_PROXY_PORT = 5672
 PG_BIN = Path("/usr/local/bin")
 
 
-
 class HostRedis:
     """redis-server on the Redis host; the shape Gateway expects of PrivateRedis."""
 
