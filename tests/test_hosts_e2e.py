@@ -5,9 +5,10 @@ bridge hosts (tests/support/hosts.py, hosts_gateway.py); Celery on the Redis hos
 RabbitMQ (reached through a proxy on the bridge address). A partition is a link taken
 down, or a blackhole route on one host for one other host's address. Every scenario ends
 once the gateway is quiet (the single-host suite's probes, tests/support/quiescence.py,
-reached on the hosts' addresses) with the counts: events on chan:trade_update, rows in
-execution_log, orders at the simulator. While a host is still cut off nothing is settled
-(a live worker that cannot answer is pending), so "exactly" is counted once it is back.
+reached on the hosts' addresses, with every order's status follow-up finished) with the
+counts: events on chan:trade_update, rows in execution_log, orders at the simulator. While
+a host is still cut off nothing is settled (a live worker that cannot answer is pending),
+so "exactly" is counted once it is back.
 
 `make test-hosts` runs this file (root needed), its two halves side by side
 (scripts/test_hosts.py); the default `make test` leaves it out. Times from a cut to the
@@ -380,14 +381,16 @@ def test_mirror_leaders_host_cut_off_the_other_leads_and_row_9_stays_right(hg: H
 @pytest.mark.guarantee
 def test_broker_unreachable_from_one_worker_host_each_message_decided_once(hg: HostsGateway) -> None:
     """Worker A cannot reach the broker host; B can. Every message is decided exactly once,
-    no order is placed twice, and every order placed is one SUBMITTED decision."""
+    no order is placed twice, and every order placed is one SUBMITTED decision. Counted once
+    A reaches the broker again: until then an order's status follow-up that A took waits."""
     hg.green()
     hg.topo.block(WORKER_A, BROKER)
     pubsub = hg.subscribe()
     tickers = ["XLE", "XLF", "XLK", "XLV"]
     for ticker in tickers:
         hg.publish(ranking(opportunity(ticker)))
-    events = collect(pubsub, len(tickers), 120, hg)
+    events = decided(hg, pubsub, len(tickers), 120)
+    hg.topo.unblock(WORKER_A, BROKER)
     n_events, n_rows, n_orders = counts(hg, pubsub, 0)
     assert n_events == 0 and n_rows == len(tickers)
     submitted = [e for e in events if e["status"] == "SUBMITTED"]

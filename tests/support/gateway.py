@@ -107,6 +107,7 @@ def zero_market(state: str = "GREEN", age_s: float = 0, reason: str | None = "Pr
 
 class Gateway:
     KEPT_KEYS: tuple[bytes, ...] = WORKER_KEYS  # what a clean slate between tests leaves in Redis
+    FOLLOW_UPS_PENDING = False  # whether an order's status follow-up keeps the gateway from settling (quiescence.py)
 
     def __init__(self, log_dir: Path, redis_server: PrivateRedis, sim_url: str, database_url: str,
                  workers: int = 2, bridges: int = 1, mirrors: int = 0, **env: str) -> None:

@@ -112,6 +112,11 @@ class HostsGateway(Gateway):
     # production, where those claims live a day.
     KEPT_KEYS = (*WORKER_KEYS, *(prefix.encode() for prefix in (
         keys.BRIDGE_MSG_PREFIX, keys.SEEN_PREFIX, keys.DECISION_PREFIX, keys.STEP_PREFIX)))
+    # No follow-up chain outlives its scenario: the simulator's clean slate forgets its
+    # order, so the chain would look for it for hours, and its steps would run inside the
+    # next scenarios' partitions (a Redis-broker worker running one while the Redis host was
+    # cut off stopped for good: "Unrecoverable error: UnpicklingError", a stuck pool).
+    FOLLOW_UPS_PENDING = True
 
     def __init__(self, topo: Topology, log_dir: Path, redis_host: HostRedis, database_url: str,
                  broker_url: str | None = None, **env: str) -> None:

@@ -17,12 +17,13 @@ The probes of a gateway (`gateway_probes`):
   pending too.
 - `delayed hops`: `zero.hop` tasks waiting out their countdown (worker/delayed_send.py).
 
-One kind of task is never pending: an order status follow-up (`zero.follow_order`, or a
-hop carrying one), wherever it is. It can never publish an event, add a row or place an
-order (it reads the broker and writes the order's status on the existing row), its chain
-lives as long as the order is open at the broker (up to 40 steps), and a test that holds
-a lookup at the broker or leaves an order open would otherwise never settle. A test about
-the order's status waits for that status itself.
+One kind of task is not pending unless the gateway says so (`Gateway.FOLLOW_UPS_PENDING`):
+an order status follow-up (`zero.follow_order`, or a hop carrying one), wherever it is.
+It can never publish an event, add a row or place an order (it reads the broker and writes
+the order's status on the existing row), its chain lives as long as the order is open at
+the broker (up to 40 steps), and a test that holds a lookup at the broker or leaves an
+order open would otherwise never settle. A test about the order's status waits for that
+status itself. The several-hosts suite counts them (tests/support/hosts_gateway.py).
 - `outbox`: a decision kept but its event not published (adapters/outbox.py).
 - `audit stream`: decisions not yet written to execution_log, or read and not acknowledged
   (adapters/audit_writer.py).
@@ -129,10 +130,11 @@ def gateway_probes(gw: Gateway) -> Quiescence:
     so far (events published, rows written, orders posted) as the fingerprint."""
     r = gw.r
     broker_url = gw.celery_broker_url()
-    inspector = WorkerTasks(gw, broker_url)
+    follow_ups = gw.FOLLOW_UPS_PENDING
+    inspector = WorkerTasks(gw, broker_url, follow_ups)
     q = Quiescence(fingerprint=lambda: (_published(r), gw.row_count(), _orders_posted(gw)))
     if broker_url.startswith("redis"):
-        q.add("queues", lambda: redis_queues(r))
+        q.add("queues", lambda: redis_queues(r, follow_ups))
     else:
         q.add("queues", lambda: amqp_queues(broker_url, QUEUES))
     q.add("workers", inspector.pending)
@@ -187,7 +189,8 @@ def _published(r: redis.Redis) -> object:
         return None
 
 
-def redis_queues(r: redis.Redis) -> list[str]:
+def redis_queues(r: redis.Redis, follow_ups: bool = False) -> list[str]:
+    """What waits on kombu's Redis transport (follow-ups only when `follow_ups`)."""
     out = []
     for name in QUEUES:
         for key in r.scan_iter(match=name + "*"):
@@ -198,11 +201,11 @@ def redis_queues(r: redis.Redis) -> list[str]:
                 continue
             for raw in r.lrange(key, 0, -1):
                 task, argsrepr = _queued_task(json.loads(raw))
-                if not _is_follow_up(task, argsrepr):
+                if follow_ups or not _is_follow_up(task, argsrepr):
                     out.append(f"{text!r}: {task} waiting")
     for tag, raw in r.hgetall("unacked").items():
         task, argsrepr = _queued_task(json.loads(raw)[0])  # [message, exchange, routing key]
-        if not _is_follow_up(task, argsrepr):
+        if follow_ups or not _is_follow_up(task, argsrepr):
             out.append(f"unacked {tag.decode()}: {task} taken and not acknowledged")
     return out
 
@@ -244,8 +247,9 @@ def amqp_queues(url: str, names: Iterable[str]) -> list[str]:
 class WorkerTasks:
     """Celery's remote control, asked of every live worker of the gateway."""
 
-    def __init__(self, gw: Gateway, broker_url: str) -> None:
+    def __init__(self, gw: Gateway, broker_url: str, follow_ups: bool = False) -> None:
         self.gw = gw
+        self.follow_ups = follow_ups  # a follow-up step is pending too
         self.app = Celery("quiescence-probe", broker=broker_url, set_as_current=False)
         self.app.conf.broker_connection_retry_on_startup = False
 
@@ -264,14 +268,17 @@ class WorkerTasks:
             replies, missing = self._ask(what)
             out += missing
             for worker, tasks in replies.items():
-                out += [f"{worker} {what}: {_task_name(t)}" for t in tasks if not _follow_up(t)]
+                out += [f"{worker} {what}: {_task_name(t)}" for t in tasks if self._counts(t)]
         return out
 
     def hops(self) -> list[str]:
         replies, missing = self._ask("scheduled")
         hops = [f"{worker}: {_task_name(t)}" for worker, tasks in replies.items() for t in tasks
-                if _request(t).get("name") == HOP and not _follow_up(t)]
+                if _request(t).get("name") == HOP and self._counts(t)]
         return missing + hops
+
+    def _counts(self, task: dict[str, Any]) -> bool:
+        return self.follow_ups or not _follow_up(task)
 
     def close(self) -> None:
         self.app.close()
