@@ -35,7 +35,7 @@ PREFIX = "TF"
 CHECKS = "zero_tasks/core/checks/"
 # Threads of the worker that run on their own clock, not for the message: the audit
 # writer's poll, the heartbeat, the broker connection's keep-warm, the Redis clock's sync.
-BACKGROUND_THREADS = {"audit-writer", "heartbeat", "broker-keep-warm", "redis-clock", "trace-files-control"}
+BACKGROUND_THREADS = {"audit-writer", "heartbeat", "watchdog", "broker-keep-warm", "redis-clock", "trace-files-control"}
 
 
 def solo_worker(name: str, env: dict[str, str], log_dir: Path) -> Proc:

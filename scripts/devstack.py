@@ -3,7 +3,7 @@
 Starts (as child processes) the Alpaca paper simulator when no Alpaca keys are set, a
 private redis-server when none answers at REDIS_HOST:REDIS_PORT, one Celery worker, the
 bridge, the account-mirror consumer and Flower (basic auth, loopback). Prints where everything
-is; Ctrl-C stops all.
+is; a worker its watchdog ended is started again, any other exit stops all, as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 VAR = ROOT / "var"
 BIN = Path(sys.executable).parent
+WATCHDOG_EXIT = os.EX_SOFTWARE  # a worker that took no more work (zero_tasks/worker/watchdog.py: EXIT_CODE)
 
 
 def ensure_redis(env: dict[str, str], children: list[subprocess.Popen]) -> None:
@@ -109,6 +110,11 @@ def migrate(env: dict[str, str]) -> None:
 def start(name: str, argv: list[str], env: dict[str, str], children: list[subprocess.Popen]) -> None:
     with open(VAR / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
         children.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+    LAUNCHES[children[-1].pid] = (name, argv, env)
+
+
+# pid -> how it was started: a worker its watchdog ended is started again (supervise)
+LAUNCHES: dict[int, tuple[str, list[str], dict[str, str]]] = {}
 
 
 def main() -> None:
@@ -248,12 +254,18 @@ def supervise(children: list[subprocess.Popen]) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     try:
         while not stop:
-            for child in children:
-                if child.poll() is not None:
-                    name = str(child.args[0] if isinstance(child.args, list) else child.args)
-                    print(f"process {name} exited "
-                          f"({child.returncode}); stopping. See {VAR}/*.log", file=sys.stderr)
-                    return
+            for child in list(children):
+                if child.poll() is None:
+                    continue
+                name, argv, env = LAUNCHES[child.pid]
+                if child.returncode == WATCHDOG_EXIT:
+                    print(f"{name}: its watchdog ended it (it took no more work, see {VAR}/{name}.log); "
+                          "starting it again", file=sys.stderr)
+                    children.remove(child)
+                    start(name, argv, env, children)
+                    continue
+                print(f"process {name} exited ({child.returncode}); stopping. See {VAR}/*.log", file=sys.stderr)
+                return
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nstopping...")

@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kombu import Connection
 
 from alpaca_paper_sim import SimServer
 from tests.support.gateway import (
@@ -34,7 +33,7 @@ from tests.support.gateway import (
     ranking,
     symbol,
 )
-from tests.support.procs import RABBITMQ_URL, PrivateRedis, health, rabbitmq_available, wait_for
+from tests.support.procs import RABBITMQ_URL, PrivateRedis, health, purge_rabbitmq, rabbitmq_available, wait_for
 from zero_tasks.core import keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -66,16 +65,6 @@ def own_gateway(log_dir: Path, sim: SimServer, database_url: str, workers: int =
         server.stop()
 
 
-
-
-def purge_rabbitmq() -> None:
-    with Connection(RABBITMQ_URL) as conn:
-        channel = conn.channel()
-        for queue in ("zero_execution", "zero_audit"):
-            try:
-                channel.queue_purge(queue)
-            except Exception:  # noqa: BLE001 - not declared yet
-                channel = conn.channel()
 
 
 def report(what: str, seconds: float) -> None:

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,15 @@ from celery import Celery
 
 from alpaca_paper_sim import SimServer, open_market
 from tests.support.gateway import Gateway, drain, isolated_gateway, opportunity, ranking
-from tests.support.procs import CELERY, TEST_SIGNING_KEY, Proc, wait_for
+from tests.support.procs import (
+    CELERY,
+    RABBITMQ_URL,
+    TEST_SIGNING_KEY,
+    Proc,
+    purge_rabbitmq,
+    rabbitmq_available,
+    wait_for,
+)
 from zero_tasks.core.task_auth import seal
 
 pytestmark = pytest.mark.e2e
@@ -177,3 +186,35 @@ def _epoch(at: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(at).timestamp()
+
+
+@pytest.fixture
+def on_rabbitmq(log_dir: Path, own_sim: SimServer, tmp_path: Path) -> Iterator[Gateway]:
+    """Celery's broker on RabbitMQ, so that follow-up steps are delivered while Redis is away."""
+    if not rabbitmq_available():
+        pytest.skip(f"RabbitMQ not reachable at {RABBITMQ_URL} (.ci/run starts it)")
+    purge_rabbitmq()
+    with isolated_gateway(log_dir, own_sim.url, tmp_path, CELERY_BROKER_URL=RABBITMQ_URL, VISIBILITY_TIMEOUT_S="10",
+                          TASK_TIME_LIMIT_S="6", BROKER_RETRY_BACKOFF_MAX_S="1") as gw:
+        gw.reset()
+        gw.green()
+        gw.sim("POST", "/_sim/config", {"fill": "manual"})
+        yield gw
+
+
+def test_a_follow_up_step_that_meets_redis_away_runs_once_it_is_back_and_the_chain_goes_on(
+        on_rabbitmq: Gateway) -> None:
+    """Redis is stopped just after the order, for 10 s: step 0 (due 2 s after it) cannot take
+    its claim. It goes back on the queue until Redis is back, then runs; the chain goes on and
+    writes the fill (before, the step raised and its chain ended there)."""
+    gw = on_rabbitmq
+    event = submitted(gw, "AWAY")
+    (row,) = gw.wait_rows(1)
+    gw.redis_server.stop()
+    time.sleep(10)
+    gw.redis_server.proc.start()
+    wait_for(gw.r.ping, 10, "redis back")
+    assert f"step follow:{row['event_key']}:0: redis unavailable" in gw.workers[0].output()
+    gw.sim("POST", f"/_sim/orders/{event['alpaca_order_id']}/fill")
+    wait_for(lambda: gw.rows(execution_id=event["execution_id"])[0]["order_status"] == "filled", 60,
+             "a later step finds the order filled")

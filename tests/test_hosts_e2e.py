@@ -17,7 +17,6 @@ decision are printed (`make test-hosts ARGS=-s`) and recorded in docs/deploy.md.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -27,8 +26,7 @@ from typing import Any
 
 import pytest
 import requests
-from amqp.exceptions import NotFound
-from kombu import Connection
+from celery import Celery
 from sqlalchemy import select
 
 from tests.support.gateway import collect, drain, opportunity, ranking
@@ -47,12 +45,13 @@ from tests.support.hosts import (
 )
 from tests.support.hosts_gateway import QUEUES, HostPostgres, HostRedis, HostsGateway, simulator
 from tests.support.lifecycle import steps_taken
-from tests.support.procs import RABBITMQ_URL, TEST_SIGNING_KEY, Proc, rabbitmq_available, wait_for
+from tests.support.procs import RABBITMQ_URL, TEST_SIGNING_KEY, Proc, purge_rabbitmq, rabbitmq_available, wait_for
 from tests.support.tcp_forward import TcpProxy
 from zero_tasks.adapters import lifecycle_store
 from zero_tasks.adapters.audit import execution_outcome
 from zero_tasks.core import keys
 from zero_tasks.core.contract import exit_client_order_id, protect_client_order_id
+from zero_tasks.worker.watchdog import EXIT_CODE as WATCHDOG_EXIT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.hosts]
 
@@ -60,8 +59,10 @@ PROXY_PORT = 35672  # on ROOT_ADDR, to RabbitMQ on 127.0.0.1:5672
 # HANDOVER_RESCUE_AFTER_S: the least these settings allow (it must outlast the visibility
 # timeout, the retries and the rate-limit wait: 42 s). A task Celery loses is then queued
 # again by a bridge within a scenario's wait, and `counts` says so.
+# WORKER_WATCHDOG_S: a worker left taking nothing exits within a scenario's wait; longer
+# than a consumer takes to reconnect after the longest cut (its retries every 30 s at most).
 FAST_REDELIVERY = {"VISIBILITY_TIMEOUT_S": "10", "TASK_TIME_LIMIT_S": "6", "BROKER_RETRY_BACKOFF_MAX_S": "1",
-                   "BROKER_HEARTBEAT_S": "5", "HANDOVER_RESCUE_AFTER_S": "45"}
+                   "BROKER_HEARTBEAT_S": "5", "HANDOVER_RESCUE_AFTER_S": "45", "WORKER_WATCHDOG_S": "60"}
 # The position lifecycle's pace where a beat runs it (only the exit scenario starts one).
 FAST_LIFECYCLE = {"LIFECYCLE_TICK_S": "1", "LIFECYCLE_LOOK_EVERY_S": "2"}
 
@@ -74,14 +75,6 @@ def via_proxy(url: str) -> str:
     return url.replace("127.0.0.1:5672", f"{ROOT_ADDR}:{PROXY_PORT}", 1)
 
 
-
-
-def purge_queues(url: str) -> None:
-    """The gateway's queues emptied on the RabbitMQ at `url` (those not declared yet: nothing to do)."""
-    with Connection(url, connect_timeout=10) as conn:
-        for queue in QUEUES:
-            with contextlib.suppress(NotFound):  # it closes the channel: a new one for the next queue
-                conn.channel().queue_purge(queue)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +116,7 @@ def spread(request: pytest.FixtureRequest, topology: Topology, services: dict[st
     # its ETA, would keep this gateway from ever being quiet).
     services["redis"].client().flushall()
     if broker_url:
-        purge_queues(RABBITMQ_URL)
+        purge_rabbitmq()
     gw = HostsGateway(topology, log_dir, services["redis"], services["postgres"].url, broker_url,
                       **FAST_REDELIVERY, **FAST_LIFECYCLE)
     gw.broker_name = request.param  # type: ignore[attr-defined]
@@ -313,6 +306,59 @@ def test_redis_host_cut_off_from_everyone_no_order_health_down_and_recovers(hg: 
     (event,) = decided(hg, pubsub, 1, 30)
     assert event["status"] == "SUBMITTED"
     assert counts(hg, pubsub, 0) == (0, 2, 2)
+
+
+@pytest.mark.guarantee
+def test_redis_host_cut_off_while_a_worker_decides_the_ranking_is_decided_once_and_every_worker_takes_work(
+        hg: HostsGateway, tmp_path: Path) -> None:
+    """Worker A is in the middle of a decision (held at its start) when the Redis host is cut
+    off from everyone, for longer than the task time limit, and its decision goes on towards
+    a Redis it cannot reach (once, on the Redis broker, a worker left in this state consumed
+    nothing more: its pool process dead, its shutdown hung). Once Redis is back, the ranking
+    is decided once, and each worker takes work again: by itself, or exited by its watchdog
+    (code 70) and started again by its supervisor (here, the test)."""
+    hg.green()
+    marker = tmp_path / "held"
+    at_worker_a_only(hg, ZERO_FAILPOINTS=f"decide_start:{marker}:pause")
+    pubsub = hg.subscribe()
+    hg.publish(ranking(opportunity("XLF")))
+    try:
+        wait_for(marker.exists, 30, "worker A in the middle of a decision")
+        hg.topo.cut(REDIS)
+        cut_at = time.monotonic()
+    finally:
+        Path(f"{marker}.go").touch()  # A's decision goes on, towards a Redis it cannot reach
+    time.sleep(REDIS_CUT_S)
+    assert hg.orders() == []  # nothing is ordered without Redis
+    hg.topo.mend(REDIS)
+    hg.worker(WORKER_B).start()
+    restarted = every_worker_takes_work(hg, 180)
+    report(f"Redis host cut off while worker A decided, every worker taking work, broker={hg.broker_name}, "
+           f"restarted by their supervisor: {restarted or 'none'}", time.monotonic() - cut_at)
+    (event,) = decided(hg, pubsub, 1, 120)
+    assert counts(hg, pubsub, 0) == (0, 1, 1 if event["status"] == "SUBMITTED" else 0)
+    assert hg.order_posts() <= 1
+
+
+def every_worker_takes_work(hg: HostsGateway, timeout: float) -> list[str]:
+    """Wait until every worker answers through the broker with both queues, starting again
+    (as its supervisor would) a worker its watchdog ended; the names of those started again.
+    A worker that exits any other way fails the test."""
+    restarted: list[str] = []
+    app = Celery(broker=hg.celery_broker_url())
+
+    def all_consume() -> bool:
+        for proc in hg.workers:
+            if proc.popen is not None and proc.popen.poll() is not None:
+                assert proc.popen.returncode == WATCHDOG_EXIT, f"{proc.name} exited {proc.popen.returncode}"
+                restarted.append(proc.name)
+                proc.start()
+        replies = app.control.inspect(timeout=2, limit=len(hg.workers)).active_queues() or {}
+        consuming = {name for name, queues in replies.items() if {q["name"] for q in queues} >= set(QUEUES)}
+        return consuming == {f"{proc.name}@{hg.worker_on[proc.name].name}" for proc in hg.workers}
+
+    wait_for(all_consume, timeout, "every worker taking work", interval=1)
+    return restarted
 
 
 def mirror_status(hg: HostsGateway) -> dict[str, Any]:

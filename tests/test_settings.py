@@ -161,3 +161,16 @@ def test_broker_keep_warm_is_off_at_zero_and_bounded(value: float, ok: bool) -> 
     else:
         with pytest.raises(ConfigError, match="BROKER_KEEP_WARM_S"):
             load_settings(**(SAFE | {"broker_keep_warm_s": value}))
+
+
+@pytest.mark.parametrize("watchdog_s, time_limit_s, ok", [(90, 60, True), (61, 60, True), (60, 60, False),
+                                                          (10, 20, False)])
+def test_the_worker_watchdog_outlasts_the_task_time_limit(watchdog_s: int, time_limit_s: int, ok: bool) -> None:
+    """A solo-pool worker answers its watchdog only between tasks."""
+    values = SAFE | {"worker_watchdog_s": watchdog_s, "task_time_limit_s": time_limit_s,
+                     "visibility_timeout_s": 200, "handover_rescue_after_s": 1200}
+    if ok:
+        assert load_settings(**values).worker_watchdog_s == watchdog_s
+    else:
+        with pytest.raises(ConfigError, match="WORKER_WATCHDOG_S must exceed TASK_TIME_LIMIT_S"):
+            load_settings(**values)

@@ -20,7 +20,7 @@ app = Celery("zero_tasks")
 app.config_from_object("celeryconfig")
 # warm.py first: its process hooks ran before the audit writer's when the app lived in the worker package
 app.conf.include = ["zero_tasks.worker.warm", "zero_tasks.worker.tasks", "zero_tasks.worker.delayed_send",
-                    "zero_tasks.worker.heartbeat", "zero_tasks.worker.audit_thread"]
+                    "zero_tasks.worker.heartbeat", "zero_tasks.worker.watchdog", "zero_tasks.worker.audit_thread"]
 
 
 @signals.setup_logging.connect

@@ -167,6 +167,10 @@ class Settings(BaseSettings):
     # (the broker's 60 s negotiated) that took 180 s, past a ranking's 120 s age, so the task
     # came back only to be SKIPPED. Not used on the Redis broker.
     broker_heartbeat_s: int = Field(default=15, ge=5, le=120)
+    # A worker that takes no work exits so its supervisor starts a fresh one (worker/watchdog.py):
+    # its consumer silent this long while the broker answers (it reconnects within about 35 s
+    # after an outage), or its shutdown still running this long after the task time limit.
+    worker_watchdog_s: int = Field(default=90, ge=5, le=3600)
     # A message on the queue this long without a decision is queued again by a bridge
     # (bridge/handover.py): it must outlast the visibility timeout and the longest retry chain.
     handover_rescue_after_s: int = Field(default=600, ge=5, le=86400)
@@ -338,6 +342,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 "VISIBILITY_TIMEOUT_S must exceed TASK_TIME_LIMIT_S + BROKER_RETRY_BACKOFF_MAX_S, "
                 "or a task still running (or waiting to retry) would be delivered twice")
+        if self.worker_watchdog_s <= self.task_time_limit_s:
+            raise ValueError(
+                "WORKER_WATCHDOG_S must exceed TASK_TIME_LIMIT_S: a worker answers its watchdog between "
+                "tasks only when it runs them in its main process (--pool solo)")
         chain_s = (self.visibility_timeout_s + self.broker_max_retries * self.broker_retry_backoff_max_s
                    + self.rate_limit_max_wait_s)
         if self.handover_rescue_after_s <= chain_s:

@@ -176,6 +176,19 @@ def health(port: int) -> tuple[int, dict[str, Any]]:
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
+def purge_rabbitmq(url: str = RABBITMQ_URL) -> None:
+    """The gateway's queues emptied on the RabbitMQ at `url` (a queue not declared yet: nothing to do)."""
+    from amqp.exceptions import NotFound
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=10) as conn:
+        for queue in ("zero_execution", "zero_audit"):  # celeryconfig.task_queues
+            try:
+                conn.channel().queue_purge(queue)
+            except NotFound:  # it closes the channel: a new one for the next queue
+                continue
+
+
 def rabbitmq_available(url: str = RABBITMQ_URL) -> bool:
     """RabbitMQ answers at `url` (the fault and several-hosts suites skip without it, except
     under CI=true, where .ci/run starts it and a guarantee may not skip)."""

@@ -5,7 +5,8 @@ The policy is `delayed.py`; this module is its Redis and Celery edge:
   a hop (`delayed.hop_max_s`): a longer wait is a chain of `zero.hop` tasks carrying the
   due time, each sent to the target's own queue;
 - `StepGuard` is the claim a step takes before it runs (`SET NX`), so a redelivered copy
-  does nothing while its original runs or after it finished;
+  does nothing while its original runs or after it finished; a step that cannot take its
+  claim (Redis away) goes back on the queue (`requeue`), so a chain never ends on a blip;
 - `claim_period` is the claim of a periodic job: one run per period, whatever sent it.
 
 A target that takes no claim itself (`guarded_target=False`, the order task) always goes
@@ -17,10 +18,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from celery import Task
+from celery.exceptions import Reject
 
 from zero_tasks.adapters import redis_clock
 from zero_tasks.adapters.outbox import record
@@ -46,6 +48,7 @@ from zero_tasks.worker.runtime import get_runtime
 log = logging.getLogger(__name__)
 
 HOP = "zero.hop"
+REDIS_AWAY_PAUSE_S = 1.0  # between two tries of one message while Redis is away
 HOP_TARGETS = frozenset({"zero.place_order", "zero.follow_order"})  # a hop forwards nothing else
 
 
@@ -98,8 +101,30 @@ class StepGuard:
         holder = None if claimed else self._r.get(key)
         return step_verdict(claimed, holder.decode() if isinstance(holder, bytes) else holder)
 
+    def claim_or_requeue(self, step_id: str) -> StepVerdict:
+        """The claim; with Redis away the step goes back on the queue and runs later."""
+        try:
+            return self.claim(step_id)
+        except redis.RedisError as exc:
+            requeue(f"step {step_id}: redis unavailable ({type(exc).__name__})")
+
     def done(self, step_id: str) -> None:
-        self._r.set(keys.STEP_PREFIX + step_id, DONE, ex=DONE_TTL_S)
+        """Marked done; with Redis away its claim runs out by itself (a copy comes only after a failure)."""
+        try:
+            self._r.set(keys.STEP_PREFIX + step_id, DONE, ex=DONE_TTL_S)
+        except redis.RedisError as exc:
+            log.warning("step %s not marked done, its claim runs out by itself: redis unavailable (%s)",
+                        step_id, type(exc).__name__)
+
+
+def requeue(reason: str, pause_s: float = REDIS_AWAY_PAUSE_S) -> NoReturn:
+    """This task back on the queue, after a short pause while Redis is away (no busy loop).
+
+    On the Redis broker a requeue that cannot reach Redis leaves the message in kombu's
+    unacked set, from which it comes back after the visibility timeout."""
+    log.warning("not run yet, back on the queue: %s", reason)
+    time.sleep(pause_s)
+    raise Reject(reason, requeue=True)
 
 
 def _hop_body(body: dict[str, Any]) -> tuple[str, list[Any], str, float, int] | str:
@@ -144,7 +169,7 @@ def hop(self: Task, *arguments: Any) -> str:
     target, args, target_task_id, due_s, index = opened
     guard = step_guard()
     step = hop_task_id(target_task_id, index)
-    verdict = guard.claim(step)
+    verdict = guard.claim_or_requeue(step)
     if verdict is not StepVerdict.RUN:
         log.info("hop %s: a copy, not run (%s)", step, verdict.value)
         return verdict.value

@@ -23,6 +23,7 @@ from zero_tasks.adapters.redis_clock import read_anchor
 from zero_tasks.adapters.redis_state import connect
 from zero_tasks.core import keys
 from zero_tasks.settings import settings_or_exit
+from zero_tasks.worker.watchdog import takes_work
 
 HEARTBEAT_EVERY_S = 2
 HEARTBEAT_TTL_S = 10
@@ -30,11 +31,15 @@ log = logging.getLogger(__name__)
 _stop = threading.Event()
 
 
-def _beat(hostname: str, concurrency: Any) -> None:
+def _beat(hostname: str, concurrency: Any, controller: Any) -> None:
     r = connect(settings_or_exit().redis_url)
     started = time.time()
     while not _stop.is_set():
         try:
+            if not takes_work(controller):  # stopping: /health counts it out now (watchdog.py)
+                r.delete(keys.worker_alive_key(hostname))
+                _stop.wait(HEARTBEAT_EVERY_S)
+                continue
             # this host's wall clock against Redis's, for /health (decisions use Redis's: redis_clock.py)
             skew = round(read_anchor(r).skew_s, 3)
             value = json.dumps({"hostname": hostname, "pid": os.getpid(), "concurrency": concurrency,
@@ -56,8 +61,9 @@ def _beat(hostname: str, concurrency: Any) -> None:
 @signals.worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", None) or f"worker@{os.getpid()}"
-    concurrency = getattr(getattr(sender, "controller", None), "concurrency", None)
-    threading.Thread(target=_beat, args=(hostname, concurrency), daemon=True, name="heartbeat").start()
+    controller = getattr(sender, "controller", None)
+    concurrency = getattr(controller, "concurrency", None)
+    threading.Thread(target=_beat, args=(hostname, concurrency, controller), daemon=True, name="heartbeat").start()
 
 
 @signals.worker_shutdown.connect

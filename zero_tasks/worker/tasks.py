@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import redis
 from celery import Task
-from celery.exceptions import Reject, SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import SQLAlchemyError
 
 from zero_tasks.adapters import reconcile_job
@@ -40,7 +39,7 @@ from zero_tasks.core.record import DecisionRecord
 from zero_tasks.core.retry import FOLLOW_FIRST_S, FOLLOW_MAX_TRIES, TERMINAL, follow_up_delay
 from zero_tasks.core.task_auth import open_seal, seal
 from zero_tasks.worker import flow, lifecycle
-from zero_tasks.worker.delayed_send import claim_period, send_later, step_guard
+from zero_tasks.worker.delayed_send import claim_period, requeue, send_later, step_guard
 from zero_tasks.worker.flow import RetryLater, foreign_reservations, forged_record, ticket_from_task, utcnow
 from zero_tasks.worker.runtime import get_runtime
 
@@ -52,7 +51,6 @@ LIFECYCLE_TICK = "zero.lifecycle_tick"
 LIFECYCLE_STEP = "zero.lifecycle_step"
 
 log = logging.getLogger(__name__)
-REDIS_AWAY_PAUSE_S = 1.0  # between two tries of one message while Redis is away
 
 
 def requeue_if_undecided(task: Callable[..., str]) -> Callable[..., str]:
@@ -74,18 +72,14 @@ def requeue_if_undecided(task: Callable[..., str]) -> Callable[..., str]:
         try:
             return task(self, *args)
         except DecisionNotRecorded as exc:
-            _requeue(str(exc))
+            requeue(str(exc))
         except SoftTimeLimitExceeded:
             # no pause: the hard limit is near, and a run this long is no busy loop
-            _requeue(f"{self.name}[{self.request.id}]: soft time limit reached before a decision", pause_s=0.0)
+            requeue(f"{self.name}[{self.request.id}]: soft time limit reached before a decision", pause_s=0.0)
 
     return run
 
 
-def _requeue(reason: str, pause_s: float = REDIS_AWAY_PAUSE_S) -> NoReturn:
-    log.warning("no decision yet, back on the queue: %s", reason)
-    time.sleep(pause_s)
-    raise Reject(reason, requeue=True)
 
 
 def _scheduled(rt: Runtime, outcome: DecisionRecord | RetryLater | None) -> str:
@@ -238,7 +232,7 @@ def follow_order(self: Task, *arguments: Any) -> str | None:
         return None
     event_key, client_order_id, tries = opened
     guard, step = step_guard(), follow_step(event_key, tries)
-    verdict = guard.claim(step)
+    verdict = guard.claim_or_requeue(step)
     if verdict is not StepVerdict.RUN:
         log.info("follow-up %s: a copy, not run (%s)", step, verdict.value)
         return None
@@ -253,7 +247,7 @@ def follow_order(self: Task, *arguments: Any) -> str | None:
     except RateLimited as exc:
         log.info("follow-up of %s postponed: %s", client_order_id, exc)
         rate_wait_s = exc.wait_s
-    except (BrokerTransient, BrokerRejected, SQLAlchemyError) as exc:
+    except (BrokerTransient, BrokerRejected, SQLAlchemyError, redis.RedisError) as exc:
         log.info("follow-up of %s postponed: %s", client_order_id, exc)
     if status not in TERMINAL and tries + 1 < FOLLOW_MAX_TRIES:
         _follow_later(rt, event_key, client_order_id, tries + 1, follow_up_delay(tries, rate_wait_s))
