@@ -80,8 +80,6 @@ def requeue_if_undecided(task: Callable[..., str]) -> Callable[..., str]:
     return run
 
 
-
-
 def _scheduled(rt: Runtime, outcome: DecisionRecord | RetryLater | None) -> str:
     """What the task reports, after scheduling what the flow asked for."""
     if outcome is None:
