@@ -46,10 +46,10 @@ class Liveness:
     def see(self, sight: Sight) -> Liveness:
         """The state after one more look."""
         if not sight.running:
-            return Liveness(None, sight.at_s if self.stopping_since_s is None else self.stopping_since_s)
+            return Liveness(stopping_since_s=sight.at_s if self.stopping_since_s is None else self.stopping_since_s)
         if sight.consuming is not False:
-            return Liveness(None, None)
-        return Liveness(sight.at_s if self.deaf_since_s is None else self.deaf_since_s, None)
+            return Liveness()
+        return Liveness(deaf_since_s=sight.at_s if self.deaf_since_s is None else self.deaf_since_s)
 
     def verdict(self, now_s: float, limits: Limits) -> str | None:
         """Why the worker must exit now, or None while it may go on."""
