@@ -65,8 +65,6 @@ def own_gateway(log_dir: Path, sim: SimServer, database_url: str, workers: int =
         server.stop()
 
 
-
-
 def report(what: str, seconds: float) -> None:
     print(f"\n[recovery] {what}: {seconds:.1f} s")
 

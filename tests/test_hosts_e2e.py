@@ -75,8 +75,6 @@ def via_proxy(url: str) -> str:
     return url.replace("127.0.0.1:5672", f"{ROOT_ADDR}:{PROXY_PORT}", 1)
 
 
-
-
 @pytest.fixture(scope="module")
 def topology() -> Iterator[Topology]:
     why = can_make_hosts()
