@@ -2,7 +2,8 @@
 
 The watchdog's fault is real: the worker's consumer is cancelled on one of its queues through
 Celery's remote control, so it takes no more work and its watchdog ends it
-(zero_tasks/worker/watchdog.py); `make run` goes on, with a new worker in its place."""
+(zero_tasks/worker/watchdog.py) with its own processes (its pool's and the embedded beat,
+which outlived it before); `make run` goes on, with a new worker in its place."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ def ended(pid: int) -> bool:
 def test_make_run_starts_again_a_worker_its_watchdog_ended(tmp_path: Path) -> None:
     with devstack(tmp_path, WORKER_WATCHDOG_S="10", TASK_TIME_LIMIT_S="6") as stack:
         (first,) = workers(stack.pid)
+        its_own = children_of(first)  # its pool processes and the embedded beat of -B
+        assert any("beat" in command_of(pid) for pid in its_own), [command_of(pid) for pid in its_own]
         bridge = next(pid for pid in descendants(stack.pid) if "-m bridge" in command_of(pid))
         environ = environ_of(bridge)
         r = redis.Redis(host="127.0.0.1", port=int(environ["REDIS_PORT"]), password=environ.get("REDIS_PASSWORD"))
@@ -51,6 +54,7 @@ def test_make_run_starts_again_a_worker_its_watchdog_ended(tmp_path: Path) -> No
         app = Celery(broker=f"redis://:{password}@127.0.0.1:{environ['REDIS_PORT']}/0")
         app.control.cancel_consumer("zero_execution", destination=[name], reply=True, timeout=5)
         wait_for(lambda: ended(first), 60, "the worker ended by its watchdog")
+        wait_for(lambda: all(ended(pid) for pid in its_own), 10, "none of its processes left behind")
         (second,) = wait_for(lambda: [pid for pid in workers(stack.pid) if pid != first], 30, "a new worker")
         wait_for(lambda: r.exists(keys.worker_alive_key(name)), 60, "the new worker beating")
         assert stack.poll() is None  # make run goes on

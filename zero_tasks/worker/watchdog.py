@@ -12,9 +12,9 @@ it looks at two things (judged by core/liveness.py):
   connection and never came back (celery#10205, #10302) does not answer.
 
 On a verdict it says why (CRITICAL), deletes the worker's heartbeat so /health stops counting
-it, kills its pool processes and exits with EXIT_CODE: the supervisor (compose's `restart`,
-systemd, `make run`) starts a fresh worker. A task it held unacked goes back to the queue,
-where its claims make a second run a no-op.
+it, kills its own processes (its pool's, the embedded beat of `-B`) and exits with EXIT_CODE:
+the supervisor (compose's `restart`, systemd, `make run`) starts a fresh worker. A task it
+held unacked goes back to the queue, where its claims make a second run a no-op.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -117,19 +118,26 @@ class Watchdog:
             connect(self.redis_url).delete(keys.worker_alive_key(self.hostname))
         except redis.RedisError as exc:
             log.warning("watchdog: heartbeat not deleted (%s); it expires by itself", type(exc).__name__)
-        for pid in self.pool_processes():
+        for pid in self.children():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         os._exit(EXIT_CODE)
 
-    def pool_processes(self) -> list[int]:
-        """The pool's processes (prefork), which outlive a parent that exits while they are stopped."""
+    def children(self) -> set[int]:
+        """The worker's own processes: its pool's, and the embedded beat of `-B`. A stopped pool
+        process, and the beat in any case, would outlive a parent that exits."""
+        pids: set[int] = set()
+        for task in Path(f"/proc/{os.getpid()}/task").glob("*/children"):  # Linux: every direct child
+            try:
+                pids.update(int(pid) for pid in task.read_text().split())
+            except OSError as exc:
+                log.warning("watchdog: children of thread %s unknown (%s)", task.parent.name, type(exc).__name__)
         try:
-            pids = (self.controller.pool.info or {}).get("processes") or []
+            pids.update(pid for pid in (self.controller.pool.info or {}).get("processes") or [] if isinstance(pid, int))
         except (AttributeError, KeyError, ValueError) as exc:
             log.warning("watchdog: pool processes unknown (%s)", type(exc).__name__)
-            return []
-        return [pid for pid in pids if isinstance(pid, int) and pid != os.getpid()]
+        pids.discard(os.getpid())
+        return pids
 
 
 @signals.worker_ready.connect
