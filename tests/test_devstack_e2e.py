@@ -14,8 +14,8 @@ import pytest
 import redis
 from celery import Celery
 
-from tests.support.devstack import children_of, command_of, descendants, devstack, environ_of
-from tests.support.procs import wait_for
+from tests.support.devstack import command_of, descendants, devstack, environ_of
+from tests.support.procs import children_of, ended, wait_for
 from zero_tasks.core import keys
 
 pytestmark = pytest.mark.e2e
@@ -32,13 +32,6 @@ def workers(root: int) -> list[int]:
         if "celery" in command and " worker" in command:
             found.append(pid)
     return found
-
-
-def ended(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_make_run_starts_again_a_worker_its_watchdog_ended(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from celery import Celery
 
 from alpaca_paper_sim import SimServer
 from tests.support.gateway import Gateway, collect, isolated_gateway, opportunity, ranking
-from tests.support.procs import RABBITMQ_URL, Proc, purge_rabbitmq, rabbitmq_available, wait_for
+from tests.support.procs import RABBITMQ_URL, Proc, children_of, ended, purge_rabbitmq, rabbitmq_available, wait_for
 from zero_tasks.core import keys
 from zero_tasks.worker.watchdog import EXIT_CODE
 
@@ -53,36 +52,24 @@ def worker_name(gw: Gateway) -> str:
     return name.decode()
 
 
-def pool_processes(worker: Proc) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True).stdout
-    return [int(pid) for pid in out.split()]
-
-
-def gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1].startswith("Z")  # a zombie has ended
-    except FileNotFoundError:
-        return True
-
-
 def exit_code(worker: Proc, timeout: float) -> int:
     assert worker.popen is not None
     wait_for(lambda: not worker.alive(), timeout, "the worker's exit")
     return worker.popen.returncode
 
 
+@pytest.mark.guarantee
 def test_a_worker_whose_shutdown_hangs_leaves_health_at_once_and_exits_for_its_supervisor(
         watched: Gateway) -> None:
     worker = watched.workers[0]
-    (child,) = pool_processes(worker)
+    (child,) = children_of(worker.pid)
     os.kill(child, signal.SIGSTOP)  # a pool process that will never finish: the warm shutdown waits on it
     os.kill(worker.pid, signal.SIGTERM)
     # counted out while it still hangs (before, its heartbeat went on beating for as long as it hung)
     wait_for(lambda: watched.workers_alive() == 0, 15, "the hung worker counted out of /health")
     assert worker.alive(), "the worker ended before its shutdown was judged stuck"
     assert exit_code(worker, 60) == EXIT_CODE
-    wait_for(lambda: gone(child), 10, "its stopped pool process killed")
+    wait_for(lambda: ended(child), 10, "its stopped pool process killed")
     assert "takes no more work: its shutdown has not finished" in worker.output()
     pubsub = watched.subscribe()
     watched.green()
@@ -95,6 +82,7 @@ def test_a_worker_whose_shutdown_hangs_leaves_health_at_once_and_exits_for_its_s
     assert len(watched.orders()) == 1
 
 
+@pytest.mark.guarantee
 def test_a_worker_that_no_longer_consumes_its_queue_exits_and_its_message_is_decided_once(
         watched: Gateway) -> None:
     worker = watched.workers[0]
@@ -122,6 +110,7 @@ def outlasting(log_dir: Path, sim: SimServer, tmp_path: Path) -> Iterator[Gatewa
         yield gw
 
 
+@pytest.mark.guarantee
 def test_a_broker_outage_longer_than_the_watchdog_limit_does_not_end_the_worker(outlasting: Gateway) -> None:
     worker = outlasting.workers[0]
     pid = worker.pid

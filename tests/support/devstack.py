@@ -46,18 +46,6 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def children_of(root: int) -> list[int]:
-    """The processes `root` started itself (not their own children)."""
-    found = []
-    for pid in descendants(root):
-        try:
-            if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == root:
-                found.append(pid)
-        except OSError:
-            continue
-    return found
-
-
 @contextmanager
 def devstack(tmp: Path, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
     """`make run` up (its "Ctrl-C" line printed) with a Redis, simulator, API and Flower port of

@@ -53,6 +53,25 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}{detail}") from last
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes `pid` started itself (Linux: /proc/<pid>/task/*/children)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(child) for child in task.read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return found
+
+
+def ended(pid: int) -> bool:
+    """The process is gone, or a zombie: it has ended, whether or not it was reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 class Proc:
     """A child process with its output in a log file, stopped politely then firmly."""
 
