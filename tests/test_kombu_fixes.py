@@ -1,14 +1,19 @@
 """The kombu crash fix: only the lost-connection AttributeError is absorbed, and only on the pinned kombu.
 
-The crash itself is made for real by the Redis-restart fault test (tests/test_faults_e2e.py):
-a worker holding unacked messages survives Redis going away. Here, the fix's edges."""
+The restore crash is made for real by the Redis-restart fault test (tests/test_faults_e2e.py):
+a worker holding unacked messages survives Redis going away. The acknowledgement crash needs
+a task to finish in the instant the connection breaks (seen once in CI); here it is made on a
+real kombu channel in the state Celery leaves it: closed with its connection, on a real Redis."""
 
 from __future__ import annotations
 
 import logging
 
 import pytest
+from kombu import Connection
+from kombu.transport import redis as kombu_redis
 
+from tests.support.procs import PrivateRedis
 from zero_tasks.adapters import kombu_fixes
 
 
@@ -38,8 +43,6 @@ GONE = AttributeError("'NoneType' object has no attribute 'hostname'")
 
 def restore(qos: QoSWithConnection) -> object:
     """kombu's own entry point, with the gateway's fix applied (as the app does)."""
-    from kombu.transport import redis as kombu_redis
-
     kombu_fixes.apply()
     return kombu_redis.QoS.restore_unacked(qos)  # type: ignore[arg-type]
 
@@ -56,9 +59,36 @@ def test_any_other_attribute_error_while_restoring_still_raises() -> None:
         restore(QoSWithConnection(AttributeError("'QoS' object has no attribute 'something_new'")))
 
 
-def test_the_fix_is_in_place_once_the_app_loads() -> None:
-    from kombu.transport import redis as kombu_redis
+@pytest.fixture
+def closed_channel(private_redis: PrivateRedis) -> kombu_redis.Channel:
+    """A real channel of kombu's Redis transport, closed with its connection while it held
+    nothing unacknowledged: what a task's deferred acknowledgement meets after a reconnect."""
+    connection = Connection(f"redis://127.0.0.1:{private_redis.port}/0")
+    channel = connection.channel()
+    connection.close()
+    assert channel.connection is None
+    return channel
 
+
+def test_without_the_fix_an_acknowledgement_on_a_closed_channel_crashes(
+        closed_channel: kombu_redis.Channel) -> None:
+    """The crash the fix is for, still there in the pinned kombu (Celery ends the worker on it)."""
+    with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'client'"):
+        kombu_fixes.ORIGINAL["ack"](closed_channel.qos, "a-finished-task")
+
+
+@pytest.mark.parametrize("method, args", [("ack", ()), ("reject", (False,)), ("reject", (True,))])
+def test_acknowledging_or_rejecting_on_a_channel_closed_with_its_connection_is_a_warning_not_a_crash(
+        closed_channel: kombu_redis.Channel, method: str, args: tuple[bool, ...],
+        caplog: pytest.LogCaptureFixture) -> None:
+    kombu_fixes.apply()
+    with caplog.at_level(logging.WARNING, logger=kombu_fixes.__name__):
+        assert getattr(closed_channel.qos, method)("a-finished-task", *args) is None
+    assert "return after the visibility timeout" in caplog.text
+
+
+def test_the_fix_is_in_place_once_the_app_loads() -> None:
     from zero_tasks import app  # noqa: F401 - loading the app applies the fix
 
     assert kombu_redis.QoS.restore_unacked(QoSWithConnection(GONE)) == []  # type: ignore[arg-type]
+    assert all(getattr(kombu_redis.QoS, name) is method for name, method in kombu_fixes.FIXED.items())
