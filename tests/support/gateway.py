@@ -201,7 +201,9 @@ class Gateway:
         self.engine.dispose()
 
     def logs(self) -> str:
-        return "\n".join(f"===== {p.name}\n{p.output()[-4000:]}" for p in [*self.bridges, *self.workers, *self.mirrors])
+        """For a failing test's message: each process's lines at ERROR or above, however long
+        ago (the "Unrecoverable error" that ended a worker), then its last 4000 characters."""
+        return "\n".join(log_digest(p.name, p.output()) for p in [*self.bridges, *self.workers, *self.mirrors])
 
     # state -------------------------------------------------------------------------
     def reset(self) -> None:
@@ -329,6 +331,13 @@ def isolated_gateway(log_dir: Path, sim_url: str, db_dir: Path, workers: int = 1
     finally:
         gw.stop()
         server.stop()
+
+
+def log_digest(name: str, log: str, most: int = 20, width: int = 600) -> str:
+    """`log`'s last `most` lines at ERROR or CRITICAL (each cut at `width` characters), then
+    its last 4000 characters."""
+    serious = [line[:width] for line in log.splitlines() if '"level": "ERROR"' in line or '"level": "CRITICAL"' in line]
+    return "\n".join([f"===== {name}", *serious[-most:], "----- last lines", log[-4000:]])
 
 
 def postgres_schema_url(schema: str) -> str:
