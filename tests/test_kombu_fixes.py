@@ -50,7 +50,7 @@ def restore(qos: QoSWithConnection) -> object:
 def test_restoring_through_a_connection_that_is_gone_is_a_warning_not_a_crash(
         caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger=kombu_fixes.__name__):
-        assert restore(QoSWithConnection(GONE)) == []
+        assert restore(QoSWithConnection(GONE)) == ()
     assert "return after the visibility timeout" in caplog.text
 
 
@@ -90,5 +90,5 @@ def test_acknowledging_or_rejecting_on_a_channel_closed_with_its_connection_is_a
 def test_the_fix_is_in_place_once_the_app_loads() -> None:
     from zero_tasks import app  # noqa: F401 - loading the app applies the fix
 
-    assert kombu_redis.QoS.restore_unacked(QoSWithConnection(GONE)) == []  # type: ignore[arg-type]
+    assert kombu_redis.QoS.restore_unacked(QoSWithConnection(GONE)) == ()  # type: ignore[arg-type]
     assert all(getattr(kombu_redis.QoS, name) is method for name, method in kombu_fixes.FIXED.items())

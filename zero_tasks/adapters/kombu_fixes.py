@@ -71,7 +71,7 @@ def _absorbing_gone_connection(original: Callable[..., Any], what: str, instead:
 
 
 FIXED = {
-    "restore_unacked": _absorbing_gone_connection(ORIGINAL["restore_unacked"], "restoring unacked messages", []),
+    "restore_unacked": _absorbing_gone_connection(ORIGINAL["restore_unacked"], "restoring unacked messages", ()),
     "ack": _absorbing_gone_connection(ORIGINAL["ack"], "acknowledging messages", None),
     "reject": _absorbing_gone_connection(ORIGINAL["reject"], "rejecting messages", None),
 }
