@@ -47,6 +47,7 @@ class Bridge:
         self.rescued = 0
         self._trimmer = IdleTrimmer()
         self._redis = connect_async(settings.redis_url)
+        self._ledger = handover.Ledger(self._redis)
         self._unrecorded: list[handover.Entry] = []  # not in the hand-over ledger yet: not queued either
         self.sources = HealthSources(
             clients=ReadClients(settings.redis_url, settings.broker_url),
@@ -114,7 +115,7 @@ class Bridge:
         restarted or cut off) fails its next command and the second goes on a new one."""
         for attempt in (1, 2):
             try:
-                await handover.record(self._redis, entries)
+                await self._ledger.record(entries)
                 return True
             except RedisError as exc:
                 log.warning("hand-over ledger not written for %d message(s) (%s, attempt %d); not queued yet",
@@ -130,7 +131,7 @@ class Bridge:
     async def _rescue(self) -> None:
         """Queue again what was handed over long ago and still has no decision (handover.py)."""
         try:
-            entries = await handover.due(self._redis, self.settings.handover_rescue_after_s)
+            entries = await self._ledger.due(self.settings.handover_rescue_after_s)
         except RedisError as exc:
             log.warning("hand-over ledger not read (%s)", type(exc).__name__)
             return
@@ -143,7 +144,7 @@ class Bridge:
                 log.error("message %s (task %s) was never decided and is too old to queue again; "
                           "dropped from the hand-over ledger", entry.message_id, entry.task_id)
                 try:
-                    await handover.forget(self._redis, entry.message_id)
+                    await self._ledger.forget(entry.message_id)
                 except RedisError as exc:
                     log.warning("hand-over ledger entry %s not dropped (%s)", entry.message_id, type(exc).__name__)
                 continue

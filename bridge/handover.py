@@ -5,9 +5,9 @@ writes it to its unacked hash. A worker whose main process dies in between, or t
 while a BRPOP reply is still in its socket (celery/celery#4354, #7950), loses the task for
 good: late acks and the visibility timeout never see it, and nothing would ever decide
 that message. So every message a bridge puts on the queue is also written to the ledger
-just before `send_task` (`record`), the outbox script that keeps the message's decision
+just before `send_task` (`Ledger.record`), the outbox script that keeps the message's decision
 removes it in the same step, and the bridges queue again whatever stays there longer than
-HANDOVER_RESCUE_AFTER_S (`due`). Queuing a message twice is harmless, which is what makes
+HANDOVER_RESCUE_AFTER_S (`Ledger.due`). Queuing a message twice is harmless, which is what makes
 this safe to run on every bridge: the decision outbox keeps the first decision of a
 message, its execution_id claim remembers the message (a second run looks the order up by
 client_order_id before sending), and the broker refuses a second order with the same
@@ -83,23 +83,29 @@ class Entry:
             return True
 
 
-async def record(client: aioredis.Redis, entries: list[Entry]) -> None:
-    """Before these messages go on the queue by `send_task` (one round trip)."""
-    if entries:
-        args = [part for e in entries for part in (e.message_id, e.to_json())]
-        await scripts.register(client, "ledger_record")(keys=[keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY], args=args)
+class Ledger:
+    """The hand-over ledger on one Redis client: its two scripts bound once (a script bound per
+    call would hash its text again for every message)."""
 
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._record = scripts.register(client, "ledger_record")  # lua/ledger_record.lua
+        self._due = scripts.register(client, "ledger_due")  # lua/ledger_due.lua
 
-async def due(client: aioredis.Redis, after_s: float, limit: int = 100) -> list[Entry]:
-    """The messages handed over at least `after_s` ago without a decision, taken by this sweep."""
-    raw = await scripts.register(client, "ledger_due")(keys=[keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY],
-                                                       args=[int(after_s * 1000), limit])
-    return [Entry.from_json(item) for item in raw]
+    async def record(self, entries: list[Entry]) -> None:
+        """Before these messages go on the queue by `send_task` (one round trip)."""
+        if entries:
+            args = [part for e in entries for part in (e.message_id, e.to_json())]
+            await self._record(keys=[keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY], args=args)
 
+    async def due(self, after_s: float, limit: int = 100) -> list[Entry]:
+        """The messages handed over at least `after_s` ago without a decision, taken by this sweep."""
+        raw = await self._due(keys=[keys.IN_FLIGHT_KEY, keys.IN_FLIGHT_TASKS_KEY], args=[int(after_s * 1000), limit])
+        return [Entry.from_json(item) for item in raw]
 
-async def forget(client: aioredis.Redis, message_id: str) -> None:
-    await client.zrem(keys.IN_FLIGHT_KEY, message_id)
-    await client.hdel(keys.IN_FLIGHT_TASKS_KEY, message_id)
+    async def forget(self, message_id: str) -> None:
+        await self._client.zrem(keys.IN_FLIGHT_KEY, message_id)
+        await self._client.hdel(keys.IN_FLIGHT_TASKS_KEY, message_id)
 
 
 DECIDE_TASK = "zero.decide"

@@ -63,42 +63,42 @@ def age(r: redis.Redis, message_id: str, seconds: float) -> None:
 
 def test_a_message_is_recorded_with_its_task_before_it_is_queued(r: redis.Redis, run: Any) -> None:
     first, second = entry("m:1"), entry("m:2")
-    run(lambda client: in_flight.record(client, [first, second]))
+    run(lambda client: in_flight.Ledger(client).record([first, second]))
     assert r.zcard(keys.IN_FLIGHT_KEY) == 2
     assert Entry.from_json(r.hget(keys.IN_FLIGHT_TASKS_KEY, "m:1")) == first  # enough to queue it again
 
 
 def test_keeping_the_worker_s_decision_takes_the_message_off_the_ledger(r: redis.Redis, run: Any) -> None:
-    run(lambda client: in_flight.record(client, [entry("m:1"), entry("m:2")]))
+    run(lambda client: in_flight.Ledger(client).record([entry("m:1"), entry("m:2")]))
     outbox.keep_and_announce(r, decision("m:1"))
     assert r.zrange(keys.IN_FLIGHT_KEY, 0, -1) == [b"m:2"] and r.hkeys(keys.IN_FLIGHT_TASKS_KEY) == [b"m:2"]
 
 
 def test_keeping_a_batch_s_decisions_takes_them_off_the_ledger(r: redis.Redis, run: Any) -> None:
-    run(lambda client: in_flight.record(client, [entry("m:1"), entry("m:2")]))
+    run(lambda client: in_flight.Ledger(client).record([entry("m:1"), entry("m:2")]))
     outbox.keep_and_announce_many(r, [decision("m:1"), decision("m:2")])
     assert r.zcard(keys.IN_FLIGHT_KEY) == 0 and r.hlen(keys.IN_FLIGHT_TASKS_KEY) == 0
 
 
 def test_only_what_has_waited_long_enough_is_due(r: redis.Redis, run: Any) -> None:
-    run(lambda client: in_flight.record(client, [entry("m:old"), entry("m:new")]))
+    run(lambda client: in_flight.Ledger(client).record([entry("m:old"), entry("m:new")]))
     age(r, "m:old", 120)
-    due = run(lambda client: in_flight.due(client, after_s=60))
+    due = run(lambda client: in_flight.Ledger(client).due(after_s=60))
     assert [e.message_id for e in due] == ["m:old"]
 
 
 def test_a_sweep_takes_what_it_returns_so_another_bridge_does_not_queue_it_too(r: redis.Redis, run: Any) -> None:
-    run(lambda client: in_flight.record(client, [entry("m:1")]))
+    run(lambda client: in_flight.Ledger(client).record([entry("m:1")]))
     age(r, "m:1", 120)
-    assert len(run(lambda client: in_flight.due(client, after_s=60))) == 1
-    assert run(lambda client: in_flight.due(client, after_s=60)) == []  # taken: due again in 60 s
+    assert len(run(lambda client: in_flight.Ledger(client).due(after_s=60))) == 1
+    assert run(lambda client: in_flight.Ledger(client).due(after_s=60)) == []  # taken: due again in 60 s
     age(r, "m:1", 120)
-    assert len(run(lambda client: in_flight.due(client, after_s=60))) == 1  # still undecided: again
+    assert len(run(lambda client: in_flight.Ledger(client).due(after_s=60))) == 1  # still undecided: again
 
 
 def test_an_entry_whose_task_is_gone_is_dropped_by_the_sweep(r: redis.Redis, run: Any) -> None:
     r.zadd(keys.IN_FLIGHT_KEY, {"m:orphan": 1})
-    assert run(lambda client: in_flight.due(client, after_s=60)) == []
+    assert run(lambda client: in_flight.Ledger(client).due(after_s=60)) == []
     assert r.zcard(keys.IN_FLIGHT_KEY) == 0
 
 

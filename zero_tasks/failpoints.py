@@ -4,8 +4,10 @@ A failpoint listed in ZERO_FAILPOINTS SIGKILLs the whole process group (a worker
 bridge: `bridge_after_claim`) when reached, once: the marker file records that it fired.
 `after_submit:/tmp/marker:pause` holds the process there instead, until `/tmp/marker.go`
 exists: the several-hosts tests cut its host off at that moment, then let it go on.
-Unset (always, in production), a failpoint is one dictionary lookup. This is how a test puts a crash exactly between the
-broker's accept and the audit write, which no timing trick can hit reliably.
+Unset (always, in production), a failpoint costs its call site one attribute read: every
+site is `if failpoints.ARMED: failpoints.hit(name)`, so no test hook runs on an order's path.
+This is how a test puts a crash exactly between the broker's accept and the audit write,
+which no timing trick can hit reliably.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import signal
 import time
 
 _SPEC = os.environ.get("ZERO_FAILPOINTS", "")
+ARMED = bool(_SPEC)
 
 
 def hit(name: str) -> None:

@@ -156,7 +156,8 @@ def decide(rt: Runtime, msg: Message, now_fn: Callable[[], datetime] = utcnow) -
 
     Raises outbox.DecisionNotRecorded when Redis cannot keep the decision (the task
     requeues the message)."""
-    failpoints.hit("decide_start")  # the several-hosts tests hold a task here (taken, nothing done)
+    if failpoints.ARMED:
+        failpoints.hit("decide_start")  # the several-hosts tests hold a task here (taken, nothing done)
     subject = signal_of(rt, msg)  # the payload, parsed once; it travels in the ticket
     snap = None
     if isinstance(subject, Signal):
@@ -186,7 +187,8 @@ def decide_many(rt: Runtime, msgs: list[Message],
 
     Raises outbox.DecisionNotRecorded as `decide` does: the batch runs again, and what
     this run decided is then only completed."""
-    failpoints.hit("decide_start")
+    if failpoints.ARMED:
+        failpoints.hit("decide_start")
     subjects = [signal_of(rt, msg) for msg in msgs]
     reads = outbox.complete_or_snapshots(rt, [(msg.message_id, s.top.ticker if isinstance(s, Signal) else None)
                                                 for msg, s in zip(msgs, subjects, strict=True)])
@@ -387,7 +389,8 @@ def _veto_and_submit(rt: Runtime, ticket: OrderTicket, broker: RateLimitedBroker
 
     try:
         order = broker.submit_buy(ticker, cid)
-        failpoints.hit("after_submit")
+        if failpoints.ARMED:
+            failpoints.hit("after_submit")
     except BrokerRejected as exc:
         if exc.status == 422:  # a reused client_order_id: it is already placed
             existing = broker.find_order(cid)

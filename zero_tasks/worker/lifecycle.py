@@ -220,7 +220,8 @@ def _act(rt: Runtime, rec: LifecycleRecord, facts: Facts, action: ExitAction, sn
         assert action.order_id is not None
         rt.rate_limit.acquire("exit-cancel", exit_order=True)
         rt.exits.cancel(action.order_id)
-        failpoints.hit("after_exit_cancel")
+        if failpoints.ARMED:
+            failpoints.hit("after_exit_cancel")
         return rec, soon
     if action.step is Step.SELL:
         return _sell(rt, rec, action, snap, now_fn), soon
@@ -269,7 +270,8 @@ def _sell(rt: Runtime, rec: LifecycleRecord, action: ExitAction, snap: Snapshot,
     rt.rate_limit.acquire("exit-sell", exit_order=True)
     try:
         order = rt.exits.submit_sell(rec.ticker, action.qty, cid)
-        failpoints.hit("after_exit_submit")
+        if failpoints.ARMED:
+            failpoints.hit("after_exit_submit")
     except BrokerRejected as exc:
         found = _found_after_422(rt, cid, exc)
         if found is None:
