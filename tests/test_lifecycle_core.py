@@ -225,8 +225,12 @@ TABLE = [
     ("filled and unprotected: protect", rec(), Facts(ENTRY, HELD), OPEN, BEFORE, Step.PROTECT, 1, "protect 1"),
     ("protect needs the gate: deferred once", rec(), Facts(ENTRY, HELD), SHUT, BEFORE, Step.DEFER, 0,
      "exit deferred: protect: execution disabled"),
-    ("a second deferral only waits", rec(deferred=True), Facts(ENTRY, HELD), SHUT, BEFORE, Step.WAIT, 0,
+    ("a second deferral only waits", rec(protect_deferred=True), Facts(ENTRY, HELD), SHUT, BEFORE, Step.WAIT, 0,
      "exit deferred"),
+    ("ATR not known yet: the protect waits", rec(atr=None, atr_tries=2), Facts(ENTRY, HELD), OPEN, BEFORE, Step.WAIT,
+     0, "ATR not known yet"),
+    ("ATR not known yet, the gate shut: nothing to defer", rec(atr=None), Facts(ENTRY, HELD), SHUT, BEFORE,
+     Step.WAIT, 0, "ATR not known yet"),
     ("no ATR: no protect, said once", rec(atr=None, atr_note="too few 5-minute bars"), Facts(ENTRY, HELD), SHUT,
      BEFORE, Step.NO_PROTECT, 0, "no protect: too few 5-minute bars; horizon exit alone"),
     ("no protect said: waits for the horizon", rec(atr=None, protect_skipped=True), Facts(ENTRY, HELD), OPEN,
@@ -249,6 +253,11 @@ TABLE = [
      AFTER, Step.CANCEL, 0, "horizon H30 reached"),
     ("horizon with the gate shut: deferred", rec(), Facts(ENTRY, HELD_IN_ORDERS, working("t"), working("s")), SHUT,
      AFTER, Step.DEFER, 0, "exit deferred: horizon exit: execution disabled"),
+    ("horizon with the gate shut after the protect's deferral: deferred too", rec(protect_deferred=True),
+     Facts(ENTRY, HELD_IN_ORDERS, working("t"), working("s")), SHUT, AFTER, Step.DEFER, 0,
+     "exit deferred: horizon exit"),
+    ("a second horizon deferral only waits", rec(exit_deferred=True),
+     Facts(ENTRY, HELD_IN_ORDERS, working("t"), working("s")), SHUT, AFTER, Step.WAIT, 0, "exit deferred: horizon"),
     ("horizon, protect canceled: sell", rec(), Facts(ENTRY, HELD, CANCELED, CANCELED), OPEN, AFTER, Step.SELL, 1,
      "sell 1 at market"),
     ("horizon, nothing free: no sale", rec(), Facts(ENTRY, HELD_IN_ORDERS, CANCELED, CANCELED), OPEN, AFTER,
@@ -275,8 +284,6 @@ TABLE = [
      OPEN, BEFORE, Step.PROTECT, 1, "protect 1"),
     ("protected, gate shut, not due: nothing to defer", rec(), Facts(ENTRY, HELD_IN_ORDERS, working("t"), working("s")),
      SHUT, BEFORE, Step.WAIT, 0, "holding 1"),
-    ("no ATR and no note: no protect, ATR unknown", rec(atr=None), Facts(ENTRY, HELD), OPEN, BEFORE,
-     Step.NO_PROTECT, 0, "ATR unknown"),
     ("horizon sell working at the very due time: looks again after the look interval", rec(),
      Facts(ENTRY, HELD_IN_ORDERS, CANCELED, CANCELED, working("x")), OPEN, OPENED + timedelta(minutes=30), Step.WAIT,
      0, "horizon sell new"),
@@ -313,6 +320,10 @@ EXACT: dict[str, tuple[str, str, str | None, float | None]] = {
         "exit deferred: protect: execution disabled: key:execution_enabled is 'false'", None, 10.25),
     'a second deferral only waits': ('gate shut',
         "exit deferred: protect: execution disabled: key:execution_enabled is 'false'", None, 10.25),
+    'ATR not known yet: the protect waits': ('protect',
+        'protect: ATR not known yet (2 market-data read(s) got no answer); asked again', None, 10.25),
+    'ATR not known yet, the gate shut: nothing to defer': ('protect',
+        'protect: ATR not known yet (0 market-data read(s) got no answer); asked again', None, 10.25),
     'no ATR: no protect, said once': ('no protect',
         'no protect: too few 5-minute bars; horizon exit alone', None, None),
     'no protect said: waits for the horizon': ('wait',
@@ -334,6 +345,12 @@ EXACT: dict[str, tuple[str, str, str | None, float | None]] = {
     'horizon: cancel the protect first': ('horizon',
         'horizon H30 reached: the protect is canceled before the sale', 't', None),
     'horizon with the gate shut: deferred': ('gate shut',
+        'exit deferred: horizon exit: execution disabled: key:execution_enabled is '
+        "'false'", None, 31.25),
+    "horizon with the gate shut after the protect's deferral: deferred too": ('gate shut',
+        'exit deferred: horizon exit: execution disabled: key:execution_enabled is '
+        "'false'", None, 31.25),
+    'a second horizon deferral only waits': ('gate shut',
         'exit deferred: horizon exit: execution disabled: key:execution_enabled is '
         "'false'", None, 31.25),
     'horizon, protect canceled: sell': ('horizon',
@@ -361,8 +378,6 @@ EXACT: dict[str, tuple[str, str, str | None, float | None]] = {
                                              None),
     'protected, gate shut, not due: nothing to defer': ('wait',
         'holding 1 until the horizon at 2026-12-07T15:30:00+00:00', None, 10.25),
-    'no ATR and no note: no protect, ATR unknown': ('no protect',
-        'no protect: ATR unknown; horizon exit alone', None, None),
     'horizon sell working at the very due time: looks again after the look interval': ('horizon sell working',
         'horizon sell new', None, 30.25),
     'protect with nothing free waits': ('protect', 'protect: no share free (qty_available 0)', None, 10.25),
@@ -415,8 +430,18 @@ def test_every_rule_is_named_once_in_the_table() -> None:
 
 
 def test_the_record_survives_its_json() -> None:
-    record = rec(deferred=True, limit_price="513.57", due_at=AFTER, entry_fill=ENTRY)
+    record = rec(protect_deferred=True, atr_tries=3, limit_price="513.57", due_at=AFTER, entry_fill=ENTRY)
     assert LifecycleRecord.from_json(record.to_json()) == record
+
+
+@pytest.mark.parametrize("said", [True, False])
+def test_a_record_kept_with_one_deferral_for_both_exits_reads_as_said_for_each(said: bool) -> None:
+    """A record kept before each exit had its own deferral: its one flag stands for both, so
+    no deferral already announced is announced again."""
+    data = json.loads(rec().to_json())
+    del data["protect_deferred"], data["exit_deferred"]
+    data["deferred"] = said
+    assert LifecycleRecord.from_json(json.dumps(data)) == rec(protect_deferred=said, exit_deferred=said)
 
 
 # --- a reseeded lifecycle knows the exit decisions its audit holds ---
@@ -425,9 +450,14 @@ def test_a_reseeded_lifecycle_takes_the_exit_decisions_the_audit_holds() -> None
     """Redis lost the outbox: the audit's rows say what was recorded, so nothing is recorded twice."""
     exec_id = rec().execution_id
     seeded = with_exits_recorded(rec(), [(f"{exec_id}#protect", "SUBMITTED", "oco-1"),
-                                         (f"{exec_id}#deferred", "BLOCKED", None),
+                                         (f"{exec_id}#protect-deferred", "BLOCKED", None),
                                          (f"{exec_id}#exit", "SUBMITTED", "sell-1")])
-    assert (seeded.protect_order_id, seeded.deferred, seeded.sell_recorded) == ("oco-1", True, True)
+    assert (seeded.protect_order_id, seeded.protect_deferred, seeded.exit_deferred, seeded.sell_recorded) == (
+        "oco-1", True, False, True)
+    horizon = with_exits_recorded(rec(), [(f"{exec_id}#exit-deferred", "BLOCKED", None)])
+    assert (horizon.protect_deferred, horizon.exit_deferred) == (False, True)
+    legacy = with_exits_recorded(rec(), [(f"{exec_id}#deferred", "BLOCKED", None)])
+    assert (legacy.protect_deferred, legacy.exit_deferred) == (True, True)
     assert with_exits_recorded(rec(), [(f"{exec_id}#protect", "SKIPPED", None)]).protect_skipped
     refused = with_exits_recorded(rec(), [(f"{exec_id}#exit", "REJECTED", None)])
     assert refused.finished == "horizon sell refused by the broker: the position is the operator's"
@@ -687,9 +717,9 @@ def test_a_ranking_at_a_sessions_close_is_due_in_the_next_session() -> None:
 
 
 def test_a_lifecycle_record_changes_only_what_it_is_told() -> None:
-    assert rec().but(deferred=True) == LifecycleRecord(
+    assert rec().but(exit_deferred=True) == LifecycleRecord(
         "SPY:H30:2026-12-07T15:00:00", "SPY", "H30", 0.95, 95, 1.5, 0.75, OPENED, Policy.ZERO, "evt",
-        due_at=OPENED + timedelta(minutes=30), atr=0.84, deferred=True)
+        due_at=OPENED + timedelta(minutes=30), atr=0.84, exit_deferred=True)
 
 
 def test_a_record_without_a_due_time_or_fill_times_survives_its_json() -> None:

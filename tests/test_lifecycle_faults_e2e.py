@@ -38,6 +38,7 @@ from tests.test_position_lifecycle_e2e import (
 )
 from zero_ops.cli import main as zero_ops
 from zero_tasks.core.contract import client_order_id, exit_client_order_id, protect_client_order_id
+from zero_tasks.core.lifecycle.atr import DATA_TRIES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
@@ -271,9 +272,49 @@ def test_exit_policy_hold_never_sells(gw: Gateway, policy: str) -> None:
     assert [(e["intent"], e["status"]) for e in drain(updates)] == [("entry", "SUBMITTED")]
 
 
+def test_a_market_data_blip_delays_the_protect_and_costs_it_nothing(gw: Gateway) -> None:
+    """The first two reads of the bars get a 503: the protect waits for the next looks and
+    is placed with the ATR the third read gives; one protect decision, SUBMITTED."""
+    gw.sim("POST", "/_sim/fault", {"mode": "503", "count": 2, "method": "GET", "path": "/v2/stocks"})
+    entry = buy(gw, "XLB", 90.0)
+    exec_id = entry["execution_id"]
+    wait_for(lambda: any(r["intent"] == "protect" for r in exit_events(gw, exec_id)), 30, "the protect decision")
+    steps_taken(gw, exec_id, 2)
+    (protect,) = [r for r in exit_events(gw, exec_id) if r["intent"] == "protect"]
+    assert protect["status"] == "SUBMITTED", protect
+    assert len(orders_with(gw, protect_client_order_id(exec_id))) == 1
+
+
+def test_the_protect_and_the_horizon_exit_are_each_deferred_once(gw: Gateway) -> None:
+    """The protect falls due with the kill switch off (the market data held its ATR back
+    until then), and later the horizon exit too: one BLOCKED `exit deferred` each, no more
+    however many steps pass; once the switch is on, the horizon exit alone."""
+    gw.sim("POST", "/_sim/fault", {"mode": "503", "count": -1, "method": "GET", "path": "/v2/stocks"})
+    pubsub = outcomes(gw)
+    entry = buy(gw, "XLU", 70.0)
+    exec_id = entry["execution_id"]
+    gw.r.set("key:execution_enabled", "false")
+    gw.sim("DELETE", "/_sim/fault")
+
+    def deferred() -> list[tuple[str, str]]:
+        return [(r["intent"], r["exit_reason"]) for r in exit_events(gw, exec_id) if r["status"] == "BLOCKED"]
+
+    wait_for(lambda: deferred() == [("protect", "target_stop")], 30, "the protect's deferral")
+    gw.sim("POST", "/_sim/clock/advance", {"seconds": 31 * 60})
+    wait_for(lambda: len(deferred()) == 2, 30, "the horizon exit's deferral")
+    steps_taken(gw, exec_id, 3)  # three more steps with the switch still off
+    assert deferred() == [("protect", "target_stop"), ("exit", "horizon")]
+    gw.r.set("key:execution_enabled", "true")
+    out = next_outcome(pubsub)
+    assert (out["outcome"], out["exit_via"]) == ("EXPIRED", "horizon")
+    settle(gw)
+    assert_one_of_each(gw, entry, protect=0)
+    assert len(deferred()) == 2
+
+
 def test_no_atr_places_no_oco_says_so_and_sells_at_the_horizon(gw: Gateway) -> None:
-    """The market data fails for the ticker's bars: no ATR, so no protect (one SKIPPED
-    decision saying why), and the horizon exit alone."""
+    """The market data fails for the ticker's bars at every read: after DATA_TRIES reads,
+    no ATR, so no protect (one SKIPPED decision saying why), and the horizon exit alone."""
     gw.sim("POST", "/_sim/fault", {"mode": "500", "count": -1, "method": "GET", "path": "/v2/stocks"})
     pubsub = outcomes(gw)
     entry = buy(gw, "XLV", 120.0)
@@ -282,7 +323,8 @@ def test_no_atr_places_no_oco_says_so_and_sells_at_the_horizon(gw: Gateway) -> N
     gw.sim("DELETE", "/_sim/fault")
     steps_taken(gw, exec_id, 2)
     (skipped,) = [r for r in exit_events(gw, exec_id) if r["intent"] == "protect"]
-    assert skipped["status"] == "SKIPPED" and "market data unavailable" in skipped["reason"], skipped
+    assert skipped["status"] == "SKIPPED", skipped
+    assert f"market data unavailable after {DATA_TRIES} tries" in skipped["reason"], skipped
     assert "horizon exit alone" in skipped["reason"], skipped
     assert orders_with(gw, protect_client_order_id(exec_id)) == []
     gw.sim("POST", "/_sim/clock/advance", {"seconds": 31 * 60})

@@ -80,11 +80,11 @@ def test_a_lifecycle_under_way_is_never_seeded_over(r: redis.Redis) -> None:
     outbox.keep_and_announce(r, decision(), KEY)
     rec = store.load(r, EXEC, KEY)
     assert rec is not None
-    store.save(r, rec.but(deferred=True), KEY)
+    store.save(r, rec.but(exit_deferred=True), KEY)
     store.schedule(r, EXEC, AT + timedelta(hours=1))
     outbox.keep_and_announce(r, decision(event_key="msg:2"), KEY)  # another message, same execution_id
     again = store.load(r, EXEC, KEY)
-    assert again is not None and again.deferred
+    assert again is not None and again.exit_deferred
     assert r.zscore(keys.LIFECYCLE_DUE_KEY, EXEC) == (AT + timedelta(hours=1)).timestamp() * 1000
 
 

@@ -44,7 +44,8 @@ def position_rows(records: Iterable[LifecycleRecord], now: datetime) -> list[dic
                      "horizon": inert(rec.horizon), "target / stop": protect,
                      "atr": f"{rec.atr:.4f}" if rec.atr else "-",
                      "horizon exit": rec.due_at, "in": render.age(left.total_seconds()) if left is not None else "-",
-                     "deferred": "yes" if rec.deferred else ""})
+                     "deferred": ", ".join(what for what, said in (("protect", rec.protect_deferred),
+                                                                   ("exit", rec.exit_deferred)) if said)})
     return rows
 
 

@@ -17,7 +17,7 @@ from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 
 from zero_tasks.adapters import alpaca_compat
-from zero_tasks.adapters.alpaca_adapter import BrokerRejected, BrokerTransient, _classified, url_symbol
+from zero_tasks.adapters.alpaca_adapter import BrokerRejected, _classified, url_symbol
 from zero_tasks.core.lifecycle.atr import BAR_MINUTES, PERIOD, Bar, atr, lookback
 from zero_tasks.settings import Settings, market_data_url
 
@@ -42,8 +42,10 @@ def five_minute_bars(client: StockHistoricalDataClient, ticker: str, as_of: date
 
 
 def atr_at(client: StockHistoricalDataClient, ticker: str, as_of: datetime) -> float | str:
-    """ATR(14) at `as_of`, or why there is none (too few bars, or the data host failed)."""
+    """ATR(14) at `as_of`, or why there is none (too few bars, or the data host refused the
+    request). Raises BrokerTransient when the host gave no answer (network, timeout, 5xx,
+    429): the caller asks again later."""
     try:
         return atr(five_minute_bars(client, ticker, as_of), as_of)
-    except (BrokerTransient, BrokerRejected, ValueError) as exc:
-        return f"market data unavailable ({type(exc).__name__}: {str(exc)[:160]})"
+    except (BrokerRejected, ValueError) as exc:
+        return f"market data refused ({type(exc).__name__}: {str(exc)[:160]})"

@@ -89,7 +89,8 @@ def unfinished_entries(rt: Runtime, now: datetime) -> list[LifecycleRecord]:
 
 
 def exit_decisions(rt: Runtime, execution_id: str) -> list[tuple[str, str, str | None]]:
-    """The exit decisions (`<execution_id>#protect`, `#exit`, `#deferred`) the audit holds, oldest first."""
+    """The exit decisions (`<execution_id>#protect`, `#exit`, `#protect-deferred`, `#exit-deferred`)
+    the audit holds, oldest first."""
     log_ = execution_log.c
     query = (select(log_.event_key, log_.status, log_.alpaca_order_id)
              .where(log_.execution_id == execution_id).where(log_.event_key.like(f"{execution_id}#%"))

@@ -10,7 +10,7 @@ after the position can only be further along), never as someone else's sale.
 
 Every order is a decision like an entry (one TradeUpdate, one execution_log row, through
 the same outbox), under a key of its own per execution: `<execution_id>#protect`,
-`#exit`, `#deferred`; so a step that runs again after a crash finds the decision kept,
+`#exit`, `#protect-deferred`, `#exit-deferred`; so a step that runs again after a crash finds the decision kept,
 and the broker finds the order by its deterministic client_order_id (looked up before
 any send). The outcome goes through the outbox too (outbox.keep_outcome).
 """
@@ -35,6 +35,7 @@ from zero_tasks.adapters.runtime import Runtime
 from zero_tasks.core.checks.market_state import market_state_snapshot
 from zero_tasks.core.contract import client_order_id, exit_client_order_id, protect_client_order_id
 from zero_tasks.core.decision import Status
+from zero_tasks.core.lifecycle.atr import DATA_TRIES
 from zero_tasks.core.lifecycle.gate import exit_gate
 from zero_tasks.core.lifecycle.horizon import due_time
 from zero_tasks.core.lifecycle.outcome import outcome_of
@@ -188,12 +189,21 @@ def read_facts(rt: Runtime, rec: LifecycleRecord, now: datetime) -> Facts:
 
 
 def _with_atr(rt: Runtime, rec: LifecycleRecord, facts: Facts) -> LifecycleRecord:
-    """The ATR at the ranking's time, once, when a protect is about to be placed."""
+    """The ATR at the ranking's time, once, when a protect is about to be placed; a read that
+    got no answer is tried again at the next looks (atr.DATA_TRIES in all)."""
     entry = facts.entry
     pending = rec.policy is Policy.ZERO and not facts.protect_placed and not rec.protect_skipped
     if not pending or rec.atr is not None or rec.atr_note or entry is None or entry.open or not entry.filled_qty:
         return rec
-    value = atr_at(rt.market_data, rec.ticker, rec.rank_time)
+    try:
+        value = atr_at(rt.market_data, rec.ticker, rec.rank_time)
+    except BrokerTransient as exc:
+        tries = rec.atr_tries + 1
+        if tries < DATA_TRIES:
+            log.warning("lifecycle %s: market data got no answer (%s), try %d of %d: asked again next look",
+                        rec.execution_id, exc.detail, tries, DATA_TRIES)
+            return rec.but(atr_tries=tries)
+        value = f"market data unavailable after {tries} tries ({exc.detail[:160]})"
     return rec.but(atr=value) if isinstance(value, float) else rec.but(atr_note=value)
 
 
@@ -206,10 +216,13 @@ def _act(rt: Runtime, rec: LifecycleRecord, facts: Facts, action: ExitAction, sn
     if action.step is Step.WAIT:
         return rec, later
     if action.step is Step.DEFER:
-        horizon = rec.due_at is not None and broker_now >= rec.due_at
-        _record(rt, rec, "deferred", Status.BLOCKED, action.reason, snap, now,
-                intent="exit" if horizon else "protect", exit_reason="horizon" if horizon else "target_stop")
-        return rec.but(deferred=True), later
+        if rec.due_at is not None and broker_now >= rec.due_at:
+            _record(rt, rec, "exit-deferred", Status.BLOCKED, action.reason, snap, now, intent="exit",
+                    exit_reason="horizon")
+            return rec.but(exit_deferred=True), later
+        _record(rt, rec, "protect-deferred", Status.BLOCKED, action.reason, snap, now, intent="protect",
+                exit_reason="target_stop")
+        return rec.but(protect_deferred=True), later
     if action.step is Step.NO_PROTECT:
         _record(rt, rec, "protect", Status.SKIPPED, action.reason, snap, now, intent="protect",
                 exit_reason="target_stop")

@@ -21,6 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 PERIOD = 14
+# Reads of the bars that got no answer (network, timeout, 5xx, 429) are tried again at the
+# next looks, this many in all, before the protect is given up (`no protect`, the horizon
+# exit alone): a data host's blip must not cost an execution its PASS or FAIL, and an outage
+# must not leave the position's protect undecided for long.
+DATA_TRIES = 5
 BAR_MINUTES = 5
 LOOKBACK_EXTRA = timedelta(hours=2)
 

@@ -10,17 +10,19 @@ to bottom, the first that speaks decides, as the entry rules are (CONTRACT.md):
 | 4 | nothing bought | the entry ended with no fill | DONE |
 | 5 | sold by us | its own exits sold everything it bought | CANCEL a protect leg left, else OUTCOME |
 | 6 | flat by another | the account holds none, not all sold by us | CANCEL an exit left, else OUTCOME (manual) |
-| 7 | no protect | EXIT_POLICY=zero, not protected, no ATR | NO_PROTECT (said once): the horizon alone |
-| 8 | gate shut | an order is due (protect, or the horizon) while the gate forbids it | DEFER once, then WAIT |
+| 7 | no protect | EXIT_POLICY=zero, not protected, no ATR (and why) | NO_PROTECT (said once): the horizon alone |
+| 8 | gate shut | an order is due (protect, or the horizon) while the gate forbids it | DEFER once per exit, then WAIT |
 | 9 | horizon cancel | due: protect still open | CANCEL the protect |
 | 10 | horizon sell working | due: the horizon sell is working | WAIT |
 | 11 | horizon sell ended | due: the horizon sell ended with shares left | DONE: the operator's |
 | 12 | horizon sell | due: nothing working | SELL min(held, qty_available) at market |
-| 13 | protect | EXIT_POLICY=zero, not protected yet | PROTECT min(held, qty_available) |
+| 13 | protect | EXIT_POLICY=zero, not protected yet | PROTECT min(held, qty_available) (ATR unknown: WAIT) |
 | 14 | wait | otherwise | WAIT until the horizon or the next look |
 
 The step reads the ATR (adapters) before asking, when a protect is pending and none is
-known: `rec.atr`, or `rec.atr_note` saying why there is none.
+known: `rec.atr`, or `rec.atr_note` saying why there is none. A read that got no answer
+leaves both unset (`rec.atr_tries` counts it, atr.DATA_TRIES in all): the protect waits for
+the next look, and the horizon's rules run meanwhile.
 
 A cancel places nothing and only takes a sell off a position (rules 5 and 6 run whatever
 the gate says: a leg left on a flat position would sell short); an order (protect, sell)
@@ -167,7 +169,7 @@ def _gate_shut(i: Inputs) -> ExitAction | None:
         return None
     what = "horizon exit" if i.due else "protect"
     reason = f"exit deferred: {what}: {i.gate.why}"
-    if not i.rec.deferred:
+    if not (i.rec.exit_deferred if i.due else i.rec.protect_deferred):
         return ExitAction(Step.DEFER, reason, "gate shut", at=i.later())
     return ExitAction(Step.WAIT, reason, "gate shut", at=i.later())
 
@@ -206,15 +208,17 @@ def _horizon_sell(i: Inputs) -> ExitAction | None:
 
 
 def _no_protect(i: Inputs) -> ExitAction | None:
-    if _protect_pending(i) and i.rec.atr is None:
-        return ExitAction(Step.NO_PROTECT, f"no protect: {i.rec.atr_note or 'ATR unknown'}; horizon exit alone",
-                          "no protect")
+    if _protect_pending(i) and i.rec.atr is None and i.rec.atr_note:
+        return ExitAction(Step.NO_PROTECT, f"no protect: {i.rec.atr_note}; horizon exit alone", "no protect")
     return None
 
 
 def _protect(i: Inputs) -> ExitAction | None:
     if not _protect_pending(i):
         return None
+    if i.rec.atr is None:
+        return ExitAction(Step.WAIT, f"protect: ATR not known yet ({i.rec.atr_tries} market-data read(s) got no "
+                                     "answer); asked again", "protect", at=i.later())
     if i.free == 0:
         return ExitAction(Step.WAIT, f"protect: no share free (qty_available {i.facts.position.qty_available})",
                           "protect", at=i.later())

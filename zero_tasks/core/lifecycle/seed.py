@@ -54,7 +54,7 @@ def seed_from(execution_id: str, ticker: str, horizon: str, probability: float |
 
 def with_exits_recorded(rec: LifecycleRecord, decisions: list[tuple[str, str, str | None]]) -> LifecycleRecord:
     """A reseeded lifecycle told what its exit decisions already recorded in the audit
-    (`(event_key, status, alpaca_order_id)` of its `#protect`, `#exit`, `#deferred` rows):
+    (`(event_key, status, alpaca_order_id)` of its `#protect`, `#exit`, `#protect-deferred`, `#exit-deferred` rows):
     Redis lost the outbox that keeps each decision once, so a decision the record did not
     know of would be recorded (and announced) a second time when its order is found."""
     for event_key, status, order_id in decisions:
@@ -67,6 +67,10 @@ def with_exits_recorded(rec: LifecycleRecord, decisions: list[tuple[str, str, st
             rec = rec.but(sell_recorded=True)
         elif kind == "exit" and status == Status.REJECTED.value:  # the broker refused the sale: not sent again
             rec = rec.but(finished="horizon sell refused by the broker: the position is the operator's")
-        elif kind == "deferred":
-            rec = rec.but(deferred=True)
+        elif kind == "protect-deferred":
+            rec = rec.but(protect_deferred=True)
+        elif kind == "exit-deferred":
+            rec = rec.but(exit_deferred=True)
+        elif kind == "deferred":  # kept before each exit had its own deferral: one said for both
+            rec = rec.but(protect_deferred=True, exit_deferred=True)
     return rec

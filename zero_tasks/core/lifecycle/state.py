@@ -2,7 +2,7 @@
 
 The record is what the gateway itself decided and must remember (kept in Redis, one hash
 per execution: adapters/lifecycle_store.py): the entry's signal, the due time, the ATR and
-the protect's prices once known, whether a deferral and the outcome were recorded. The
+the protect's prices once known, whether each exit's deferral and the outcome were recorded. The
 broker's facts are read afresh at every step (by client_order_id): what was filled is
 never remembered, always asked.
 """
@@ -44,13 +44,15 @@ class LifecycleRecord:
     due_at: datetime | None = None  # set once the calendar is known
     atr: float | None = None
     atr_note: str | None = None  # why there is no ATR (then no protect)
+    atr_tries: int = 0  # market-data reads that failed without an answer (asked again: atr.DATA_TRIES)
     protect_skipped: bool = False  # the one `no protect` decision is recorded
     protect_order_id: str | None = None  # the OCO's order id once placed (one read of both legs)
     limit_price: str | None = None  # the protect's prices as sent (decimal text)
     stop_price: str | None = None
     entry_fill: OrderFacts | None = None  # the entry once it ended (then never read again)
     sell_recorded: bool = False  # the horizon sell's SUBMITTED decision is kept
-    deferred: bool = False  # the one BLOCKED `exit deferred` is recorded
+    protect_deferred: bool = False  # the protect's one BLOCKED `exit deferred` is recorded
+    exit_deferred: bool = False  # the horizon exit's one BLOCKED `exit deferred` is recorded
     finished: str | None = None  # why the lifecycle ended (outcome recorded, nothing bought, policy hold)
 
     def to_json(self) -> str:
@@ -66,6 +68,9 @@ class LifecycleRecord:
     @classmethod
     def from_json(cls, text: str | bytes) -> LifecycleRecord:
         data: dict[str, Any] = json.loads(text)
+        if "deferred" in data:  # a record kept before each exit had its own deferral: one said for both
+            said = bool(data.pop("deferred"))
+            data.update(protect_deferred=said, exit_deferred=said)
         data["rank_time"] = datetime.fromisoformat(data["rank_time"])
         data["due_at"] = datetime.fromisoformat(data["due_at"]) if data.get("due_at") else None
         data["policy"] = Policy(data["policy"])
