@@ -28,7 +28,7 @@ lock: install
 
 # Both run whatever the first finds; fails on any finding.
 lint: install
-	$(VENV)/bin/ruff check .; ruff=$$?; $(VENV)/bin/mypy && exit $$ruff
+	$(VENV)/bin/ruff check .; ruff=$$?; $(VENV)/bin/mypy; mypy=$$?; $(VENV)/bin/lint-imports --no-cache && [ $$ruff -eq 0 ] && [ $$mypy -eq 0 ]
 
 run: install
 	$(PY) scripts/devstack.py

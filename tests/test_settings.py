@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from zero_tasks.adapters.mirror_broker import stream_url
-from zero_tasks.settings import ConfigError, check_base_url, check_stream_url, load_settings
+from zero_tasks.settings import ConfigError, Settings, check_base_url, check_stream_url, load_settings
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 SAFE = {"alpaca_paper": "true", "alpaca_api_key": "k", "alpaca_secret_key": "s"}
 
@@ -174,3 +179,12 @@ def test_the_worker_watchdog_outlasts_the_task_time_limit(watchdog_s: int, time_
     else:
         with pytest.raises(ConfigError, match="WORKER_WATCHDOG_S must exceed TASK_TIME_LIMIT_S"):
             load_settings(**values)
+
+
+def test_every_setting_is_in_the_readmes_configuration_table() -> None:
+    """A user learns a setting from the README's table: one the code reads and the table
+    does not name is a knob nobody can find."""
+    section = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    named = {name for line in section.splitlines() if line.startswith("| `")
+             for name in re.findall(r"`([A-Z0-9_]+)`", line.split("|")[1])}
+    assert {field.upper() for field in Settings.model_fields} - named == set()
