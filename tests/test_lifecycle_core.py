@@ -265,8 +265,17 @@ TABLE = [
     ("horizon sell working: waits", rec(), Facts(ENTRY, HELD_IN_ORDERS, CANCELED, CANCELED, working("x")), OPEN,
      AFTER, Step.WAIT, 0, "horizon sell new"),
     ("horizon sell ended with a share left: never a second sell", rec(),
-     Facts(ENTRY, HELD, CANCELED, CANCELED, OrderFacts("x", "rejected", 0)), OPEN, AFTER, Step.DONE, 0,
+     Facts(ENTRY, HELD, CANCELED, CANCELED, OrderFacts("x", "rejected", 0)), OPEN, AFTER, Step.HAND_OVER, 0,
      "at most one horizon sell"),
+    ("handed over, still held: looked at slowly", rec(handed_over="horizon sell rejected"),
+     Facts(ENTRY, HELD, CANCELED, CANCELED, OrderFacts("x", "rejected", 0)), OPEN, AFTER, Step.WAIT, 0,
+     "the operator's"),
+    ("handed over, the gate shut: nothing deferred", rec(handed_over="horizon sell rejected"),
+     Facts(ENTRY, HELD, CANCELED, CANCELED, OrderFacts("x", "rejected", 0)), SHUT, AFTER, Step.WAIT, 0,
+     "the operator's"),
+    ("handed over and flat: the outcome at last", rec(handed_over="horizon sell rejected"),
+     Facts(ENTRY, FLAT, CANCELED, CANCELED, OrderFacts("x", "rejected", 0)), OPEN, AFTER, Step.OUTCOME, 0,
+     "not the gateway's"),
     ("horizon sold: outcome", rec(), Facts(ENTRY, FLAT, CANCELED, CANCELED, filled(512.5)), OPEN, AFTER,
      Step.OUTCOME, 0, "flat"),
     ("two more bought by hand: sells only its own one", rec(), Facts(ENTRY, PositionFacts(3, 3), CANCELED, CANCELED),
@@ -362,6 +371,12 @@ EXACT: dict[str, tuple[str, str, str | None, float | None]] = {
     'horizon sell ended with a share left: never a second sell': ('horizon sell ended',
         'horizon sell ended rejected with 1 share(s) left: at most one horizon sell per '
         "execution; the rest is the operator's", None, None),
+    "handed over, still held: looked at slowly": ("the operator's",
+        "the operator's (horizon sell rejected): 1 held; its outcome is recorded once flat", None, 36.0),
+    "handed over, the gate shut: nothing deferred": ("the operator's",
+        "the operator's (horizon sell rejected): 1 held; its outcome is recorded once flat", None, 36.0),
+    "handed over and flat: the outcome at last": ('flat by another',
+        "flat: 1 share(s) sold by an order not the gateway's", None, None),
     'horizon sold: outcome': ('sold by us',
         "flat: 1 sold by the gateway's own exits", None, None),
     'two more bought by hand: sells only its own one': ('horizon',
@@ -460,7 +475,7 @@ def test_a_reseeded_lifecycle_takes_the_exit_decisions_the_audit_holds() -> None
     assert (legacy.protect_deferred, legacy.exit_deferred) == (True, True)
     assert with_exits_recorded(rec(), [(f"{exec_id}#protect", "SKIPPED", None)]).protect_skipped
     refused = with_exits_recorded(rec(), [(f"{exec_id}#exit", "REJECTED", None)])
-    assert refused.finished == "horizon sell refused by the broker: the position is the operator's"
+    assert (refused.handed_over, refused.finished) == ("horizon sell refused by the broker", None)
     assert with_exits_recorded(rec(), []) == rec()
 
 

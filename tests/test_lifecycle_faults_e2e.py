@@ -175,21 +175,30 @@ def test_a_horizon_sell_the_broker_fails_is_looked_up_and_sent_once(gw: Gateway,
 
 
 def test_a_horizon_sell_the_broker_refuses_is_recorded_once_and_not_sent_again(gw: Gateway) -> None:
-    """A 403 to every sell: one REJECTED exit decision, no second sale, no loop of POSTs."""
+    """A 403 to every sell: one REJECTED exit decision, no second sale, no loop of POSTs; the
+    position is the operator's, and once they sell it, its outcome is recorded (manual)."""
+    pubsub = outcomes(gw)
     entry = protected(gw, "IWM", 50.0)
     gw.sim("POST", "/_sim/fault", {"mode": "403", "count": -1, "method": "POST", "path": "/v2/orders"})
     gw.sim("POST", "/_sim/clock/advance", {"seconds": 31 * 60})
     exec_id = entry["execution_id"]
     wait_for(lambda: any(r["status"] == "REJECTED" for r in exit_events(gw, exec_id)), 30, "the refusal")
     posts = gw.order_posts()
-    if gw.r.zscore(DUE_SET, exec_id) is not None:
-        steps_taken(gw, exec_id, 3)
-    gw.settle()
+    steps_taken(gw, exec_id, 2, timeout=90)  # the hand-over, then a slow look
     assert gw.order_posts() == posts  # refused once, not asked again every step
     rejected = [r for r in exit_events(gw, exec_id) if r["status"] == "REJECTED"]
     assert len(rejected) == 1 and rejected[0]["intent"] == "exit", rejected
     assert orders_with(gw, exit_client_order_id(exec_id)) == []
     assert held(gw, "IWM") == 1
+    gw.sim("DELETE", "/_sim/fault")
+    sold = requests.post(f"{gw.sim_url}/v2/orders", headers=headers(gw), timeout=10, json={
+        "symbol": "IWM", "qty": "1", "side": "sell", "type": "market", "time_in_force": "day",
+        "client_order_id": "by-hand-iwm"})
+    assert sold.status_code < 300, sold.text
+    out = next_outcome(pubsub, timeout=120)
+    assert (out["execution_id"], out["outcome"], out["exit_via"]) == (exec_id, None, "manual")
+    settle(gw)
+    assert len(outcome_rows(gw, exec_id)) == 1 and held(gw, "IWM") == 0
 
 
 @pytest.mark.guarantee

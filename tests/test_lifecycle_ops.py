@@ -38,6 +38,13 @@ def test_positions_show_the_protect_prices_and_the_time_to_the_horizon_exit() ->
         ("SPY", "513.57 / 511.68", "20m00s"), ("SPY", "none (too few bars)", "1h50m")]
 
 
+def test_positions_show_a_position_handed_over_as_the_operators_and_each_exit_deferred() -> None:
+    rows = position_rows([rec(handed_over="horizon sell refused by the broker (403)", exit_deferred=True),
+                          rec("QQQ:H2H:2026-12-07T15:00:00", protect_deferred=True)], OPENED + timedelta(minutes=40))
+    assert [(r["execution_id"][:3], r["in"], r["deferred"]) for r in rows] == [
+        ("QQQ", "0s", "protect"), ("SPY", "the operator's (horizon sell refused by the broker (403))", "exit")]
+
+
 def test_outcome_summary_per_horizon_sets_the_hit_rate_beside_the_mean_probability() -> None:
     rows = [{"horizon": "H30", "outcome": o, "probability": p, "return_pct": ret, "realized_pnl": pnl}
             for o, p, ret, pnl in [("PASS", 0.9, 1.0, 1.0), ("FAIL", 0.92, -0.5, -0.5), ("EXPIRED", 0.94, 0.1, 0.1),

@@ -33,6 +33,13 @@ def inert(value: object) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
+def _time_left(rec: LifecycleRecord, left: timedelta | None) -> str:
+    """Until the horizon exit; a position handed over is the operator's to sell."""
+    if rec.handed_over:
+        return "the operator's (" + inert(rec.handed_over) + ")"
+    return render.age(left.total_seconds()) if left is not None else "-"
+
+
 def position_rows(records: Iterable[LifecycleRecord], now: datetime) -> list[dict[str, Any]]:
     """One row per lifecycle still scheduled, soonest horizon first."""
     rows = []
@@ -43,7 +50,7 @@ def position_rows(records: Iterable[LifecycleRecord], now: datetime) -> list[dic
         rows.append({"execution_id": inert(rec.execution_id), "ticker": inert(rec.ticker),
                      "horizon": inert(rec.horizon), "target / stop": protect,
                      "atr": f"{rec.atr:.4f}" if rec.atr else "-",
-                     "horizon exit": rec.due_at, "in": render.age(left.total_seconds()) if left is not None else "-",
+                     "horizon exit": rec.due_at, "in": _time_left(rec, left),
                      "deferred": ", ".join(what for what, said in (("protect", rec.protect_deferred),
                                                                    ("exit", rec.exit_deferred)) if said)})
     return rows

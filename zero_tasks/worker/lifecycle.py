@@ -238,6 +238,9 @@ def _act(rt: Runtime, rec: LifecycleRecord, facts: Facts, action: ExitAction, sn
         return rec, soon
     if action.step is Step.SELL:
         return _sell(rt, rec, action, snap, now_fn), soon
+    if action.step is Step.HAND_OVER:
+        log.warning("lifecycle %s handed to the operator: %s", rec.execution_id, action.reason)
+        return rec.but(handed_over=f"horizon sell {facts.horizon_sell.status if facts.horizon_sell else 'ended'}"), soon
     if action.step is Step.OUTCOME:
         outcome = outcome_of(rec, facts, broker_now)
         if isinstance(outcome, str):
@@ -292,8 +295,7 @@ def _sell(rt: Runtime, rec: LifecycleRecord, action: ExitAction, snap: Snapshot,
                     snap, now_fn(), intent="exit", exit_reason="horizon")
             # the broker's answer stands: sent again every step it would be refused again (a loop
             # of POSTs against the budget); what is left is the operator's, as after rule 11
-            return rec.but(finished=f"horizon sell refused by the broker ({exc.status}): the position is "
-                                    "the operator's")
+            return rec.but(handed_over=f"horizon sell refused by the broker ({exc.status})")
         order = found
     _record(rt, rec, "exit", Status.SUBMITTED, f"submitted: {action.qty} share {rec.ticker} sell market day "
             f"(horizon {rec.horizon} reached)", snap, now_fn(), intent="exit", exit_reason="horizon", order=order)

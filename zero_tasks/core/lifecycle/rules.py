@@ -10,11 +10,12 @@ to bottom, the first that speaks decides, as the entry rules are (CONTRACT.md):
 | 4 | nothing bought | the entry ended with no fill | DONE |
 | 5 | sold by us | its own exits sold everything it bought | CANCEL a protect leg left, else OUTCOME |
 | 6 | flat by another | the account holds none, not all sold by us | CANCEL an exit left, else OUTCOME (manual) |
+| 6a | the operator's | handed over (rule 11, or a horizon sell refused) and still held | WAIT (slowly) until flat |
 | 7 | no protect | EXIT_POLICY=zero, not protected, no ATR (and why) | NO_PROTECT (said once): the horizon alone |
 | 8 | gate shut | an order is due (protect, or the horizon) while the gate forbids it | DEFER once per exit, then WAIT |
 | 9 | horizon cancel | due: protect still open | CANCEL the protect |
 | 10 | horizon sell working | due: the horizon sell is working | WAIT |
-| 11 | horizon sell ended | due: the horizon sell ended with shares left | DONE: the operator's |
+| 11 | horizon sell ended | due: the horizon sell ended with shares left | HAND_OVER: the operator's |
 | 12 | horizon sell | due: nothing working | SELL min(held, qty_available) at market |
 | 13 | protect | EXIT_POLICY=zero, not protected yet | PROTECT min(held, qty_available) (ATR unknown: WAIT) |
 | 14 | wait | otherwise | WAIT until the horizon or the next look |
@@ -50,6 +51,7 @@ class Step(StrEnum):
     CANCEL = "cancel"
     SELL = "sell"
     OUTCOME = "outcome"
+    HAND_OVER = "hand_over"
     DONE = "done"
 
 
@@ -82,12 +84,21 @@ class Inputs:
         """What an exit may sell now: what it holds, and no more than the account has free."""
         return max(0, min(self.facts.held, self.facts.position.qty_available))
 
+    def slowly(self) -> datetime:
+        """The next look at a position the gateway handed over: it places nothing more, and
+        only its outcome is waited for."""
+        return self.now + self.look_every * OPERATORS_LOOK_FACTOR
+
     def later(self) -> datetime:
         soon = self.now + self.look_every
         return min(soon, self.rec.due_at) if self.rec.due_at and self.rec.due_at > self.now else soon
 
 
 Rule = Callable[[Inputs], ExitAction | None]
+# A position handed to the operator is looked at this many look intervals apart (10 minutes
+# by default): its outcome is recorded within that of its going flat, for a few broker reads
+# an hour instead of a few a minute, however long the operator holds it.
+OPERATORS_LOOK_FACTOR = 20
 
 
 def _hold(i: Inputs) -> ExitAction | None:
@@ -154,6 +165,13 @@ def _flat_by_another(i: Inputs) -> ExitAction | None:
                                     "gateway's", "flat by another")
 
 
+def _handed_over(i: Inputs) -> ExitAction | None:
+    if i.rec.handed_over is None:
+        return None
+    return ExitAction(Step.WAIT, f"the operator's ({i.rec.handed_over}): {i.facts.held} held; its outcome is recorded "
+                                 "once flat", "the operator's", at=i.slowly())
+
+
 def _protect_pending(i: Inputs) -> bool:
     """EXIT_POLICY=zero and neither a protect placed nor its absence recorded yet."""
     return i.rec.policy is Policy.ZERO and not i.facts.protect_placed and not i.rec.protect_skipped
@@ -192,8 +210,8 @@ def _horizon_sell_working(i: Inputs) -> ExitAction | None:
 def _horizon_sell_ended(i: Inputs) -> ExitAction | None:
     sell = i.facts.horizon_sell
     if i.due and sell is not None:
-        return ExitAction(Step.DONE, f"horizon sell ended {sell.status} with {i.facts.held} share(s) left: at most "
-                                     "one horizon sell per execution; the rest is the operator's",
+        return ExitAction(Step.HAND_OVER, f"horizon sell ended {sell.status} with {i.facts.held} share(s) left: at "
+                                          "most one horizon sell per execution; the rest is the operator's",
                           "horizon sell ended")
     return None
 
@@ -238,6 +256,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("nothing bought", _nothing_bought),
     ("sold by us", _sold_by_us),
     ("flat by another", _flat_by_another),
+    ("the operator's", _handed_over),
     ("no protect", _no_protect),
     ("gate shut", _gate_shut),
     ("horizon cancel", _horizon_cancel),

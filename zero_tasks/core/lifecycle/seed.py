@@ -66,7 +66,7 @@ def with_exits_recorded(rec: LifecycleRecord, decisions: list[tuple[str, str, st
         elif kind == "exit" and status == Status.SUBMITTED.value:
             rec = rec.but(sell_recorded=True)
         elif kind == "exit" and status == Status.REJECTED.value:  # the broker refused the sale: not sent again
-            rec = rec.but(finished="horizon sell refused by the broker: the position is the operator's")
+            rec = rec.but(handed_over="horizon sell refused by the broker")
         elif kind == "protect-deferred":
             rec = rec.but(protect_deferred=True)
         elif kind == "exit-deferred":

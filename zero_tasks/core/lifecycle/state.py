@@ -53,6 +53,9 @@ class LifecycleRecord:
     sell_recorded: bool = False  # the horizon sell's SUBMITTED decision is kept
     protect_deferred: bool = False  # the protect's one BLOCKED `exit deferred` is recorded
     exit_deferred: bool = False  # the horizon exit's one BLOCKED `exit deferred` is recorded
+    # The gateway sends no order for it any more (its one horizon sell ended or was refused with
+    # shares left): the operator's; still looked at, slowly, until flat, for its outcome.
+    handed_over: str | None = None
     finished: str | None = None  # why the lifecycle ended (outcome recorded, nothing bought, policy hold)
 
     def to_json(self) -> str:
