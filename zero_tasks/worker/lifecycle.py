@@ -10,9 +10,9 @@ after the position can only be further along), never as someone else's sale.
 
 Every order is a decision like an entry (one TradeUpdate, one execution_log row, through
 the same outbox), under a key of its own per execution: `<execution_id>#protect`,
-`#exit`, `#protect-deferred`, `#exit-deferred`; so a step that runs again after a crash finds the decision kept,
-and the broker finds the order by its deterministic client_order_id (looked up before
-any send). The outcome goes through the outbox too (outbox.keep_outcome).
+`#exit`, `#protect-deferred`, `#exit-deferred`; so a step that runs again after a crash
+finds the decision kept, and the broker finds the order by its deterministic
+client_order_id (looked up before any send). The outcome goes through the outbox too (outbox.keep_outcome).
 """
 
 from __future__ import annotations

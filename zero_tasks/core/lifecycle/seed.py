@@ -54,9 +54,10 @@ def seed_from(execution_id: str, ticker: str, horizon: str, probability: float |
 
 def with_exits_recorded(rec: LifecycleRecord, decisions: list[tuple[str, str, str | None]]) -> LifecycleRecord:
     """A reseeded lifecycle told what its exit decisions already recorded in the audit
-    (`(event_key, status, alpaca_order_id)` of its `#protect`, `#exit`, `#protect-deferred`, `#exit-deferred` rows):
-    Redis lost the outbox that keeps each decision once, so a decision the record did not
-    know of would be recorded (and announced) a second time when its order is found."""
+    (`(event_key, status, alpaca_order_id)` of its `#protect`, `#exit`, `#protect-deferred`
+    and `#exit-deferred` rows): Redis lost the outbox that keeps each decision once, so a
+    decision the record did not know of would be recorded (and announced) a second time when
+    its order is found."""
     for event_key, status, order_id in decisions:
         kind = event_key.rsplit("#", 1)[-1] if "#" in event_key else ""
         if kind == "protect" and status == Status.SUBMITTED.value and order_id:

@@ -2,9 +2,10 @@
 
 The record is what the gateway itself decided and must remember (kept in Redis, one hash
 per execution: adapters/lifecycle_store.py): the entry's signal, the due time, the ATR and
-the protect's prices once known, whether each exit's deferral and the outcome were recorded. The
-broker's facts are read afresh at every step (by client_order_id): what was filled is
-never remembered, always asked.
+the protect's prices once known, whether each exit's deferral and the outcome were
+recorded, whether the position was handed to the operator. The broker's facts are read
+afresh at every step (by client_order_id): what was filled is never remembered, always
+asked.
 """
 
 from __future__ import annotations
