@@ -321,6 +321,23 @@ def test_the_protect_and_the_horizon_exit_are_each_deferred_once(gw: Gateway) ->
     assert len(deferred()) == 2
 
 
+def test_an_atr_still_unknown_at_the_horizon_is_said_before_the_sale(gw: Gateway) -> None:
+    """The market data does not answer, and the horizon comes before its reads are spent:
+    the protect is decided then (one SKIPPED, saying so), and the horizon exit alone."""
+    gw.sim("POST", "/_sim/fault", {"mode": "503", "count": -1, "method": "GET", "path": "/v2/stocks"})
+    pubsub = outcomes(gw)
+    entry = buy(gw, "XLC", 60.0)
+    exec_id = entry["execution_id"]
+    gw.sim("POST", "/_sim/clock/advance", {"seconds": 31 * 60})
+    out = next_outcome(pubsub)
+    assert (out["execution_id"], out["outcome"], out["exit_via"]) == (exec_id, "EXPIRED", "horizon")
+    settle(gw)
+    (skipped,) = [r for r in exit_events(gw, exec_id) if r["intent"] == "protect"]
+    assert skipped["status"] == "SKIPPED", skipped
+    assert "ATR not known by the horizon" in skipped["reason"], skipped
+    assert_one_of_each(gw, entry, protect=0)
+
+
 def test_no_atr_places_no_oco_says_so_and_sells_at_the_horizon(gw: Gateway) -> None:
     """The market data fails for the ticker's bars at every read: after DATA_TRIES reads,
     no ATR, so no protect (one SKIPPED decision saying why), and the horizon exit alone."""

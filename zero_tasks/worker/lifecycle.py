@@ -103,7 +103,7 @@ def _run(rt: Runtime, rec: LifecycleRecord, now_fn: Callable[[], datetime]) -> S
         facts = read_facts(rt, rec, now + offset)
         if facts.entry is not None and not facts.entry.open and rec.entry_fill is None:
             rec = rec.but(entry_fill=facts.entry)
-        rec = _with_atr(rt, rec, facts)
+        rec = _with_atr(rt, rec, facts, now + offset)
     except RateLimited as exc:
         store.schedule(rt.redis, rec.execution_id, now + timedelta(seconds=exc.wait_s))
         return StepResult("wait", str(exc))
@@ -188,12 +188,15 @@ def read_facts(rt: Runtime, rec: LifecycleRecord, now: datetime) -> Facts:
     return Facts(entry, position, target, stop, sell)
 
 
-def _with_atr(rt: Runtime, rec: LifecycleRecord, facts: Facts) -> LifecycleRecord:
+def _with_atr(rt: Runtime, rec: LifecycleRecord, facts: Facts, broker_now: datetime) -> LifecycleRecord:
     """The ATR at the ranking's time, once, when a protect is about to be placed; a read that
-    got no answer is tried again at the next looks (atr.DATA_TRIES in all)."""
+    got no answer is tried again at the next looks (atr.DATA_TRIES in all), until the
+    horizon (then rule 7 says there is no protect)."""
     entry = facts.entry
     pending = rec.policy is Policy.ZERO and not facts.protect_placed and not rec.protect_skipped
     if not pending or rec.atr is not None or rec.atr_note or entry is None or entry.open or not entry.filled_qty:
+        return rec
+    if rec.due_at is not None and broker_now >= rec.due_at:
         return rec
     try:
         value = atr_at(rt.market_data, rec.ticker, rec.rank_time)

@@ -10,8 +10,8 @@ to bottom, the first that speaks decides, as the entry rules are (CONTRACT.md):
 | 4 | nothing bought | the entry ended with no fill | DONE |
 | 5 | sold by us | its own exits sold everything it bought | CANCEL a protect leg left, else OUTCOME |
 | 6 | flat by another | the account holds none, not all sold by us | CANCEL an exit left, else OUTCOME (manual) |
-| 6a | the operator's | handed over (rule 11, or a horizon sell refused) and still held | WAIT (slowly) until flat |
-| 7 | no protect | EXIT_POLICY=zero, not protected, no ATR (and why) | NO_PROTECT (said once): the horizon alone |
+| 6a | the operator's | handed over (rule 11, a horizon sell refused), still held | WAIT slowly; a week on: DONE |
+| 7 | no protect | EXIT_POLICY=zero, not protected, no ATR (why), or none yet at the horizon | NO_PROTECT, once |
 | 8 | gate shut | an order is due (protect, or the horizon) while the gate forbids it | DEFER once per exit, then WAIT |
 | 9 | horizon cancel | due: protect still open | CANCEL the protect |
 | 10 | horizon sell working | due: the horizon sell is working | WAIT |
@@ -99,6 +99,10 @@ Rule = Callable[[Inputs], ExitAction | None]
 # by default): its outcome is recorded within that of its going flat, for a few broker reads
 # an hour instead of a few a minute, however long the operator holds it.
 OPERATORS_LOOK_FACTOR = 20
+# ... and for at most this long after the horizon: the account may hold shares of the ticker
+# that are not this execution's (the operator's own, a later entry's), and then "flat" never
+# comes; the lifecycle ends without an outcome rather than watch for ever.
+HANDED_OVER_WATCH = timedelta(days=7)
 
 
 def _hold(i: Inputs) -> ExitAction | None:
@@ -168,6 +172,9 @@ def _flat_by_another(i: Inputs) -> ExitAction | None:
 def _handed_over(i: Inputs) -> ExitAction | None:
     if i.rec.handed_over is None:
         return None
+    if i.rec.due_at is not None and i.now - i.rec.due_at > HANDED_OVER_WATCH:
+        return ExitAction(Step.DONE, f"the operator's ({i.rec.handed_over}) and not flat {HANDED_OVER_WATCH} after "
+                                     "the horizon: no outcome", "the operator's")
     return ExitAction(Step.WAIT, f"the operator's ({i.rec.handed_over}): {i.facts.held} held; its outcome is recorded "
                                  "once flat", "the operator's", at=i.slowly())
 
@@ -226,8 +233,15 @@ def _horizon_sell(i: Inputs) -> ExitAction | None:
 
 
 def _no_protect(i: Inputs) -> ExitAction | None:
-    if _protect_pending(i) and i.rec.atr is None and i.rec.atr_note:
+    """No ATR, and why; or still none when the horizon comes (the market data never answered
+    before it): the protect is decided, and said, before the horizon's sale."""
+    if not _protect_pending(i) or i.rec.atr is not None:
+        return None
+    if i.rec.atr_note:
         return ExitAction(Step.NO_PROTECT, f"no protect: {i.rec.atr_note}; horizon exit alone", "no protect")
+    if i.due:
+        return ExitAction(Step.NO_PROTECT, f"no protect: ATR not known by the horizon ({i.rec.atr_tries} "
+                                           "market-data read(s) got no answer); horizon exit alone", "no protect")
     return None
 
 
