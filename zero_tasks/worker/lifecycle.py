@@ -184,7 +184,7 @@ def read_facts(rt: Runtime, rec: LifecycleRecord, now: datetime) -> Facts:
         legs = exits.protect(protect_client_order_id(exec_id), rec.protect_order_id)
         if legs is not None:
             target, stop = legs
-    sell = exits.order(exit_client_order_id(exec_id)) if rec.due_at and now >= rec.due_at else None
+    sell = exits.order(exit_client_order_id(exec_id)) if rec.due(now) else None
     return Facts(entry, position, target, stop, sell)
 
 
@@ -196,7 +196,7 @@ def _with_atr(rt: Runtime, rec: LifecycleRecord, facts: Facts, broker_now: datet
     pending = rec.policy is Policy.ZERO and not facts.protect_placed and not rec.protect_skipped
     if not pending or rec.atr is not None or rec.atr_note or entry is None or entry.open or not entry.filled_qty:
         return rec
-    if rec.due_at is not None and broker_now >= rec.due_at:
+    if rec.due(broker_now):
         return rec
     try:
         value = atr_at(rt.market_data, rec.ticker, rec.rank_time)
@@ -219,7 +219,7 @@ def _act(rt: Runtime, rec: LifecycleRecord, facts: Facts, action: ExitAction, sn
     if action.step is Step.WAIT:
         return rec, later
     if action.step is Step.DEFER:
-        if rec.due_at is not None and broker_now >= rec.due_at:
+        if rec.due(broker_now):
             _record(rt, rec, "exit-deferred", Status.BLOCKED, action.reason, snap, now, intent="exit",
                     exit_reason="horizon")
             return rec.but(exit_deferred=True), later

@@ -77,7 +77,7 @@ class Inputs:
 
     @property
     def due(self) -> bool:
-        return self.rec.due_at is not None and self.now >= self.rec.due_at
+        return self.rec.due(self.now)
 
     @property
     def free(self) -> int:

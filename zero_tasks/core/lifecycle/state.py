@@ -87,6 +87,10 @@ class LifecycleRecord:
     def but(self, **changes: Any) -> LifecycleRecord:
         return replace(self, **changes)
 
+    def due(self, now: datetime) -> bool:
+        """The horizon has come (on the broker's clock `now`)."""
+        return self.due_at is not None and now >= self.due_at
+
 
 @dataclass(frozen=True)
 class OrderFacts:
